@@ -1,0 +1,33 @@
+"""getbatch.archive: read shards (.tar, .tgz/.tar.gz, .tar.lz4, .zip) and write output archives.
+
+This layer knows nothing of HTTP or buckets. Hot paths (TAR header scan and packing,
+ZIP central-directory parsing, the emit loop) are Cython extensions built from ext/,
+each with a pure-Python twin of the same API chosen at import (GETBATCH_PURE=1 forces
+the twins); `backend()` tells which is active.
+
+Reading::
+
+    with open_shard("shard-000.tar") as sh:
+        sh.read("a/b.jpg")                    # one member
+        sh.read_many(["x.wav", "a/b.jpg"])    # many, in this order, one pass
+
+Writing::
+
+    with open_writer("tar", sink) as w:       # sink: anything with .write(bytes)
+        w.add("name", b"data")
+"""
+from ._accel import backend, backends
+from .errors import ArchiveError, CorruptArchive, MemberNotFound, NotAnArchive, UnsafeName
+from .member import DIR, FILE, HARDLINK, OTHER, SYMLINK, Member, Shard
+from .formats import FORMATS, detect_format
+from .shards import open_shard
+from .writers import OUTPUT_FORMATS, open_writer, tar_header, tar_entry_size
+from .emit import emit
+
+__all__ = [
+    "ArchiveError", "CorruptArchive", "MemberNotFound", "NotAnArchive", "UnsafeName",
+    "Member", "Shard", "FILE", "DIR", "SYMLINK", "HARDLINK", "OTHER",
+    "FORMATS", "detect_format", "open_shard",
+    "OUTPUT_FORMATS", "open_writer", "tar_header", "tar_entry_size",
+    "emit", "backend", "backends",
+]

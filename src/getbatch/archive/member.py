@@ -1,0 +1,80 @@
+"""The shard-format-neutral description of one archive entry, and the Shard interface.
+
+Every reader (TAR, compressed TAR, ZIP) returns `Member` records and implements
+`Shard`, so the batch layer never looks at formats.
+"""
+from typing import NamedTuple
+
+# Member kinds. Only FILE members are ever read as data.
+FILE = "file"
+DIR = "dir"
+SYMLINK = "symlink"
+HARDLINK = "hardlink"
+OTHER = "other"
+
+
+class Member(NamedTuple):
+    name: str        # as stored in the archive (after PAX/GNU long-name resolution)
+    offset: int      # data offset: in the shard file (tar, zip stored: of the member data),
+                     # or in the decompressed stream (tgz, tar.lz4)
+    size: int        # uncompressed size in bytes
+    kind: str = FILE
+    method: int = 0  # ZIP compression method (0 stored, 8 deflated); 0 for TAR
+    csize: int = -1  # ZIP compressed size; -1 for TAR
+    crc: int = -1    # ZIP CRC-32; -1 for TAR
+
+
+def name_variants(name: str):
+    """Names under which a lookup of `name` also finds a member.
+
+    Archives made with `tar -C dir .` store `./x`; some tools store `/x`. A lookup
+    tries the exact name first, then these, so `x`, `./x` and `/x` all find each other.
+    """
+    bare = name
+    while bare.startswith("./"):
+        bare = bare[2:]
+    bare = bare.lstrip("/")
+    out = [bare, "./" + bare, "/" + bare]
+    return [n for n in out if n != name]
+
+
+class Shard:
+    """An opened input archive. Subclasses: TarShard, CompressedTarShard, ZipShard.
+
+    Duplicate member names: the FIRST regular file of that name wins (as GNU tar
+    extraction order and AIStore's shard index agree on for lookups).
+    """
+
+    format: str  # "tar", "tgz", "tar.lz4" or "zip"
+    path: str
+
+    def members(self) -> list:
+        """Every entry in archive order, directories and links included."""
+        raise NotImplementedError
+
+    def lookup(self, name: str) -> Member:
+        """The regular-file member called `name` (or ./name, /name); raises MemberNotFound."""
+        raise NotImplementedError
+
+    def extent(self, name: str):
+        """(offset, size) of the member's bytes inside the shard file when they are stored
+        uncompressed there (plain TAR, ZIP stored), so they can be served with pread/sendfile;
+        None otherwise. Raises MemberNotFound."""
+        raise NotImplementedError
+
+    def read(self, name: str) -> bytes:
+        return self.read_many([name])[0]
+
+    def read_many(self, names) -> list:
+        """Bytes of each named member, in the caller's order (duplicates allowed).
+        Compressed shards are decompressed at most once per call."""
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
