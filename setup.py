@@ -22,12 +22,18 @@ def _extensions():
         return []
     from setuptools import Extension
 
+    directives = {"boundscheck": False, "wraparound": False, "cdivision": True,
+                  "initializedcheck": False}
     exts = []
     for pyx in sorted(glob.glob(os.path.join("ext", "*.pyx"))):
         mod = os.path.splitext(os.path.basename(pyx))[0]
-        exts.append(Extension(f"getbatch.archive.{mod}", [pyx], extra_compile_args=["-O3"]))
-    return cythonize(exts, language_level=3, compiler_directives={
-        "boundscheck": False, "wraparound": False, "cdivision": True, "initializedcheck": False})
+        ext = Extension(f"getbatch.archive.{mod}", [pyx], extra_compile_args=["-O3"])
+        try:
+            exts.extend(cythonize([ext], language_level=3, compiler_directives=directives))
+        except Exception as exc:  # one broken .pyx must not block the others
+            print(f"getbatch: {pyx} not translated ({exc}); using its pure-Python twin",
+                  file=sys.stderr)
+    return exts
 
 
 class OptionalBuildExt(build_ext):

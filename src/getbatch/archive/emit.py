@@ -1,0 +1,11 @@
+"""The emit loop, from ext/_cemit.pyx or its pure-Python twin emit_py.py.
+
+emit(sink_fd, items, bufsize=1 MiB, sendfile_min=64 KiB) writes
+(head, src, offset, length, pad) items to a socket or file descriptor: small items
+gathered into one reused buffer, large file-backed ones sent with sendfile(2).
+"""
+from ._accel import load
+
+_impl = load("_cemit", "emit_py")
+emit = _impl.emit
+EmitError = _impl.EmitError

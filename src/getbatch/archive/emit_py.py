@@ -1,0 +1,124 @@
+"""Pure-Python twin of ext/_cemit.pyx: same API, same bytes, same errors."""
+import errno
+import os
+import select
+
+
+class EmitError(OSError):
+    """An item could not be emitted; `index` is its position in the sequence."""
+
+    def __init__(self, index, message, err=0):
+        super().__init__(err, message)
+        self.index = index
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
+class _Sink:
+    def __init__(self, fd, bufsize, timeout_ms):
+        self.fd = fd
+        self.cap = bufsize
+        self.buf = bytearray()
+        self.total = 0
+        self.timeout = timeout_ms / 1000.0
+
+    def _wait(self, index):
+        _, w, _ = select.select([], [self.fd], [], self.timeout)
+        if not w:
+            raise EmitError(index, "client did not accept data before the send timeout", errno.ETIMEDOUT)
+
+    def write_all(self, data, index):
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except InterruptedError:
+                continue
+            except BlockingIOError:
+                self._wait(index)
+                continue
+            except OSError as exc:
+                raise EmitError(index, f"cannot write to the client: {os.strerror(exc.errno)}", exc.errno)
+            view = view[n:]
+            self.total += n
+
+    def flush(self, index):
+        if self.buf:
+            self.write_all(self.buf, index)
+            self.buf = bytearray()
+
+    def put(self, data, index):
+        self.buf += data
+        if len(self.buf) >= self.cap:
+            self.flush(index)
+
+    def send_file(self, fd, off, n, index, what, planned):
+        self.flush(index)
+        while n > 0:
+            try:
+                sent = os.sendfile(self.fd, fd, off, min(n, 1 << 30))
+            except InterruptedError:
+                continue
+            except BlockingIOError:
+                self._wait(index)
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.ENOSYS):
+                    self.pread_into(fd, off, n, index, what, planned)
+                    return
+                raise EmitError(index, f"cannot write to the client: {os.strerror(exc.errno)}", exc.errno)
+            if sent == 0:
+                raise EmitError(index, f"{what} is shorter than the {planned} bytes planned (changed while being sent?)")
+            off += sent
+            n -= sent
+            self.total += sent
+
+    def pread_into(self, fd, off, n, index, what, planned):
+        while n > 0:
+            try:
+                data = os.pread(fd, min(n, self.cap), off)
+            except OSError as exc:
+                raise EmitError(index, f"cannot read {what}: {os.strerror(exc.errno)}", exc.errno)
+            if not data:
+                raise EmitError(index, f"{what} is shorter than the {planned} bytes planned (changed while being sent?)")
+            self.put(data, index)
+            off += len(data)
+            n -= len(data)
+
+
+def emit(sink_fd, items, bufsize=1 << 20, sendfile_min=1 << 16, timeout_ms=120000):
+    """See ext/_cemit.pyx: write (head, src, offset, length, pad) items to sink_fd in order."""
+    s = _Sink(sink_fd, bufsize, timeout_ms)
+    index = 0
+    for index, (head, src, off, length, pad) in enumerate(items):
+        if head:
+            s.put(head, index)
+        if length > 0:
+            if src is None:
+                raise ValueError(f"item {index}: length {length} with no source")
+            if isinstance(src, (bytes, bytearray, memoryview)):
+                if off < 0 or off + length > len(src):
+                    raise ValueError(f"item {index}: [{off}, {off + length}) outside its data")
+                s.put(memoryview(src)[off:off + length], index)
+            else:
+                what = src if isinstance(src, str) else f"item {index}"
+                fd = src
+                if isinstance(src, str):
+                    try:
+                        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+                    except OSError as exc:
+                        raise EmitError(index, f"cannot open {what}: {os.strerror(exc.errno)}", exc.errno)
+                try:
+                    if length >= sendfile_min:
+                        s.send_file(fd, off, length, index, what, length)
+                    else:
+                        s.pread_into(fd, off, length, index, what, length)
+                finally:
+                    if isinstance(src, str):
+                        os.close(fd)
+        if pad > 0:
+            s.put(bytes(pad), index)
+    s.flush(index)
+    return s.total
