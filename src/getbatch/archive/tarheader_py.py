@@ -1,0 +1,124 @@
+"""Pure-Python twin of ext/_ctarheader.pyx: TAR headers for the output archive.
+
+Each regular file gets one ustar block when its name fits (<= 100 bytes, or split
+at a '/' into a <= 155-byte prefix and a <= 100-byte name) and is ASCII; otherwise a
+PAX extended header ('x' block carrying `path=`) precedes the ustar block. Sizes of
+8 GiB and more go into a PAX `size=` record and a base-256 size field. Output is
+deterministic: only the arguments reach the header (uname/gname empty).
+"""
+
+BLOCK = 512
+_OCTAL11 = 8 ** 11          # first value that no longer fits 11 octal digits
+_PAX_NAME = b"././@PaxHeader"
+_HEAD = b"ustar\x0000"       # magic + version, at offset 257
+
+
+def _numeric(value, width):
+    """A numeric field: octal digits + NUL, or GNU base-256 when too big for octal."""
+    if value < 0:
+        raise ValueError(f"negative header field: {value}")
+    if value < 8 ** (width - 1):
+        return b"%0*o\x00" % (width - 1, value)
+    if value >= 256 ** (width - 1):
+        raise ValueError(f"header field too large: {value}")
+    return b"\x80" + value.to_bytes(width - 1, "big")
+
+
+def _block(name, prefix, size, mtime, mode, uid, gid, typeflag):
+    block = bytearray(BLOCK)
+    block[0:len(name)] = name
+    block[100:108] = _numeric(mode, 8)
+    block[108:116] = _numeric(uid, 8)
+    block[116:124] = _numeric(gid, 8)
+    block[124:136] = _numeric(size, 12)
+    block[136:148] = _numeric(mtime, 12)
+    block[148:156] = b"        "
+    block[156] = typeflag
+    block[257:265] = _HEAD
+    block[329:345] = b"0000000\x000000000\x00"
+    block[345:345 + len(prefix)] = prefix
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block)
+
+
+def _split(encoded):
+    """(prefix, name) for a name of 101..255 bytes, or None when no '/' splits it.
+
+    The split takes the first '/' that leaves <= 100 bytes after it (the shortest
+    prefix), with neither part empty.
+    """
+    n = len(encoded)
+    lo = max(1, n - 101)
+    hi = min(155, n - 2)
+    if lo > hi:
+        return None
+    cut = encoded.find(b"/", lo, hi + 1)
+    if cut < 0:
+        return None
+    return encoded[:cut], encoded[cut + 1:]
+
+
+def _pax_record(key, value):
+    payload = b" %s=%s\n" % (key, value)
+    length = len(payload) + 1
+    while len(str(length)) + len(payload) != length:
+        length = len(str(length)) + len(payload)
+    return b"%d%s" % (length, payload)
+
+
+def _check_name(name):
+    if "\x00" in name:
+        raise ValueError("NUL in TAR member name")
+
+
+def tar_header(name, size, mtime=0, mode=0o644, uid=0, gid=0):
+    """Header bytes (512, or more with a PAX header) for a regular file `name` of `size` bytes."""
+    _check_name(name)
+    encoded = name.encode("utf-8", "surrogateescape")
+    big = size >= _OCTAL11
+    if name.isascii() and not big:
+        if len(encoded) <= 100:
+            return _block(encoded, b"", size, mtime, mode, uid, gid, 0x30)
+        if len(encoded) <= 255:
+            parts = _split(encoded)
+            if parts is not None:
+                return _block(parts[1], parts[0], size, mtime, mode, uid, gid, 0x30)
+    return _pax_header(name, encoded, size, mtime, mode, uid, gid)
+
+
+def _pax_header(name, encoded, size, mtime, mode, uid, gid):
+    ascii_name = name.encode("ascii", "replace")
+    if name.isascii() and len(encoded) <= 100:
+        records, ustar_name = b"", encoded
+    else:
+        records, ustar_name = _pax_record(b"path", encoded), ascii_name[:100]
+    if size >= _OCTAL11:
+        records += _pax_record(b"size", b"%d" % size)
+    pad = -len(records) % BLOCK
+    return (_block(_PAX_NAME, b"", len(records), mtime, mode, uid, gid, 0x78)
+            + records + bytes(pad)
+            + _block(ustar_name, b"", size, mtime, mode, uid, gid, 0x30))
+
+
+def tar_entry_size(name, size):
+    """Bytes the entry takes in the output: header(s) + data padded to 512."""
+    _check_name(name)
+    if size < 0:
+        raise ValueError(f"negative size: {size}")
+    data = size + (-size % BLOCK)
+    encoded = name.encode("utf-8", "surrogateescape")
+    big = size >= _OCTAL11
+    if name.isascii() and not big and (len(encoded) <= 100
+                                       or (len(encoded) <= 255 and _split(encoded) is not None)):
+        return BLOCK + data
+    records = 0
+    if not (name.isascii() and len(encoded) <= 100):
+        records += len(_pax_record(b"path", encoded))
+    if big:
+        records += len(_pax_record(b"size", b"%d" % size))
+    return 2 * BLOCK + records + (-records % BLOCK) + data
+
+
+def tar_headers(names, sizes, mtime=0, mode=0o644, uid=0, gid=0):
+    """tar_header for each (name, size) pair, as a list."""
+    return [tar_header(n, s, mtime, mode, uid, gid) for n, s in zip(names, sizes, strict=True)]
