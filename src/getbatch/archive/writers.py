@@ -1,0 +1,337 @@
+"""Output archive writers: TAR, TGZ, TAR.LZ4 and ZIP, streamed to any object with .write().
+
+Writers never seek: ZIP entries carry data descriptors (general-purpose bit 3) and
+the central directory goes at the end. Small pieces are gathered into a ~1 MiB
+buffer so the sink sees few large writes; pieces of 256 KiB or more bypass the
+buffer (the sink then receives the caller's bytes-like object as is). A writer
+left through an exception writes no archive end, so a failed batch never looks
+like a complete archive.
+"""
+import os
+import struct
+import time
+import zlib
+
+import lz4.frame
+
+from ._accel import load
+from .errors import ArchiveError
+
+_th = load("_ctarheader", "tarheader_py")
+tar_header = _th.tar_header
+tar_entry_size = _th.tar_entry_size
+tar_headers = _th.tar_headers
+
+OUTPUT_FORMATS = {"tar": "tar", "tgz": "tgz", "tar.gz": "tgz", "tar.lz4": "tar.lz4", "zip": "zip"}
+
+_CAP = 1 << 20       # flush the buffer once it holds this much
+_DIRECT = 256 << 10  # pieces this big skip the buffer
+_PIECE = 1 << 20     # add_file reads at most this much per pread
+_PADS = [bytes(n) for n in range(512)]
+
+
+def _pread_pieces(fd, offset, length, name):
+    while length > 0:
+        piece = os.pread(fd, min(length, _PIECE), offset)
+        if not piece:
+            raise ArchiveError(name, f"source file ended {length} bytes early")
+        yield piece
+        offset += len(piece)
+        length -= len(piece)
+
+
+def _as_bytes(data):
+    """`data` itself when it is bytes, else a flat byte view of it (len = byte count)."""
+    return data if type(data) is bytes else memoryview(data).cast("B")
+
+
+class ArchiveWriter:
+    """Base: buffering, lifecycle. Subclasses define the entry layout and the archive end."""
+
+    format = ""
+
+    def __init__(self, sink, mtime=0, mode=0o644):
+        self._sink = sink
+        self._mtime = mtime
+        self._mode = mode
+        self._buf = bytearray()
+        self._closed = False
+
+    # -- output path: _put buffers, _emit is what leaves the buffer (compressors hook here)
+    def _emit(self, data):
+        self._sink.write(data)
+
+    def _flush(self):
+        if self._buf:
+            self._emit(bytes(self._buf))
+            self._buf.clear()
+
+    def _put(self, data):
+        if len(data) >= _DIRECT:
+            self._flush()
+            self._emit(data)
+        else:
+            self._buf += data
+            if len(self._buf) >= _CAP:
+                self._flush()
+
+    def _check_open(self):
+        if self._closed:
+            raise ValueError("archive writer is closed")
+
+    # -- public API
+    def add(self, name, data, mtime=None):
+        """One member holding `data` (bytes-like)."""
+        raise NotImplementedError
+
+    def add_stream(self, name, size, chunks, mtime=None):
+        """One member of `size` bytes given as an iterable of bytes-like chunks."""
+        raise NotImplementedError
+
+    def add_file(self, name, fd, offset, length, mtime=None):
+        """One member holding `length` bytes of open file `fd` from `offset` (read with pread)."""
+        self.add_stream(name, length, _pread_pieces(fd, offset, length, name), mtime)
+
+    def _finish(self):
+        """Archive end (end blocks, central directory) into the buffer."""
+
+    def _trailer(self):
+        """Bytes the output stage still holds (compressor trailers), after the last flush."""
+        return b""
+
+    def close(self):
+        """Write the archive end and flush everything. The sink is left open."""
+        if self._closed:
+            return
+        self._finish()
+        self._flush()
+        tail = self._trailer()
+        if tail:
+            self._sink.write(tail)
+        self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self._closed = True
+
+
+class TarWriter(ArchiveWriter):
+    """Plain TAR: ustar headers (PAX when needed), data padded to 512, two zero blocks at the end."""
+
+    format = "tar"
+
+    def add(self, name, data, mtime=None):
+        self._check_open()
+        data = _as_bytes(data)
+        n = len(data)
+        buf = self._buf
+        buf += tar_header(name, n, self._mtime if mtime is None else mtime, self._mode)
+        if n >= _DIRECT:
+            self._flush()
+            self._emit(data)
+        else:
+            buf += data
+        buf += _PADS[-n & 511]
+        if len(buf) >= _CAP:
+            self._flush()
+
+    def add_stream(self, name, size, chunks, mtime=None):
+        self._check_open()
+        self._put(tar_header(name, size, self._mtime if mtime is None else mtime, self._mode))
+        total = 0
+        for chunk in chunks:
+            chunk = _as_bytes(chunk)
+            total += len(chunk)
+            if total > size:
+                raise ArchiveError(name, f"stream gave more than the declared {size} bytes")
+            self._put(chunk)
+        if total != size:
+            raise ArchiveError(name, f"stream gave {total} bytes, declared {size}")
+        self._put(_PADS[-size & 511])
+
+    def add_file(self, name, fd, offset, length, mtime=None):
+        if length >= _DIRECT:
+            return super().add_file(name, fd, offset, length, mtime)
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            raise ArchiveError(name, f"source file ended {length - len(data)} bytes early")
+        return self.add(name, data, mtime)
+
+    def _finish(self):
+        self._buf += bytes(1024)
+
+
+class TgzWriter(TarWriter):
+    """TAR through gzip (zlib level 1; header mtime 0, so output is deterministic)."""
+
+    format = "tgz"
+
+    def __init__(self, sink, mtime=0, mode=0o644):
+        super().__init__(sink, mtime, mode)
+        self._z = zlib.compressobj(1, zlib.DEFLATED, 31)
+
+    def _emit(self, data):
+        out = self._z.compress(data)
+        if out:
+            self._sink.write(out)
+
+    def _trailer(self):
+        return self._z.flush()
+
+
+class TarLz4Writer(TarWriter):
+    """TAR through one LZ4 frame of 256 KiB blocks, no block checksums."""
+
+    format = "tar.lz4"
+
+    def __init__(self, sink, mtime=0, mode=0o644):
+        super().__init__(sink, mtime, mode)
+        self._c = lz4.frame.LZ4FrameCompressor(block_size=lz4.frame.BLOCKSIZE_MAX256KB,
+                                               content_checksum=False)
+        self._head = self._c.begin()
+
+    def _emit(self, data):
+        out = self._c.compress(data)
+        if self._head:
+            out, self._head = self._head + out, b""
+        if out:
+            self._sink.write(out)
+
+    def _trailer(self):
+        return self._head + self._c.flush()
+
+
+_U32 = 0xFFFFFFFF
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_DESC32 = struct.Struct("<IIII")
+_DESC64 = struct.Struct("<IIQQ")
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_EOCD = struct.Struct("<IHHHHIIH")
+_EOCD64 = struct.Struct("<IQHHIIQQQQ")
+_LOCATOR64 = struct.Struct("<IIQI")
+_ZIP64_LOCAL_EXTRA = struct.pack("<HHQQ", 1, 16, 0, 0)
+_DOS_MIN = 315532800  # 1980-01-01 00:00:00 UTC, the earliest DOS timestamp
+
+
+def _dos_time(mtime):
+    """(time, date) DOS fields for a POSIX time, in UTC so output does not depend on the host."""
+    t = time.gmtime(max(mtime, _DOS_MIN))
+    year = min(t.tm_year, 2107)
+    return ((t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2),
+            ((year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday)
+
+
+class ZipWriter(ArchiveWriter):
+    """Streaming ZIP: local header, data, data descriptor per entry; central directory at the end.
+
+    STORED by default (CRC computed while streaming), DEFLATED (zlib level 1) with
+    compress=True. ZIP64 fields appear for entries whose sizes, or archives whose
+    offsets or entry count, exceed the 32/16-bit fields.
+    """
+
+    format = "zip"
+
+    def __init__(self, sink, mtime=0, mode=0o644, compress=False):
+        super().__init__(sink, mtime, mode)
+        self._method = 8 if compress else 0
+        self._pos = 0          # bytes of archive produced so far (= next local header offset)
+        self._central = []     # one tuple per entry for the central directory
+        self._dos_cache = (None, None)
+        self._attr = ((0o100000 | mode) & 0xFFFF) << 16
+
+    def _put(self, data):
+        self._pos += len(data)
+        super()._put(data)
+
+    def _dos(self, mtime):
+        if mtime != self._dos_cache[0]:
+            self._dos_cache = (mtime, _dos_time(mtime))
+        return self._dos_cache[1]
+
+    def _zip64_needed(self, size):
+        # deflate can grow incompressible data slightly; leave room for that
+        bound = size + (size >> 10) + 64 if self._method else size
+        return bound >= _U32
+
+    def _entry(self, name, size, pieces, mtime):
+        self._check_open()
+        encoded = name.encode("utf-8")
+        flags = 0x08 if name.isascii() else 0x808
+        zip64 = self._zip64_needed(size)
+        dtime, ddate = self._dos(self._mtime if mtime is None else mtime)
+        offset = self._pos
+        if zip64:
+            self._put(_LOCAL.pack(0x04034B50, 45, flags, self._method, dtime, ddate, 0, _U32, _U32,
+                                  len(encoded), len(_ZIP64_LOCAL_EXTRA)) + encoded + _ZIP64_LOCAL_EXTRA)
+        else:
+            self._put(_LOCAL.pack(0x04034B50, 20, flags, self._method, dtime, ddate, 0, 0, 0,
+                                  len(encoded), 0) + encoded)
+        crc = total = csize = 0
+        comp = zlib.compressobj(1, zlib.DEFLATED, -15) if self._method else None
+        for piece in pieces:
+            piece = _as_bytes(piece)
+            total += len(piece)
+            if total > size:
+                raise ArchiveError(name, f"stream gave more than the declared {size} bytes")
+            crc = zlib.crc32(piece, crc)
+            if comp is not None:
+                piece = comp.compress(piece)
+            csize += len(piece)
+            if piece:
+                self._put(piece)
+        if total != size:
+            raise ArchiveError(name, f"stream gave {total} bytes, declared {size}")
+        if comp is not None:
+            piece = comp.flush()
+            csize += len(piece)
+            self._put(piece)
+        if zip64:
+            self._put(_DESC64.pack(0x08074B50, crc, csize, size))
+        else:
+            self._put(_DESC32.pack(0x08074B50, crc, csize, size))
+        self._central.append((encoded, flags, dtime, ddate, crc, csize, size, offset, zip64))
+
+    def add(self, name, data, mtime=None):
+        data = _as_bytes(data)
+        self._entry(name, len(data), (data,), mtime)
+
+    def add_stream(self, name, size, chunks, mtime=None):
+        self._entry(name, size, chunks, mtime)
+
+    def _finish(self):
+        start = self._pos
+        for encoded, flags, dtime, ddate, crc, csize, size, offset, zip64 in self._central:
+            extra = []
+            if zip64:
+                extra += [size, csize]
+                size = csize = _U32
+            if offset >= _U32:
+                extra.append(offset)
+                offset = _U32
+            extra = struct.pack("<HH%dQ" % len(extra), 1, 8 * len(extra), *extra) if extra else b""
+            version = 45 if extra else 20
+            self._put(_CENTRAL.pack(0x02014B50, (3 << 8) | version, version, flags, self._method,
+                                    dtime, ddate, crc, csize, size, len(encoded), len(extra), 0,
+                                    0, 0, self._attr, offset) + encoded + extra)
+        count, cd_size, end = len(self._central), self._pos - start, self._pos
+        if count >= 0xFFFF or cd_size >= _U32 or start >= _U32:
+            self._put(_EOCD64.pack(0x06064B50, 44, (3 << 8) | 45, 45, 0, 0, count, count,
+                                   cd_size, start))
+            self._put(_LOCATOR64.pack(0x07064B50, 0, end, 1))
+        self._put(_EOCD.pack(0x06054B50, 0, 0, min(count, 0xFFFF), min(count, 0xFFFF),
+                             min(cd_size, _U32), min(start, _U32), 0))
+
+
+def open_writer(fmt, sink, *, mtime=0, mode=0o644, compress_zip=False):
+    """An ArchiveWriter for output format `fmt` (a key of OUTPUT_FORMATS, leading '.' allowed)."""
+    kind = OUTPUT_FORMATS.get(fmt[1:] if fmt.startswith(".") else fmt)
+    if kind is None:
+        raise ValueError(f"unknown output format {fmt!r}; expected one of {sorted(OUTPUT_FORMATS)}")
+    if kind == "zip":
+        return ZipWriter(sink, mtime, mode, compress_zip)
+    return {"tar": TarWriter, "tgz": TgzWriter, "tar.lz4": TarLz4Writer}[kind](sink, mtime, mode)
