@@ -1,0 +1,159 @@
+"""Turn a Plan into the response body: the archive, alone (streaming) or in multipart (buffered).
+
+Two ways out, byte-identical:
+- `emit_to(fd)`: for .tar output, headers are packed up front and the items go through the
+  Cython emit loop straight to the client socket (buffered preadv for small items,
+  sendfile for large ones). The gunicorn worker in server/worker.py calls it.
+- iteration: a plain WSGI byte iterator through the streaming archive writers, for any
+  WSGI server and for the compressed output formats.
+
+Members that need decompression are read in windows of at most WINDOW_BYTES, each shard
+decompressed once per window, so memory stays bounded whatever the batch size.
+Buffered mode needs no spill file: every size and every err_msg is known after planning,
+so the metadata part is written first and the archive part streams after it.
+"""
+import os
+import secrets
+
+import msgspec
+
+from ..archive import emit, open_writer, tar_entry_size, tar_header
+
+WINDOW_BYTES = 32 << 20
+WINDOW_ITEMS = 4096
+CONTENT_TYPES = {"tar": "application/x-tar", "tgz": "application/gzip",
+                 "tar.lz4": "application/x-lz4", "zip": "application/zip"}
+TAR_END = 1024
+_enc = msgspec.json.Encoder()
+
+
+def _windows(items):
+    """Consecutive slices of items whose decompressed data fits in one window."""
+    start, held = 0, 0
+    for i, it in enumerate(items):
+        if it.shard is not None:
+            held += it.size
+        if held > WINDOW_BYTES or i - start >= WINDOW_ITEMS:
+            yield items[start:i + 1]
+            start, held = i + 1, 0
+    if start < len(items):
+        yield items[start:]
+
+
+def _load(window):
+    """Bytes of every to-decompress item in the window: one read_many per shard."""
+    by_shard = {}
+    for it in window:
+        if it.shard is not None:
+            by_shard.setdefault(id(it.shard), (it.shard, []))[1].append(it)
+    data = {}
+    for shard, its in by_shard.values():
+        blobs = shard.read_many([it.member for it in its])
+        for it, blob in zip(its, blobs):
+            data[id(it)] = memoryview(blob)[it.offset:it.offset + it.size]
+    return data
+
+
+class BatchOutput:
+    """The response body of one GetBatch: iterable of bytes, or emitted by `emit_to(fd)`."""
+
+    def __init__(self, plan, fmt, multipart):
+        self.plan = plan
+        self.fmt = fmt
+        self.boundary = secrets.token_hex(30) if multipart else None
+        self.prefix, self.suffix = self._framing()
+        self.content_length = self._length() if fmt == "tar" else None
+        self.content_type = (f"multipart/mixed; boundary={self.boundary}" if multipart
+                             else CONTENT_TYPES[fmt])
+
+    def _framing(self):
+        if self.boundary is None:
+            return b"", b""
+        b = self.boundary
+        meta = _enc.encode({"uuid": self.plan.uuid, "out": self.plan.out})
+        prefix = (f"--{b}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n".encode()
+                  + meta + b"\n\r\n"
+                  + f"--{b}\r\nContent-Disposition: form-data; name=\"archive\"; "
+                    f"filename=\"get-batch[{self.plan.uuid}]\"\r\n"
+                    f"Content-Type: application/octet-stream\r\n\r\n".encode())
+        return prefix, f"\r\n--{b}--\r\n".encode()
+
+    def _length(self):
+        return (len(self.prefix) + sum(tar_entry_size(it.name, it.size) for it in self.plan.items)
+                + TAR_END + len(self.suffix))
+
+    @property
+    def zero_copy(self):
+        """True when emit_to() can send this body (plain TAR, every size known)."""
+        return self.content_length is not None
+
+    def emit_to(self, fd, sendfile_min=1 << 16):
+        """Send the whole body to `fd` through the emit loop; returns bytes written."""
+        total = 0
+        first = True
+        for window in _windows(self.plan.items):
+            data = _load(window)
+            items = []
+            for it in window:
+                head = tar_header(it.name, it.size)
+                if first:
+                    head, first = self.prefix + head, False
+                pad = -it.size % 512
+                if it.path is not None:
+                    items.append((head, it.path, it.offset, it.size, pad))
+                elif it.shard is not None:
+                    items.append((head, data[id(it)], 0, it.size, pad))
+                else:
+                    items.append((head, None, 0, 0, pad))
+            total += emit(fd, items, sendfile_min=sendfile_min)
+        total += emit(fd, [((self.prefix if first else b"") + bytes(TAR_END) + self.suffix,
+                            None, 0, 0, 0)])
+        return total
+
+    def __iter__(self):
+        chunks = []
+        sink = _ListSink(chunks)
+        if self.prefix:
+            yield self.prefix
+        writer = open_writer(self.fmt, sink)
+        for window in _windows(self.plan.items):
+            data = _load(window)
+            for it in window:
+                if it.path is not None:
+                    fd = os.open(it.path, os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        writer.add_file(it.name, fd, it.offset, it.size)
+                    finally:
+                        os.close(fd)
+                elif it.shard is not None:
+                    writer.add(it.name, data[id(it)])
+                else:
+                    writer.add(it.name, b"")
+                if sink.size >= 1 << 20:
+                    yield from sink.take()
+        writer.close()
+        yield from sink.take()
+        if self.suffix:
+            yield self.suffix
+
+    def close(self):
+        self.plan.close()
+
+
+class _ListSink:
+    """A write-only sink that collects chunks for the WSGI iterator."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.size = 0
+
+    def write(self, b):
+        self.chunks.append(bytes(b))
+        self.size += len(b)
+        return len(b)
+
+    def take(self):
+        out = self.chunks[:]
+        self.chunks.clear()
+        self.size = 0
+        return out

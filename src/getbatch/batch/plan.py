@@ -1,0 +1,131 @@
+"""Resolve every entry of a validated request to a source of known size, in request order.
+
+Everything that can fail deterministically fails here, before the status line: missing
+buckets (404), missing objects or members without `coer` (404), ranges out of bounds
+(416), shards that are not archives (400), too many soft errors (400). With `coer`, a
+missing object or member becomes a zero-length `__404__/...` placeholder with `err_msg`.
+
+An item's data is either a byte range of a file (plain objects, ranges, members of
+uncompressed TAR and stored ZIP shards: served zero-copy) or a member that must be
+decompressed (.tgz, .tar.lz4, deflated ZIP), read later in windows by assemble.py.
+"""
+import os
+import uuid as _uuid
+
+from ..archive import ArchiveError, MemberNotFound, open_shard
+from ..store.errors import InvalidName, ObjectNotFound
+from .errors import BadRequest, NotFound, RangeNotSatisfiable
+
+MISSING_DIR = "__404__/"
+DEFAULT_MAX_SOFT_ERRS = int(os.environ.get("GETBATCH_MAX_SOFT_ERRS", "8"))
+
+
+class Item:
+    """One output entry. `path`+`offset` for file-backed data; `shard`+`member` for data to
+    decompress (then `offset` is relative to the member); neither for a placeholder."""
+
+    __slots__ = ("name", "size", "path", "offset", "shard", "member")
+
+    def __init__(self, name, size, path=None, offset=0, shard=None, member=None):
+        self.name = name
+        self.size = size
+        self.path = path
+        self.offset = offset
+        self.shard = shard
+        self.member = member
+
+
+class Plan:
+    __slots__ = ("req", "items", "out", "uuid", "soft_errors")
+
+    def __init__(self, req, items, out, soft_errors):
+        self.req = req
+        self.items = items
+        self.out = out              # MossOut dicts, one per item
+        self.uuid = "gbt-" + _uuid.uuid4().hex[:12]
+        self.soft_errors = soft_errors
+
+    @property
+    def has_members_to_decompress(self):
+        return any(it.shard is not None for it in self.items)
+
+    def close(self):
+        seen = set()
+        for it in self.items:
+            if it.shard is not None and id(it.shard) not in seen:
+                seen.add(id(it.shard))
+                it.shard.close()
+
+
+def _apply_range(start, length, size, what):
+    """(offset, count) of the requested range; 416 when it does not fit (AIS rules)."""
+    if start == 0 and length == 0:
+        return 0, size
+    if length == -1:
+        if start >= size:
+            raise RangeNotSatisfiable(f"not satisfiable range [start={start}, length=-1] for {what} "
+                                      f"of size {size}")
+        return start, size - start
+    if start >= size or length > size - start:
+        raise RangeNotSatisfiable(f"not satisfiable range [start={start}, length={length}] for {what} "
+                                  f"of size {size}")
+    return start, length
+
+
+def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS) -> Plan:
+    """Resolve `req` (a validated MossReq) against `store`."""
+    for provider, bucket in {(e.provider, e.bucket) for e in req.entries}:
+        if provider != "ais" or not store.has_bucket(bucket):
+            raise NotFound(f'bucket "{provider}://{bucket}" does not exist')
+    onob, coer = req.onob, req.coer
+    shards = {}
+    items, out = [], []
+    soft = 0
+    for e in req.entries:
+        base = e.objname if onob else f"{e.bucket}/{e.objname}"
+        ap = e.archpath
+        name = base if not ap else (base + ap if ap.startswith("/") else f"{base}/{ap}")
+        ref = f"{e.provider}://{e.bucket}/{e.objname}"
+        try:
+            if not ap:
+                attrs = store.stat(e.bucket, e.objname)
+                off, n = _apply_range(e.start, e.length, attrs.size, ref)
+                item = Item(name, n, attrs.path, off)
+            else:
+                key = (e.bucket, e.objname)
+                shard = shards.get(key)
+                if shard is None:
+                    attrs = store.stat(e.bucket, e.objname)
+                    shard = open_shard(attrs.path, index_dir=store.index_dir, name=e.objname)
+                    shards[key] = shard
+                m = shard.lookup(ap)
+                off, n = _apply_range(e.start, e.length, m.size, f"{ap} in {ref}")
+                extent = shard.extent(ap)
+                if extent is not None:
+                    item = Item(name, n, shard.path, extent[0] + off)
+                else:
+                    item = Item(name, n, None, off, shard, ap)
+            o = {"objname": e.objname, "bucket": e.bucket, "provider": e.provider, "size": item.size}
+        except (ObjectNotFound, MemberNotFound) as exc:
+            msg = (f"{ap} in {ref} does not exist" if isinstance(exc, MemberNotFound)
+                   else f"{ref} does not exist")
+            if not coer:
+                raise NotFound(msg)
+            soft += 1
+            if soft > max_soft_errs:
+                raise BadRequest(f"exceeded soft-errors limit: {soft} (max: {max_soft_errs}); "
+                                 f"the last one: {msg}")
+            item = Item(MISSING_DIR + name, 0)
+            o = {"objname": e.objname, "bucket": e.bucket, "provider": e.provider, "size": 0,
+                 "err_msg": msg}
+        except InvalidName as exc:
+            raise BadRequest(str(exc))
+        except ArchiveError as exc:
+            raise BadRequest(f"{ref}: cannot read archived file {ap!r}: {exc.reason}")
+        if ap:
+            o["archpath"] = ap
+        if e.opaque is not None:
+            o["opaque"] = e.opaque
+        items.append(item)
+        out.append(o)
+    return Plan(req, items, out, soft)

@@ -1,0 +1,210 @@
+"""Parse and validate a GetBatch request (AIS `MossReq`) before anything is sent.
+
+Accepts the bare MossReq the SDK sends and the `{"action": "getbatch", "value": ...}`
+wrapper of curl examples. JSON keys match case-insensitively (as AIS's decoder does).
+Beyond the reference: `mime` is case-insensitive and `application/gzip` means .tar.gz.
+"""
+import base64
+import binascii
+
+import msgspec
+
+from ..store.names import validate_archpath, validate_object_name
+from ..store.errors import InvalidName
+from .errors import BadRequest
+
+_json = msgspec.json.Decoder()
+
+PROVIDERS = {"": "ais", "ais": "ais", "aws": "aws", "s3": "aws", "gcp": "gcp", "gs": "gcp",
+             "azure": "azure", "az": "azure", "oci": "oci", "oc": "oci", "ht": "ht"}
+
+_REQ_KEYS = ("in", "mime", "coer", "onob", "strm", "coloc")
+_IN_KEYS = ("objname", "bucket", "provider", "uname", "archpath", "opaque", "start", "length")
+
+
+class Entry:
+    """One validated `in[]` entry; `bucket`/`provider` already resolved."""
+
+    __slots__ = ("objname", "bucket", "provider", "archpath", "opaque", "start", "length")
+
+    def __init__(self, objname, bucket, provider, archpath, opaque, start, length):
+        self.objname = objname
+        self.bucket = bucket
+        self.provider = provider
+        self.archpath = archpath
+        self.opaque = opaque        # standard base64 text to echo, or None
+        self.start = start
+        self.length = length        # 0 = whole, -1 = to EOF, >0 = exactly
+
+
+class MossReq:
+    __slots__ = ("entries", "mime", "coer", "onob", "strm")
+
+    def __init__(self, entries, mime, coer, onob, strm):
+        self.entries = entries
+        self.mime = mime
+        self.coer = coer
+        self.onob = onob
+        self.strm = strm
+
+
+def normalize_mime(mime) -> str:
+    """Output format name ('tar', 'tgz', 'tar.lz4', 'zip') for a MossReq `mime`."""
+    if mime is None:
+        return "tar"
+    if not isinstance(mime, str):
+        raise BadRequest(f"invalid mime type {mime!r}: expecting a string such as \".tar\"")
+    m = mime.strip().lower()
+    if m == "":
+        return "tar"
+    if "tar.lz4" in m or m in ("lz4", ".lz4", "x-lz4", "application/x-lz4"):
+        return "tar.lz4"
+    if "tar.gz" in m or "tgz" in m or m in ("gz", ".gz", "gzip", "application/gzip", "application/x-gzip"):
+        return "tgz"
+    if "zip" in m:
+        return "zip"
+    if "tar" in m:
+        return "tar"
+    raise BadRequest(f'unknown mime type "{mime}" (expecting .tar, .tgz, .tar.gz, .tar.lz4 or .zip)')
+
+
+def normalize_provider(p) -> str:
+    if p is None:
+        return "ais"
+    try:
+        return PROVIDERS[p]
+    except (KeyError, TypeError):
+        raise BadRequest(f'invalid bucket provider "{p}" (expecting ais, aws/s3, gcp/gs, azure/az or oci/oc)')
+
+
+def _lower_keys(d, known):
+    """Map keys to their canonical lower-case names; unknown keys are dropped, as in AIS."""
+    if all(k in known for k in d):
+        return d
+    out = {}
+    for k, v in d.items():
+        lk = k.lower() if isinstance(k, str) else k
+        if lk in known and lk not in out:
+            out[lk] = v
+    return out
+
+
+def _bool(v, field):
+    if v is None:
+        return False
+    if isinstance(v, bool):
+        return v
+    raise BadRequest(f'invalid "{field}": expecting true or false, got {v!r}')
+
+
+def _int(v, field, objname):
+    if v is None:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise BadRequest(f'invalid "{field}" {v!r} for object "{objname}": expecting an integer')
+    return v
+
+
+def _opaque(v, objname):
+    if v is None or v == "":
+        return None
+    if not isinstance(v, str):
+        raise BadRequest(f'invalid "opaque" for object "{objname}": expecting base64 text')
+    padded = v + "=" * (-len(v) % 4)
+    try:
+        raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f'invalid "opaque" for object "{objname}": not valid base64')
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _parse_uname(uname, objname):
+    """`<provider>/@<ns-uuid>#<ns-name>/<bucket>/` -> (provider, bucket)."""
+    parts = uname.split("/") if isinstance(uname, str) else []
+    if len(parts) != 4 or parts[3] != "" or not parts[1].startswith("@") or not parts[2]:
+        raise BadRequest(f'invalid uname "{uname}" for object "{objname}": '
+                         'expecting a bucket uname like "ais/@#/mybucket/"')
+    return normalize_provider(parts[0]), parts[2]
+
+
+def decode_body(body: bytes):
+    """The MossReq as a dict, unwrapping the ActionMsg form."""
+    if not body or not body.strip():
+        raise BadRequest("moss: empty input (expecting a JSON MossReq with a non-empty \"in\" list)")
+    try:
+        doc = _json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"moss: malformed JSON request: {exc}")
+    if not isinstance(doc, dict):
+        raise BadRequest("moss: malformed JSON request: expecting an object")
+    lowered = {k.lower(): v for k, v in doc.items() if isinstance(k, str)}
+    if "in" not in lowered and isinstance(lowered.get("value"), dict):
+        action = lowered.get("action")
+        if action not in (None, "", "getbatch"):
+            raise BadRequest(f'moss: unexpected action "{action}" (expecting "getbatch")')
+        doc = lowered["value"]
+    return _lower_keys(doc, _REQ_KEYS)
+
+
+def parse(body: bytes, default_bucket=None, default_provider="ais") -> MossReq:
+    """Validate everything that can be validated without touching storage."""
+    doc = decode_body(body)
+    ins = doc.get("in")
+    if not ins:
+        raise BadRequest("moss: empty input (expecting a non-empty \"in\" list)")
+    if not isinstance(ins, list):
+        raise BadRequest('moss: "in" must be a list of entries')
+    mime = normalize_mime(doc.get("mime"))
+    entries = []
+    append = entries.append
+    for i, e in enumerate(ins):
+        if not isinstance(e, dict):
+            raise BadRequest(f"moss: in[{i}] must be an object")
+        e = _lower_keys(e, _IN_KEYS)
+        objname = e.get("objname")
+        if not isinstance(objname, str):
+            raise BadRequest(f'invalid object name {objname!r} in in[{i}]: expecting a string')
+        try:
+            validate_object_name(objname)
+        except InvalidName as exc:
+            raise BadRequest(str(exc))
+        archpath = e.get("archpath") or ""
+        if archpath:
+            if not isinstance(archpath, str):
+                raise BadRequest(f'invalid archpath {archpath!r} (oname: "{objname}")')
+            try:
+                validate_archpath(archpath)
+            except InvalidName as exc:
+                raise BadRequest(f'invalid archpath "{archpath}" (oname: "{objname}"): {exc}')
+        uname = e.get("uname")
+        if uname:
+            provider, bucket = _parse_uname(uname, objname)
+        else:
+            bucket = e.get("bucket") or default_bucket
+            if not bucket:
+                raise BadRequest(f'missing bucket specification for object "{objname}"')
+            if not isinstance(bucket, str):
+                raise BadRequest(f'invalid bucket {bucket!r} for object "{objname}"')
+            p = e.get("provider")
+            provider = normalize_provider(p) if p else (default_provider if not e.get("bucket") else "ais")
+        start = _int(e.get("start"), "start", objname)
+        length = _int(e.get("length"), "length", objname)
+        if start < 0 or length < -1 or (start != 0 and length == 0):
+            raise BadRequest(f"not satisfiable range [start={start}, length={length}] for object "
+                             f'"{objname}": expecting start >= 0 and length > 0, or -1 to read to the end')
+        append(Entry(objname, bucket, provider, archpath, _opaque(e.get("opaque"), objname),
+                     start, length))
+    return MossReq(entries, mime, _bool(doc.get("coer"), "coer"), _bool(doc.get("onob"), "onob"),
+                   _bool(doc.get("strm"), "strm"))
+
+
+def parse_coloc(value) -> int:
+    if value in (None, ""):
+        return 0
+    try:
+        n = int(value)
+    except ValueError:
+        raise BadRequest(f"invalid 'coloc={value}' (expecting 0, 1, or 2)")
+    if n not in (0, 1, 2):
+        raise BadRequest(f"invalid 'coloc={value}' (expecting 0, 1, or 2)")
+    return n

@@ -1,0 +1,1 @@
+"""getbatch.server: the AIStore-compatible HTTP API (Falcon resources) and its gunicorn worker."""
