@@ -1,0 +1,134 @@
+"""Filesystem helpers for durable, atomic writes: stream copy, fsync of directories,
+parent-directory creation that never recreates a destroyed bucket, stale-file sweeping."""
+import os
+import shutil
+import time
+
+from .errors import BucketNotFound, Conflict, IncompleteUpload
+
+CHUNK = 1 << 20
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def copy_stream(stream, fd, length, hasher, bucket, name):
+    """Copy `length` bytes (or up to EOF when None) from `stream.read` into `fd`.
+
+    Returns the number of bytes written; raises IncompleteUpload when the stream ends
+    before `length` bytes.
+    """
+    written = 0
+    while length is None or written < length:
+        want = CHUNK if length is None else min(CHUNK, length - written)
+        data = stream.read(want)
+        if not data:
+            break
+        write_all(fd, data)
+        if hasher is not None:
+            hasher.update(data)
+        written += len(data)
+    if length is not None and written < length:
+        raise IncompleteUpload(bucket, name, length, written)
+    return written
+
+
+def hash_fd(fd, hasher):
+    """Feed the whole file behind `fd` to `hasher` (append sessions span processes, so
+    their checksum cannot be kept running in memory)."""
+    offset = 0
+    while True:
+        data = os.pread(fd, CHUNK, offset)
+        if not data:
+            return
+        hasher.update(data)
+        offset += len(data)
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_parents(bdir, bucket, name):
+    """Create the directories between the bucket dir and object `name`.
+
+    Returns the directories whose entries changed (to fsync). Unlike os.makedirs this
+    never creates the bucket directory itself: a bucket destroyed meanwhile stays gone.
+    """
+    parts = name.split("/")[:-1]
+    changed = []
+    cur = bdir
+    for i, part in enumerate(parts):
+        parent, cur = cur, f"{cur}/{part}"
+        try:
+            os.mkdir(cur)
+        except FileExistsError:
+            if not os.path.isdir(cur):
+                raise Conflict(f'cannot store ais://{bucket}/{name}: '
+                               f'"{"/".join(parts[:i + 1])}" is an object, not a directory',
+                               bucket, name) from None
+            continue
+        except FileNotFoundError:
+            if parent == bdir:
+                raise BucketNotFound(bucket) from None
+            raise  # an ancestor was pruned concurrently; the caller retries
+        except NotADirectoryError:
+            raise Conflict(f"cannot store ais://{bucket}/{name}: a parent path is an object",
+                           bucket, name) from None
+        if not changed:
+            changed.append(parent)
+        changed.append(cur)
+    return changed
+
+
+def prune_empty_dirs(bdir, name):
+    """Remove now-empty directories above object `name`, up to (not including) bdir."""
+    parts = name.split("/")[:-1]
+    while parts:
+        try:
+            os.rmdir(f"{bdir}/{'/'.join(parts)}")
+        except OSError:  # not empty (or already gone, or re-populated): stop
+            return
+        parts.pop()
+
+
+def sweep(dirpath, older_than):
+    """Delete entries of `dirpath` not modified for `older_than` seconds (crash leftovers;
+    younger ones may belong to another worker process still writing them)."""
+    cutoff = time.time() - older_than
+    try:
+        entries = list(os.scandir(dirpath))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            pass  # another process swept it first
+
+
+def copy_fd(src, dst):
+    """Copy all of `src` to `dst` at its current offset, in the kernel where possible."""
+    offset = 0
+    while True:
+        try:
+            n = os.sendfile(dst, src, offset, CHUNK * 64)
+        except OSError:  # no file-to-file sendfile here: copy through user space
+            data = os.pread(src, CHUNK, offset)
+            n = len(data)
+            write_all(dst, data)
+        if n == 0:
+            return
+        offset += n
