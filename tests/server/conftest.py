@@ -1,0 +1,114 @@
+"""Fixtures that start real gunicorn nodes on free loopback ports and build SDK clients."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from tenacity import Retrying, stop_after_attempt
+from urllib3.util.retry import Retry
+
+from aistore import Client
+from aistore.sdk.retry_config import RetryConfig
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """One running server process."""
+
+    def __init__(self, data_dir, log_path, argv, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = str(data_dir)
+        self.log_path = str(log_path)
+        self._log = open(self.log_path, "wb")
+        full_env = dict(os.environ, GETBATCH_DATA_DIR=self.data_dir, **(env or {}))
+        self.proc = subprocess.Popen([a.format(port=self.port, data=self.data_dir) for a in argv],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+                                     start_new_session=True)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"server not ready in {timeout}s:\n{self.log()}")
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def serve_argv(workers=2, threads=4):
+    return [sys.executable, "-m", "getbatch.cli", "serve", "--port", "{port}", "--data-dir", "{data}",
+            "--workers", str(workers), "--threads", str(threads)]
+
+
+def plain_gthread_argv():
+    """The same app under gunicorn's stock gthread worker (no zero-copy path)."""
+    return [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "4", "-w", "1",
+            "--no-control-socket", "-b", "127.0.0.1:{port}", "getbatch.server.wsgi:app"]
+
+
+def make_client(url, timeout=(5, 60)):
+    """An SDK client that fails fast: no status retries, one network attempt."""
+    retry = RetryConfig(http_retry=Retry(total=0, connect=0, read=0, status_forcelist=[]),
+                        network_retry=Retrying(stop=stop_after_attempt(1), reraise=True))
+    return Client(url, retry_config=retry, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory):
+    d = tmp_path_factory.mktemp("node")
+    n = Node(d / "data", d / "server.log", serve_argv())
+    yield n
+    n.stop()
+
+
+@pytest.fixture(scope="session")
+def plain_node(node, tmp_path_factory):
+    """A second server over the SAME data dir, with the stock gthread worker."""
+    d = tmp_path_factory.mktemp("plain")
+    n = Node(node.data_dir, d / "server.log", plain_gthread_argv())
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def client(node):
+    return make_client(node.url)
+
+
+_counter = [0]
+
+
+@pytest.fixture
+def bucket(client):
+    _counter[0] += 1
+    b = client.bucket(f"b{os.getpid()}-{_counter[0]}")
+    b.create(exist_ok=True)
+    yield b
+    b.delete(missing_ok=True)
