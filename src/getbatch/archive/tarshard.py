@@ -152,7 +152,7 @@ def _stream(fd, fmt, shard):
         except error as exc:
             raise CorruptArchive(shard, f"bad compressed data: {exc}") from None
         if dec.eof:
-            data = dec.unused_data
+            data = dec.unused_data or b""  # lz4 says None when nothing follows
             dec = None
         else:
             data = b""
