@@ -37,6 +37,14 @@ def test_invalid_name():
     assert isinstance(e, ValueError)
 
 
+def test_object_scoped_messages_never_read_as_bucket_errors(tmp_path):
+    """A 409 whose body has `ais://<b>` not followed by `/` is ErrBckAlreadyExists to the
+    SDK (swallowed by create(exist_ok=True)): store messages about objects must not."""
+    for e in (Conflict("cannot store ais://b/a/b: x"), BadAppendHandle("b", "o", "h"),
+              IncompleteUpload("b", "o", 2, 1)):
+        assert SDK_RE.search(str(e)).group(3) == "/"
+
+
 def test_conflict_and_append_handle_and_incomplete():
     c = Conflict("boom", "b", "a/b")
     assert str(c) == "boom" and (c.bucket, c.name) == ("b", "a/b")

@@ -22,6 +22,8 @@ CKSUM_TYPE = "xxhash2" if xxhash is not None else ""
 
 # errno values meaning "this filesystem/file has no such xattr support"
 _NO_XATTR = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM, errno.E2BIG}
+# reading may also race with a delete or replace of the object: report "unknown"
+_NO_META = _NO_XATTR | {errno.ENOENT, errno.ENOTDIR}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +54,11 @@ def read_meta(target):
     """(version, cksum_type, cksum_value) of a path or an open fd; "" where absent."""
     version = cktype = ckval = ""
     try:
-        version = os.getxattr(target, XATTR_VERSION).decode("ascii")
-        raw = os.getxattr(target, XATTR_CKSUM).decode("ascii")
+        version = os.getxattr(target, XATTR_VERSION).decode("ascii", "replace")
+        raw = os.getxattr(target, XATTR_CKSUM).decode("ascii", "replace")
         cktype, _, ckval = raw.partition(":")
     except OSError as e:
-        if e.errno not in _NO_XATTR:
+        if e.errno not in _NO_META:
             raise
     return version, cktype, ckval
 

@@ -89,14 +89,18 @@ def make_parents(bdir, bucket, name):
 
 
 def prune_empty_dirs(bdir, name):
-    """Remove now-empty directories above object `name`, up to (not including) bdir."""
+    """Remove now-empty directories above object `name`, up to (not including) bdir.
+
+    Returns the deepest directory left, the one whose entries changed last."""
     parts = name.split("/")[:-1]
     while parts:
+        path = f"{bdir}/{'/'.join(parts)}"
         try:
-            os.rmdir(f"{bdir}/{'/'.join(parts)}")
-        except OSError:  # not empty (or already gone, or re-populated): stop
-            return
+            os.rmdir(path)
+        except OSError:  # not empty (or re-populated, or pruned by a concurrent delete)
+            return path if os.path.isdir(path) else bdir
         parts.pop()
+    return bdir
 
 
 def sweep(dirpath, older_than):

@@ -140,16 +140,18 @@ class LocalStore:
                 raise InvalidName("object name", name,
                                   f"path component longer than {_NAME_MAX} bytes", bucket)
         bdir = self._bucket_dir(bucket)
-        if not os.path.isdir(bdir):
-            raise BucketNotFound(bucket)
         path = f"{bdir}/{name}"
         cur = bdir
-        for part in name.split("/"):
+        for i, part in enumerate(name.split("/")):
             cur = f"{cur}/{part}"
             try:
                 mode = os.lstat(cur).st_mode
             except OSError:
-                break  # missing (or under a non-directory): nothing below can be a link
+                # missing (or under a non-directory): nothing below can be a link. The
+                # bucket is checked only here, saving a syscall when the object exists.
+                if i == 0 and not os.path.isdir(bdir):
+                    raise BucketNotFound(bucket) from None
+                break
             if st_.S_ISLNK(mode):
                 real = os.path.realpath(path)
                 if not real.startswith(os.path.realpath(bdir) + "/"):
@@ -249,10 +251,7 @@ class LocalStore:
         lock = os.open(self._version_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                old = meta.read_meta(path)[0]
-            except OSError:
-                old = ""
+            old = meta.read_meta(path)[0]
             meta.write_meta(fd, int(old) + 1 if old.isdigit() else 1, meta.CKSUM_TYPE, cksum)
             os.rename(src, path)
         finally:
@@ -268,10 +267,12 @@ class LocalStore:
             if e.errno in _NOT_FOUND:
                 raise ObjectNotFound(bucket, name) from None
             raise
-        bdir = self._bucket_dir(bucket)
-        prune_empty_dirs(bdir, name)
+        remaining = prune_empty_dirs(self._bucket_dir(bucket), name)
         if self.fsync:
-            _fsync_dir_quietly(os.path.dirname(path))
+            try:
+                fsync_dir(remaining)
+            except FileNotFoundError:
+                pass  # removed meanwhile by a concurrent delete or bucket destroy
 
     # ---- append sessions ----------------------------------------------------------------
 
@@ -299,7 +300,7 @@ class LocalStore:
         limit = min(page_size, MAX_PAGE) if page_size > 0 else MAX_PAGE
         broot = None
         entries = []
-        for name, is_link in walk_names(bdir, prefix, max(token, start_after)):
+        for name, is_link in walk_names(bdir, prefix or "", max(token or "", start_after or "")):
             path = f"{bdir}/{name}"
             try:
                 st = os.stat(path)
@@ -321,11 +322,4 @@ def _unlink_quietly(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _fsync_dir_quietly(path):
-    try:
-        fsync_dir(path)
-    except FileNotFoundError:
-        pass  # pruned: its parent's entry removal is what matters, best effort
 
