@@ -2,6 +2,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -94,3 +95,26 @@ def test_stale_temp_files_swept_on_start(tmp_path):
     LocalStore(tmp_path)
     assert not paths["tmp", "old"].exists() and not paths["append", "old"].exists()
     assert paths["tmp", "new"].exists() and paths["append", "new"].exists()
+
+
+def test_put_never_recreates_destroyed_bucket(tmp_path):
+    s = LocalStore(tmp_path)
+    for _ in range(5):
+        s.create_bucket("x")
+        unexpected = []
+
+        def writer():
+            for i in range(40):
+                try:
+                    put_bytes(s, "x", f"d{i % 3}/o{i}", b"1")
+                except BucketNotFound:
+                    pass
+                except Exception as e:  # surfaced below
+                    unexpected.append(e)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        s.destroy_bucket("x")
+        t.join()
+        assert unexpected == []
+        assert not s.has_bucket("x")

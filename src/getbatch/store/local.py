@@ -237,8 +237,11 @@ class LocalStore:
         if self.fsync:
             if self._xattrs:
                 os.fsync(fd)  # the xattrs set after the data fsync
-            for d in dirty:
-                fsync_dir(d)
+            try:
+                for d in dirty:
+                    fsync_dir(d)
+            except FileNotFoundError:
+                pass  # the bucket was destroyed right after the rename, object and all
         return attrs_from_stat(os.fstat(fd), meta.read_meta(fd) if self._xattrs else
                                ("", "", ""), path, name, bucket)
 
