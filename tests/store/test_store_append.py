@@ -68,6 +68,8 @@ def test_unknown_or_malformed_handle(store, handle):
         store.flush("b", "o", handle)
     with pytest.raises(BadAppendHandle):
         store.flush("b", "o", "")
+    with pytest.raises(BadAppendHandle):
+        store.flush("b", "o", None)
 
 
 def test_foreign_handle(store):

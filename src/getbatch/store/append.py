@@ -30,7 +30,7 @@ class AppendSessions:
         os.makedirs(dirpath, exist_ok=True)
 
     def _session_path(self, bucket, name, handle):
-        if not _HANDLE_RE.fullmatch(handle):
+        if type(handle) is not str or not _HANDLE_RE.fullmatch(handle):
             raise BadAppendHandle(bucket, name, handle, "malformed handle")
         owner = hashlib.blake2b(f"{bucket}\0{name}".encode(), digest_size=8).hexdigest()
         return f"{self.dir}/{handle}.{owner}"

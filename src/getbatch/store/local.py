@@ -21,7 +21,7 @@ import stat as st_
 
 from . import attrs as meta
 from .append import AppendSessions
-from .attrs import ObjectAttrs, attrs_from_stat
+from .attrs import attrs_from_stat
 from .errors import BucketExists, BucketNotFound, Conflict, InvalidName, ObjectNotFound
 from .fsutil import copy_stream, fsync_dir, make_parents, prune_empty_dirs, sweep
 from .listing import walk_names
