@@ -102,10 +102,11 @@ class Bucket:
         page_size = lso.get("pagesize") or 0
         if not isinstance(page_size, int) or page_size < 0:
             raise HTTPError(400, f"invalid pagesize {page_size!r}: expecting a non-negative integer")
+        props = set((lso.get("props") or "name,size").split(","))
         entries, token = self.store.list_objects(
             bucket, prefix=lso.get("prefix") or "", page_size=page_size,
-            token=lso.get("continuation_token") or "", start_after=lso.get("start_after") or "")
-        props = set((lso.get("props") or "name,size").split(","))
+            token=lso.get("continuation_token") or "", start_after=lso.get("start_after") or "",
+            with_meta=bool(props & {"checksum", "version"}))
         out = []
         for e in entries:
             d = {"n": e.name, "s": e.size}
