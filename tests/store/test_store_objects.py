@@ -260,3 +260,26 @@ def test_symlink_within_bucket_allowed(store):
     os.symlink("real/obj", os.path.join(bdir, "alias"))
     assert read(store, "b", "alias") == b"inside"
     assert [e.name for e in store.list_objects("b")[0]] == ["alias", "real/obj"]
+
+
+def test_locate_fast_path_matches_stat_and_refuses_escapes(store, tmp_path):
+    from getbatch.store.errors import InvalidName, ObjectNotFound
+
+    store.create_bucket("lb")
+    store.put("lb", "d/x", io.BytesIO(b"12345"), 5)
+    store.put("lb", "top", io.BytesIO(b"1"), 1)
+    safe = {}
+    assert store.locate("lb", "d/x", safe) == (store.stat("lb", "d/x").path, 5)
+    assert ("lb", "d") in safe
+    assert store.locate("lb", "d/x", safe)[1] == 5
+    assert store.locate("lb", "top", safe)[1] == 1
+    with pytest.raises(ObjectNotFound):
+        store.locate("lb", "d/none", safe)
+    with pytest.raises(ObjectNotFound):
+        store.locate("lb", "d", safe)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    os.symlink(outside, os.path.join(store.data_dir, "ais", "lb", "link"))
+    with pytest.raises(InvalidName):
+        store.locate("lb", "link/secret", {})

@@ -79,6 +79,7 @@ def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS) -> Plan:
             raise NotFound(f'bucket "{provider}://{bucket}" does not exist')
     onob, coer = req.onob, req.coer
     shards = {}
+    safe_dirs = {}
     items, out = [], []
     soft = 0
     for e in req.entries:
@@ -88,15 +89,15 @@ def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS) -> Plan:
         ref = f"{e.provider}://{e.bucket}/{e.objname}"
         try:
             if not ap:
-                attrs = store.stat(e.bucket, e.objname)
-                off, n = _apply_range(e.start, e.length, attrs.size, ref)
-                item = Item(name, n, attrs.path, off)
+                path, size = store.locate(e.bucket, e.objname, safe_dirs)
+                off, n = _apply_range(e.start, e.length, size, ref)
+                item = Item(name, n, path, off)
             else:
                 key = (e.bucket, e.objname)
                 shard = shards.get(key)
                 if shard is None:
-                    attrs = store.stat(e.bucket, e.objname)
-                    shard = open_shard(attrs.path, index_dir=store.index_dir, name=e.objname)
+                    path, _ = store.locate(e.bucket, e.objname, safe_dirs)
+                    shard = open_shard(path, index_dir=store.index_dir, name=e.objname)
                     shards[key] = shard
                 m = shard.lookup(ap)
                 off, n = _apply_range(e.start, e.length, m.size, f"{ap} in {ref}")
