@@ -57,7 +57,7 @@ def test_missing_buckets(node, bname):
     r = moss(node, {"in": [{"objname": "o1"}]}, "/nope-bucket")
     assert r.status_code == 404 and "does not exist" in r.text
     r = moss(node, {"in": [{"objname": "o1", "bucket": "nope-bucket"}]}, f"/{bname}")
-    assert r.status_code == 404 and 'bucket "ais://nope-bucket" does not exist' in r.text
+    assert r.status_code == 404 and 'bucket "ais://nope-bucket" does not exist' in r.json()["message"]
     r = moss(node, {"in": [{"objname": "o1"}]})
     assert r.status_code == 400 and "missing bucket specification" in r.text
 

@@ -5,7 +5,7 @@ archived files are bounded readers so no WSGI server can send more than promised
 """
 import os
 
-from ..archive import open_shard
+from ..archive import MemberNotFound, open_shard
 from ..store.names import validate_archpath
 from .buckets import ais_bucket
 from .errors import HTTPError
@@ -98,7 +98,11 @@ class Object:
                 raise HTTPError(400, "archregx is not supported: name one archived file with archpath")
             validate_archpath(archpath)
             with open_shard(attrs.path, index_dir=self.store.index_dir, name=obj) as shard:
-                shard.lookup(archpath)
+                try:
+                    shard.lookup(archpath)
+                except MemberNotFound:
+                    raise HTTPError(404, f"{archpath} in ais://{bucket}/{obj} does not exist",
+                                    "ErrObjNotFound") from None
                 extent = shard.extent(archpath)
                 if extent is None:
                     resp.data = shard.read(archpath)
