@@ -1,0 +1,48 @@
+"""The zero-copy path is really taken: strace shows sendfile(2) for large batch items."""
+import io
+import re
+import shutil
+import tarfile
+
+import pytest
+import requests
+
+from .conftest import Node, serve_argv
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory):
+    if shutil.which("strace") is None:
+        pytest.fail("strace is required for this test (apt-get install strace; .ci/run does)")
+    d = tmp_path_factory.mktemp("traced")
+    trace = d / "trace.txt"
+    argv = ["strace", "-f", "-qq", "-e", "trace=sendfile", "-o", str(trace)] + serve_argv(workers=1)
+    n = Node(d / "data", d / "server.log", argv)
+    yield n, trace
+    n.stop()
+
+
+def test_large_items_leave_with_sendfile(traced):
+    node, trace = traced
+    base = f"{node.url}/v1"
+    assert requests.post(f"{base}/buckets/zc?provider=ais", json={"action": "create-bck"}).ok
+    big = bytes(range(256)) * 4096                     # 1 MiB: above the sendfile threshold
+    small = b"s" * 4096
+    assert requests.put(f"{base}/objects/zc/big?provider=ais", data=big).ok
+    assert requests.put(f"{base}/objects/zc/small?provider=ais", data=small).ok
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in (("pre", b"p" * 700), ("member", big)):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    assert requests.put(f"{base}/objects/zc/shard.tar?provider=ais", data=buf.getvalue()).ok
+    r = requests.get(f"{base}/ml/moss/zc", json={"in": [{"objname": "big"}, {"objname": "small"},
+                                                        {"objname": "shard.tar", "archpath": "member"}],
+                                                 "strm": True})
+    assert r.status_code == 200 and r.content.count(big) == 2 and small in r.content
+    calls = [(int(off), int(n)) for off, n in
+             re.findall(r"sendfile\(\d+, \d+, \[(\d+)\] => \[\d+\], (\d+)\) = \d+", trace.read_text())]
+    assert (0, len(big)) in calls, calls                  # the whole object
+    assert (512 + 1024 + 512, len(big)) in calls, calls   # the member, at its offset in the shard
+    assert all(n != len(small) for _, n in calls), "small items must go through the buffer"
