@@ -36,11 +36,26 @@ cdef inline uint64_t rd64(const unsigned char* p) noexcept:
     return rd32(p) | (<uint64_t>rd32(p + 4) << 32)
 
 
+cdef Py_ssize_t _find_end(bytes tail):
+    """Offset of the end record in `tail`: the last one whose comment length reaches exactly
+    to the end of the file (so a comment may contain the signature), else the last one."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(tail)
+    cdef const unsigned char* t = <const unsigned char*>PyBytes_AS_STRING(tail)
+    cdef Py_ssize_t pos, last = -1
+    for pos in range(n - 22, -1, -1):
+        if t[pos] == 0x50 and memcmp(t + pos, b"PK\x05\x06", 4) == 0:
+            if last < 0:
+                last = pos
+            if pos + 22 + rd16(t + pos + 20) == n:
+                return pos
+    return last
+
+
 cdef tuple _end_record(int fd, long long file_size, object label):
     """(cd size, cd offset, where the central directory must end)."""
     cdef Py_ssize_t tail_len = file_size if file_size < TAIL else TAIL
     cdef bytes tail = os.pread(fd, tail_len, file_size - tail_len)
-    cdef Py_ssize_t pos = tail.rfind(b"PK\x05\x06", 0, max(len(tail) - 18, 0))
+    cdef Py_ssize_t pos = _find_end(tail)
     cdef const unsigned char* t
     cdef bytes locator, rec
     cdef const unsigned char* r

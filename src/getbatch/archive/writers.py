@@ -1,11 +1,12 @@
 """Output archive writers: TAR, TGZ, TAR.LZ4 and ZIP, streamed to any object with .write().
 
 Writers never seek: ZIP entries carry data descriptors (general-purpose bit 3) and
-the central directory goes at the end. Small pieces are gathered into a ~1 MiB
-buffer so the sink sees few large writes; pieces of 256 KiB or more bypass the
-buffer (the sink then receives the caller's bytes-like object as is). A writer
-left through an exception writes no archive end, so a failed batch never looks
-like a complete archive.
+the central directory goes at the end. Small pieces are gathered (by reference, as
+a list joined once per ~1 MiB: a growing bytearray costs several times more) so the
+sink sees few large writes; pieces of 256 KiB or more bypass the buffer (the sink
+then receives the caller's bytes-like object as is). A writer left through an
+exception writes no archive end, so a failed batch never looks like a complete
+archive.
 """
 import os
 import struct
@@ -54,26 +55,29 @@ class ArchiveWriter:
         self._sink = sink
         self._mtime = mtime
         self._mode = mode
-        self._buf = bytearray()
+        self._parts = []     # pending pieces (immutable bytes), joined at flush
+        self._pending = 0    # their total size
         self._closed = False
 
-    # -- output path: _put buffers, _emit is what leaves the buffer (compressors hook here)
+    # -- output path: _put gathers, _emit is what leaves the buffer (compressors hook here)
     def _emit(self, data):
         self._sink.write(data)
 
     def _flush(self):
-        if self._buf:
-            self._emit(bytes(self._buf))
-            self._buf.clear()
+        if self._parts:
+            self._emit(b"".join(self._parts))
+            self._parts.clear()
+            self._pending = 0
 
     def _put(self, data):
         if len(data) >= _DIRECT:
             self._flush()
             self._emit(data)
-        else:
-            self._buf += data
-            if len(self._buf) >= _CAP:
-                self._flush()
+            return
+        self._parts.append(data if type(data) is bytes else bytes(data))
+        self._pending += len(data)
+        if self._pending >= _CAP:
+            self._flush()
 
     def _check_open(self):
         if self._closed:
@@ -129,15 +133,20 @@ class TarWriter(ArchiveWriter):
         self._check_open()
         data = _as_bytes(data)
         n = len(data)
-        buf = self._buf
-        buf += tar_header(name, n, self._mtime if mtime is None else mtime, self._mode)
+        header = tar_header(name, n, self._mtime if mtime is None else mtime, self._mode)
         if n >= _DIRECT:
-            self._flush()
-            self._emit(data)
-        else:
-            buf += data
-        buf += _PADS[-n & 511]
-        if len(buf) >= _CAP:
+            self._put(header)
+            self._put(data)
+            self._put(_PADS[-n & 511])
+            return
+        parts = self._parts
+        parts.append(header)
+        parts.append(data if type(data) is bytes else bytes(data))
+        pad = -n & 511
+        if pad:
+            parts.append(_PADS[pad])
+        self._pending += len(header) + n + pad
+        if self._pending >= _CAP:
             self._flush()
 
     def add_stream(self, name, size, chunks, mtime=None):
@@ -163,7 +172,7 @@ class TarWriter(ArchiveWriter):
         return self.add(name, data, mtime)
 
     def _finish(self):
-        self._buf += bytes(1024)
+        self._put(bytes(1024))
 
 
 class TgzWriter(TarWriter):

@@ -22,11 +22,22 @@ _TAIL = 22 + 65535                         # EOCD + the longest comment
 _U32 = 0xFFFFFFFF
 
 
+def _find_end(tail):
+    """Offset of the end record in `tail`: the last one whose comment length reaches exactly
+    to the end of the file (so a comment may contain the signature), else the last one."""
+    last = pos = tail.rfind(_EOCD_SIG, 0, max(len(tail) - 18, 0))
+    while pos >= 0:
+        if pos + 22 + tail[pos + 20] + (tail[pos + 21] << 8) == len(tail):
+            return pos
+        pos = tail.rfind(_EOCD_SIG, 0, pos + 3)
+    return last
+
+
 def _end_record(fd, file_size, label):
     """(cd size, cd offset, where the central directory must end)."""
     tail_len = min(file_size, _TAIL)
     tail = os.pread(fd, tail_len, file_size - tail_len)
-    pos = tail.rfind(_EOCD_SIG, 0, max(len(tail) - 18, 0))
+    pos = _find_end(tail)
     if pos < 0:
         raise NotAnArchive(label, "no ZIP end-of-central-directory record")
     _, _, _, _, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, pos + 4)
