@@ -1,6 +1,7 @@
 """Compressed TAR shards (.tgz, .tar.gz, .tar.lz4): one decompression pass per read_many call."""
 import gzip
 import tarfile
+import zlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,14 @@ def contents(entries):
     return {e[0]: e[1] for e in entries if not isinstance(e, tarfile.TarInfo)}
 
 
+@pytest.fixture(params=["default", "zlib"])
+def inflater(request, monkeypatch):
+    """Runs a test with the preferred gzip inflater (ISA-L when installed) and with zlib."""
+    if request.param == "zlib":
+        monkeypatch.setattr(tarshard, "_inflate", zlib)
+    return request.param
+
+
 @pytest.fixture
 def count_passes(monkeypatch):
     """Counts decompression passes per shard path, and the bytes each one produced."""
@@ -42,7 +51,7 @@ def count_passes(monkeypatch):
 
 @pytest.mark.parametrize("fmt", COMPRESSED)
 @pytest.mark.parametrize("tarfmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
-def test_read_many_cold_and_warm_one_pass(tmp_path, fmt, tarfmt, count_passes):
+def test_read_many_cold_and_warm_one_pass(tmp_path, fmt, tarfmt, count_passes, inflater):
     entries, tar = sample(fmt=tarfmt)
     files = contents(entries)
     names = sorted(files, reverse=True) + ["./dir/sample_0003.txt", "dir/sample_0001.txt"]
@@ -118,7 +127,7 @@ def test_chunk_boundaries_anywhere(tmp_path, monkeypatch, fmt, out_chunk, picks)
         assert sh.members() == plain
 
 
-def test_tar_gz_extension_and_concatenated_gzip_members(tmp_path):
+def test_tar_gz_extension_and_concatenated_gzip_members(tmp_path, inflater):
     body = make_tar([("a", b"first")])[:1024]  # header + data block, no end: the stream goes on
     tail = make_tar([("b", b"second")])
     path = tmp_path / "multi.tar.gz"
@@ -146,7 +155,7 @@ def test_empty_member_and_zero_size(tmp_path, fmt):
 
 
 @pytest.mark.parametrize("fmt", COMPRESSED)
-def test_truncated_compressed_stream(tmp_path, fmt):
+def test_truncated_compressed_stream(tmp_path, fmt, inflater):
     _, tar = sample()
     blob = compress(tar, fmt)
     path = tmp_path / ("t." + fmt)

@@ -1,6 +1,7 @@
 """`open_shard`: opens a shard with the reader its magic bytes call for."""
 import os
 
+from .errors import NotAnArchive
 from .formats import detect_format
 from .tarshard import CompressedTarShard, TarShard
 
@@ -10,13 +11,27 @@ def open_shard(path, *, index_dir=None, name=None):
 
     `name` names the shard in errors and breaks format ties by its extension (default: path);
     `index_dir`, if given, is where shard indexes are persisted between processes.
-    Raises NotAnArchive when the bytes match no supported format.
+    Raises NotAnArchive when the bytes match no supported format. A shard opened before (same
+    file, size and mtime) costs an open, a pread of its first block and an fstat.
     """
     path = os.fspath(path)
-    fmt = detect_format(path, name)
+    label = name if name is not None else path
+    # one fd serves detection and reading: no second open of the same file
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        head = os.pread(fd, 512, 0)
+        fmt = detect_format(head, name=label)
+    except IsADirectoryError:
+        os.close(fd)
+        raise NotAnArchive(label, "is a directory") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    # the readers own the fd from here on, closing it themselves if they fail
     if fmt == "tar":
-        return TarShard(path, index_dir=index_dir, name=name)
-    if fmt == "zip":
-        from .zipshard import ZipShard  # written separately; only zip shards need it
-        return ZipShard(path, index_dir=index_dir)
-    return CompressedTarShard(path, index_dir=index_dir, name=name, format=fmt)
+        return TarShard(path, index_dir=index_dir, name=name, fd=fd)
+    if fmt != "zip":
+        return CompressedTarShard(path, index_dir=index_dir, name=name, format=fmt, fd=fd)
+    os.close(fd)
+    from .zipshard import ZipShard  # only zip shards need it
+    return ZipShard(path, index_dir=index_dir)

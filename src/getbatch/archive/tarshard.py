@@ -4,14 +4,22 @@ Plain TAR: the index (name -> data offset, size) comes from a header-only scan, 
 one pread and `extent()` lets the caller sendfile it. Compressed TAR: offsets live in the
 decompressed stream, so `read_many` sorts the wanted members by offset, inflates the shard once
 (stopping after the last one needed) and hands the bytes back in the caller's order; on a shard
-never seen before the same single pass also builds the index.
+never seen before the same single pass also builds the index. Plain zlib/lz4 streaming beat
+libarchive for whole-shard reads here (bench/RESULTS-archive-read.md); gzip is inflated with
+ISA-L when the optional `isal` package is installed.
 """
 import os
 import zlib
 
+try:  # ISA-L inflates about twice as fast as zlib; optional
+    from isal import isal_zlib as _inflate
+except ImportError:
+    _inflate = zlib
+
 from . import index as _index
 from ._accel import load
 from .errors import CorruptArchive, MemberNotFound
+from .formats import detect_format
 from .member import FILE, Shard, name_variants
 
 tarscan = load("_ctarscan", "tarscan_py")
@@ -29,10 +37,11 @@ class TarShard(Shard):
 
     format = "tar"
 
-    def __init__(self, path, *, index_dir=None, name=None):
+    def __init__(self, path, *, index_dir=None, name=None, fd=None):
+        """`fd`, if given, is an open read-only fd of `path` that the shard takes over."""
         self.path = os.fspath(path)
         self.name = name if name is not None else self.path
-        self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = fd if fd is not None else os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             st = os.fstat(self._fd)
             self.size = st.st_size
@@ -100,7 +109,7 @@ class TarShard(Shard):
 
 def _decompressor(fmt):
     if fmt == "tgz":
-        return zlib.decompressobj(31)
+        return _inflate.decompressobj(31)
     import lz4.frame  # only .tar.lz4 shards need it
     return lz4.frame.LZ4FrameDecompressor()
 
@@ -113,7 +122,7 @@ def _stream(fd, fmt, shard):
     """
     gz = fmt == "tgz"
     magic = _GZIP_MAGIC if gz else _LZ4_MAGIC
-    error = zlib.error if gz else RuntimeError
+    error = _inflate.error if gz else RuntimeError
     pos = 0
     data = b""
     dec = None
@@ -218,17 +227,18 @@ class CompressedTarShard(Shard):
     one per index build when members()/lookup() come first on a shard not indexed yet).
     """
 
-    def __init__(self, path, *, index_dir=None, name=None, format=None):
-        from .formats import detect_format  # formats imports nothing of ours; kept local
+    def __init__(self, path, *, index_dir=None, name=None, format=None, fd=None):
+        """`format` is 'tgz' or 'tar.lz4' (detected when None); `fd`, if given, is an open
+        read-only fd of `path` that the shard takes over."""
         self.path = os.fspath(path)
         self.name = name if name is not None else self.path
-        self.format = format or detect_format(self.path, self.name)
-        if self.format not in ("tgz", "tar.lz4"):
-            raise ValueError(f"{self.name}: not a compressed tar ({self.format})")
+        self._fd = fd if fd is not None else os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         self._index_dir = index_dir
         self.passes = 0
-        self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
+            self.format = format or detect_format(os.pread(self._fd, 512, 0), self.name)
+            if self.format not in ("tgz", "tar.lz4"):
+                raise ValueError(f"{self.name}: not a compressed tar ({self.format})")
             self._st = os.fstat(self._fd)
             self._index = _index.cached(self.path, self._st, self.format, index_dir=index_dir)
         except BaseException:
