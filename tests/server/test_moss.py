@@ -331,3 +331,14 @@ def test_writer_output_matches_server_tar(node, bucket, objs):
         for n in names:
             w.add(f"{bucket.name}/{n}", objs[n])
     assert served == buf.getvalue()
+
+
+def test_sdk_plain_names_reach_into_shards(client, bucket, shards, objs):
+    """`shard.tar/x.wav` in a plain name list means the file x.wav inside shard.tar."""
+    names = ["obj-1", "s.tar/x.wav", "s.tgz/a/b/c/file.txt", "s.zip/x.wav"]
+    for strm in (True, False):
+        got = list(client.batch(names, bucket=bucket, streaming_get=strm).get())
+        assert [d for _, d in got] == [objs["obj-1"], INNER[1][1], b"nested", INNER[1][1]]
+        assert all(i.err_msg is None for i, _ in got)
+    got = list(client.batch(["s.tar/none"], bucket=bucket).get())
+    assert got[0][1] == b"" and got[0][0].err_msg

@@ -17,6 +17,7 @@ from ..store.errors import InvalidName, ObjectNotFound
 from .errors import BadRequest, NotFound, RangeNotSatisfiable
 
 MISSING_DIR = "__404__/"
+ARCHIVE_EXTS = (".tar", ".tgz", ".tar.gz", ".tar.lz4", ".zip")
 DEFAULT_MAX_SOFT_ERRS = int(os.environ.get("GETBATCH_MAX_SOFT_ERRS", "8"))
 
 
@@ -72,14 +73,59 @@ def _apply_range(start, length, size, what):
     return start, length
 
 
+class _Resolver:
+    """Per-request lookups: each shard opened once, symlink-checked dirs remembered."""
+
+    def __init__(self, store):
+        self.store = store
+        self.shards = {}
+        self.safe_dirs = {}
+
+    def object(self, bucket, objname):
+        return self.store.locate(bucket, objname, self.safe_dirs)
+
+    def shard(self, bucket, objname):
+        key = (bucket, objname)
+        shard = self.shards.get(key)
+        if shard is None:
+            path, _ = self.object(bucket, objname)
+            shard = open_shard(path, index_dir=self.store.index_dir, name=objname)
+            self.shards[key] = shard
+        return shard
+
+    def member(self, e, name, objname, archpath, ref):
+        shard = self.shard(e.bucket, objname)
+        m = shard.lookup(archpath)
+        off, n = _apply_range(e.start, e.length, m.size, f"{archpath} in {ref}")
+        extent = shard.extent(archpath)
+        if extent is not None:
+            return Item(name, n, shard.path, extent[0] + off)
+        return Item(name, n, None, off, shard, archpath)
+
+    def implicit_member(self, e, name, ref):
+        """`shard.tar/x.wav` named as one object that does not exist: the file x.wav inside
+        the shard object shard.tar (as Lhotse URLs and the SDK's plain name lists write it).
+        Only tried after a miss, and only at a path prefix with an archive extension."""
+        objname = e.objname
+        i = objname.find("/")
+        while i > 0:
+            prefix = objname[:i]
+            if prefix.lower().endswith(ARCHIVE_EXTS):
+                try:
+                    return self.member(e, name, prefix, objname[i + 1:], f"{e.provider}://{e.bucket}/{prefix}")
+                except (ObjectNotFound, MemberNotFound):
+                    pass
+            i = objname.find("/", i + 1)
+        return None
+
+
 def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS) -> Plan:
     """Resolve `req` (a validated MossReq) against `store`."""
     for provider, bucket in {(e.provider, e.bucket) for e in req.entries}:
         if provider != "ais" or not store.has_bucket(bucket):
             raise NotFound(f'bucket "{provider}://{bucket}" does not exist')
     onob, coer = req.onob, req.coer
-    shards = {}
-    safe_dirs = {}
+    resolve = _Resolver(store)
     items, out = [], []
     soft = 0
     for e in req.entries:
@@ -88,24 +134,18 @@ def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS) -> Plan:
         name = base if not ap else (base + ap if ap.startswith("/") else f"{base}/{ap}")
         ref = f"{e.provider}://{e.bucket}/{e.objname}"
         try:
-            if not ap:
-                path, size = store.locate(e.bucket, e.objname, safe_dirs)
-                off, n = _apply_range(e.start, e.length, size, ref)
-                item = Item(name, n, path, off)
+            if ap:
+                item = resolve.member(e, name, e.objname, ap, ref)
             else:
-                key = (e.bucket, e.objname)
-                shard = shards.get(key)
-                if shard is None:
-                    path, _ = store.locate(e.bucket, e.objname, safe_dirs)
-                    shard = open_shard(path, index_dir=store.index_dir, name=e.objname)
-                    shards[key] = shard
-                m = shard.lookup(ap)
-                off, n = _apply_range(e.start, e.length, m.size, f"{ap} in {ref}")
-                extent = shard.extent(ap)
-                if extent is not None:
-                    item = Item(name, n, shard.path, extent[0] + off)
+                try:
+                    path, size = resolve.object(e.bucket, e.objname)
+                except ObjectNotFound:
+                    item = resolve.implicit_member(e, name, ref) if "/" in e.objname else None
+                    if item is None:
+                        raise
                 else:
-                    item = Item(name, n, None, off, shard, ap)
+                    off, n = _apply_range(e.start, e.length, size, ref)
+                    item = Item(name, n, path, off)
             o = {"objname": e.objname, "bucket": e.bucket, "provider": e.provider, "size": item.size}
         except (ObjectNotFound, MemberNotFound) as exc:
             msg = (f"{ap} in {ref} does not exist" if isinstance(exc, MemberNotFound)
