@@ -100,3 +100,13 @@ def test_not_an_archive_is_400(node, bucket):
     bucket.object("plain").get_writer().put_content(b"hello world")
     r = moss(node, {"in": [{"objname": "plain", "archpath": "x"}], "coer": True}, f"/{bucket.name}")
     assert r.status_code == 400 and "plain" in r.text
+
+
+@pytest.mark.parametrize("mime,ctype", [
+    ("tar", "application/x-tar"), (".tar", "application/x-tar"), ("application/x-tar", "application/x-tar"),
+    ("tgz", "application/gzip"), (".tar.gz", "application/gzip"), ("application/gzip", "application/gzip"),
+    ("zip", "application/zip"), ("application/zip", "application/zip"), (".tar.lz4", "application/x-lz4"),
+    (".TGZ", "application/gzip"), ("", "application/x-tar")])
+def test_mime_variants(node, bname, mime, ctype):
+    r = moss(node, {"in": [{"objname": "o1"}], "mime": mime, "strm": True}, f"/{bname}")
+    assert r.status_code == 200 and r.headers["Content-Type"] == ctype

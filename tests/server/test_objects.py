@@ -1,5 +1,6 @@
 """Bucket and object API through the real AIS SDK 2.0.0 and raw requests against gunicorn."""
 import io
+import os
 import tarfile
 
 import msgpack
@@ -123,3 +124,23 @@ def test_smap_and_ready(client):
     assert client.cluster().is_ready()
     smap = client.cluster().get_info()
     assert len(smap.tmap) == 1
+
+
+def test_aborted_upload_leaves_nothing(bucket, node):
+    import socket
+    import time
+
+    bucket.object("keep").get_writer().put_content(b"old content")
+    for name in ("fresh", "keep"):
+        s = socket.create_connection(("127.0.0.1", node.port))
+        s.sendall(f"PUT /v1/objects/{bucket.name}/{name}?provider=ais HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Length: 100000\r\n\r\n".encode() + b"partial" * 10)
+        time.sleep(0.2)
+        s.close()
+    time.sleep(0.5)
+    with pytest.raises(ErrObjNotFound):
+        bucket.object("fresh").get_reader().read_all()
+    assert bucket.object("keep").get_reader().read_all() == b"old content"
+    assert [e.name for e in bucket.list_all_objects()] == ["keep"]
+    tmp = os.path.join(node.data_dir, ".sys", "tmp")
+    assert os.listdir(tmp) == []
