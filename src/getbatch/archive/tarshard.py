@@ -76,7 +76,11 @@ class TarShard(Shard):
         return ext
 
     def read(self, name):
-        return self._pread(*self.extent(name))
+        ext = self._files.get(name) or self.extent(name)
+        data = os.pread(self._fd, ext[1], ext[0])
+        if len(data) != ext[1]:
+            self._short(ext)
+        return data
 
     def read_many(self, names):
         files = self._files
@@ -90,12 +94,6 @@ class TarShard(Shard):
                 self._short(ext)
             out.append(data)
         return out
-
-    def _pread(self, offset, size):
-        data = os.pread(self._fd, size, offset)
-        if len(data) != size:
-            self._short((offset, size))
-        return data
 
     def _short(self, ext):
         raise CorruptArchive(self.name, f"truncated: member data at {ext[0]}+{ext[1]} is past the "
