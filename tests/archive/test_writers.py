@@ -15,7 +15,8 @@ from getbatch.archive import ArchiveError, open_writer, tar_entry_size, writers
 
 FORMATS = ["tar", "tgz", "tar.gz", "tar.lz4", "zip", "zip+deflate"]
 
-segment = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/"),
+# no backslash: libarchive reads it as a path separator in ZIP names
+segment = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/\\"),
                   min_size=1, max_size=30)
 names = st.one_of(
     st.lists(segment, min_size=1, max_size=12).map("/".join),
