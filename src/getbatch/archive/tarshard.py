@@ -150,12 +150,15 @@ def _stream(fd, fmt, shard):
                 if dec.eof:
                     break
                 # the output limit was hit: more is pending for the input already given
-                if gz and (dec.unconsumed_tail or len(out) == _OUT_CHUNK):
-                    out = dec.decompress(dec.unconsumed_tail, _OUT_CHUNK)
-                elif not gz and not dec.needs_input:
-                    out = dec.decompress(b"", _OUT_CHUNK)
+                if gz:
+                    more = dec.unconsumed_tail or len(out) == _OUT_CHUNK
                 else:
+                    more = not dec.needs_input
+                if not more:
                     break
+                if not out:  # never spin on a decompressor that makes no progress
+                    raise CorruptArchive(shard, "decompressor made no progress")
+                out = dec.decompress(dec.unconsumed_tail if gz else b"", _OUT_CHUNK)
         except error as exc:
             raise CorruptArchive(shard, f"bad compressed data: {exc}") from None
         if dec.eof:
