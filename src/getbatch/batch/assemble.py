@@ -17,7 +17,7 @@ import secrets
 
 import msgspec
 
-from ..archive import emit, open_writer, tar_entry_size, tar_header
+from ..archive import emit, open_writer, tar_header
 
 WINDOW_BYTES = 32 << 20
 WINDOW_ITEMS = 4096
@@ -62,7 +62,14 @@ class BatchOutput:
         self.fmt = fmt
         self.boundary = secrets.token_hex(30) if multipart else None
         self.prefix, self.suffix = self._framing()
-        self.content_length = self._length() if fmt == "tar" else None
+        self.headers = None
+        self.content_length = None
+        if fmt == "tar":
+            # packed once: their lengths give Content-Length, emit_to sends them
+            self.headers = [tar_header(it.name, it.size) for it in plan.items]
+            self.content_length = (len(self.prefix) + TAR_END + len(self.suffix)
+                                   + sum(map(len, self.headers))
+                                   + sum((it.size + 511) & ~511 for it in plan.items))
         self.content_type = (f"multipart/mixed; boundary={self.boundary}" if multipart
                              else CONTENT_TYPES[fmt])
 
@@ -70,17 +77,13 @@ class BatchOutput:
         if self.boundary is None:
             return b"", b""
         b = self.boundary
-        meta = _enc.encode({"uuid": self.plan.uuid, "out": self.plan.out})
+        meta = _enc.encode({"uuid": self.plan.uuid, "out": self.plan.out()})
         prefix = (f"--{b}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n".encode()
                   + meta + b"\n\r\n"
                   + f"--{b}\r\nContent-Disposition: form-data; name=\"archive\"; "
                     f"filename=\"get-batch[{self.plan.uuid}]\"\r\n"
                     f"Content-Type: application/octet-stream\r\n\r\n".encode())
         return prefix, f"\r\n--{b}--\r\n".encode()
-
-    def _length(self):
-        return (len(self.prefix) + sum(tar_entry_size(it.name, it.size) for it in self.plan.items)
-                + TAR_END + len(self.suffix))
 
     @property
     def zero_copy(self):
@@ -89,26 +92,22 @@ class BatchOutput:
 
     def emit_to(self, fd, sendfile_min=1 << 16):
         """Send the whole body to `fd` through the emit loop; returns bytes written."""
-        total = 0
-        first = True
+        total = emit(fd, [(self.prefix, None, 0, 0, 0)]) if self.prefix else 0
+        headers = iter(self.headers)
         for window in _windows(self.plan.items):
             data = _load(window)
             items = []
+            add = items.append
             for it in window:
-                head = tar_header(it.name, it.size)
-                if first:
-                    head, first = self.prefix + head, False
-                pad = -it.size % 512
+                head = next(headers)
                 if it.path is not None:
-                    items.append((head, it.path, it.offset, it.size, pad))
+                    add((head, it.path, it.offset, it.size, -it.size & 511))
                 elif it.shard is not None:
-                    items.append((head, data[id(it)], 0, it.size, pad))
+                    add((head, data[id(it)], 0, it.size, -it.size & 511))
                 else:
-                    items.append((head, None, 0, 0, pad))
+                    add((head, None, 0, 0, 0))
             total += emit(fd, items, sendfile_min=sendfile_min)
-        total += emit(fd, [((self.prefix if first else b"") + bytes(TAR_END) + self.suffix,
-                            None, 0, 0, 0)])
-        return total
+        return total + emit(fd, [(bytes(TAR_END) + self.suffix, None, 0, 0, 0)])
 
     def __iter__(self):
         chunks = []

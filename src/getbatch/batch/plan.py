@@ -25,26 +25,40 @@ class Item:
     """One output entry. `path`+`offset` for file-backed data; `shard`+`member` for data to
     decompress (then `offset` is relative to the member); neither for a placeholder."""
 
-    __slots__ = ("name", "size", "path", "offset", "shard", "member")
+    __slots__ = ("name", "size", "path", "offset", "shard", "member", "err")
 
-    def __init__(self, name, size, path=None, offset=0, shard=None, member=None):
+    def __init__(self, name, size, path=None, offset=0, shard=None, member=None, err=None):
         self.name = name
         self.size = size
         self.path = path
         self.offset = offset
         self.shard = shard
         self.member = member
+        self.err = err              # err_msg of a placeholder
 
 
 class Plan:
-    __slots__ = ("req", "items", "out", "uuid", "soft_errors")
+    __slots__ = ("req", "items", "uuid", "soft_errors")
 
-    def __init__(self, req, items, out, soft_errors):
+    def __init__(self, req, items, soft_errors):
         self.req = req
-        self.items = items
-        self.out = out              # MossOut dicts, one per item
+        self.items = items          # one per request entry, in request order
         self.uuid = "gbt-" + _uuid.uuid4().hex[:12]
         self.soft_errors = soft_errors
+
+    def out(self):
+        """The MossResp `out` list (buffered mode only, so streaming never builds it)."""
+        res = []
+        for e, it in zip(self.req.entries, self.items):
+            o = {"objname": e.objname, "bucket": e.bucket, "provider": e.provider, "size": it.size}
+            if e.archpath:
+                o["archpath"] = e.archpath
+            if it.err is not None:
+                o["err_msg"] = it.err
+            if e.opaque is not None:
+                o["opaque"] = e.opaque
+            res.append(o)
+        return res
 
     @property
     def has_members_to_decompress(self):
@@ -126,47 +140,48 @@ def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS) -> Plan:
             raise NotFound(f'bucket "{provider}://{bucket}" does not exist')
     onob, coer = req.onob, req.coer
     resolve = _Resolver(store)
-    items, out = [], []
+    locate, safe_dirs = store.locate, resolve.safe_dirs
+    items = []
+    append = items.append
     soft = 0
     for e in req.entries:
         base = e.objname if onob else f"{e.bucket}/{e.objname}"
         ap = e.archpath
-        name = base if not ap else (base + ap if ap.startswith("/") else f"{base}/{ap}")
-        ref = f"{e.provider}://{e.bucket}/{e.objname}"
         try:
-            if ap:
-                item = resolve.member(e, name, e.objname, ap, ref)
-            else:
+            if not ap:
                 try:
-                    path, size = resolve.object(e.bucket, e.objname)
+                    path, size = locate(e.bucket, e.objname, safe_dirs)
                 except ObjectNotFound:
-                    item = resolve.implicit_member(e, name, ref) if "/" in e.objname else None
+                    item = resolve.implicit_member(e, base, _ref(e)) if "/" in e.objname else None
                     if item is None:
                         raise
                 else:
-                    off, n = _apply_range(e.start, e.length, size, ref)
-                    item = Item(name, n, path, off)
-            o = {"objname": e.objname, "bucket": e.bucket, "provider": e.provider, "size": item.size}
+                    if e.start or e.length:
+                        off, n = _apply_range(e.start, e.length, size, _ref(e))
+                        item = Item(base, n, path, off)
+                    else:
+                        item = Item(base, size, path)
+            else:
+                name = base + ap if ap[0] == "/" else f"{base}/{ap}"
+                item = resolve.member(e, name, e.objname, ap, _ref(e))
         except (ObjectNotFound, MemberNotFound) as exc:
-            msg = (f"{ap} in {ref} does not exist" if isinstance(exc, MemberNotFound)
-                   else f"{ref} does not exist")
+            msg = (f"{ap} in {_ref(e)} does not exist" if isinstance(exc, MemberNotFound)
+                   else f"{_ref(e)} does not exist")
             if not coer:
                 raise NotFound(msg)
             soft += 1
             if soft > max_soft_errs:
                 raise BadRequest(f"exceeded soft-errors limit: {soft} (max: {max_soft_errs}); "
                                  f"the last one: {msg}")
-            item = Item(MISSING_DIR + name, 0)
-            o = {"objname": e.objname, "bucket": e.bucket, "provider": e.provider, "size": 0,
-                 "err_msg": msg}
+            name = base if not ap else (base + ap if ap[0] == "/" else f"{base}/{ap}")
+            item = Item(MISSING_DIR + name, 0, err=msg)
         except InvalidName as exc:
             raise BadRequest(str(exc))
         except ArchiveError as exc:
-            raise BadRequest(f"{ref}: cannot read archived file {ap!r}: {exc.reason}")
-        if ap:
-            o["archpath"] = ap
-        if e.opaque is not None:
-            o["opaque"] = e.opaque
-        items.append(item)
-        out.append(o)
-    return Plan(req, items, out, soft)
+            raise BadRequest(f"{_ref(e)}: cannot read archived file {ap!r}: {exc.reason}")
+        append(item)
+    return Plan(req, items, soft)
+
+
+def _ref(e):
+    return f"{e.provider}://{e.bucket}/{e.objname}"

@@ -6,6 +6,7 @@ Beyond the reference: `mime` is case-insensitive and `application/gzip` means .t
 """
 import base64
 import binascii
+from typing import Optional
 
 import msgspec
 
@@ -22,19 +23,32 @@ _REQ_KEYS = ("in", "mime", "coer", "onob", "strm", "coloc")
 _IN_KEYS = ("objname", "bucket", "provider", "uname", "archpath", "opaque", "start", "length")
 
 
-class Entry:
-    """One validated `in[]` entry; `bucket`/`provider` already resolved."""
+class MossIn(msgspec.Struct):
+    """One `in[]` entry. After `parse`, `bucket`/`provider` are resolved and `opaque` is
+    standard base64 (or None)."""
 
-    __slots__ = ("objname", "bucket", "provider", "archpath", "opaque", "start", "length")
+    objname: Optional[str] = None
+    bucket: Optional[str] = None
+    provider: Optional[str] = None
+    uname: Optional[str] = None
+    archpath: Optional[str] = None
+    opaque: Optional[str] = None
+    start: int = 0
+    length: int = 0         # 0 = whole, -1 = to EOF, >0 = exactly
 
-    def __init__(self, objname, bucket, provider, archpath, opaque, start, length):
-        self.objname = objname
-        self.bucket = bucket
-        self.provider = provider
-        self.archpath = archpath
-        self.opaque = opaque        # standard base64 text to echo, or None
-        self.start = start
-        self.length = length        # 0 = whole, -1 = to EOF, >0 = exactly
+
+class _WireReq(msgspec.Struct):
+    """The common, well-formed request decoded in one C pass; anything else (other key
+    case, the ActionMsg wrapper, wrong types) takes the slower path that explains errors."""
+
+    in_: Optional[list[MossIn]] = msgspec.field(name="in", default=None)
+    mime: Optional[str] = None
+    coer: bool = False
+    onob: bool = False
+    strm: bool = False
+
+
+_fast = msgspec.json.Decoder(_WireReq)
 
 
 class MossReq:
@@ -146,56 +160,73 @@ def decode_body(body: bytes):
     return _lower_keys(doc, _REQ_KEYS)
 
 
-def parse(body: bytes, default_bucket=None, default_provider="ais") -> MossReq:
-    """Validate everything that can be validated without touching storage."""
+def _entry_from_dict(i, e):
+    if not isinstance(e, dict):
+        raise BadRequest(f"moss: in[{i}] must be an object")
+    e = _lower_keys(e, _IN_KEYS)
+    objname = e.get("objname")
+    for field in ("bucket", "provider", "uname", "archpath", "opaque"):
+        v = e.get(field)
+        if v is not None and not isinstance(v, str):
+            raise BadRequest(f'invalid "{field}" {v!r} for object "{objname}" (in[{i}]): expecting a string')
+    return MossIn(objname, e.get("bucket"), e.get("provider"), e.get("uname"), e.get("archpath"),
+                  e.get("opaque"), _int(e.get("start"), "start", objname),
+                  _int(e.get("length"), "length", objname))
+
+
+def _decode(body):
+    """(entries, mime, coer, onob, strm): the fast typed decode, else the explaining one."""
+    try:
+        w = _fast.decode(body)
+        if w.in_ and all(e.objname is not None for e in w.in_):
+            return w.in_, w.mime, w.coer, w.onob, w.strm
+    except msgspec.DecodeError:
+        pass
     doc = decode_body(body)
     ins = doc.get("in")
     if not ins:
         raise BadRequest("moss: empty input (expecting a non-empty \"in\" list)")
     if not isinstance(ins, list):
         raise BadRequest('moss: "in" must be a list of entries')
-    mime = normalize_mime(doc.get("mime"))
-    entries = []
-    append = entries.append
-    for i, e in enumerate(ins):
-        if not isinstance(e, dict):
-            raise BadRequest(f"moss: in[{i}] must be an object")
-        e = _lower_keys(e, _IN_KEYS)
-        objname = e.get("objname")
+    entries = [_entry_from_dict(i, e) for i, e in enumerate(ins)]
+    return (entries, doc.get("mime"), _bool(doc.get("coer"), "coer"), _bool(doc.get("onob"), "onob"),
+            _bool(doc.get("strm"), "strm"))
+
+
+def parse(body: bytes, default_bucket=None, default_provider="ais") -> MossReq:
+    """Validate everything that can be validated without touching storage."""
+    entries, mime, coer, onob, strm = _decode(body)
+    mime = normalize_mime(mime)
+    for i, e in enumerate(entries):
+        objname = e.objname
         if not isinstance(objname, str):
             raise BadRequest(f'invalid object name {objname!r} in in[{i}]: expecting a string')
         try:
             validate_object_name(objname)
+            if e.archpath:
+                validate_archpath(e.archpath)
         except InvalidName as exc:
+            if exc.what == "archpath":
+                raise BadRequest(f'invalid archpath "{e.archpath}" (oname: "{objname}"): {exc.reason}')
             raise BadRequest(str(exc))
-        archpath = e.get("archpath") or ""
-        if archpath:
-            if not isinstance(archpath, str):
-                raise BadRequest(f'invalid archpath {archpath!r} (oname: "{objname}")')
-            try:
-                validate_archpath(archpath)
-            except InvalidName as exc:
-                raise BadRequest(f'invalid archpath "{archpath}" (oname: "{objname}"): {exc}')
-        uname = e.get("uname")
-        if uname:
-            provider, bucket = _parse_uname(uname, objname)
+        if e.uname:
+            e.provider, e.bucket = _parse_uname(e.uname, objname)
+        elif e.bucket:
+            e.provider = normalize_provider(e.provider) if e.provider else "ais"
+        elif default_bucket:
+            e.bucket = default_bucket
+            e.provider = normalize_provider(e.provider) if e.provider else default_provider
         else:
-            bucket = e.get("bucket") or default_bucket
-            if not bucket:
-                raise BadRequest(f'missing bucket specification for object "{objname}"')
-            if not isinstance(bucket, str):
-                raise BadRequest(f'invalid bucket {bucket!r} for object "{objname}"')
-            p = e.get("provider")
-            provider = normalize_provider(p) if p else (default_provider if not e.get("bucket") else "ais")
-        start = _int(e.get("start"), "start", objname)
-        length = _int(e.get("length"), "length", objname)
+            raise BadRequest(f'missing bucket specification for object "{objname}"')
+        start, length = e.start, e.length
         if start < 0 or length < -1 or (start != 0 and length == 0):
             raise BadRequest(f"not satisfiable range [start={start}, length={length}] for object "
                              f'"{objname}": expecting start >= 0 and length > 0, or -1 to read to the end')
-        append(Entry(objname, bucket, provider, archpath, _opaque(e.get("opaque"), objname),
-                     start, length))
-    return MossReq(entries, mime, _bool(doc.get("coer"), "coer"), _bool(doc.get("onob"), "onob"),
-                   _bool(doc.get("strm"), "strm"))
+        if e.opaque:
+            e.opaque = _opaque(e.opaque, objname)
+        else:
+            e.opaque = None
+    return MossReq(entries, mime, coer, onob, strm)
 
 
 def parse_coloc(value) -> int:
