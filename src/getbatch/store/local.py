@@ -162,16 +162,22 @@ class LocalStore:
 
     # ---- objects -----------------------------------------------------------------------
 
-    def stat(self, bucket, name):
-        path = self.object_path(bucket, name)
+    def _stat_file(self, bucket, name, quick=False):
+        """(path, stat result) of a regular-file object; ObjectNotFound otherwise.
+        `quick`: one lstat of the unchecked path; the caller must check the result."""
+        path = f"{self._root}/{bucket}/{name}" if quick else self.object_path(bucket, name)
         try:
-            st = os.stat(path)
+            st = os.lstat(path) if quick else os.stat(path)
         except OSError as e:
             if e.errno in _NOT_FOUND:
                 raise ObjectNotFound(bucket, name) from None
             raise
-        if not st_.S_ISREG(st.st_mode):
+        if not quick and not st_.S_ISREG(st.st_mode):
             raise ObjectNotFound(bucket, name)
+        return path, st
+
+    def stat(self, bucket, name):
+        path, st = self._stat_file(bucket, name)
         m = meta.read_meta(path) if self._xattrs else ("", "", "")
         return attrs_from_stat(st, m, path, name, bucket)
 
@@ -180,25 +186,11 @@ class LocalStore:
         of objects per request. The caller has validated the name and the bucket; no
         xattrs are read; `safe_dirs`, a dict the caller keeps for one batch, remembers
         parent directories found free of symlinks, so most objects cost one lstat."""
-        path = f"{self._root}/{bucket}/{name}"
         parent = name.rpartition("/")[0]
-        try:
-            st = os.lstat(path)
-        except OSError as e:
-            if e.errno in _NOT_FOUND:
-                raise ObjectNotFound(bucket, name) from None
-            raise
+        path, st = self._stat_file(bucket, name, quick=True)
         if st_.S_ISREG(st.st_mode) and (not parent or (bucket, parent) in safe_dirs):
             return path, st.st_size
-        path = self.object_path(bucket, name)
-        try:
-            st = os.stat(path)
-        except OSError as e:
-            if e.errno in _NOT_FOUND:
-                raise ObjectNotFound(bucket, name) from None
-            raise
-        if not st_.S_ISREG(st.st_mode):
-            raise ObjectNotFound(bucket, name)
+        path, st = self._stat_file(bucket, name)
         pdir = f"{self._root}/{bucket}/{parent}"
         if parent and os.path.realpath(pdir) == pdir:
             safe_dirs[(bucket, parent)] = True
