@@ -19,6 +19,8 @@ from posix.unistd cimport close, pread, write
 from posix.types cimport off_t
 import os
 
+from getbatch.archive.errors import EmitError
+
 cdef extern from "fcntl.h":
     int O_CLOEXEC
 
@@ -58,18 +60,6 @@ cdef struct Item:
     long long offset
     long long length
     long long pad
-
-
-class EmitError(OSError):
-    """An item could not be emitted; `index` is its position in the sequence."""
-
-    def __init__(self, index, message, err=0):
-        super().__init__(err, message)
-        self.index = index
-        self.message = message
-
-    def __str__(self):
-        return self.message
 
 
 cdef class _Sink:

@@ -3,17 +3,7 @@ import errno
 import os
 import select
 
-
-class EmitError(OSError):
-    """An item could not be emitted; `index` is its position in the sequence."""
-
-    def __init__(self, index, message, err=0):
-        super().__init__(err, message)
-        self.index = index
-        self.message = message
-
-    def __str__(self):
-        return self.message
+from .errors import EmitError
 
 
 class _Sink:

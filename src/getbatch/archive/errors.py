@@ -36,3 +36,16 @@ class MemberNotFound(ArchiveError, KeyError):
 
 class UnsafeName(ArchiveError, ValueError):
     """A member name with '..', an absolute path or NUL was about to touch the filesystem."""
+
+
+class EmitError(OSError):
+    """The emit loop could not send an item; `index` is its position in the sequence.
+    Bytes before it may already be on the wire, so the caller must abort the response."""
+
+    def __init__(self, index, message, err=0):
+        super().__init__(err, message)
+        self.index = index
+        self.message = message
+
+    def __str__(self):
+        return self.message

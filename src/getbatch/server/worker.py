@@ -12,7 +12,7 @@ import socket
 
 from gunicorn.workers.gthread import ThreadWorker
 
-from ..archive.emit import EmitError
+from ..archive.errors import EmitError
 from ..batch.assemble import BatchOutput
 
 log = logging.getLogger("getbatch.worker")
