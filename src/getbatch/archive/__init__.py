@@ -23,11 +23,12 @@ from .formats import FORMATS, detect_format
 from .shards import open_shard
 from .writers import OUTPUT_FORMATS, open_writer, tar_header, tar_entry_size
 from .emit import emit
+from .extract import extract_to
 
 __all__ = [
     "ArchiveError", "CorruptArchive", "MemberNotFound", "NotAnArchive", "UnsafeName",
     "Member", "Shard", "FILE", "DIR", "SYMLINK", "HARDLINK", "OTHER",
     "FORMATS", "detect_format", "open_shard",
     "OUTPUT_FORMATS", "open_writer", "tar_header", "tar_entry_size",
-    "emit", "backend", "backends",
+    "emit", "extract_to", "backend", "backends",
 ]

@@ -1,0 +1,40 @@
+"""`extract_to`: write a shard's regular files under a directory, refusing unsafe names.
+
+A member name that is absolute, holds a `..` component or a NUL byte could write outside
+the destination, so it raises UnsafeName before anything is written. Each file is written
+to a temporary name and renamed into place, so an interrupted extraction leaves no
+partial file under a member's name.
+"""
+import os
+
+from .errors import UnsafeName
+from .member import FILE
+
+
+def check_member_name(shard_label, name):
+    """The relative path to write `name` at; raises UnsafeName."""
+    if not name or "\0" in name:
+        raise UnsafeName(shard_label, f"member name {name!r} is empty or contains NUL")
+    if name.startswith("/") or os.path.isabs(name):
+        raise UnsafeName(shard_label, f"member name {name!r} is an absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts or not parts:
+        raise UnsafeName(shard_label, f"member name {name!r} leads outside the destination")
+    return os.path.join(*parts)
+
+
+def extract_to(shard, dest, names=None):
+    """Write the named regular-file members (default: all) under `dest`; return the paths."""
+    if names is None:
+        names = [m.name for m in shard.members() if m.kind == FILE]
+    rels = [check_member_name(shard.path, n) for n in names]
+    out = []
+    for rel, data in zip(rels, shard.read_many(names)):
+        target = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(target) or dest, exist_ok=True)
+        tmp = f"{target}.part-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+        out.append(target)
+    return out
