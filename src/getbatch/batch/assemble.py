@@ -21,6 +21,7 @@ from ..archive import emit, open_writer, tar_header
 
 WINDOW_BYTES = 32 << 20
 WINDOW_ITEMS = 4096
+MAX_SHARED_FDS = 256
 CONTENT_TYPES = {"tar": "application/x-tar", "tgz": "application/gzip",
                  "tar.lz4": "application/x-lz4", "zip": "application/zip"}
 TAR_END = 1024
@@ -52,6 +53,30 @@ def _load(window):
         for it, blob in zip(its, blobs):
             data[id(it)] = memoryview(blob)[it.offset:it.offset + it.size]
     return data
+
+
+def _open_shared(window):
+    """{path: fd} for files that several items of the window read (members of one
+    uncompressed shard), so the emit loop reads them from one open file instead of
+    opening and closing the shard per member; at most MAX_SHARED_FDS at a time."""
+    seen, fds = set(), {}
+    try:
+        for it in window:
+            p = it.path
+            if p is None or p in fds or len(fds) >= MAX_SHARED_FDS:
+                continue
+            if p in seen:
+                try:
+                    fds[p] = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    pass  # the emit loop opens it per item and reports the failing item
+            else:
+                seen.add(p)
+    except BaseException:
+        for f in fds.values():
+            os.close(f)
+        raise
+    return fds
 
 
 class BatchOutput:
@@ -96,17 +121,22 @@ class BatchOutput:
         headers = iter(self.headers)
         for window in _windows(self.plan.items):
             data = _load(window)
-            items = []
-            add = items.append
-            for it in window:
-                head = next(headers)
-                if it.path is not None:
-                    add((head, it.path, it.offset, it.size, -it.size & 511))
-                elif it.shard is not None:
-                    add((head, data[id(it)], 0, it.size, -it.size & 511))
-                else:
-                    add((head, None, 0, 0, 0))
-            total += emit(fd, items, sendfile_min=sendfile_min)
+            fds = _open_shared(window)
+            try:
+                items = []
+                add = items.append
+                for it in window:
+                    head = next(headers)
+                    if it.path is not None:
+                        add((head, fds.get(it.path, it.path), it.offset, it.size, -it.size & 511))
+                    elif it.shard is not None:
+                        add((head, data[id(it)], 0, it.size, -it.size & 511))
+                    else:
+                        add((head, None, 0, 0, 0))
+                total += emit(fd, items, sendfile_min=sendfile_min)
+            finally:
+                for f in fds.values():
+                    os.close(f)
         return total + emit(fd, [(bytes(TAR_END) + self.suffix, None, 0, 0, 0)])
 
     def __iter__(self):
