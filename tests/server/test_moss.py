@@ -258,7 +258,9 @@ def test_ten_thousand_entries_in_order(node, bucket, strm):
 
 
 def test_same_bytes_with_and_without_zero_copy(node, plain_node, bucket, objs, shards):
-    body = {"in": [{"objname": n} for n in objs] + [{"objname": "s.tgz", "archpath": "x.wav"},
+    long_name = "deep/" * 30 + "ünïcode-名前.bin"
+    bucket.object(long_name).get_writer().put_content(b"long")
+    body = {"in": [{"objname": n} for n in objs] + [{"objname": long_name}, {"objname": "s.tgz", "archpath": "x.wav"},
                                                     {"objname": "s.tar", "archpath": "a/b/c/file.txt"}],
             "strm": True}
     a = moss(node.url, body, f"/{bucket.name}")
@@ -266,6 +268,7 @@ def test_same_bytes_with_and_without_zero_copy(node, plain_node, bucket, objs, s
     assert a.status_code == b.status_code == 200
     assert a.content == b.content
     assert a.headers["Content-Length"] == b.headers["Content-Length"]
+    assert (f"{bucket.name}/{long_name}", b"long") in tar_members(a.content)
 
 
 def test_same_bytes_under_another_wsgi_server(node, bucket, objs):
