@@ -283,3 +283,32 @@ def test_locate_fast_path_matches_stat_and_refuses_escapes(store, tmp_path):
     os.symlink(outside, os.path.join(store.data_dir, "ais", "lb", "link"))
     with pytest.raises(InvalidName):
         store.locate("lb", "link/secret", {})
+
+
+def test_open_object_opens_regular_files_only_and_checks_symlinks(store, tmp_path):
+    from getbatch.store.errors import InvalidName, ObjectNotFound
+
+    store.create_bucket("ob")
+    store.put("ob", "d/x", io.BytesIO(b"12345"), 5)
+    store.put("ob", "top", io.BytesIO(b"1"), 1)
+    safe = {}
+    for name, want in (("d/x", b"12345"), ("d/x", b"12345"), ("top", b"1")):
+        fd, size = store.open_object("ob", name, safe)
+        try:
+            assert size == len(want) and os.pread(fd, 100, 0) == want
+        finally:
+            os.close(fd)
+    assert ("ob", "d") in safe
+    for missing in ("nope", "d/nope", "d"):
+        with pytest.raises(ObjectNotFound):
+            store.open_object("ob", missing, safe)
+    bdir = os.path.join(store.data_dir, "ais", "ob")
+    os.symlink("top", os.path.join(bdir, "inner-link"))
+    fd, size = store.open_object("ob", "inner-link", safe)
+    os.close(fd)
+    assert size == 1
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"s")
+    os.symlink(outside, os.path.join(bdir, "out-link"))
+    with pytest.raises(InvalidName):
+        store.open_object("ob", "out-link", safe)

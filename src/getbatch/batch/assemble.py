@@ -21,7 +21,6 @@ from ..archive import emit, open_writer, tar_header
 
 WINDOW_BYTES = 32 << 20
 WINDOW_ITEMS = 4096
-MAX_SHARED_FDS = 256
 CONTENT_TYPES = {"tar": "application/x-tar", "tgz": "application/gzip",
                  "tar.lz4": "application/x-lz4", "zip": "application/zip"}
 TAR_END = 1024
@@ -53,30 +52,6 @@ def _load(window):
         for it, blob in zip(its, blobs):
             data[id(it)] = memoryview(blob)[it.offset:it.offset + it.size]
     return data
-
-
-def _open_shared(window):
-    """{path: fd} for files that several items of the window read (members of one
-    uncompressed shard), so the emit loop reads them from one open file instead of
-    opening and closing the shard per member; at most MAX_SHARED_FDS at a time."""
-    seen, fds = set(), {}
-    try:
-        for it in window:
-            p = it.path
-            if p is None or p in fds or len(fds) >= MAX_SHARED_FDS:
-                continue
-            if p in seen:
-                try:
-                    fds[p] = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError:
-                    pass  # the emit loop opens it per item and reports the failing item
-            else:
-                seen.add(p)
-    except BaseException:
-        for f in fds.values():
-            os.close(f)
-        raise
-    return fds
 
 
 class BatchOutput:
@@ -121,22 +96,18 @@ class BatchOutput:
         headers = iter(self.headers)
         for window in _windows(self.plan.items):
             data = _load(window)
-            fds = _open_shared(window)
-            try:
-                items = []
-                add = items.append
-                for it in window:
-                    head = next(headers)
-                    if it.path is not None:
-                        add((head, fds.get(it.path, it.path), it.offset, it.size, -it.size & 511))
-                    elif it.shard is not None:
-                        add((head, data[id(it)], 0, it.size, -it.size & 511))
-                    else:
-                        add((head, None, 0, 0, 0))
-                total += emit(fd, items, sendfile_min=sendfile_min)
-            finally:
-                for f in fds.values():
-                    os.close(f)
+            items = []
+            add = items.append
+            for it in window:
+                head = next(headers)
+                if it.src is not None:
+                    add((head, it.src, it.offset, it.size, -it.size & 511))
+                elif it.shard is not None:
+                    add((head, data[id(it)], 0, it.size, -it.size & 511))
+                else:
+                    add((head, None, 0, 0, 0))
+            total += emit(fd, items, sendfile_min=sendfile_min)
+            self.plan.release(window)
         return total + emit(fd, [(bytes(TAR_END) + self.suffix, None, 0, 0, 0)])
 
     def __iter__(self):
@@ -148,18 +119,15 @@ class BatchOutput:
         for window in _windows(self.plan.items):
             data = _load(window)
             for it in window:
-                if it.path is not None:
-                    fd = os.open(it.path, os.O_RDONLY | os.O_CLOEXEC)
-                    try:
-                        writer.add_file(it.name, fd, it.offset, it.size)
-                    finally:
-                        os.close(fd)
+                if it.src is not None:
+                    _add_file(writer, it)
                 elif it.shard is not None:
                     writer.add(it.name, data[id(it)])
                 else:
                     writer.add(it.name, b"")
                 if sink.size >= 1 << 20:
                     yield from sink.take()
+            self.plan.release(window)
         writer.close()
         yield from sink.take()
         if self.suffix:
@@ -167,6 +135,17 @@ class BatchOutput:
 
     def close(self):
         self.plan.close()
+
+
+def _add_file(writer, it):
+    if isinstance(it.src, int):
+        writer.add_file(it.name, it.src, it.offset, it.size)
+        return
+    fd = os.open(it.src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        writer.add_file(it.name, fd, it.offset, it.size)
+    finally:
+        os.close(fd)
 
 
 class _ListSink:

@@ -10,6 +10,8 @@ uncompressed TAR and stored ZIP shards: served zero-copy) or a member that must 
 decompressed (.tgz, .tar.lz4, deflated ZIP), read later in windows by assemble.py.
 """
 import os
+import resource
+import threading
 import uuid as _uuid
 
 from ..archive import ArchiveError, MemberNotFound, open_shard
@@ -22,29 +24,63 @@ DEFAULT_MAX_SOFT_ERRS = int(os.environ.get("GETBATCH_MAX_SOFT_ERRS", "8"))
 
 
 class Item:
-    """One output entry. `path`+`offset` for file-backed data; `shard`+`member` for data to
-    decompress (then `offset` is relative to the member); neither for a placeholder."""
+    """One output entry. `src` (a path, or an open fd) + `offset` for file-backed data;
+    `shard` + `member` for data to decompress (then `offset` is relative to the member);
+    neither for a placeholder. `owned`: `src` is an fd this plan opened and must close."""
 
-    __slots__ = ("name", "size", "path", "offset", "shard", "member", "err")
+    __slots__ = ("name", "size", "src", "offset", "shard", "member", "err", "owned")
 
-    def __init__(self, name, size, path=None, offset=0, shard=None, member=None, err=None):
+    def __init__(self, name, size, src=None, offset=0, shard=None, member=None, err=None,
+                 owned=False):
         self.name = name
         self.size = size
-        self.path = path
+        self.src = src
         self.offset = offset
         self.shard = shard
         self.member = member
         self.err = err              # err_msg of a placeholder
+        self.owned = owned
+
+
+class FdBudget:
+    """How many object fds all plans of this process may hold between planning and sending.
+
+    Planning opens each object it finds (open+fstat instead of a stat now and an open
+    later: one lookup by name instead of two, the largest per-file cost of a batch of
+    small objects). Half the fd limit is left for sockets, shards and everything else;
+    past the budget, objects are stat-ed and opened again when sent.
+    """
+
+    def __init__(self):
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.free = max(0, soft // 2)
+        self._lock = threading.Lock()
+
+    def take(self, n):
+        with self._lock:
+            k = min(n, self.free)
+            self.free -= k
+            return k
+
+    def give(self, n):
+        if n:
+            with self._lock:
+                self.free += n
+
+
+FDS = FdBudget()
 
 
 class Plan:
-    __slots__ = ("req", "items", "uuid", "soft_errors")
+    __slots__ = ("req", "items", "uuid", "soft_errors", "_shards", "_fds_held")
 
-    def __init__(self, req, items, soft_errors):
+    def __init__(self, req, items, soft_errors, shards, fds_held):
         self.req = req
         self.items = items          # one per request entry, in request order
         self.uuid = "gbt-" + _uuid.uuid4().hex[:12]
         self.soft_errors = soft_errors
+        self._shards = shards
+        self._fds_held = fds_held
 
     def out(self):
         """The MossResp `out` list (buffered mode only, so streaming never builds it)."""
@@ -60,16 +96,22 @@ class Plan:
             res.append(o)
         return res
 
-    @property
-    def has_members_to_decompress(self):
-        return any(it.shard is not None for it in self.items)
+    def release(self, items):
+        """Close the fds this plan opened for `items` (once they are sent)."""
+        n = 0
+        for it in items:
+            if it.owned:
+                os.close(it.src)
+                it.owned = False
+                n += 1
+        self._fds_held -= n
+        FDS.give(n)
 
     def close(self):
-        seen = set()
-        for it in self.items:
-            if it.shard is not None and id(it.shard) not in seen:
-                seen.add(id(it.shard))
-                it.shard.close()
+        self.release(self.items)
+        for shard in self._shards:
+            shard.close()
+        self._shards = []
 
 
 def _apply_range(start, length, size, what):
@@ -88,21 +130,31 @@ def _apply_range(start, length, size, what):
 
 
 class _Resolver:
-    """Per-request lookups: each shard opened once, symlink-checked dirs remembered."""
+    """Per-request lookups: each shard opened once, symlink-checked dirs remembered,
+    objects opened while the fd budget lasts."""
 
-    def __init__(self, store):
+    def __init__(self, store, n_entries):
         self.store = store
         self.shards = {}
+        self.shard_fds = {}
         self.safe_dirs = {}
+        self.budget = FDS.take(n_entries)
+        self.held = 0
 
     def object(self, bucket, objname):
-        return self.store.locate(bucket, objname, self.safe_dirs)
+        """(src, size, owned): an open fd while the budget lasts, else the path."""
+        if self.held < self.budget:
+            fd, size = self.store.open_object(bucket, objname, self.safe_dirs)
+            self.held += 1
+            return fd, size, True
+        path, size = self.store.locate(bucket, objname, self.safe_dirs)
+        return path, size, False
 
     def shard(self, bucket, objname):
         key = (bucket, objname)
         shard = self.shards.get(key)
         if shard is None:
-            path, _ = self.object(bucket, objname)
+            path, _ = self.store.locate(bucket, objname, self.safe_dirs)
             shard = open_shard(path, index_dir=self.store.index_dir, name=objname)
             self.shards[key] = shard
         return shard
@@ -113,8 +165,16 @@ class _Resolver:
         off, n = _apply_range(e.start, e.length, m.size, f"{archpath} in {ref}")
         extent = shard.extent(archpath)
         if extent is not None:
-            return Item(name, n, shard.path, extent[0] + off)
+            # served from the shard's own open fd when it has one (no open per member)
+            fileno = getattr(shard, "fileno", None)
+            return Item(name, n, fileno() if fileno else shard.path, extent[0] + off)
         return Item(name, n, None, off, shard, archpath)
+
+    def plan(self, req, items, soft):
+        """The Plan owning everything opened so far; unused budget goes back."""
+        FDS.give(self.budget - self.held)
+        self.budget = self.held
+        return Plan(req, items, soft, list(self.shards.values()), self.held)
 
     def implicit_member(self, e, name, ref):
         """`shard.tar/x.wav` named as one object that does not exist: the file x.wav inside
@@ -138,10 +198,18 @@ def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS) -> Plan:
     for provider, bucket in {(e.provider, e.bucket) for e in req.entries}:
         if provider != "ais" or not store.has_bucket(bucket):
             raise NotFound(f'bucket "{provider}://{bucket}" does not exist')
-    onob, coer = req.onob, req.coer
-    resolve = _Resolver(store)
-    locate, safe_dirs = store.locate, resolve.safe_dirs
+    resolve = _Resolver(store, len(req.entries))
     items = []
+    try:
+        soft = _resolve_all(req, resolve, items, max_soft_errs)
+    except BaseException:
+        resolve.plan(req, items, 0).close()
+        raise
+    return resolve.plan(req, items, soft)
+
+
+def _resolve_all(req, resolve, items, max_soft_errs):
+    onob, coer = req.onob, req.coer
     append = items.append
     soft = 0
     for e in req.entries:
@@ -150,17 +218,17 @@ def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS) -> Plan:
         try:
             if not ap:
                 try:
-                    path, size = locate(e.bucket, e.objname, safe_dirs)
+                    src, size, owned = resolve.object(e.bucket, e.objname)
                 except ObjectNotFound:
                     item = resolve.implicit_member(e, base, _ref(e)) if "/" in e.objname else None
                     if item is None:
                         raise
                 else:
+                    item = Item(base, size, src, owned=owned)
+                    append(item)  # listed before a range error can raise: the plan closes its fd
                     if e.start or e.length:
-                        off, n = _apply_range(e.start, e.length, size, _ref(e))
-                        item = Item(base, n, path, off)
-                    else:
-                        item = Item(base, size, path)
+                        item.offset, item.size = _apply_range(e.start, e.length, size, _ref(e))
+                    continue
             else:
                 name = base + ap if ap[0] == "/" else f"{base}/{ap}"
                 item = resolve.member(e, name, e.objname, ap, _ref(e))
@@ -180,7 +248,7 @@ def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS) -> Plan:
         except ArchiveError as exc:
             raise BadRequest(f"{_ref(e)}: cannot read archived file {ap!r}: {exc.reason}")
         append(item)
-    return Plan(req, items, soft)
+    return soft
 
 
 def _ref(e):
