@@ -92,11 +92,14 @@ class BatchOutput:
 
     def emit_to(self, fd, sendfile_min=1 << 16):
         """Send the whole body to `fd` through the emit loop; returns bytes written."""
-        total = emit(fd, [(self.prefix, None, 0, 0, 0)]) if self.prefix else 0
+        total = 0
         headers = iter(self.headers)
-        for window in _windows(self.plan.items):
+        windows = list(_windows(self.plan.items))
+        for i, window in enumerate(windows):
             data = _load(window)
-            items = []
+            # the multipart prefix and the archive end travel in the first and last emit
+            # calls, so a one-item batch costs one write
+            items = [(self.prefix, None, 0, 0, 0)] if i == 0 and self.prefix else []
             add = items.append
             for it in window:
                 head = next(headers)
@@ -106,9 +109,11 @@ class BatchOutput:
                     add((head, data[id(it)], 0, it.size, -it.size & 511))
                 else:
                     add((head, None, 0, 0, 0))
+            if i == len(windows) - 1:
+                add((bytes(TAR_END) + self.suffix, None, 0, 0, 0))
             total += emit(fd, items, sendfile_min=sendfile_min)
             self.plan.release(window)
-        return total + emit(fd, [(bytes(TAR_END) + self.suffix, None, 0, 0, 0)])
+        return total
 
     def __iter__(self):
         chunks = []

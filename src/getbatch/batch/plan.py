@@ -52,12 +52,13 @@ class FdBudget:
     """
 
     def __init__(self):
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        self.free = max(0, soft // 2)
-        self._lock = threading.Lock()
+        self.free = None            # set from the fd limit at first use, after the server
+        self._lock = threading.Lock()  # has raised it (server/wsgi.py)
 
     def take(self, n):
         with self._lock:
+            if self.free is None:
+                self.free = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2
             k = min(n, self.free)
             self.free -= k
             return k
