@@ -1,0 +1,81 @@
+"""Planning and assembly without HTTP: fd budget, cleanup on errors, both output paths agree."""
+import io
+import json
+import os
+import tarfile
+
+import pytest
+
+from getbatch.batch import plan as plan_mod
+from getbatch.batch.assemble import BatchOutput
+from getbatch.batch.errors import NotFound, RangeNotSatisfiable
+from getbatch.batch.request import parse
+from getbatch.store.local import LocalStore
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def store(tmp_path):
+    st = LocalStore(tmp_path / "data", fsync=False)
+    st.create_bucket("b")
+    for i in range(50):
+        st.put("b", f"o{i}", io.BytesIO(bytes([i]) * (i * 37)), i * 37)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        ti = tarfile.TarInfo("m")
+        ti.size = 3
+        tf.addfile(ti, io.BytesIO(b"mmm"))
+    st.put("b", "s.tar", io.BytesIO(buf.getvalue()), len(buf.getvalue()))
+    return st
+
+
+def request(entries, **kw):
+    return parse(json.dumps({"in": entries, **kw}).encode(), "b")
+
+
+def body_via_emit(out, tmp_path):
+    path = tmp_path / "emitted"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        out.emit_to(fd)
+    finally:
+        os.close(fd)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("budget", [0, 7, 10_000])
+def test_fd_budget_bounds_open_files_and_is_returned(store, tmp_path, monkeypatch, budget):
+    monkeypatch.setattr(plan_mod.FDS, "free", budget)
+    before = open_fds()
+    entries = [{"objname": f"o{i}"} for i in range(50)] + [{"objname": "s.tar", "archpath": "m"}]
+    p = plan_mod.build(request(entries, strm=True), store)
+    held = open_fds() - before
+    assert held <= min(budget, 50) + 1          # + the shard
+    out = BatchOutput(p, "tar", multipart=False)
+    a = body_via_emit(out, tmp_path)
+    out.close()
+    assert open_fds() == before and plan_mod.FDS.free == budget
+    p2 = plan_mod.build(request(entries, strm=True), store)
+    out2 = BatchOutput(p2, "tar", multipart=False)
+    b = b"".join(out2)
+    out2.close()
+    assert a == b and len(a) == out.content_length
+    with tarfile.open(fileobj=io.BytesIO(a)) as tf:
+        got = [(m.name, tf.extractfile(m).read()) for m in tf.getmembers()]
+    assert got[:50] == [(f"b/o{i}", bytes([i]) * (i * 37)) for i in range(50)]
+    assert got[50] == ("b/s.tar/m", b"mmm")
+    assert open_fds() == before and plan_mod.FDS.free == budget
+
+
+@pytest.mark.parametrize("bad,exc", [({"objname": "missing"}, NotFound),
+                                     ({"objname": "o5", "start": 1000, "length": 1}, RangeNotSatisfiable)])
+def test_failed_planning_closes_what_it_opened(store, monkeypatch, bad, exc):
+    monkeypatch.setattr(plan_mod.FDS, "free", 100)
+    before = open_fds()
+    entries = [{"objname": f"o{i}"} for i in range(10)] + [{"objname": "s.tar", "archpath": "m"}, bad]
+    with pytest.raises(exc):
+        plan_mod.build(request(entries, coer=False), store)
+    assert open_fds() == before and plan_mod.FDS.free == 100
