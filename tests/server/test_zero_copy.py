@@ -2,6 +2,7 @@
 import io
 import re
 import shutil
+import socket
 import tarfile
 
 import pytest
@@ -17,7 +18,7 @@ def traced(tmp_path_factory):
     d = tmp_path_factory.mktemp("traced")
     trace = d / "trace.txt"
     argv = ["strace", "-f", "-qq", "-e", "trace=sendfile", "-o", str(trace)] + serve_argv(workers=1)
-    n = Node(d / "data", d / "server.log", argv)
+    n = Node(d / "data", d / "server.log", argv, env={"GETBATCH_SENDFILE_LOOPBACK": "1"})
     yield n, trace
     n.stop()
 
@@ -46,3 +47,22 @@ def test_large_items_leave_with_sendfile(traced):
     assert (0, len(big)) in calls, calls                  # the whole object
     assert (512 + 1024 + 512, len(big)) in calls, calls   # the member, at its offset in the shard
     assert all(n != len(small) for _, n in calls), "small items must go through the buffer"
+
+
+def test_sendfile_policy_by_peer(monkeypatch):
+    from getbatch.server import worker
+
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    c = socket.create_connection(ls.getsockname())
+    s, _ = ls.accept()
+    a, b = socket.socketpair()
+    try:
+        assert worker.sendfile_min_for(s) == worker.NEVER       # loopback: copies are faster
+        assert worker.sendfile_min_for(a) == worker.NEVER       # unix socket: local too
+        monkeypatch.setattr(worker, "SENDFILE_LOOPBACK", True)
+        assert worker.sendfile_min_for(s) == worker.SENDFILE_MIN
+    finally:
+        for x in (ls, c, s, a, b):
+            x.close()
