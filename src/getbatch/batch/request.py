@@ -23,8 +23,9 @@ _REQ_KEYS = ("in", "mime", "coer", "onob", "strm", "coloc")
 _IN_KEYS = ("objname", "bucket", "provider", "uname", "archpath", "opaque", "start", "length")
 
 
-class MossIn(msgspec.Struct):
-    """One `in[]` entry. After `parse`, `bucket`/`provider` are resolved and `opaque` is
+class MossIn(msgspec.Struct, gc=False):
+    """One `in[]` entry (untracked by the cyclic GC: a 10,000-entry batch would otherwise
+    trigger collections while it is planned). After `parse`, `bucket`/`provider` are resolved and `opaque` is
     standard base64 (or None)."""
 
     objname: Optional[str] = None
