@@ -79,3 +79,42 @@ def test_failed_planning_closes_what_it_opened(store, monkeypatch, bad, exc):
     with pytest.raises(exc):
         plan_mod.build(request(entries, coer=False), store)
     assert open_fds() == before and plan_mod.FDS.free == 100
+
+
+@pytest.mark.parametrize("fmt", ["tar", "tgz", "zip"])
+def test_source_vanishing_after_planning_breaks_the_stream_not_the_archive_end(store, tmp_path,
+                                                                            monkeypatch, fmt):
+    """A failure after the status line must never end as a valid-looking archive."""
+    from getbatch.archive import EmitError
+
+    monkeypatch.setattr(plan_mod.FDS, "free", 0)   # paths, not fds: the file can vanish
+    entries = [{"objname": "o1"}, {"objname": "o2"}, {"objname": "o3"}]
+    p = plan_mod.build(request(entries, strm=True), store)
+    os.unlink(os.path.join(store.data_dir, "ais", "b", "o2"))
+    out = BatchOutput(p, fmt, multipart=False)
+    chunks = []
+    with pytest.raises(OSError):
+        for c in out:
+            chunks.append(c)
+    assert not b"".join(chunks).endswith(bytes(1024))
+    if fmt == "tar":
+        with pytest.raises(EmitError) as ei:
+            body_via_emit(out, tmp_path)
+        assert ei.value.index >= 1 and "o2" in str(ei.value)
+    out.close()
+
+
+def test_corrupt_tar_shard_is_a_request_error(store):
+    from getbatch.batch.errors import BadRequest
+
+    good = io.BytesIO()
+    with tarfile.open(fileobj=good, mode="w") as tf:
+        ti = tarfile.TarInfo("x")
+        ti.size = 1
+        tf.addfile(ti, io.BytesIO(b"1"))
+    bad = bytearray(good.getvalue())
+    bad[0:20] = b"garbage-garbage-garb"           # breaks the header checksum
+    store.put("b", "bad.tar", io.BytesIO(bytes(bad)), len(bad))
+    with pytest.raises(BadRequest) as ei:
+        plan_mod.build(request([{"objname": "bad.tar", "archpath": "x"}], coer=True), store)
+    assert "bad.tar" in ei.value.message

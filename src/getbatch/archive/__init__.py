@@ -17,7 +17,8 @@ Writing::
         w.add("name", b"data")
 """
 from ._accel import backend, backends
-from .errors import ArchiveError, CorruptArchive, MemberNotFound, NotAnArchive, UnsafeName
+from .errors import (ArchiveError, CorruptArchive, EmitError, MemberNotFound, NotAnArchive,
+                     UnsafeName)
 from .member import DIR, FILE, HARDLINK, OTHER, SYMLINK, Member, Shard
 from .formats import FORMATS, detect_format
 from .shards import open_shard
@@ -26,7 +27,7 @@ from .emit import emit
 from .extract import extract_to
 
 __all__ = [
-    "ArchiveError", "CorruptArchive", "MemberNotFound", "NotAnArchive", "UnsafeName",
+    "ArchiveError", "CorruptArchive", "EmitError", "MemberNotFound", "NotAnArchive", "UnsafeName",
     "Member", "Shard", "FILE", "DIR", "SYMLINK", "HARDLINK", "OTHER",
     "FORMATS", "detect_format", "open_shard",
     "OUTPUT_FORMATS", "open_writer", "tar_header", "tar_entry_size",
