@@ -21,7 +21,6 @@ import socket
 
 from gunicorn.workers.gthread import ThreadWorker
 
-from ..archive.errors import EmitError
 from ..batch.assemble import BatchOutput
 
 log = logging.getLogger("getbatch.worker")
@@ -43,7 +42,19 @@ def sendfile_min_for(sock):
     return NEVER if local else SENDFILE_MIN
 
 
+def _abort(body, sock, exc):
+    """After the status line, closing the connection is the only way left to tell the
+    client the archive is incomplete (Content-Length unmet, or no final chunk)."""
+    log.warning("batch %s aborted after the status line, connection closed: %s", body.plan.uuid, exc)
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class _DirectSend:
+    """The zero-copy path: headers through gunicorn, then the emit loop on the socket."""
+
     def __init__(self, body, sock):
         self.body = body
         self.sock = sock
@@ -52,14 +63,26 @@ class _DirectSend:
         yield b""
         try:
             self.body.emit_to(self.sock.fileno(), sendfile_min_for(self.sock))
-        except EmitError as exc:
-            # Content-Length was promised: closing the connection is what tells the
-            # client the archive is incomplete.
-            log.warning("batch %s aborted after the status line: %s", self.body.plan.uuid, exc)
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        except Exception as exc:
+            _abort(self.body, self.sock, exc)
+
+    def close(self):
+        self.body.close()
+
+
+class _Guarded:
+    """The iterated path (compressed outputs): a failure mid-stream closes the connection
+    with one log line instead of a traceback from gunicorn."""
+
+    def __init__(self, body, sock):
+        self.body = body
+        self.sock = sock
+
+    def __iter__(self):
+        try:
+            yield from self.body
+        except Exception as exc:
+            _abort(self.body, self.sock, exc)
 
     def close(self):
         self.body.close()
@@ -74,9 +97,8 @@ class ZeroCopyApp:
     def __call__(self, environ, start_response):
         result = self.app(environ, start_response)
         sock = environ.get("gunicorn.socket")
-        if isinstance(result, BatchOutput) and result.zero_copy and sock is not None \
-                and environ.get("REQUEST_METHOD") != "HEAD":
-            return _DirectSend(result, sock)
+        if isinstance(result, BatchOutput) and sock is not None:
+            return _DirectSend(result, sock) if result.zero_copy else _Guarded(result, sock)
         return result
 
 
