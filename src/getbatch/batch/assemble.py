@@ -2,8 +2,8 @@
 
 Two ways out, byte-identical:
 - `emit_to(fd)`: for .tar output, headers are packed up front and the items go through the
-  Cython emit loop straight to the client socket (buffered preadv for small items,
-  sendfile for large ones). The gunicorn worker in server/worker.py calls it.
+  Cython emit loop straight to the client socket (gathered with pread into one buffer,
+  or sent with sendfile from the size the caller gives). server/worker.py calls it.
 - iteration: a plain WSGI byte iterator through the streaming archive writers, for any
   WSGI server and for the compressed output formats.
 

@@ -72,15 +72,14 @@ FDS = FdBudget()
 
 
 class Plan:
-    __slots__ = ("req", "items", "uuid", "soft_errors", "_shards", "_fds_held")
+    __slots__ = ("req", "items", "uuid", "soft_errors", "_shards")
 
-    def __init__(self, req, items, soft_errors, shards, fds_held):
+    def __init__(self, req, items, soft_errors, shards):
         self.req = req
         self.items = items          # one per request entry, in request order
         self.uuid = "gbt-" + _uuid.uuid4().hex[:12]
         self.soft_errors = soft_errors
         self._shards = shards
-        self._fds_held = fds_held
 
     def out(self):
         """The MossResp `out` list (buffered mode only, so streaming never builds it)."""
@@ -104,7 +103,6 @@ class Plan:
                 os.close(it.src)
                 it.owned = False
                 n += 1
-        self._fds_held -= n
         FDS.give(n)
 
     def close(self):
@@ -174,7 +172,7 @@ class _Resolver:
         """The Plan owning everything opened so far; unused budget goes back."""
         FDS.give(self.budget - self.held)
         self.budget = self.held
-        return Plan(req, items, soft, list(self.shards.values()), self.held)
+        return Plan(req, items, soft, list(self.shards.values()))
 
     def implicit_member(self, e, name, ref):
         """`shard.tar/x.wav` named as one object that does not exist: the file x.wav inside
