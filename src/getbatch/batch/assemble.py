@@ -17,7 +17,7 @@ import secrets
 
 import msgspec
 
-from ..archive import emit, open_writer, tar_header
+from ..archive import emit, open_writer, tar_entry_size, tar_header
 
 WINDOW_BYTES = 32 << 20
 WINDOW_ITEMS = 4096
@@ -62,14 +62,12 @@ class BatchOutput:
         self.fmt = fmt
         self.boundary = secrets.token_hex(30) if multipart else None
         self.prefix, self.suffix = self._framing()
-        self.headers = None
         self.content_length = None
         if fmt == "tar":
-            # packed once: their lengths give Content-Length, emit_to sends them
-            self.headers = [tar_header(it.name, it.size) for it in plan.items]
+            # sized without packing: headers are packed per window as they are sent, so a
+            # huge batch does not hold 512 bytes per item
             self.content_length = (len(self.prefix) + TAR_END + len(self.suffix)
-                                   + sum(map(len, self.headers))
-                                   + sum((it.size + 511) & ~511 for it in plan.items))
+                                   + sum(tar_entry_size(it.name, it.size) for it in plan.items))
         self.content_type = (f"multipart/mixed; boundary={self.boundary}" if multipart
                              else CONTENT_TYPES[fmt])
 
@@ -93,7 +91,6 @@ class BatchOutput:
     def emit_to(self, fd, sendfile_min=1 << 16):
         """Send the whole body to `fd` through the emit loop; returns bytes written."""
         total = 0
-        headers = iter(self.headers)
         windows = list(_windows(self.plan.items))
         for i, window in enumerate(windows):
             data = _load(window)
@@ -102,7 +99,7 @@ class BatchOutput:
             items = [(self.prefix, None, 0, 0, 0)] if i == 0 and self.prefix else []
             add = items.append
             for it in window:
-                head = next(headers)
+                head = tar_header(it.name, it.size)
                 if it.src is not None:
                     add((head, it.src, it.offset, it.size, -it.size & 511))
                 elif it.shard is not None:
