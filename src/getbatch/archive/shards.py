@@ -34,4 +34,4 @@ def open_shard(path, *, index_dir=None, name=None):
         return CompressedTarShard(path, index_dir=index_dir, name=name, format=fmt, fd=fd)
     os.close(fd)
     from .zipshard import ZipShard  # only zip shards need it
-    return ZipShard(path, index_dir=index_dir)
+    return ZipShard(path, index_dir=index_dir, name=name)

@@ -66,12 +66,13 @@ class ZipShard(Shard):
 
     format = "zip"
 
-    def __init__(self, path, *, index_dir=None):
+    def __init__(self, path, *, index_dir=None, name=None):
         # index_dir: accepted like the TAR shards', unused: the central directory is the index
         self.path = os.fspath(path)
+        self.name = name if name is not None else self.path   # names the shard in errors
         self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self._dir, self._size = _directory(self.path, self._fd, self.path)
+            self._dir, self._size = _directory(self.path, self._fd, self.name)
         except BaseException:
             os.close(self._fd)
             raise
@@ -81,6 +82,10 @@ class ZipShard(Shard):
     def members(self):
         return list(self._dir.members)
 
+    def fileno(self):
+        """The shard's open fd, for sending stored members with pread/sendfile."""
+        return self._fd
+
     def lookup(self, name):
         m = self._index.get(name)
         if m is None:
@@ -89,7 +94,7 @@ class ZipShard(Shard):
                 if m is not None:
                     break
             else:
-                raise MemberNotFound(self.path, name)
+                raise MemberNotFound(self.name, name)
         return m
 
     def _data_offset(self, m):
@@ -98,13 +103,13 @@ class ZipShard(Shard):
             return off
         head = os.pread(self._fd, 30, m.offset) if m.offset >= 0 else b""
         if len(head) != 30 or head[:4] != b"PK\x03\x04":
-            raise CorruptArchive(self.path, f"bad local header for {m.name}")
+            raise CorruptArchive(self.name, f"bad local header for {m.name}")
         _, _, flags, _, _, _, _, _, _, nlen, elen = _LOCAL.unpack(head)
         if flags & 1:
-            raise CorruptArchive(self.path, f"{m.name} is encrypted")
+            raise CorruptArchive(self.name, f"{m.name} is encrypted")
         off = m.offset + 30 + nlen + elen
         if off + m.csize > self._size or m.csize < 0:
-            raise CorruptArchive(self.path, f"data of {m.name} runs past the end of the file")
+            raise CorruptArchive(self.name, f"data of {m.name} runs past the end of the file")
         self._offsets[m.offset] = off
         return off
 
@@ -113,32 +118,32 @@ class ZipShard(Shard):
         if m.method != 0:
             return None
         if m.csize != m.size:
-            raise CorruptArchive(self.path, f"stored member {m.name} has csize != size")
+            raise CorruptArchive(self.name, f"stored member {m.name} has csize != size")
         return self._data_offset(m), m.size
 
     def _read(self, m):
         if m.method == 0:
             if m.csize != m.size:
-                raise CorruptArchive(self.path, f"stored member {m.name} has csize != size")
+                raise CorruptArchive(self.name, f"stored member {m.name} has csize != size")
             data = os.pread(self._fd, m.size, self._data_offset(m))
         elif m.method == 8:
             if m.size > m.csize * _MAX_RATIO + 64:
-                raise CorruptArchive(self.path, f"impossible sizes for deflated {m.name}")
+                raise CorruptArchive(self.name, f"impossible sizes for deflated {m.name}")
             raw = os.pread(self._fd, m.csize, self._data_offset(m))
             inflater = _zlib.decompressobj(-15)
             try:
                 # max_length caps the output when the directory understates the size
                 data = inflater.decompress(raw, m.size or 1)
             except _zlib.error as exc:
-                raise CorruptArchive(self.path, f"bad deflate data in {m.name}: {exc}") from None
+                raise CorruptArchive(self.name, f"bad deflate data in {m.name}: {exc}") from None
             if not inflater.eof:
-                raise CorruptArchive(self.path, f"deflate data of {m.name} is incomplete")
+                raise CorruptArchive(self.name, f"deflate data of {m.name} is incomplete")
         else:
-            raise CorruptArchive(self.path, f"unsupported compression method {m.method}")
+            raise CorruptArchive(self.name, f"unsupported compression method {m.method}")
         if len(data) != m.size:
-            raise CorruptArchive(self.path, f"{m.name}: got {len(data)} bytes, expected {m.size}")
+            raise CorruptArchive(self.name, f"{m.name}: got {len(data)} bytes, expected {m.size}")
         if _zlib.crc32(data) != m.crc:
-            raise CorruptArchive(self.path, f"CRC-32 mismatch in {m.name}")
+            raise CorruptArchive(self.name, f"CRC-32 mismatch in {m.name}")
         return data
 
     def read(self, name):
