@@ -66,3 +66,29 @@ def test_sendfile_policy_by_peer(monkeypatch):
     finally:
         for x in (ls, c, s, a, b):
             x.close()
+
+
+def test_stalled_client_loses_its_batch_not_the_thread(tmp_path):
+    import json
+    import time
+
+    n = Node(tmp_path / "data", tmp_path / "server.log", serve_argv(workers=1, threads=2),
+             env={"GETBATCH_SEND_TIMEOUT": "1"})
+    try:
+        base = f"{n.url}/v1"
+        assert requests.post(f"{base}/buckets/st?provider=ais", json={"action": "create-bck"}).ok
+        assert requests.put(f"{base}/objects/st/big?provider=ais", data=b"x" * (4 << 20)).ok
+        body = json.dumps({"in": [{"objname": "big"}] * 50, "strm": True}).encode()
+        s = socket.create_connection(("127.0.0.1", n.port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b"GET /v1/ml/moss/st HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        deadline = time.monotonic() + 20
+        while "aborted after the status line" not in n.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "client did not accept data" in n.log()
+        s.close()
+        r = requests.get(f"{base}/ml/moss/st", json={"in": [{"objname": "big"}], "strm": True})
+        assert r.status_code == 200 and len(r.content) == 512 + (4 << 20) + 1024
+    finally:
+        n.stop()

@@ -88,7 +88,7 @@ class BatchOutput:
         """True when emit_to() can send this body (plain TAR, every size known)."""
         return self.content_length is not None
 
-    def emit_to(self, fd, sendfile_min=1 << 16):
+    def emit_to(self, fd, sendfile_min=1 << 16, timeout_ms=120_000):
         """Send the whole body to `fd` through the emit loop; returns bytes written."""
         total = 0
         windows = list(_windows(self.plan.items))
@@ -108,7 +108,7 @@ class BatchOutput:
                     add((head, None, 0, 0, 0))
             if i == len(windows) - 1:
                 add((bytes(TAR_END) + self.suffix, None, 0, 0, 0))
-            total += emit(fd, items, sendfile_min=sendfile_min)
+            total += emit(fd, items, sendfile_min=sendfile_min, timeout_ms=timeout_ms)
             self.plan.release(window)
         return total
 

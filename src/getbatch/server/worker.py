@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import os
 import socket
+import struct
 
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -26,6 +27,8 @@ from ..batch.assemble import BatchOutput
 log = logging.getLogger("getbatch.worker")
 
 SENDFILE_MIN = int(os.environ.get("GETBATCH_SENDFILE_MIN", 1 << 20))
+# a client that accepts no data for this long loses its batch (and frees the thread)
+SEND_TIMEOUT = float(os.environ.get("GETBATCH_SEND_TIMEOUT", "120"))
 SENDFILE_LOOPBACK = os.environ.get("GETBATCH_SENDFILE_LOOPBACK") == "1"
 NEVER = 1 << 62
 
@@ -62,7 +65,13 @@ class _DirectSend:
     def __iter__(self):
         yield b""
         try:
-            self.body.emit_to(self.sock.fileno(), sendfile_min_for(self.sock))
+            # the socket is blocking here: bound each write so a stalled client cannot pin
+            # this thread (the emit loop turns the timeout into an EmitError)
+            secs = int(SEND_TIMEOUT)
+            usecs = int((SEND_TIMEOUT - secs) * 1e6)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", secs, usecs))
+            self.body.emit_to(self.sock.fileno(), sendfile_min_for(self.sock),
+                              timeout_ms=int(SEND_TIMEOUT * 1000))
         except Exception as exc:
             _abort(self.body, self.sock, exc)
 
