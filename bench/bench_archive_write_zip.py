@@ -173,8 +173,11 @@ def test_t8_zipfile(benchmark, zips):
         zf.close()
 
 
-def test_zz_report():
-    """Prints the side-by-side medians and ratios of this run."""
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    """Prints the side-by-side medians and ratios of this run once the module is done (a
+    fixture, not a test, so that --benchmark-only does not skip it)."""
+    yield
     lines = ["", "backend: %s" % backend()]
     for size in (4096, 65536):
         for src in ("memory", "files"):
