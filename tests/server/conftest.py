@@ -1,5 +1,6 @@
 """Fixtures that start real gunicorn nodes on free loopback ports and build SDK clients."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -52,14 +53,29 @@ class Node:
             return f.read().decode("utf-8", "replace")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        """Stop the whole process group: gunicorn's workers, and for a traced node the
+        server under strace (which would outlive strace if only strace were signalled)."""
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and _group_alive(self.proc.pid):
+                self.proc.poll()
+                time.sleep(0.05)
+            if not _group_alive(self.proc.pid):
+                break
+        self.proc.wait()
         self._log.close()
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def serve_argv(workers=2, threads=4):

@@ -19,6 +19,7 @@ import secrets
 import shutil
 import stat as st_
 
+from ..archive.fileio import open_sized
 from . import attrs as meta
 from .append import AppendSessions
 from .attrs import attrs_from_stat
@@ -34,7 +35,8 @@ _PATH_MAX = 3072      # bytes per name: leaves room for the data dir within PATH
 _PUBLISH_RETRIES = 5
 
 _NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR)
-_OPEN_NOFOLLOW = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+_OPEN = os.O_RDONLY | os.O_CLOEXEC
+_OPEN_NOFOLLOW = _OPEN | os.O_NOFOLLOW
 
 
 class LocalStore:
@@ -203,30 +205,22 @@ class LocalStore:
         closes the fd. A final-component symlink is only followed after `object_path` has
         checked where it leads."""
         parent = name.rpartition("/")[0]
-        if not parent or (bucket, parent) in safe_dirs:
-            try:
-                fd = os.open(f"{self._root}/{bucket}/{name}", _OPEN_NOFOLLOW)
-            except OSError as e:
-                if e.errno == errno.ELOOP:
-                    fd = -1
-                elif e.errno in _NOT_FOUND:
-                    raise ObjectNotFound(bucket, name) from None
-                else:
-                    raise
-        else:
+        path = f"{self._root}/{bucket}/{name}"
+        flags = _OPEN_NOFOLLOW
+        if parent and (bucket, parent) not in safe_dirs:
             path, _ = self.locate(bucket, name, safe_dirs)
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        if fd < 0:
-            fd = os.open(self.object_path(bucket, name), os.O_RDONLY | os.O_CLOEXEC)
+            flags = _OPEN
         try:
-            st = os.fstat(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        if not st_.S_ISREG(st.st_mode):
-            os.close(fd)
+            fd, size = open_sized(path, flags)
+        except OSError as e:
+            if e.errno != errno.ELOOP or flags == _OPEN:
+                if e.errno in _NOT_FOUND:
+                    raise ObjectNotFound(bucket, name) from None
+                raise
+            fd, size = open_sized(self.object_path(bucket, name), _OPEN)
+        if fd < 0:
             raise ObjectNotFound(bucket, name)
-        return fd, st.st_size
+        return fd, size
 
     def open_read(self, bucket, name):
         """(file, attrs): an unbuffered binary file (`io.FileIO`, with `fileno()` for
