@@ -89,10 +89,6 @@ def _cstr(field):
     return field.split(b"\0", 1)[0]
 
 
-class _Stop(Exception):
-    """The buffer ends inside a header group (partial mode only)."""
-
-
 def _walk(fetch, n, base_offset, partial, members):
     """Parse headers from position 0 of a source of `n` bytes; `fetch(pos, length)` returns
     exactly those bytes. Returns (next header position, saw end-of-archive)."""

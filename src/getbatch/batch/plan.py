@@ -134,7 +134,6 @@ class _Resolver:
     def __init__(self, store, n_entries):
         self.store = store
         self.shards = {}
-        self.shard_fds = {}
         self.safe_dirs = {}
         self.budget = FDS.take(n_entries)
         self.held = 0

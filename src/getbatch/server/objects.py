@@ -87,10 +87,17 @@ class Object:
 
     def on_get(self, req, resp, bucket, obj):
         bucket = ais_bucket(req, bucket)
-        attrs = self.store.stat(bucket, obj)
         archpath = req.get_param("archpath")
         rng = req.get_header("Range")
         resp.content_type = "application/octet-stream"
+        if not archpath and not rng:
+            # size and headers from the very file sent, even if the object is replaced meanwhile
+            f, attrs = self.store.open_read(bucket, obj)
+            _attr_headers(resp, attrs, bucket, obj)
+            resp.content_length = attrs.size
+            resp.stream = f
+            return
+        attrs = self.store.stat(bucket, obj)
         if archpath:
             if rng:
                 raise HTTPError(416, "a Range together with archpath is not supported")
@@ -111,15 +118,11 @@ class Object:
             resp.stream = _file_range(attrs.path, extent[0], extent[1])
             return
         _attr_headers(resp, attrs, bucket, obj)
-        if rng:
-            start, count = parse_range(rng, attrs.size)
-            resp.status = 206
-            resp.set_header("Content-Range", f"bytes {start}-{start + count - 1}/{attrs.size}")
-            resp.content_length = count
-            resp.stream = _file_range(attrs.path, start, count)
-            return
-        resp.content_length = attrs.size
-        resp.stream = open(attrs.path, "rb")
+        start, count = parse_range(rng, attrs.size)
+        resp.status = 206
+        resp.set_header("Content-Range", f"bytes {start}-{start + count - 1}/{attrs.size}")
+        resp.content_length = count
+        resp.stream = _file_range(attrs.path, start, count)
 
     def on_head(self, req, resp, bucket, obj):
         bucket = ais_bucket(req, bucket)
