@@ -102,6 +102,15 @@ cdef class _Sink:
             self.pos = 0
         return rc
 
+    cdef Py_ssize_t room(self, long long n) noexcept nogil:
+        """Free bytes at the buffer's end, at most n; flushes a full buffer first; -1 on error."""
+        cdef Py_ssize_t room = self.cap - self.pos
+        if room == 0:
+            if self.flush() < 0:
+                return -1
+            room = self.cap
+        return <Py_ssize_t>n if room > n else room
+
     cdef int put(self, const char *p, Py_ssize_t n) noexcept nogil:
         cdef Py_ssize_t room
         if n >= self.cap:
@@ -109,13 +118,9 @@ cdef class _Sink:
                 return -1
             return self._write_all(p, n)
         while n > 0:
-            room = self.cap - self.pos
-            if room == 0:
-                if self.flush() < 0:
-                    return -1
-                room = self.cap
-            if room > n:
-                room = n
+            room = self.room(n)
+            if room < 0:
+                return -1
             memcpy(self.buf + self.pos, p, room)
             self.pos += room
             p += room
@@ -125,13 +130,9 @@ cdef class _Sink:
     cdef int zeros(self, long long n) noexcept nogil:
         cdef Py_ssize_t room
         while n > 0:
-            room = self.cap - self.pos
-            if room == 0:
-                if self.flush() < 0:
-                    return -1
-                room = self.cap
-            if room > n:
-                room = <Py_ssize_t>n
+            room = self.room(n)
+            if room < 0:
+                return -1
             memset(self.buf + self.pos, 0, room)
             self.pos += room
             n -= room
@@ -141,13 +142,9 @@ cdef class _Sink:
         cdef ssize_t r
         cdef Py_ssize_t room
         while n > 0:
-            room = self.cap - self.pos
-            if room == 0:
-                if self.flush() < 0:
-                    return -1
-                room = self.cap
-            if room > n:
-                room = <Py_ssize_t>n
+            room = self.room(n)
+            if room < 0:
+                return -1
             r = pread(fd, self.buf + self.pos, room, <off_t>off)
             if r < 0:
                 if errno == EINTR:

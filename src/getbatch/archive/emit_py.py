@@ -6,6 +6,10 @@ import select
 from .errors import EmitError
 
 
+class _NoSendfile(Exception):
+    """sendfile(2) does not work between this source and sink."""
+
+
 class _Sink:
     def __init__(self, fd, bufsize, timeout_ms):
         self.fd = fd
@@ -19,18 +23,24 @@ class _Sink:
         if not w:
             raise EmitError(index, "client did not accept data before the send timeout", errno.ETIMEDOUT)
 
-    def write_all(self, data, index):
-        view = memoryview(data)
-        while view:
+    def _retry(self, call, index, *args):
+        """call(*args) until it neither is interrupted nor would block (then wait for room)."""
+        while True:
             try:
-                n = os.write(self.fd, view)
+                return call(*args)
             except InterruptedError:
                 continue
             except BlockingIOError:
                 self._wait(index)
-                continue
             except OSError as exc:
+                if call is os.sendfile and exc.errno in (errno.EINVAL, errno.ENOSYS):
+                    raise _NoSendfile() from None
                 raise EmitError(index, f"cannot write to the client: {os.strerror(exc.errno)}", exc.errno)
+
+    def write_all(self, data, index):
+        view = memoryview(data)
+        while view:
+            n = self._retry(os.write, index, self.fd, view)
             view = view[n:]
             self.total += n
 
@@ -48,17 +58,11 @@ class _Sink:
         self.flush(index)
         while n > 0:
             try:
-                sent = os.sendfile(self.fd, fd, off, min(n, 1 << 30))
-            except InterruptedError:
-                continue
-            except BlockingIOError:
-                self._wait(index)
-                continue
-            except OSError as exc:
-                if exc.errno in (errno.EINVAL, errno.ENOSYS):
-                    self.pread_into(fd, off, n, index, what, planned)
-                    return
-                raise EmitError(index, f"cannot write to the client: {os.strerror(exc.errno)}", exc.errno)
+                sent = self._retry(os.sendfile, index, self.fd, fd, off, min(n, 1 << 30))
+            except _NoSendfile:
+                # this sink or source cannot sendfile; copy instead
+                self.pread_into(fd, off, n, index, what, planned)
+                return
             if sent == 0:
                 raise EmitError(index, f"{what} is shorter than the {planned} bytes planned (changed while being sent?)")
             off += sent
