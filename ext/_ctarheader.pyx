@@ -119,12 +119,6 @@ def tar_header(name, long long size, long long mtime=0, long long mode=0o644,
     return _header(name, size, mtime, mode, uid, gid)
 
 
-def tar_headers(names, sizes, long long mtime=0, long long mode=0o644,
-                long long uid=0, long long gid=0):
-    """tar_header for each (name, size) pair, as a list."""
-    return [_header(n, s, mtime, mode, uid, gid) for n, s in zip(names, sizes, strict=True)]
-
-
 def tar_entry_size(name, long long size):
     """Bytes the entry takes in the output: header(s) + data padded to 512."""
     cdef Py_ssize_t n, lo, hi

@@ -94,11 +94,3 @@ def test_rejects_bad_input(impl):
                  lambda: impl.tar_entry_size("a", -1), lambda: impl.tar_header("a", 1, -5)):
         with pytest.raises(ValueError):
             call()
-
-
-@pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
-def test_batch_variant(impl):
-    names, sizes = ["a", "b" * 300, "c/d"], [1, 2, 3]
-    assert impl.tar_headers(names, sizes, 5) == [impl.tar_header(n, s, 5) for n, s in zip(names, sizes)]
-    with pytest.raises(ValueError):
-        impl.tar_headers(names, sizes[:2])

@@ -118,7 +118,3 @@ def tar_entry_size(name, size):
         records += len(_pax_record(b"size", b"%d" % size))
     return 2 * BLOCK + records + (-records % BLOCK) + data
 
-
-def tar_headers(names, sizes, mtime=0, mode=0o644, uid=0, gid=0):
-    """tar_header for each (name, size) pair, as a list."""
-    return [tar_header(n, s, mtime, mode, uid, gid) for n, s in zip(names, sizes, strict=True)]

@@ -24,7 +24,6 @@ from .errors import ArchiveError
 _th = load("_ctarheader", "tarheader_py")
 tar_header = _th.tar_header
 tar_entry_size = _th.tar_entry_size
-tar_headers = _th.tar_headers
 
 OUTPUT_FORMATS = {"tar": "tar", "tgz": "tgz", "tar.gz": "tgz", "tar.lz4": "tar.lz4", "zip": "zip"}
 
@@ -32,6 +31,7 @@ _CAP = 1 << 20       # flush the buffer once it holds this much
 _DIRECT = 256 << 10  # pieces this big skip the buffer
 _PIECE = 1 << 20     # add_file reads at most this much per pread
 _PADS = [bytes(n) for n in range(512)]
+TAR_END = bytes(1024)  # two zero blocks close a TAR
 
 
 def _pread_pieces(fd, offset, length, name):
@@ -200,7 +200,7 @@ class TarWriter(ArchiveWriter):
         self._put(_PADS[-length & 511])
 
     def _finish(self):
-        self._put(bytes(1024))
+        self._put(TAR_END)
 
 
 class TgzWriter(TarWriter):

@@ -18,12 +18,12 @@ import secrets
 import msgspec
 
 from ..archive import emit, open_writer, tar_entry_size, tar_header
+from ..archive.writers import TAR_END
 
 WINDOW_BYTES = 32 << 20
 WINDOW_ITEMS = 4096
 CONTENT_TYPES = {"tar": "application/x-tar", "tgz": "application/gzip",
                  "tar.lz4": "application/x-lz4", "zip": "application/zip"}
-TAR_END = 1024
 _enc = msgspec.json.Encoder()
 
 
@@ -66,7 +66,7 @@ class BatchOutput:
         if fmt == "tar":
             # sized without packing: headers are packed per window as they are sent, so a
             # huge batch does not hold 512 bytes per item
-            self.content_length = (len(self.prefix) + TAR_END + len(self.suffix)
+            self.content_length = (len(self.prefix) + len(TAR_END) + len(self.suffix)
                                    + sum(tar_entry_size(it.name, it.size) for it in plan.items))
         self.content_type = (f"multipart/mixed; boundary={self.boundary}" if multipart
                              else CONTENT_TYPES[fmt])
@@ -107,7 +107,7 @@ class BatchOutput:
                 else:
                     add((head, None, 0, 0, 0))
             if i == len(windows) - 1:
-                add((bytes(TAR_END) + self.suffix, None, 0, 0, 0))
+                add((TAR_END + self.suffix, None, 0, 0, 0))
             total += emit(fd, items, sendfile_min=sendfile_min, timeout_ms=timeout_ms)
             self.plan.release(window)
         return total
