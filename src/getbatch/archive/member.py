@@ -3,6 +3,7 @@
 Every reader (TAR, compressed TAR, ZIP) returns `Member` records and implements
 `Shard`, so the batch layer never looks at formats.
 """
+import os
 from typing import NamedTuple
 
 # Member kinds. Only FILE members are ever read as data.
@@ -47,6 +48,7 @@ class Shard:
 
     format: str  # "tar", "tgz", "tar.lz4" or "zip"
     path: str
+    _fd = -1     # the shard file, open while the Shard is
 
     def members(self) -> list:
         """Every entry in archive order, directories and links included."""
@@ -70,8 +72,14 @@ class Shard:
         Compressed shards are decompressed at most once per call."""
         raise NotImplementedError
 
+    def fileno(self):
+        """The shard's open fd, for pread/sendfile of `extent()` ranges."""
+        return self._fd
+
     def close(self):
-        pass
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def __enter__(self):
         return self

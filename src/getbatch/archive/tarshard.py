@@ -55,10 +55,6 @@ class TarShard(Shard):
     def _scan(self):
         return tarscan.scan_fd(self._fd, self.size, shard=self.name)
 
-    def fileno(self):
-        """The shard's open fd, for pread/sendfile of `extent()` ranges."""
-        return self._fd
-
     def members(self):
         return list(self._index.members())
 
@@ -98,11 +94,6 @@ class TarShard(Shard):
     def _short(self, ext):
         raise CorruptArchive(self.name, f"truncated: member data at {ext[0]}+{ext[1]} is past the "
                                         "end of the file (shard changed after indexing?)")
-
-    def close(self):
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 def _decompressor(fmt):
@@ -348,8 +339,3 @@ class CompressedTarShard(Shard):
             m = self.lookup(n)
             out.append(copier.result(slot[m.name]))
         return out
-
-    def close(self):
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1

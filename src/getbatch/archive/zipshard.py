@@ -82,10 +82,6 @@ class ZipShard(Shard):
     def members(self):
         return list(self._dir.members)
 
-    def fileno(self):
-        """The shard's open fd, for sending stored members with pread/sendfile."""
-        return self._fd
-
     def lookup(self, name):
         m = self._index.get(name)
         if m is None:
@@ -156,8 +152,3 @@ class ZipShard(Shard):
         for i in sorted(range(len(wanted)), key=lambda i: wanted[i].offset):
             out[i] = self._read(wanted[i])
         return out
-
-    def close(self):
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1

@@ -162,9 +162,8 @@ class _Resolver:
         off, n = _apply_range(e.start, e.length, m.size, f"{archpath} in {ref}")
         extent = shard.extent(archpath)
         if extent is not None:
-            # served from the shard's own open fd when it has one (no open per member)
-            fileno = getattr(shard, "fileno", None)
-            return Item(name, n, fileno() if fileno else shard.path, extent[0] + off)
+            # served from the shard's own open fd: no open per member
+            return Item(name, n, shard.fileno(), extent[0] + off)
         return Item(name, n, None, off, shard, archpath)
 
     def plan(self, req, items, soft):
