@@ -189,9 +189,10 @@ class _Resolver:
         return None
 
 
-def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS) -> Plan:
-    """Resolve `req` (a validated MossReq) against `store`."""
-    for provider, bucket in {(e.provider, e.bucket) for e in req.entries}:
+def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=()) -> Plan:
+    """Resolve `req` (a validated MossReq) against `store`; `checked`: (provider, bucket)
+    pairs the caller already found to exist."""
+    for provider, bucket in {(e.provider, e.bucket) for e in req.entries}.difference(checked):
         if provider != "ais" or not store.has_bucket(bucket):
             raise NotFound(f'bucket "{provider}://{bucket}" does not exist')
     resolve = _Resolver(store, len(req.entries))
