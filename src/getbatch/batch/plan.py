@@ -72,13 +72,12 @@ FDS = FdBudget()
 
 
 class Plan:
-    __slots__ = ("req", "items", "uuid", "soft_errors", "_shards")
+    __slots__ = ("req", "items", "uuid", "_shards")
 
-    def __init__(self, req, items, soft_errors, shards):
+    def __init__(self, req, items, shards):
         self.req = req
         self.items = items          # one per request entry, in request order
         self.uuid = "gbt-" + _uuid.uuid4().hex[:12]
-        self.soft_errors = soft_errors
         self._shards = shards
 
     def out(self):
@@ -166,11 +165,11 @@ class _Resolver:
             return Item(name, n, shard.fileno(), extent[0] + off)
         return Item(name, n, None, off, shard, archpath)
 
-    def plan(self, req, items, soft):
+    def plan(self, req, items):
         """The Plan owning everything opened so far; unused budget goes back."""
         FDS.give(self.budget - self.held)
         self.budget = self.held
-        return Plan(req, items, soft, list(self.shards.values()))
+        return Plan(req, items, list(self.shards.values()))
 
     def implicit_member(self, e, name, ref):
         """`shard.tar/x.wav` named as one object that does not exist: the file x.wav inside
@@ -198,11 +197,11 @@ def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=()) -> Plan:
     resolve = _Resolver(store, len(req.entries))
     items = []
     try:
-        soft = _resolve_all(req, resolve, items, max_soft_errs)
+        _resolve_all(req, resolve, items, max_soft_errs)
     except BaseException:
-        resolve.plan(req, items, 0).close()
+        resolve.plan(req, items).close()
         raise
-    return resolve.plan(req, items, soft)
+    return resolve.plan(req, items)
 
 
 def _resolve_all(req, resolve, items, max_soft_errs):
@@ -245,7 +244,6 @@ def _resolve_all(req, resolve, items, max_soft_errs):
         except ArchiveError as exc:
             raise BadRequest(f"{_ref(e)}: cannot read archived file {ap!r}: {exc.reason}")
         append(item)
-    return soft
 
 
 def _ref(e):
