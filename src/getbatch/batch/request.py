@@ -20,7 +20,6 @@ PROVIDERS = {"": "ais", "ais": "ais", "aws": "aws", "s3": "aws", "gcp": "gcp", "
              "azure": "azure", "az": "azure", "oci": "oci", "oc": "oci", "ht": "ht"}
 
 _REQ_KEYS = ("in", "mime", "coer", "onob", "strm", "coloc")
-_IN_KEYS = ("objname", "bucket", "provider", "uname", "archpath", "opaque", "start", "length")
 
 
 class MossIn(msgspec.Struct, gc=False):
@@ -50,6 +49,7 @@ class _WireReq(msgspec.Struct):
 
 
 _fast = msgspec.json.Decoder(_WireReq)
+_IN_KEYS = MossIn.__struct_fields__
 
 
 class MossReq:
