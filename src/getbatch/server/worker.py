@@ -55,30 +55,6 @@ def _abort(body, sock, exc):
         pass
 
 
-class _DirectSend:
-    """The zero-copy path: headers through gunicorn, then the emit loop on the socket."""
-
-    def __init__(self, body, sock):
-        self.body = body
-        self.sock = sock
-
-    def __iter__(self):
-        yield b""
-        try:
-            # the socket is blocking here: bound each write so a stalled client cannot pin
-            # this thread (the emit loop turns the timeout into an EmitError)
-            secs = int(SEND_TIMEOUT)
-            usecs = int((SEND_TIMEOUT - secs) * 1e6)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", secs, usecs))
-            self.body.emit_to(self.sock.fileno(), sendfile_min_for(self.sock),
-                              timeout_ms=int(SEND_TIMEOUT * 1000))
-        except Exception as exc:
-            _abort(self.body, self.sock, exc)
-
-    def close(self):
-        self.body.close()
-
-
 class _Guarded:
     """The iterated path (compressed outputs): a failure mid-stream closes the connection
     with one log line instead of a traceback from gunicorn."""
@@ -95,6 +71,23 @@ class _Guarded:
 
     def close(self):
         self.body.close()
+
+
+class _DirectSend(_Guarded):
+    """The zero-copy path: headers through gunicorn, then the emit loop on the socket."""
+
+    def __iter__(self):
+        yield b""
+        try:
+            # the socket is blocking here: bound each write so a stalled client cannot pin
+            # this thread (the emit loop turns the timeout into an EmitError)
+            secs = int(SEND_TIMEOUT)
+            usecs = int((SEND_TIMEOUT - secs) * 1e6)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", secs, usecs))
+            self.body.emit_to(self.sock.fileno(), sendfile_min_for(self.sock),
+                              timeout_ms=int(SEND_TIMEOUT * 1000))
+        except Exception as exc:
+            _abort(self.body, self.sock, exc)
 
 
 class ZeroCopyApp:
