@@ -74,7 +74,6 @@ cdef class _Sink:
 
     cdef int _write_all(self, const char *p, Py_ssize_t n) noexcept nogil:
         cdef ssize_t w
-        cdef pollfd pfd
         while n > 0:
             w = write(self.fd, p, n)
             if w > 0:
@@ -84,15 +83,22 @@ cdef class _Sink:
             elif w < 0 and errno == EINTR:
                 continue
             elif w < 0 and (errno == EAGAIN or errno == EWOULDBLOCK):
-                pfd.fd = self.fd
-                pfd.events = POLLOUT
-                if poll(&pfd, 1, self.timeout_ms) == 0:
-                    self.err = E_TIMEOUT
+                if self.wait_writable() < 0:
                     return -1
             else:
                 self.err = E_SINK
                 self.err_errno = errno
                 return -1
+        return 0
+
+    cdef int wait_writable(self) noexcept nogil:
+        """Wait for room in the sink (non-blocking or SO_SNDTIMEO sockets); -1 on timeout."""
+        cdef pollfd pfd
+        pfd.fd = self.fd
+        pfd.events = POLLOUT
+        if poll(&pfd, 1, self.timeout_ms) == 0:
+            self.err = E_TIMEOUT
+            return -1
         return 0
 
     cdef int flush(self) noexcept nogil:
@@ -163,7 +169,6 @@ cdef class _Sink:
     cdef int send_file(self, int fd, long long off, long long n) noexcept nogil:
         cdef off_t o = <off_t>off
         cdef ssize_t r
-        cdef pollfd pfd
         if self.flush() < 0:
             return -1
         while n > 0:
@@ -177,10 +182,7 @@ cdef class _Sink:
             elif errno == EINTR:
                 continue
             elif errno == EAGAIN or errno == EWOULDBLOCK:
-                pfd.fd = self.fd
-                pfd.events = POLLOUT
-                if poll(&pfd, 1, self.timeout_ms) == 0:
-                    self.err = E_TIMEOUT
+                if self.wait_writable() < 0:
                     return -1
             else:
                 # EINVAL/ENOSYS: this sink or source cannot sendfile; copy instead
