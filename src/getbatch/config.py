@@ -1,0 +1,291 @@
+"""One typed configuration for a node, built once and passed down.
+
+Every setting is declared once in `SETTINGS` (name, type, default, help). A `Config` is
+built from, in increasing precedence: the defaults, a TOML file (`--config FILE`, flat
+`key = value` lines), the environment (`GETBATCH_<KEY>`), and command-line flags. Each value
+is validated when it is read; a bad one raises `ConfigError` with a one-line message naming
+the key, the value and where it came from. `Config.origin(key)` says where a value came
+from (`getbatch config show` prints both).
+
+`GETBATCH_PURE` is the one setting read at import (by `getbatch.archive`, as msgpack reads
+`MSGPACK_PUREPYTHON`): it picks the implementation of the library itself, before any
+configuration exists. It is listed here so that `config show` reports it.
+"""
+import os
+import re
+from dataclasses import dataclass
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+ENV_PREFIX = "GETBATCH_"
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value, or the config file cannot be used. The message is one line."""
+
+
+_SIZE_RE = re.compile(r"\s*(\d+)\s*([kmgt]i?b?|b)?\s*", re.I)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_DURATION_RE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*(ms|s|m|h)?\s*", re.I)
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
+
+
+def _as_int(v):
+    if isinstance(v, bool):
+        raise ValueError("expecting an integer")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v):
+        return int(v)
+    raise ValueError("expecting an integer")
+
+
+def _as_size(v):
+    """Bytes: an integer, or text such as 64MiB, 64M, 1g, 4096."""
+    if isinstance(v, str):
+        m = _SIZE_RE.fullmatch(v)
+        if not m:
+            raise ValueError("expecting a size in bytes such as 4096, 64MiB or 1GiB")
+        return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "")[:1].lower()]
+    return _as_int(v)
+
+
+def _as_duration(v):
+    """Seconds: a number, or text such as 500ms, 20s, 5m."""
+    if isinstance(v, bool):
+        raise ValueError("expecting a duration such as 20, 20s, 500ms or 5m")
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        m = _DURATION_RE.fullmatch(v)
+        if m:
+            return float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "").lower()]
+    raise ValueError("expecting a duration such as 20, 20s, 500ms or 5m")
+
+
+def _as_bool(v):
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(v, str) and v.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    raise ValueError("expecting true or false")
+
+
+def _as_str(v):
+    if not isinstance(v, str):
+        raise ValueError("expecting a string")
+    return v
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _as_log_level(v):
+    level = _as_str(v).strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"expecting one of {', '.join(_LOG_LEVELS)}")
+    return level
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: object      # text or TOML value -> typed value; raises ValueError
+    default: object    # a typed value, or a callable computing one from the machine
+    help: str
+    low: object = None   # inclusive bounds, where they apply
+    high: object = None
+
+    @property
+    def env(self):
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self):
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value):
+        value = self.parse(value)
+        if self.low is not None and value < self.low:
+            raise ValueError(f"must be at least {self.low}")
+        if self.high is not None and value > self.high:
+            raise ValueError(f"must be at most {self.high}")
+        return value
+
+
+def _default_workers():
+    return max(2, _cores())
+
+
+# Every setting, in the order `config show` prints them. Defaults are documented here only.
+SETTINGS = (
+    # -- the node
+    Setting("host", _as_str, "127.0.0.1", "address to listen on"),
+    Setting("port", _as_int, 51080, "TCP port to listen on", 1, 65535),
+    Setting("data_dir", _as_str, "data", "directory holding buckets, objects and the node's caches"),
+    Setting("workers", _as_int, _default_workers,
+            "server processes (default: one per core, at least 2)", 1, 256),
+    Setting("threads", _as_int, 4, "request threads per process", 1, 1024),
+    Setting("node_id", _as_str, "t[getbatch]", "this node's id in cluster maps and error bodies"),
+    Setting("log_level", _as_log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    Setting("access_log", _as_bool, False, "log one line per HTTP request"),
+    # -- GetBatch
+    Setting("max_soft_errs", _as_int, 8,
+            "missing items a `coer` request may turn into placeholders (AIS default 8)", 0),
+    Setting("max_wait", _as_duration, 20.0,
+            "on a cluster, how long a batch waits for an item from a peer; unused on one node", 0.0),
+    Setting("max_entries", _as_int, 100_000, "entries one GetBatch request may name", 1),
+    Setting("max_body", _as_size, 64 << 20,
+            "bytes of a request body read into memory (GetBatch, bucket actions); more is a 413", 1024),
+    Setting("window", _as_size, 32 << 20,
+            "bytes of decompressed members a batch holds in memory at once", 1 << 20),
+    Setting("max_inflate", _as_size, 4 << 30,
+            "bytes one request may decompress from compressed shards (0: no limit)", 0),
+    Setting("inflate_cache", _as_size, 8 << 30,
+            "disk budget for decompressed copies of compressed shards (0: none)", 0),
+    # -- the wire
+    Setting("send_timeout", _as_duration, 120.0,
+            "seconds a client may accept no response data before its request is aborted", 0.1),
+    Setting("header_timeout", _as_duration, 10.0,
+            "seconds a new connection may take to send its first request head", 0.1),
+    Setting("body_timeout", _as_duration, 30.0,
+            "seconds a request body may stall (no byte arriving) before the request is dropped", 0.1),
+    Setting("keepalive", _as_duration, 75.0,
+            "seconds an idle keep-alive connection stays open", 0.0),
+    Setting("max_connections", _as_int, 4096,
+            "open client connections per server process; more wait in the listen queue", 1),
+    Setting("max_client_connections", _as_int, 512,
+            "open connections per client address per process; more are refused", 1),
+    Setting("sendfile_min", _as_size, 1 << 20,
+            "items of this size and more go to remote clients with sendfile(2)", 0),
+    Setting("sendfile_loopback", _as_bool, False,
+            "use sendfile for loopback clients too (copies measured faster there)"),
+    Setting("pure", _as_bool, False,
+            "use the pure-Python twins instead of the Cython extensions (environment only)"),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+_ENV_ONLY = {"pure"}
+
+
+class Config:
+    """Effective settings: attributes named as in SETTINGS, plus `origin(name)`."""
+
+    def __init__(self, values=None, origins=None):
+        values = dict(values or {})
+        unknown = set(values) - set(_BY_NAME)
+        if unknown:
+            raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
+        object.__setattr__(self, "_origins", dict(origins or {}))
+        for s in SETTINGS:
+            if s.name in values:
+                v = s.check(values[s.name])
+            else:
+                v = s.default() if callable(s.default) else s.default
+                self._origins.setdefault(s.name, "default")
+            object.__setattr__(self, s.name, v)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Config is read-only; use replace()")
+
+    def origin(self, name):
+        return self._origins.get(name, "default")
+
+    def replace(self, **changes):
+        """A copy with `changes` applied (validated), e.g. for tests."""
+        values = {s.name: getattr(self, s.name) for s in SETTINGS}
+        origins = dict(self._origins)
+        for k, v in changes.items():
+            if k not in _BY_NAME:
+                raise ConfigError(f"unknown setting {k!r}")
+            values[k] = v
+            origins[k] = "replace"
+        return Config(values, origins)
+
+    def as_dict(self):
+        return {s.name: getattr(self, s.name) for s in SETTINGS}
+
+    @classmethod
+    def load(cls, file=None, env=None, flags=None):
+        """Defaults < `file` (TOML) < `env` (default: os.environ) < `flags` ({name: value}
+        for the flags given on the command line). Raises ConfigError."""
+        env = os.environ if env is None else env
+        values, origins = {}, {}
+
+        def take(name, raw, where):
+            s = _BY_NAME[name]
+            try:
+                values[name] = s.check(raw)
+            except ValueError as exc:
+                raise ConfigError(f"invalid {name} {raw!r} ({where}): {exc}") from None
+            origins[name] = where
+
+        if file is not None:
+            for name, raw in _read_toml(file).items():
+                if name not in _BY_NAME or name in _ENV_ONLY:
+                    raise ConfigError(f"unknown setting {name!r} in {file} "
+                                      f"(known: {', '.join(s.name for s in SETTINGS if s.name not in _ENV_ONLY)})")
+                take(name, raw, f"file {file}")
+        for s in SETTINGS:
+            if s.env in env:
+                take(s.name, env[s.env], f"env {s.env}")
+        for name, raw in (flags or {}).items():
+            if raw is not None:
+                take(name, raw, f"flag {_BY_NAME[name].flag}")
+        return cls(values, origins)
+
+
+def _read_toml(file):
+    try:
+        with open(file, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            raise ConfigError(f"config file {file}: [{k}] tables are not used; "
+                              "write settings as top-level key = value lines")
+    return doc
+
+
+def describe():
+    """(name, env var, default text, help) of every setting, for docs and --help."""
+    out = []
+    for s in SETTINGS:
+        d = s.default() if callable(s.default) else s.default
+        out.append((s.name, s.env, format_value(s.name, d), s.help))
+    return out
+
+
+_SIZE_KEYS = {s.name for s in SETTINGS if s.parse is _as_size}
+_DURATION_KEYS = {s.name for s in SETTINGS if s.parse is _as_duration}
+
+
+def format_value(name, value):
+    """A value as an operator would write it back (sizes in KiB/MiB/GiB, durations in s)."""
+    if name in _SIZE_KEYS:
+        for unit, mult in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if value and value % mult == 0:
+                return f"{value // mult}{unit}"
+        return str(value)
+    if name in _DURATION_KEYS:
+        return f"{value:g}s"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
