@@ -1,11 +1,21 @@
-"""Command line: `getbatch serve` starts one node under gunicorn with the zero-copy worker.
+"""Command line: `getbatch serve` runs one node under gunicorn; `getbatch config show` prints the
+effective configuration.
 
-Every option has an environment variable (GETBATCH_HOST, GETBATCH_PORT, GETBATCH_WORKERS,
-GETBATCH_THREADS, GETBATCH_DATA_DIR), so a service manager can configure it either way.
+Every setting of `getbatch.config` is a flag of both commands, an environment variable
+(GETBATCH_<NAME>) and a key of the `--config` TOML file. Everything that can be checked is
+checked before gunicorn starts: a bad value, an unusable data directory or a port in use is one
+line on stderr and exit status 2 (usage) or 1 (environment), never a traceback per worker.
 """
 import argparse
+import errno
+import logging
 import os
+import resource
+import socket
 import sys
+
+from . import __version__
+from .config import SETTINGS, Config, ConfigError, format_value
 
 SNIPPET = """\
 from aistore import Client
@@ -14,66 +24,186 @@ b.object("a.bin").get_writer().put_content(b"...")
 for info, data in c.batch(["a.bin"], bucket=b).get(): print(info.obj_name, len(data))
 """
 
-
-def _env(name, default):
-    return os.environ.get(f"GETBATCH_{name}", default)
+_FLAG_SETTINGS = [s for s in SETTINGS if s.name != "pure"]
 
 
-def gunicorn_options(host, port, workers, threads, data_dir):
+class CLIError(Exception):
+    """A problem with the machine or the environment (exit status 1)."""
+
+
+def _backend():
+    from .archive import backend
+    return backend()
+
+
+def gunicorn_options(config, on_ready=None):
     """The gunicorn settings a node runs with; shared with the tests and benchmarks."""
-    return {
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "threads": threads,
+    opts = {
+        "bind": f"{config.host}:{config.port}",
+        "workers": config.workers,
+        "threads": config.threads,
         "worker_class": "getbatch.server.worker.GetBatchWorker",
         # well above the client's reuse window: a closed keep-alive connection costs the
         # SDK a 1-2 s retry (ais-wire-protocol §6)
-        "keepalive": 75,
+        "keepalive": int(config.keepalive),
         # batches run in threads; the gthread main loop keeps heart-beating meanwhile
         "timeout": 120,
         "graceful_timeout": 10,
         "backlog": 2048,
         "control_socket_disable": True,
-        "raw_env": [f"GETBATCH_DATA_DIR={data_dir}"],
+        "loglevel": config.log_level.lower(),
+        "accesslog": "-" if config.access_log else None,
+        "access_log_format": '%(h)s "%(r)s" %(s)s %(B)s %(M)sms',
     }
+    if on_ready is not None:
+        opts["when_ready"] = on_ready
+    return opts
 
 
-def serve(args):
+def _config_from(args):
+    flags = {s.name: getattr(args, s.name) for s in _FLAG_SETTINGS}
+    return Config.load(file=args.config, flags=flags)
+
+
+def _raise_fd_limit():
+    """Batches keep object files open between planning and sending (the store sizes its fd
+    budget from this limit), so take the hard limit the system allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _open_storage(config):
+    from .store import StoreError, open_storage
+    data_dir = os.path.abspath(config.data_dir)
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise CLIError(f"data dir {data_dir} is not a directory")
+    try:
+        return open_storage(config)
+    except (OSError, StoreError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        where = getattr(exc, "filename", None) or data_dir
+        raise CLIError(f"data dir {data_dir} is not usable: {reason} ({where})") from None
+
+
+def _check_port(host, port):
+    """Fail before gunicorn does (which would retry five times, logging each)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            hint = " (is another server running there?)" if exc.errno == errno.EADDRINUSE else ""
+            raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+
+
+def _sources(config):
+    """Where the effective values came from, e.g. 'defaults, file node.toml, environment'."""
+    labels = []
+    for s in SETTINGS:
+        kind, _, rest = config.origin(s.name).partition(" ")
+        label = {"default": "defaults", "env": "environment", "flag": "flags"}.get(
+            kind, f"{kind} {rest}")
+        if label not in labels:
+            labels.append(label)
+    return ", ".join(labels)
+
+
+def banner(config):
+    url = f"http://{config.host}:{config.port}"
+    return (f"getbatch {__version__} serving {url} (backend={_backend()}, data dir "
+            f"{os.path.abspath(config.data_dir)}, {config.workers} workers x {config.threads} "
+            f"threads, config from {_sources(config)}); Ctrl-C stops it.\n"
+            f"Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n"
+            + SNIPPET.format(url=url))
+
+
+def serve(config):
     from gunicorn.app.base import BaseApplication
 
-    data_dir = os.path.abspath(args.data_dir)
-    os.makedirs(data_dir, exist_ok=True)
-    os.environ["GETBATCH_DATA_DIR"] = data_dir
-    opts = gunicorn_options(args.host, args.port, args.workers, args.threads, data_dir)
+    _raise_fd_limit()
+    logging.basicConfig(level=config.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _check_port(config.host, config.port)
+    storage = _open_storage(config)
+    opts = gunicorn_options(config, on_ready=lambda server: print(banner(config), flush=True))
 
     class Node(BaseApplication):
+        def __init__(self):
+            self.config = config  # the worker reads its settings from here
+            super().__init__()
+
         def load_config(self):
             for k, v in opts.items():
                 self.cfg.set(k, v)
 
         def load(self):
-            from .server.wsgi import app
-            return app
+            from .server.app import create_app
+            return create_app(config, storage)
 
-    url = f"http://{args.host}:{args.port}"
-    print(f"getbatch: serving {url} (data in {data_dir}, {args.workers} workers x "
-          f"{args.threads} threads); Ctrl-C stops it.\nTry it with the AIStore SDK:\n\n"
-          + SNIPPET.format(url=url), flush=True)
     Node().run()
 
 
+def show_config(config):
+    width = max(len(s.name) for s in SETTINGS)
+    for s in SETTINGS:
+        print(f"{s.name:<{width}}  {format_value(s.name, getattr(config, s.name)):<12}  "
+              f"{config.origin(s.name)}")
+
+
+def _add_setting_flags(p):
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="TOML file of settings (key = value lines); flags and GETBATCH_* "
+                        "environment variables override it")
+    for s in _FLAG_SETTINGS:
+        default = s.default() if callable(s.default) else s.default
+        kw = {"metavar": s.name.upper()} if s.parse.__name__ != "_as_bool" else {
+            "nargs": "?", "const": "true", "metavar": "BOOL"}
+        p.add_argument(s.flag, dest=s.name, default=None,
+                       help=f"{s.help} (default {format_value(s.name, default)}; env {s.env})",
+                       **kw)
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="getbatch",
+        description="Ordered multi-object batches over the AIStore GetBatch protocol.")
+    p.add_argument("--version", action="version",
+                   version=f"getbatch {__version__} (backend {_backend()})")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    s = sub.add_parser("serve", help="run one node (the AIStore API incl. /v1/ml/moss)",
+                       description="Run one node under gunicorn. Settings come from defaults < "
+                                   "--config FILE < GETBATCH_* environment < these flags.")
+    _add_setting_flags(s)
+    c = sub.add_parser("config", help="show the effective configuration",
+                       description="Configuration of a node.")
+    csub = c.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
+    show = csub.add_parser("show", help="print every setting, its value and where it came from",
+                           description="Print every setting with the value `serve` would use "
+                                       "with the same file, environment and flags.")
+    _add_setting_flags(show)
+    return p
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="getbatch", description="ordered multi-object batch server")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="start one node (AIStore-compatible API incl. /v1/ml/moss)")
-    s.add_argument("--host", default=_env("HOST", "127.0.0.1"))
-    s.add_argument("--port", type=int, default=int(_env("PORT", "51080")))
-    s.add_argument("--workers", type=int, default=int(_env("WORKERS", "2")))
-    s.add_argument("--threads", type=int, default=int(_env("THREADS", "8")))
-    s.add_argument("--data-dir", default=_env("DATA_DIR", "data"))
-    args = p.parse_args(argv)
-    if args.cmd == "serve":
-        serve(args)
+    args = parser().parse_args(argv)
+    try:
+        config = _config_from(args)
+        if args.cmd == "config":
+            show_config(config)
+        elif args.cmd == "serve":
+            serve(config)
+    except ConfigError as exc:
+        print(f"getbatch: {exc}", file=sys.stderr)
+        return 2
+    except CLIError as exc:
+        print(f"getbatch: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from getbatch.batch import plan as plan_mod
 from getbatch.batch.assemble import BatchOutput
 from getbatch.batch.request import parse
-from getbatch.store.local import LocalStore
+from getbatch.store import LocalStore, Storage
 
 NAMES = st.text(alphabet="abcdefghij-_.ü", min_size=1, max_size=12).filter(
     lambda n: n not in (".", "..") and not n.startswith("~"))
@@ -97,7 +97,7 @@ def test_random_batches_match_the_model(tmp_path_factory, sc):
     req = parse(json.dumps({"in": entries, "coer": True, "mime": fmt}).encode(), "b")
     outputs = []
     for path in ("iterate", "emit") if fmt == "tar" else ("iterate",):
-        p = plan_mod.build(req, store, max_soft_errs=len(entries))
+        p = plan_mod.build(req, Storage({'ais': store}), max_soft_errs=len(entries))
         out = BatchOutput(p, fmt, multipart=False)
         if path == "iterate":
             body = b"".join(out)

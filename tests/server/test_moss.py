@@ -271,17 +271,23 @@ def test_same_bytes_with_and_without_zero_copy(node, plain_node, bucket, objs, s
     assert (f"{bucket.name}/{long_name}", b"long") in tar_members(a.content)
 
 
+def _app_args(data_dir):
+    from getbatch.config import Config
+    from getbatch.store import open_storage
+    cfg = Config(dict(data_dir=data_dir))
+    return cfg, open_storage(cfg)
+
+
 def test_same_bytes_under_another_wsgi_server(node, bucket, objs):
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
     from getbatch.server.app import create_app
-    from getbatch.store.local import LocalStore
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, *a):
             pass
 
-    srv = make_server("127.0.0.1", 0, create_app(LocalStore(node.data_dir)), handler_class=Quiet)
+    srv = make_server("127.0.0.1", 0, create_app(*_app_args(node.data_dir)), handler_class=Quiet)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:

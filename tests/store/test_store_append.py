@@ -13,7 +13,7 @@ def append(store, name, handle, data, bucket="b"):
 
 
 def content(store, name):
-    f, _ = store.open_read("b", name)
+    f, _ = store.open("b", name)
     with f:
         return f.read()
 

@@ -72,10 +72,10 @@ def test_bucket_from_other_process_is_visible(tmp_path):
     s.require_bucket("fromchild")
 
 
-def test_layout_and_index_dir(tmp_path):
+def test_layout(tmp_path):
     s = LocalStore(tmp_path)
-    assert os.path.isdir(s.index_dir)
-    assert os.path.realpath(s.index_dir) == os.path.realpath(tmp_path / ".sys" / "shard-index")
+    for d in ("ais", ".sys/tmp", ".sys/trash", ".sys/shard-index", ".sys/append"):
+        assert os.path.isdir(tmp_path / d)
     s.create_bucket("b")
     put_bytes(s, "b", "x/y", b"1")
     assert (tmp_path / "ais" / "b" / "x" / "y").read_bytes() == b"1"

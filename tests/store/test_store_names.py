@@ -26,6 +26,11 @@ BAD_OBJECTS = [
     ("/abs", "leading '/'"),
     ("a//b", "empty path component"),
     ("a\0b", "NUL"),
+    ("a\r\nb", "control characters"),
+    ("a\nb", "control characters"),
+    ("tab\there", "control characters"),
+    ("del\x7f", "control characters"),
+    ("bad\udcff", "not valid UTF-8"),
 ]
 
 
@@ -38,8 +43,9 @@ def test_good_object_names(name):
 def test_bad_object_names(name, reason):
     with pytest.raises(InvalidName) as ei:
         validate_object_name(name)
-    assert str(ei.value).startswith(f'invalid object name "{name}": ')
-    assert reason in ei.value.reason
+    shown = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+    assert str(ei.value).startswith(f'invalid object name "{shown}": ')
+    assert shown.isprintable() and reason in ei.value.reason
 
 
 def test_object_name_message_example():
@@ -66,7 +72,8 @@ def test_good_archpaths(path):
 def test_bad_archpaths(path):
     with pytest.raises(InvalidName) as ei:
         validate_archpath(path)
-    assert str(ei.value).startswith(f'invalid archpath "{path}"')
+    shown = path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
+    assert str(ei.value).startswith(f'invalid archpath "{shown}"')
 
 
 @pytest.mark.parametrize("name", ["b", "B-1", "a.b_c-d", "x" * 64, "...", ".a", "0"])
@@ -79,7 +86,8 @@ def test_good_bucket_names(name):
 def test_bad_bucket_names(name):
     with pytest.raises(InvalidName) as ei:
         validate_bucket_name(name)
-    assert str(ei.value).startswith(f'invalid bucket name "{name}"')
+    shown = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+    assert str(ei.value).startswith(f'invalid bucket name "{shown}"')
 
 
 def test_validation_is_fast():

@@ -14,7 +14,7 @@ def put_bytes(store, bucket, name, data):
 
 
 def read(store, bucket, name):
-    f, _ = store.open_read(bucket, name)
+    f, _ = store.open(bucket, name)
     with f:
         return f.read()
 
@@ -40,7 +40,6 @@ class FailingStream:
 def test_put_stat_read_delete(store, name):
     a = put_bytes(store, "b", name, b"hello world")
     assert (a.size, a.name, a.bucket) == (11, name, "b")
-    assert a.path == store.object_path("b", name)
     st = store.stat("b", name)
     assert st.size == 11 and st.mtime_ns > 0 and st.atime_ns > 0
     assert read(store, "b", name) == b"hello world"
@@ -85,7 +84,7 @@ def test_checksum_and_version(store):
 
 def test_open_read_gives_fd_and_attrs(store):
     put_bytes(store, "b", "o", b"data!")
-    f, a = store.open_read("b", "o")
+    f, a = store.open("b", "o")
     with f:
         assert os.pread(f.fileno(), 5, 0) == b"data!"
         put_bytes(store, "b", "o", b"replaced")  # the open file keeps the old content
@@ -93,7 +92,7 @@ def test_open_read_gives_fd_and_attrs(store):
 
 
 def test_missing_objects_and_buckets(store):
-    for op in (store.stat, store.open_read, store.delete):
+    for op in (store.stat, store.open, store.delete):
         with pytest.raises(ObjectNotFound) as ei:
             op("b", "nope/x")
         assert (ei.value.bucket, ei.value.name) == ("b", "nope/x")
@@ -105,7 +104,7 @@ def test_missing_objects_and_buckets(store):
 
 def test_directories_are_not_objects(store):
     put_bytes(store, "b", "dir/obj", b"1")
-    for op in (store.stat, store.open_read, store.delete):
+    for op in (store.stat, store.open, store.delete):
         with pytest.raises(ObjectNotFound):
             op("b", "dir")
     put_bytes(store, "b", "file", b"1")
@@ -232,7 +231,7 @@ def test_symlink_file_escaping_bucket_refused(store, tmp_path):
     secret.write_bytes(b"secret")
     bdir = os.path.join(store.data_dir, "ais", "b")
     os.symlink(secret, os.path.join(bdir, "link"))
-    for op in (store.object_path, store.stat, store.open_read):
+    for op in (store.object_path, store.stat, store.open):
         with pytest.raises(InvalidName, match="outside the bucket"):
             op("b", "link")
     assert [e.name for e in store.list_objects("b")[0]] == []
@@ -262,53 +261,62 @@ def test_symlink_within_bucket_allowed(store):
     assert [e.name for e in store.list_objects("b")[0]] == ["alias", "real/obj"]
 
 
-def test_locate_fast_path_matches_stat_and_refuses_escapes(store, tmp_path):
-    from getbatch.store.errors import InvalidName, ObjectNotFound
+def _read_source(src):
+    try:
+        return os.pread(src.fileno(), 1 << 20, 0)
+    finally:
+        src.close()
 
+
+@pytest.mark.parametrize("fds", [0, 10_000])
+def test_batch_reader_sources_match_stat_and_refuse_escapes(store, tmp_path, monkeypatch, fds):
+    """Both ways a batch reads an object: opened while planning (within the fd budget) and
+    opened when sent (past it, `lazy`)."""
+    from getbatch.store.local_read import FDS
+
+    monkeypatch.setattr(FDS, "free", fds)
     store.create_bucket("lb")
     store.put("lb", "d/x", io.BytesIO(b"12345"), 5)
     store.put("lb", "top", io.BytesIO(b"1"), 1)
-    safe = {}
-    assert store.locate("lb", "d/x", safe) == (store.stat("lb", "d/x").path, 5)
-    assert ("lb", "d") in safe
-    assert store.locate("lb", "d/x", safe)[1] == 5
-    assert store.locate("lb", "top", safe)[1] == 1
-    with pytest.raises(ObjectNotFound):
-        store.locate("lb", "d/none", safe)
-    with pytest.raises(ObjectNotFound):
-        store.locate("lb", "d", safe)
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret").write_bytes(b"s")
-    os.symlink(outside, os.path.join(store.data_dir, "ais", "lb", "link"))
-    with pytest.raises(InvalidName):
-        store.locate("lb", "link/secret", {})
+    reader = store.batch_reader(100)
+    try:
+        for name, want in (("d/x", b"12345"), ("d/x", b"12345"), ("top", b"1")):
+            src = reader.source("lb", name)
+            assert src.lazy == (fds == 0) and src.size == len(want)
+            assert _read_source(src) == want
+        for missing in ("nope", "d/nope", "d"):
+            with pytest.raises(ObjectNotFound):
+                reader.source("lb", missing)
+        with pytest.raises(InvalidName, match="too long"):
+            reader.source("lb", "x" * 300)
+        bdir = os.path.join(store.data_dir, "ais", "lb")
+        os.symlink("top", os.path.join(bdir, "inner-link"))
+        assert _read_source(reader.source("lb", "inner-link")) == b"1"
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "secret").write_bytes(b"s")
+        os.symlink(outside, os.path.join(bdir, "link"))
+        os.symlink(outside / "secret", os.path.join(bdir, "out-link"))
+        for name in ("link/secret", "out-link"):
+            with pytest.raises(InvalidName):
+                reader.source("lb", name)
+    finally:
+        reader.close()
+    assert FDS.free == fds
 
 
-def test_open_object_opens_regular_files_only_and_checks_symlinks(store, tmp_path):
-    from getbatch.store.errors import InvalidName, ObjectNotFound
-
-    store.create_bucket("ob")
-    store.put("ob", "d/x", io.BytesIO(b"12345"), 5)
-    store.put("ob", "top", io.BytesIO(b"1"), 1)
-    safe = {}
-    for name, want in (("d/x", b"12345"), ("d/x", b"12345"), ("top", b"1")):
-        fd, size = store.open_object("ob", name, safe)
-        try:
-            assert size == len(want) and os.pread(fd, 100, 0) == want
-        finally:
-            os.close(fd)
-    assert ("ob", "d") in safe
-    for missing in ("nope", "d/nope", "d"):
-        with pytest.raises(ObjectNotFound):
-            store.open_object("ob", missing, safe)
-    bdir = os.path.join(store.data_dir, "ais", "ob")
-    os.symlink("top", os.path.join(bdir, "inner-link"))
-    fd, size = store.open_object("ob", "inner-link", safe)
-    os.close(fd)
-    assert size == 1
-    outside = tmp_path / "secret"
-    outside.write_bytes(b"s")
-    os.symlink(outside, os.path.join(bdir, "out-link"))
-    with pytest.raises(InvalidName):
-        store.open_object("ob", "out-link", safe)
+def test_symlinked_bucket_directory_is_not_a_bucket(store, tmp_path):
+    outside = tmp_path / "elsewhere"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "sub" / "f").write_bytes(b"x")
+    os.symlink(outside, os.path.join(store.data_dir, "ais", "lnk"))
+    assert not store.has_bucket("lnk") and "lnk" not in store.list_buckets()
+    for op in (store.stat, store.open, store.delete):
+        with pytest.raises(BucketNotFound):
+            op("lnk", "sub/f")
+    with pytest.raises(BucketNotFound):
+        put_bytes(store, "lnk", "new", b"1")
+    with pytest.raises(BucketNotFound):
+        store.destroy_bucket("lnk")
+    assert (outside / "sub" / "f").read_bytes() == b"x" and not (outside / "new").exists()
+    assert os.path.islink(os.path.join(store.data_dir, "ais", "lnk"))

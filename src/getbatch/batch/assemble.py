@@ -12,12 +12,11 @@ decompressed once per window, so memory stays bounded whatever the batch size.
 Buffered mode needs no spill file: every size and every err_msg is known after planning,
 so the metadata part is written first and the archive part streams after it.
 """
-import os
 import secrets
 
 import msgspec
 
-from ..archive import emit, open_writer, tar_entry_size, tar_header
+from ..archive import EmitError, emit, open_writer, tar_entry_size, tar_header
 from ..archive.writers import TAR_END
 
 WINDOW_BYTES = 32 << 20
@@ -27,15 +26,21 @@ CONTENT_TYPES = {"tar": "application/x-tar", "tgz": "application/gzip",
 _enc = msgspec.json.Encoder()
 
 
+WINDOW_LAZY = 256  # sources opened only when sent (past the fd budget) per window
+
+
 def _windows(items):
-    """Consecutive slices of items whose decompressed data fits in one window."""
-    start, held = 0, 0
+    """Consecutive slices of items whose decompressed data fits in one window, and whose
+    lazily opened sources stay few (they are all open while their window is sent)."""
+    start, held, lazy = 0, 0, 0
     for i, it in enumerate(items):
         if it.shard is not None:
             held += it.size
-        if held > WINDOW_BYTES or i - start >= WINDOW_ITEMS:
+        elif it.owned and it.src.lazy:
+            lazy += 1
+        if held > WINDOW_BYTES or i - start >= WINDOW_ITEMS or lazy >= WINDOW_LAZY:
             yield items[start:i + 1]
-            start, held = i + 1, 0
+            start, held, lazy = i + 1, 0, 0
     if start < len(items):
         yield items[start:]
 
@@ -70,6 +75,9 @@ class BatchOutput:
                                    + sum(tar_entry_size(it.name, it.size) for it in plan.items))
         self.content_type = (f"multipart/mixed; boundary={self.boundary}" if multipart
                              else CONTENT_TYPES[fmt])
+        self.sent = 0            # body bytes handed to the client so far
+        self.completed = False   # the whole body went out
+        self.on_close = None     # called with this object once, when the body is closed
 
     def _framing(self):
         if self.boundary is None:
@@ -101,7 +109,7 @@ class BatchOutput:
             for it in window:
                 head = tar_header(it.name, it.size)
                 if it.src is not None:
-                    add((head, it.src, it.offset, it.size, -it.size & 511))
+                    add((head, _fileno(it, len(items)), it.offset, it.size, -it.size & 511))
                 elif it.shard is not None:
                     add((head, data[id(it)], 0, it.size, -it.size & 511))
                 else:
@@ -109,10 +117,18 @@ class BatchOutput:
             if i == len(windows) - 1:
                 add((TAR_END + self.suffix, None, 0, 0, 0))
             total += emit(fd, items, sendfile_min=sendfile_min, timeout_ms=timeout_ms)
+            self.sent = total
             self.plan.release(window)
+        self.completed = True
         return total
 
     def __iter__(self):
+        for chunk in self._chunks():
+            self.sent += len(chunk)
+            yield chunk
+        self.completed = True
+
+    def _chunks(self):
         chunks = []
         sink = _ListSink(chunks)
         if self.prefix:
@@ -137,17 +153,21 @@ class BatchOutput:
 
     def close(self):
         self.plan.close()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close(self)
+
+
+def _fileno(it, index):
+    """The item's fd; a source that can no longer be opened fails like a failed send."""
+    try:
+        return it.src.fileno()
+    except OSError as exc:
+        raise EmitError(index, str(exc), exc.errno) from None
 
 
 def _add_file(writer, it):
-    if isinstance(it.src, int):
-        writer.add_file(it.name, it.src, it.offset, it.size)
-        return
-    fd = os.open(it.src, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        writer.add_file(it.name, fd, it.offset, it.size)
-    finally:
-        os.close(fd)
+    writer.add_file(it.name, it.src.fileno(), it.offset, it.size)
 
 
 class _ListSink:

@@ -9,26 +9,24 @@ An item's data is either a byte range of a file (plain objects, ranges, members 
 uncompressed TAR and stored ZIP shards: served zero-copy) or a member that must be
 decompressed (.tgz, .tar.lz4, deflated ZIP), read later in windows by assemble.py.
 """
-import os
-import resource
-import threading
 import uuid as _uuid
 
 import msgspec
 
-from ..archive import ArchiveError, MemberNotFound, open_shard
-from ..store.errors import InvalidName, ObjectNotFound
+from ..archive import ArchiveError, MemberNotFound
+from ..store.errors import BucketNotFound, InvalidName, ObjectNotFound
 from .errors import BadRequest, NotFound, RangeNotSatisfiable
 
 MISSING_DIR = "__404__/"
 ARCHIVE_EXTS = (".tar", ".tgz", ".tar.gz", ".tar.lz4", ".zip")
-DEFAULT_MAX_SOFT_ERRS = int(os.environ.get("GETBATCH_MAX_SOFT_ERRS", "8"))
+DEFAULT_MAX_SOFT_ERRS = 8
 
 
 class Item(msgspec.Struct, gc=False):
-    """One output entry. `src` (a path, or an open fd) + `offset` for file-backed data;
-    `shard` + `member` for data to decompress (then `offset` is relative to the member);
-    neither for a placeholder. `owned`: `src` is an fd this plan opened and must close.
+    """One output entry. `src` + `offset` for data read from an fd or a store Source (`src`
+    is a Source, or a Shard whose `fileno()` holds the member's bytes at `offset`); `shard`
+    + `member` for data to decompress (then `offset` is relative to the member); neither for
+    a placeholder. `owned`: `src` is a Source this plan closes once the item is sent.
     Untracked by the cyclic GC (it holds no cycles), so big plans trigger no collections."""
 
     name: str
@@ -41,44 +39,14 @@ class Item(msgspec.Struct, gc=False):
     owned: bool = False
 
 
-class FdBudget:
-    """How many object fds all plans of this process may hold between planning and sending.
-
-    Planning opens each object it finds (open+fstat instead of a stat now and an open
-    later: one lookup by name instead of two, the largest per-file cost of a batch of
-    small objects). Half the fd limit is left for sockets, shards and everything else;
-    past the budget, objects are stat-ed and opened again when sent.
-    """
-
-    def __init__(self):
-        self.free = None            # set from the fd limit at first use, after the server
-        self._lock = threading.Lock()  # has raised it (server/wsgi.py)
-
-    def take(self, n):
-        with self._lock:
-            if self.free is None:
-                self.free = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2
-            k = min(n, self.free)
-            self.free -= k
-            return k
-
-    def give(self, n):
-        if n:
-            with self._lock:
-                self.free += n
-
-
-FDS = FdBudget()
-
-
 class Plan:
-    __slots__ = ("req", "items", "uuid", "_shards")
+    __slots__ = ("req", "items", "uuid", "_readers")
 
-    def __init__(self, req, items, shards):
+    def __init__(self, req, items, readers):
         self.req = req
         self.items = items          # one per request entry, in request order
         self.uuid = "gbt-" + _uuid.uuid4().hex[:12]
-        self._shards = shards
+        self._readers = readers
 
     def out(self):
         """The MossResp `out` list (buffered mode only, so streaming never builds it)."""
@@ -94,21 +62,22 @@ class Plan:
             res.append(o)
         return res
 
+    @property
+    def soft_errors(self):
+        return sum(1 for it in self.items if it.err is not None)
+
     def release(self, items):
-        """Close the fds this plan opened for `items` (once they are sent)."""
-        n = 0
+        """Close the sources this plan opened for `items` (once they are sent)."""
         for it in items:
             if it.owned:
-                os.close(it.src)
+                it.src.close()
                 it.owned = False
-                n += 1
-        FDS.give(n)
 
     def close(self):
         self.release(self.items)
-        for shard in self._shards:
-            shard.close()
-        self._shards = []
+        readers, self._readers = self._readers, []
+        for r in readers:
+            r.close()
 
 
 def _apply_range(start, length, size, what):
@@ -127,49 +96,37 @@ def _apply_range(start, length, size, what):
 
 
 class _Resolver:
-    """Per-request lookups: each shard opened once, symlink-checked dirs remembered,
-    objects opened while the fd budget lasts."""
+    """Per-request lookups through one BatchReader per backend."""
 
-    def __init__(self, store, n_entries):
-        self.store = store
-        self.shards = {}
-        self.safe_dirs = {}
-        self.budget = FDS.take(n_entries)
-        self.held = 0
+    def __init__(self, storage, n_entries, budget):
+        self.storage = storage
+        self.n = n_entries
+        self.budget = budget
+        self.readers = {}       # backend -> its BatchReader
+        self._by_provider = {}  # provider -> the same readers, looked up once per item
 
-    def object(self, bucket, objname):
-        """(src, size, owned): an open fd while the budget lasts, else the path."""
-        if self.held < self.budget:
-            fd, size = self.store.open_object(bucket, objname, self.safe_dirs)
-            self.held += 1
-            return fd, size, True
-        path, size = self.store.locate(bucket, objname, self.safe_dirs)
-        return path, size, False
-
-    def shard(self, bucket, objname):
-        key = (bucket, objname)
-        shard = self.shards.get(key)
-        if shard is None:
-            path, _ = self.store.locate(bucket, objname, self.safe_dirs)
-            shard = open_shard(path, index_dir=self.store.index_dir, name=objname)
-            self.shards[key] = shard
-        return shard
+    def reader(self, provider, bucket):
+        r = self._by_provider.get(provider)
+        if r is None:
+            backend = self.storage.backend(provider, bucket)
+            r = self.readers.get(backend)
+            if r is None:
+                r = self.readers[backend] = backend.batch_reader(self.n, self.budget)
+            self._by_provider[provider] = r
+        return r
 
     def member(self, e, name, objname, archpath, ref):
-        shard = self.shard(e.bucket, objname)
+        shard = self.reader(e.provider, e.bucket).shard(e.bucket, objname)
         m = shard.lookup(archpath)
         off, n = _apply_range(e.start, e.length, m.size, f"{archpath} in {ref}")
         extent = shard.extent(archpath)
         if extent is not None:
             # served from the shard's own open fd: no open per member
-            return Item(name, n, shard.fileno(), extent[0] + off)
+            return Item(name, n, shard, extent[0] + off)
         return Item(name, n, None, off, shard, archpath)
 
     def plan(self, req, items):
-        """The Plan owning everything opened so far; unused budget goes back."""
-        FDS.give(self.budget - self.held)
-        self.budget = self.held
-        return Plan(req, items, list(self.shards.values()))
+        return Plan(req, items, list(self.readers.values()))
 
     def implicit_member(self, e, name, ref):
         """`shard.tar/x.wav` named as one object that does not exist: the file x.wav inside
@@ -188,13 +145,14 @@ class _Resolver:
         return None
 
 
-def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=()) -> Plan:
-    """Resolve `req` (a validated MossReq) against `store`; `checked`: (provider, bucket)
-    pairs the caller already found to exist."""
+def build(req, storage, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=(), budget=None) -> Plan:
+    """Resolve `req` (a validated MossReq) against `storage` (a store Storage); `checked`:
+    (provider, bucket) pairs the caller already found to exist; `budget`: an archive
+    InflateBudget for the request's decompression."""
     for provider, bucket in {(e.provider, e.bucket) for e in req.entries}.difference(checked):
-        if provider != "ais" or not store.has_bucket(bucket):
-            raise NotFound(f'bucket "{provider}://{bucket}" does not exist')
-    resolve = _Resolver(store, len(req.entries))
+        if not storage.backend(provider, bucket).has_bucket(bucket):
+            raise BucketNotFound(bucket, provider)
+    resolve = _Resolver(storage, len(req.entries), budget)
     items = []
     try:
         _resolve_all(req, resolve, items, max_soft_errs)
@@ -214,16 +172,16 @@ def _resolve_all(req, resolve, items, max_soft_errs):
         try:
             if not ap:
                 try:
-                    src, size, owned = resolve.object(e.bucket, e.objname)
+                    src = resolve.reader(e.provider, e.bucket).source(e.bucket, e.objname)
                 except ObjectNotFound:
                     item = resolve.implicit_member(e, base, _ref(e)) if "/" in e.objname else None
                     if item is None:
                         raise
                 else:
-                    item = Item(base, size, src, owned=owned)
-                    append(item)  # listed before a range error can raise: the plan closes its fd
+                    item = Item(base, src.size, src, owned=True)
+                    append(item)  # listed before a range error can raise: the plan closes it
                     if e.start or e.length:
-                        item.offset, item.size = _apply_range(e.start, e.length, size, _ref(e))
+                        item.offset, item.size = _apply_range(e.start, e.length, src.size, _ref(e))
                     continue
             else:
                 name = base + ap if ap[0] == "/" else f"{base}/{ap}"

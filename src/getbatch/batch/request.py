@@ -10,15 +10,14 @@ from typing import Optional
 
 import msgspec
 
-from ..store.names import validate_archpath, validate_object_name
 from ..store.errors import InvalidName
+from ..store.names import validate_archpath, validate_object_name
+from ..store.providers import normalize_provider
 from .errors import BadRequest
 
 _json = msgspec.json.Decoder()
 
-PROVIDERS = {"": "ais", "ais": "ais", "aws": "aws", "s3": "aws", "gcp": "gcp", "gs": "gcp",
-             "azure": "azure", "az": "azure", "oci": "oci", "oc": "oci", "ht": "ht"}
-
+DEFAULT_MAX_ENTRIES = 100_000
 _REQ_KEYS = ("in", "mime", "coer", "onob", "strm", "coloc")
 
 
@@ -83,15 +82,6 @@ def normalize_mime(mime) -> str:
     raise BadRequest(f'unknown mime type "{mime}" (expecting .tar, .tgz, .tar.gz, .tar.lz4 or .zip)')
 
 
-def normalize_provider(p) -> str:
-    if p is None:
-        return "ais"
-    try:
-        return PROVIDERS[p]
-    except (KeyError, TypeError):
-        raise BadRequest(f'invalid bucket provider "{p}" (expecting ais, aws/s3, gcp/gs, azure/az or oci/oc)')
-
-
 def _lower_keys(d, known):
     """Map keys to their canonical lower-case names; unknown keys are dropped, as in AIS."""
     if all(k in known for k in d):
@@ -150,6 +140,8 @@ def decode_body(body: bytes):
         doc = _json.decode(body)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"moss: malformed JSON request: {exc}")
+    except RecursionError:
+        raise BadRequest("moss: malformed JSON request: nested too deeply") from None
     if not isinstance(doc, dict):
         raise BadRequest("moss: malformed JSON request: expecting an object")
     lowered = {k.lower(): v for k, v in doc.items() if isinstance(k, str)}
@@ -181,7 +173,7 @@ def _decode(body):
         w = _fast.decode(body)
         if w.in_ and all(e.objname is not None for e in w.in_):
             return w.in_, w.mime, w.coer, w.onob, w.strm
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         pass
     doc = decode_body(body)
     ins = doc.get("in")
@@ -194,9 +186,21 @@ def _decode(body):
             _bool(doc.get("strm"), "strm"))
 
 
-def parse(body: bytes, default_bucket=None, default_provider="ais") -> MossReq:
-    """Validate everything that can be validated without touching storage."""
+def parse(body: bytes, default_bucket=None, default_provider="ais",
+          max_entries=DEFAULT_MAX_ENTRIES) -> MossReq:
+    """Validate everything that can be validated without touching storage.
+
+    The entry count is bounded before the body is decoded: every entry is a JSON object, so
+    a body holding more than `max_entries` + 2 `{` (the request, and the ActionMsg wrapper)
+    is refused without building its entries (a brace inside a name counts too, so a request
+    right at the limit whose names hold braces may be refused: raise `max_entries`)."""
+    if body.count(b"{") > max_entries + 2:
+        raise BadRequest(f"moss: too many entries: the request names more than {max_entries} "
+                         "(setting max_entries)")
     entries, mime, coer, onob, strm = _decode(body)
+    if len(entries) > max_entries:
+        raise BadRequest(f"moss: too many entries: {len(entries)} (max {max_entries}, "
+                         "setting max_entries)")
     mime = normalize_mime(mime)
     for i, e in enumerate(entries):
         objname = e.objname

@@ -10,102 +10,123 @@ import falcon
 import msgpack
 import msgspec
 
-from ..batch.request import normalize_provider
-from ..store.names import validate_bucket_name
-from .errors import HTTPError
+from ..store import normalize_provider, validate_bucket_name
+from .errors import AISError
 
 _json = msgspec.json.Decoder()
 _enc = msgspec.json.Encoder()
 
 
-def read_action(req):
+def read_body(req, limit):
+    """The request body, at most `limit` bytes (413 beyond it)."""
+    if req.content_length is not None and req.content_length > limit:
+        raise AISError(413, f"request body of {req.content_length} bytes is larger than the "
+                            f"limit of {limit} bytes (setting max_body)")
+    body = req.bounded_stream.read(limit + 1)
+    if len(body) > limit:
+        raise AISError(413, f"request body is larger than the limit of {limit} bytes "
+                            "(setting max_body)")
+    return body
+
+
+def read_action(req, limit):
     """The ActionMsg of a bucket request ({"action":..., "value":...}), {} if there is none."""
-    body = req.bounded_stream.read()
+    body = read_body(req, limit)
     if not body.strip():
         return {}
     try:
         msg = _json.decode(body)
     except msgspec.DecodeError as exc:
-        raise HTTPError(400, f"malformed JSON request body: {exc}")
+        raise AISError(400, f"malformed JSON request body: {exc}")
     if not isinstance(msg, dict):
-        raise HTTPError(400, "malformed request body: expecting a JSON object (ActionMsg)")
+        raise AISError(400, "malformed request body: expecting a JSON object (ActionMsg)")
     return msg
 
 
-def ais_bucket(req, bucket):
-    """Validate the bucket name and the provider query; only `ais` buckets live here."""
+def bucket_backend(storage, req, bucket):
+    """(backend, bucket): the name validated and routed by the `provider` query parameter."""
     validate_bucket_name(bucket)
-    provider = normalize_provider(req.get_param("provider") or "ais")
-    if provider != "ais":
-        raise HTTPError(404, f'bucket "{provider}://{bucket}" does not exist', "ErrRemoteBckNotFound")
-    return bucket
+    return storage.backend(req.get_param("provider") or "ais", bucket), bucket
+
+
+def _text(lso, key):
+    v = lso.get(key)
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise AISError(400, f'invalid list-objects "{key}" {v!r}: expecting a string')
+    return v
 
 
 class BucketCollection:
     """GET /v1/buckets: the bucket list (JSON, `[]` when there is none)."""
 
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, storage, config):
+        self.storage = storage
+        self.config = config
 
     def on_get(self, req, resp):
-        read_action(req)
-        provider = req.get_param("provider") or ""
-        names = self.store.list_buckets() if provider in ("", "ais") else []
+        read_action(req, self.config.max_body)
+        wanted = req.get_param("provider")
+        providers = self.storage.providers() if not wanted else [normalize_provider(wanted)]
+        out = []
+        for p in providers:
+            backend = self.storage.backends.get(p)
+            if backend is not None:
+                out += [{"name": n, "provider": p, "namespace": {"uuid": "", "name": ""}}
+                        for n in backend.list_buckets()]
         resp.content_type = "application/json"
-        resp.data = _enc.encode([{"name": n, "provider": "ais", "namespace": {"uuid": "", "name": ""}}
-                                 for n in names])
+        resp.data = _enc.encode(out)
 
 
 class Bucket:
     """/v1/buckets/<bucket>."""
 
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, storage, config):
+        self.storage = storage
+        self.config = config
 
     def on_post(self, req, resp, bucket):
-        bucket = ais_bucket(req, bucket)
-        action = read_action(req).get("action")
+        backend, bucket = bucket_backend(self.storage, req, bucket)
+        action = read_action(req, self.config.max_body).get("action")
         if action == "create-bck":
-            self.store.create_bucket(bucket)
+            backend.create_bucket(bucket)
         elif action == "destroy-bck":
-            self.store.destroy_bucket(bucket)
+            backend.destroy_bucket(bucket)
         else:
-            raise HTTPError(400, f'unsupported bucket action "{action}" on ais://{bucket} '
-                                 '(supported: create-bck, destroy-bck)')
-        resp.status = 200
+            raise AISError(400, f'unsupported bucket action {action!r} on {backend.provider}://'
+                                f'{bucket} (supported: create-bck, destroy-bck)')
 
     def on_delete(self, req, resp, bucket):
-        bucket = ais_bucket(req, bucket)
-        action = read_action(req).get("action", "destroy-bck")
+        backend, bucket = bucket_backend(self.storage, req, bucket)
+        action = read_action(req, self.config.max_body).get("action", "destroy-bck")
         if action != "destroy-bck":
-            raise HTTPError(400, f'unsupported bucket action "{action}" on ais://{bucket} '
-                                 '(supported: destroy-bck)')
-        self.store.destroy_bucket(bucket)
-        resp.status = 200
+            raise AISError(400, f'unsupported bucket action {action!r} on {backend.provider}://'
+                                f'{bucket} (supported: destroy-bck)')
+        backend.destroy_bucket(bucket)
 
     def on_head(self, req, resp, bucket):
-        bucket = ais_bucket(req, bucket)
-        self.store.require_bucket(bucket)
-        resp.set_header("Ais-Bucket-Props", '{"provider":"ais"}')
-        resp.status = 200
+        backend, bucket = bucket_backend(self.storage, req, bucket)
+        resp.set_header("Ais-Bucket-Props", _enc.encode(backend.bucket_props(bucket)).decode())
 
     def on_get(self, req, resp, bucket):
-        bucket = ais_bucket(req, bucket)
-        msg = read_action(req)
+        backend, bucket = bucket_backend(self.storage, req, bucket)
+        msg = read_action(req, self.config.max_body)
         action = msg.get("action", "list")
         if action != "list":
-            raise HTTPError(400, f'unsupported bucket action "{action}" on ais://{bucket} (supported: list)')
+            raise AISError(400, f'unsupported bucket action {action!r} on {backend.provider}://'
+                                f'{bucket} (supported: list)')
         lso = msg.get("value") or {}
         if not isinstance(lso, dict):
-            raise HTTPError(400, "malformed list-objects request: \"value\" must be an object")
-        self.store.require_bucket(bucket)
+            raise AISError(400, 'malformed list-objects request: "value" must be an object')
         page_size = lso.get("pagesize") or 0
-        if not isinstance(page_size, int) or page_size < 0:
-            raise HTTPError(400, f"invalid pagesize {page_size!r}: expecting a non-negative integer")
-        props = set((lso.get("props") or "name,size").split(","))
-        entries, token = self.store.list_objects(
-            bucket, prefix=lso.get("prefix") or "", page_size=page_size,
-            token=lso.get("continuation_token") or "", start_after=lso.get("start_after") or "",
+        if type(page_size) is not int or page_size < 0:
+            raise AISError(400, f"invalid pagesize {page_size!r}: expecting a non-negative integer")
+        props = set((_text(lso, "props") or "name,size").split(","))
+        backend.require_bucket(bucket)
+        entries, token = backend.list_objects(
+            bucket, prefix=_text(lso, "prefix"), page_size=page_size,
+            token=_text(lso, "continuation_token"), start_after=_text(lso, "start_after"),
             with_meta=bool(props & {"checksum", "version"}))
         out = []
         for e in entries:
@@ -117,7 +138,7 @@ class Bucket:
             if "atime" in props:
                 d["a"] = str(e.atime_ns)
             out.append(d)
-        res = {"UUID": lso.get("uuid") or uuid.uuid4().hex, "ContinuationToken": token,
+        res = {"UUID": _text(lso, "uuid") or uuid.uuid4().hex, "ContinuationToken": token,
                "Entries": out, "Flags": 0}
         if "msgpack" in (req.get_header("Accept") or ""):
             resp.content_type = "application/msgpack"

@@ -7,7 +7,7 @@ import zlib
 
 import msgspec
 
-from .errors import HTTPError
+from .errors import AISError
 
 _enc = msgspec.json.Encoder()
 _started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -28,7 +28,7 @@ class Daemon:
     def on_get(self, req, resp):
         what = req.get_param("what")
         if what != "smap":
-            raise HTTPError(400, f'unsupported daemon query what="{what}" (supported: smap)')
+            raise AISError(400, f'unsupported daemon query what="{what}" (supported: smap)')
         url = req.prefix
         node = _snode(self.node_id, "target", url, req.host, req.port)
         proxy = _snode(self.node_id, "proxy", url, req.host, req.port)

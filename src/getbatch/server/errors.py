@@ -1,10 +1,16 @@
 """Every error leaves the server here, rendered as an AIS error body.
 
+Resources raise domain exceptions (store, batch, archive) or `AISError`, a Falcon
+`HTTPError` with AIS's `tcode`. One error handler maps domain exceptions to AISError;
+Falcon composes the response and calls `serializer`, which writes the AIS shape for every
+HTTPError, Falcon's own included (405, bad headers, ...).
+
 The AIS SDK picks its exception class by a regex over the body text (`ais://<b>` vs
 `ais://<b>/<o>`) and the status, so messages keep AIS wording. Unexpected exceptions
 are logged with their traceback for the operator and answered with a short 500 that
 names the request, never with a traceback.
 """
+import json
 import logging
 
 import falcon
@@ -22,68 +28,64 @@ _STORE_STATUS = [
     (se.ObjectNotFound, 404, "ErrObjNotFound"),
     (se.BucketExists, 409, "ErrBckAlreadyExists"),
     (se.Conflict, 409, ""),
-    (se.InvalidName, 400, ""),
-    (se.BadAppendHandle, 400, ""),
-    (se.IncompleteUpload, 400, ""),
+    (se.InsufficientStorage, 507, ""),
     (se.StoreError, 400, ""),
 ]
 
 
-class HTTPError(Exception):
-    """Raised by resources for request errors that have no domain exception."""
+class AISError(falcon.HTTPError):
+    """An HTTP error with an AIS message and, where AIS has one, its `tcode`."""
 
     def __init__(self, status, message, tcode="", headers=None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(falcon.code_to_http_status(status), description=message,
+                         headers=headers)
         self.tcode = tcode
-        self.headers = headers or {}
 
 
-def classify(ex):
-    """(status, message, tcode) for an exception; None if it is unexpected."""
-    if isinstance(ex, HTTPError):
-        return ex.status, ex.message, ex.tcode
+def to_ais_error(ex):
+    """The AISError for a domain exception; None if it is unexpected."""
     if isinstance(ex, BatchError):
-        return ex.status, ex.message, ""
+        return AISError(ex.status, ex.message)
+    if isinstance(ex, se.BucketNotFound) and ex.provider != "ais":
+        return AISError(404, str(ex), "ErrRemoteBckNotFound")
     for cls, status, tcode in _STORE_STATUS:
         if isinstance(ex, cls):
-            return status, str(ex), tcode
+            return AISError(status, str(ex), tcode)
     if isinstance(ex, MemberNotFound):
-        return 404, str(ex), "ErrObjNotFound"
+        return AISError(404, str(ex), "ErrObjNotFound")
     if isinstance(ex, ArchiveError):
-        return 400, str(ex), ""
-    if isinstance(ex, falcon.HTTPError):
-        msg = ex.description or ex.title
-        return ex.status_code, msg, ""
+        return AISError(400, str(ex))
+    if isinstance(ex, RecursionError):
+        return AISError(400, "malformed JSON request body: nested too deeply")
     return None
 
 
-def make_handler(node_id):
-    def handle(req, resp, ex, params):
-        got = classify(ex)
-        if got is None:
-            log.exception("internal error serving %s %s", req.method, req.relative_uri)
-            status, message, tcode = 500, f"internal error serving {req.method} {req.path}; see the server log", ""
-        else:
-            status, message, tcode = got
-        if isinstance(ex, (falcon.HTTPError, HTTPError)):
-            for k, v in (ex.headers or {}).items():
-                resp.set_header(k, v)
+def handle_exception(req, resp, ex, params):
+    """Falcon error handler for every non-HTTPError exception."""
+    err = to_ais_error(ex)
+    if err is None:
+        log.exception("internal error serving %s %s", req.method, req.path)
+        err = AISError(500, f"internal error serving {req.method} {req.path}; see the server log")
+    raise err
+
+
+def make_serializer(node_id):
+    def serialize(req, resp, ex):
+        status = ex.status_code
         body = {}
+        tcode = getattr(ex, "tcode", "")
         if tcode:
             body["tcode"] = tcode
-        body.update(message=message, method=req.method, url_path=req.path,
+        body.update(message=ex.description or ex.title, method=req.method, url_path=req.path,
                     remote_addr=req.remote_addr or "", caller="", node=node_id, status=status)
-        data = _enc.encode(body) + b"\n"
-        resp.status = status
         resp.content_type = "application/json"
         resp.set_header("X-Content-Type-Options", "nosniff")
         resp.stream = None
         if req.method == "HEAD":
-            # HEAD has no body; AIS puts the error into a header instead
-            resp.set_header("Hdr-Error", data.decode("utf-8", "replace").strip())
+            # HEAD has no body; AIS puts the error into a header instead (ASCII JSON: a
+            # header cannot carry every character a name may hold)
+            resp.set_header("Hdr-Error", json.dumps(body))
             resp.data = None
         else:
-            resp.data = data
-    return handle
+            resp.data = _enc.encode(body) + b"\n"
+    return serialize

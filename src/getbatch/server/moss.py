@@ -1,36 +1,58 @@
 """GET /v1/ml/moss[/<bucket>]: GetBatch.
 
 Everything is validated and planned before the status line (errors are 4xx with AIS
-bodies). The response body is a `BatchOutput`: the gunicorn worker in worker.py sends
-it zero-copy when it is a plain TAR of known length; any other server iterates it.
+bodies). The response body is a `BatchOutput`: the gunicorn worker sends it zero-copy
+when it is a plain TAR of known length; any other server iterates it. When the body is
+done (sent, or aborted), one log line tells the operator what the batch was.
 """
+import logging
+import time
+
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
-from ..batch.request import normalize_provider, parse, parse_coloc
-from ..store.names import validate_bucket_name
-from .errors import HTTPError
+from ..batch.request import parse, parse_coloc
+from ..store import normalize_provider, validate_bucket_name
+from ..store.errors import BucketNotFound
+from .buckets import read_body
+from .errors import AISError
+
+log = logging.getLogger("getbatch.batch")
 
 
 class Moss:
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, storage, config):
+        self.storage = storage
+        self.config = config
 
     def on_get(self, req, resp, bucket=None):
+        t0 = time.monotonic()
         parse_coloc(req.get_param("coloc"))
         provider = normalize_provider(req.get_param("provider") or "ais")
         checked = ()
         if bucket is not None:
             validate_bucket_name(bucket)
-            if provider != "ais" or not self.store.has_bucket(bucket):
-                raise HTTPError(404, f'bucket "{provider}://{bucket}" does not exist', "ErrBckNotFound")
+            if not self.storage.backend(provider, bucket).has_bucket(bucket):
+                raise BucketNotFound(bucket, provider)
             checked = ((provider, bucket),)
-        mreq = parse(req.bounded_stream.read(), bucket, provider)
-        plan = batch_plan.build(mreq, self.store, checked=checked)
+        cfg = self.config
+        mreq = parse(read_body(req, cfg.max_body), bucket, provider, max_entries=cfg.max_entries)
+        plan = batch_plan.build(mreq, self.storage, max_soft_errs=cfg.max_soft_errs,
+                                checked=checked)
         out = BatchOutput(plan, mreq.mime, multipart=not mreq.strm)
+        out.on_close = lambda o: _log_batch(o, req.remote_addr, t0)
         resp.content_type = out.content_type
         if out.content_length is not None:
             resp.content_length = out.content_length
         resp.stream = out
 
     def on_get_extra(self, req, resp, bucket, extra):
-        raise HTTPError(400, f"invalid URL path {req.path!r}: expecting /v1/ml/moss or /v1/ml/moss/<bucket>")
+        raise AISError(400, f"invalid URL path {req.path!r}: expecting /v1/ml/moss or "
+                            "/v1/ml/moss/<bucket>")
+
+
+def _log_batch(out, client, t0):
+    plan = out.plan
+    log.info("batch %s %s: client %s, %d entries, %d bytes, %.3f s, %d soft errors, %s, %s",
+             plan.uuid, "done" if out.completed else "ABORTED", client, len(plan.items),
+             out.sent, time.monotonic() - t0, plan.soft_errors, out.fmt,
+             "multipart" if out.boundary else "streaming")

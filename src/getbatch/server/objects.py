@@ -1,136 +1,169 @@
 """Object API: PUT (whole or append/flush), GET (whole, Range, archived file), HEAD, DELETE.
 
-Whole-object GETs go out as a file so gunicorn sends them with sendfile; ranges and
-archived files are bounded readers so no WSGI server can send more than promised.
+Whole-object GETs go out as a file-like source so gunicorn sends them with sendfile; ranges
+and archived files are bounded iterators over the very version opened, so no WSGI server can
+send more than promised, and a concurrent PUT cannot mix two versions into one response.
 """
 import os
 
-from ..archive import MemberNotFound, open_shard
-from ..store.names import validate_archpath
-from .buckets import ais_bucket
-from .errors import HTTPError
+import falcon
 
-_CHUNK = 1 << 20
-
-
-def _file_range(path, offset, length):
-    """Yield exactly `length` bytes of `path` from `offset`."""
-    with open(path, "rb", buffering=0) as f:
-        while length > 0:
-            data = os.pread(f.fileno(), min(length, _CHUNK), offset)
-            if not data:
-                raise OSError(f"{path} shrank while being read")
-            offset += len(data)
-            length -= len(data)
-            yield data
+from ..archive import MemberNotFound
+from ..store import validate_archpath
+from ..store.errors import InvalidName
+from .buckets import bucket_backend
+from .errors import AISError
 
 
-def parse_range(header, size):
-    """(start, count) for a single `bytes=a-b` / `a-` / `-n` range; 416 when unsatisfiable."""
-    spec = header.strip()
-    if not spec.startswith("bytes=") or "," in spec:
-        raise HTTPError(416, f"invalid or multi-part range {header!r}: expecting one bytes=a-b range")
-    a, _, b = spec[6:].partition("-")
-    try:
-        if a == "":
-            n = int(b)
-            if n <= 0:
-                raise ValueError
-            start, end = max(0, size - n), size - 1
-        else:
-            start = int(a)
-            end = int(b) if b else size - 1
-    except ValueError:
-        raise HTTPError(416, f"invalid range {header!r}")
-    end = min(end, size - 1)
-    if start >= size or start > end or start < 0:
-        raise HTTPError(416, f"range {header!r} not satisfiable for an object of {size} bytes",
-                        headers={"Content-Range": f"bytes */{size}"})
-    return start, end - start + 1
+def object_name(req, obj):
+    """The object name of the URL, refused when it is not valid UTF-8: Falcon replaces
+    undecodable bytes with U+FFFD, which would store (and then serve) another name."""
+    if "\ufffd" in obj:
+        try:
+            req.env.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            raise InvalidName("object name", obj, "not valid UTF-8") from None
+    return obj
 
 
-def _attr_headers(resp, attrs, bucket, name):
+def _header_safe(text):
+    return text.isascii() and text.isprintable()
+
+
+def _attr_headers(resp, attrs, provider):
     resp.set_header("Ais-Present", "true")
-    resp.set_header("Ais-Name", name)
-    resp.set_header("Ais-Bucket-Name", bucket)
-    resp.set_header("Ais-Bucket-Provider", "ais")
+    # The SDK fills in the name itself when it is absent; a header can carry only Latin-1,
+    # and clients decode it as such, so other names are better left out than garbled.
+    if _header_safe(attrs.name):
+        resp.set_header("Ais-Name", attrs.name)
+    resp.set_header("Ais-Bucket-Name", attrs.bucket)
+    resp.set_header("Ais-Bucket-Provider", provider)
     resp.set_header("Ais-Atime", str(attrs.atime_ns))
     resp.set_header("Ais-Location", "t[local]")
     if attrs.version:
-        resp.set_header("Ais-Version", str(attrs.version))
+        resp.set_header("Ais-Version", attrs.version)
     if attrs.cksum_value:
         resp.set_header("Ais-Checksum-Type", attrs.cksum_type)
         resp.set_header("Ais-Checksum-Value", attrs.cksum_value)
 
 
+def _byte_range(req, size):
+    """(start, count) of the request's single `Range`, via Falcon's parser; 416 when it
+    cannot be satisfied for an object of `size` bytes."""
+    try:
+        rng = req.range
+    except falcon.HTTPInvalidHeader:
+        rng = None
+    if rng is None or req.range_unit != "bytes":
+        raise AISError(416, f"invalid or multi-part range {req.get_header('Range')!r}: expecting "
+                            "one bytes=a-b range", headers={"Content-Range": f"bytes */{size}"})
+    first, last = rng
+    if first < 0:  # suffix: the last -first bytes
+        first, last = max(0, size + first), size - 1
+    elif last < 0 or last >= size:
+        last = size - 1
+    if first >= size or first > last:
+        raise AISError(416, f"range {req.get_header('Range')!r} not satisfiable for an object of "
+                            f"{size} bytes", headers={"Content-Range": f"bytes */{size}"})
+    return first, last - first + 1
+
+
+def _closing(chunks, source):
+    try:
+        yield from chunks
+    finally:
+        source.close()
+
+
 class Object:
     """/v1/objects/<bucket>/<object path>."""
 
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, storage, config):
+        self.storage = storage
+        self.config = config
 
     def on_put(self, req, resp, bucket, obj):
-        bucket = ais_bucket(req, bucket)
+        backend, bucket = bucket_backend(self.storage, req, bucket)
+        obj = object_name(req, obj)
         length = req.content_length
         kind = req.get_param("append_type")
         if kind is None:
-            self.store.put(bucket, obj, req.bounded_stream, length)
+            backend.put(bucket, obj, req.bounded_stream, length)
         elif kind == "append":
-            handle = self.store.append(bucket, obj, req.get_param("append_handle") or "",
-                                       req.bounded_stream, length)
+            handle = backend.append(bucket, obj, req.get_param("append_handle") or "",
+                                    req.bounded_stream, length)
             resp.set_header("Ais-Append-Handle", handle)
         elif kind == "flush":
-            self.store.flush(bucket, obj, req.get_param("append_handle") or "")
+            backend.flush(bucket, obj, req.get_param("append_handle") or "")
         else:
-            raise HTTPError(400, f'invalid append_type "{kind}" (expecting append or flush)')
-        resp.status = 200
+            raise AISError(400, f'invalid append_type {kind!r} (expecting append or flush)')
 
     def on_get(self, req, resp, bucket, obj):
-        bucket = ais_bucket(req, bucket)
+        backend, bucket = bucket_backend(self.storage, req, bucket)
+        obj = object_name(req, obj)
         archpath = req.get_param("archpath")
-        rng = req.get_header("Range")
         resp.content_type = "application/octet-stream"
-        if not archpath and not rng:
-            # size and headers from the very file sent, even if the object is replaced meanwhile
-            f, attrs = self.store.open_read(bucket, obj)
-            _attr_headers(resp, attrs, bucket, obj)
-            resp.content_length = attrs.size
-            resp.stream = f
-            return
-        attrs = self.store.stat(bucket, obj)
         if archpath:
-            if rng:
-                raise HTTPError(416, "a Range together with archpath is not supported")
-            if req.get_param("archregx"):
-                raise HTTPError(400, "archregx is not supported: name one archived file with archpath")
-            validate_archpath(archpath)
-            with open_shard(attrs.path, index_dir=self.store.index_dir, name=obj) as shard:
-                try:
-                    shard.lookup(archpath)
-                except MemberNotFound:
-                    raise HTTPError(404, f"{archpath} in ais://{bucket}/{obj} does not exist",
-                                    "ErrObjNotFound") from None
-                extent = shard.extent(archpath)
-                if extent is None:
-                    resp.data = shard.read(archpath)
-                    return
-            resp.content_length = extent[1]
-            resp.stream = _file_range(attrs.path, extent[0], extent[1])
+            self._get_archived(req, resp, backend, bucket, obj, archpath)
             return
-        _attr_headers(resp, attrs, bucket, obj)
-        start, count = parse_range(rng, attrs.size)
-        resp.status = 206
-        resp.set_header("Content-Range", f"bytes {start}-{start + count - 1}/{attrs.size}")
+        # size and headers from the very version sent, even if the object is replaced meanwhile
+        src, attrs = backend.open(bucket, obj)
+        try:
+            _attr_headers(resp, attrs, backend.provider)
+            if req.get_header("Range") is None:
+                resp.content_length = attrs.size
+                resp.stream = src if src.fileno() is not None else _closing(
+                    src.chunks(0, attrs.size), src)
+                return
+            start, count = _byte_range(req, attrs.size)
+        except BaseException:
+            src.close()
+            raise
+        resp.status = falcon.HTTP_206
+        resp.content_range = (start, start + count - 1, attrs.size)
         resp.content_length = count
-        resp.stream = _file_range(attrs.path, start, count)
+        resp.stream = _closing(src.chunks(start, count), src)
+
+    def _get_archived(self, req, resp, backend, bucket, obj, archpath):
+        if req.get_header("Range") is not None:
+            raise AISError(416, "a Range together with archpath is not supported")
+        if req.get_param("archregx"):
+            raise AISError(400, "archregx is not supported: name one archived file with archpath")
+        validate_archpath(archpath)
+        shard = backend.open_shard(bucket, obj)
+        try:
+            try:
+                shard.lookup(archpath)
+            except MemberNotFound:
+                raise AISError(404, f"{archpath} in {backend.provider}://{bucket}/{obj} does not "
+                                    "exist", "ErrObjNotFound") from None
+            extent = shard.extent(archpath)
+            if extent is None:
+                resp.data = shard.read(archpath)
+                return
+            resp.content_length = extent[1]
+            resp.stream = _closing(_fd_chunks(shard.fileno(), *extent), shard)
+            shard = None
+        finally:
+            if shard is not None:
+                shard.close()
 
     def on_head(self, req, resp, bucket, obj):
-        bucket = ais_bucket(req, bucket)
-        attrs = self.store.stat(bucket, obj)
-        _attr_headers(resp, attrs, bucket, obj)
+        backend, bucket = bucket_backend(self.storage, req, bucket)
+        attrs = backend.stat(bucket, object_name(req, obj))
+        _attr_headers(resp, attrs, backend.provider)
         resp.content_length = attrs.size
 
     def on_delete(self, req, resp, bucket, obj):
-        bucket = ais_bucket(req, bucket)
-        self.store.delete(bucket, obj)
-        resp.status = 200
+        backend, bucket = bucket_backend(self.storage, req, bucket)
+        backend.delete(bucket, object_name(req, obj))
+
+
+def _fd_chunks(fd, offset, length):
+    while length > 0:
+        data = os.pread(fd, min(length, 1 << 20), offset)
+        if not data:
+            raise OSError("archived file ended early (shard changed while being read?)")
+        offset += len(data)
+        length -= len(data)
+        yield data

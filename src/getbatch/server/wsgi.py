@@ -1,27 +1,12 @@
-"""The WSGI entry point gunicorn loads (`getbatch.server.wsgi:app`).
+"""A WSGI entry point for servers other than `getbatch serve`: `getbatch.server.wsgi:app`.
 
-Configured by environment: GETBATCH_DATA_DIR (default ./data), GETBATCH_NODE_ID.
+The configuration comes from the environment (GETBATCH_*), read when this module is
+imported; `getbatch serve` does not use this module (it validates its configuration and
+the data directory once, before any worker starts).
 """
-import logging
-import os
-import resource
-
-from ..store.local import LocalStore
+from ..config import Config
+from ..store import open_storage
 from .app import create_app
 
-
-def _raise_fd_limit():
-    """Batches keep object files open between planning and sending (batch/plan.py sizes
-    its fd budget from this limit at the first batch), so take the hard limit the system allows."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-_raise_fd_limit()
-
-logging.basicConfig(level=os.environ.get("GETBATCH_LOG_LEVEL", "INFO"),
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-store = LocalStore(os.environ.get("GETBATCH_DATA_DIR", "data"))
-app = create_app(store, os.environ.get("GETBATCH_NODE_ID", "t[getbatch]"))
+config = Config.load()
+app = create_app(config, open_storage(config))

@@ -24,8 +24,9 @@ _HANDLE_RE = re.compile(r"[0-9a-f]{32}")
 
 
 class AppendSessions:
-    def __init__(self, store, dirpath):
+    def __init__(self, store, publisher, dirpath):
         self.store = store
+        self.publisher = publisher
         self.dir = dirpath
         os.makedirs(dirpath, exist_ok=True)
 
@@ -92,7 +93,7 @@ class AppendSessions:
             if hasher is not None:
                 hash_fd(fd, hasher)
             cksum = hasher.hexdigest() if hasher is not None else ""
-            return self.store._publish(fd, spath, bucket, name, path, cksum)
+            return self.publisher.publish(fd, spath, bucket, name, path, cksum)
         finally:
             os.close(fd)
 

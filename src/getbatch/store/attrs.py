@@ -41,9 +41,11 @@ class ObjectAttrs:
     version: str = ""
     cksum_type: str = ""
     cksum_value: str = ""
-    path: str = ""
     name: str = ""
     bucket: str = ""
+
+
+NO_META = ("", "", "")
 
 
 def new_hasher():
@@ -76,6 +78,6 @@ def write_meta(fd, version, cktype, ckval):
     return True
 
 
-def attrs_from_stat(st, meta=("", "", ""), path="", name="", bucket=""):
+def attrs_from_stat(st, meta=NO_META, name="", bucket=""):
     return ObjectAttrs(st.st_size, st.st_mtime_ns, st.st_atime_ns, meta[0], meta[1], meta[2],
-                       path, name, bucket)
+                       name, bucket)

@@ -2,7 +2,7 @@
 
 The server maps each class to an HTTP status and sends `str(exc)` as the AIS error
 message, so the wording matters: the AIS SDK classifies a 404/409 by a regex over the
-body, where `ais://<b>` followed by `/` means an object and anything else a bucket.
+body, where `<provider>://<b>` followed by `/` means an object and anything else a bucket.
 """
 
 
@@ -14,22 +14,25 @@ class StoreError(Exception):
 
 
 class BucketNotFound(StoreError):
-    def __init__(self, bucket):
+    def __init__(self, bucket, provider="ais", detail=""):
         self.bucket = bucket
-        super().__init__(f'bucket "ais://{bucket}" does not exist')
+        self.provider = provider
+        super().__init__(f'bucket "{provider}://{bucket}" does not exist{detail}')
 
 
 class BucketExists(StoreError):
-    def __init__(self, bucket):
+    def __init__(self, bucket, provider="ais"):
         self.bucket = bucket
-        super().__init__(f'bucket "ais://{bucket}" already exists')
+        self.provider = provider
+        super().__init__(f'bucket "{provider}://{bucket}" already exists')
 
 
 class ObjectNotFound(StoreError):
-    def __init__(self, bucket, name):
+    def __init__(self, bucket, name, provider="ais"):
         self.bucket = bucket
         self.name = name
-        super().__init__(f"ais://{bucket}/{name} does not exist")
+        self.provider = provider
+        super().__init__(f"{provider}://{bucket}/{name} does not exist")
 
 
 class InvalidName(StoreError, ValueError):
@@ -44,7 +47,31 @@ class InvalidName(StoreError, ValueError):
         self.name = name
         self.reason = reason
         self.bucket = bucket
-        super().__init__(f'invalid {what} "{name}": {reason}')
+        super().__init__(f"invalid {what} {_quote(name)}: {reason}")
+
+
+def _quote(name):
+    """The name as one line of text can show it: quoted, with control characters and lone
+    surrogates escaped, and very long names shortened."""
+    if not isinstance(name, str):
+        return repr(name)
+    text = name if len(name) <= 200 else f"{name[:120]}...({len(name)} characters)"
+    if text.isprintable():
+        try:
+            text.encode("utf-8")  # lone surrogates (undecodable bytes) fail here
+            return f'"{text}"'
+        except UnicodeEncodeError:
+            pass
+    return '"' + text.encode("unicode_escape").decode("ascii") + '"'
+
+
+class InvalidProvider(StoreError, ValueError):
+    """A provider name that is not one of AIS's."""
+
+    def __init__(self, provider):
+        self.provider = provider
+        super().__init__(f'invalid bucket provider {_quote(provider)} '
+                         '(expecting ais, aws/s3, gcp/gs, azure/az, oci/oc or ht)')
 
 
 class Conflict(StoreError):
@@ -65,7 +92,7 @@ class BadAppendHandle(StoreError, ValueError):
         self.bucket = bucket
         self.name = name
         self.handle = handle
-        super().__init__(f'invalid append handle "{handle}" for ais://{bucket}/{name}: {reason}')
+        super().__init__(f"invalid append handle {_quote(handle)} for ais://{bucket}/{name}: {reason}")
 
 
 class IncompleteUpload(StoreError):
@@ -78,3 +105,13 @@ class IncompleteUpload(StoreError):
         self.received = received
         super().__init__(
             f"ais://{bucket}/{name}: upload incomplete, received {received} of {expected} bytes")
+
+
+class InsufficientStorage(StoreError):
+    """The filesystem is full (or over quota): nothing was stored, the old version is intact."""
+
+    def __init__(self, bucket, name):
+        self.bucket = bucket
+        self.name = name
+        super().__init__(f"cannot store ais://{bucket}/{name}: no space left on the node's "
+                         "data disk; nothing was stored")

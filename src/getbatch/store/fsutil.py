@@ -1,10 +1,13 @@
 """Filesystem helpers for durable, atomic writes: stream copy, fsync of directories,
 parent-directory creation that never recreates a destroyed bucket, stale-file sweeping."""
+import contextlib
+import errno
+import fcntl
 import os
 import shutil
 import time
 
-from .errors import BucketNotFound, Conflict, IncompleteUpload
+from .errors import BucketNotFound, Conflict, IncompleteUpload, InsufficientStorage
 
 CHUNK = 1 << 20
 
@@ -103,24 +106,64 @@ def prune_empty_dirs(bdir, name):
     return bdir
 
 
-def sweep(dirpath, older_than):
-    """Delete entries of `dirpath` not modified for `older_than` seconds (crash leftovers;
-    younger ones may belong to another worker process still writing them)."""
+@contextlib.contextmanager
+def full_disk_is_507(bucket, name):
+    """Turn ENOSPC/EDQUOT from a write into InsufficientStorage (the caller has already
+    arranged that nothing partial becomes visible)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(bucket, name) from None
+        raise
+
+
+def own(fd):
+    """Mark a temp file as being written by this process: `sweep` never takes a file whose
+    writer holds this lock (released when the writer closes the file, or dies)."""
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+
+
+def _unowned(path):
+    """True when no live process holds `own()` on the file at `path`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def sweep(dirpath, older_than, locked=False):
+    """Delete entries of `dirpath` not modified for `older_than` seconds (crash leftovers).
+    With `locked`, a file also counts as a leftover only when no live process owns it (see
+    `own`), so it can be swept at start-up whatever its age; the age still protects the
+    moment between a file's creation and its writer taking the lock."""
     cutoff = time.time() - older_than
     try:
         entries = list(os.scandir(dirpath))
     except FileNotFoundError:
-        return
+        return 0
+    removed = 0
     for entry in entries:
         try:
             if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
+            elif locked and not _unowned(entry.path):
+                continue
             else:
                 os.unlink(entry.path)
+            removed += 1
         except FileNotFoundError:
             pass  # another process swept it first
+    return removed
 
 
 def copy_fd(src, dst):

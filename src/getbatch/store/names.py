@@ -9,6 +9,7 @@ import re
 from .errors import InvalidName
 
 _BUCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def validate_bucket_name(name):
@@ -36,7 +37,8 @@ def _dot_component(name):
 
 def validate_object_name(name):
     """AIS rules (non-empty, no trailing `/`, no leading `~/`, no `.`/`..` component) plus
-    ours for names that become files: no NUL, no leading `/`, no empty component."""
+    ours for names that become files and travel in headers and listings: valid UTF-8, no
+    control characters (NUL, CR, LF, ...), no leading `/`, no empty component."""
     what = "object name"
     if type(name) is not str:
         raise InvalidName(what, name, "must be a string")
@@ -44,6 +46,13 @@ def validate_object_name(name):
         raise InvalidName(what, name, "empty")
     if "\0" in name:
         raise InvalidName(what, name, "NUL byte not allowed")
+    if _CONTROL_RE.search(name):
+        raise InvalidName(what, name, "control characters (CR, LF, TAB, ...) not allowed")
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidName(what, name, "not valid UTF-8") from None
     if name[-1] == "/":
         raise InvalidName(what, name, "trailing '/' not allowed")
     if name[0] == "/":

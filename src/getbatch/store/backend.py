@@ -1,0 +1,157 @@
+"""The storage interface: what the object API, listing and GetBatch planning need from a backend.
+
+Every backend (the local data directory today; an S3-compatible store, an HTTP origin and, on a
+cluster, the peer that owns an object later) implements `Backend`. The layers above (`batch`,
+`server`) use nothing else: no paths, directory layouts or fds of one backend leak above `store`,
+except that a `Source` may *offer* an fd so the emit loop can send it without copying.
+
+A GetBatch request reads through one `BatchReader` per backend: it holds whatever per-request
+state the backend needs (the local store's fd budget and checked directories) and opens each
+shard once per request.
+"""
+from abc import ABC, abstractmethod
+
+_CHUNK = 1 << 20
+
+
+class Source(ABC):
+    """One version of one object, open for reading: its bytes stay those of the version that was
+    opened even if the object is replaced meanwhile."""
+
+    __slots__ = ()
+    size: int
+    lazy = False  # True when the source opens its data only when first read
+
+    def fileno(self):
+        """An fd holding the object's bytes at offset 0, for pread/sendfile, or None."""
+        return None
+
+    @abstractmethod
+    def pread(self, length, offset):
+        """Up to `length` bytes from `offset` (fewer only at the end)."""
+
+    def chunks(self, offset, length):
+        """Exactly `length` bytes from `offset`, in pieces of at most 1 MiB; raises OSError
+        when the source ends early."""
+        while length > 0:
+            data = self.pread(min(length, _CHUNK), offset)
+            if not data:
+                raise OSError(f"object ended {length} bytes early (replaced while being read?)")
+            offset += len(data)
+            length -= len(data)
+            yield data
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Backend(ABC):
+    """Buckets and objects of one provider. Names are validated by the backend; errors are the
+    exceptions of `store.errors`."""
+
+    provider = ""
+
+    # ---- buckets
+    @abstractmethod
+    def list_buckets(self):
+        """Names of the buckets, sorted."""
+
+    @abstractmethod
+    def has_bucket(self, name):
+        """True when the bucket exists (False also for an invalid name)."""
+
+    def require_bucket(self, name):
+        """Raise BucketNotFound (or InvalidName) unless the bucket exists."""
+        from .errors import BucketNotFound
+        from .names import validate_bucket_name
+        validate_bucket_name(name)
+        if not self.has_bucket(name):
+            raise BucketNotFound(name, self.provider)
+
+    @abstractmethod
+    def create_bucket(self, name):
+        """Create the bucket; BucketExists if it does."""
+
+    @abstractmethod
+    def destroy_bucket(self, name):
+        """Delete the bucket and every object in it; BucketNotFound if missing."""
+
+    def bucket_props(self, name):
+        """The bucket's properties (AIS `BucketProps` subset) as a dict."""
+        self.require_bucket(name)
+        return {"provider": self.provider}
+
+    # ---- objects
+    @abstractmethod
+    def stat(self, bucket, name):
+        """ObjectAttrs of the object; ObjectNotFound if missing."""
+
+    @abstractmethod
+    def open(self, bucket, name):
+        """(Source, ObjectAttrs) of the current version; the caller closes the source."""
+
+    @abstractmethod
+    def put(self, bucket, name, stream, length=None):
+        """Store `length` bytes (or all, to EOF) of `stream.read` as the object, atomically:
+        readers see the old version or the complete new one. Returns the new ObjectAttrs."""
+
+    @abstractmethod
+    def append(self, bucket, name, handle, stream, length=None):
+        """AIS append: add to session `handle` ("" starts one); returns the handle to go on."""
+
+    @abstractmethod
+    def flush(self, bucket, name, handle):
+        """Publish an append session as the object (atomic, like put)."""
+
+    @abstractmethod
+    def delete(self, bucket, name):
+        """Remove the object; ObjectNotFound if missing."""
+
+    @abstractmethod
+    def list_objects(self, bucket, prefix="", page_size=0, token="", start_after="",
+                     with_meta=False):
+        """One page: ([ObjectAttrs sorted by name], next_token); next_token "" on the last page.
+        `token` is the previous page's next_token; names <= max(token, start_after) are skipped."""
+
+    # ---- shards and batches
+    @abstractmethod
+    def open_shard(self, bucket, name, budget=None):
+        """The archive `Shard` of the object's current version (its index built or reused);
+        ObjectNotFound if missing, ArchiveError if it is not a readable archive. `budget`:
+        an archive InflateBudget charged with what decompression the shard does."""
+
+    @abstractmethod
+    def batch_reader(self, n_entries, budget=None):
+        """A BatchReader for one GetBatch request naming up to `n_entries` items here."""
+
+
+class BatchReader(ABC):
+    """Per-request reads of one backend: sources by name, shards opened once per request."""
+
+    def __init__(self, backend, budget=None):
+        self.backend = backend
+        self.budget = budget
+        self._shards = {}
+
+    @abstractmethod
+    def source(self, bucket, name):
+        """The Source of an object (ObjectNotFound if missing). The reader may open it now or
+        when it is first read; `close()` releases whatever it opened."""
+
+    def shard(self, bucket, name):
+        key = (bucket, name)
+        shard = self._shards.get(key)
+        if shard is None:
+            shard = self._shards[key] = self.backend.open_shard(bucket, name, self.budget)
+        return shard
+
+    def close(self):
+        shards, self._shards = self._shards, {}
+        for shard in shards.values():
+            shard.close()

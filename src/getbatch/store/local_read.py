@@ -1,0 +1,200 @@
+"""Reading the local store for GetBatch: sources by name, a process-wide fd budget.
+
+Planning a batch opens each object it finds (open+fstat in one call instead of a stat now and
+an open later: one lookup by name instead of two, the largest per-file cost of a batch of small
+objects, measured in bench/RESULTS.md). The fds stay open until the item is sent. Half the fd
+limit is shared by all batches of the process; past it, objects are only stat-ed and opened
+again when sent (`_LazySource`).
+"""
+import errno
+import os
+import resource
+import stat as st_
+import threading
+
+from ..archive.fileio import open_sized
+from .backend import BatchReader, Source
+from .errors import InvalidName, ObjectNotFound
+
+NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR)
+OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+_OPEN_NOFOLLOW = OPEN_FLAGS | os.O_NOFOLLOW
+_GIVE_BACK = 64  # closed fds a reader collects before returning them to the budget (one lock)
+
+
+class FdBudget:
+    """How many object fds all batches of this process may hold between planning and sending."""
+
+    def __init__(self):
+        self.free = None               # set from the fd limit at first use, after the server
+        self._lock = threading.Lock()  # has raised it (cli.py)
+
+    def take(self, n):
+        with self._lock:
+            if self.free is None:
+                self.free = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2
+            k = min(n, self.free)
+            self.free -= k
+            return k
+
+    def give(self, n):
+        if n:
+            with self._lock:
+                self.free += n
+
+
+FDS = FdBudget()
+
+
+class FileSource(Source):
+    """An object version open as an fd (owned: closed by close())."""
+
+    __slots__ = ("fd", "size", "_reader")
+
+    def __init__(self, fd, size, reader=None):
+        self.fd = fd
+        self.size = size
+        self._reader = reader
+
+    def fileno(self):
+        return self.fd
+
+    def pread(self, length, offset):
+        return os.pread(self.fd, length, offset)
+
+    def read(self, n=-1):
+        """Sequential reads from the current offset (a file-like object for WSGI file
+        wrappers, which send it with sendfile)."""
+        return os.read(self.fd, self.size if n is None or n < 0 else n)
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            if self._reader is not None:
+                self._reader.returned()
+
+
+class _LazySource(Source):
+    """An object found while planning but opened only when first read (past the fd budget)."""
+
+    __slots__ = ("size", "_path", "_name", "_bucket", "fd")
+    lazy = True
+
+    def __init__(self, path, size, bucket, name):
+        self.size = size
+        self._path = path
+        self._bucket = bucket
+        self._name = name
+        self.fd = -1
+
+    def fileno(self):
+        if self.fd < 0:
+            try:
+                self.fd = os.open(self._path, OPEN_FLAGS)
+            except OSError as e:
+                raise OSError(e.errno, f"ais://{self._bucket}/{self._name} cannot be opened "
+                                       f"any more: {e.strerror}") from None
+        return self.fd
+
+    def pread(self, length, offset):
+        return os.pread(self.fileno(), length, offset)
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class LocalBatchReader(BatchReader):
+    """One request's reads of a LocalStore: directories found free of symlinks are
+    remembered, and objects are opened while the request's share of the fd budget lasts."""
+
+    def __init__(self, store, n_entries, budget=None):
+        super().__init__(store, budget)
+        self._root = store.root
+        self._safe = set()   # (bucket, parent dir) checked to hold no symlink
+        self._fds = FDS.take(n_entries)
+        self._back = 0
+
+    def returned(self):
+        self._back += 1
+        if self._back >= _GIVE_BACK:
+            FDS.give(self._back)
+            self._back = 0
+
+    def source(self, bucket, name):
+        if self._fds > 0:
+            fd, size = self._open(bucket, name)
+            self._fds -= 1
+            return FileSource(fd, size, self)
+        path, size = self._locate(bucket, name)
+        return _LazySource(path, size, bucket, name)
+
+    def _checked_path(self, bucket, name):
+        """The object's path once its parent dir is known free of symlinks, else None."""
+        parent = name.rpartition("/")[0]
+        if parent and (bucket, parent) not in self._safe:
+            return None
+        return f"{self._root}/{bucket}/{name}"
+
+    def _remember(self, bucket, name):
+        parent = name.rpartition("/")[0]
+        if parent:
+            pdir = f"{self._root}/{bucket}/{parent}"
+            if os.path.realpath(pdir) == pdir:
+                self._safe.add((bucket, parent))
+
+    def _open(self, bucket, name):
+        """(fd, size) of a regular-file object. A final-component symlink is only followed
+        after `object_path` has checked where it leads."""
+        path = self._checked_path(bucket, name)
+        flags = _OPEN_NOFOLLOW
+        if path is None:
+            path = self.backend.object_path(bucket, name)
+            flags = OPEN_FLAGS
+        try:
+            fd, size = open_sized(path, flags)
+        except OSError as e:
+            if e.errno == errno.ELOOP and flags != OPEN_FLAGS:
+                fd, size = open_sized(self.backend.object_path(bucket, name), OPEN_FLAGS)
+            else:
+                raise _lookup_error(e, bucket, name) from None
+        if fd < 0:
+            raise ObjectNotFound(bucket, name)
+        if flags == OPEN_FLAGS:
+            self._remember(bucket, name)
+        return fd, size
+
+    def _locate(self, bucket, name):
+        """(path, size) of a regular-file object, without opening it."""
+        path = self._checked_path(bucket, name)
+        if path is not None:
+            try:
+                st = os.lstat(path)
+            except OSError as e:
+                raise _lookup_error(e, bucket, name) from None
+            if st_.S_ISREG(st.st_mode):
+                return path, st.st_size
+        path = self.backend.object_path(bucket, name)
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise _lookup_error(e, bucket, name) from None
+        if not st_.S_ISREG(st.st_mode):
+            raise ObjectNotFound(bucket, name)
+        self._remember(bucket, name)
+        return path, st.st_size
+
+    def close(self):
+        super().close()
+        FDS.give(self._fds + self._back)
+        self._fds = self._back = 0
+
+
+def _lookup_error(e, bucket, name):
+    if e.errno in NOT_FOUND:
+        return ObjectNotFound(bucket, name)
+    if e.errno == errno.ENAMETOOLONG:
+        return InvalidName("object name", name, "too long for the filesystem", bucket)
+    return e

@@ -1,0 +1,72 @@
+"""Atomic publication of a finished temp file as an object version of the local store.
+
+Shared by PUT and by the flush of an append session: fsync the data, stamp the next version
+number and the checksum as xattrs, rename the file over the object's path (creating parent
+directories, but never a bucket that was destroyed meanwhile), then fsync the directories
+whose entries changed. Readers see the old version or the complete new one, never a part.
+"""
+import fcntl
+import os
+
+from . import attrs as meta
+from .errors import BucketNotFound, Conflict
+from .fsutil import fsync_dir, make_parents
+
+_RETRIES = 5
+
+
+class Publisher:
+    def __init__(self, root, lock_path, *, fsync, xattrs):
+        self.root = root  # the directory holding the bucket directories
+        self.fsync = fsync
+        self.xattrs = xattrs
+        self._version_lock = lock_path
+
+    def publish(self, fd, src, bucket, name, path, cksum):
+        """Publish temp file `src` (open as `fd`) as object `name` of `bucket`, at `path`
+        (the object's validated path); returns its ObjectAttrs."""
+        bdir = f"{self.root}/{bucket}"
+        if self.fsync:
+            os.fsync(fd)
+        dirty = [os.path.dirname(path)]
+        for _ in range(_RETRIES):
+            try:
+                dirty = make_parents(bdir, bucket, name) or dirty
+                self._stamp_and_rename(fd, src, path, cksum)
+                break
+            except FileNotFoundError:
+                # a concurrent delete pruned a parent dir between mkdir and rename
+                if not os.path.isdir(bdir):
+                    raise BucketNotFound(bucket) from None
+            except (IsADirectoryError, NotADirectoryError):
+                raise Conflict(f"cannot store ais://{bucket}/{name}: "
+                               f"the name collides with a directory of other objects",
+                               bucket, name) from None
+        else:
+            raise Conflict(f"cannot store ais://{bucket}/{name}: "
+                           f"its directory keeps disappearing", bucket, name)
+        if self.fsync:
+            if self.xattrs:
+                os.fsync(fd)  # the xattrs set after the data fsync
+            try:
+                for d in dirty:
+                    fsync_dir(d)
+            except FileNotFoundError:
+                pass  # the bucket was destroyed right after the rename, object and all
+        return meta.attrs_from_stat(os.fstat(fd), meta.read_meta(fd) if self.xattrs else
+                                    meta.NO_META, name, bucket)
+
+    def _stamp_and_rename(self, fd, src, path, cksum):
+        if not self.xattrs:
+            os.rename(src, path)
+            return
+        # The version read-increment-rename must not interleave with another PUT of the
+        # same object in any process: a short flock over a shared lock file serialises it.
+        lock = os.open(self._version_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            old = meta.read_meta(path)[0]
+            meta.write_meta(fd, int(old) + 1 if old.isdigit() else 1, meta.CKSUM_TYPE, cksum)
+            os.rename(src, path)
+        finally:
+            os.close(lock)
