@@ -17,12 +17,21 @@ _json = msgspec.json.Decoder()
 _enc = msgspec.json.Encoder()
 
 
+def body_stream(req):
+    """The request body as a stream: Falcon's bounded one, or for a chunked body (no
+    Content-Length; Falcon would read it as empty) the server's own, which ends at the last
+    chunk."""
+    if req.content_length is None and "chunked" in (req.get_header("Transfer-Encoding") or ""):
+        return req.stream
+    return req.bounded_stream
+
+
 def read_body(req, limit):
     """The request body, at most `limit` bytes (413 beyond it)."""
     if req.content_length is not None and req.content_length > limit:
         raise AISError(413, f"request body of {req.content_length} bytes is larger than the "
                             f"limit of {limit} bytes (setting max_body)")
-    body = req.bounded_stream.read(limit + 1)
+    body = body_stream(req).read(limit + 1)
     if len(body) > limit:
         raise AISError(413, f"request body is larger than the limit of {limit} bytes "
                             "(setting max_body)")

@@ -11,7 +11,7 @@ import falcon
 from ..archive import MemberNotFound
 from ..store import validate_archpath
 from ..store.errors import InvalidName
-from .buckets import bucket_backend
+from .buckets import body_stream, bucket_backend
 from .errors import AISError
 
 
@@ -86,12 +86,13 @@ class Object:
         backend, bucket = bucket_backend(self.storage, req, bucket)
         obj = object_name(req, obj)
         length = req.content_length
+        body = body_stream(req)
         kind = req.get_param("append_type")
         if kind is None:
-            backend.put(bucket, obj, req.bounded_stream, length)
+            backend.put(bucket, obj, body, length)
         elif kind == "append":
-            handle = backend.append(bucket, obj, req.get_param("append_handle") or "",
-                                    req.bounded_stream, length)
+            handle = backend.append(bucket, obj, req.get_param("append_handle") or "", body,
+                                    length)
             resp.set_header("Ais-Append-Handle", handle)
         elif kind == "flush":
             backend.flush(bucket, obj, req.get_param("append_handle") or "")
