@@ -193,7 +193,10 @@ class Config:
         object.__setattr__(self, "_origins", dict(origins or {}))
         for s in SETTINGS:
             if s.name in values:
-                v = s.check(values[s.name])
+                try:
+                    v = s.check(values[s.name])
+                except ValueError as exc:
+                    raise ConfigError(f"invalid {s.name} {values[s.name]!r}: {exc}") from None
             else:
                 v = s.default() if callable(s.default) else s.default
                 self._origins.setdefault(s.name, "default")
