@@ -69,9 +69,19 @@ def handle_exception(req, resp, ex, params):
     raise err
 
 
+def _log_level(status):
+    """How loud a refusal is: a missing object is routine (the SDK probes with HEAD); a
+    full disk or an oversized request is something the operator may need to act on."""
+    if status >= 500 or status in (413, 429, 507):
+        return logging.WARNING
+    return logging.DEBUG if status == 404 else logging.INFO
+
+
 def make_serializer(node_id):
     def serialize(req, resp, ex):
         status = ex.status_code
+        log.log(_log_level(status), "refused %s %r from %s: %d %s", req.method, req.path,
+                req.remote_addr, status, ex.description or ex.title)
         body = {}
         tcode = getattr(ex, "tcode", "")
         if tcode:
