@@ -53,7 +53,7 @@ def gunicorn_options(config, on_ready=None):
         "control_socket_disable": True,
         "loglevel": config.log_level.lower(),
         "accesslog": "-" if config.access_log else None,
-        "access_log_format": '%(h)s "%(r)s" %(s)s %(B)s %(M)sms',
+        "access_log_format": '%(h)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms',
     }
     if on_ready is not None:
         opts["when_ready"] = on_ready
