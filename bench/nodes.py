@@ -11,6 +11,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.util import import_app
 
 from getbatch.cli import gunicorn_options
+from getbatch.config import Config
 
 
 def main(argv=None):
@@ -25,7 +26,9 @@ def main(argv=None):
     data_dir = os.path.abspath(args.data_dir)
     # the apps read it at import, in the master (preload off: in each worker)
     os.environ["GETBATCH_DATA_DIR"] = data_dir
-    opts = gunicorn_options("127.0.0.1", args.port, args.workers, args.threads, data_dir)
+    config = Config.load(flags={"port": args.port, "workers": args.workers,
+                                "threads": args.threads, "data_dir": data_dir})
+    opts = gunicorn_options(config)
     opts["worker_class"] = args.worker_class
 
     class Node(BaseApplication):
