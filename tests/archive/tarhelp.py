@@ -20,6 +20,13 @@ def text(n, seed=0):
     return bytes(out[:n])
 
 
+def bulk(n, seed=0):
+    """`n` bytes of compressible text, quickly: text() of a prime length, cycled (so that no
+    power-of-two shift of it reads the same)."""
+    base = text(min(n, 65521), seed)
+    return (base * (n // 65521 + 1))[:n]
+
+
 def make_tar(entries, fmt=tarfile.GNU_FORMAT):
     """TAR bytes of `entries`: (name, data) for files, or a ready TarInfo (data None)."""
     bio = io.BytesIO()

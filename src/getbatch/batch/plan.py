@@ -7,7 +7,11 @@ missing object or member becomes a zero-length `__404__/...` placeholder with `e
 
 An item's data is either a byte range of a file (plain objects, ranges, members of
 uncompressed TAR and stored ZIP shards: served zero-copy) or a member that must be
-decompressed (.tgz, .tar.lz4, deflated ZIP), read later in windows by assemble.py.
+decompressed (.tgz, .tar.lz4, deflated ZIP), read later in windows by assemble.py. Every
+shard of one request charges what it decompresses to one InflateBudget (`max_inflate`), also
+checked up front against what the planned members need at least, so a decompression bomb is
+a 400 before the status line; members of compressed TAR shards in an InflateCache are plain
+file ranges of the cache file (served zero-copy).
 """
 import os
 import resource
@@ -16,7 +20,8 @@ import uuid as _uuid
 
 import msgspec
 
-from ..archive import ArchiveError, MemberNotFound, open_shard
+from ..archive import (MAX_INFLATE, ArchiveError, InflateBudget, InflateLimit, MemberNotFound,
+                       open_shard)
 from ..store.errors import InvalidName, ObjectNotFound
 from .errors import BadRequest, NotFound, RangeNotSatisfiable
 
@@ -130,8 +135,10 @@ class _Resolver:
     """Per-request lookups: each shard opened once, symlink-checked dirs remembered,
     objects opened while the fd budget lasts."""
 
-    def __init__(self, store, n_entries):
+    def __init__(self, store, n_entries, inflate=None, cache=None):
         self.store = store
+        self.inflate = inflate      # the request's InflateBudget
+        self.cache = cache          # the InflateCache, or None
         self.shards = {}
         self.safe_dirs = {}
         self.budget = FDS.take(n_entries)
@@ -151,7 +158,8 @@ class _Resolver:
         shard = self.shards.get(key)
         if shard is None:
             path, _ = self.store.locate(bucket, objname, self.safe_dirs)
-            shard = open_shard(path, index_dir=self.store.index_dir, name=objname)
+            shard = open_shard(path, index_dir=self.store.index_dir, name=objname,
+                               budget=self.inflate, cache=self.cache)
             self.shards[key] = shard
         return shard
 
@@ -188,20 +196,38 @@ class _Resolver:
         return None
 
 
-def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=()) -> Plan:
+def build(req, store, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=(), *,
+          max_inflate=MAX_INFLATE, inflate_cache=None) -> Plan:
     """Resolve `req` (a validated MossReq) against `store`; `checked`: (provider, bucket)
-    pairs the caller already found to exist."""
+    pairs the caller already found to exist; `max_inflate`: bytes the request may decompress
+    (0: no limit); `inflate_cache`: an archive InflateCache, or None."""
     for provider, bucket in {(e.provider, e.bucket) for e in req.entries}.difference(checked):
         if provider != "ais" or not store.has_bucket(bucket):
             raise NotFound(f'bucket "{provider}://{bucket}" does not exist')
-    resolve = _Resolver(store, len(req.entries))
+    resolve = _Resolver(store, len(req.entries), InflateBudget(max_inflate), inflate_cache)
     items = []
     try:
         _resolve_all(req, resolve, items, max_soft_errs)
+        _require_inflate(items, resolve.inflate)
     except BaseException:
         resolve.plan(req, items).close()
         raise
     return resolve.plan(req, items)
+
+
+def _require_inflate(items, budget):
+    """400 now when the members to decompress certainly need more than the budget allows."""
+    wanted = {}
+    for it in items:
+        if it.shard is not None:
+            wanted.setdefault(id(it.shard), (it.shard, []))[1].append(it.member)
+    need = 0
+    try:
+        for shard, names in wanted.values():
+            need += shard.inflate_cost(names)
+            budget.require(need, shard.name)
+    except InflateLimit as exc:
+        raise BadRequest(f"cannot read archived files: {exc}") from None
 
 
 def _resolve_all(req, resolve, items, max_soft_errs):

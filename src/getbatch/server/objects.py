@@ -2,15 +2,20 @@
 
 Whole-object GETs go out as a file so gunicorn sends them with sendfile; ranges and
 archived files are bounded readers so no WSGI server can send more than promised.
+An archived file streams from its shard chunk by chunk, whatever its size; what it must
+decompress is limited by `max_inflate` (checked before the status line where possible).
 """
+import logging
 import os
+import socket
 
-from ..archive import MemberNotFound, open_shard
+from ..archive import MAX_INFLATE, ArchiveError, InflateBudget, MemberNotFound, open_shard
 from ..store.names import validate_archpath
 from .buckets import ais_bucket
 from .errors import HTTPError
 
 _CHUNK = 1 << 20
+log = logging.getLogger("getbatch.server")
 
 
 def _file_range(path, offset, length):
@@ -23,6 +28,34 @@ def _file_range(path, offset, length):
             offset += len(data)
             length -= len(data)
             yield data
+
+
+class _MemberStream:
+    """An archived file's `chunks` as a WSGI body that closes its shard when done. A failure
+    after the status line (a CRC-32 mismatch, max_inflate) closes the connection: the client
+    sees fewer bytes than Content-Length."""
+
+    def __init__(self, shard, chunks, what, sock):
+        self.shard = shard
+        self.chunks = chunks
+        self.what = what
+        self.sock = sock
+
+    def __iter__(self):
+        try:
+            yield from self.chunks
+        except ArchiveError as exc:
+            log.warning("GET %s aborted after the status line, connection closed: %s",
+                        self.what, exc)
+            if self.sock is None:
+                raise
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.shard.close()
 
 
 def parse_range(header, size):
@@ -66,8 +99,10 @@ def _attr_headers(resp, attrs, bucket, name):
 class Object:
     """/v1/objects/<bucket>/<object path>."""
 
-    def __init__(self, store):
+    def __init__(self, store, *, max_inflate=MAX_INFLATE, inflate_cache=None):
         self.store = store
+        self.max_inflate = max_inflate
+        self.inflate_cache = inflate_cache
 
     def on_put(self, req, resp, bucket, obj):
         bucket = ais_bucket(req, bucket)
@@ -104,18 +139,22 @@ class Object:
             if req.get_param("archregx"):
                 raise HTTPError(400, "archregx is not supported: name one archived file with archpath")
             validate_archpath(archpath)
-            with open_shard(attrs.path, index_dir=self.store.index_dir, name=obj) as shard:
+            shard = open_shard(attrs.path, index_dir=self.store.index_dir, name=obj,
+                               budget=InflateBudget(self.max_inflate), cache=self.inflate_cache)
+            try:
                 try:
-                    shard.lookup(archpath)
+                    m = shard.lookup(archpath)
                 except MemberNotFound:
                     raise HTTPError(404, f"{archpath} in ais://{bucket}/{obj} does not exist",
                                     "ErrObjNotFound") from None
-                extent = shard.extent(archpath)
-                if extent is None:
-                    resp.data = shard.read(archpath)
-                    return
-            resp.content_length = extent[1]
-            resp.stream = _file_range(attrs.path, extent[0], extent[1])
+                shard.budget.require(shard.inflate_cost([archpath]), obj)
+                chunks = shard.iter_member(archpath)
+            except BaseException:
+                shard.close()
+                raise
+            resp.content_length = m.size
+            resp.stream = _MemberStream(shard, chunks, f"ais://{bucket}/{obj}?archpath={archpath}",
+                                        req.env.get("gunicorn.socket"))
             return
         _attr_headers(resp, attrs, bucket, obj)
         start, count = parse_range(rng, attrs.size)
