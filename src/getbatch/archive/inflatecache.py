@@ -15,9 +15,10 @@ A cache file is verified, never trusted:
   against its CRC-32 the first time this process serves bytes of it. A mismatch discards the
   file (logged), and the shard decompresses instead.
 
-Total size stays within `max_bytes`: before writing, the least recently used files (by mtime,
-refreshed on use) are evicted, by whichever process sharing the directory needs the room
-(under a flock on `<dir>/.lock`). A shard bigger than that, a full disk or an unusable
+Total size stays within `max_bytes`: a fill claims room in steps (max_bytes/16, at most 64 MiB)
+and, when the files in the directory leave too little, the least recently used ones (by mtime,
+refreshed on use) are evicted by whichever process sharing the directory needs the room
+(under a flock on `<dir>/.lock`); a file that cannot fit even alone evicts nothing. A shard bigger than that, a full disk or an unusable
 directory means no cache file: the shard streams as without a cache (after a write error,
 fills pause for a minute in this process).
 
@@ -44,7 +45,7 @@ log = logging.getLogger("getbatch.inflatecache")
 
 BLOCK = 256 << 10   # bytes per CRC-32 (verification granularity)
 _CHUNK = 1 << 20    # bytes per pread when serving
-_STEP = 64 << 20    # disk space claimed at a time while filling
+_STEP = 64 << 20    # disk space claimed at a time while filling (at most; max_bytes/16 if less)
 _SUFFIX = ".inflated"
 _TMP = ".tmp"
 _MAGIC = b"GBINFL01"
@@ -101,10 +102,6 @@ class InflateCache:
                     what, exc.strerror or exc, _PAUSE)
 
     # -- reading
-
-    def has(self, digest):
-        """True when a cache file (not yet verified) exists for this shard version."""
-        return bool(self.max_bytes) and os.path.exists(self._path(digest))
 
     def open(self, digest, need, label):
         """The checked cache file of a shard version, holding at least `need` stream bytes, as
@@ -218,10 +215,13 @@ class InflateCache:
             return None
         return CacheFill(self, fd, path, tmp, digest, label)
 
-    def make_room(self, extra):
+    def make_room(self, extra, own=0):
         """Evict least recently used cache files until `extra` more bytes fit within max_bytes
         (counting every file in the directory, in-progress ones included); False if they
-        cannot fit."""
+        cannot fit. `own`: bytes the requesting file already holds (nothing is evicted for a
+        file that cannot fit even alone)."""
+        if own + extra > self.max_bytes:
+            return False
         try:
             lock = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                            0o600)
@@ -379,8 +379,9 @@ class CacheFill:
         n = len(chunk)
         try:
             if self.written + n > self.claimed:
-                grow = max(n, min(_STEP, self.cache.max_bytes))
-                if not self.cache.make_room(grow):
+                step = max(min(_STEP, self.cache.max_bytes >> 4), 1 << 20)
+                grow = max(n, min(step, self.cache.max_bytes - self.written))
+                if not self.cache.make_room(grow, self.written):
                     self.abort()
                     return False
                 self.claimed = self.written + grow
@@ -416,7 +417,7 @@ class CacheFill:
                             0)[:-4]
         tail = raw + head + struct.pack("<I", _crc(raw + head))
         try:
-            if not self.cache.make_room(len(tail)):
+            if not self.cache.make_room(len(tail), self.written):
                 self.abort()
                 return None
             _write_all(self.fd, tail)

@@ -512,10 +512,14 @@ class CompressedTarShard(Shard):
 
     def _scan_fill(self):
         """A CacheFill for the index scan about to run, unless there is no cache, it already
-        holds this shard version, or the shard cannot fit in it."""
+        holds this shard version (in a file that looks sound), or the shard cannot fit."""
         cache = self.cache
         if (cache is None or not cache.max_bytes or self._entry is not None
-                or self._st.st_size > cache.max_bytes or cache.has(self._digest())):
+                or self._st.st_size > cache.max_bytes):
+            return None
+        found = cache.open(self._digest(), 0, self.name)  # a broken one is discarded
+        if found is not None:
+            found.close()  # opened again, against the index, once that is known
             return None
         return cache.fill(self._digest(), self.name)
 
