@@ -54,9 +54,9 @@ def test_zip_bomb_is_refused_before_inflating(tmp_path):
     budget = InflateBudget(16 * MiB)
     with open_shard(path, budget=budget) as sh:
         assert sh.lookup("bomb").size == 1 << 30   # the directory is not the bomb
-        assert sh.inflate_cost(["bomb", "bomb"]) == 1 << 30
+        assert sh.inflate_cost([("bomb", 0, None), ("bomb", 5, 1)]) == 1 << 30
         with pytest.raises(InflateLimit):
-            budget.require(sh.inflate_cost(["bomb"]), sh.name)
+            budget.require(sh.inflate_cost([("bomb", 0, 10)]), sh.name)
         with pytest.raises(InflateLimit):
             sh.read("bomb")                      # charged up front: nothing inflated
         budget.used = 0
@@ -76,8 +76,9 @@ def test_costs_of_compressed_tar_members(tmp_path, fmt):
         ends = {m.name: m.offset + m.size for m in sh.members()}
         scanned = budget.used
         assert scanned >= ends["c"]
-        assert sh.inflate_cost(["a"]) == ends["a"]
-        assert sh.inflate_cost(["c", "a", "b"]) == ends["c"]
+        assert sh.inflate_cost([("a", 0, None)]) == ends["a"]
+        assert sh.inflate_cost([("c", 0, None), ("a", 0, None), ("b", 0, None)]) == ends["c"]
+        assert sh.inflate_cost([("b", 10, 20)]) == ends["b"] - 300_000 + 30
         sh.read_many(["b", "a"])
         assert sh.passes == 2 and scanned + ends["b"] <= budget.used
 

@@ -104,10 +104,10 @@ class Shard:
         chunks went out: the consumer must then treat what it sent as incomplete."""
         raise NotImplementedError
 
-    def inflate_cost(self, names) -> int:
-        """At least how many bytes reading each named member once decompresses (0 for plain
-        TAR, stored ZIP members and cached shards), for a planner to compare with its budget
-        before it commits to a response."""
+    def inflate_cost(self, reads) -> int:
+        """At least how many bytes reading each of `reads`, (name, offset, length) as
+        iter_member takes them, decompresses (0 for plain TAR, stored ZIP members and cached
+        shards): for a planner to compare with its budget before it commits to a response."""
         return 0
 
     def fileno(self):

@@ -322,11 +322,16 @@ class CompressedTarShard(Shard):
         # been found stale since (those ranges were verified before they were handed out)
         return self._entry.fd if self._entry is not None else self._fd
 
-    def inflate_cost(self, names):
+    def inflate_cost(self, reads):
         if self._cached() is not None:
             return 0
-        # one pass from the start up to the furthest member
-        return max((m.offset + m.size for m in map(self.lookup, names)), default=0)
+        # one pass from the start up to the furthest byte wanted
+        ends = []
+        for name, offset, length in reads:
+            m = self.lookup(name)
+            start, n = member_range(m, offset, length)
+            ends.append(m.offset + start + n)
+        return max(ends, default=0)
 
     def read_many(self, names):
         names = list(names)

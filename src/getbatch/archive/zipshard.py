@@ -155,8 +155,9 @@ class ZipShard(Shard):
             out[i] = self._read(wanted[i])
         return out
 
-    def inflate_cost(self, names):
-        wanted = {m.offset: m for m in map(self.lookup, names)}
+    def inflate_cost(self, reads):
+        # a deflated member is inflated whole, whatever part of it is read (its CRC-32)
+        wanted = {m.offset: m for m in (self.lookup(r[0]) for r in reads)}
         return sum(m.size for m in wanted.values() if m.method == 8)
 
     def iter_member(self, name, offset=0, length=None):

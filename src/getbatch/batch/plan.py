@@ -220,11 +220,12 @@ def _require_inflate(items, budget):
     wanted = {}
     for it in items:
         if it.shard is not None:
-            wanted.setdefault(id(it.shard), (it.shard, []))[1].append(it.member)
+            wanted.setdefault(id(it.shard), (it.shard, []))[1].append(
+                (it.member, it.offset, it.size))
     need = 0
     try:
-        for shard, names in wanted.values():
-            need += shard.inflate_cost(names)
+        for shard, reads in wanted.values():
+            need += shard.inflate_cost(reads)
             budget.require(need, shard.name)
     except InflateLimit as exc:
         raise BadRequest(f"cannot read archived files: {exc}") from None

@@ -147,7 +147,7 @@ class Object:
                 except MemberNotFound:
                     raise HTTPError(404, f"{archpath} in ais://{bucket}/{obj} does not exist",
                                     "ErrObjNotFound") from None
-                shard.budget.require(shard.inflate_cost([archpath]), obj)
+                shard.budget.require(shard.inflate_cost([(archpath, 0, None)]), obj)
                 chunks = shard.iter_member(archpath)
             except BaseException:
                 shard.close()
