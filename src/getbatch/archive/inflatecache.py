@@ -116,6 +116,9 @@ class InflateCache:
             return None
         try:
             entry = self._check(fd, path, digest, need, label)
+        except OSError as exc:  # unreadable: as if there were none (it may be replaced)
+            log.warning("inflate cache: cannot read %s (%s)", path, exc.strerror or exc)
+            entry = None
         except BaseException:
             os.close(fd)
             raise
@@ -194,7 +197,11 @@ class InflateCache:
         path = self._path(digest)
         tmp = path + _TMP
         try:
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:  # the directory was removed: make it again
+                os.makedirs(self.dir, exist_ok=True)
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             self._pause(f"cannot create a file in {self.dir}", exc)
             return None
@@ -302,6 +309,15 @@ class CacheEntry:
             self.cache.discard(self.path, self.st, self.label, why)
         raise Stale(why)
 
+    def _pread(self, n, off):
+        try:
+            data = os.pread(self.fd, n, off)
+        except OSError as exc:
+            self._stale(f"unreadable ({exc.strerror or exc})")
+        if len(data) != n:
+            self._stale("shorter than recorded")
+        return data
+
     def read(self, off, n):
         """Bytes [off, off+n) of the stream, every block they touch verified."""
         if n <= 0:
@@ -313,14 +329,9 @@ class CacheEntry:
             self._stale(f"missing bytes up to {end}")
         b0, b1 = off // BLOCK, (end - 1) // BLOCK + 1
         if self.verified.find(0, b0, b1) < 0:
-            data = os.pread(self.fd, n, off)
-            if len(data) != n:
-                self._stale("shorter than recorded")
-            return data
+            return self._pread(n, off)
         lo, hi = b0 * BLOCK, min(b1 * BLOCK, self.length)
-        span = os.pread(self.fd, hi - lo, lo)
-        if len(span) != hi - lo:
-            self._stale("shorter than recorded")
+        span = self._pread(hi - lo, lo)
         view = memoryview(span)
         for b in range(b0, b1):
             if not self.verified[b]:

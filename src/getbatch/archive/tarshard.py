@@ -442,6 +442,14 @@ class CompressedTarShard(Shard):
         """One pass that scans every header (building the index) and captures the data of the
         first regular member of each name that `names` (or their variants) may resolve to;
         with an inflate cache, it also writes the cache file."""
+        fill = self._scan_fill()
+        try:
+            return self._scan(names, fill)
+        finally:
+            if fill is not None:
+                fill.abort()  # nothing once committed, or abandoned
+
+    def _scan(self, names, fill):
         want = set(names)
         for n in names:
             want.update(name_variants(n))
@@ -452,52 +460,47 @@ class CompressedTarShard(Shard):
         tail = bytearray()    # undecoded bytes from next_hdr on, when it lies in seen data
         start = 0             # absolute offset of the current chunk
         done = False
-        fill = self._scan_fill()
-        try:
-            for chunk in self._chunks():
-                end = start + len(chunk)
-                if not done and end > next_hdr:
-                    if tail:
-                        tail += chunk
-                        buf, base = tail, next_hdr
-                    else:
-                        buf, base = memoryview(chunk)[next_hdr - start:], next_hdr
-                    found, rel, done = tarscan.scan(buf, base, partial=True, shard=self.name)
-                    for m in found:
-                        if m.kind == FILE and m.name in want and m.name not in slot:
-                            slot[m.name] = len(copier.targets)
-                            copier.add(m.offset, m.size)
-                    members += found
-                    next_hdr = base + rel
-                    tail = bytearray(buf[rel:]) if rel < len(buf) else bytearray()
-                if fill is not None and not fill.write(chunk):
-                    fill = None
-                copier.feed(start, chunk)
-                start = end
-                if done and copier.done:
-                    break
-            else:
-                if not done:
-                    if tail:
-                        # an incomplete header group: the non-partial scan says what is wrong
-                        tarscan.scan(tail, next_hdr, shard=self.name)
-                    last = members[-1] if members else None
-                    if last is not None and last.offset + last.size > start:
-                        raise CorruptArchive(self.name, f"truncated: {last.name!r} needs "
-                                             f"{last.size} bytes at {last.offset}, "
-                                             f"stream ends at {start}")
-                if not copier.done:
-                    raise CorruptArchive(self.name, "truncated member data")
-            if start == 0:
-                raise CorruptArchive(self.name, "empty compressed stream")
-            self._index = _index.store(self.path, self._st, self.format, members,
-                                       index_dir=self._index_dir)
-            if fill is not None:
-                self._entry = fill.commit()
-                self._cache_tried = self._entry is not None
-        finally:
-            if fill is not None:
-                fill.abort()  # nothing once committed
+        for chunk in self._chunks():
+            end = start + len(chunk)
+            if not done and end > next_hdr:
+                if tail:
+                    tail += chunk
+                    buf, base = tail, next_hdr
+                else:
+                    buf, base = memoryview(chunk)[next_hdr - start:], next_hdr
+                found, rel, done = tarscan.scan(buf, base, partial=True, shard=self.name)
+                for m in found:
+                    if m.kind == FILE and m.name in want and m.name not in slot:
+                        slot[m.name] = len(copier.targets)
+                        copier.add(m.offset, m.size)
+                members += found
+                next_hdr = base + rel
+                tail = bytearray(buf[rel:]) if rel < len(buf) else bytearray()
+            if fill is not None and not fill.write(chunk):
+                fill = None
+            copier.feed(start, chunk)
+            start = end
+            if done and copier.done:
+                break
+        else:
+            if not done:
+                if tail:
+                    # an incomplete header group: the non-partial scan says what is wrong
+                    tarscan.scan(tail, next_hdr, shard=self.name)
+                last = members[-1] if members else None
+                if last is not None and last.offset + last.size > start:
+                    raise CorruptArchive(self.name, f"truncated: {last.name!r} needs "
+                                         f"{last.size} bytes at {last.offset}, "
+                                         f"stream ends at {start}")
+            if not copier.done:
+                raise CorruptArchive(self.name, "truncated member data")
+        if start == 0:
+            raise CorruptArchive(self.name, "empty compressed stream")
+        self._index = _index.store(self.path, self._st, self.format, members,
+                                   index_dir=self._index_dir)
+        if fill is not None:
+            self._entry = fill.commit()
+            self._cache_tried = self._entry is not None
         out = []
         for n in names:
             m = self.lookup(n)

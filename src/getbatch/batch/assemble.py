@@ -168,8 +168,8 @@ class BatchOutput:
                 elif id(it) in data:
                     writer.add(it.name, data[id(it)])
                 else:
-                    chunks = it.shard.iter_member(it.member, it.offset, it.size)
-                    for _ in writer.add_stream_steps(it.name, it.size, chunks):
+                    member = it.shard.iter_member(it.member, it.offset, it.size)
+                    for _ in writer.add_stream_steps(it.name, it.size, member):
                         if sink.size >= _CHUNK:
                             yield from sink.take()
                 if sink.size >= _CHUNK:
