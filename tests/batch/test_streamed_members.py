@@ -159,12 +159,14 @@ def test_a_big_member_is_never_held(store, tmp_path, path):
     if not store.has_bucket("h"):
         store.create_bucket("h")
         for name, blob in (("h.tgz", compress(make_tar([("x", b"x"), ("huge", huge)]), "tgz")),
-                           ("h.zip", zip_of([("huge", huge), ("x", b"x")]))):
+                           ("h.zip", zip_of([("huge", huge), ("x", b"x")])), ("obj", huge)):
             store.put("h", name, io.BytesIO(blob), len(blob))
     entries = [{"bucket": "h", "objname": "h.tgz", "archpath": "huge"},
                {"bucket": "h", "objname": "h.zip", "archpath": "huge"},
-               {"bucket": "h", "objname": "h.tgz", "archpath": "x"}]
-    want = expected("tar", [("h/h.tgz/huge", huge), ("h/h.zip/huge", huge), ("h/h.tgz/x", b"x")])
+               {"bucket": "h", "objname": "h.tgz", "archpath": "x"},
+               {"bucket": "h", "objname": "obj"}]        # a big plain file: streamed too
+    want = expected("tar", [("h/h.tgz/huge", huge), ("h/h.zip/huge", huge), ("h/h.tgz/x", b"x"),
+                            ("h/obj", huge)])
     run(store, entries, "tar", path, tmp_path)           # warm: indexes built
     req = parse(json.dumps({"in": entries, "strm": True}).encode(), "b")
     digest = hashlib.sha256()

@@ -18,9 +18,13 @@ A cache file is verified, never trusted:
 Total size stays within `max_bytes`: a fill claims room in steps (max_bytes/16, at most 64 MiB)
 and, when the files in the directory leave too little, the least recently used ones (by mtime,
 refreshed on use) are evicted by whichever process sharing the directory needs the room
-(under a flock on `<dir>/.lock`); a file that cannot fit even alone evicts nothing. A shard bigger than that, a full disk or an unusable
-directory means no cache file: the shard streams as without a cache (after a write error,
-fills pause for a minute in this process).
+(under a flock on `<dir>/.lock`); a file that cannot fit even alone evicts nothing (its size
+shows while the index scan writes it, or up front once the index is known). A shard bigger
+than the cache, a full disk or an unusable directory means no cache file: the shard streams
+as without a cache (after a write error, fills pause for a minute in this process).
+
+Members are checked per 256 KiB block rather than per member: the check does not depend on
+the index, and a block verified once serves every member in it.
 
 File layout: stream bytes [0, L) | CRC-32 of each block (u32 LE) | footer (_FOOTER).
 """

@@ -153,8 +153,8 @@ class Object:
                 shard.close()
                 raise
             resp.content_length = m.size
-            resp.stream = _MemberStream(shard, chunks, f"ais://{bucket}/{obj}?archpath={archpath}",
-                                        req.env.get("gunicorn.socket"))
+            what = f"ais://{bucket}/{obj}?archpath={archpath}"
+            resp.stream = _MemberStream(shard, chunks, what, req.env.get("gunicorn.socket"))
             return
         _attr_headers(resp, attrs, bucket, obj)
         start, count = parse_range(rng, attrs.size)
