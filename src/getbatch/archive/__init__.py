@@ -10,6 +10,11 @@ Reading::
     with open_shard("shard-000.tar") as sh:
         sh.read("a/b.jpg")                    # one member
         sh.read_many(["x.wav", "a/b.jpg"])    # many, in this order, one pass
+        for chunk in sh.iter_member("big.bin"):  # any size, in bounded memory
+            ...
+
+    # per request: a decompression limit; per process: decompressed copies of .tgz/.tar.lz4
+    open_shard(path, budget=InflateBudget(4 << 30), cache=InflateCache(cache_dir, 8 << 30))
 
 Writing::
 
@@ -17,17 +22,20 @@ Writing::
         w.add("name", b"data")
 """
 from ._accel import backend, backends
-from .errors import (ArchiveError, CorruptArchive, EmitError, MemberNotFound, NotAnArchive,
-                     UnsafeName)
+from .errors import (ArchiveError, CorruptArchive, EmitError, InflateLimit, MemberNotFound,
+                     NotAnArchive, UnsafeName)
 from .member import DIR, FILE, HARDLINK, OTHER, SYMLINK, Member, Shard
 from .formats import FORMATS, detect_format
 from .shards import open_shard
+from .inflate import MAX_INFLATE, InflateBudget
+from .inflatecache import InflateCache
 from .writers import OUTPUT_FORMATS, open_writer, tar_header, tar_entry_size
 from .emit import emit
 from .extract import extract_to
 
 __all__ = [
-    "ArchiveError", "CorruptArchive", "EmitError", "MemberNotFound", "NotAnArchive", "UnsafeName",
+    "ArchiveError", "CorruptArchive", "EmitError", "InflateLimit", "MemberNotFound", "NotAnArchive",
+    "UnsafeName", "InflateBudget", "InflateCache", "MAX_INFLATE",
     "Member", "Shard", "FILE", "DIR", "SYMLINK", "HARDLINK", "OTHER",
     "FORMATS", "detect_format", "open_shard",
     "OUTPUT_FORMATS", "open_writer", "tar_header", "tar_entry_size",

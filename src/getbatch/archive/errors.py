@@ -34,6 +34,11 @@ class MemberNotFound(ArchiveError, KeyError):
         return f"{self.name} in {self.shard} does not exist"
 
 
+class InflateLimit(ArchiveError):
+    """Reading would decompress more than the request's InflateBudget allows (a decompression
+    bomb, or a shard too big for the configured `max_inflate`)."""
+
+
 class UnsafeName(ArchiveError, ValueError):
     """A member name with '..', an absolute path or NUL was about to touch the filesystem."""
 

@@ -3,7 +3,8 @@
 A member name that is absolute, holds a `..` component or a NUL byte could write outside
 the destination, so it raises UnsafeName before anything is written. Each file is written
 to a temporary name and renamed into place, so an interrupted extraction leaves no
-partial file under a member's name.
+partial file under a member's name. Members are streamed in archive order (a compressed
+shard is inflated once, and no member is held whole in memory).
 """
 import os
 
@@ -28,13 +29,20 @@ def extract_to(shard, dest, names=None):
     if names is None:
         names = [m.name for m in shard.members() if m.kind == FILE]
     rels = [check_member_name(shard.path, n) for n in names]
-    out = []
-    for rel, data in zip(rels, shard.read_many(names)):
-        target = os.path.join(dest, rel)
+    offsets = [shard.lookup(n).offset for n in names]  # a missing member fails before writing
+    out = [None] * len(names)
+    for i in sorted(range(len(names)), key=offsets.__getitem__):
+        target = os.path.join(dest, rels[i])
         os.makedirs(os.path.dirname(target) or dest, exist_ok=True)
         tmp = f"{target}.part-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
+        try:
+            with open(tmp, "wb") as f:
+                for chunk in shard.iter_member(names[i]):
+                    f.write(chunk)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         os.replace(tmp, target)
-        out.append(target)
+        out[i] = target
     return out

@@ -6,12 +6,16 @@ Every reader (TAR, compressed TAR, ZIP) returns `Member` records and implements
 import os
 from typing import NamedTuple
 
+from .errors import CorruptArchive
+
 # Member kinds. Only FILE members are ever read as data.
 FILE = "file"
 DIR = "dir"
 SYMLINK = "symlink"
 HARDLINK = "hardlink"
 OTHER = "other"
+
+CHUNK = 1 << 20  # the most bytes iter_member yields at once
 
 
 class Member(NamedTuple):
@@ -39,16 +43,35 @@ def name_variants(name: str):
     return [n for n in out if n != name]
 
 
+def member_range(m, offset, length):
+    """(offset, count) of the sub-range of member `m` that starts at `offset` and holds `length`
+    bytes (None: to the end); ValueError when it does not fit in the member."""
+    if length is None:
+        length = m.size - offset
+    if offset < 0 or length < 0 or offset + length > m.size:
+        raise ValueError(f"range [{offset}, {offset}+{length}) outside {m.name} ({m.size} bytes)")
+    return offset, length
+
+
 class Shard:
     """An opened input archive. Subclasses: TarShard, CompressedTarShard, ZipShard.
 
     Duplicate member names: the FIRST regular file of that name wins (as GNU tar
     extraction order and AIStore's shard index agree on for lookups).
+
+    Small members are read whole (`read`, `read_many`); any member can be streamed in bounded
+    memory (`iter_member`), which is how big members and decompression bombs are read.
     """
 
     format: str  # "tar", "tgz", "tar.lz4" or "zip"
     path: str
+    name: str    # names the shard in errors
     _fd = -1     # the shard file, open while the Shard is
+    # Set by open_shard. budget: an archive.inflate.InflateBudget every decompressed byte is
+    # charged to (None: no limit). cache: the InflateCache compressed TAR shards keep their
+    # decompressed copies in (None: none).
+    budget = None
+    cache = None
 
     def members(self) -> list:
         """Every entry in archive order, directories and links included."""
@@ -69,12 +92,39 @@ class Shard:
 
     def read_many(self, names) -> list:
         """Bytes of each named member, in the caller's order (duplicates allowed).
-        Compressed shards are decompressed at most once per call."""
+        Compressed shards are decompressed at most once per call. Each member is held whole:
+        for small members; stream big ones with iter_member."""
         raise NotImplementedError
 
+    def iter_member(self, name, offset=0, length=None):
+        """The bytes [offset, offset+length) of a member (length None: to its end) as an
+        iterator of bytes chunks of at most CHUNK bytes, in memory bounded whatever the member's
+        size. Lookup and range errors raise here; errors in the data (CorruptArchive, e.g. a
+        CRC-32 mismatch found at the end, InflateLimit) raise while iterating, possibly after
+        chunks went out: the consumer must then treat what it sent as incomplete."""
+        raise NotImplementedError
+
+    def inflate_cost(self, reads) -> int:
+        """At least how many bytes reading each of `reads`, (name, offset, length) as
+        iter_member takes them, decompresses (0 for plain TAR, stored ZIP members and cached
+        shards): for a planner to compare with its budget before it commits to a response."""
+        return 0
+
     def fileno(self):
-        """The shard's open fd, for pread/sendfile of `extent()` ranges."""
+        """The fd `extent()` ranges refer to (the shard file itself, or for a compressed TAR
+        shard served from the inflate cache, its cache file), for pread/sendfile."""
         return self._fd
+
+    def _pread_chunks(self, fd, offset, length):
+        """`length` bytes of `fd` from `offset`, in chunks of at most CHUNK bytes."""
+        while length > 0:
+            data = os.pread(fd, min(length, CHUNK), offset)
+            if not data:
+                raise CorruptArchive(self.name, f"truncated: member data at {offset} is past the "
+                                                "end of the file (shard changed after indexing?)")
+            yield data
+            offset += len(data)
+            length -= len(data)
 
     def close(self):
         if self._fd >= 0:

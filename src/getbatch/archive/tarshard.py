@@ -1,15 +1,24 @@
-"""TAR shard readers: plain .tar served with pread, and .tgz / .tar.lz4 read in one streaming pass.
+"""TAR shard readers: plain .tar served with pread, and .tgz / .tar.lz4 read in streaming passes.
 
 Plain TAR: the index (name -> data offset, size) comes from a header-only scan, so a member is
 one pread and `extent()` lets the caller sendfile it. Compressed TAR: offsets live in the
 decompressed stream, so `read_many` sorts the wanted members by offset, inflates the shard once
 (stopping after the last one needed) and hands the bytes back in the caller's order; on a shard
-never seen before the same single pass also builds the index. Plain zlib/lz4 streaming beat
-libarchive for whole-shard reads here (bench/RESULTS-archive-read.md); gzip is inflated with
-ISA-L when the optional `isal` package is installed.
+never seen before the same single pass also builds the index. A pass that stopped is resumed
+by the next read at a later offset (`passes` counts the restarts), so reading a shard's members
+in file order, in windows or streamed one by one, inflates it once. With an InflateCache, the
+first pass also writes the decompressed stream to a cache file, and from then on members are
+ranges of that file (`extent()`), read like a plain TAR's. Every inflated byte is charged to
+the shard's InflateBudget. Plain zlib/lz4 streaming beat libarchive for whole-shard reads here
+(bench/RESULTS-archive-read.md); gzip is inflated with ISA-L when the optional `isal` package is
+installed.
 """
+import operator
 import os
+import threading
 import zlib
+from collections import OrderedDict
+from contextlib import closing
 
 try:  # ISA-L inflates about twice as fast as zlib; optional
     from isal import isal_zlib as _inflate
@@ -18,9 +27,11 @@ except ImportError:
 
 from . import index as _index
 from ._accel import load
-from .errors import CorruptArchive, MemberNotFound
+from .errors import ArchiveError, CorruptArchive, MemberNotFound
 from .formats import detect_format
-from .member import FILE, Shard, name_variants
+from .inflate import version_digest
+from .inflatecache import Stale
+from .member import FILE, Shard, member_range, name_variants
 
 tarscan = load("_ctarscan", "tarscan_py")
 
@@ -28,6 +39,8 @@ _IN_CHUNK = 256 << 10  # compressed bytes per read
 # Inflated bytes per decompressor call: bounds memory on a decompression bomb, and keeps each
 # chunk cache-sized for the copies out of it.
 _OUT_CHUNK = 1 << 20
+# Passes kept for resuming, per process: each holds its last chunk and a decompressor.
+_PARKED_MAX = 8
 _GZIP_MAGIC = b"\x1f\x8b"
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"
 
@@ -90,6 +103,11 @@ class TarShard(Shard):
                 self._short(ext)
             out.append(data)
         return out
+
+    def iter_member(self, name, offset=0, length=None):
+        m = self.lookup(name)
+        start, n = member_range(m, offset, length)
+        return self._pread_chunks(self._fd, m.offset + start, n)
 
     def _short(self, ext):
         raise CorruptArchive(self.name, f"truncated: member data at {ext[0]}+{ext[1]} is past the "
@@ -212,12 +230,46 @@ class _Copier:
         return self.bufs[i]
 
 
+class _Cursor:
+    """Where a decompression pass stands: its chunk iterator, and the chunk it last produced
+    (starting at `start` in the decompressed stream)."""
+
+    __slots__ = ("chunks", "start", "chunk")
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+        self.start = 0
+        self.chunk = b""
+
+
+_parked: "OrderedDict[CompressedTarShard, _Cursor]" = OrderedDict()  # idle passes, LRU
+_parked_lock = threading.Lock()
+
+
+def _park(shard, cur):
+    with _parked_lock:
+        _parked[shard] = cur
+        _parked.move_to_end(shard)
+        while len(_parked) > _PARKED_MAX:
+            _parked.popitem(last=False)
+
+
+def _unpark(shard):
+    with _parked_lock:
+        return _parked.pop(shard, None)
+
+
 class CompressedTarShard(Shard):
     """A .tgz/.tar.gz or .tar.lz4 shard. Offsets in members() are in the decompressed stream.
 
-    `passes` counts decompression passes over this shard (one per read_many call at most, and
-    one per index build when members()/lookup() come first on a shard not indexed yet).
+    `passes` counts decompression passes over this shard started from the beginning of the
+    stream (an index build, a read_many or iter_member that could not continue the previous
+    pass, a cache fill); reads served from the inflate cache start none.
     """
+
+    _entry = None        # the CacheEntry members are served from
+    _cache_tried = False
+    _end = None          # end of the last member's data in the stream
 
     def __init__(self, path, *, index_dir=None, name=None, format=None, fd=None):
         """`format` is 'tgz' or 'tar.lz4' (detected when None); `fd`, if given, is an open
@@ -253,14 +305,45 @@ class CompressedTarShard(Shard):
         return m
 
     def extent(self, name):
-        self.lookup(name)
+        """(offset, size) of the member in the shard's inflate-cache file when the shard is
+        served from one (fileno() is then that file's fd), else None: it must be inflated."""
+        m = self.lookup(name)
+        entry = self._cached()
+        if entry is not None:
+            try:
+                entry.verify(m.offset, m.size)
+                return m.offset, m.size
+            except Stale:
+                pass  # discarded (and logged): the member is decompressed instead
         return None
+
+    def fileno(self):
+        # once a cache entry was used, extent() ranges handed out refer to it, even if it has
+        # been found stale since (those ranges were verified before they were handed out)
+        return self._entry.fd if self._entry is not None else self._fd
+
+    def inflate_cost(self, reads):
+        if self._cached() is not None:
+            return 0
+        # one pass from the start up to the furthest byte wanted
+        ends = []
+        for name, offset, length in reads:
+            m = self.lookup(name)
+            start, n = member_range(m, offset, length)
+            ends.append(m.offset + start + n)
+        return max(ends, default=0)
 
     def read_many(self, names):
         names = list(names)
         if self._index is None:
             return self._scan_pass(names)
         wanted = [self.lookup(n) for n in names]
+        entry = self._cached()
+        if entry is not None:
+            try:
+                return [entry.read(m.offset, m.size) for m in wanted]
+            except Stale:
+                pass
         order = sorted({m.offset: m for m in wanted}.values(), key=lambda m: m.offset)
         copier = _Copier()
         slot = {}
@@ -271,23 +354,102 @@ class CompressedTarShard(Shard):
             self._copy_pass(copier)
         return [copier.result(slot[m.offset]) for m in wanted]
 
+    def iter_member(self, name, offset=0, length=None):
+        m = self.lookup(name)
+        start, n = member_range(m, offset, length)
+        return self._member_chunks(self._cached(), m.offset + start, n)
+
+    def _member_chunks(self, entry, pos, n):
+        if entry is not None:
+            try:
+                for chunk in entry.chunks(pos, n):
+                    yield chunk
+                    pos += len(chunk)
+                    n -= len(chunk)
+                return
+            except Stale:
+                pass  # discarded (and logged): the rest of the member is decompressed
+        yield from self._stream_range(pos, n)
+
+    def _stream_range(self, pos, n):
+        """Bytes [pos, pos+n) of the decompressed stream, chunk by chunk."""
+        end = pos + n
+        if n <= 0:
+            return
+        with closing(self._chunks_from(pos)) as chunks:
+            for start, chunk in chunks:
+                lo, hi = pos - start, min(len(chunk), end - start)
+                yield chunk if lo == 0 and hi == len(chunk) else chunk[lo:hi]
+                pos = start + hi
+                if pos == end:
+                    return
+        raise CorruptArchive(self.name, f"truncated: decompressed stream ends at {pos}, before "
+                                        f"the end of a member's data at {end}")
+
+    def close(self):
+        _unpark(self)
+        if self._entry is not None:
+            self._entry.close()
+        super().close()
+
+    # -- decompression passes
+
     def _chunks(self):
+        """A new pass over the decompressed stream, from its start, charged to the budget."""
         self.passes += 1
-        return _stream(self._fd, self.format, self.name)
+        return _charged(_stream(self._fd, self.format, self.name), self.budget, self.name)
+
+    def _chunks_from(self, pos):
+        """(start, chunk) pairs of the decompressed stream, from the chunk holding `pos` on.
+        Continues this shard's last pass when it has not gone past `pos` (a pass left before
+        the stream's end is parked for that, in a small per-process LRU); readers may
+        interleave: each one takes the parked pass, or starts its own."""
+        cur = _unpark(self)
+        if cur is None or cur.start > pos:
+            cur = _Cursor(self._chunks())
+        try:
+            while True:
+                end = cur.start + len(cur.chunk)
+                if pos < end:
+                    yield cur.start, cur.chunk
+                    pos = end
+                    continue
+                try:
+                    chunk = next(cur.chunks, None)
+                except BaseException:
+                    cur = None  # the pass is dead
+                    raise
+                if chunk is None:  # the end of the stream: nothing to resume
+                    cur = None
+                    return
+                cur.start, cur.chunk = end, chunk
+        finally:
+            if cur is not None and self._fd >= 0:
+                _park(self, cur)
 
     def _copy_pass(self, copier):
-        start = 0
-        for chunk in self._chunks():
-            copier.feed(start, chunk)
-            start += len(chunk)
-            if copier.done:
-                return
-        raise CorruptArchive(self.name, f"truncated: decompressed stream ends at {start}, "
+        pos = copier.targets[copier.first][0]
+        with closing(self._chunks_from(pos)) as chunks:
+            for start, chunk in chunks:
+                copier.feed(start, chunk)
+                pos = start + len(chunk)
+                if copier.done:
+                    return
+        raise CorruptArchive(self.name, f"truncated: decompressed stream ends at {pos}, "
                                         "before a member's data")
 
     def _scan_pass(self, names):
         """One pass that scans every header (building the index) and captures the data of the
-        first regular member of each name that `names` (or their variants) may resolve to."""
+        first regular member of each name that `names` (or their variants) may resolve to;
+        with an inflate cache, it also writes the cache file."""
+        fill = self._scan_fill()
+        try:
+            return self._scan(names, fill)
+        finally:
+            if fill is not None:
+                fill.abort()  # nothing once committed, or abandoned
+
+    def _scan(self, names, fill):
         want = set(names)
         for n in names:
             want.update(name_variants(n))
@@ -314,6 +476,8 @@ class CompressedTarShard(Shard):
                 members += found
                 next_hdr = base + rel
                 tail = bytearray(buf[rel:]) if rel < len(buf) else bytearray()
+            if fill is not None and not fill.write(chunk):
+                fill = None
             copier.feed(start, chunk)
             start = end
             if done and copier.done:
@@ -334,8 +498,81 @@ class CompressedTarShard(Shard):
             raise CorruptArchive(self.name, "empty compressed stream")
         self._index = _index.store(self.path, self._st, self.format, members,
                                    index_dir=self._index_dir)
+        if fill is not None:
+            self._entry = fill.commit()
+            self._cache_tried = self._entry is not None
         out = []
         for n in names:
             m = self.lookup(n)
             out.append(copier.result(slot[m.name]))
         return out
+
+    # -- the inflate cache
+
+    def _digest(self):
+        return version_digest(self.format, self._st)
+
+    def _data_end(self):
+        if self._end is None:
+            idx = self._ensure_index()
+            self._end = max(map(operator.add, idx.offsets, idx.sizes), default=0)
+        return self._end
+
+    def _scan_fill(self):
+        """A CacheFill for the index scan about to run, unless there is no cache, it already
+        holds this shard version (in a file that looks sound), or the shard cannot fit."""
+        cache = self.cache
+        if (cache is None or not cache.max_bytes or self._entry is not None
+                or self._st.st_size > cache.max_bytes):
+            return None
+        found = cache.open(self._digest(), 0, self.name)  # a broken one is discarded
+        if found is not None:
+            found.close()  # opened again, against the index, once that is known
+            return None
+        return cache.fill(self._digest(), self.name)
+
+    def _cached(self):
+        """The cache entry members are served from, opened or (one pass) filled on first use;
+        None without a cache, when this shard cannot be cached, or once the entry is stale."""
+        if not self._cache_tried and self.cache is not None and self.cache.max_bytes:
+            self._ensure_index()  # a scan pass fills the cache as it goes
+            if not self._cache_tried:
+                self._cache_tried = True
+                self._entry = (self.cache.open(self._digest(), self._data_end(), self.name)
+                               or self._fill_pass())
+        entry = self._entry
+        return entry if entry is not None and not entry.bad else None
+
+    def _fill_pass(self):
+        """One pass writing the cache file (the index being known); its entry, or None when it
+        does not fit in the cache or the request's budget, or cannot be written."""
+        end = self._data_end()
+        room = self.budget.remaining() if self.budget is not None else None
+        if end > self.cache.max_bytes or (room is not None and end > room):
+            return None
+        fill = self.cache.fill(self._digest(), self.name)
+        if fill is None:
+            return None
+        pos = 0
+        try:
+            for chunk in self._chunks():
+                if not fill.write(chunk):
+                    return None
+                pos += len(chunk)
+                if pos >= end:
+                    return fill.commit()
+        except ArchiveError:
+            pass  # a broken stream gets no cache; reading the members reports what is wrong
+        finally:
+            fill.abort()  # nothing once committed
+        return None
+
+
+def _charged(chunks, budget, shard):
+    """`chunks`, each charged to `budget` (if any) before it is handed on."""
+    if budget is None:
+        yield from chunks
+        return
+    for chunk in chunks:
+        budget.charge(len(chunk), shard)
+        yield chunk

@@ -115,11 +115,21 @@ class ArchiveWriter:
 
     def add_stream(self, name, size, chunks, mtime=None):
         """One member of `size` bytes given as an iterable of bytes-like chunks."""
+        for _ in self.add_stream_steps(name, size, chunks, mtime):
+            pass
+
+    def add_stream_steps(self, name, size, chunks, mtime=None):
+        """add_stream as a generator that yields after each chunk is written, so that a caller
+        streaming the output can drain its sink between chunks (and never hold the member)."""
         raise NotImplementedError
 
     def add_file(self, name, fd, offset, length, mtime=None):
         """One member holding `length` bytes of open file `fd` from `offset` (read with pread)."""
         self.add_stream(name, length, _pread_pieces(fd, offset, length, name), mtime)
+
+    def add_file_steps(self, name, fd, offset, length, mtime=None):
+        """add_file as a generator, as add_stream_steps is to add_stream."""
+        return self.add_stream_steps(name, length, _pread_pieces(fd, offset, length, name), mtime)
 
     def _finish(self):
         """Archive end (end blocks, central directory) into the buffer."""
@@ -177,7 +187,7 @@ class TarWriter(ArchiveWriter):
         buf[mid + n:end] = _PADS[pad]
         self._n = end
 
-    def add_stream(self, name, size, chunks, mtime=None):
+    def add_stream_steps(self, name, size, chunks, mtime=None):
         self._check_open()
         self._put(tar_header(name, size, self._mtime if mtime is None else mtime, self._mode))
         total = 0
@@ -187,6 +197,7 @@ class TarWriter(ArchiveWriter):
             if total > size:
                 raise ArchiveError(name, f"stream gave more than the declared {size} bytes")
             self._put(chunk)
+            yield
         if total != size:
             raise ArchiveError(name, f"stream gave {total} bytes, declared {size}")
         self._put(_PADS[-size & 511])
@@ -295,7 +306,8 @@ class ZipWriter(ArchiveWriter):
         bound = size + (size >> 10) + 64 if self._method else size
         return bound >= _U32
 
-    def _entry(self, name, size, pieces, mtime):
+    def _entry_steps(self, name, size, pieces, mtime):
+        """Write one entry, yielding after each piece of its data."""
         self._check_open()
         encoded = name.encode("utf-8")
         flags = 0x08 if name.isascii() else 0x808
@@ -321,6 +333,7 @@ class ZipWriter(ArchiveWriter):
             csize += len(piece)
             if piece:
                 self._put(piece)
+            yield
         if total != size:
             raise ArchiveError(name, f"stream gave {total} bytes, declared {size}")
         if comp is not None:
@@ -335,10 +348,11 @@ class ZipWriter(ArchiveWriter):
 
     def add(self, name, data, mtime=None):
         data = _as_bytes(data)
-        self._entry(name, len(data), (data,), mtime)
+        for _ in self._entry_steps(name, len(data), (data,), mtime):
+            pass
 
-    def add_stream(self, name, size, chunks, mtime=None):
-        self._entry(name, size, chunks, mtime)
+    def add_stream_steps(self, name, size, chunks, mtime=None):
+        return self._entry_steps(name, size, chunks, mtime)
 
     def _finish(self):
         start = self._pos

@@ -14,7 +14,8 @@ from collections import OrderedDict
 
 from ._accel import load
 from .errors import CorruptArchive, MemberNotFound
-from .member import FILE, Shard, name_variants
+from .inflate import charge
+from .member import CHUNK, FILE, Shard, member_range, name_variants
 
 try:  # ISA-L (python-isal, optional) inflates ~1.8x and checksums ~10x faster than zlib
     from isal import isal_zlib as _zlib
@@ -125,6 +126,7 @@ class ZipShard(Shard):
         elif m.method == 8:
             if m.size > m.csize * _MAX_RATIO + 64:
                 raise CorruptArchive(self.name, f"impossible sizes for deflated {m.name}")
+            charge(self.budget, m.size, self.name)
             raw = os.pread(self._fd, m.csize, self._data_offset(m))
             inflater = _zlib.decompressobj(-15)
             try:
@@ -152,3 +154,77 @@ class ZipShard(Shard):
         for i in sorted(range(len(wanted)), key=lambda i: wanted[i].offset):
             out[i] = self._read(wanted[i])
         return out
+
+    def inflate_cost(self, reads):
+        # a deflated member is inflated whole, whatever part of it is read (its CRC-32)
+        wanted = {m.offset: m for m in (self.lookup(r[0]) for r in reads)}
+        return sum(m.size for m in wanted.values() if m.method == 8)
+
+    def iter_member(self, name, offset=0, length=None):
+        m = self.lookup(name)
+        start, n = member_range(m, offset, length)
+        if m.method == 0:
+            if m.csize != m.size:
+                raise CorruptArchive(self.name, f"stored member {m.name} has csize != size")
+            chunks = self._pread_chunks(self._fd, self._data_offset(m) + start, n)
+            return self._checked(m, chunks) if n == m.size else chunks
+        if m.method == 8:
+            if m.size > m.csize * _MAX_RATIO + 64:
+                raise CorruptArchive(self.name, f"impossible sizes for deflated {m.name}")
+            return _part(self._checked(m, self._inflate(m)), start, n)
+        raise CorruptArchive(self.name, f"unsupported compression method {m.method}")
+
+    def _inflate(self, m):
+        """The deflated member's bytes, chunk by chunk, each charged to the budget."""
+        pos, left = self._data_offset(m), m.csize
+        inflater = _zlib.decompressobj(-15)
+        total = 0
+        data = b""
+        full = False  # the last call filled its output: more may be pending without input
+        try:
+            while not inflater.eof:
+                if not data and not full:
+                    if not left:
+                        raise CorruptArchive(self.name, f"deflate data of {m.name} is incomplete")
+                    data = os.pread(self._fd, min(left, CHUNK // 4), pos)
+                    if not data:
+                        raise CorruptArchive(self.name, f"data of {m.name} runs past the end "
+                                                        "of the file")
+                    pos += len(data)
+                    left -= len(data)
+                out = inflater.decompress(data, CHUNK)
+                data = inflater.unconsumed_tail
+                full = len(out) == CHUNK
+                if out:
+                    total += len(out)
+                    if total > m.size:  # the directory understates it: never inflate past it
+                        raise CorruptArchive(self.name, f"{m.name}: more than the {m.size} bytes "
+                                                        "the directory says")
+                    charge(self.budget, len(out), self.name)
+                    yield out
+        except _zlib.error as exc:
+            raise CorruptArchive(self.name, f"bad deflate data in {m.name}: {exc}") from None
+
+    def _checked(self, m, chunks):
+        """`chunks` of the whole member, then its size and CRC-32 checked (after the last one
+        went out: a mismatch raises CorruptArchive, which makes the output incomplete)."""
+        crc = total = 0
+        for chunk in chunks:
+            crc = _zlib.crc32(chunk, crc)
+            total += len(chunk)
+            yield chunk
+        if total != m.size:
+            raise CorruptArchive(self.name, f"{m.name}: got {total} bytes, expected {m.size}")
+        if crc != m.crc:
+            raise CorruptArchive(self.name, f"CRC-32 mismatch in {m.name}")
+
+
+def _part(chunks, start, n):
+    """Bytes [start, start+n) of the stream `chunks`, which is still read to its end (its
+    checks come last)."""
+    pos, end = 0, start + n
+    for chunk in chunks:
+        lo, hi = max(start - pos, 0), min(end - pos, len(chunk))
+        if lo < hi:
+            yield chunk if lo == 0 and hi == len(chunk) else chunk[lo:hi]
+        pos += len(chunk)

@@ -7,8 +7,11 @@ Two ways out, byte-identical:
 - iteration: a plain WSGI byte iterator through the streaming archive writers, for any
   WSGI server and for the compressed output formats.
 
-Members that need decompression are read in windows of at most WINDOW_BYTES, each shard
-decompressed once per window, so memory stays bounded whatever the batch size.
+Members that need decompression are either held or streamed. Members of up to a quarter of
+the window are read in windows that hold at most `window` bytes of them (default 32 MiB), each
+shard decompressed once per window; bigger members are streamed chunk by chunk from the shard
+into the output when their turn comes (`Shard.iter_member`), so memory stays bounded whatever
+the batch and member sizes. So do big plain files on the iterated path.
 Buffered mode needs no spill file: every size and every err_msg is known after planning,
 so the metadata part is written first and the archive part streams after it.
 """
@@ -16,40 +19,50 @@ import secrets
 
 import msgspec
 
-from ..archive import EmitError, emit, open_writer, tar_entry_size, tar_header
+from ..archive import ArchiveError, EmitError, emit, open_writer, tar_entry_size, tar_header
 from ..archive.writers import TAR_END
 
 WINDOW_BYTES = 32 << 20
 WINDOW_ITEMS = 4096
+WINDOW_LAZY = 256  # sources opened only when sent (past the fd budget) per window
+_CHUNK = 1 << 20   # the iterator yields about this much at a time; files above it are streamed
 CONTENT_TYPES = {"tar": "application/x-tar", "tgz": "application/gzip",
                  "tar.lz4": "application/x-lz4", "zip": "application/zip"}
 _enc = msgspec.json.Encoder()
 
 
-WINDOW_LAZY = 256  # sources opened only when sent (past the fd budget) per window
+def _held_size(it, stream_min):
+    """Bytes holding item `it`'s data costs a window: its whole member when that is read
+    whole, 0 when there is nothing to decompress or the member is streamed."""
+    if it.shard is None:
+        return 0
+    size = it.shard.lookup(it.member).size
+    return size if size <= stream_min else 0
 
 
-def _windows(items):
-    """Consecutive slices of items whose decompressed data fits in one window, and whose
-    lazily opened sources stay few (they are all open while their window is sent)."""
+def _windows(items, window, stream_min):
+    """Consecutive slices of items whose held members fit in `window` bytes together, and
+    whose lazily opened sources stay few (they are all open while their window is sent)."""
     start, held, lazy = 0, 0, 0
     for i, it in enumerate(items):
-        if it.shard is not None:
-            held += it.size
-        elif it.owned and it.src.lazy:
+        cost = _held_size(it, stream_min)
+        if i > start and (held + cost > window or i - start >= WINDOW_ITEMS
+                          or lazy >= WINDOW_LAZY):
+            yield items[start:i]
+            start, held, lazy = i, 0, 0
+        held += cost
+        if it.owned and it.src.lazy:
             lazy += 1
-        if held > WINDOW_BYTES or i - start >= WINDOW_ITEMS or lazy >= WINDOW_LAZY:
-            yield items[start:i + 1]
-            start, held, lazy = i + 1, 0, 0
     if start < len(items):
         yield items[start:]
 
 
-def _load(window):
-    """Bytes of every to-decompress item in the window: one read_many per shard."""
+def _load(window, stream_min):
+    """Bytes of every held member of the window: one read_many per shard. Streamed members
+    are not in the result."""
     by_shard = {}
     for it in window:
-        if it.shard is not None:
+        if _held_size(it, stream_min):
             by_shard.setdefault(id(it.shard), (it.shard, []))[1].append(it)
     data = {}
     for shard, its in by_shard.values():
@@ -62,9 +75,11 @@ def _load(window):
 class BatchOutput:
     """The response body of one GetBatch: iterable of bytes, or emitted by `emit_to(fd)`."""
 
-    def __init__(self, plan, fmt, multipart):
+    def __init__(self, plan, fmt, multipart, window=WINDOW_BYTES):
         self.plan = plan
         self.fmt = fmt
+        self.window = window
+        self.stream_min = window // 4   # members bigger than this are streamed, never held
         self.boundary = secrets.token_hex(30) if multipart else None
         self.prefix, self.suffix = self._framing()
         self.content_length = None
@@ -98,29 +113,45 @@ class BatchOutput:
 
     def emit_to(self, fd, sendfile_min=1 << 16, timeout_ms=120_000):
         """Send the whole body to `fd` through the emit loop; returns bytes written."""
-        total = 0
-        windows = list(_windows(self.plan.items))
+        def send(items):
+            self.sent += emit(fd, items, sendfile_min=sendfile_min, timeout_ms=timeout_ms)
+            items.clear()
+
+        windows = list(_windows(self.plan.items, self.window, self.stream_min))
+        # the multipart prefix and the archive end travel in the first and last emit calls,
+        # so a one-item batch costs one write
+        items = [(self.prefix, None, 0, 0, 0)] if self.prefix else []
+        add = items.append
         for i, window in enumerate(windows):
-            data = _load(window)
-            # the multipart prefix and the archive end travel in the first and last emit
-            # calls, so a one-item batch costs one write
-            items = [(self.prefix, None, 0, 0, 0)] if i == 0 and self.prefix else []
-            add = items.append
+            data = _load(window, self.stream_min)
             for it in window:
                 head = tar_header(it.name, it.size)
                 if it.src is not None:
                     add((head, _fileno(it, len(items)), it.offset, it.size, -it.size & 511))
-                elif it.shard is not None:
+                elif it.shard is None:
+                    add((head, None, 0, 0, 0))
+                elif id(it) in data:
                     add((head, data[id(it)], 0, it.size, -it.size & 511))
                 else:
-                    add((head, None, 0, 0, 0))
+                    # streamed: what is pending leaves with the header and the first chunk,
+                    # then one emit per chunk; the padding goes with what follows
+                    sent = 0
+                    for chunk in it.shard.iter_member(it.member, it.offset, it.size):
+                        sent += len(chunk)
+                        if sent > it.size:
+                            break
+                        add((head, chunk, 0, len(chunk), 0))
+                        head = b""
+                        send(items)
+                    if sent != it.size:
+                        raise ArchiveError(it.name, f"member gave {sent} bytes, {it.size} planned")
+                    add((head, None, 0, 0, -it.size & 511))
             if i == len(windows) - 1:
                 add((TAR_END + self.suffix, None, 0, 0, 0))
-            total += emit(fd, items, sendfile_min=sendfile_min, timeout_ms=timeout_ms)
-            self.sent = total
+            send(items)
             self.plan.release(window)
         self.completed = True
-        return total
+        return self.sent
 
     def __iter__(self):
         for chunk in self._chunks():
@@ -134,16 +165,26 @@ class BatchOutput:
         if self.prefix:
             yield self.prefix
         writer = open_writer(self.fmt, sink)
-        for window in _windows(self.plan.items):
-            data = _load(window)
+        for window in _windows(self.plan.items, self.window, self.stream_min):
+            data = _load(window, self.stream_min)
             for it in window:
                 if it.src is not None:
-                    _add_file(writer, it)
-                elif it.shard is not None:
+                    if it.size > _CHUNK:
+                        for _ in _file_steps(writer, it):
+                            if sink.size >= _CHUNK:
+                                yield from sink.take()
+                    else:
+                        _add_file(writer, it)
+                elif it.shard is None:
+                    writer.add(it.name, b"")
+                elif id(it) in data:
                     writer.add(it.name, data[id(it)])
                 else:
-                    writer.add(it.name, b"")
-                if sink.size >= 1 << 20:
+                    member = it.shard.iter_member(it.member, it.offset, it.size)
+                    for _ in writer.add_stream_steps(it.name, it.size, member):
+                        if sink.size >= _CHUNK:
+                            yield from sink.take()
+                if sink.size >= _CHUNK:
                     yield from sink.take()
             self.plan.release(window)
         writer.close()
@@ -168,6 +209,11 @@ def _fileno(it, index):
 
 def _add_file(writer, it):
     writer.add_file(it.name, it.src.fileno(), it.offset, it.size)
+
+
+def _file_steps(writer, it):
+    """_add_file for a big file: yields after each piece written."""
+    yield from writer.add_file_steps(it.name, it.src.fileno(), it.offset, it.size)
 
 
 class _ListSink:

@@ -7,13 +7,17 @@ missing object or member becomes a zero-length `__404__/...` placeholder with `e
 
 An item's data is either a byte range of a file (plain objects, ranges, members of
 uncompressed TAR and stored ZIP shards: served zero-copy) or a member that must be
-decompressed (.tgz, .tar.lz4, deflated ZIP), read later in windows by assemble.py.
+decompressed (.tgz, .tar.lz4, deflated ZIP), read later in windows by assemble.py. Every
+shard of one request charges what it decompresses to one InflateBudget (`max_inflate`), also
+checked up front against what the planned members need at least, so a decompression bomb is
+a 400 before the status line; members of compressed TAR shards in an InflateCache are plain
+file ranges of the cache file (served zero-copy).
 """
 import uuid as _uuid
 
 import msgspec
 
-from ..archive import ArchiveError, MemberNotFound
+from ..archive import MAX_INFLATE, ArchiveError, InflateBudget, InflateLimit, MemberNotFound
 from ..store.errors import BucketNotFound, InvalidName, ObjectNotFound
 from .errors import BadRequest, NotFound, RangeNotSatisfiable
 
@@ -145,21 +149,39 @@ class _Resolver:
         return None
 
 
-def build(req, storage, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=(), budget=None) -> Plan:
+def build(req, storage, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=(), *,
+          max_inflate=MAX_INFLATE) -> Plan:
     """Resolve `req` (a validated MossReq) against `storage` (a store Storage); `checked`:
-    (provider, bucket) pairs the caller already found to exist; `budget`: an archive
-    InflateBudget for the request's decompression."""
+    (provider, bucket) pairs the caller already found to exist; `max_inflate`: bytes the
+    request may decompress (0: no limit)."""
     for provider, bucket in {(e.provider, e.bucket) for e in req.entries}.difference(checked):
         if not storage.backend(provider, bucket).has_bucket(bucket):
             raise BucketNotFound(bucket, provider)
-    resolve = _Resolver(storage, len(req.entries), budget)
+    resolve = _Resolver(storage, len(req.entries), InflateBudget(max_inflate))
     items = []
     try:
         _resolve_all(req, resolve, items, max_soft_errs)
+        _require_inflate(items, resolve.budget)
     except BaseException:
         resolve.plan(req, items).close()
         raise
     return resolve.plan(req, items)
+
+
+def _require_inflate(items, budget):
+    """400 now when the members to decompress certainly need more than the budget allows."""
+    wanted = {}
+    for it in items:
+        if it.shard is not None:
+            wanted.setdefault(id(it.shard), (it.shard, []))[1].append(
+                (it.member, it.offset, it.size))
+    need = 0
+    try:
+        for shard, reads in wanted.values():
+            need += shard.inflate_cost(reads)
+            budget.require(need, shard.name)
+    except InflateLimit as exc:
+        raise BadRequest(f"cannot read archived files: {exc}") from None
 
 
 def _resolve_all(req, resolve, items, max_soft_errs):

@@ -37,8 +37,8 @@ class Moss:
         cfg = self.config
         mreq = parse(read_body(req, cfg.max_body), bucket, provider, max_entries=cfg.max_entries)
         plan = batch_plan.build(mreq, self.storage, max_soft_errs=cfg.max_soft_errs,
-                                checked=checked)
-        out = BatchOutput(plan, mreq.mime, multipart=not mreq.strm)
+                                checked=checked, max_inflate=cfg.max_inflate)
+        out = BatchOutput(plan, mreq.mime, multipart=not mreq.strm, window=cfg.window)
         out.on_close = lambda o: _log_batch(o, req.remote_addr, t0)
         resp.content_type = out.content_type
         if out.content_length is not None:

@@ -3,16 +3,21 @@
 Whole-object GETs go out as a file-like source so gunicorn sends them with sendfile; ranges
 and archived files are bounded iterators over the very version opened, so no WSGI server can
 send more than promised, and a concurrent PUT cannot mix two versions into one response.
+An archived file streams from its shard chunk by chunk, whatever its size; what it must
+decompress is limited by `max_inflate` (checked before the status line where possible).
 """
-import os
+import logging
+import socket
 
 import falcon
 
-from ..archive import MemberNotFound
+from ..archive import ArchiveError, InflateBudget, MemberNotFound
 from ..store import validate_archpath
 from ..store.errors import InvalidName
 from .buckets import body_stream, bucket_backend
 from .errors import AISError
+
+log = logging.getLogger("getbatch.server")
 
 
 def object_name(req, obj):
@@ -66,6 +71,34 @@ def _byte_range(req, size):
         raise AISError(416, f"range {req.get_header('Range')!r} not satisfiable for an object of "
                             f"{size} bytes", headers={"Content-Range": f"bytes */{size}"})
     return first, last - first + 1
+
+
+class _MemberStream:
+    """An archived file's `chunks` as a WSGI body that closes its shard when done. A failure
+    after the status line (a CRC-32 mismatch, max_inflate) closes the connection: the client
+    sees fewer bytes than Content-Length."""
+
+    def __init__(self, shard, chunks, what, sock):
+        self.shard = shard
+        self.chunks = chunks
+        self.what = what
+        self.sock = sock
+
+    def __iter__(self):
+        try:
+            yield from self.chunks
+        except ArchiveError as exc:
+            log.warning("GET %r aborted after the status line, connection closed: %s",
+                        self.what, exc)
+            if self.sock is None:
+                raise
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.shard.close()
 
 
 def _closing(chunks, source):
@@ -131,23 +164,21 @@ class Object:
         if req.get_param("archregx"):
             raise AISError(400, "archregx is not supported: name one archived file with archpath")
         validate_archpath(archpath)
-        shard = backend.open_shard(bucket, obj)
+        shard = backend.open_shard(bucket, obj, InflateBudget(self.config.max_inflate))
         try:
             try:
-                shard.lookup(archpath)
+                m = shard.lookup(archpath)
             except MemberNotFound:
                 raise AISError(404, f"{archpath} in {backend.provider}://{bucket}/{obj} does not "
                                     "exist", "ErrObjNotFound") from None
-            extent = shard.extent(archpath)
-            if extent is None:
-                resp.data = shard.read(archpath)
-                return
-            resp.content_length = extent[1]
-            resp.stream = _closing(_fd_chunks(shard.fileno(), *extent), shard)
-            shard = None
-        finally:
-            if shard is not None:
-                shard.close()
+            shard.budget.require(shard.inflate_cost([(archpath, 0, None)]), obj)
+            chunks = shard.iter_member(archpath)
+        except BaseException:
+            shard.close()
+            raise
+        resp.content_length = m.size
+        what = f"{backend.provider}://{bucket}/{obj}?archpath={archpath}"
+        resp.stream = _MemberStream(shard, chunks, what, req.env.get("gunicorn.socket"))
 
     def on_head(self, req, resp, bucket, obj):
         backend, bucket = bucket_backend(self.storage, req, bucket)
@@ -158,13 +189,3 @@ class Object:
     def on_delete(self, req, resp, bucket, obj):
         backend, bucket = bucket_backend(self.storage, req, bucket)
         backend.delete(bucket, object_name(req, obj))
-
-
-def _fd_chunks(fd, offset, length):
-    while length > 0:
-        data = os.pread(fd, min(length, 1 << 20), offset)
-        if not data:
-            raise OSError("archived file ended early (shard changed while being read?)")
-        offset += len(data)
-        length -= len(data)
-        yield data

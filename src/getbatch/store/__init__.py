@@ -26,4 +26,4 @@ __all__ = [
 
 def open_storage(config):
     """The Storage a node serves with `config`: today, the local data directory as `ais`."""
-    return Storage({"ais": LocalStore(config.data_dir)})
+    return Storage({"ais": LocalStore(config.data_dir, inflate_cache=config.inflate_cache)})

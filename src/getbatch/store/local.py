@@ -7,6 +7,7 @@ Layout (everything on one filesystem, so `rename` publishes atomically):
     <data_dir>/.sys/append/                 append sessions (AIS append/flush)
     <data_dir>/.sys/trash/                  destroyed buckets being removed
     <data_dir>/.sys/shard-index/            persisted shard indexes
+    <data_dir>/.sys/inflate-cache/          decompressed copies of compressed shards
     <data_dir>/.sys/locks/                  cross-process locks
 
 Several server worker processes share one data directory, so nothing is cached that
@@ -18,7 +19,7 @@ import secrets
 import shutil
 import stat as st_
 
-from ..archive import open_shard
+from ..archive import InflateCache, open_shard
 from . import attrs as meta
 from .append import AppendSessions
 from .attrs import attrs_from_stat
@@ -40,7 +41,9 @@ _PATH_MAX = 3072      # bytes per name: leaves room for the data dir within PATH
 class LocalStore(Backend):
     provider = "ais"
 
-    def __init__(self, data_dir, *, fsync=True, stale_after=STALE_AFTER):
+    def __init__(self, data_dir, *, fsync=True, stale_after=STALE_AFTER, inflate_cache=0):
+        """`inflate_cache`: bytes of disk the decompressed copies of compressed shards may
+        take (0: none; members are then decompressed for every request)."""
         # realpath once: symlink confinement compares resolved paths against it
         self.data_dir = os.path.realpath(data_dir)
         self.fsync = fsync
@@ -59,6 +62,8 @@ class LocalStore(Backend):
         self._appends = AppendSessions(self, self._publisher, os.path.join(sysdir, "append"))
         sweep(self._appends.dir, stale_after)
         sweep(self._trash, 0)
+        self._inflate_cache = (InflateCache(os.path.join(sysdir, "inflate-cache"), inflate_cache)
+                               if inflate_cache else None)
 
     def _probe_xattrs(self):
         fd, path = self._mkstemp()
@@ -272,7 +277,7 @@ class LocalStore(Backend):
         os.close(fd)
         try:
             return open_shard(self.object_path(bucket, name), index_dir=self._index_dir,
-                              name=name)
+                              name=name, budget=budget, cache=self._inflate_cache)
         except FileNotFoundError:
             raise ObjectNotFound(bucket, name) from None
 
