@@ -4,8 +4,11 @@ Every option has an environment variable (GETBATCH_HOST, GETBATCH_PORT, GETBATCH
 GETBATCH_THREADS, GETBATCH_DATA_DIR), so a service manager can configure it either way.
 """
 import argparse
+import math
 import os
 import sys
+
+from .config import Config, ConfigError
 
 SNIPPET = """\
 from aistore import Client
@@ -19,16 +22,18 @@ def _env(name, default):
     return os.environ.get(f"GETBATCH_{name}", default)
 
 
-def gunicorn_options(host, port, workers, threads, data_dir):
+def gunicorn_options(host, port, workers, threads, data_dir, config=None):
     """The gunicorn settings a node runs with; shared with the tests and benchmarks."""
+    config = config or Config()
     return {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
         "worker_class": "getbatch.server.worker.GetBatchWorker",
-        # well above the client's reuse window: a closed keep-alive connection costs the
-        # SDK a 1-2 s retry (ais-wire-protocol §6)
-        "keepalive": 75,
+        # default 75 s, well above the client's reuse window: a closed keep-alive
+        # connection costs the SDK a 1-2 s retry (ais-wire-protocol §6)
+        "keepalive": math.ceil(config.keepalive),
+        "worker_connections": config.max_connections,
         # batches run in threads; the gthread main loop keeps heart-beating meanwhile
         "timeout": 120,
         "graceful_timeout": 10,
@@ -42,11 +47,20 @@ def serve(args):
     from gunicorn.app.base import BaseApplication
 
     data_dir = os.path.abspath(args.data_dir)
+    try:
+        config = Config.load(flags={"host": args.host, "port": args.port, "workers": args.workers,
+                                    "threads": args.threads, "data_dir": data_dir})
+    except ConfigError as exc:
+        sys.exit(f"getbatch: {exc}")
     os.makedirs(data_dir, exist_ok=True)
     os.environ["GETBATCH_DATA_DIR"] = data_dir
-    opts = gunicorn_options(args.host, args.port, args.workers, args.threads, data_dir)
+    opts = gunicorn_options(args.host, args.port, args.workers, args.threads, data_dir, config)
 
     class Node(BaseApplication):
+        def __init__(self, config):
+            self.config = config   # the worker (server/worker.py) reads its settings here
+            super().__init__()
+
         def load_config(self):
             for k, v in opts.items():
                 self.cfg.set(k, v)
@@ -59,7 +73,7 @@ def serve(args):
     print(f"getbatch: serving {url} (data in {data_dir}, {args.workers} workers x "
           f"{args.threads} threads); Ctrl-C stops it.\nTry it with the AIStore SDK:\n\n"
           + SNIPPET.format(url=url), flush=True)
-    Node().run()
+    Node(config).run()
 
 
 def main(argv=None):
