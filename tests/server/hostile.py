@@ -43,16 +43,18 @@ def rst_close(s):
 class Hostile(threading.Thread):
     """Keeps `idle`, `slow`, `stalled` connections open and churns `vanishing` ones.
 
-    A connection the server closes is counted in `closed[kind]` with the seconds it
-    lived (`lifetimes[kind]`), and replaced if `replace` is set."""
+    When the server closes a connection, the seconds it lived go to `lifetimes[kind]`
+    and the first bytes it answered (if any) to `answers[kind]`; it is then replaced if
+    `replace` is set."""
 
     def __init__(self, port, idle=0, slow=0, stalled=0, vanishing=0, replace=False,
                  source="127.0.0.1"):
         super().__init__(daemon=True)
         self.port, self.source, self.replace = port, source, replace
         self.want = {"idle": idle, "slow": slow, "stalled": stalled, "vanishing": vanishing}
-        self.conns = []       # [sock, kind, opened_at, sent_bytes]
+        self.conns = []       # [sock, kind, opened_at, sent_bytes, received]
         self.lifetimes = {k: [] for k in self.want}
+        self.answers = {k: [] for k in self.want}
         self.opened = {k: 0 for k in self.want}
         self.stop_event = threading.Event()
 
@@ -62,7 +64,7 @@ class Hostile(threading.Thread):
         except OSError:
             return
         self.opened[kind] += 1
-        self.conns.append([s, kind, time.monotonic(), 0])
+        self.conns.append([s, kind, time.monotonic(), 0, b""])
 
     def _send(self, c, data):
         try:
@@ -73,13 +75,14 @@ class Hostile(threading.Thread):
         except OSError:
             return False
 
-    def _gone(self, s):
-        """True once the server has closed (EOF or reset); drains anything it said."""
+    def _gone(self, c):
+        """True once the server has closed (EOF or reset); keeps the start of its answer."""
         try:
             while True:
-                data = s.recv(65536)
+                data = c[0].recv(65536)
                 if not data:
                     return True
+                c[4] = (c[4] + data)[:64]
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:
@@ -93,14 +96,16 @@ class Hostile(threading.Thread):
             now = time.monotonic()
             keep = []
             for c in self.conns:
-                s, kind, opened, sent = c
+                s, kind, opened, sent, _ = c
                 if kind == "stalled" and sent == 0:
                     c[3] = len(STALLED_HEAD) if self._send(c, STALLED_HEAD) else 0
                 elif kind == "slow" and sent < len(SLOW_HEAD) and now - opened >= sent:
                     if self._send(c, SLOW_HEAD[sent:sent + 1]):
                         c[3] += 1
-                if self._gone(s):
+                if self._gone(c):
                     self.lifetimes[kind].append(now - opened)
+                    if c[4]:
+                        self.answers[kind].append(c[4])
                     s.close()
                     if self.replace:
                         self._open(kind)

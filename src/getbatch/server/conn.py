@@ -81,9 +81,9 @@ class Conn(TConn):
             self.need = end + (n if n <= BODY_BUFFER_MAX else 0)
         return len(self.head) >= self.need
 
-    def reset(self, data=b""):
-        """Start the next request on this connection with the bytes already read."""
-        self.head = bytearray(data)
+    def reset(self):
+        """Make way for the next request on this connection."""
+        self.head = bytearray()
         self.need = None
 
 

@@ -46,6 +46,7 @@ import logging
 import math
 import queue
 import selectors
+import signal
 import socket
 import sys
 import threading
@@ -69,7 +70,8 @@ ACCEPT_BATCH = 64      # connections accepted per wake-up, so that a flood canno
 SWEEP_EVERY = 0.1      # deadlines are checked at most this often (their precision)
 CLOSE_LINGER = 2.0     # a closing connection drains what the client still sends (RFC 9112 9.6)
 CLOSE_DRAIN_MAX = 64 << 10
-STOP_LINGER = 1.0      # graceful stop: how long idle and half-received connections stay open
+STOP_LINGER = 0.5      # graceful stop: how long idle and half-received connections stay open
+                       # (a request a client sent just before the stop still gets an answer)
 QUICK_GRACE = 1.0      # quick stop: how long threads get once their sockets are shut down
 ACCEPT_PAUSE = 0.5     # accept() failed for lack of fds or memory: retry after this long
 REPORT_EVERY = 30.0    # connections dropped for deadlines or caps are logged in one line per period
@@ -530,11 +532,11 @@ class GetBatchWorker(ThreadWorker):
             self._close_gracefully(conn)
         else:
             conn.sock.setblocking(False)
-            # a body drain can read into the next request: those bytes start it
-            conn.reset(conn.parser.unreader.take_buffered())
-            conn.held = len(conn.head)
+            # pipelined requests, or a body drain, leave bytes of the next request read
+            ahead = conn.parser.unreader.take_buffered()
+            conn.held = len(ahead)
             self.held += conn.held
-            if conn.take(b""):
+            if conn.take(ahead):
                 self._dispatch(conn)
                 return
             conn.idle = not conn.head
@@ -572,6 +574,10 @@ class GetBatchWorker(ThreadWorker):
         self._abort_all()
         self._report()
         self.tpool.shutdown()
+        # the master signals again (SIGTERM, SIGQUIT) while this process exits, when the
+        # interpreter may already have restored the default action (terminate, or dump core)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_IGN)
 
     def _abort_all(self):
         for conn in list(self.waiting):
