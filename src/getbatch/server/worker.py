@@ -502,7 +502,7 @@ class GetBatchWorker(ThreadWorker):
             conn.sock.setblocking(True)
             if conn.parser is None:
                 conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
-            conn.parser.unreader.unread(bytes(conn.head))
+            conn.parser.unreader.unread(conn.head)
             conn.reset()
             req = next(conn.parser)
             return self._keepalive_after(conn, self.handle_request(req, conn))
