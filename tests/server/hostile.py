@@ -103,7 +103,7 @@ class Hostile(threading.Thread):
                     if self._send(c, SLOW_HEAD[sent:sent + 1]):
                         c[3] += 1
                 if self._gone(c):
-                    self.lifetimes[kind].append(now - opened)
+                    self.lifetimes[kind].append(time.monotonic() - opened)
                     if c[4]:
                         self.answers[kind].append(c[4])
                     s.close()

@@ -4,7 +4,6 @@ and per client address, and idle keep-alive connections close after `keepalive`,
 before. Deadlines are set short through GETBATCH_* variables in the node's environment."""
 import json
 import select
-import socket
 import time
 
 import pytest
@@ -99,7 +98,8 @@ def test_hostile_connections_do_not_stall_normal_clients(guarded):
         i = 0
         while time.monotonic() < end and len(failures) < 3:
             name = f"o{i}"
-            timed("health", lambda: requests.get(guarded.url + "/v1/health", timeout=(5, 10)).raise_for_status())
+            timed("health", lambda: requests.get(guarded.url + "/v1/health",
+                                                 timeout=(5, 10)).raise_for_status())
             timed("put", lambda: b.object(name).get_writer().put_content(data))
             timed("get", lambda: check_get(name))
             timed("batch", lambda: check_batch([name, "o0"]))
@@ -116,7 +116,8 @@ def test_hostile_connections_do_not_stall_normal_clients(guarded):
     assert len(life["idle"]) >= 100 and len(life["slow"]) >= 100 and len(life["stalled"]) >= 60, \
         {k: len(v) for k, v in life.items()}
     for kind, limit in (("idle", HEADER_TIMEOUT), ("slow", HEADER_TIMEOUT), ("stalled", BODY_TIMEOUT)):
-        assert limit - 0.15 < min(life[kind]) and max(life[kind]) < limit + 1.5, (kind, min(life[kind]), max(life[kind]))
+        shortest, longest = min(life[kind]), max(life[kind])
+        assert limit - 0.15 < shortest and longest < limit + 1.5, (kind, shortest, longest)
     # a partial head or a stalled body is told why; an idle connection is just closed
     assert all(a.startswith(b"HTTP/1.1 408") for a in hostile.answers["slow"] + hostile.answers["stalled"])
     assert len(hostile.answers["slow"]) == len(life["slow"])
