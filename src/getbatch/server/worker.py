@@ -5,14 +5,15 @@ the zero-copy path for GetBatch bodies. Settings come from the node's `Config`.
 Slow, idle and vanishing clients. gthread hands each new connection to a pool thread,
 which then blocks reading the request head: a few dozen clients that connect and send
 nothing, or send a byte per second, hold every thread and the node stops answering.
-Here the event loop reads heads without blocking, buffering until a head is complete,
-and only then hands the connection (with the bytes read) to a thread. Deadlines:
+Here the event loop reads heads without blocking, buffering until a head is complete
+(and a body of known length up to conn.BODY_BUFFER_MAX with it), and only then hands the
+connection, with the bytes read, to a thread. Deadlines:
 - header_timeout: a new connection has this long from connecting, a kept-alive one from
   the first byte of its next request, to send a complete head; then it is closed (with a
   408 if part of a head came);
 - keepalive: an idle kept-alive connection is closed after this long;
-- body_timeout: a handler's read of the request body waits at most this long for each
-  byte (SO_RCVTIMEO); a stalled body fails the request (408) and closes the connection;
+- body_timeout: a request body may go this long without a byte, in the loop or in a
+  handler's read (SO_RCVTIMEO); then the request fails (408) and the connection closes;
 - send_timeout: a send waits at most this long for the client to take data (SO_SNDTIMEO,
   and the emit loop's poll).
 Caps: max_connections open connections per process (beyond it the listener is not
