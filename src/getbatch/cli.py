@@ -9,6 +9,7 @@ line on stderr and exit status 2 (usage) or 1 (environment), never a traceback p
 import argparse
 import errno
 import logging
+import math
 import os
 import resource
 import socket
@@ -43,9 +44,10 @@ def gunicorn_options(config, on_ready=None):
         "workers": config.workers,
         "threads": config.threads,
         "worker_class": "getbatch.server.worker.GetBatchWorker",
-        # well above the client's reuse window: a closed keep-alive connection costs the
-        # SDK a 1-2 s retry (ais-wire-protocol §6)
-        "keepalive": int(config.keepalive),
+        # default 75 s, well above the client's reuse window: a closed keep-alive
+        # connection costs the SDK a 1-2 s retry (ais-wire-protocol §6)
+        "keepalive": math.ceil(config.keepalive),
+        "worker_connections": config.max_connections,
         # batches run in threads; the gthread main loop keeps heart-beating meanwhile
         "timeout": 120,
         "graceful_timeout": 10,

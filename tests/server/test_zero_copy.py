@@ -49,8 +49,11 @@ def test_large_items_leave_with_sendfile(traced):
     assert all(n != len(small) for _, n in calls), "small items must go through the buffer"
 
 
-def test_sendfile_policy_by_peer(monkeypatch):
+def test_sendfile_policy_by_peer():
+    from getbatch.config import Config
     from getbatch.server import worker
+
+    config = Config()
 
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
@@ -59,10 +62,10 @@ def test_sendfile_policy_by_peer(monkeypatch):
     s, _ = ls.accept()
     a, b = socket.socketpair()
     try:
-        assert worker.sendfile_min_for(s) == worker.NEVER       # loopback: copies are faster
-        assert worker.sendfile_min_for(a) == worker.NEVER       # unix socket: local too
-        monkeypatch.setattr(worker, "SENDFILE_LOOPBACK", True)
-        assert worker.sendfile_min_for(s) == worker.SENDFILE_MIN
+        assert worker.sendfile_min_for(s, config) == worker.NEVER       # loopback: copies are faster
+        assert worker.sendfile_min_for(a, config) == worker.NEVER       # unix socket: local too
+        loopback = config.replace(sendfile_loopback=True, sendfile_min=4096)
+        assert worker.sendfile_min_for(s, loopback) == 4096
     finally:
         for x in (ls, c, s, a, b):
             x.close()

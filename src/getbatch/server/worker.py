@@ -1,48 +1,97 @@
-"""A gunicorn `gthread` worker that sends GetBatch TAR bodies through the Cython emit loop.
+"""The gunicorn worker getbatch runs under: gthread's thread pool, with request heads read
+in the event loop, deadlines and caps per connection, a stop that always completes, and
+the zero-copy path for GetBatch bodies. Settings come from the node's `Config`.
 
-gunicorn's own sendfile path covers only a response that is one file. This worker wraps
-the WSGI app: when the app answers with a `BatchOutput` of known length, gunicorn is
-handed an iterator whose first (empty) item makes it send the status line and headers,
-after which the emit loop writes the body straight to the client socket: small items
-gathered with pread into one buffer, large ones with sendfile. Other responses, and
-every response under any other worker or server, are iterated as usual.
+Slow, idle and vanishing clients. gthread hands each new connection to a pool thread,
+which then blocks reading the request head: a few dozen clients that connect and send
+nothing, or send a byte per second, hold every thread and the node stops answering.
+Here the event loop reads heads without blocking, buffering until a head is complete
+(and a body of known length up to conn.BODY_BUFFER_MAX with it), and only then hands the
+connection, with the bytes read, to a thread. Deadlines:
+- header_timeout: a new connection has this long from connecting, a kept-alive one from
+  the first byte of its next request, to send a complete head; then it is closed (with a
+  408 if part of a head came);
+- keepalive: an idle kept-alive connection is closed after this long;
+- body_timeout: a request body may go this long without a byte, in the loop or in a
+  handler's read (SO_RCVTIMEO); then the request fails (408) and the connection closes;
+- send_timeout: a send waits at most this long for the client to take data (SO_SNDTIMEO,
+  and the emit loop's poll).
+Caps: max_connections open connections per process (beyond it the listener is not
+polled: new connections wait in the kernel's backlog) and max_client_connections per
+client address (beyond it a new connection gets a minimal 503 and is closed).
 
-Where sendfile pays depends on the peer. Over loopback, measured on the project's
-2-core VM, copying through the 1 MiB buffer beat sendfile at every size (1 GiB object:
-3.3 vs 2.4 GB/s; 64 KiB objects: 40K vs 30K files/s), so loopback clients get copies.
-Remote clients get sendfile for items of GETBATCH_SENDFILE_MIN bytes (default 1 MiB)
-and more, sparing the CPU a copy. GETBATCH_SENDFILE_LOOPBACK=1 uses sendfile for
-loopback clients too.
+Stopping. SIGTERM stops gracefully: no new connections, requests in flight finish (for up
+to gunicorn's graceful_timeout), idle connections close within STOP_LINGER. SIGINT and
+SIGQUIT stop quickly (Ctrl-C reaches every process of the group, and the master then
+sends SIGQUIT): connections are shut down and threads get QUICK_GRACE to unwind. The
+signal handlers only set flags and wake the loop. gthread's quit handler shuts its
+executor down and raises SystemExit from inside the handler; run twice (SIGINT, then the
+master's SIGQUIT) it can deadlock, and the master SIGKILLs the worker after
+graceful_timeout. The pool's threads are daemon threads, so the process never waits at
+exit for a handler that does not return.
+
+Zero copy. gunicorn's own sendfile path covers only a response that is one file. The
+worker wraps the WSGI app: when the app answers with a `BatchOutput` of known length,
+gunicorn is handed an iterator whose first (empty) item makes it send the status line and
+headers, after which the emit loop writes the body straight to the client socket: small
+items gathered with pread into one buffer, large ones with sendfile. Other responses are
+iterated as usual. Where sendfile pays depends on the peer. Over loopback, measured on
+the project's 2-core VM, copying through the 1 MiB buffer beat sendfile at every size
+(1 GiB object: 3.3 vs 2.4 GB/s; 64 KiB objects: 40K vs 30K files/s), so loopback clients
+get copies. Remote clients get sendfile for items of `sendfile_min` bytes and more,
+sparing the CPU a copy; `sendfile_loopback` uses it for loopback clients too.
 """
+import errno
 import ipaddress
 import logging
-import os
+import math
+import queue
+import selectors
+import signal
 import socket
-import struct
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from functools import partial
 
+import falcon
+from gunicorn import http, util
 from gunicorn.workers.gthread import ThreadWorker
 
 from ..batch.assemble import BatchOutput
+from ..config import Config, ConfigError
+from .conn import HEAD_MAX, RECV_SIZE, ClientSocket, Conn, minimal_response, send_and_close
 
 log = logging.getLogger("getbatch.worker")
 
-SENDFILE_MIN = int(os.environ.get("GETBATCH_SENDFILE_MIN", 1 << 20))
-# a client that accepts no data for this long loses its batch (and frees the thread)
-SEND_TIMEOUT = float(os.environ.get("GETBATCH_SEND_TIMEOUT", "120"))
-SENDFILE_LOOPBACK = os.environ.get("GETBATCH_SENDFILE_LOOPBACK") == "1"
 NEVER = 1 << 62
+ACCEPT_BATCH = 64      # connections accepted per wake-up, so that a flood cannot starve the loop
+SWEEP_EVERY = 0.1      # deadlines are checked at most this often (their precision)
+CLOSE_LINGER = 2.0     # a closing connection drains what the client still sends (RFC 9112 9.6)
+CLOSE_DRAIN_MAX = 64 << 10
+STOP_LINGER = 0.5      # graceful stop: how long idle and half-received connections stay open
+                       # (a request a client sent just before the stop still gets an answer)
+QUICK_GRACE = 1.0      # quick stop: how long threads get once their sockets are shut down
+ACCEPT_PAUSE = 0.5     # accept() failed for lack of fds or memory: retry after this long
+REPORT_EVERY = 30.0    # connections dropped for deadlines or caps are logged in one line per period
+HELD_MAX = 64 << 20    # bytes of requests the loop holds at once; beyond, bodies are read in threads
+WORKER_BOOT_ERROR = 3  # gunicorn's exit code for "worker failed to boot": the master stops
 
 
-def sendfile_min_for(sock):
+# -- the WSGI side -------------------------------------------------------------------
+
+def sendfile_min_for(sock, config):
     """The item size from which the emit loop uses sendfile for this client."""
-    if SENDFILE_LOOPBACK:
-        return SENDFILE_MIN
+    if config.sendfile_loopback:
+        return config.sendfile_min
     try:
         peer = sock.getpeername()
         local = sock.family == socket.AF_UNIX or ipaddress.ip_address(peer[0]).is_loopback
     except (OSError, ValueError, IndexError, TypeError):
         local = False
-    return NEVER if local else SENDFILE_MIN
+    return NEVER if local else config.sendfile_min
 
 
 def _abort(body, sock, exc):
@@ -76,16 +125,18 @@ class _Guarded:
 class _DirectSend(_Guarded):
     """The zero-copy path: headers through gunicorn, then the emit loop on the socket."""
 
+    def __init__(self, body, sock, config):
+        super().__init__(body, sock)
+        self.config = config
+
     def __iter__(self):
         yield b""
         try:
-            # the socket is blocking here: bound each write so a stalled client cannot pin
-            # this thread (the emit loop turns the timeout into an EmitError)
-            secs = int(SEND_TIMEOUT)
-            usecs = int((SEND_TIMEOUT - secs) * 1e6)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", secs, usecs))
-            self.body.emit_to(self.sock.fileno(), sendfile_min_for(self.sock),
-                              timeout_ms=int(SEND_TIMEOUT * 1000))
+            # every blocking send on the socket waits at most send_timeout (ClientSocket);
+            # the emit loop bounds its own waits for room the same, and turns a timeout
+            # into an EmitError: a stalled client cannot pin this thread
+            self.body.emit_to(self.sock.fileno(), sendfile_min_for(self.sock, self.config),
+                              timeout_ms=int(self.config.send_timeout * 1000))
         except Exception as exc:
             _abort(self.body, self.sock, exc)
 
@@ -93,18 +144,449 @@ class _DirectSend(_Guarded):
 class ZeroCopyApp:
     """WSGI middleware that routes zero-copy batch bodies to the client socket."""
 
-    def __init__(self, app):
+    def __init__(self, app, config):
         self.app = app
+        self.config = config
 
     def __call__(self, environ, start_response):
         result = self.app(environ, start_response)
         sock = environ.get("gunicorn.socket")
         if isinstance(result, BatchOutput) and sock is not None:
-            return _DirectSend(result, sock) if result.zero_copy else _Guarded(result, sock)
+            return _DirectSend(result, sock, self.config) if result.zero_copy else _Guarded(result, sock)
         return result
 
 
+class _Input:
+    """wsgi.input, with the failures of a slow or vanished client turned into HTTP errors
+    the app renders (408, 400) rather than internal errors. gunicorn marks the body as
+    failed, so the connection closes after the answer."""
+
+    def __init__(self, body, environ, config):
+        self.body = body
+        self.environ = environ
+        self.config = config
+
+    def read(self, size=None):
+        return self._guard(self.body.read, size)
+
+    def readline(self, size=None):
+        return self._guard(self.body.readline, size)
+
+    def readlines(self, hint=None):
+        return self._guard(self.body.readlines, hint)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def _guard(self, read, arg):
+        try:
+            return read(arg)
+        except (BlockingIOError, TimeoutError):
+            # SO_RCVTIMEO fired: no byte for body_timeout
+            secs = self.config.body_timeout
+            e = self.environ
+            log.info("%s %s from %s: request body stalled for %gs (body_timeout); request dropped",
+                     e.get("REQUEST_METHOD"), e.get("PATH_INFO"), e.get("REMOTE_ADDR"), secs)
+            raise falcon.HTTPError(falcon.HTTP_408, description=(
+                f"request body stalled: no data for {secs:g}s (body_timeout)")) from None
+        except ConnectionError:
+            raise falcon.HTTPError(falcon.HTTP_400, description=(
+                "the client closed the connection in the middle of the request body")) from None
+
+
+class BodyDeadline:
+    """WSGI middleware that hands the app the guarded wsgi.input (see _Input)."""
+
+    def __init__(self, app, config):
+        self.app = app
+        self.config = config
+
+    def __call__(self, environ, start_response):
+        environ["wsgi.input"] = _Input(environ["wsgi.input"], environ, self.config)
+        return self.app(environ, start_response)
+
+
+# -- the worker ----------------------------------------------------------------------
+
+class _DaemonPool:
+    """The request threads: a ThreadPoolExecutor's submit(), on daemon threads. A stopping
+    worker waits for its requests as long as it decides (see _stop); an executor's
+    threads are joined at interpreter exit however long a handler blocks."""
+
+    def __init__(self, n):
+        self._jobs = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._run, name=f"request-{i}", daemon=True)
+                         for i in range(n)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn, *args):
+        fut = Future()
+        self._jobs.put((fut, fn, args))
+        return fut
+
+    def _run(self):
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fut, fn, args = job
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn(*args))
+                except BaseException as exc:
+                    fut.set_exception(exc)
+
+    def shutdown(self, wait=False):
+        for _ in self._threads:
+            self._jobs.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
+
+
 class GetBatchWorker(ThreadWorker):
+    """See the module docstring. Connections live in one of two places: `waiting` (on the
+    poller: reading a head, kept alive, or lingering while closing) or `busy` (a thread
+    serves a request on it)."""
+
+    def init_process(self):
+        try:
+            self.config = getattr(self.app, "config", None) or Config.load()
+        except ConfigError as exc:
+            self.log.error("getbatch worker: %s", exc)
+            sys.exit(WORKER_BOOT_ERROR)
+        if self.cfg.is_ssl:
+            self.log.error("getbatch worker: TLS is not supported here; terminate it in a front "
+                           "proxy (docs/front-proxy.md)")
+            sys.exit(WORKER_BOOT_ERROR)
+        # gunicorn's own knobs follow the Config (handle_request() closes each connection
+        # after its response when keepalive is 0)
+        self.cfg.set("keepalive", math.ceil(self.config.keepalive))
+        self.worker_connections = self.max_keepalived = self.config.max_connections
+        self.waiting = set()
+        self.busy = set()
+        self.per_client = Counter()
+        self.dropped = Counter()         # (reason, client) -> connections, until the next report
+        self.held = 0                    # bytes of requests the loop holds (HELD_MAX)
+        self.next_report = 0.0
+        self.next_sweep = math.inf
+        self.wait_cap = math.inf         # no wait ends later than this (set when stopping)
+        self.accept_paused_until = 0.0
+        self.quitting = False
+        self.listener_names = {}
+        super().init_process()
+
     def load_wsgi(self):
         super().load_wsgi()
-        self.wsgi = ZeroCopyApp(self.wsgi)
+        self.wsgi = ZeroCopyApp(BodyDeadline(self.wsgi, self.config), self.config)
+
+    def get_thread_pool(self):
+        return _DaemonPool(self.cfg.threads)
+
+    # signals: flags and a wake-up only (SimpleQueue.put and a non-blocking pipe write
+    # are safe in a handler); the loop does the rest
+    def handle_exit(self, sig, frame):
+        self.alive = False
+        self.method_queue.defer(lambda: None)
+
+    def handle_quit(self, sig, frame):
+        self.alive = False
+        self.quitting = True
+        self.method_queue.defer(lambda: None)
+
+    def run(self):
+        self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ,
+                             self.method_queue.run_callbacks)
+        while self.alive:
+            self.notify()
+            now = time.monotonic()
+            self.set_accept_enabled(self.nr_conns < self.config.max_connections
+                                    and now >= self.accept_paused_until)
+            timeout = min(1.0, self.next_sweep - now)
+            if now < self.accept_paused_until:
+                timeout = min(timeout, self.accept_paused_until - now)
+            self.wait_for_and_dispatch_events(max(0.0, timeout))
+            if not self.is_parent_alive():
+                self.alive = False
+            self._sweep()
+            self._report()
+        self._stop()
+
+    # -- accepting
+
+    def accept(self, listener):
+        server = self.listener_names.get(listener)
+        if server is None:
+            server = self.listener_names[listener] = listener.getsockname()
+        for _ in range(ACCEPT_BATCH):
+            if self.nr_conns >= self.config.max_connections:
+                return
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                # out of fds or memory: the listener stays readable, so pause rather than spin
+                log.error("cannot accept connections for now (%s); retrying in %gs", exc, ACCEPT_PAUSE)
+                self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+                self.set_accept_enabled(False)
+                return
+            key = addr[0] if isinstance(addr, tuple) and addr else "local"
+            limit = self.config.max_client_connections
+            if self.per_client[key] >= limit:
+                self._count("refused", key)
+                send_and_close(sock, minimal_response(
+                    503, "Service Unavailable",
+                    f"too many connections from {key}: at most {limit} per client address "
+                    "and server process (max_client_connections)", ("Retry-After: 1",)))
+                continue
+            try:
+                csock = ClientSocket.adopt(sock, self.config.body_timeout, self.config.send_timeout)
+            except OSError:
+                util.close(sock)
+                continue
+            self.per_client[key] += 1
+            self.nr_conns += 1
+            self._wait(Conn(self.cfg, csock, addr, server, key),
+                       time.monotonic() + self.config.header_timeout)
+
+    # -- connections on the poller
+
+    def _wait(self, conn, deadline):
+        conn.deadline = min(deadline, self.wait_cap)
+        self.next_sweep = min(self.next_sweep, conn.deadline)
+        self.waiting.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
+
+    def _unwait(self, conn):
+        if conn in self.waiting:
+            self.waiting.discard(conn)
+            self.poller.unregister(conn.sock)
+
+    def _readable(self, conn, _sock):
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if conn.closing:
+            conn.drained += len(data)
+            if not data or conn.drained > CLOSE_DRAIN_MAX:
+                self._close(conn)
+            return
+        if not data:  # the client left
+            self._close(conn)
+            return
+        if conn.idle:
+            # the next request has begun: the head deadline runs from now
+            conn.idle = False
+            conn.deadline = min(time.monotonic() + self.config.header_timeout, self.wait_cap)
+            self.next_sweep = min(self.next_sweep, conn.deadline)
+        conn.held += len(data)
+        self.held += len(data)
+        if conn.take(data) or (conn.need is not None and self.held > HELD_MAX):
+            self._unwait(conn)
+            self._dispatch(conn)
+        elif conn.need is not None:
+            # reading a body: it may stall body_timeout between bytes
+            conn.deadline = min(time.monotonic() + self.config.body_timeout, self.wait_cap)
+            self.next_sweep = min(self.next_sweep, conn.deadline)
+        elif len(conn.head) > HEAD_MAX:
+            self._close(conn, minimal_response(
+                431, "Request Header Fields Too Large",
+                f"request head over {HEAD_MAX // 1024} KiB without its end"))
+
+    def _release(self, conn):
+        self.held -= conn.held
+        conn.held = 0
+
+    def _dispatch(self, conn):
+        self._release(conn)
+        self.busy.add(conn)
+        self.enqueue_req(conn)
+
+    def _sweep(self):
+        """Close the connections whose wait is over."""
+        now = time.monotonic()
+        if now < self.next_sweep:
+            return
+        nxt = math.inf
+        for conn in list(self.waiting):
+            if conn.deadline > now:
+                nxt = min(nxt, conn.deadline)
+            elif conn.closing or conn.idle:
+                self._close(conn)
+            elif conn.need is not None:
+                self._count("stalled body")
+                self._close(conn, minimal_response(
+                    408, "Request Timeout",
+                    f"request body stalled: no data for {self.config.body_timeout:g}s (body_timeout)"))
+            elif conn.head:
+                self._count("partial head")
+                self._close(conn, minimal_response(
+                    408, "Request Timeout",
+                    f"no complete request head within {self.config.header_timeout:g}s (header_timeout)"))
+            else:
+                self._count("no head")
+                self._close(conn)
+        self.next_sweep = max(nxt, now + SWEEP_EVERY)
+
+    def _close(self, conn, answer=None):
+        if conn.closed:
+            return
+        conn.closed = True
+        self._unwait(conn)
+        self._release(conn)
+        self.nr_conns -= 1
+        left = self.per_client[conn.key] - 1
+        if left > 0:
+            self.per_client[conn.key] = left
+        else:
+            del self.per_client[conn.key]
+        if answer is None:
+            util.close(conn.sock)
+        else:
+            send_and_close(conn.sock, answer)
+
+    def _close_gracefully(self, conn):
+        """Half-close, then drain what the client still sends until it closes too, so that
+        unread request bytes do not make the kernel reset the connection under the last
+        response (RFC 9112 9.6); in the loop, where gunicorn blocks a thread on it."""
+        try:
+            conn.sock.setblocking(False)
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.closing = True
+        self._wait(conn, time.monotonic() + CLOSE_LINGER)
+
+    def _count(self, reason, client=None):
+        if self.alive:  # while stopping, closing connections is no news
+            self.dropped[reason, client] += 1
+
+    def _report(self):
+        """One log line per period for the connections closed or refused for deadlines and caps."""
+        now = time.monotonic()
+        if not self.dropped or now < self.next_report:
+            return
+        parts = []
+        for (reason, client), n in sorted(self.dropped.items(), key=lambda kv: -kv[1]):
+            if reason == "refused":
+                parts.append(f"{n} refused from {client} (over max_client_connections "
+                             f"{self.config.max_client_connections})")
+            elif reason == "stalled body":
+                parts.append(f"{n} closed with a request body stalled for "
+                             f"{self.config.body_timeout:g}s (body_timeout)")
+            else:
+                parts.append(f"{n} closed with {'part of a' if reason == 'partial head' else 'no'} "
+                             f"request head after {self.config.header_timeout:g}s (header_timeout)")
+        log.warning("slow, idle or excess client connections: %s", "; ".join(parts))
+        self.dropped.clear()
+        self.next_report = now + REPORT_EVERY
+
+    # -- requests in threads
+
+    def handle(self, conn):
+        """Serve one request whose head the loop has buffered. Runs in a pool thread;
+        returns whether the connection stays open for another request."""
+        req = None
+        try:
+            conn.sock.setblocking(True)
+            if conn.parser is None:
+                conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+            conn.parser.unreader.unread(conn.head)
+            conn.reset()
+            req = next(conn.parser)
+            return self._keepalive_after(conn, self.handle_request(req, conn))
+        except (StopIteration, http.errors.NoMoreData):
+            pass
+        except (BlockingIOError, TimeoutError):
+            log.info("client %s stopped taking or sending data (send_timeout %gs, body_timeout %gs); "
+                     "connection closed", conn.client[0] if isinstance(conn.client, tuple) else "local",
+                     self.config.send_timeout, self.config.body_timeout)
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN):
+                log.warning("connection from %s failed: %s", conn.client, exc)
+        except Exception as exc:
+            self.handle_error(req, conn.sock, conn.client, exc)
+        return False
+
+    def finish_request(self, conn, fut):
+        """A thread is done with `conn` (runs in the loop)."""
+        self.busy.discard(conn)
+        try:
+            keep = fut.result()
+        except BaseException:
+            keep = False
+        if self.quitting:
+            self._close(conn)
+        elif not keep:
+            self._close_gracefully(conn)
+        else:
+            conn.sock.setblocking(False)
+            # pipelined requests, or a body drain, leave bytes of the next request read
+            ahead = conn.parser.unreader.take_buffered()
+            conn.held = len(ahead)
+            self.held += conn.held
+            if conn.take(ahead):
+                self._dispatch(conn)
+                return
+            conn.idle = not conn.head
+            wait = self.config.keepalive if conn.idle else self.config.header_timeout
+            self._wait(conn, time.monotonic() + wait)
+
+    # -- stopping
+
+    def _stop(self):
+        self.set_accept_enabled(False)
+        for s in self.sockets:
+            util.close(s)
+        now = time.monotonic()
+        quick = False
+        self.wait_cap = now + STOP_LINGER
+        for conn in self.waiting:
+            conn.deadline = min(conn.deadline, self.wait_cap)
+        self.next_sweep = now
+        limit = now + max(0.5, self.cfg.graceful_timeout - 1.0)
+        while True:
+            if self.quitting and not quick:   # SIGINT or SIGQUIT, possibly during a graceful stop
+                quick = True
+                self.cfg.worker_int(self)
+                self._abort_all()
+                limit = min(limit, time.monotonic() + QUICK_GRACE)
+            if not (self.waiting or self.busy) or time.monotonic() >= limit:
+                break
+            self.notify()
+            self.wait_for_and_dispatch_events(0.05 if quick else 0.2)
+            self._sweep()
+        if self.busy:
+            log.warning("stopping with %d request(s) unfinished after %s", len(self.busy),
+                        f"{QUICK_GRACE:g}s (quick stop)" if quick else
+                        f"{self.cfg.graceful_timeout:g}s (graceful_timeout)")
+        self._abort_all()
+        self._report()
+        self.tpool.shutdown()
+        # the master signals again (SIGTERM, SIGQUIT) while this process exits, when the
+        # interpreter may already have restored the default action (terminate, or dump core)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_IGN)
+
+    def _abort_all(self):
+        for conn in list(self.waiting):
+            self._close(conn)
+        # the threads own these sockets: shutting them down makes their blocking calls
+        # return at once, and each thread then finishes and hands its connection back
+        for conn in self.busy:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

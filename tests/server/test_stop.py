@@ -1,0 +1,127 @@
+"""`getbatch serve` stops cleanly and promptly: Ctrl-C (SIGINT to the whole process group,
+as a terminal sends it) after SDK traffic, many times over, and SIGTERM, which lets a
+request in flight finish."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+from getbatch.store.local import LocalStore
+
+from .conftest import free_port, make_client
+
+ROUNDS = 20
+
+
+def _start(data_dir, env=None):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "getbatch.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
+         "--workers", "1", "--threads", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env=dict(os.environ, **(env or {})))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/v1/health", timeout=1).ok:
+                return proc, url, port
+        except requests.RequestException:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"server did not come up:\n{proc.communicate()[0].decode()}")
+
+
+def _stop(proc, sig):
+    """Signal the whole group; (seconds until the server exited, its output)."""
+    t0 = time.monotonic()
+    os.killpg(proc.pid, sig)
+    try:
+        out, _ = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+    return time.monotonic() - t0, out.decode("utf-8", "replace")
+
+
+def _sdk_traffic(url, i):
+    client = make_client(url, timeout=(5, 30))
+    b = client.bucket("stop")
+    b.create(exist_ok=True)
+    b.object(f"a{i}").get_writer().put_content(b"a" * 1000)
+    b.object("b").get_writer().put_content(b"b" * 70_000)
+    assert b.object(f"a{i}").get_reader().read_all() == b"a" * 1000
+    got = [(info.obj_name, data) for info, data in client.batch([f"a{i}", "b"], bucket=b).get()]
+    assert got == [(f"a{i}", b"a" * 1000), ("b", b"b" * 70_000)]
+    return client   # still referenced: its keep-alive connections stay open over the stop
+
+
+def _assert_clean(rc, secs, out, what, limit=2.0):
+    assert rc == 0, f"{what}: exit code {rc}\n{out}"
+    assert "SIGKILL" not in out and "Traceback" not in out, f"{what}:\n{out}"
+    assert secs < limit, f"{what}: took {secs:.2f}s to stop\n{out}"
+
+
+def test_ctrl_c_after_sdk_traffic_stops_cleanly_every_time(tmp_path):
+    times = []
+    for i in range(ROUNDS):
+        proc, url, _ = _start(tmp_path / "data")
+        try:
+            client = _sdk_traffic(url, i)
+            secs, out = _stop(proc, signal.SIGINT)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        del client
+        _assert_clean(proc.returncode, secs, out, f"Ctrl-C, round {i}")
+        times.append(secs)
+    print(f"Ctrl-C stop times: max {max(times):.2f}s, mean {sum(times) / len(times):.2f}s")
+
+
+def test_sigterm_stops_promptly_after_sdk_traffic(tmp_path):
+    for i in range(3):
+        proc, url, _ = _start(tmp_path / "data")
+        try:
+            client = _sdk_traffic(url, i)
+            secs, out = _stop(proc, signal.SIGTERM)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        del client
+        # idle keep-alive connections stay open STOP_LINGER (0.5 s) for a request in flight
+        _assert_clean(proc.returncode, secs, out, f"SIGTERM, round {i}", limit=3.0)
+
+
+def test_sigterm_lets_the_request_in_flight_finish(tmp_path):
+    proc, url, port = _start(tmp_path / "data")
+    try:
+        assert requests.post(url + "/v1/buckets/inflight?provider=ais", json={"action": "create-bck"}).ok
+        body = os.urandom(3 << 20)    # larger than the loop buffers: a thread reads it
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"PUT /v1/objects/inflight/o?provider=ais HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body[:1 << 20])
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)
+        time.sleep(0.3)
+        s.sendall(body[1 << 20:])
+        s.settimeout(5)
+        answer = s.recv(4096)
+        closed = s.recv(4096) == b""      # then the stopping worker closes the connection
+        s.close()
+        out, _ = proc.communicate(timeout=15)
+        secs = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = out.decode("utf-8", "replace")
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert closed
+    _assert_clean(proc.returncode, secs, out, "SIGTERM with a request in flight", limit=4.0)
+    f, _ = LocalStore(str(tmp_path / "data")).open("inflight", "o")
+    with f:
+        assert f.read() == body
