@@ -76,6 +76,7 @@ STOP_LINGER = 0.5      # graceful stop: how long idle and half-received connecti
 QUICK_GRACE = 1.0      # quick stop: how long threads get once their sockets are shut down
 ACCEPT_PAUSE = 0.5     # accept() failed for lack of fds or memory: retry after this long
 REPORT_EVERY = 30.0    # connections dropped for deadlines or caps are logged in one line per period
+UNREAD_MAX = 1 << 20   # a body left unread beyond this is not drained to reach the next request
 HELD_MAX = 64 << 20    # bytes of requests the loop holds at once; beyond, bodies are read in threads
 WORKER_BOOT_ERROR = 3  # gunicorn's exit code for "worker failed to boot": the master stops
 
@@ -519,6 +520,18 @@ class GetBatchWorker(ThreadWorker):
         except Exception as exc:
             self.handle_error(req, conn.sock, conn.client, exc)
         return False
+
+    def handle_request(self, req, conn):
+        """gunicorn's, except that a request whose body was left largely unread (refused with
+        a 413, say) closes its connection instead of reading the rest to reach the next
+        request: a client must not be able to keep a thread busy sending a body nobody reads."""
+        keep = super().handle_request(req, conn)
+        unread = getattr(getattr(req, "body", None), "reader", None)
+        if keep and getattr(unread, "length", 0) > UNREAD_MAX:
+            log.info("closing the connection of %s: %d request body bytes left unread",
+                     conn.client[0] if isinstance(conn.client, tuple) else "local", unread.length)
+            return False
+        return keep
 
     def finish_request(self, conn, fut):
         """A thread is done with `conn` (runs in the loop)."""
