@@ -1,5 +1,4 @@
 """ZIP reading: central directory and member bytes cross-checked against zipfile; damage never crashes."""
-import importlib
 import io
 import itertools
 import os
@@ -10,14 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from getbatch.archive import CorruptArchive, MemberNotFound, NotAnArchive, _accel, open_writer
-from getbatch.archive import zipshard
+from getbatch.archive import zipcd
 from getbatch.archive.zipshard import ZipShard
 
-PARSERS = [_accel.load_pure("zipcd_py")]
-try:
-    PARSERS.append(importlib.import_module("getbatch.archive._czipcd"))
-except ImportError:  # pure build
-    pass
+PARSERS = list(_accel.implementations("zipcd").values())  # the twin alone in a pure build
 
 _counter = itertools.count()
 ALLOWED = (CorruptArchive, NotAnArchive, MemberNotFound)
@@ -139,8 +134,8 @@ def test_reads_own_writer_output(tmp_path):
 def test_directory_parsed_once(tmp_path, monkeypatch):
     path = make_zip(tmp_path / "c.zip", [("a", b"1", 0)])
     calls = []
-    real = zipshard._zipcd.read_central_directory
-    monkeypatch.setattr(zipshard._zipcd, "read_central_directory",
+    real = zipcd.read_central_directory
+    monkeypatch.setattr(zipcd, "read_central_directory",
                         lambda *a: calls.append(a) or real(*a))
     for _ in range(3):
         with ZipShard(path) as sh:

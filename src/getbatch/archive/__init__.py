@@ -11,6 +11,11 @@ Reading::
         sh.read("a/b.jpg")                    # one member
         sh.read_many(["x.wav", "a/b.jpg"])    # many, in this order, one pass
 
+    open_shard(fd, name="bucket/shard-000.tar", version="7")   # an open fd, taken over
+
+Every cached index belongs to one version of one shard: it is keyed by the identity of the
+fd being read (device, inode, size, mtime, ctime) plus the caller's `version` string.
+
 Writing::
 
     with open_writer("tar", sink) as w:       # sink: anything with .write(bytes)

@@ -27,7 +27,7 @@ def extract_to(shard, dest, names=None):
     """Write the named regular-file members (default: all) under `dest`; return the paths."""
     if names is None:
         names = [m.name for m in shard.members() if m.kind == FILE]
-    rels = [check_member_name(shard.path, n) for n in names]
+    rels = [check_member_name(shard.name, n) for n in names]
     out = []
     for rel, data in zip(rels, shard.read_many(names)):
         target = os.path.join(dest, rel)

@@ -6,12 +6,18 @@ Every reader (TAR, compressed TAR, ZIP) returns `Member` records and implements
 import os
 from typing import NamedTuple
 
+from .shardfile import adopt, identify
+
 # Member kinds. Only FILE members are ever read as data.
 FILE = "file"
 DIR = "dir"
 SYMLINK = "symlink"
 HARDLINK = "hardlink"
 OTHER = "other"
+
+# Longest member name accepted, in bytes (PATH_MAX). A longer one makes the shard corrupt: a
+# hostile archive must not make a reader hold or index megabytes of name per member.
+NAME_MAX = 4096
 
 
 class Member(NamedTuple):
@@ -39,6 +45,19 @@ def name_variants(name: str):
     return [n for n in out if n != name]
 
 
+def find_variant(table, name):
+    """(key, value) of `name` in `table` (a dict keyed by member name), else of the first of
+    its name_variants present; None when neither is."""
+    value = table.get(name)
+    if value is not None:
+        return name, value
+    for alt in name_variants(name):
+        value = table.get(alt)
+        if value is not None:
+            return alt, value
+    return None
+
+
 class Shard:
     """An opened input archive. Subclasses: TarShard, CompressedTarShard, ZipShard.
 
@@ -46,9 +65,21 @@ class Shard:
     extraction order and AIStore's shard index agree on for lookups).
     """
 
-    format: str  # "tar", "tgz", "tar.lz4" or "zip"
-    path: str
-    _fd = -1     # the shard file, open while the Shard is
+    format: str            # "tar", "tgz", "tar.lz4" or "zip"
+    path: str | None       # None when opened from an fd
+    name: str              # names the shard in errors
+    identity = None        # shardfile.Identity of the version being read
+    _fd = -1               # the shard file, open while the Shard is
+
+    def _attach(self, path_or_fd, name, version):
+        """Take over the shard file (a path to open, or an open fd) and learn its identity.
+        On failure the fd is closed, even one the caller handed over."""
+        self._fd, self.path, self.name = adopt(path_or_fd, name)
+        try:
+            self.identity = identify(self._fd, self.name, version)
+        except BaseException:
+            self.close()
+            raise
 
     def members(self) -> list:
         """Every entry in archive order, directories and links included."""
