@@ -19,7 +19,7 @@ ALLOWED = (CorruptArchive, NotAnArchive, MemberNotFound)
 
 
 def fresh(tmp_path, blob):
-    """A new file per archive: the directory cache is keyed by path, size and mtime."""
+    """A new file per archive (the directory cache is keyed by the file's identity)."""
     path = tmp_path / ("z%d.zip" % next(_counter))
     path.write_bytes(blob)
     return path
@@ -156,6 +156,32 @@ def test_crc_mismatch_detected(tmp_path):
     with ZipShard(fresh(tmp_path, bytes(bad))) as sh:
         with pytest.raises(CorruptArchive, match="CRC"):
             sh.read("d")
+
+
+@pytest.mark.parametrize("first", ["extent", "read"])
+def test_corrupt_stored_member_fails_before_it_is_served(tmp_path, first):
+    """A stored member is served zero-copy from extent(): its CRC is checked there, once."""
+    blob = bytearray(make_zip(tmp_path / "s.zip", [("ok", b"fine" * 1000, 0),
+                                                   ("bad", b"payload" * 5000, 0)]).read_bytes())
+    blob[blob.index(b"payload" * 100) + 12345] ^= 0x20
+    with ZipShard(fresh(tmp_path, bytes(blob))) as sh:
+        calls = ("extent", "read") if first == "extent" else ("read", "extent")
+        for call in calls * 2:
+            with pytest.raises(CorruptArchive, match="CRC-32 mismatch in bad"):
+                getattr(sh, call)("bad")
+        off, size = sh.extent("ok")
+        assert os.pread(sh.fileno(), size, off) == b"fine" * 1000
+
+
+def test_stored_member_crc_checked_once_per_version(tmp_path, monkeypatch):
+    path = fresh(tmp_path, make_zip(tmp_path / "s.zip", [("a", b"x" * 300_000, 0)]).read_bytes())
+    reads = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: reads.append(n) or real(fd, n, off))
+    for _ in range(3):
+        with ZipShard(path) as sh:
+            assert sh.extent("a")[1] == 300_000
+    assert reads.count(300_000) == 1  # the member's bytes, read once for its CRC
 
 
 def test_unsupported_method(tmp_path):
