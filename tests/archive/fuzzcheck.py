@@ -124,9 +124,12 @@ def first_files(members):
     return files
 
 
-def read_all(path, **kw):
-    """(format, members, {name: member looked up}, {name: bytes}, {name: extent}, read_many)."""
-    with open_shard(path, version=str(next(_version)), **kw) as sh:
+def read_all(path, version=None, **kw):
+    """(format, members, {name: member looked up}, {name: bytes}, {name: extent}, read_many).
+    A fresh shard version unless `version` is given."""
+    if version is None:
+        version = str(next(_version))
+    with open_shard(path, version=version, **kw) as sh:
         members = sh.members()
         files = first_files(members)
         found = {n: sh.lookup(n) for n in files}
@@ -299,11 +302,11 @@ def check_zip(blob, files):
 # ---- persisted index
 
 def check_index(index_blob, shard_path, idx_dir, truth, sealed):
-    """Open `shard_path` with `index_blob` in place of its persisted index. An index that is
-    not sealed by us (the digest no longer matches) must never be used: the shard reads as
-    `truth` ({name: bytes}, members). A re-sealed (forged) one may be used only if it passes
-    the sanity checks: reads then stay inside the shard's data, and nothing but ArchiveError
-    is raised."""
+    """Open `shard_path` (version "") with `index_blob` in place of its persisted index. An
+    index that is not sealed by us (the digest no longer matches) must never be used: the
+    shard reads as `truth` (members, {name: bytes}). A re-sealed (forged) one may be used only
+    if it passes the sanity checks: reads then stay inside the shard's data, and nothing but
+    ArchiveError is raised."""
     fd = os.open(shard_path, os.O_RDONLY)
     try:
         target = index._index_file(idx_dir, fd)
@@ -314,12 +317,16 @@ def check_index(index_blob, shard_path, idx_dir, truth, sealed):
     os.replace(target + ".tmp", target)
     index.clear_cache()
     members, contents = truth
+    loads = index.STATS["loads"]
     with bounded(), memory_cap(4 * MiB + 4 * len(index_blob)):
-        got = outcome(read_all, shard_path, index_dir=idx_dir)
+        got = outcome(read_all, shard_path, "", index_dir=idx_dir)
+    used = index.STATS["loads"] > loads
     if not sealed:
+        assert not used, "a damaged index was used"
         assert got[0] == "ok" and got[1][1] == members
         assert got[1][3] == contents
         return got
+    note("forged index used" if used else "forged index refused")
     if got[0] == "ok":
         size = os.path.getsize(shard_path)
         with open(shard_path, "rb") as f:

@@ -1,6 +1,4 @@
 """Damaged shards: truncation and byte flips raise only the documented errors, never hang."""
-import contextlib
-import signal
 import tarfile
 
 import pytest
@@ -9,6 +7,7 @@ from hypothesis import strategies as st
 
 from getbatch.archive import (CorruptArchive, MemberNotFound, NotAnArchive, _accel, index,
                               open_shard)
+from fuzzcheck import bounded, outcome
 from tarhelp import compress, header, make_tar, pad, pax_record, special, text
 
 SCANNERS = _accel.implementations("tarscan")
@@ -25,20 +24,6 @@ SLOW = settings(max_examples=40, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@contextlib.contextmanager
-def bounded(seconds=10):
-    """Fail instead of hanging."""
-    def on_alarm(*_):
-        raise TimeoutError("shard reader did not finish")
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def exercise(path):
     """Open, list and read every file; return the members and the bytes read (None for
     members not found)."""
@@ -53,13 +38,6 @@ def exercise(path):
                 out[name] = None
         sh.read_many([n for n in FILES if out[n] is not None][::-1])
     return members, out
-
-
-def outcome(fn, *args, **kw):
-    try:
-        return fn(*args, **kw)
-    except CorruptArchive as exc:
-        return ("CorruptArchive", str(exc))
 
 
 @SLOW

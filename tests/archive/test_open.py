@@ -10,8 +10,8 @@ import pytest
 from getbatch.archive import CorruptArchive, NotAnArchive, index, open_shard
 from getbatch.archive.tarshard import CompressedTarShard, TarShard
 from getbatch.archive.zipshard import ZipShard
+from fuzzcheck import bounded
 from tarhelp import make_tar, write_shard
-from test_corrupt import bounded
 
 TAR = make_tar([("a", b"alpha"), ("d/b", b"beta" * 300)])
 

@@ -27,7 +27,8 @@ from .errors import (ArchiveError, CorruptArchive, EmitError, MemberNotFound, No
 from .member import DIR, FILE, HARDLINK, OTHER, SYMLINK, Member, Shard
 from .formats import FORMATS, detect_format
 from .shards import open_shard
-from .writers import OUTPUT_FORMATS, open_writer, tar_header, tar_entry_size
+from .tarheader import tar_entry_size, tar_header
+from .writers import OUTPUT_FORMATS, open_writer
 from .emit import emit
 from .extract import extract_to
 

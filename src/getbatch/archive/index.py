@@ -45,10 +45,9 @@ _SUFFIX = ".gbidx"
 _BLOCK = 512
 _READ_OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
-CACHE_SIZE = 256  # indexes kept in memory; a 1000-member index is ~150 KB
 STATS = {"hits": 0, "loads": 0, "builds": 0, "saves": 0, "rejects": 0}  # tests, diagnostics
 
-_cache = LRU(CACHE_SIZE)
+_cache = LRU(256)  # indexes kept in memory; a 1000-member index is ~150 KB
 
 
 def file_cap(shard_size):
@@ -120,7 +119,7 @@ def cached(fd, ident, fmt, *, index_dir=None):
     idx = _load(file, ident, fmt)
     if idx is not None:
         STATS["loads"] += 1
-        _remember(key, idx)
+        _cache.put(key, idx)
     return idx
 
 
@@ -130,7 +129,7 @@ def store(fd, ident, fmt, members, data_len, *, index_dir=None):
     for plain TAR, the decompressed length seen by the scan for compressed shards)."""
     idx = ShardIndex.from_members(members)
     STATS["builds"] += 1
-    _remember((ident, fmt), idx)
+    _cache.put((ident, fmt), idx)
     if index_dir is not None:
         file = _index_file(index_dir, fd)
         if file is not None:
@@ -149,11 +148,6 @@ def get(fd, ident, fmt, build, *, index_dir=None):
 
 def clear_cache():
     _cache.clear()
-
-
-def _remember(key, idx):
-    _cache.maxsize = CACHE_SIZE
-    _cache.put(key, idx)
 
 
 def _index_file(index_dir, fd):

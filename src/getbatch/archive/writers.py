@@ -19,7 +19,7 @@ import zlib
 import lz4.frame
 
 from .errors import ArchiveError
-from .tarheader import tar_entry_size, tar_header
+from .tarheader import tar_header
 from .zipformat import (CENTRAL, DEFLATED, DESCRIPTOR, DESCRIPTOR64, END, END64, FLAG_DESCRIPTOR,
                         FLAG_UTF8, LOCAL, LOCATOR64, STORED, U16, U32, ZIP64_EXTRA)
 
