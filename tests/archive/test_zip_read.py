@@ -184,6 +184,26 @@ def test_stored_member_crc_checked_once_per_version(tmp_path, monkeypatch):
     assert reads.count(300_000) == 1  # the member's bytes, read once for its CRC
 
 
+def test_entries_sharing_a_local_header_are_each_bounds_checked(tmp_path):
+    """Found by fuzzing: a second directory entry pointing at an already-resolved local header
+    with a compressed size of 1.6 GB made the reader allocate that much before failing."""
+    import tracemalloc
+    blob = bytearray(make_zip(tmp_path / "s.zip", [("a", b"alpha", 0), ("b", b"beta" * 50, 8)])
+                     .read_bytes())
+    second = blob.rindex(b"PK\x01\x02")
+    blob[second + 20:second + 24] = (1_600_000_000).to_bytes(4, "little")  # csize
+    blob[second + 42:second + 46] = bytes(4)                               # a's local header
+    tracemalloc.start()
+    try:
+        with ZipShard(fresh(tmp_path, bytes(blob))) as sh:
+            assert sh.read("a") == b"alpha"
+            with pytest.raises(CorruptArchive, match="runs past the end"):
+                sh.read("b")
+        assert tracemalloc.get_traced_memory()[1] < 10_000_000
+    finally:
+        tracemalloc.stop()
+
+
 def test_unsupported_method(tmp_path):
     blob = bytearray(make_zip(tmp_path / "m.zip", [("a", b"abc", 0)]).read_bytes())
     cd = blob.rindex(b"PK\x01\x02")

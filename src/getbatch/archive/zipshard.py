@@ -80,18 +80,18 @@ class ZipShard(Shard):
 
     def _data_offset(self, m):
         off = self._offsets.get(m.offset)
-        if off is not None:
-            return off
-        head = os.pread(self._fd, LOCAL.size, m.offset) if m.offset >= 0 else b""
-        if len(head) != LOCAL.size or head[:4] != LOCAL.signature:
-            raise CorruptArchive(self.name, f"bad local header for {m.name}")
-        fields = LOCAL.struct.unpack(head)
-        if fields[2] & FLAG_ENCRYPTED:
-            raise CorruptArchive(self.name, f"{m.name} is encrypted")
-        off = m.offset + LOCAL.size + fields[-2] + fields[-1]
+        if off is None:
+            head = os.pread(self._fd, LOCAL.size, m.offset) if m.offset >= 0 else b""
+            if len(head) != LOCAL.size or head[:4] != LOCAL.signature:
+                raise CorruptArchive(self.name, f"bad local header for {m.name}")
+            fields = LOCAL.struct.unpack(head)
+            if fields[2] & FLAG_ENCRYPTED:
+                raise CorruptArchive(self.name, f"{m.name} is encrypted")
+            off = m.offset + LOCAL.size + fields[-2] + fields[-1]
+            self._offsets[m.offset] = off
+        # checked per member, not per local header: directory entries may share one
         if off + m.csize > self._size or m.csize < 0:
             raise CorruptArchive(self.name, f"data of {m.name} runs past the end of the file")
-        self._offsets[m.offset] = off
         return off
 
     def _stored_extent(self, m):
