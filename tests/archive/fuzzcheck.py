@@ -149,7 +149,9 @@ def tarfile_files(blob):
     - a GNU sparse member: a regular file to tarfile, an unreadable OTHER entry to us;
     - an old-style regular file (typeflag NUL) whose header name and final (PAX / long) name
       disagree on a trailing '/': tarfile decides directory-or-file on the header name, we on
-      the final name.
+      the final name;
+    - a GNU long name with no NUL within its declared size: tarfile reads on into the block
+      padding, we (like GNU tar) take exactly the declared bytes.
     tarfile also validates numeric fields we do not use (mode, uid, gid, mtime, device
     numbers) and silently ends the archive at a header where one is malformed: it may list
     fewer members, which check_tar allows for by comparing that prefix."""
@@ -172,7 +174,23 @@ def tarfile_files(blob):
             return None
         if h[156] == 0 and header_name.endswith(b"/") != m.name.endswith("/"):
             return None
+        if _unterminated_long_name(blob, m.offset, m.offset_data - 512):
+            return None
     return [(m.name, m.offset_data, m.size if m.isreg() else None) for m in members]
+
+
+def _unterminated_long_name(blob, pos, end):
+    """True if a GNU long-name header between `pos` and `end` has no NUL in its payload."""
+    while pos < end:
+        size_field = blob[pos + 124:pos + 136].split(b"\0", 1)[0].strip()
+        try:
+            size = int(size_field or b"0", 8)
+        except ValueError:
+            return False
+        if blob[pos + 156:pos + 157] == b"L" and b"\0" not in blob[pos + 512:pos + 512 + size]:
+            return True
+        pos += 512 + -(-size // 512) * 512
+    return False
 
 
 def check_tar(blob, files, compare_tarfile=True):
