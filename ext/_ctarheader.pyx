@@ -3,11 +3,13 @@
 
 The common case - an ASCII name that fits ustar and a size below 8 GiB - is one
 memcpy of a cached template block plus the name, two octal fields and the checksum.
-Everything else (PAX path/size records, base-256 fields) takes the twin's rules,
-written here in plain Python because it is rare.
+Everything else (PAX path/size records, base-256 fields) is rare and goes to the twin's
+own Python code.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memcpy, memset, memchr
+
+from . import tarheader_py
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object)
@@ -110,7 +112,7 @@ cdef inline bytes _header(object name, long long size, long long mtime, long lon
         out = _fast(c, n, size, mtime, mode, uid, gid)
         if out is not None:
             return out
-    return _general(name, size, mtime, mode, uid, gid)
+    return tarheader_py.tar_header(name, size, mtime, mode, uid, gid)
 
 
 def tar_header(name, long long size, long long mtime=0, long long mode=0o644,
@@ -139,76 +141,4 @@ def tar_entry_size(name, long long size):
             hi = n - 2 if n - 2 < 155 else 155
             if lo <= hi and memchr(c + lo, 47, hi - lo + 1) != NULL:
                 return 512 + data
-    return len(_general(name, size, 0, 0o644, 0, 0)) + data
-
-
-# ---- the general path: PAX records, base-256 fields (same rules as tarheader_py)
-
-def _numeric(value, width):
-    if value < 0:
-        raise ValueError(f"negative header field: {value}")
-    if value < 8 ** (width - 1):
-        return b"%0*o\x00" % (width - 1, value)
-    if value >= 256 ** (width - 1):
-        raise ValueError(f"header field too large: {value}")
-    return b"\x80" + value.to_bytes(width - 1, "big")
-
-
-def _block(name, prefix, size, mtime, mode, uid, gid, typeflag):
-    block = bytearray(512)
-    block[0:len(name)] = name
-    block[100:108] = _numeric(mode, 8)
-    block[108:116] = _numeric(uid, 8)
-    block[116:124] = _numeric(gid, 8)
-    block[124:136] = _numeric(size, 12)
-    block[136:148] = _numeric(mtime, 12)
-    block[148:156] = b"        "
-    block[156] = typeflag
-    block[257:265] = b"ustar\x0000"
-    block[329:345] = b"0000000\x000000000\x00"
-    block[345:345 + len(prefix)] = prefix
-    block[148:156] = b"%06o\x00 " % sum(block)
-    return bytes(block)
-
-
-def _split(encoded):
-    n = len(encoded)
-    lo = max(1, n - 101)
-    hi = min(155, n - 2)
-    if lo > hi:
-        return None
-    cut = encoded.find(b"/", lo, hi + 1)
-    if cut < 0:
-        return None
-    return encoded[:cut], encoded[cut + 1:]
-
-
-def _pax_record(key, value):
-    payload = b" %s=%s\n" % (key, value)
-    length = len(payload) + 1
-    while len(str(length)) + len(payload) != length:
-        length = len(str(length)) + len(payload)
-    return b"%d%s" % (length, payload)
-
-
-def _general(name, size, mtime, mode, uid, gid):
-    if "\x00" in name:
-        raise ValueError("NUL in TAR member name")
-    encoded = name.encode("utf-8", "surrogateescape")
-    big = size >= OCTAL11
-    if name.isascii() and not big:
-        if len(encoded) <= 100:
-            return _block(encoded, b"", size, mtime, mode, uid, gid, 0x30)
-        if len(encoded) <= 255:
-            parts = _split(encoded)
-            if parts is not None:
-                return _block(parts[1], parts[0], size, mtime, mode, uid, gid, 0x30)
-    if name.isascii() and len(encoded) <= 100:
-        records, ustar_name = b"", encoded
-    else:
-        records, ustar_name = _pax_record(b"path", encoded), name.encode("ascii", "replace")[:100]
-    if big:
-        records += _pax_record(b"size", b"%d" % size)
-    return (_block(b"././@PaxHeader", b"", len(records), mtime, mode, uid, gid, 0x78)
-            + records + bytes((512 - len(records) % 512) % 512)
-            + _block(ustar_name, b"", size, mtime, mode, uid, gid, 0x30))
+    return tarheader_py.tar_entry_size(name, size)

@@ -2,23 +2,26 @@
 """Cython twin of `tarscan_py`: the TAR header walk in C, same API, same results and errors.
 
 Bounds checks are off for the module, so every access is checked by hand against the source
-length before the pointer is formed; a corrupt or truncated shard raises CorruptArchive.
+length before the pointer is formed; a corrupt or truncated shard raises CorruptArchive. The
+limits (EXT_MAX, NAME_MAX, SIZE_MAX) are the twin's, imported from it.
 """
 import os
 
 from libc.stdint cimport int64_t
-from libc.string cimport memchr
+from libc.string cimport memchr, memcmp
 from libc.errno cimport errno, EINTR
 from posix.unistd cimport pread
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
 from .errors import CorruptArchive
-from .member import DIR, FILE, HARDLINK, OTHER, SYMLINK, Member
+from .member import DIR, FILE, HARDLINK, NAME_MAX, OTHER, SYMLINK, Member
+from . import tarscan_py
 
 cdef enum:
     BLOCK = 512
-    EXT_MAX = 8 << 20  # see tarscan_py.EXT_MAX
-cdef int64_t MAX_SIZE = 1LL << 62  # see tarscan_py.MAX_SIZE
+cdef int64_t EXT_MAX = tarscan_py.EXT_MAX
+cdef Py_ssize_t NAME_LIMIT = NAME_MAX
+cdef int64_t MAX_SIZE = tarscan_py.SIZE_MAX
 
 cdef bytes _ZERO = bytes(BLOCK)
 cdef object _tuple_new = tuple.__new__
@@ -165,7 +168,10 @@ cdef int _parse_pax(bytes payload, dict out) except -1:
                 break
         if eq < 0:
             raise ValueError("bad PAX record (no '=')")
-        out[payload[space + 1:eq]] = payload[eq + 1:rec_end - 1]
+        # only the records that change what is indexed are kept (tarscan_py.PAX_KEPT)
+        if eq - space - 1 == 4 and (memcmp(p + space + 1, b"path", 4) == 0
+                                    or memcmp(p + space + 1, b"size", 4) == 0):
+            out[payload[space + 1:eq]] = payload[eq + 1:rec_end - 1]
         pos = rec_end
     return 0
 
@@ -173,7 +179,7 @@ cdef int _parse_pax(bytes payload, dict out) except -1:
 cdef tuple _walk(Src* s, int64_t base, bint partial, list members):
     """Parse headers from position 0; returns (next header position, saw end-of-archive)."""
     cdef int64_t n = s.n
-    cdef int64_t pos = 0, group, size, data
+    cdef int64_t pos = 0, group, size, data, ext_total
     cdef const unsigned char* h
     cdef unsigned char typ
     cdef bint have_ext
@@ -187,6 +193,7 @@ cdef tuple _walk(Src* s, int64_t base, bint partial, list members):
         long_name = None
         pax = None
         have_ext = False
+        ext_total = 0
         while True:
             if pos + BLOCK > n:
                 if partial:
@@ -210,8 +217,10 @@ cdef tuple _walk(Src* s, int64_t base, bint partial, list members):
             typ = h[156]
             data = pos + BLOCK
             if typ == b'L' or typ == b'K' or typ == b'x' or typ == b'X' or typ == b'g':
-                if size > EXT_MAX:
-                    raise ValueError(f"extended header at {base + pos} too large ({size})")
+                ext_total += size
+                if ext_total > EXT_MAX:
+                    raise ValueError(f"extended header at {base + pos} too large ({size} "
+                                     f"bytes, {ext_total} for one member; limit {EXT_MAX})")
                 if data + size > n:
                     if partial:
                         return group, False
@@ -243,6 +252,9 @@ cdef tuple _walk(Src* s, int64_t base, bint partial, list members):
                     raw = (<const char*>h + 345)[:lp] + b"/" + (<const char*>h)[:ln]
             if raw is None:
                 raw = (<const char*>h)[:ln]
+        if len(raw) > NAME_LIMIT:
+            raise ValueError(f"member name at offset {base + group} is {len(raw)} bytes "
+                             f"long (limit {NAME_LIMIT})")
         if pax is not None and b"size" in pax:
             tail = pax[b"size"]
             if not _isdigits(tail) or int(tail) > MAX_SIZE:

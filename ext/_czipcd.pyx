@@ -2,9 +2,10 @@
 """A ZIP's central directory as Member records (Cython; pure-Python twin: zipcd_py.py).
 
 Same rules as the twin: find the end record (after any comment), follow the ZIP64
-locator, correct offsets for prepended data, decode each entry. Member.offset is the
-LOCAL HEADER offset. Bounds checking is off for the module, so every read below is
-guarded by hand against the length of the buffer it reads from.
+locator, correct offsets for prepended data, decode each entry, refuse names longer than
+member.NAME_MAX. Member.offset is the LOCAL HEADER offset. Record sizes and field offsets
+come from zipformat.py (read once at import). Bounds checking is off for the module, so
+every read below is guarded by hand against the length of the buffer it reads from.
 """
 import os
 
@@ -12,16 +13,34 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp
 
-from getbatch.archive.errors import CorruptArchive, NotAnArchive
-from getbatch.archive.member import DIR, FILE, Member
+from .errors import CorruptArchive, NotAnArchive
+from .member import DIR, FILE, NAME_MAX, Member
+from . import zipformat as zf
 
 cdef extern from "Python.h":
     object PyUnicode_DecodeUTF8(const char*, Py_ssize_t, const char*)
     object PyUnicode_DecodeASCII(const char*, Py_ssize_t, const char*)
     object PyUnicode_Decode(const char*, Py_ssize_t, const char*, const char*)
 
-cdef uint64_t U32 = 0xFFFFFFFF
-cdef Py_ssize_t TAIL = 22 + 65535
+cdef uint64_t U32 = zf.U32
+cdef Py_ssize_t NAME_LIMIT = NAME_MAX
+cdef bytes SIG_END = zf.END.signature, SIG_CENTRAL = zf.CENTRAL.signature
+cdef bytes SIG_END64 = zf.END64.signature, SIG_LOCATOR64 = zf.LOCATOR64.signature
+cdef Py_ssize_t END_SIZE = zf.END.size, END64_SIZE = zf.END64.size
+cdef Py_ssize_t LOCATOR64_SIZE = zf.LOCATOR64.size, CENTRAL_SIZE = zf.CENTRAL.size
+cdef Py_ssize_t TAIL = END_SIZE + zf.MAX_COMMENT
+cdef Py_ssize_t END_COMMENT_LEN = zf.END.offset["comment_len"]
+cdef Py_ssize_t END_CD_SIZE = zf.END.offset["cd_size"], END_CD_OFFSET = zf.END.offset["cd_offset"]
+cdef Py_ssize_t END64_CD_SIZE = zf.END64.offset["cd_size"]
+cdef Py_ssize_t END64_CD_OFFSET = zf.END64.offset["cd_offset"]
+cdef Py_ssize_t CD_FLAGS = zf.CENTRAL.offset["flags"], CD_METHOD = zf.CENTRAL.offset["method"]
+cdef Py_ssize_t CD_CRC = zf.CENTRAL.offset["crc"], CD_CSIZE = zf.CENTRAL.offset["csize"]
+cdef Py_ssize_t CD_USIZE = zf.CENTRAL.offset["usize"]
+cdef Py_ssize_t CD_NAME_LEN = zf.CENTRAL.offset["name_len"]
+cdef Py_ssize_t CD_EXTRA_LEN = zf.CENTRAL.offset["extra_len"]
+cdef Py_ssize_t CD_COMMENT_LEN = zf.CENTRAL.offset["comment_len"]
+cdef Py_ssize_t CD_OFFSET = zf.CENTRAL.offset["offset"]
+cdef uint16_t UTF8 = zf.FLAG_UTF8, ZIP64_EXTRA = zf.ZIP64_EXTRA
 
 
 cdef inline uint16_t rd16(const unsigned char* p) noexcept:
@@ -42,11 +61,12 @@ cdef Py_ssize_t _find_end(bytes tail):
     cdef Py_ssize_t n = PyBytes_GET_SIZE(tail)
     cdef const unsigned char* t = <const unsigned char*>PyBytes_AS_STRING(tail)
     cdef Py_ssize_t pos, last = -1
-    for pos in range(n - 22, -1, -1):
-        if t[pos] == 0x50 and memcmp(t + pos, b"PK\x05\x06", 4) == 0:
+    cdef const char* sig = SIG_END
+    for pos in range(n - END_SIZE, -1, -1):
+        if t[pos] == 0x50 and memcmp(t + pos, sig, 4) == 0:
             if last < 0:
                 last = pos
-            if pos + 22 + rd16(t + pos + 20) == n:
+            if pos + END_SIZE + rd16(t + pos + END_COMMENT_LEN) == n:
                 return pos
     return last
 
@@ -62,26 +82,28 @@ cdef tuple _end_record(int fd, long long file_size, object label):
     if pos < 0:
         raise NotAnArchive(label, "no ZIP end-of-central-directory record")
     t = <const unsigned char*>PyBytes_AS_STRING(tail) + pos
-    cdef uint64_t cd_size = rd32(t + 12), cd_offset = rd32(t + 16)
+    cdef uint64_t cd_size = rd32(t + END_CD_SIZE), cd_offset = rd32(t + END_CD_OFFSET)
     cdef long long end = file_size - tail_len + pos
-    if end >= 20:
-        locator = os.pread(fd, 20, end - 20)
-        if len(locator) == 20 and locator[:4] == b"PK\x06\x07":
+    cdef long long start
+    if end >= LOCATOR64_SIZE:
+        locator = os.pread(fd, LOCATOR64_SIZE, end - LOCATOR64_SIZE)
+        if len(locator) == LOCATOR64_SIZE and locator[:4] == SIG_LOCATOR64:
             # ZIP64: the record sits right before its locator (zipfile assumes the same)
-            if end < 76:
+            start = end - LOCATOR64_SIZE - END64_SIZE
+            if start < 0:
                 raise CorruptArchive(label, "truncated ZIP64 end record")
-            rec = os.pread(fd, 56, end - 76)
-            if len(rec) != 56 or rec[:4] != b"PK\x06\x06":
+            rec = os.pread(fd, END64_SIZE, start)
+            if len(rec) != END64_SIZE or rec[:4] != SIG_END64:
                 raise CorruptArchive(label, "bad ZIP64 end-of-central-directory record")
             r = <const unsigned char*>PyBytes_AS_STRING(rec)
-            cd_size, cd_offset = rd64(r + 40), rd64(r + 48)
-            end -= 76
+            cd_size, cd_offset = rd64(r + END64_CD_SIZE), rd64(r + END64_CD_OFFSET)
+            end = start
     return cd_size, cd_offset, end
 
 
 cdef int _zip64_extra(const unsigned char* e, Py_ssize_t n, uint64_t* usize, uint64_t* csize,
                       uint64_t* offset, object label) except -1:
-    """Replace the 0xFFFFFFFF fields from the ZIP64 extra field (id 1), in APPNOTE order."""
+    """Replace the 0xFFFFFFFF fields from the ZIP64 extra field, in APPNOTE order."""
     cdef Py_ssize_t p = 0, q, stop
     cdef uint16_t tag, length
     cdef uint64_t* fields[3]
@@ -91,7 +113,7 @@ cdef int _zip64_extra(const unsigned char* e, Py_ssize_t n, uint64_t* usize, uin
         tag, length = rd16(e + p), rd16(e + p + 2)
         if p + 4 + length > n:
             raise CorruptArchive(label, "corrupt extra field in central directory")
-        if tag == 1:
+        if tag == ZIP64_EXTRA:
             q, stop = p + 4, p + 4 + length
             for i in range(3):
                 if fields[i][0] == U32:
@@ -126,15 +148,17 @@ def read_central_directory(int fd, long long file_size, label):
     cdef uint64_t csize, usize, offset
     cdef bint ascii
     cdef list out = []
+    cdef const char* csig = SIG_CENTRAL
     while p < n:
         e = base + p
-        if p + 46 > n or memcmp(e, b"PK\x01\x02", 4) != 0:
+        if p + CENTRAL_SIZE > n or memcmp(e, csig, 4) != 0:
             raise CorruptArchive(label, f"bad central directory entry at {p}")
-        flags, method, crc = rd16(e + 8), rd16(e + 10), rd32(e + 16)
-        csize, usize = rd32(e + 20), rd32(e + 24)
-        nlen, elen, clen = rd16(e + 28), rd16(e + 30), rd16(e + 32)
-        offset = rd32(e + 42)
-        q = p + 46
+        flags, method, crc = rd16(e + CD_FLAGS), rd16(e + CD_METHOD), rd32(e + CD_CRC)
+        csize, usize = rd32(e + CD_CSIZE), rd32(e + CD_USIZE)
+        nlen, elen = rd16(e + CD_NAME_LEN), rd16(e + CD_EXTRA_LEN)
+        clen = rd16(e + CD_COMMENT_LEN)
+        offset = rd32(e + CD_OFFSET)
+        q = p + CENTRAL_SIZE
         p = q + nlen + elen + clen
         if p > n:
             raise CorruptArchive(label, "central directory entry runs past its end")
@@ -144,6 +168,8 @@ def read_central_directory(int fd, long long file_size, label):
         nul = memchr(nm, 0, nlen)
         if nul != NULL:
             nlen = <const unsigned char*>nul - nm
+        if nlen > NAME_LIMIT:
+            raise CorruptArchive(label, f"member name of {nlen} bytes (limit {NAME_LIMIT})")
         ascii = True
         for i in range(nlen):
             if nm[i] >= 128:
@@ -152,7 +178,7 @@ def read_central_directory(int fd, long long file_size, label):
         try:
             if ascii:
                 name = PyUnicode_DecodeASCII(<const char*>nm, nlen, NULL)
-            elif flags & 0x800:
+            elif flags & UTF8:
                 name = PyUnicode_DecodeUTF8(<const char*>nm, nlen, NULL)
             else:
                 name = PyUnicode_Decode(<const char*>nm, nlen, "cp437", NULL)

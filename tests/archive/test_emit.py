@@ -8,12 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from getbatch.archive import _accel
 
-IMPLS = [_accel.load_pure("emit_py")]
-try:
-    IMPLS.append(_accel.load("_cemit", "emit_py"))
-except ImportError:  # pure build: the twin is checked alone
-    pass
-IMPLS = list({m.__name__: m for m in IMPLS}.values())
+IMPLS = list(_accel.implementations("emit").values())  # the twin alone in a pure build
 
 
 def _drain(sock, out):

@@ -1,5 +1,4 @@
 """TAR header packing: tarfile reads every header back, the Cython and pure twins agree byte for byte."""
-import importlib
 import io
 import tarfile
 
@@ -8,11 +7,8 @@ from hypothesis import given, settings, strategies as st
 
 from getbatch.archive import _accel
 
-PURE = _accel.load_pure("tarheader_py")
-try:
-    CY = importlib.import_module("getbatch.archive._ctarheader")
-except ImportError:  # pure build
-    CY = None
+PURE = _accel.implementations("tarheader")["python"]
+CY = _accel.implementations("tarheader").get("cython")  # None in a pure build
 IMPLS = [PURE] + ([CY] if CY is not None else [])
 GiB = 1 << 30
 

@@ -13,9 +13,8 @@ from getbatch.archive import (DIR, FILE, HARDLINK, OTHER, SYMLINK, CorruptArchiv
 from getbatch.archive.tarshard import CompressedTarShard, TarShard
 from tarhelp import header, make_tar, pad, pax_record, special, write_shard
 
-tarscan = _accel.load("_ctarscan", "tarscan_py")
-pure = _accel.load_pure("tarscan_py")
-TWINS = [pure] if tarscan is pure else [tarscan, pure]
+TWINS = list(_accel.implementations("tarscan").values())
+tarscan = TWINS[-1]
 FORMATS = {"gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT, "ustar": tarfile.USTAR_FORMAT}
 KIND_OF = {tarfile.REGTYPE: FILE, tarfile.DIRTYPE: DIR, tarfile.SYMTYPE: SYMLINK,
            tarfile.LNKTYPE: HARDLINK, tarfile.CHRTYPE: OTHER, tarfile.BLKTYPE: OTHER,

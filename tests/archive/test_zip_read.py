@@ -1,5 +1,4 @@
 """ZIP reading: central directory and member bytes cross-checked against zipfile; damage never crashes."""
-import importlib
 import io
 import itertools
 import os
@@ -10,21 +9,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from getbatch.archive import CorruptArchive, MemberNotFound, NotAnArchive, _accel, open_writer
-from getbatch.archive import zipshard
+from getbatch.archive import zipcd
 from getbatch.archive.zipshard import ZipShard
 
-PARSERS = [_accel.load_pure("zipcd_py")]
-try:
-    PARSERS.append(importlib.import_module("getbatch.archive._czipcd"))
-except ImportError:  # pure build
-    pass
+PARSERS = list(_accel.implementations("zipcd").values())  # the twin alone in a pure build
 
 _counter = itertools.count()
 ALLOWED = (CorruptArchive, NotAnArchive, MemberNotFound)
 
 
 def fresh(tmp_path, blob):
-    """A new file per archive: the directory cache is keyed by path, size and mtime."""
+    """A new file per archive (the directory cache is keyed by the file's identity)."""
     path = tmp_path / ("z%d.zip" % next(_counter))
     path.write_bytes(blob)
     return path
@@ -139,8 +134,8 @@ def test_reads_own_writer_output(tmp_path):
 def test_directory_parsed_once(tmp_path, monkeypatch):
     path = make_zip(tmp_path / "c.zip", [("a", b"1", 0)])
     calls = []
-    real = zipshard._zipcd.read_central_directory
-    monkeypatch.setattr(zipshard._zipcd, "read_central_directory",
+    real = zipcd.read_central_directory
+    monkeypatch.setattr(zipcd, "read_central_directory",
                         lambda *a: calls.append(a) or real(*a))
     for _ in range(3):
         with ZipShard(path) as sh:
@@ -161,6 +156,52 @@ def test_crc_mismatch_detected(tmp_path):
     with ZipShard(fresh(tmp_path, bytes(bad))) as sh:
         with pytest.raises(CorruptArchive, match="CRC"):
             sh.read("d")
+
+
+@pytest.mark.parametrize("first", ["extent", "read"])
+def test_corrupt_stored_member_fails_before_it_is_served(tmp_path, first):
+    """A stored member is served zero-copy from extent(): its CRC is checked there, once."""
+    blob = bytearray(make_zip(tmp_path / "s.zip", [("ok", b"fine" * 1000, 0),
+                                                   ("bad", b"payload" * 5000, 0)]).read_bytes())
+    blob[blob.index(b"payload" * 100) + 12345] ^= 0x20
+    with ZipShard(fresh(tmp_path, bytes(blob))) as sh:
+        calls = ("extent", "read") if first == "extent" else ("read", "extent")
+        for call in calls * 2:
+            with pytest.raises(CorruptArchive, match="CRC-32 mismatch in bad"):
+                getattr(sh, call)("bad")
+        off, size = sh.extent("ok")
+        assert os.pread(sh.fileno(), size, off) == b"fine" * 1000
+
+
+def test_stored_member_crc_checked_once_per_version(tmp_path, monkeypatch):
+    path = fresh(tmp_path, make_zip(tmp_path / "s.zip", [("a", b"x" * 300_000, 0)]).read_bytes())
+    reads = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: reads.append(n) or real(fd, n, off))
+    for _ in range(3):
+        with ZipShard(path) as sh:
+            assert sh.extent("a")[1] == 300_000
+    assert reads.count(300_000) == 1  # the member's bytes, read once for its CRC
+
+
+def test_entries_sharing_a_local_header_are_each_bounds_checked(tmp_path):
+    """Found by fuzzing: a second directory entry pointing at an already-resolved local header
+    with a compressed size of 1.6 GB made the reader allocate that much before failing."""
+    import tracemalloc
+    blob = bytearray(make_zip(tmp_path / "s.zip", [("a", b"alpha", 0), ("b", b"beta" * 50, 8)])
+                     .read_bytes())
+    second = blob.rindex(b"PK\x01\x02")
+    blob[second + 20:second + 24] = (1_600_000_000).to_bytes(4, "little")  # csize
+    blob[second + 42:second + 46] = bytes(4)                               # a's local header
+    tracemalloc.start()
+    try:
+        with ZipShard(fresh(tmp_path, bytes(blob))) as sh:
+            assert sh.read("a") == b"alpha"
+            with pytest.raises(CorruptArchive, match="runs past the end"):
+                sh.read("b")
+        assert tracemalloc.get_traced_memory()[1] < 10_000_000
+    finally:
+        tracemalloc.stop()
 
 
 def test_unsupported_method(tmp_path):

@@ -15,7 +15,7 @@ import requests
 
 from getbatch.archive import open_writer
 
-from .conftest import make_client
+from .conftest import Node, make_client, serve_argv
 
 
 def moss(url, body, path=""):
@@ -353,11 +353,46 @@ def test_sdk_plain_names_reach_into_shards(client, bucket, shards, objs):
     assert got[0][1] == b"" and got[0][0].err_msg
 
 
+def _vouch_index(path, data_dir):
+    """Re-seal the persisted index of the shard at `path` for the file's current identity, as a
+    forged or wrongly trusted cache would: the server then plans from it without a scan."""
+    import msgpack
+
+    from getbatch.archive import index
+    from getbatch.archive.shardfile import identify
+    from getbatch.store.attrs import read_meta
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        file = index._index_file(os.path.join(data_dir, ".sys", "shard-index"), fd)
+        ident = identify(fd, path, read_meta(fd)[0])  # the store's version is part of it
+    finally:
+        os.close(fd)
+    with open(file, "rb") as f:
+        fields = msgpack.unpackb(f.read()[len(index._MAGIC) + index._DIGEST:])
+    fields[1] = list(ident)
+    with open(file, "wb") as f:
+        f.write(index.seal(msgpack.packb(fields)))
+
+
+@pytest.fixture(scope="module")
+def uncached_node(tmp_path_factory):
+    """A node without an inflate cache, so compressed members are decompressed as they are
+    sent (with a cache, a broken shard is found while planning: a 400)."""
+    d = tmp_path_factory.mktemp("uncached")
+    n = Node(d / "data", d / "server.log", serve_argv(), env={"GETBATCH_INFLATE_CACHE": "0"})
+    yield n
+    n.stop()
+
+
 @pytest.mark.parametrize("mime", [".tar", ".tgz"])
-def test_failure_after_status_line_is_detectable(node, bucket, mime):
-    """A shard that breaks after planning (index still valid) aborts the connection: the
-    client sees an error, never a short but valid-looking archive; the server carries on."""
+def test_failure_after_status_line_is_detectable(uncached_node, mime):
+    """A shard that breaks after planning (its index vouches for it) aborts the connection:
+    the client sees an error, never a short but valid-looking archive; the server carries on."""
     import zlib
+
+    node = uncached_node
+    bucket = make_client(node.url).bucket(f"late{mime[1:]}")
+    bucket.create(exist_ok=True)
 
     rng = random.Random(5)
     members = [(f"m{i}", rng.randbytes(20000)) for i in range(40)]
@@ -374,6 +409,7 @@ def test_failure_after_status_line_is_detectable(node, bucket, mime):
     with open(path, "r+b") as f:
         f.write(broken)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _vouch_index(path, node.data_dir)  # a rewrite is a new version: its index must be vouched
     for _ in range(2):  # both workers
         with pytest.raises(requests.exceptions.RequestException):
             r = requests.get(f"{node.url}/v1/ml/moss/{bucket.name}", json=body, stream=True)

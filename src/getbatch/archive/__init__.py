@@ -16,6 +16,11 @@ Reading::
     # per request: a decompression limit; per process: decompressed copies of .tgz/.tar.lz4
     open_shard(path, budget=InflateBudget(4 << 30), cache=InflateCache(cache_dir, 8 << 30))
 
+    open_shard(fd, name="bucket/shard-000.tar", version="7")   # an open fd, taken over
+
+Every cached index belongs to one version of one shard: it is keyed by the identity of the
+fd being read (device, inode, size, mtime, ctime) plus the caller's `version` string.
+
 Writing::
 
     with open_writer("tar", sink) as w:       # sink: anything with .write(bytes)
@@ -29,7 +34,8 @@ from .formats import FORMATS, detect_format
 from .shards import open_shard
 from .inflate import MAX_INFLATE, InflateBudget
 from .inflatecache import InflateCache
-from .writers import OUTPUT_FORMATS, open_writer, tar_header, tar_entry_size
+from .tarheader import tar_entry_size, tar_header
+from .writers import OUTPUT_FORMATS, open_writer
 from .emit import emit
 from .extract import extract_to
 

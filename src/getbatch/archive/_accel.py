@@ -1,31 +1,46 @@
-"""Chooses, at import, between a Cython extension and its pure-Python twin.
+"""Chooses, once per hot path, between its Cython extension and its pure-Python twin.
 
-GETBATCH_PURE=1 forces the twins even when the extensions are built; a missing
-extension (no compiler at install time) selects the twin silently.
+Each hot path is a *role* with two implementations of one API: `getbatch.archive._c<role>`
+(built from ext/_c<role>.pyx) and `getbatch.archive.<role>_py`. The role's own module
+(emit.py, fileio.py, tarheader.py, tarscan.py, zipcd.py) calls `load(role)` and re-exports
+the API; everything else imports that module, never `_c*` or `*_py` directly.
+GETBATCH_PURE=1 forces the twins even when the extensions are built; a missing extension
+(no compiler at install time) selects the twin silently.
 """
 import importlib
 import os
 
+ROLES = ("emit", "fileio", "tarheader", "tarscan", "zipcd")
 PURE = os.environ.get("GETBATCH_PURE") == "1"
 _loaded: dict[str, str] = {}
 
 
-def load(cython_name: str, python_name: str):
-    """Return the module `getbatch.archive.<cython_name>` or, failing that, `<python_name>`."""
+def _module(role, kind):
+    name = f"_c{role}" if kind == "cython" else f"{role}_py"
+    return importlib.import_module(f"getbatch.archive.{name}")
+
+
+def load(role):
+    """The implementation of `role` in use: the extension unless it is missing or PURE."""
     if not PURE:
         try:
-            mod = importlib.import_module(f"getbatch.archive.{cython_name}")
-            _loaded[cython_name] = "cython"
+            mod = _module(role, "cython")
+            _loaded[role] = "cython"
             return mod
         except ImportError:
             pass
-    _loaded[cython_name] = "python"
-    return importlib.import_module(f"getbatch.archive.{python_name}")
+    _loaded[role] = "python"
+    return _module(role, "python")
 
 
-def load_pure(python_name: str):
-    """The pure-Python twin, for cross-checks against the extension."""
-    return importlib.import_module(f"getbatch.archive.{python_name}")
+def implementations(role):
+    """{"python": twin, "cython": extension (when built)}, for cross-checking the two."""
+    found = {"python": _module(role, "python")}
+    try:
+        found["cython"] = _module(role, "cython")
+    except ImportError:
+        pass
+    return found
 
 
 def backend() -> str:
@@ -36,5 +51,5 @@ def backend() -> str:
 
 
 def backends() -> dict[str, str]:
-    """Which implementation each accelerated module resolved to."""
+    """Which implementation each hot path resolved to."""
     return dict(_loaded)

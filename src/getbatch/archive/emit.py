@@ -1,4 +1,4 @@
-"""The emit loop, from ext/_cemit.pyx or its pure-Python twin emit_py.py.
+"""The emit loop (ext/_cemit.pyx or its twin emit_py.py).
 
 emit(sink_fd, items, bufsize=1 MiB, sendfile_min=64 KiB) writes
 (head, src, offset, length, pad) items to a socket or file descriptor: small items
@@ -8,6 +8,6 @@ Failures raise errors.EmitError naming the item.
 from ._accel import load
 from .errors import EmitError
 
-emit = load("_cemit", "emit_py").emit
+emit = load("emit").emit
 
 __all__ = ["emit", "EmitError"]

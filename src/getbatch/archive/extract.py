@@ -28,7 +28,7 @@ def extract_to(shard, dest, names=None):
     """Write the named regular-file members (default: all) under `dest`; return the paths."""
     if names is None:
         names = [m.name for m in shard.members() if m.kind == FILE]
-    rels = [check_member_name(shard.path, n) for n in names]
+    rels = [check_member_name(shard.name, n) for n in names]
     offsets = [shard.lookup(n).offset for n in names]  # a missing member fails before writing
     out = [None] * len(names)
     for i in sorted(range(len(names)), key=offsets.__getitem__):

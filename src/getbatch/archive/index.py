@@ -1,33 +1,60 @@
 """Shard indexes: each member's (name, data offset, size, kind), built once per shard version.
 
-An index is identified by the shard file (device, inode) plus its size and mtime_ns, so a shard
-that is rewritten gets a new one. Loaded indexes live in a small process-wide LRU (a hot shard
-costs one fstat to find again); with an `index_dir` they are also persisted there as a compact
-msgpack blob named after a hash of the shard's real path, written atomically (temp + rename)
-and reused only while the shard's size and mtime_ns are unchanged. An index is a cache: one
-that cannot be read or written is rebuilt or skipped, never an error.
+An index belongs to one version of one shard: it is keyed by the shardfile.Identity of the
+fd the shard is read through (device, inode, size, mtime, ctime and the caller's version
+string), so the offsets used for a read always come from the bytes that are read.
+
+Loaded indexes live in a process-wide LRU (a hot shard costs one fstat to find again). With
+an `index_dir` they are also persisted there, one file per shard path (named after a hash of
+the path the fd resolves to, so a new version replaces the old file), written atomically
+(temp + rename). A persisted index is a cache and is verified before use, never trusted:
+
+- it is read with O_NOFOLLOW | O_NONBLOCK, only if fstat says regular file and it is no
+  larger than `file_cap(shard size)` (a FIFO, a device or a symlink in its place is a miss);
+- a blake2b digest covers its whole content, including the identity it claims, which must
+  equal the shard's;
+- every entry is checked against the shard: names are str of at most NAME_MAX bytes, kinds
+  are known, 512 <= offset, offset % 512 == 0, 0 <= size, offset + size <= the data length
+  (the file size for plain TAR, the decompressed length seen at build time for .tgz and
+  .tar.lz4), and each entry starts after the previous one's data and a header block.
+
+On any doubt the index is rebuilt from the shard and the file overwritten. It guards against
+stale, damaged, truncated or foreign files, not against someone able to write the index
+directory with intent (who could as well rewrite the shards). Indexes whose file would exceed
+the cap are kept in memory only. An index that cannot be read or written is never an error.
 """
 import array
 import hashlib
+import logging
 import os
+import stat
 import tempfile
-import threading
-from collections import OrderedDict
 
 import msgpack
 
-from .member import DIR, FILE, HARDLINK, OTHER, SYMLINK, Member, name_variants
+from .lru import LRU
+from .member import DIR, FILE, HARDLINK, NAME_MAX, OTHER, SYMLINK, Member, find_variant
+
+log = logging.getLogger("getbatch.archive")
 
 _KINDS = (FILE, DIR, SYMLINK, HARDLINK, OTHER)
 _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
-_VERSION = 1
+_MAGIC = b"GBIDX\x00\x02\n"   # format 2: digest + identity-keyed body
+_DIGEST = 32
 _SUFFIX = ".gbidx"
+_BLOCK = 512
+_READ_OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
-CACHE_SIZE = 256  # indexes kept in memory; a 1000-member index is ~150 KB
-STATS = {"hits": 0, "loads": 0, "builds": 0, "saves": 0}  # for tests and diagnostics
+STATS = {"hits": 0, "loads": 0, "builds": 0, "saves": 0, "rejects": 0}  # tests, diagnostics
 
-_lock = threading.Lock()
-_cache: "OrderedDict[tuple, ShardIndex]" = OrderedDict()
+_cache = LRU(256)  # indexes kept in memory; a 1000-member index is ~150 KB
+
+
+def file_cap(shard_size):
+    """Largest persisted index accepted for a shard of `shard_size` bytes. An index holds
+    about the names plus 17 bytes per member; even a .tgz of empty members with long names
+    that compress well stays far below 16 bytes of index per byte of shard."""
+    return 64 * 1024 + 16 * shard_size
 
 
 class ShardIndex:
@@ -67,93 +94,106 @@ class ShardIndex:
 
     def find(self, name):
         """The regular-file Member called `name` or one of its name_variants, else None."""
-        ext = self.files.get(name)
-        if ext is not None:
-            return Member(name, ext[0], ext[1], FILE)
-        for alt in name_variants(name):
-            ext = self.files.get(alt)
-            if ext is not None:
-                return Member(alt, ext[0], ext[1], FILE)
-        return None
+        found = find_variant(self.files, name)
+        if found is None:
+            return None
+        return Member(found[0], found[1][0], found[1][1], FILE)
 
     def __len__(self):
         return len(self.names)
 
 
-def _key(st, fmt):
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, fmt)
-
-
-def cached(path, st, fmt, *, index_dir=None):
-    """The index of shard `path` (already fstat'ed as `st`) if in memory or persisted, else None."""
-    key = _key(st, fmt)
-    with _lock:
-        idx = _cache.get(key)
-        if idx is not None:
-            _cache.move_to_end(key)
-            STATS["hits"] += 1
-            return idx
+def cached(fd, ident, fmt, *, index_dir=None):
+    """The index of the shard version open on `fd` (identity `ident`) if in memory or
+    persisted (and verified), else None."""
+    key = (ident, fmt)
+    idx = _cache.get(key)
+    if idx is not None:
+        STATS["hits"] += 1
+        return idx
     if index_dir is None:
         return None
-    idx = _load(_index_file(index_dir, path), os.path.realpath(path), st, fmt)
+    file = _index_file(index_dir, fd)
+    if file is None:
+        return None
+    idx = _load(file, ident, fmt)
     if idx is not None:
         STATS["loads"] += 1
-        _remember(key, idx)
+        _cache.put(key, idx)
     return idx
 
 
-def store(path, st, fmt, members, *, index_dir=None):
-    """Index freshly scanned `members` of shard `path`: keep it in memory, persist if asked."""
+def store(fd, ident, fmt, members, data_len, *, index_dir=None):
+    """Index freshly scanned `members` of the shard version open on `fd`: keep it in memory,
+    persist it if asked. `data_len`: bytes of TAR data the members lie in (the file size
+    for plain TAR, the decompressed length seen by the scan for compressed shards)."""
     idx = ShardIndex.from_members(members)
     STATS["builds"] += 1
-    _remember(_key(st, fmt), idx)
+    _cache.put((ident, fmt), idx)
     if index_dir is not None:
-        _save(_index_file(index_dir, path), os.path.realpath(path), st, fmt, idx)
+        file = _index_file(index_dir, fd)
+        if file is not None:
+            _save(file, ident, fmt, data_len, idx)
     return idx
 
 
-def get(path, st, fmt, build, *, index_dir=None):
-    """The index of shard `path`, calling `build()` -> [Member] only when none is usable."""
-    idx = cached(path, st, fmt, index_dir=index_dir)
+def get(fd, ident, fmt, build, *, index_dir=None):
+    """The index of the plain TAR open on `fd`, calling `build()` -> [Member] only when none
+    is usable."""
+    idx = cached(fd, ident, fmt, index_dir=index_dir)
     if idx is None:
-        idx = store(path, st, fmt, build(), index_dir=index_dir)
+        idx = store(fd, ident, fmt, build(), ident.size, index_dir=index_dir)
     return idx
 
 
 def clear_cache():
-    with _lock:
-        _cache.clear()
+    _cache.clear()
 
 
-def _remember(key, idx):
-    with _lock:
-        _cache[key] = idx
-        _cache.move_to_end(key)
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-
-
-def _index_file(index_dir, path):
-    real = os.path.realpath(path)
+def _index_file(index_dir, fd):
+    """The persisted index's path for the shard open on `fd`, named after the path the fd
+    resolves to; None when it has none (unlinked, or no /proc): such an index stays in memory."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    if not real.startswith("/") or real.endswith(" (deleted)"):
+        return None
     digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:40]
     return os.path.join(os.fspath(index_dir), digest + _SUFFIX)
 
 
-def _save(file, real, st, fmt, idx):
+def _body(ident, fmt, data_len, idx):
+    head = [fmt, list(ident), data_len]
+    tail = [idx.offsets.tobytes(), idx.sizes.tobytes(), idx.kinds]
     try:
-        head = [_VERSION, fmt, real, st.st_size, st.st_mtime_ns]
-        tail = [idx.offsets.tobytes(), idx.sizes.tobytes(), idx.kinds]
-        try:
-            blob = msgpack.packb(head + [False, list(idx.names)] + tail)
-        except UnicodeEncodeError:  # names with undecodable bytes (kept as surrogates)
-            raw = [n.encode("utf-8", "surrogateescape") for n in idx.names]
-            blob = msgpack.packb(head + [True, raw] + tail)
+        return msgpack.packb(head + [False, idx.names] + tail)
+    except UnicodeEncodeError:  # names with undecodable bytes (kept as surrogates)
+        raw = [n.encode("utf-8", "surrogateescape") for n in idx.names]
+        return msgpack.packb(head + [True, raw] + tail)
+
+
+def encode(ident, fmt, data_len, idx):
+    """The persisted form of `idx`."""
+    return seal(_body(ident, fmt, data_len, idx))
+
+
+def seal(body):
+    """Magic, blake2b digest of `body`, `body`: the file form of an index body."""
+    return _MAGIC + hashlib.blake2b(body, digest_size=_DIGEST).digest() + body
+
+
+def _save(file, ident, fmt, data_len, idx):
+    blob = encode(ident, fmt, data_len, idx)
+    if len(blob) > file_cap(ident.size):
+        return  # would be refused when loaded: keep it in memory only
+    try:
         os.makedirs(os.path.dirname(file), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(file), prefix=".tmp-", suffix=_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
-            os.replace(tmp, file)
+            os.replace(tmp, file)  # also replaces a symlink or FIFO planted under that name
         except BaseException:
             os.unlink(tmp)
             raise
@@ -162,25 +202,113 @@ def _save(file, real, st, fmt, idx):
         pass  # read-only or full cache dir: the index stays in memory only
 
 
-def _load(file, real, st, fmt):
+class _Reject(Exception):
+    """A persisted index that must not be used; the message says why."""
+
+
+def _read_capped(file, cap):
+    """The bytes of regular file `file` if it is at most `cap` bytes, else _Reject."""
+    fd = os.open(file, _READ_OPEN)
     try:
-        with open(file, "rb") as f:
-            blob = f.read()
-        (version, f_fmt, f_real, size, mtime_ns, raw, names, offs, sizes,
-         kinds) = msgpack.unpackb(blob, use_list=False)
-        if (version, f_fmt, f_real, size, mtime_ns) != (_VERSION, fmt, real, st.st_size,
-                                                         st.st_mtime_ns):
-            return None
-        if raw:
-            names = [n.decode("utf-8", "surrogateescape") for n in names]
-        offsets = array.array("q")
-        offsets.frombytes(offs)
-        sz = array.array("q")
-        sz.frombytes(sizes)
-        n = len(names)
-        if len(offsets) != n or len(sz) != n or len(kinds) != n or max(kinds, default=0) >= len(
-                _KINDS):
-            return None
-        return ShardIndex(names, offsets, sz, kinds)
-    except Exception:  # any unreadable or foreign file is just a cache miss
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _Reject("not a regular file")
+        if st.st_size > cap:
+            raise _Reject(f"{st.st_size} bytes, more than the {cap} allowed for this shard")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, cap + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                raise _Reject(f"grew past the {cap} bytes allowed while read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _load(file, ident, fmt):
+    try:
+        blob = _read_capped(file, file_cap(ident.size))
+    except FileNotFoundError:
         return None
+    except (OSError, _Reject) as exc:  # ELOOP for a symlink, EACCES, ...
+        return _rejected(file, exc)
+    try:
+        return decode(blob, ident, fmt)
+    except _Stale:
+        return None  # another version of the shard (or another shard at that path)
+    except _Reject as exc:
+        return _rejected(file, exc)
+
+
+def _rejected(file, why):
+    STATS["rejects"] += 1
+    log.warning("shard index %s is not usable (%s); rebuilding it from the shard", file, why)
+    return None
+
+
+class _Stale(Exception):
+    """An intact index of another shard version."""
+
+
+def decode(blob, ident, fmt):
+    """The ShardIndex in `blob` if it is intact and describes shard version `ident` read as
+    `fmt`. Raises _Stale for an intact index of another version, _Reject for anything else."""
+    if blob[:len(_MAGIC)] != _MAGIC:
+        raise _Reject("unknown format")
+    digest = blob[len(_MAGIC):len(_MAGIC) + _DIGEST]
+    body = blob[len(_MAGIC) + _DIGEST:]
+    if hashlib.blake2b(body, digest_size=_DIGEST).digest() != digest:
+        raise _Reject("checksum mismatch")
+    try:
+        fields = msgpack.unpackb(body, use_list=False)
+        f_fmt, f_ident, data_len, raw, names, offs, sizes, kinds = fields
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise _Reject(f"undecodable ({type(exc).__name__})") from None
+    if f_fmt != fmt or f_ident != tuple(ident):
+        raise _Stale
+    if not (isinstance(offs, bytes) and isinstance(sizes, bytes) and isinstance(kinds, bytes)
+            and isinstance(names, tuple) and type(data_len) is int and type(raw) is bool):
+        raise _Reject("wrong field types")
+    if fmt == "tar" and data_len != ident.size:
+        raise _Reject(f"data length {data_len} is not the shard's size {ident.size}")
+    n = len(names)
+    if len(offs) != 8 * n or len(sizes) != 8 * n or len(kinds) != n:
+        raise _Reject("column lengths disagree")
+    if n and max(kinds) >= len(_KINDS):
+        raise _Reject("unknown member kind")
+    names = _check_names(names, raw)
+    offsets = array.array("q")
+    offsets.frombytes(offs)
+    sz = array.array("q")
+    sz.frombytes(sizes)
+    _check_extents(offsets, sz, data_len)
+    return ShardIndex(names, offsets, sz, kinds)
+
+
+def _check_names(names, raw):
+    want = bytes if raw else str
+    short = NAME_MAX // 4  # a str this short cannot exceed NAME_MAX bytes in UTF-8
+    for name in names:
+        if type(name) is not want:
+            raise _Reject("a member name of the wrong type")
+        if len(name) > (NAME_MAX if raw else short):
+            size = len(name) if raw else len(name.encode("utf-8", "surrogateescape"))
+            if size > NAME_MAX:
+                raise _Reject(f"a member name of {size} bytes")
+    if raw:
+        return [n.decode("utf-8", "surrogateescape") for n in names]
+    return list(names)
+
+
+def _check_extents(offsets, sizes, data_len):
+    """Every member's data is block-aligned, after its own header and the previous member's
+    data, and inside the first `data_len` bytes."""
+    low = _BLOCK  # the first data block follows at least one header
+    for off, size in zip(offsets, sizes):
+        if off < low or off % _BLOCK or size < 0 or off + size > data_len:
+            raise _Reject(f"member extent {off}+{size} impossible in {data_len} bytes of data")
+        low = off + size + (-size % _BLOCK) + _BLOCK

@@ -49,12 +49,7 @@ def charge(budget, n, shard):
         budget.charge(n, shard)
 
 
-def shard_version(st):
-    """The identity of one version of a shard file, from os.fstat of its own fd: a shard
-    replaced (new inode) or rewritten in place (size, mtime or ctime) is a new version."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def version_digest(fmt, st):
-    """32-byte digest of a shard version and its format, naming derived data (cache files)."""
-    return hashlib.sha256(repr((fmt,) + shard_version(st)).encode()).digest()
+def version_digest(fmt, identity):
+    """32-byte digest of a shard version (its shardfile.Identity) and its format, naming
+    derived data (cache files)."""
+    return hashlib.sha256(repr((fmt,) + tuple(identity)).encode()).digest()

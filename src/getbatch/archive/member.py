@@ -7,6 +7,7 @@ import os
 from typing import NamedTuple
 
 from .errors import CorruptArchive
+from .shardfile import adopt, identify
 
 # Member kinds. Only FILE members are ever read as data.
 FILE = "file"
@@ -16,6 +17,9 @@ HARDLINK = "hardlink"
 OTHER = "other"
 
 CHUNK = 1 << 20  # the most bytes iter_member yields at once
+# Longest member name accepted, in bytes (PATH_MAX). A longer one makes the shard corrupt: a
+# hostile archive must not make a reader hold or index megabytes of name per member.
+NAME_MAX = 4096
 
 
 class Member(NamedTuple):
@@ -51,6 +55,17 @@ def member_range(m, offset, length):
     if offset < 0 or length < 0 or offset + length > m.size:
         raise ValueError(f"range [{offset}, {offset}+{length}) outside {m.name} ({m.size} bytes)")
     return offset, length
+def find_variant(table, name):
+    """(key, value) of `name` in `table` (a dict keyed by member name), else of the first of
+    its name_variants present; None when neither is."""
+    value = table.get(name)
+    if value is not None:
+        return name, value
+    for alt in name_variants(name):
+        value = table.get(alt)
+        if value is not None:
+            return alt, value
+    return None
 
 
 class Shard:
@@ -63,15 +78,26 @@ class Shard:
     memory (`iter_member`), which is how big members and decompression bombs are read.
     """
 
-    format: str  # "tar", "tgz", "tar.lz4" or "zip"
-    path: str
-    name: str    # names the shard in errors
-    _fd = -1     # the shard file, open while the Shard is
+    format: str            # "tar", "tgz", "tar.lz4" or "zip"
+    path: str | None       # None when opened from an fd
+    name: str              # names the shard in errors
+    identity = None        # shardfile.Identity of the version being read
+    _fd = -1               # the shard file, open while the Shard is
     # Set by open_shard. budget: an archive.inflate.InflateBudget every decompressed byte is
     # charged to (None: no limit). cache: the InflateCache compressed TAR shards keep their
     # decompressed copies in (None: none).
     budget = None
     cache = None
+
+    def _attach(self, path_or_fd, name, version):
+        """Take over the shard file (a path to open, or an open fd) and learn its identity.
+        On failure the fd is closed, even one the caller handed over."""
+        self._fd, self.path, self.name = adopt(path_or_fd, name)
+        try:
+            self.identity = identify(self._fd, self.name, version)
+        except BaseException:
+            self.close()
+            raise
 
     def members(self) -> list:
         """Every entry in archive order, directories and links included."""

@@ -6,20 +6,29 @@ Two entry points with one parser behind them:
 - `scan_fd(fd, size, *, shard=...)` over a plain .tar file, reading only the 512-byte headers
   (and extended-header payloads) with pread, so a cold scan touches ~1 block per member.
 
-Understood: ustar/v7/GNU headers, GNU long names ('L') and long links ('K'), PAX extended
-headers ('x'/'X': path, size, linkpath; 'g' skipped), base-256 sizes, octal fields padded with
-spaces/NULs, signed or unsigned header checksums. The archive ends at the first zero block or at
-EOF; anything truncated or malformed raises CorruptArchive naming the shard.
+Understood: ustar/v7/GNU headers, GNU long names ('L') and long links ('K', skipped), PAX
+extended headers ('x'/'X': only the path and size records are kept; 'g' skipped), base-256
+sizes, octal fields padded with spaces/NULs, signed or unsigned header checksums. The archive
+ends at the first zero block or at EOF; anything truncated or malformed raises CorruptArchive
+naming the shard.
+
+Bounds against hostile shards: the extended headers in front of one member total at most
+EXT_MAX bytes, and a member name is at most member.NAME_MAX bytes; either excess is
+CorruptArchive. So a reader holds at most EXT_MAX bytes of header per member, and an index
+at most NAME_MAX bytes of name per member.
 """
 import os
 
 from .errors import CorruptArchive
-from .member import DIR, FILE, HARDLINK, OTHER, SYMLINK, Member
+from .member import DIR, FILE, HARDLINK, NAME_MAX, OTHER, SYMLINK, Member
 
 BLOCK = 512
-# An extended header (PAX records, GNU long name) above this is taken as corruption: a damaged
-# size field must not make a streaming reader buffer the whole rest of a shard.
-EXT_MAX = 8 << 20
+# Extended headers (PAX records, GNU long names/links) of one member above this in total are
+# taken as corruption: a damaged size field or a hostile shard must not make a streaming
+# reader buffer megabytes of header per member. Real ones are a few hundred bytes.
+EXT_MAX = 1 << 20
+# The PAX records that change what is indexed; others are parsed, checked and dropped.
+PAX_KEPT = (b"path", b"size")
 # Sizes above this cannot be real (and would overflow the C twin's 64-bit arithmetic).
 SIZE_MAX = 1 << 62
 
@@ -81,7 +90,8 @@ def _parse_pax(payload, out):
         key, eq, value = payload[space + 1:rec_end - 1].partition(b"=")
         if not eq:
             raise ValueError("bad PAX record (no '=')")
-        out[key] = value
+        if key in PAX_KEPT:
+            out[key] = value
         pos = rec_end
 
 
@@ -97,6 +107,7 @@ def _walk(fetch, n, base_offset, partial, members):
         group = pos
         long_name = None
         pax = None
+        ext_total = 0
         while True:
             if pos + BLOCK > n:
                 if partial:
@@ -118,8 +129,10 @@ def _walk(fetch, n, base_offset, partial, members):
             typ = hdr[156]
             data = pos + BLOCK
             if typ in (_TYPE_L, _TYPE_K, _TYPE_X, _TYPE_XS, _TYPE_G):
-                if size > EXT_MAX:
-                    raise ValueError(f"extended header at {base_offset + pos} too large ({size})")
+                ext_total += size
+                if ext_total > EXT_MAX:
+                    raise ValueError(f"extended header at {base_offset + pos} too large ({size} "
+                                     f"bytes, {ext_total} for one member; limit {EXT_MAX})")
                 if data + size > n:
                     if partial:
                         return group, False
@@ -144,6 +157,9 @@ def _walk(fetch, n, base_offset, partial, members):
                 prefix = _cstr(hdr[345:500])
                 if prefix:
                     raw = prefix + b"/" + raw
+        if len(raw) > NAME_MAX:
+            raise ValueError(f"member name at offset {base_offset + group} is {len(raw)} bytes "
+                             f"long (limit {NAME_MAX})")
         if pax is not None and b"size" in pax:
             text = pax[b"size"]
             if not text.isdigit() or int(text) > SIZE_MAX:

@@ -26,14 +26,12 @@ except ImportError:
     _inflate = zlib
 
 from . import index as _index
-from ._accel import load
+from . import tarscan
 from .errors import ArchiveError, CorruptArchive, MemberNotFound
 from .formats import detect_format
 from .inflate import version_digest
 from .inflatecache import Stale
 from .member import FILE, Shard, member_range, name_variants
-
-tarscan = load("_ctarscan", "tarscan_py")
 
 _IN_CHUNK = 256 << 10  # compressed bytes per read
 # Inflated bytes per decompressor call: bounds memory on a decompression bomb, and keeps each
@@ -50,18 +48,16 @@ class TarShard(Shard):
 
     format = "tar"
 
-    def __init__(self, path, *, index_dir=None, name=None, fd=None):
-        """`fd`, if given, is an open read-only fd of `path` that the shard takes over."""
-        self.path = os.fspath(path)
-        self.name = name if name is not None else self.path
-        self._fd = fd if fd is not None else os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None):
+        """`path_or_fd`: the shard's path, or an open read-only fd that the shard takes over
+        (and closes, also when opening fails). `version`: see open_shard."""
+        self._attach(path_or_fd, name, version)
         try:
-            st = os.fstat(self._fd)
-            self.size = st.st_size
-            self._index = _index.get(self.path, st, self.format, self._scan, index_dir=index_dir)
+            self.size = self.identity.size
+            self._index = _index.get(self._fd, self.identity, self.format, self._scan,
+                                     index_dir=index_dir)
         except BaseException:
-            os.close(self._fd)
-            self._fd = -1
+            self.close()
             raise
         self._files = self._index.files
 
@@ -271,24 +267,26 @@ class CompressedTarShard(Shard):
     _cache_tried = False
     _end = None          # end of the last member's data in the stream
 
-    def __init__(self, path, *, index_dir=None, name=None, format=None, fd=None):
-        """`format` is 'tgz' or 'tar.lz4' (detected when None); `fd`, if given, is an open
-        read-only fd of `path` that the shard takes over."""
-        self.path = os.fspath(path)
-        self.name = name if name is not None else self.path
-        self._fd = fd if fd is not None else os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, format=None):
+        """`path_or_fd`, `name`, `version`: as TarShard's; `format` is 'tgz' or 'tar.lz4'
+        (detected when None)."""
+        self._attach(path_or_fd, name, version)
         self._index_dir = index_dir
         self.passes = 0
         try:
             self.format = format or detect_format(os.pread(self._fd, 512, 0), self.name)
             if self.format not in ("tgz", "tar.lz4"):
                 raise ValueError(f"{self.name}: not a compressed tar ({self.format})")
-            self._st = os.fstat(self._fd)
-            self._index = _index.cached(self.path, self._st, self.format, index_dir=index_dir)
+            self._index = _index.cached(self._fd, self.identity, self.format,
+                                        index_dir=index_dir)
         except BaseException:
-            os.close(self._fd)
-            self._fd = -1
+            self.close()
             raise
+
+    def _store_index(self, members, data_len):
+        """Keep the index a scan pass built; `data_len`: decompressed bytes it covered."""
+        self._index = _index.store(self._fd, self.identity, self.format, members, data_len,
+                                   index_dir=self._index_dir)
 
     def _ensure_index(self):
         if self._index is None:
@@ -496,8 +494,7 @@ class CompressedTarShard(Shard):
                 raise CorruptArchive(self.name, "truncated member data")
         if start == 0:
             raise CorruptArchive(self.name, "empty compressed stream")
-        self._index = _index.store(self.path, self._st, self.format, members,
-                                   index_dir=self._index_dir)
+        self._store_index(members, start)
         if fill is not None:
             self._entry = fill.commit()
             self._cache_tried = self._entry is not None
@@ -510,7 +507,7 @@ class CompressedTarShard(Shard):
     # -- the inflate cache
 
     def _digest(self):
-        return version_digest(self.format, self._st)
+        return version_digest(self.format, self.identity)
 
     def _data_end(self):
         if self._end is None:
@@ -523,7 +520,7 @@ class CompressedTarShard(Shard):
         holds this shard version (in a file that looks sound), or the shard cannot fit."""
         cache = self.cache
         if (cache is None or not cache.max_bytes or self._entry is not None
-                or self._st.st_size > cache.max_bytes):
+                or self.identity.size > cache.max_bytes):
             return None
         found = cache.open(self._digest(), 0, self.name)  # a broken one is discarded
         if found is not None:

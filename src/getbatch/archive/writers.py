@@ -18,12 +18,10 @@ import zlib
 
 import lz4.frame
 
-from ._accel import load
 from .errors import ArchiveError
-
-_th = load("_ctarheader", "tarheader_py")
-tar_header = _th.tar_header
-tar_entry_size = _th.tar_entry_size
+from .tarheader import tar_header
+from .zipformat import (CENTRAL, DEFLATED, DESCRIPTOR, DESCRIPTOR64, END, END64, FLAG_DESCRIPTOR,
+                        FLAG_UTF8, LOCAL, LOCATOR64, STORED, U16, U32, ZIP64_EXTRA)
 
 OUTPUT_FORMATS = {"tar": "tar", "tgz": "tgz", "tar.gz": "tgz", "tar.lz4": "tar.lz4", "zip": "zip"}
 
@@ -254,15 +252,7 @@ class TarLz4Writer(TarWriter):
         return self._head + self._c.flush()
 
 
-_U32 = 0xFFFFFFFF
-_LOCAL = struct.Struct("<IHHHHHIIIHH")
-_DESC32 = struct.Struct("<IIII")
-_DESC64 = struct.Struct("<IIQQ")
-_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
-_EOCD = struct.Struct("<IHHHHIIH")
-_EOCD64 = struct.Struct("<IQHHIIQQQQ")
-_LOCATOR64 = struct.Struct("<IIQI")
-_ZIP64_LOCAL_EXTRA = struct.pack("<HHQQ", 1, 16, 0, 0)
+_ZIP64_LOCAL_EXTRA = struct.pack("<HHQQ", ZIP64_EXTRA, 16, 0, 0)
 _DOS_MIN = 315532800  # 1980-01-01 00:00:00 UTC, the earliest DOS timestamp
 
 
@@ -286,7 +276,7 @@ class ZipWriter(ArchiveWriter):
 
     def __init__(self, sink, mtime=0, mode=0o644, compress=False):
         super().__init__(sink, mtime, mode)
-        self._method = 8 if compress else 0
+        self._method = DEFLATED if compress else STORED
         self._pos = 0          # bytes of archive produced so far (= next local header offset)
         self._central = []     # one tuple per entry for the central directory
         self._dos_cache = (None, None)
@@ -304,22 +294,22 @@ class ZipWriter(ArchiveWriter):
     def _zip64_needed(self, size):
         # deflate can grow incompressible data slightly; leave room for that
         bound = size + (size >> 10) + 64 if self._method else size
-        return bound >= _U32
+        return bound >= U32
 
     def _entry_steps(self, name, size, pieces, mtime):
         """Write one entry, yielding after each piece of its data."""
         self._check_open()
         encoded = name.encode("utf-8")
-        flags = 0x08 if name.isascii() else 0x808
+        flags = FLAG_DESCRIPTOR if name.isascii() else FLAG_DESCRIPTOR | FLAG_UTF8
         zip64 = self._zip64_needed(size)
         dtime, ddate = self._dos(self._mtime if mtime is None else mtime)
         offset = self._pos
         if zip64:
-            self._put(_LOCAL.pack(0x04034B50, 45, flags, self._method, dtime, ddate, 0, _U32, _U32,
-                                  len(encoded), len(_ZIP64_LOCAL_EXTRA)) + encoded + _ZIP64_LOCAL_EXTRA)
+            self._put(LOCAL.pack(45, flags, self._method, dtime, ddate, 0, U32, U32,
+                                 len(encoded), len(_ZIP64_LOCAL_EXTRA)) + encoded + _ZIP64_LOCAL_EXTRA)
         else:
-            self._put(_LOCAL.pack(0x04034B50, 20, flags, self._method, dtime, ddate, 0, 0, 0,
-                                  len(encoded), 0) + encoded)
+            self._put(LOCAL.pack(20, flags, self._method, dtime, ddate, 0, 0, 0,
+                                 len(encoded), 0) + encoded)
         crc = total = csize = 0
         comp = zlib.compressobj(1, zlib.DEFLATED, -15) if self._method else None
         for piece in pieces:
@@ -341,9 +331,9 @@ class ZipWriter(ArchiveWriter):
             csize += len(piece)
             self._put(piece)
         if zip64:
-            self._put(_DESC64.pack(0x08074B50, crc, csize, size))
+            self._put(DESCRIPTOR64.pack(crc, csize, size))
         else:
-            self._put(_DESC32.pack(0x08074B50, crc, csize, size))
+            self._put(DESCRIPTOR.pack(crc, csize, size))
         self._central.append((encoded, flags, dtime, ddate, crc, csize, size, offset, zip64))
 
     def add(self, name, data, mtime=None):
@@ -360,22 +350,23 @@ class ZipWriter(ArchiveWriter):
             extra = []
             if zip64:
                 extra += [size, csize]
-                size = csize = _U32
-            if offset >= _U32:
+                size = csize = U32
+            if offset >= U32:
                 extra.append(offset)
-                offset = _U32
-            extra = struct.pack("<HH%dQ" % len(extra), 1, 8 * len(extra), *extra) if extra else b""
+                offset = U32
+            extra = (struct.pack("<HH%dQ" % len(extra), ZIP64_EXTRA, 8 * len(extra), *extra)
+                     if extra else b"")
             version = 45 if extra else 20
-            self._put(_CENTRAL.pack(0x02014B50, (3 << 8) | version, version, flags, self._method,
-                                    dtime, ddate, crc, csize, size, len(encoded), len(extra), 0,
-                                    0, 0, self._attr, offset) + encoded + extra)
+            self._put(CENTRAL.pack((3 << 8) | version, version, flags, self._method,
+                                   dtime, ddate, crc, csize, size, len(encoded), len(extra), 0,
+                                   0, 0, self._attr, offset) + encoded + extra)
         count, cd_size, end = len(self._central), self._pos - start, self._pos
-        if count >= 0xFFFF or cd_size >= _U32 or start >= _U32:
-            self._put(_EOCD64.pack(0x06064B50, 44, (3 << 8) | 45, 45, 0, 0, count, count,
-                                   cd_size, start))
-            self._put(_LOCATOR64.pack(0x07064B50, 0, end, 1))
-        self._put(_EOCD.pack(0x06054B50, 0, 0, min(count, 0xFFFF), min(count, 0xFFFF),
-                             min(cd_size, _U32), min(start, _U32), 0))
+        if count >= U16 or cd_size >= U32 or start >= U32:
+            self._put(END64.pack(END64.size - 12, (3 << 8) | 45, 45, 0, 0, count, count,
+                                 cd_size, start))
+            self._put(LOCATOR64.pack(0, end, 1))
+        self._put(END.pack(0, 0, min(count, U16), min(count, U16),
+                           min(cd_size, U32), min(start, U32), 0))
 
 
 def open_writer(fmt, sink, *, mtime=0, mode=0o644, compress_zip=False):

@@ -5,31 +5,30 @@ ZIP64 locator when present, then decodes every central-directory entry. Member.o
 is the LOCAL HEADER offset (the data offset needs the local header's own name/extra
 lengths and is resolved by ZipShard when first needed). Offsets are corrected for data
 prepended to the archive (self-extractors), as zipfile does. Every length is checked
-against the bytes actually read: damage raises CorruptArchive, never IndexError.
+against the bytes actually read: damage raises CorruptArchive, never IndexError. A name
+longer than member.NAME_MAX bytes is CorruptArchive.
 """
 import os
 import struct
 
 from .errors import CorruptArchive, NotAnArchive
-from .member import DIR, FILE, Member
+from .member import DIR, FILE, NAME_MAX, Member
+from .zipformat import (CENTRAL, END, END64, FLAG_UTF8, LOCATOR64, MAX_COMMENT, U32,
+                        ZIP64_EXTRA)
 
-_EOCD_SIG = b"PK\x05\x06"
-_EOCD = struct.Struct("<HHHHIIH")          # after the signature
-_LOCATOR = struct.Struct("<IIQI")
-_EOCD64 = struct.Struct("<IQHHIIQQQQ")
-_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
-_TAIL = 22 + 65535                         # EOCD + the longest comment
-_U32 = 0xFFFFFFFF
+_TAIL = END.size + MAX_COMMENT             # the end record + the longest comment
+_COMMENT_LEN = END.offset["comment_len"]
 
 
 def _find_end(tail):
     """Offset of the end record in `tail`: the last one whose comment length reaches exactly
     to the end of the file (so a comment may contain the signature), else the last one."""
-    last = pos = tail.rfind(_EOCD_SIG, 0, max(len(tail) - 18, 0))
+    last = pos = tail.rfind(END.signature, 0, max(len(tail) - END.size + 4, 0))
     while pos >= 0:
-        if pos + 22 + tail[pos + 20] + (tail[pos + 21] << 8) == len(tail):
+        if pos + END.size + tail[pos + _COMMENT_LEN] + (tail[pos + _COMMENT_LEN + 1] << 8) \
+                == len(tail):
             return pos
-        pos = tail.rfind(_EOCD_SIG, 0, pos + 3)
+        pos = tail.rfind(END.signature, 0, pos + 3)
     return last
 
 
@@ -40,34 +39,36 @@ def _end_record(fd, file_size, label):
     pos = _find_end(tail)
     if pos < 0:
         raise NotAnArchive(label, "no ZIP end-of-central-directory record")
-    _, _, _, _, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, pos + 4)
+    fields = END.struct.unpack_from(tail, pos)
+    cd_size, cd_offset = fields[5], fields[6]
     end = file_size - tail_len + pos
-    if end >= 20:
-        locator = os.pread(fd, 20, end - 20)
-        if len(locator) == 20 and locator[:4] == b"PK\x06\x07":
+    if end >= LOCATOR64.size:
+        locator = os.pread(fd, LOCATOR64.size, end - LOCATOR64.size)
+        if len(locator) == LOCATOR64.size and locator[:4] == LOCATOR64.signature:
             # ZIP64: the record sits right before its locator (zipfile assumes the same)
-            if end < 76:
+            start = end - LOCATOR64.size - END64.size
+            if start < 0:
                 raise CorruptArchive(label, "truncated ZIP64 end record")
-            rec = os.pread(fd, 56, end - 76)
-            if len(rec) != 56 or rec[:4] != b"PK\x06\x06":
+            rec = os.pread(fd, END64.size, start)
+            if len(rec) != END64.size or rec[:4] != END64.signature:
                 raise CorruptArchive(label, "bad ZIP64 end-of-central-directory record")
-            _, _, _, _, _, _, _, _, cd_size, cd_offset = _EOCD64.unpack(rec)
-            end -= 76
+            cd_size, cd_offset = END64.struct.unpack(rec)[8:10]
+            end = start
     return cd_size, cd_offset, end
 
 
 def _zip64_extra(extra, usize, csize, offset, label):
-    """Replace the 0xFFFFFFFF fields from the ZIP64 extra field (id 1), in APPNOTE order."""
+    """Replace the 0xFFFFFFFF fields from the ZIP64 extra field, in APPNOTE order."""
     p, n = 0, len(extra)
     while p + 4 <= n:
         tag, length = struct.unpack_from("<HH", extra, p)
         if p + 4 + length > n:
             raise CorruptArchive(label, "corrupt extra field in central directory")
-        if tag == 1:
+        if tag == ZIP64_EXTRA:
             q, stop = p + 4, p + 4 + length
             values = []
             for field in (usize, csize, offset):
-                if field == _U32:
+                if field == U32:
                     if q + 8 > stop:
                         raise CorruptArchive(label, "short ZIP64 extra field")
                     field = struct.unpack_from("<Q", extra, q)[0]
@@ -90,23 +91,25 @@ def read_central_directory(fd, file_size, label):
     out = []
     p = 0
     while p < cd_size:
-        if p + 46 > cd_size or cd[p:p + 4] != b"PK\x01\x02":
+        if p + CENTRAL.size > cd_size or cd[p:p + 4] != CENTRAL.signature:
             raise CorruptArchive(label, f"bad central directory entry at {p}")
         (_, _, _, flags, method, _, _, crc, csize, usize, nlen, elen, clen,
-         _, _, _, offset) = _CENTRAL.unpack_from(cd, p)
-        q = p + 46
+         _, _, _, offset) = CENTRAL.struct.unpack_from(cd, p)
+        q = p + CENTRAL.size
         p = q + nlen + elen + clen
         if p > cd_size:
             raise CorruptArchive(label, "central directory entry runs past its end")
         raw = cd[q:q + nlen]
-        if _U32 in (usize, csize, offset):
+        if U32 in (usize, csize, offset):
             usize, csize, offset = _zip64_extra(cd[q + nlen:q + nlen + elen], usize, csize,
                                                 offset, label)
         nul = raw.find(b"\x00")
         if nul >= 0:
             raw = raw[:nul]
+        if len(raw) > NAME_MAX:
+            raise CorruptArchive(label, f"member name of {len(raw)} bytes (limit {NAME_MAX})")
         try:
-            name = raw.decode("utf-8" if flags & 0x800 else "cp437")
+            name = raw.decode("utf-8" if flags & FLAG_UTF8 else "cp437")
         except UnicodeDecodeError:
             raise CorruptArchive(label, f"undecodable member name {raw!r}") from None
         out.append(Member(name, offset + concat, usize, DIR if name.endswith("/") else FILE,

@@ -1,40 +1,41 @@
 """ZipShard: members of a .zip shard by name, read with pread (stored) or inflated (deflated).
 
-The central directory is parsed at most once per shard file per process: parsed
-directories live in a small LRU keyed by (realpath, size, mtime_ns), so a rewritten
-file is parsed again. A member's data offset needs its local header (whose name/extra
-lengths may differ from the central directory's); it is read on first use and
-remembered alongside the cached directory.
+The central directory is parsed at most once per shard version per process: parsed
+directories live in a small LRU keyed by the shardfile.Identity of the fd being read, so a
+replaced or rewritten file is parsed again. A member's data offset needs its local header
+(whose name/extra lengths may differ from the central directory's); it is read on first use
+and remembered alongside the cached directory.
+
+CRC-32: `read` checks every member it returns. A stored member served zero-copy through
+`extent()` (pread/sendfile of the shard's own bytes by the caller) is CRC-checked by
+`extent()` itself the first time it is asked for in this process for this shard version:
+a corrupt member raises CorruptArchive before any of its bytes can be sent. The check is
+remembered with the cached directory, so later extents cost nothing.
 """
 import os
-import struct
-import threading
 import zlib
-from collections import OrderedDict
 
-from ._accel import load
+from . import zipcd
 from .errors import CorruptArchive, MemberNotFound
 from .inflate import charge
-from .member import CHUNK, FILE, Shard, member_range, name_variants
+from .lru import LRU
+from .member import CHUNK, FILE, Shard, find_variant, member_range
+from .zipformat import DEFLATED, FLAG_ENCRYPTED, LOCAL, STORED
 
 try:  # ISA-L (python-isal, optional) inflates ~1.8x and checksums ~10x faster than zlib
     from isal import isal_zlib as _zlib
 except ImportError:
     _zlib = zlib
 
-_zipcd = load("_czipcd", "zipcd_py")
-
-_CACHE_SIZE = 128
-_cache = OrderedDict()
-_cache_lock = threading.Lock()
-_LOCAL = struct.Struct("<IHHHHHIIIHH")
-_MAX_RATIO = 1032  # deflate cannot expand data by more than this
+_cache = LRU(128)
+_MAX_RATIO = 1032      # deflate cannot expand data by more than this
+_CRC_PIECE = 1 << 20   # bytes per pread while checking a stored member
 
 
 class _Directory:
-    """One parsed central directory, shared by every ZipShard of the same file."""
+    """One parsed central directory, shared by every ZipShard of the same shard version."""
 
-    __slots__ = ("members", "index", "data_offsets")
+    __slots__ = ("members", "index", "data_offsets", "crc_checked")
 
     def __init__(self, members):
         self.members = members
@@ -44,38 +45,27 @@ class _Directory:
                 index[m.name] = m
         self.index = index
         self.data_offsets = {}  # local header offset -> data offset
-
-
-def _directory(path, fd, label):
-    st = os.fstat(fd)
-    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
-    with _cache_lock:
-        found = _cache.get(key)
-        if found is not None:
-            _cache.move_to_end(key)
-            return found, st.st_size
-    found = _Directory(_zipcd.read_central_directory(fd, st.st_size, label))
-    with _cache_lock:
-        _cache[key] = found
-        if len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return found, st.st_size
+        self.crc_checked = set()  # local header offsets of stored members found intact
 
 
 class ZipShard(Shard):
-    """An opened .zip shard (STORED and DEFLATED members; CRC-32 checked on every read)."""
+    """An opened .zip shard (STORED and DEFLATED members; CRC-32 checked before use)."""
 
     format = "zip"
 
-    def __init__(self, path, *, index_dir=None, name=None):
-        # index_dir: accepted like the TAR shards', unused: the central directory is the index
-        self.path = os.fspath(path)
-        self.name = name if name is not None else self.path   # names the shard in errors
-        self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None):
+        """Arguments as TarShard's. `index_dir` is accepted and unused: the central directory
+        is the index."""
+        self._attach(path_or_fd, name, version)
+        self._size = self.identity.size
         try:
-            self._dir, self._size = _directory(self.path, self._fd, self.name)
+            self._dir = _cache.get(self.identity)
+            if self._dir is None:
+                self._dir = _Directory(zipcd.read_central_directory(self._fd, self._size,
+                                                                    self.name))
+                _cache.put(self.identity, self._dir)
         except BaseException:
-            os.close(self._fd)
+            self.close()
             raise
         self._index = self._dir.index
         self._offsets = self._dir.data_offsets
@@ -84,46 +74,61 @@ class ZipShard(Shard):
         return list(self._dir.members)
 
     def lookup(self, name):
-        m = self._index.get(name)
-        if m is None:
-            for alt in name_variants(name):
-                m = self._index.get(alt)
-                if m is not None:
-                    break
-            else:
-                raise MemberNotFound(self.name, name)
-        return m
+        found = find_variant(self._index, name)
+        if found is None:
+            raise MemberNotFound(self.name, name)
+        return found[1]
 
     def _data_offset(self, m):
         off = self._offsets.get(m.offset)
-        if off is not None:
-            return off
-        head = os.pread(self._fd, 30, m.offset) if m.offset >= 0 else b""
-        if len(head) != 30 or head[:4] != b"PK\x03\x04":
-            raise CorruptArchive(self.name, f"bad local header for {m.name}")
-        _, _, flags, _, _, _, _, _, _, nlen, elen = _LOCAL.unpack(head)
-        if flags & 1:
-            raise CorruptArchive(self.name, f"{m.name} is encrypted")
-        off = m.offset + 30 + nlen + elen
+        if off is None:
+            head = os.pread(self._fd, LOCAL.size, m.offset) if m.offset >= 0 else b""
+            if len(head) != LOCAL.size or head[:4] != LOCAL.signature:
+                raise CorruptArchive(self.name, f"bad local header for {m.name}")
+            fields = LOCAL.struct.unpack(head)
+            if fields[2] & FLAG_ENCRYPTED:
+                raise CorruptArchive(self.name, f"{m.name} is encrypted")
+            off = m.offset + LOCAL.size + fields[-2] + fields[-1]
+            self._offsets[m.offset] = off
+        # checked per member, not per local header: directory entries may share one
         if off + m.csize > self._size or m.csize < 0:
             raise CorruptArchive(self.name, f"data of {m.name} runs past the end of the file")
-        self._offsets[m.offset] = off
         return off
 
-    def extent(self, name):
-        m = self.lookup(name)
-        if m.method != 0:
-            return None
+    def _stored_extent(self, m):
         if m.csize != m.size:
             raise CorruptArchive(self.name, f"stored member {m.name} has csize != size")
         return self._data_offset(m), m.size
 
+    def extent(self, name):
+        m = self.lookup(name)
+        if m.method != STORED:
+            return None
+        ext = self._stored_extent(m)
+        if m.offset not in self._dir.crc_checked:
+            self._check_stored(m, *ext)
+            self._dir.crc_checked.add(m.offset)
+        return ext
+
+    def _check_stored(self, m, offset, size):
+        """CRC-32 of a stored member's bytes in the shard, read piece by piece."""
+        crc = 0
+        end = offset + size
+        while offset < end:
+            piece = os.pread(self._fd, min(_CRC_PIECE, end - offset), offset)
+            if not piece:
+                raise CorruptArchive(self.name, f"{m.name}: data ends {end - offset} bytes "
+                                                "early")
+            crc = _zlib.crc32(piece, crc)
+            offset += len(piece)
+        if crc != m.crc:
+            raise CorruptArchive(self.name, f"CRC-32 mismatch in {m.name}")
+
     def _read(self, m):
-        if m.method == 0:
-            if m.csize != m.size:
-                raise CorruptArchive(self.name, f"stored member {m.name} has csize != size")
-            data = os.pread(self._fd, m.size, self._data_offset(m))
-        elif m.method == 8:
+        if m.method == STORED:
+            offset, size = self._stored_extent(m)
+            data = os.pread(self._fd, size, offset)
+        elif m.method == DEFLATED:
             if m.size > m.csize * _MAX_RATIO + 64:
                 raise CorruptArchive(self.name, f"impossible sizes for deflated {m.name}")
             charge(self.budget, m.size, self.name)
@@ -158,17 +163,16 @@ class ZipShard(Shard):
     def inflate_cost(self, reads):
         # a deflated member is inflated whole, whatever part of it is read (its CRC-32)
         wanted = {m.offset: m for m in (self.lookup(r[0]) for r in reads)}
-        return sum(m.size for m in wanted.values() if m.method == 8)
+        return sum(m.size for m in wanted.values() if m.method == DEFLATED)
 
     def iter_member(self, name, offset=0, length=None):
         m = self.lookup(name)
         start, n = member_range(m, offset, length)
-        if m.method == 0:
-            if m.csize != m.size:
-                raise CorruptArchive(self.name, f"stored member {m.name} has csize != size")
-            chunks = self._pread_chunks(self._fd, self._data_offset(m) + start, n)
+        if m.method == STORED:
+            data_offset, _ = self._stored_extent(m)
+            chunks = self._pread_chunks(self._fd, data_offset + start, n)
             return self._checked(m, chunks) if n == m.size else chunks
-        if m.method == 8:
+        if m.method == DEFLATED:
             if m.size > m.csize * _MAX_RATIO + 64:
                 raise CorruptArchive(self.name, f"impossible sizes for deflated {m.name}")
             return _part(self._checked(m, self._inflate(m)), start, n)

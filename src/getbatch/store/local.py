@@ -273,13 +273,17 @@ class LocalStore(Backend):
     # ---- shards and batches ----------------------------------------------------------------
 
     def open_shard(self, bucket, name, budget=None):
-        fd, _ = self._open_regular(bucket, name)  # refuses what is not a regular file
-        os.close(fd)
+        """The shard is read through the fd opened here, and its indexes are those of that
+        very version (the fd's identity plus the object's version counter)."""
+        fd, _ = self._open_regular(bucket, name)
         try:
-            return open_shard(self.object_path(bucket, name), index_dir=self._index_dir,
-                              name=name, budget=budget, cache=self._inflate_cache)
-        except FileNotFoundError:
-            raise ObjectNotFound(bucket, name) from None
+            os.set_blocking(fd, True)
+            version = self._meta(fd)[0]
+        except BaseException:
+            os.close(fd)
+            raise
+        return open_shard(fd, name=name, version=version, index_dir=self._index_dir,
+                          budget=budget, cache=self._inflate_cache)
 
     def batch_reader(self, n_entries, budget=None):
         return LocalBatchReader(self, n_entries, budget)

@@ -1,0 +1,11 @@
+"""A ZIP's central directory as Member records (ext/_czipcd.pyx or its twin zipcd_py.py).
+
+read_central_directory(fd, file_size, label) -> [Member], with Member.offset the local
+header's offset; raises NotAnArchive / CorruptArchive naming the shard.
+"""
+from ._accel import load
+
+_impl = load("zipcd")
+read_central_directory = _impl.read_central_directory
+
+__all__ = ["read_central_directory"]
