@@ -6,7 +6,11 @@ import subprocess
 import tarfile
 import zipfile
 
-import libarchive
+try:
+    import libarchive
+except (ImportError, OSError) as exc:  # libarchive-c needs the system library
+    libarchive = None
+    _NO_LIBARCHIVE = f"needs the system libarchive (Debian package libarchive13): {exc}"
 import lz4.frame
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -88,6 +92,8 @@ def read_back(fmt, blob):
 
 
 def read_libarchive(blob):
+    if libarchive is None:
+        pytest.skip(_NO_LIBARCHIVE)
     with libarchive.memory_reader(blob) as arc:
         return [(e.pathname, b"".join(e.get_blocks())) for e in arc]
 
