@@ -127,8 +127,12 @@ class Setting:
         return value
 
 
-def _default_workers():
+def default_workers():
     return max(2, _cores())
+
+
+def default_threads():
+    return 4
 
 
 # Every setting, in the order `config show` prints them. Defaults are documented here only.
@@ -137,9 +141,9 @@ SETTINGS = (
     Setting("host", _as_str, "127.0.0.1", "address to listen on"),
     Setting("port", _as_int, 51080, "TCP port to listen on", 1, 65535),
     Setting("data_dir", _as_str, "data", "directory holding buckets, objects and the node's caches"),
-    Setting("workers", _as_int, _default_workers,
+    Setting("workers", _as_int, default_workers,
             "server processes (default: one per core, at least 2)", 1, 256),
-    Setting("threads", _as_int, 4, "request threads per process", 1, 1024),
+    Setting("threads", _as_int, default_threads, "request threads per process", 1, 1024),
     Setting("node_id", _as_str, "t[getbatch]", "this node's id in cluster maps and error bodies"),
     Setting("log_level", _as_log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Setting("access_log", _as_bool, False, "log one line per HTTP request"),
