@@ -7,6 +7,8 @@ import argparse
 import os
 import sys
 
+from .config import default_threads, default_workers
+
 SNIPPET = """\
 from aistore import Client
 c = Client("{url}"); b = c.bucket("data"); b.create(exist_ok=True)
@@ -68,8 +70,8 @@ def main(argv=None):
     s = sub.add_parser("serve", help="start one node (AIStore-compatible API incl. /v1/ml/moss)")
     s.add_argument("--host", default=_env("HOST", "127.0.0.1"))
     s.add_argument("--port", type=int, default=int(_env("PORT", "51080")))
-    s.add_argument("--workers", type=int, default=int(_env("WORKERS", "2")))
-    s.add_argument("--threads", type=int, default=int(_env("THREADS", "8")))
+    s.add_argument("--workers", type=int, default=int(_env("WORKERS", default_workers())))
+    s.add_argument("--threads", type=int, default=int(_env("THREADS", default_threads())))
     s.add_argument("--data-dir", default=_env("DATA_DIR", "data"))
     args = p.parse_args(argv)
     if args.cmd == "serve":

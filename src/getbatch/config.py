@@ -128,10 +128,16 @@ class Setting:
 
 
 def default_workers():
+    """One process (one GIL) per core, and two at least, so one busy process never holds up
+    the node."""
     return max(2, _cores())
 
 
 def default_threads():
+    """Request threads per process. Measured on 2 cores (bench/RESULTS.md, "Concurrent small
+    batches"): 2, 4 and 8 threads cost the same CPU per request and give the same throughput
+    within noise; 4 leave room for clients slow to read without the GIL hand-offs and CPU
+    migrations of 8. A single batch runs in one thread whatever the count."""
     return 4
 
 
