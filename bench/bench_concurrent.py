@@ -18,21 +18,23 @@ be read as a throughput ratio and as a ratio of items per CPU-second ("cpu ratio
 moves far less with the foreign load. BENCH_NODES=2x2,2x8 adds nodes with those workers x
 threads to S1 (for tuning; "default" is always there).
 """
+import io
 import json
 import os
 import random
 import re
 import resource
+import socket
 import statistics
 import subprocess
 import sys
 import tarfile
-import io
 import time
 
 import pytest
 
-from bench_server import DATA, HERE, N, NODE_DIR, OBJS, _flat, _once, _warm, get_batch, nginx  # noqa: F401
+from bench_server import DATA, HERE, N, NODE_DIR, OBJS, _flat, _once, _warm
+from bench_server import nginx  # noqa: F401  (the fixture)
 from tests.server.conftest import Node
 
 from getbatch.archive import backend
@@ -219,7 +221,6 @@ def check_batches(data, nodes):
 
 
 def _fetch_tar(port, path, body):
-    import socket
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"GET %s HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                   % (path.encode(), len(body), body))
