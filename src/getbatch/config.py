@@ -135,10 +135,11 @@ def default_workers():
 
 def default_threads():
     """Request threads per process. Measured on 2 cores (bench/RESULTS.md, "Concurrent small
-    batches"): 2, 4 and 8 threads cost the same CPU per request and give the same throughput
-    within noise; 4 leave room for clients slow to read without the GIL hand-offs and CPU
-    migrations of 8. A single batch runs in one thread whatever the count."""
-    return 4
+    batches"): on a quiet machine, 4 and 8 threads fell now and then into runs with half the
+    throughput and half a core idle (3 of 18 and 2 of 20 runs), 2 threads never did (18 runs)
+    and had the best median; under load all were equal. A single batch runs in one thread
+    whatever the count."""
+    return 2
 
 
 # Every setting, in the order `config show` prints them. Defaults are documented here only.
