@@ -210,8 +210,12 @@ def nginx(data, tmp_path_factory):
         conf = string.Template(f.read()).substitute(prefix=prefix, root=OBJS, port=port)
     (prefix / "nginx.conf").write_text(conf)
     log = open(prefix / "stderr.log", "wb")
+    # its own session, as the getbatch nodes have (tests/server/conftest.py): with the kernel's
+    # autogroup scheduling every session gets an equal CPU share under load, and nginx left
+    # in the benchmark's session would share one with wrk while the nodes get their own
     proc = subprocess.Popen(["nginx", "-p", str(prefix), "-e", str(prefix / "error.log"),
-                             "-c", str(prefix / "nginx.conf")], stdout=log, stderr=subprocess.STDOUT)
+                             "-c", str(prefix / "nginx.conf")], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 10
         while True:

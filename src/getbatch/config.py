@@ -127,7 +127,9 @@ class Setting:
         return value
 
 
-def _default_workers():
+def default_workers():
+    """One process (one GIL) per core, and two at least, so one busy process never holds up
+    the node."""
     return max(2, _cores())
 
 
@@ -137,9 +139,13 @@ SETTINGS = (
     Setting("host", _as_str, "127.0.0.1", "address to listen on"),
     Setting("port", _as_int, 51080, "TCP port to listen on", 1, 65535),
     Setting("data_dir", _as_str, "data", "directory holding buckets, objects and the node's caches"),
-    Setting("workers", _as_int, _default_workers,
+    Setting("workers", _as_int, default_workers,
             "server processes (default: one per core, at least 2)", 1, 256),
-    Setting("threads", _as_int, 4, "request threads per process", 1, 1024),
+    # 2: on 2 cores (bench/RESULTS.md, "Concurrent small batches"), 4 and 8 threads per
+    # process fell now and then into runs with half the throughput and half a core idle on a
+    # quiet machine; 2 never did and had the best median; under load all were equal. A single
+    # batch runs in one thread whatever the count.
+    Setting("threads", _as_int, 2, "request threads per process", 1, 1024),
     Setting("node_id", _as_str, "t[getbatch]", "this node's id in cluster maps and error bodies"),
     Setting("log_level", _as_log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Setting("access_log", _as_bool, False, "log one line per HTTP request"),

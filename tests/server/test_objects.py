@@ -57,6 +57,19 @@ def test_range_get(bucket, node):
     assert bucket.object("r").get_reader(byte_range="bytes=90-").read_all() == bytes(range(90, 100))
 
 
+@pytest.mark.parametrize("size", [0, 1, (32 << 10) - 1, 32 << 10, (32 << 10) + 1, 1 << 20])
+def test_whole_get_small_and_large(bucket, node, size):
+    """Small objects leave as bytes, larger ones as a file (sendfile): same bytes, same headers."""
+    data = os.urandom(size)
+    bucket.object(f"s{size}").get_writer().put_content(data)
+    r = requests.get(f"{node.url}/v1/objects/{bucket.name}/s{size}?provider=ais")
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["Content-Length"] == str(size)
+    assert r.headers["Content-Type"] == "application/octet-stream"
+    assert r.headers["Ais-Name"] == f"s{size}" and r.headers["Ais-Present"] == "true"
+    assert bucket.object(f"s{size}").get_reader().read_all() == data
+
+
 def test_head_headers(bucket, node):
     bucket.object("h").get_writer().put_content(b"x" * 1234)
     r = requests.head(f"{node.url}/v1/objects/{bucket.name}/h?provider=ais&props=name,size")

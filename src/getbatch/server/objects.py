@@ -1,6 +1,7 @@
 """Object API: PUT (whole or append/flush), GET (whole, Range, archived file), HEAD, DELETE.
 
-Whole-object GETs go out as a file-like source so gunicorn sends them with sendfile; ranges
+Whole-object GETs go out as a file-like source so gunicorn sends them with sendfile (small
+ones as bytes); ranges
 and archived files are bounded iterators over the very version opened, so no WSGI server can
 send more than promised, and a concurrent PUT cannot mix two versions into one response.
 An archived file streams from its shard chunk by chunk, whatever its size; what it must
@@ -18,6 +19,10 @@ from .buckets import body_stream, bucket_backend
 from .errors import AISError
 
 log = logging.getLogger("getbatch.server")
+# Whole objects up to this size leave as bytes: one pread and one send cost less than
+# gunicorn's sendfile path (an lseek, an fstat, a poller built per call, the sendfile, two
+# more lseeks), about half at 4 KiB and even at 64 KiB (bench/RESULTS.md, S2)
+_SMALL = 32 << 10
 
 
 def object_name(req, obj):
@@ -145,6 +150,13 @@ class Object:
         try:
             _attr_headers(resp, attrs, backend.provider)
             if req.get_header("Range") is None:
+                if attrs.size <= _SMALL:
+                    data = src.pread(attrs.size, 0)
+                    if len(data) != attrs.size:
+                        raise OSError(f"{backend.provider}://{bucket}/{obj} shrank while being read")
+                    resp.data = data
+                    src.close()
+                    return
                 resp.content_length = attrs.size
                 resp.stream = src if src.fileno() is not None else _closing(
                     src.chunks(0, attrs.size), src)

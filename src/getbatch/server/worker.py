@@ -88,11 +88,16 @@ def sendfile_min_for(sock, config):
     if config.sendfile_loopback:
         return config.sendfile_min
     try:
-        peer = sock.getpeername()
-        local = sock.family == socket.AF_UNIX or ipaddress.ip_address(peer[0]).is_loopback
-    except (OSError, ValueError, IndexError, TypeError):
+        local = sock.family == socket.AF_UNIX or _is_loopback(sock.getpeername()[0])
+    except (OSError, IndexError, TypeError):
         local = False
     return NEVER if local else config.sendfile_min
+
+
+def _is_loopback(addr):
+    """127.0.0.0/8, ::1 and IPv4-mapped 127/8, by text: `ipaddress` parsing costs 10-20 µs
+    per batch request (bench/RESULTS.md, S1)."""
+    return addr.startswith(("127.", "::ffff:127.")) or addr == "::1"
 
 
 def _abort(body, sock, exc):
