@@ -66,10 +66,13 @@ def _as_duration(v):
     raise ValueError("expecting a duration such as 20, 20s, 500ms or 5m")
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
 def _as_bool(v):
     if isinstance(v, bool):
         return v
-    if isinstance(v, str) and v.strip().lower() in ("1", "true", "yes", "on"):
+    if isinstance(v, str) and v.strip().lower() in TRUE_WORDS:
         return True
     if isinstance(v, str) and v.strip().lower() in ("0", "false", "no", "off", ""):
         return False

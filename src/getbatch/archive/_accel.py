@@ -4,14 +4,17 @@ Each hot path is a *role* with two implementations of one API: `getbatch.archive
 (built from ext/_c<role>.pyx) and `getbatch.archive.<role>_py`. The role's own module
 (emit.py, fileio.py, tarheader.py, tarscan.py, zipcd.py) calls `load(role)` and re-exports
 the API; everything else imports that module, never `_c*` or `*_py` directly.
-GETBATCH_PURE=1 forces the twins even when the extensions are built; a missing extension
-(no compiler at install time) selects the twin silently.
+GETBATCH_PURE=1 (or true/yes/on, as the `pure` setting reads it) forces the twins even when
+the extensions are built; a missing extension (no compiler at install time) selects the twin
+silently, and `backend()` then says "python".
 """
 import importlib
 import os
 
+from ..config import TRUE_WORDS
+
 ROLES = ("emit", "fileio", "tarheader", "tarscan", "zipcd")
-PURE = os.environ.get("GETBATCH_PURE") == "1"
+PURE = os.environ.get("GETBATCH_PURE", "").strip().lower() in TRUE_WORDS
 _loaded: dict[str, str] = {}
 
 
