@@ -7,15 +7,14 @@ with sendfile(2) from their file (zero copy). Items are converted to C structs i
 chunks, then the chunk's syscalls run without the GIL so other request threads run.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.buffer cimport PyObject_CheckBuffer, PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from libc.errno cimport errno, EINTR, EAGAIN
 
 cdef extern from "errno.h":
     int EWOULDBLOCK
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
-from posix.fcntl cimport open as c_open, O_RDONLY
-from posix.unistd cimport close, pread, write
+from posix.unistd cimport pread, write
 from posix.types cimport off_t
 import os
 
@@ -38,24 +37,21 @@ cdef extern from "poll.h" nogil:
 cdef enum:
     K_NONE = 0
     K_FD = 1
-    K_PATH = 2
-    K_INLINE = 3
+    K_INLINE = 2
     CHUNK = 256
 
 cdef enum:
     E_OK = 0
-    E_OPEN = 1
-    E_READ = 2
-    E_SHORT = 3
-    E_SINK = 4
-    E_TIMEOUT = 5
+    E_READ = 1
+    E_SHORT = 2
+    E_SINK = 3
+    E_TIMEOUT = 4
 
 cdef struct Item:
     const char *head
     Py_ssize_t head_len
     int kind
     int fd
-    const char *path
     const char *data
     long long offset
     long long length
@@ -200,20 +196,11 @@ cdef int _emit_one(_Sink s, Item *it, long long sendfile_min) noexcept nogil:
             if s.put(it.data + it.offset, <Py_ssize_t>it.length) < 0:
                 return -1
         else:
-            if it.kind == K_PATH:
-                fd = c_open(it.path, O_RDONLY | O_CLOEXEC)
-                if fd < 0:
-                    s.err = E_OPEN
-                    s.err_errno = errno
-                    return -1
-            else:
-                fd = it.fd
+            fd = it.fd
             if it.length >= sendfile_min:
                 rc = s.send_file(fd, it.offset, it.length)
             else:
                 rc = s.pread_into(fd, it.offset, it.length)
-            if it.kind == K_PATH:
-                close(fd)
             if rc < 0:
                 return -1
     if it.pad > 0:
@@ -226,8 +213,9 @@ def emit(int sink_fd, items, Py_ssize_t bufsize=1 << 20, long long sendfile_min=
     """Write every item to `sink_fd` in order; return the number of bytes written.
 
     item = (head: bytes, src, offset: int, length: int, pad: int); src is None (no data),
-    an int fd (left open), a str path (opened and closed here) or a bytes-like object
-    (inline data sliced [offset:offset+length]). `pad` zero bytes follow the data.
+    an int fd, a bytes-like object (inline data sliced [offset:offset+length]) or an object
+    whose fileno() gives the fd (called once, as the item is taken; an OSError from it fails
+    that item). Fds are left open. `pad` zero bytes follow the data.
     Raises EmitError naming the failing item; bytes before it may have been written.
     """
     cdef _Sink s = _Sink()
@@ -275,11 +263,12 @@ def emit(int sink_fd, items, Py_ssize_t bufsize=1 << 20, long long sendfile_min=
                 elif isinstance(src, int):
                     it.kind = K_FD
                     it.fd = src
-                elif isinstance(src, str):
-                    it.kind = K_PATH
-                    p = os.fsencode(src)
-                    keep.append(p)
-                    it.path = PyBytes_AS_STRING(p)
+                elif not PyObject_CheckBuffer(src):
+                    it.kind = K_FD
+                    try:
+                        it.fd = src.fileno()
+                    except OSError as exc:
+                        raise EmitError(start + i, str(exc), exc.errno or 0) from None
                 else:
                     it.kind = K_INLINE
                     PyObject_GetBuffer(src, &views[nviews], PyBUF_SIMPLE)
@@ -314,10 +303,7 @@ def emit(int sink_fd, items, Py_ssize_t bufsize=1 << 20, long long sendfile_min=
 
 
 cdef _raise(_Sink s, Py_ssize_t index, item):
-    src = item[1]
-    what = src if isinstance(src, str) else f"item {index}"
-    if s.err == E_OPEN:
-        raise EmitError(index, f"cannot open {what}: {os.strerror(s.err_errno)}", s.err_errno)
+    what = f"item {index}"
     if s.err == E_READ:
         raise EmitError(index, f"cannot read {what}: {os.strerror(s.err_errno)}", s.err_errno)
     if s.err == E_SHORT:

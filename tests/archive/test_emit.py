@@ -38,8 +38,8 @@ def expected(items):
     for head, src, off, length, pad in items:
         out += head
         if length:
-            if isinstance(src, str):
-                with open(src, "rb") as f:
+            if isinstance(src, LazyFile):
+                with open(src.path, "rb") as f:
                     f.seek(off)
                     out += f.read(length)
             elif isinstance(src, int):
@@ -50,24 +50,43 @@ def expected(items):
     return bytes(out)
 
 
+class LazyFile:
+    """A source offering fileno(), opened on first use, as the store's lazy sources are."""
+
+    opened = []
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.fd = -1
+
+    def fileno(self):
+        if self.fd < 0:
+            self.fd = os.open(self.path, os.O_RDONLY)  # an OSError names the path
+            LazyFile.opened.append(self.fd)
+        return self.fd
+
+
 @pytest.fixture
 def files(tmp_path):
     paths = []
     for i, size in enumerate([0, 1, 511, 4096, 70000, 300000]):
         p = tmp_path / f"f{i}"
         p.write_bytes(os.urandom(size))
-        paths.append(str(p))
-    return paths
+        paths.append(LazyFile(p))
+    yield paths
+    for fd in LazyFile.opened:
+        os.close(fd)
+    LazyFile.opened.clear()
 
 
 @pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
 @pytest.mark.parametrize("bufsize,sendfile_min", [(1 << 20, 1 << 16), (4096, 1 << 62), (1 << 20, 1)])
-def test_socket_paths_fds_inline(impl, files, bufsize, sendfile_min):
-    fd = os.open(files[4], os.O_RDONLY)
+def test_socket_sources_fds_inline(impl, files, bufsize, sendfile_min):
+    fd = os.open(files[4].path, os.O_RDONLY)
     try:
         items = []
         for p in files:
-            size = os.path.getsize(p)
+            size = os.path.getsize(p.path)
             items.append((b"H" * 512, p, 0, size, (-size) % 512))
         items.append((b"", fd, 100, 5000, 3))
         items.append((b"inline:", b"0123456789", 2, 5, 0))
@@ -81,7 +100,7 @@ def test_socket_paths_fds_inline(impl, files, bufsize, sendfile_min):
 
 @pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
 def test_file_and_pipe_sinks(impl, files, tmp_path):
-    items = [(b"x" * 10, p, 0, os.path.getsize(p), 7) for p in files]
+    items = [(b"x" * 10, p, 0, os.path.getsize(p.path), 7) for p in files]
     out = tmp_path / "out"
     fd = os.open(out, os.O_WRONLY | os.O_CREAT)
     try:
@@ -93,7 +112,7 @@ def test_file_and_pipe_sinks(impl, files, tmp_path):
 
 @pytest.mark.parametrize("impl", IMPLS, ids=lambda m: m.__name__)
 def test_missing_and_shrunk_sources_name_the_item(impl, files, tmp_path):
-    items = [(b"a", files[3], 0, 4096, 0), (b"b", str(tmp_path / "gone"), 0, 10, 0)]
+    items = [(b"a", files[3], 0, 4096, 0), (b"b", LazyFile(tmp_path / "gone"), 0, 10, 0)]
     with pytest.raises(impl.EmitError) as ei:
         emit_to_socket(impl, items)
     assert ei.value.index == 1 and "gone" in str(ei.value)

@@ -87,6 +87,11 @@ def emit(sink_fd, items, bufsize=1 << 20, sendfile_min=1 << 16, timeout_ms=12000
     s = _Sink(sink_fd, bufsize, timeout_ms)
     index = 0
     for index, (head, src, off, length, pad) in enumerate(items):
+        if src is not None and not isinstance(src, (int, bytes, bytearray, memoryview)):
+            try:
+                src = src.fileno()
+            except OSError as exc:
+                raise EmitError(index, str(exc), exc.errno or 0) from None
         if head:
             s.put(head, index)
         if length > 0:
@@ -96,22 +101,10 @@ def emit(sink_fd, items, bufsize=1 << 20, sendfile_min=1 << 16, timeout_ms=12000
                 if off < 0 or off + length > len(src):
                     raise ValueError(f"item {index}: [{off}, {off + length}) outside its data")
                 s.put(memoryview(src)[off:off + length], index)
+            elif length >= sendfile_min:
+                s.send_file(src, off, length, index, f"item {index}", length)
             else:
-                what = src if isinstance(src, str) else f"item {index}"
-                fd = src
-                if isinstance(src, str):
-                    try:
-                        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-                    except OSError as exc:
-                        raise EmitError(index, f"cannot open {what}: {os.strerror(exc.errno)}", exc.errno)
-                try:
-                    if length >= sendfile_min:
-                        s.send_file(fd, off, length, index, what, length)
-                    else:
-                        s.pread_into(fd, off, length, index, what, length)
-                finally:
-                    if isinstance(src, str):
-                        os.close(fd)
+                s.pread_into(src, off, length, index, f"item {index}", length)
         if pad > 0:
             s.put(bytes(pad), index)
     s.flush(index)

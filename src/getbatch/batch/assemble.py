@@ -19,7 +19,7 @@ import secrets
 
 import msgspec
 
-from ..archive import ArchiveError, EmitError, emit, open_writer, tar_entry_size, tar_header
+from ..archive import ArchiveError, emit, open_writer, tar_entry_size, tar_header
 from ..archive.writers import TAR_END
 
 WINDOW_BYTES = 32 << 20
@@ -45,14 +45,17 @@ def _windows(items, window, stream_min):
     whose lazily opened sources stay few (they are all open while their window is sent)."""
     start, held, lazy = 0, 0, 0
     for i, it in enumerate(items):
-        cost = _held_size(it, stream_min)
+        cost = lz = 0
+        if it.shard is not None:
+            cost = _held_size(it, stream_min)
+        elif it.owned and it.src.lazy:
+            lz = 1
         if i > start and (held + cost > window or i - start >= WINDOW_ITEMS
-                          or lazy >= WINDOW_LAZY):
+                          or lazy + lz > WINDOW_LAZY):
             yield items[start:i]
             start, held, lazy = i, 0, 0
         held += cost
-        if it.owned and it.src.lazy:
-            lazy += 1
+        lazy += lz
     if start < len(items):
         yield items[start:]
 
@@ -127,7 +130,7 @@ class BatchOutput:
             for it in window:
                 head = tar_header(it.name, it.size)
                 if it.src is not None:
-                    add((head, _fileno(it, len(items)), it.offset, it.size, -it.size & 511))
+                    add((head, it.src, it.offset, it.size, -it.size & 511))
                 elif it.shard is None:
                     add((head, None, 0, 0, 0))
                 elif id(it) in data:
@@ -197,14 +200,6 @@ class BatchOutput:
         on_close, self.on_close = self.on_close, None
         if on_close is not None:
             on_close(self)
-
-
-def _fileno(it, index):
-    """The item's fd; a source that can no longer be opened fails like a failed send."""
-    try:
-        return it.src.fileno()
-    except OSError as exc:
-        raise EmitError(index, str(exc), exc.errno) from None
 
 
 def _add_file(writer, it):

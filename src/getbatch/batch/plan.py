@@ -124,16 +124,16 @@ class _Resolver:
         self.n = n_entries
         self.budget = budget
         self.readers = {}       # backend -> its BatchReader
-        self._by_provider = {}  # provider -> the same readers, looked up once per item
+        self.by_provider = {}   # provider -> the same readers
 
     def reader(self, provider, bucket):
-        r = self._by_provider.get(provider)
+        r = self.by_provider.get(provider)
         if r is None:
             backend = self.storage.backend(provider, bucket)
             r = self.readers.get(backend)
             if r is None:
                 r = self.readers[backend] = backend.batch_reader(self.n, self.budget)
-            self._by_provider[provider] = r
+            self.by_provider[provider] = r
         return r
 
     def member(self, e, name, objname, archpath, ref):
@@ -204,6 +204,7 @@ def _require_inflate(items, budget):
 def _resolve_all(req, resolve, items, max_soft_errs):
     onob, coer = req.onob, req.coer
     append = items.append
+    readers = resolve.by_provider  # a dict lookup per item, a call only for a new provider
     soft = 0
     for e in req.entries:
         base = e.objname if onob else f"{e.bucket}/{e.objname}"
@@ -211,7 +212,8 @@ def _resolve_all(req, resolve, items, max_soft_errs):
         try:
             if not ap:
                 try:
-                    src = resolve.reader(e.provider, e.bucket).source(e.bucket, e.objname)
+                    src = (readers.get(e.provider) or resolve.reader(e.provider, e.bucket)
+                           ).source(e.bucket, e.objname)
                 except ObjectNotFound:
                     item = resolve.implicit_member(e, base, _ref(e)) if "/" in e.objname else None
                     if item is None:

@@ -3,14 +3,17 @@
 Planning a batch opens each object it finds (open+fstat in one call instead of a stat now and
 an open later: one lookup by name instead of two, the largest per-file cost of a batch of small
 objects, measured in bench/RESULTS.md). The fds stay open until the item is sent. Half the fd
-limit is shared by all batches of the process; past it, objects are only stat-ed and opened
-again when sent (`_LazySource`).
+limit is shared by all batches of the process; a request takes its share when it starts and
+gives it back when it ends; past it, objects are only stat-ed and opened again when sent
+(`_LazySource`). This runs once per item of a batch, so it avoids Python calls it can.
 """
 import errno
 import os
 import resource
 import stat as st_
 import threading
+
+import msgspec
 
 from ..archive.fileio import open_sized
 from .backend import BatchReader, Source
@@ -19,7 +22,6 @@ from .errors import InvalidName, ObjectNotFound
 NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR)
 OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 _OPEN_NOFOLLOW = OPEN_FLAGS | os.O_NOFOLLOW
-_GIVE_BACK = 64  # closed fds a reader collects before returning them to the budget (one lock)
 
 
 class FdBudget:
@@ -46,15 +48,11 @@ class FdBudget:
 FDS = FdBudget()
 
 
-class FileSource(Source):
+class FileSource(msgspec.Struct, Source, gc=False):
     """An object version open as an fd (owned: closed by close())."""
 
-    __slots__ = ("fd", "size", "_reader")
-
-    def __init__(self, fd, size, reader=None):
-        self.fd = fd
-        self.size = size
-        self._reader = reader
+    fd: int
+    size: int
 
     def fileno(self):
         return self.fd
@@ -71,29 +69,24 @@ class FileSource(Source):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-            if self._reader is not None:
-                self._reader.returned()
 
 
-class _LazySource(Source):
+class _LazySource(msgspec.Struct, Source, gc=False):
     """An object found while planning but opened only when first read (past the fd budget)."""
 
-    __slots__ = ("size", "_path", "_name", "_bucket", "fd")
+    size: int
+    path: str
+    bucket: str
+    name: str
+    fd: int = -1
     lazy = True
-
-    def __init__(self, path, size, bucket, name):
-        self.size = size
-        self._path = path
-        self._bucket = bucket
-        self._name = name
-        self.fd = -1
 
     def fileno(self):
         if self.fd < 0:
             try:
-                self.fd = os.open(self._path, OPEN_FLAGS)
+                self.fd = os.open(self.path, OPEN_FLAGS)
             except OSError as e:
-                raise OSError(e.errno, f"ais://{self._bucket}/{self._name} cannot be opened "
+                raise OSError(e.errno, f"ais://{self.bucket}/{self.name} cannot be opened "
                                        f"any more: {e.strerror}") from None
         return self.fd
 
@@ -114,22 +107,28 @@ class LocalBatchReader(BatchReader):
         super().__init__(store, budget)
         self._root = store.root
         self._safe = set()   # (bucket, parent dir) checked to hold no symlink
-        self._fds = FDS.take(n_entries)
-        self._back = 0
-
-    def returned(self):
-        self._back += 1
-        if self._back >= _GIVE_BACK:
-            FDS.give(self._back)
-            self._back = 0
+        self._taken = FDS.take(n_entries)
+        self._fds = self._taken
 
     def source(self, bucket, name):
         if self._fds > 0:
-            fd, size = self._open(bucket, name)
+            # the common case inline: a name in a directory already checked, one open+fstat
+            parent = name.rpartition("/")[0]
+            if not parent or (bucket, parent) in self._safe:
+                try:
+                    fd, size = open_sized(f"{self._root}/{bucket}/{name}", _OPEN_NOFOLLOW)
+                except OSError as e:
+                    if e.errno != errno.ELOOP:
+                        raise _lookup_error(e, bucket, name) from None
+                    fd, size = self._open_checked(bucket, name)
+            else:
+                fd, size = self._open_checked(bucket, name)
+            if fd < 0:
+                raise ObjectNotFound(bucket, name)
             self._fds -= 1
-            return FileSource(fd, size, self)
+            return FileSource(fd, size)
         path, size = self._locate(bucket, name)
-        return _LazySource(path, size, bucket, name)
+        return _LazySource(size, path, bucket, name)
 
     def _checked_path(self, bucket, name):
         """The object's path once its parent dir is known free of symlinks, else None."""
@@ -145,25 +144,14 @@ class LocalBatchReader(BatchReader):
             if os.path.realpath(pdir) == pdir:
                 self._safe.add((bucket, parent))
 
-    def _open(self, bucket, name):
-        """(fd, size) of a regular-file object. A final-component symlink is only followed
-        after `object_path` has checked where it leads."""
-        path = self._checked_path(bucket, name)
-        flags = _OPEN_NOFOLLOW
-        if path is None:
-            path = self.backend.object_path(bucket, name)
-            flags = OPEN_FLAGS
+    def _open_checked(self, bucket, name):
+        """(fd, size) after `object_path` has checked every component (a final symlink is
+        followed only once it is known to stay in the bucket)."""
         try:
-            fd, size = open_sized(path, flags)
+            fd, size = open_sized(self.backend.object_path(bucket, name), OPEN_FLAGS)
         except OSError as e:
-            if e.errno == errno.ELOOP and flags != OPEN_FLAGS:
-                fd, size = open_sized(self.backend.object_path(bucket, name), OPEN_FLAGS)
-            else:
-                raise _lookup_error(e, bucket, name) from None
-        if fd < 0:
-            raise ObjectNotFound(bucket, name)
-        if flags == OPEN_FLAGS:
-            self._remember(bucket, name)
+            raise _lookup_error(e, bucket, name) from None
+        self._remember(bucket, name)
         return fd, size
 
     def _locate(self, bucket, name):
@@ -188,8 +176,8 @@ class LocalBatchReader(BatchReader):
 
     def close(self):
         super().close()
-        FDS.give(self._fds + self._back)
-        self._fds = self._back = 0
+        FDS.give(self._taken)
+        self._taken = self._fds = 0
 
 
 def _lookup_error(e, bucket, name):
