@@ -44,11 +44,11 @@ def validate_object_name(name):
         raise InvalidName(what, name, "must be a string")
     if not name:
         raise InvalidName(what, name, "empty")
-    if "\0" in name:
-        raise InvalidName(what, name, "NUL byte not allowed")
-    if _CONTROL_RE.search(name):
-        raise InvalidName(what, name, "control characters (CR, LF, TAB, ...) not allowed")
-    if not name.isascii():
+    if not (name.isascii() and name.isprintable()):  # the common case skips both checks
+        if "\0" in name:
+            raise InvalidName(what, name, "NUL byte not allowed")
+        if _CONTROL_RE.search(name):
+            raise InvalidName(what, name, "control characters (CR, LF, TAB, ...) not allowed")
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
