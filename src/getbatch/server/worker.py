@@ -67,7 +67,7 @@ from .conn import HEAD_MAX, RECV_SIZE, ClientSocket, Conn, minimal_response, sen
 log = logging.getLogger("getbatch.worker")
 
 NEVER = 1 << 62
-ACCEPT_BATCH = 64      # connections accepted per wake-up, so that a flood cannot starve the loop
+ACCEPT_BATCH = 1       # connections accepted per wake-up: every worker is woken, one each spreads a burst
 SWEEP_EVERY = 0.1      # deadlines are checked at most this often (their precision)
 CLOSE_LINGER = 2.0     # a closing connection drains what the client still sends (RFC 9112 9.6)
 CLOSE_DRAIN_MAX = 64 << 10
