@@ -11,6 +11,9 @@ shard once per request.
 """
 from abc import ABC, abstractmethod
 
+from .errors import BucketNotFound
+from .names import validate_bucket_name
+
 _CHUNK = 1 << 20
 
 
@@ -72,8 +75,6 @@ class Backend(ABC):
 
     def require_bucket(self, name):
         """Raise BucketNotFound (or InvalidName) unless the bucket exists."""
-        from .errors import BucketNotFound
-        from .names import validate_bucket_name
         validate_bucket_name(name)
         if not self.has_bucket(name):
             raise BucketNotFound(name, self.provider)
