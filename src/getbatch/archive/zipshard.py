@@ -171,11 +171,11 @@ class ZipShard(Shard):
         if m.method == STORED:
             data_offset, _ = self._stored_extent(m)
             chunks = self._pread_chunks(self._fd, data_offset + start, n)
-            return self._checked(m, chunks) if n == m.size else chunks
+            return _last_held(self._checked(m, chunks)) if n == m.size else chunks
         if m.method == DEFLATED:
             if m.size > m.csize * _MAX_RATIO + 64:
                 raise CorruptArchive(self.name, f"impossible sizes for deflated {m.name}")
-            return _part(self._checked(m, self._inflate(m)), start, n)
+            return _last_held(_part(self._checked(m, self._inflate(m)), start, n))
         raise CorruptArchive(self.name, f"unsupported compression method {m.method}")
 
     def _inflate(self, m):
@@ -210,8 +210,8 @@ class ZipShard(Shard):
             raise CorruptArchive(self.name, f"bad deflate data in {m.name}: {exc}") from None
 
     def _checked(self, m, chunks):
-        """`chunks` of the whole member, then its size and CRC-32 checked (after the last one
-        went out: a mismatch raises CorruptArchive, which makes the output incomplete)."""
+        """`chunks` of the whole member, then its size and CRC-32 checked: a mismatch raises
+        CorruptArchive (see _last_held for why the caller still sees an incomplete member)."""
         crc = total = 0
         for chunk in chunks:
             crc = _zlib.crc32(chunk, crc)
@@ -221,6 +221,19 @@ class ZipShard(Shard):
             raise CorruptArchive(self.name, f"{m.name}: got {total} bytes, expected {m.size}")
         if crc != m.crc:
             raise CorruptArchive(self.name, f"CRC-32 mismatch in {m.name}")
+
+
+def _last_held(chunks):
+    """`chunks`, the last one handed on only once `chunks` is exhausted, so a check that fails
+    at its end raises before the final bytes leave: whoever sends the member (with its size
+    announced) sends fewer bytes, and the failure is detectable."""
+    pending = None
+    for chunk in chunks:
+        if pending is not None:
+            yield pending
+        pending = chunk
+    if pending is not None:
+        yield pending
 
 
 def _part(chunks, start, n):
