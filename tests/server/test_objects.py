@@ -157,3 +157,27 @@ def test_aborted_upload_leaves_nothing(bucket, node):
     assert [e.name for e in bucket.list_all_objects()] == ["keep"]
     tmp = os.path.join(node.data_dir, ".sys", "tmp")
     assert os.listdir(tmp) == []
+
+
+def test_archived_file_failing_mid_stream_is_detectably_incomplete(bucket, node):
+    """A deflated member whose CRC-32 turns out wrong after its bytes went out: the connection
+    closes short of Content-Length (one log line, no traceback), and the node serves on."""
+    import zipfile
+
+    data = os.urandom(1 << 20) * 3  # compressible: several chunks of output
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("m.bin", data)
+    blob = bytearray(buf.getvalue())
+    cd = blob.rfind(b"PK\x01\x02")
+    blob[cd + 16:cd + 20] = bytes(4)  # the central directory's CRC-32 of m.bin
+    bucket.object("bad.zip").get_writer().put_content(bytes(blob))
+    url = f"{node.url}/v1/objects/{bucket.name}/bad.zip?provider=ais&archpath=m.bin"
+    with pytest.raises(requests.exceptions.RequestException):
+        r = requests.get(url, stream=True)
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(data)
+        got = r.content
+        assert False, f"a complete body of {len(got)} bytes for a corrupt member"
+    assert "bad.zip'" in node.log() and "aborted after the status line" in node.log()
+    bucket.object("ok").get_writer().put_content(b"fine")
+    assert bucket.object("ok").get_reader().read_all() == b"fine"

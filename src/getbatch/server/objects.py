@@ -1,24 +1,22 @@
 """Object API: PUT (whole or append/flush), GET (whole, Range, archived file), HEAD, DELETE.
 
 Whole-object GETs go out as a file-like source so gunicorn sends them with sendfile (small
-ones as bytes); ranges
-and archived files are bounded iterators over the very version opened, so no WSGI server can
-send more than promised, and a concurrent PUT cannot mix two versions into one response.
-An archived file streams from its shard chunk by chunk, whatever its size; what it must
-decompress is limited by `max_inflate` (checked before the status line where possible).
+ones as bytes); ranges and archived files are bounded iterators over the very version
+opened, so no WSGI server can send more than promised, and a concurrent PUT cannot mix two
+versions into one response. An archived file streams from its shard chunk by chunk, whatever
+its size; what it must decompress is limited by `max_inflate` (checked before the status line
+where possible). A failure after the status line (a CRC-32 mismatch, max_inflate, a source
+that shrank) closes the connection (the worker guards streamed bodies): the client sees
+fewer bytes than Content-Length.
 """
-import logging
-import socket
-
 import falcon
 
-from ..archive import ArchiveError, InflateBudget, MemberNotFound
+from ..archive import InflateBudget, MemberNotFound
 from ..store import validate_archpath
 from ..store.errors import InvalidName
 from .buckets import body_stream, bucket_backend
 from .errors import AISError
 
-log = logging.getLogger("getbatch.server")
 # Whole objects up to this size leave as bytes: one pread and one send cost less than
 # gunicorn's sendfile path (an lseek, an fstat, a poller built per call, the sendfile, two
 # more lseeks), about half at 4 KiB and even at 64 KiB (bench/RESULTS.md, S2)
@@ -78,39 +76,19 @@ def _byte_range(req, size):
     return first, last - first + 1
 
 
-class _MemberStream:
-    """An archived file's `chunks` as a WSGI body that closes its shard when done. A failure
-    after the status line (a CRC-32 mismatch, max_inflate) closes the connection: the client
-    sees fewer bytes than Content-Length."""
+class _Closing:
+    """`chunks` as a WSGI body that closes `source` when the server is done with it (a
+    generator's `finally` would not run for a body that is never iterated)."""
 
-    def __init__(self, shard, chunks, what, sock):
-        self.shard = shard
+    def __init__(self, chunks, source):
         self.chunks = chunks
-        self.what = what
-        self.sock = sock
+        self.source = source
 
     def __iter__(self):
-        try:
-            yield from self.chunks
-        except ArchiveError as exc:
-            log.warning("GET %r aborted after the status line, connection closed: %s",
-                        self.what, exc)
-            if self.sock is None:
-                raise
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        return iter(self.chunks)
 
     def close(self):
-        self.shard.close()
-
-
-def _closing(chunks, source):
-    try:
-        yield from chunks
-    finally:
-        source.close()
+        self.source.close()
 
 
 class Object:
@@ -158,7 +136,7 @@ class Object:
                     src.close()
                     return
                 resp.content_length = attrs.size
-                resp.stream = src if src.fileno() is not None else _closing(
+                resp.stream = src if src.fileno() is not None else _Closing(
                     src.chunks(0, attrs.size), src)
                 return
             start, count = _byte_range(req, attrs.size)
@@ -168,7 +146,7 @@ class Object:
         resp.status = falcon.HTTP_206
         resp.content_range = (start, start + count - 1, attrs.size)
         resp.content_length = count
-        resp.stream = _closing(src.chunks(start, count), src)
+        resp.stream = _Closing(src.chunks(start, count), src)
 
     def _get_archived(self, req, resp, backend, bucket, obj, archpath):
         if req.get_header("Range") is not None:
@@ -189,8 +167,7 @@ class Object:
             shard.close()
             raise
         resp.content_length = m.size
-        what = f"{backend.provider}://{bucket}/{obj}?archpath={archpath}"
-        resp.stream = _MemberStream(shard, chunks, what, req.env.get("gunicorn.socket"))
+        resp.stream = _Closing(chunks, shard)
 
     def on_head(self, req, resp, bucket, obj):
         backend, bucket = bucket_backend(self.storage, req, bucket)

@@ -100,10 +100,10 @@ def _is_loopback(addr):
     return addr.startswith(("127.", "::ffff:127.")) or addr == "::1"
 
 
-def _abort(body, sock, exc):
+def _abort(what, sock, exc):
     """After the status line, closing the connection is the only way left to tell the
-    client the archive is incomplete (Content-Length unmet, or no final chunk)."""
-    log.warning("batch %s aborted after the status line, connection closed: %s", body.plan.uuid, exc)
+    client the body is incomplete (Content-Length unmet, or no final chunk)."""
+    log.warning("%s aborted after the status line, connection closed: %s", what, exc)
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
@@ -111,28 +111,31 @@ def _abort(body, sock, exc):
 
 
 class _Guarded:
-    """The iterated path (compressed outputs): a failure mid-stream closes the connection
-    with one log line instead of a traceback from gunicorn."""
+    """A streamed body (a compressed batch, a Range, an archived file): a failure mid-stream
+    closes the connection with one log line instead of a traceback from gunicorn."""
 
-    def __init__(self, body, sock):
+    def __init__(self, body, sock, what):
         self.body = body
         self.sock = sock
+        self.what = what
 
     def __iter__(self):
         try:
             yield from self.body
         except Exception as exc:
-            _abort(self.body, self.sock, exc)
+            _abort(self.what, self.sock, exc)
 
     def close(self):
-        self.body.close()
+        close = getattr(self.body, "close", None)
+        if close is not None:
+            close()
 
 
 class _DirectSend(_Guarded):
     """The zero-copy path: headers through gunicorn, then the emit loop on the socket."""
 
     def __init__(self, body, sock, config):
-        super().__init__(body, sock)
+        super().__init__(body, sock, f"batch {body.plan.uuid}")
         self.config = config
 
     def __iter__(self):
@@ -144,11 +147,12 @@ class _DirectSend(_Guarded):
             self.body.emit_to(self.sock.fileno(), sendfile_min_for(self.sock, self.config),
                               timeout_ms=int(self.config.send_timeout * 1000))
         except Exception as exc:
-            _abort(self.body, self.sock, exc)
+            _abort(self.what, self.sock, exc)
 
 
 class ZeroCopyApp:
-    """WSGI middleware that routes zero-copy batch bodies to the client socket."""
+    """WSGI middleware that routes zero-copy batch bodies to the client socket and guards
+    every other streamed body (whole bodies in a list, and files, cannot fail mid-way)."""
 
     def __init__(self, app, config):
         self.app = app
@@ -157,9 +161,14 @@ class ZeroCopyApp:
     def __call__(self, environ, start_response):
         result = self.app(environ, start_response)
         sock = environ.get("gunicorn.socket")
-        if isinstance(result, BatchOutput) and sock is not None:
-            return _DirectSend(result, sock, self.config) if result.zero_copy else _Guarded(result, sock)
-        return result
+        if sock is None or isinstance(result, (list, tuple, environ["wsgi.file_wrapper"])):
+            return result
+        if isinstance(result, BatchOutput):
+            if result.zero_copy:
+                return _DirectSend(result, sock, self.config)
+            return _Guarded(result, sock, f"batch {result.plan.uuid}")
+        return _Guarded(result, sock, f"{environ.get('REQUEST_METHOD')} "
+                                      f"{environ.get('PATH_INFO')!r}")
 
 
 class _Input:
