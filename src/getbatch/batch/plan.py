@@ -225,8 +225,7 @@ def _resolve_all(req, resolve, items, max_soft_errs):
                         item.offset, item.size = _apply_range(e.start, e.length, src.size, _ref(e))
                     continue
             else:
-                name = base + ap if ap[0] == "/" else f"{base}/{ap}"
-                item = resolve.member(e, name, e.objname, ap, _ref(e))
+                item = resolve.member(e, _member_name(base, ap), e.objname, ap, _ref(e))
         except (ObjectNotFound, MemberNotFound) as exc:
             msg = (f"{ap} in {_ref(e)} does not exist" if isinstance(exc, MemberNotFound)
                    else f"{_ref(e)} does not exist")
@@ -236,13 +235,17 @@ def _resolve_all(req, resolve, items, max_soft_errs):
             if soft > max_soft_errs:
                 raise BadRequest(f"exceeded soft-errors limit: {soft} (max: {max_soft_errs}); "
                                  f"the last one: {msg}")
-            name = base if not ap else (base + ap if ap[0] == "/" else f"{base}/{ap}")
-            item = Item(MISSING_DIR + name, 0, err=msg)
+            item = Item(MISSING_DIR + (_member_name(base, ap) if ap else base), 0, err=msg)
         except InvalidName as exc:
             raise BadRequest(str(exc))
         except ArchiveError as exc:
             raise BadRequest(f"{_ref(e)}: cannot read archived file {ap!r}: {exc.reason}")
         append(item)
+
+
+def _member_name(base, archpath):
+    """The output name of a member: its shard's name, then the archpath (`/x` joins as is)."""
+    return base + archpath if archpath[0] == "/" else f"{base}/{archpath}"
 
 
 def _ref(e):

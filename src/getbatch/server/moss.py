@@ -11,9 +11,8 @@ import time
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.request import parse, parse_coloc
-from ..store import normalize_provider, validate_bucket_name
-from ..store.errors import BucketNotFound
-from .buckets import read_body
+from ..store import normalize_provider
+from .buckets import bucket_backend, read_body
 from .errors import AISError
 
 log = logging.getLogger("getbatch.batch")
@@ -30,9 +29,8 @@ class Moss:
         provider = normalize_provider(req.get_param("provider") or "ais")
         checked = ()
         if bucket is not None:
-            validate_bucket_name(bucket)
-            if not self.storage.backend(provider, bucket).has_bucket(bucket):
-                raise BucketNotFound(bucket, provider)
+            backend, bucket = bucket_backend(self.storage, req, bucket)
+            backend.require_bucket(bucket)
             checked = ((provider, bucket),)
         cfg = self.config
         mreq = parse(read_body(req, cfg.max_body), bucket, provider, max_entries=cfg.max_entries)
