@@ -27,7 +27,7 @@ from .backend import Backend
 from .errors import BucketExists, BucketNotFound, InvalidName, ObjectNotFound
 from .fsutil import copy_stream, fsync_dir, full_disk_is_507, own, prune_empty_dirs, sweep
 from .listing import walk_names
-from .local_read import NOT_FOUND, OPEN_FLAGS, FileSource, LocalBatchReader
+from .local_read import OPEN_FLAGS, FileSource, LocalBatchReader, lookup_error
 from .names import validate_bucket_name, validate_object_name
 from .publish import Publisher
 
@@ -171,9 +171,7 @@ class LocalStore(Backend):
         try:
             fd = os.open(path, OPEN_FLAGS | os.O_NONBLOCK)  # a FIFO must not block the open
         except OSError as e:
-            if e.errno in NOT_FOUND:
-                raise ObjectNotFound(bucket, name) from None
-            raise
+            raise lookup_error(e, bucket, name) from None
         try:
             st = os.fstat(fd)
             if not st_.S_ISREG(st.st_mode):
@@ -223,9 +221,7 @@ class LocalStore(Backend):
                 raise ObjectNotFound(bucket, name)
             os.unlink(path)
         except OSError as e:
-            if e.errno in NOT_FOUND:
-                raise ObjectNotFound(bucket, name) from None
-            raise
+            raise lookup_error(e, bucket, name) from None
         remaining = prune_empty_dirs(self._bucket_dir(bucket), name)
         if self.fsync:
             try:

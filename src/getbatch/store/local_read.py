@@ -119,7 +119,7 @@ class LocalBatchReader(BatchReader):
                     fd, size = open_sized(f"{self._root}/{bucket}/{name}", _OPEN_NOFOLLOW)
                 except OSError as e:
                     if e.errno != errno.ELOOP:
-                        raise _lookup_error(e, bucket, name) from None
+                        raise lookup_error(e, bucket, name) from None
                     fd, size = self._open_checked(bucket, name)
             else:
                 fd, size = self._open_checked(bucket, name)
@@ -150,7 +150,7 @@ class LocalBatchReader(BatchReader):
         try:
             fd, size = open_sized(self.backend.object_path(bucket, name), OPEN_FLAGS)
         except OSError as e:
-            raise _lookup_error(e, bucket, name) from None
+            raise lookup_error(e, bucket, name) from None
         self._remember(bucket, name)
         return fd, size
 
@@ -161,14 +161,14 @@ class LocalBatchReader(BatchReader):
             try:
                 st = os.lstat(path)
             except OSError as e:
-                raise _lookup_error(e, bucket, name) from None
+                raise lookup_error(e, bucket, name) from None
             if st_.S_ISREG(st.st_mode):
                 return path, st.st_size
         path = self.backend.object_path(bucket, name)
         try:
             st = os.stat(path)
         except OSError as e:
-            raise _lookup_error(e, bucket, name) from None
+            raise lookup_error(e, bucket, name) from None
         if not st_.S_ISREG(st.st_mode):
             raise ObjectNotFound(bucket, name)
         self._remember(bucket, name)
@@ -180,7 +180,8 @@ class LocalBatchReader(BatchReader):
         self._taken = self._fds = 0
 
 
-def _lookup_error(e, bucket, name):
+def lookup_error(e, bucket, name):
+    """The store error for an OSError met looking up object `name` by path."""
     if e.errno in NOT_FOUND:
         return ObjectNotFound(bucket, name)
     if e.errno == errno.ENAMETOOLONG:
