@@ -29,11 +29,11 @@ import statistics
 import subprocess
 import sys
 import tarfile
-import time
 
 import pytest
 
-from bench_server import DATA, HERE, N, NODE_DIR, OBJS, _flat, _once, _warm
+from bench_server import (DATA, HERE, N, NODE_DIR, OBJS, _flat, _once, _own_ticks,
+                          _settle, _tree_ticks, _warm)
 from bench_server import nginx  # noqa: F401  (the fixture)
 from tests.server.conftest import Node
 
@@ -86,49 +86,6 @@ def _node_specs():
 def _argv(workers, threads):
     return [sys.executable, "-m", "getbatch.cli", "serve", "--port", "{port}", "--data-dir", "{data}",
             "--workers", str(workers), "--threads", str(threads)]
-
-
-def _children(pid):
-    out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            out += [int(p) for p in f.read().split()]
-    return out
-
-
-def _own_ticks(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except FileNotFoundError:
-        return 0
-    return int(fields[11]) + int(fields[12])     # utime + stime
-
-
-def _tree_ticks(pid):
-    """CPU time (clock ticks) of `pid` and all its descendants."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        total += _own_ticks(p)
-        try:
-            todo += _children(p)
-        except FileNotFoundError:
-            pass
-    return total
-
-
-def _settle(pid, workers):
-    """Wait for every worker to boot and go idle (booting workers take CPU from the figures)."""
-    deadline = time.monotonic() + 20
-    while len(_children(pid)) < workers and time.monotonic() < deadline:
-        time.sleep(0.1)
-    ticks = _tree_ticks(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        ticks, before = _tree_ticks(pid), ticks
-        if ticks == before:
-            return
 
 
 @pytest.fixture(scope="module")

@@ -178,14 +178,7 @@ def start(kind, tmp_path_factory):
     worker is up, and workers still importing would steal CPU from the first figures."""
     d = tmp_path_factory.mktemp(kind)
     node = Node(NODE_DIR, d / "server.log", ARGV[kind])
-    pids = _workers(node.proc.pid)
-    deadline = time.monotonic() + 15
-    ticks = _cpu_ticks(pids)
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        ticks, before = _cpu_ticks(pids), ticks
-        if ticks == before:
-            break
+    _settle(node.proc.pid, 2)
     return node
 
 
@@ -350,13 +343,47 @@ def _workers(master):
     raise RuntimeError(f"expected 2 workers under {master}, got {pids}")
 
 
-def _cpu_ticks(pids):
-    total = 0
-    for pid in pids:
+def _children(pid):
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(p) for p in f.read().split()]
+    return out
+
+
+def _own_ticks(pid):
+    try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])   # utime + stime
+    except FileNotFoundError:
+        return 0
+    return int(fields[11]) + int(fields[12])     # utime + stime
+
+
+def _tree_ticks(pid):
+    """CPU time (clock ticks) of `pid` and all its descendants."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _own_ticks(p)
+        try:
+            todo += _children(p)
+        except FileNotFoundError:
+            pass
     return total
+
+
+def _settle(pid, workers):
+    """Wait for every worker to boot and go idle (booting workers take CPU from the figures)."""
+    deadline = time.monotonic() + 20
+    while len(_children(pid)) < workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ticks = _tree_ticks(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        ticks, before = _tree_ticks(pid), ticks
+        if ticks == before:
+            return
 
 
 def _hwm_mib(pid):

@@ -3,7 +3,6 @@ from the source bytes, entry by entry, through both output paths and in every fo
 import gzip
 import io
 import json
-import os
 import tarfile
 import zipfile
 
@@ -14,6 +13,8 @@ from getbatch.batch import plan as plan_mod
 from getbatch.batch.assemble import BatchOutput
 from getbatch.batch.request import parse
 from getbatch.store import LocalStore, Storage
+
+from .emitting import emit_to_file
 
 NAMES = st.text(alphabet="abcdefghij-_.ü", min_size=1, max_size=12).filter(
     lambda n: n not in (".", "..") and not n.startswith("~"))
@@ -102,11 +103,7 @@ def test_random_batches_match_the_model(tmp_path_factory, sc):
         if path == "iterate":
             body = b"".join(out)
         else:
-            fd = os.open(tmp / "out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            try:
-                out.emit_to(fd)
-            finally:
-                os.close(fd)
+            emit_to_file(out, tmp / "out")
             body = (tmp / "out").read_bytes()
         out.close()
         if out.content_length is not None:

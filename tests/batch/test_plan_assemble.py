@@ -11,6 +11,8 @@ from getbatch.batch.assemble import BatchOutput
 from getbatch.batch.errors import NotFound, RangeNotSatisfiable
 from getbatch.batch.request import parse
 from getbatch.store import LocalStore, Storage
+
+from .emitting import emit_to_file
 from getbatch.store.local_read import FDS
 
 
@@ -38,13 +40,8 @@ def request(entries, **kw):
 
 
 def body_via_emit(out, tmp_path):
-    path = tmp_path / "emitted"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        out.emit_to(fd)
-    finally:
-        os.close(fd)
-    return path.read_bytes()
+    emit_to_file(out, tmp_path / "emitted")
+    return (tmp_path / "emitted").read_bytes()
 
 
 @pytest.mark.parametrize("budget", [0, 7, 10_000])

@@ -23,6 +23,8 @@ from getbatch.batch.errors import BadRequest
 from getbatch.batch.request import parse
 from getbatch.store import LocalStore, Storage
 
+from .emitting import emit_to_file
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "archive"))
 from tarhelp import bomb, bulk, compress, make_tar  # noqa: E402
 
@@ -105,11 +107,7 @@ def run(store, entries, fmt, path, tmp_path, window=W, **kw):
             assert all(len(c) <= 2 << 20 for c in chunks)
             return b"".join(chunks)
         target = tmp_path / "emitted"
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            n = out.emit_to(fd)
-        finally:
-            os.close(fd)
+        n = emit_to_file(out, target)
         body = target.read_bytes()
         assert n == len(body) == out.content_length
         return body
@@ -177,11 +175,7 @@ def test_a_big_member_is_never_held(store, tmp_path, path):
             for chunk in out:
                 digest.update(chunk)
         else:
-            fd = os.open(tmp_path / "o", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            try:
-                out.emit_to(fd)
-            finally:
-                os.close(fd)
+            emit_to_file(out, tmp_path / "o")
         out.close()
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -239,11 +233,9 @@ def test_going_over_the_budget_after_the_status_line_aborts(store, tmp_path):
                 for chunk in out:
                     got += chunk
             else:
-                fd = os.open(tmp_path / "o", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
                 try:
-                    out.emit_to(fd)
+                    emit_to_file(out, tmp_path / "o")
                 finally:
-                    os.close(fd)
                     got = (tmp_path / "o").read_bytes()
         out.close()
         assert (16 << 20) < len(got) < out.content_length   # B went out, A was cut
@@ -267,11 +259,9 @@ def test_cached_members_are_sent_from_the_cache_file(store, tmp_path, monkeypatc
         assert all(it.shard is None and os.readlink(f"/proc/self/fd/{it.src.fileno()}")
                    .startswith(cache_dir + "/") for it in p.items)
         out = BatchOutput(p, "tar", multipart=False)
-        fd = os.open(tmp_path / "o", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
-            out.emit_to(fd)
+            emit_to_file(out, tmp_path / "o")
         finally:
-            os.close(fd)
             out.close()
         assert (tmp_path / "o").read_bytes() == want
         assert len(passes) == n_passes

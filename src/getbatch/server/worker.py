@@ -42,7 +42,6 @@ get copies. Remote clients get sendfile for items of `sendfile_min` bytes and mo
 sparing the CPU a copy; `sendfile_loopback` uses it for loopback clients too.
 """
 import errno
-import ipaddress
 import logging
 import math
 import queue
