@@ -1,0 +1,80 @@
+"""The cluster map (smap): which nodes are live, where they listen, and who owns an object.
+
+A `Smap` is an immutable snapshot. A request takes one snapshot and uses it throughout, so the
+owners it computes do not shift under it when membership changes mid-request.
+
+Placement is highest-random-weight (rendezvous) hashing: every node scores every object key and
+the highest scores own it. Adding or removing a node moves only the objects that node wins or held,
+and the next-ranked nodes are where replicas go and where a read looks when the first owner misses.
+"""
+import xxhash
+
+
+class NodeInfo:
+    """A live node: its stable id and the URL clients and peers reach it at."""
+
+    __slots__ = ("id", "url", "seed")
+
+    def __init__(self, id, url):
+        self.id = id
+        self.url = url.rstrip("/")
+        self.seed = xxhash.xxh64_intdigest(id.encode())
+
+    def __eq__(self, other):
+        return isinstance(other, NodeInfo) and (self.id, self.url) == (other.id, other.url)
+
+    def __hash__(self):
+        return hash((self.id, self.url))
+
+    def __repr__(self):
+        return f"NodeInfo({self.id!r}, {self.url!r})"
+
+
+def placement_key(provider, bucket, name):
+    """The bytes HRW scores for an object: provider, bucket and name, unambiguous because bucket
+    names cannot contain '/'."""
+    return f"{provider}/{bucket}/{name}".encode()
+
+
+class Smap:
+    """An immutable cluster map: `version` (etcd revision; 0 for a lone node), the live nodes
+    sorted by id, and which of them is this node."""
+
+    __slots__ = ("version", "nodes", "self_id", "_by_id")
+
+    def __init__(self, version, nodes, self_id):
+        self.version = version
+        self.nodes = tuple(sorted(nodes, key=lambda n: n.id))
+        self.self_id = self_id
+        self._by_id = {n.id: n for n in self.nodes}
+
+    @classmethod
+    def single(cls, node_id, url=""):
+        """The map of a node that is not part of a cluster."""
+        return cls(0, [NodeInfo(node_id, url)], node_id)
+
+    def node(self, node_id):
+        """The NodeInfo with that id, or None when it is not live."""
+        return self._by_id.get(node_id)
+
+    @property
+    def me(self):
+        return self._by_id.get(self.self_id)
+
+    def ranked(self, key):
+        """All live nodes, best HRW owner of `key` (bytes, see placement_key) first."""
+        h = xxhash.xxh64_intdigest
+        return sorted(self.nodes, key=lambda n: (h(key, seed=n.seed), n.id), reverse=True)
+
+    def owners(self, provider, bucket, name, copies=1):
+        """The `copies` nodes that should hold the object, first owner first."""
+        return self.ranked(placement_key(provider, bucket, name))[:copies]
+
+    def owner(self, provider, bucket, name):
+        return self.ranked(placement_key(provider, bucket, name))[0]
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def __repr__(self):
+        return f"Smap(v{self.version}, {[n.id for n in self.nodes]}, self={self.self_id})"
