@@ -1,15 +1,19 @@
 """Builds the Falcon WSGI app of a node: routes, and the one place errors are rendered."""
 import falcon
 
+from ..cluster import peerwire
 from .buckets import Bucket, BucketCollection
 from .cluster import Daemon, Health
 from .errors import handle_exception, make_serializer
 from .moss import Moss
 from .objects import Object
+from .peer import PeerBatch
 
 
-def create_app(config, storage):
-    """The WSGI app serving `storage` (a store Storage) with `config` (a Config)."""
+def create_app(config, storage, cluster=None):
+    """The WSGI app serving `storage` (a store Storage) with `config` (a Config); `cluster`:
+    this node's view of its cluster (`smap()`, `secret_headers()`, `check_secret(req)`), or
+    None for a lone node."""
     app = falcon.App()
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
@@ -18,10 +22,12 @@ def create_app(config, storage):
     app.add_route("/v1/buckets", BucketCollection(storage, config))
     app.add_route("/v1/buckets/{bucket}", Bucket(storage, config))
     app.add_route("/v1/objects/{bucket}/{obj:path}", Object(storage, config))
-    moss = Moss(storage, config)
+    moss = Moss(storage, config, cluster)
     app.add_route("/v1/ml/moss", moss)
     app.add_route("/v1/ml/moss/{bucket}", moss)
     app.add_route("/v1/ml/moss/{bucket}/{extra:path}", moss, suffix="extra")
     app.add_route("/v1/daemon", Daemon(config.node_id))
     app.add_route("/v1/health", Health())
+    if cluster is not None:
+        app.add_route(peerwire.PATH, PeerBatch(storage, config, cluster.check_secret))
     return app
