@@ -201,8 +201,8 @@ class Gather:
 
     def _relocate(self, s, exc):
         """Stream `s` failed: plan what it still owed on the next candidates."""
-        self._lost(exc, ())
         rest = [i for i in s.indexes[s.pos:] if self.where[i] is s]
+        self._lost(exc, rest)
         for i in rest:
             self.where[i] = None
         self._relocate_indexes(rest)
@@ -214,7 +214,9 @@ class Gather:
             groups = {}
             for i in pending:
                 node = self._candidate(i)
-                if node is not None:
+                if node is None:
+                    self._missing(i)
+                else:
                     groups.setdefault(node.id, (node, []))[1].append(i)
             streams = [self._open(node, idx) for nid, (node, idx) in groups.items() if nid != me]
             pending = []
