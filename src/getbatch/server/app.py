@@ -1,20 +1,26 @@
 """Builds the Falcon WSGI app of a node: routes, and the one place errors are rendered."""
 import falcon
 
+from ..cluster.peers import PEER_PREFIX
 from .buckets import Bucket, BucketCollection
-from .cluster import Daemon, Health
+from .cluster import Daemon, Health, PeerGuard, PeerPing
 from .errors import handle_exception, make_serializer
 from .moss import Moss
 from .objects import Object
 
 
-def create_app(config, storage):
-    """The WSGI app serving `storage` (a store Storage) with `config` (a Config)."""
-    app = falcon.App()
+def create_app(config, storage, cluster=None):
+    """The WSGI app serving `storage` (a store Storage) with `config` (a Config); on a cluster,
+    `cluster` is the node's `getbatch.cluster.Cluster`, started here (in the worker process)."""
+    node_id = config.node_id
+    if cluster is not None:
+        cluster.start()
+        node_id = cluster.node.id
+    app = falcon.App(middleware=[PeerGuard(cluster)] if cluster is not None else [])
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
     app.add_error_handler(Exception, handle_exception)
-    app.set_error_serializer(make_serializer(config.node_id))
+    app.set_error_serializer(make_serializer(node_id))
     app.add_route("/v1/buckets", BucketCollection(storage, config))
     app.add_route("/v1/buckets/{bucket}", Bucket(storage, config))
     app.add_route("/v1/objects/{bucket}/{obj:path}", Object(storage, config))
@@ -22,6 +28,8 @@ def create_app(config, storage):
     app.add_route("/v1/ml/moss", moss)
     app.add_route("/v1/ml/moss/{bucket}", moss)
     app.add_route("/v1/ml/moss/{bucket}/{extra:path}", moss, suffix="extra")
-    app.add_route("/v1/daemon", Daemon(config.node_id))
+    app.add_route("/v1/daemon", Daemon(node_id, cluster))
     app.add_route("/v1/health", Health())
+    if cluster is not None:
+        app.add_route(PEER_PREFIX + "/ping", PeerPing(cluster))
     return app
