@@ -145,14 +145,16 @@ def banner(config, cluster=None):
             + SNIPPET.format(url=url))
 
 
-def _join_cluster(config):
+def _join_cluster(config, storage):
     """The node's Cluster when `etcd` is set (None otherwise); etcd must answer at start-up."""
     if not config.etcd:
         return None
     from .cluster.etcd import EtcdUnavailable
     from .cluster.node import Cluster
     try:
-        return Cluster.boot(config)
+        cluster = Cluster.boot(config)
+        cluster.reconcile(storage.backends["ais"])
+        return cluster
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     except EtcdUnavailable as exc:
@@ -172,7 +174,7 @@ def serve(config):
     logging.basicConfig(level=config.log_level, handlers=[handler])
     _check_port(config.host, config.port)
     storage = _open_storage(config)
-    cluster = _join_cluster(config)
+    cluster = _join_cluster(config, storage)
     registrar = cluster.registrar() if cluster is not None else None
 
     def on_ready(server):

@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 
-from .etcd import EtcdError, EtcdUnavailable
+from .etcd import EtcdError
 from .smap import NodeInfo, Smap
 
 log = logging.getLogger("getbatch.cluster")

@@ -3,18 +3,22 @@
 `Cluster.boot(config)` runs once in the serving (arbiter) process before any worker starts: it
 settles the node id, reads (or creates) the cluster identity in etcd and takes a first map.
 `registrar()` is then started in that same process (it holds the lease). Each worker process
-calls `start()` after the fork: its own etcd client, its own watch of the membership (threads
-and connections do not survive a fork), its own peer sessions.
+calls `start(storage)` after the fork: its own etcd client, its own watches of membership and
+bucket metadata (threads and connections do not survive a fork), its own peer sessions; it
+returns the storage the node serves, whose `ais` backend is the cluster's (`ClusterStore`).
 """
 import logging
 import os
 import time
 
+from ..store.router import Storage
+from .buckets import BUCKETS, BucketTable
 from .etcd import Etcd, EtcdUnavailable
 from .membership import (NODES, PrefixWatcher, Registrar, cluster_identity, smap_builder,
                          stable_node_id)
 from .peers import Peers
 from .smap import NodeInfo
+from .store import ClusterStore, LocalShare
 
 log = logging.getLogger("getbatch.cluster")
 
@@ -43,6 +47,8 @@ class Cluster:
         self._boot_smap = smap
         self.etcd = None
         self.peers = None
+        self.share = None   # this node's LocalShare (what peers reach)
+        self.store = None   # the ClusterStore (the `ais` backend clients reach)
         self._watcher = None
 
     @classmethod
@@ -71,8 +77,19 @@ class Cluster:
         """The lease holder of this node (start it in the process that outlives the workers)."""
         return Registrar(Etcd(self.endpoints), self.node)
 
-    def start(self):
-        """In a worker: watch membership, open peer sessions."""
+    def reconcile(self, local):
+        """At boot, drop local copies of buckets destroyed while this node was away."""
+        kvs, _ = Etcd(self.endpoints).range(BUCKETS + "ais/")
+        live = {kv.key.rpartition("/")[2] for kv in kvs}
+        for name in local.list_buckets():
+            if name not in live:
+                log.warning("bucket ais://%s was destroyed while this node was away: "
+                            "removing its local copy", name)
+                local.destroy_bucket(name)
+
+    def start(self, storage):
+        """In a worker: watch membership and buckets, open peer sessions; the Storage to
+        serve (`storage` with its `ais` backend placed over the cluster)."""
         self.etcd = Etcd(self.endpoints)
         self.peers = Peers(self.secret)
         self._watcher = PrefixWatcher(self.etcd, NODES, smap_builder(self.node.id),
@@ -82,6 +99,11 @@ class Cluster:
         except EtcdUnavailable as exc:
             log.warning("worker starts with the membership known at boot: %s", exc)
         self._watcher.start()
+        buckets = BucketTable(self.etcd)
+        buckets.start()
+        self.share = LocalShare(storage.backends["ais"], buckets)
+        self.store = ClusterStore(self, self.share, buckets)
+        return Storage(dict(storage.backends, ais=self.store))
 
     @property
     def smap(self):

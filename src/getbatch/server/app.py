@@ -3,7 +3,8 @@ import falcon
 
 from ..cluster.peers import PEER_PREFIX
 from .buckets import Bucket, BucketCollection
-from .cluster import Daemon, Health, PeerGuard, PeerPing
+from ..store.router import Storage
+from .cluster import Daemon, Health, PeerGuard, PeerPing, PeerPush
 from .errors import handle_exception, make_serializer
 from .moss import Moss
 from .objects import Object
@@ -14,7 +15,8 @@ def create_app(config, storage, cluster=None):
     `cluster` is the node's `getbatch.cluster.Cluster`, started here (in the worker process)."""
     node_id = config.node_id
     if cluster is not None:
-        cluster.start()
+        local_storage = storage
+        storage = cluster.start(storage)
         node_id = cluster.node.id
     app = falcon.App(middleware=[PeerGuard(cluster)] if cluster is not None else [])
     app.req_options.keep_blank_qs_values = True
@@ -31,5 +33,10 @@ def create_app(config, storage, cluster=None):
     app.add_route("/v1/daemon", Daemon(node_id, cluster))
     app.add_route("/v1/health", Health())
     if cluster is not None:
+        # intra-cluster: this node's own share of the buckets (PeerGuard checks the secret)
+        shared = Storage(dict(local_storage.backends, ais=cluster.share))
         app.add_route(PEER_PREFIX + "/ping", PeerPing(cluster))
+        app.add_route(PEER_PREFIX + "/objects/{bucket}/{obj:path}", Object(shared, config))
+        app.add_route(PEER_PREFIX + "/buckets/{bucket}", Bucket(shared, config))
+        app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
     return app

@@ -91,3 +91,19 @@ class PeerPing:
         resp.content_type = "application/json"
         resp.data = _enc.encode({"id": self.cluster.node.id,
                                  "smap_version": self.cluster.smap.version})
+
+
+class PeerPush:
+    """POST /v1/_peer/push/<bucket>/<object>?to=<ids>&copies=<n>: copy this node's object to
+    `copies` of the nodes `to` (in order, skipping unreachable ones): the second half of a
+    PUT that another node forwarded here."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def on_post(self, req, resp, bucket, obj):
+        to = [i for i in (req.get_param("to") or "").split(",") if i]
+        copies = req.get_param_as_int("copies", min_value=0, default=len(to))
+        made = self.cluster.store.push(bucket, obj, to, copies)
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"copies": made})
