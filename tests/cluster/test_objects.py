@@ -121,3 +121,54 @@ def test_two_copies_survive_a_killed_node(make_cluster):
     for n, v in data.items():
         assert clients[2].bucket("safe").object(n).get_reader().read_all() == v
     assert sorted(e.name for e in clients[2].bucket("safe").list_all_objects()) == sorted(data)
+
+
+def test_etcd_away_reads_go_on_metadata_changes_503(make_cluster):
+    c = make_cluster(2)
+    clients = [make_client(u) for u in c.urls]
+    b = clients[0].bucket("keep")
+    b.create()
+    for i in range(10):
+        b.object(f"o{i}").get_writer().put_content(b"v%d" % i)
+    c.etcd.stop()
+    for cl in clients:
+        for i in range(10):
+            assert cl.bucket("keep").object(f"o{i}").get_reader().read_all() == b"v%d" % i
+    with pytest.raises(AISError) as e:
+        clients[1].bucket("new").create()
+    assert e.value.status_code == 503 and "etcd" in str(e.value)
+    r = requests.patch(f"{c.urls[0]}/v1/buckets/keep", json={
+        "action": "set-bprops", "value": {"mirror": {"enabled": True, "copies": 2}}}, timeout=10)
+    assert r.status_code == 503
+    # objects of known buckets can still be written
+    clients[1].bucket("keep").object("late").get_writer().put_content(b"late")
+    c.etcd.start()
+    clients[1].bucket("new").create()
+    assert clients[0].bucket("keep").object("late").get_reader().read_all() == b"late"
+
+
+def test_join_and_leave_keep_everything_readable(make_cluster):
+    c = make_cluster(2)
+    clients = [make_client(u) for u in c.urls]
+    b = clients[0].bucket("move")
+    b.create()
+    data = {f"m{i}": b"%d" % i * 50 for i in range(60)}
+    for n, v in data.items():
+        b.object(n).get_writer().put_content(v)
+    before = [_local_names(n, "move") for n in c.nodes]
+    new = c.add()
+    c.wait_members(3)
+    cl = make_client(new.url)
+    # the new node owns about a third, holds nothing yet: reads find the old copies
+    for n, v in data.items():
+        assert cl.bucket("move").object(n).get_reader().read_all() == v
+    assert _local_names(new, "move") == set()
+    # new writes follow the new placement
+    for i in range(30):
+        cl.bucket("move").object(f"new{i}").get_writer().put_content(b"n")
+    assert _local_names(new, "move")
+    c.stop(2)
+    c.wait_members(2)
+    assert _local_names(c.nodes[0], "move") | _local_names(c.nodes[1], "move") >= set().union(*before)
+    for n, v in data.items():
+        assert clients[1].bucket("move").object(n).get_reader().read_all() == v
