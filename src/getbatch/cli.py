@@ -132,13 +132,33 @@ def _sources(config):
     return ", ".join(labels)
 
 
-def banner(config):
+def banner(config, cluster=None):
     url = f"http://{config.host}:{config.port}"
-    return (f"getbatch {__version__} serving {url} (backend={_backend()}, data dir "
+    where = url
+    if cluster is not None:
+        url = cluster.node.url
+        where = f"{url} as node {cluster.node.id} of cluster {cluster.uuid} (etcd {','.join(config.etcd)})"
+    return (f"getbatch {__version__} serving {where} (backend={_backend()}, data dir "
             f"{os.path.abspath(config.data_dir)}, {config.workers} workers x {config.threads} "
             f"threads, config from {_sources(config)}); Ctrl-C stops it.\n"
             f"Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n"
             + SNIPPET.format(url=url))
+
+
+def _join_cluster(config, storage):
+    """The node's Cluster when `etcd` is set (None otherwise); etcd must answer at start-up."""
+    if not config.etcd:
+        return None
+    from .cluster.etcd import EtcdUnavailable
+    from .cluster.node import Cluster
+    try:
+        cluster = Cluster.boot(config)
+        cluster.reconcile(storage.backends["ais"])
+        return cluster
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    except EtcdUnavailable as exc:
+        raise CLIError(f"cannot join the cluster: {exc}") from None
 
 
 def serve(config):
@@ -154,7 +174,18 @@ def serve(config):
     logging.basicConfig(level=config.log_level, handlers=[handler])
     _check_port(config.host, config.port)
     storage = _open_storage(config)
-    opts = gunicorn_options(config, on_ready=lambda server: print(banner(config), flush=True))
+    cluster = _join_cluster(config, storage)
+    registrar = cluster.registrar() if cluster is not None else None
+
+    def on_ready(server):
+        if registrar is not None:
+            # the arbiter holds the lease: when it is killed or stopped, the node drops out
+            registrar.start()
+        print(banner(config, cluster), flush=True)
+
+    opts = gunicorn_options(config, on_ready=on_ready)
+    if registrar is not None:
+        opts["on_exit"] = lambda server: registrar.stop()
 
     class Node(BaseApplication):
         def __init__(self):
@@ -167,7 +198,7 @@ def serve(config):
 
         def load(self):
             from .server.app import create_app
-            return create_app(config, storage)
+            return create_app(config, storage, cluster)
 
     Node().run()
 

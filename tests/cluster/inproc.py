@@ -9,13 +9,13 @@ import time
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from getbatch.cluster.peers import SECRET_HEADER
 from getbatch.cluster.smap import NodeInfo, Smap
 from getbatch.config import Config
 from getbatch.server.app import create_app
-from getbatch.server.errors import AISError
 from getbatch.store import LocalStore, Storage
 
-SECRET = {"X-Test-Cluster-Secret": "s3cr3t"}
+SECRET = {SECRET_HEADER: "s3cr3t"}
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -28,21 +28,21 @@ class _Quiet(WSGIRequestHandler):
 
 
 class StaticCluster:
-    """The cluster interface create_app takes, over a fixed map."""
+    """What create_app takes of a node's Cluster, over a fixed map and the local store alone
+    (objects are placed by the test)."""
+
+    uuid = "inproc"
+    created = "2026-01-01T00:00:00Z"
+    secret = SECRET[SECRET_HEADER]
 
     def __init__(self, smap):
-        self._smap = smap
+        self.smap = smap
+        self.node = smap.me
+        self.share = None
 
-    def smap(self):
-        return self._smap
-
-    def secret_headers(self):
-        return dict(SECRET)
-
-    def check_secret(self, req):
-        for k, v in SECRET.items():
-            if req.get_header(k) != v:
-                raise AISError(403, "intra-cluster request without the cluster secret")
+    def start(self, storage):
+        self.share = storage.backends["ais"]
+        return storage
 
 
 class Faults:
@@ -56,7 +56,7 @@ class Faults:
 
     def __call__(self, environ, start_response):
         body = self.app(environ, start_response)
-        if self.cut_after is None or not environ["PATH_INFO"].startswith("/v1/peer/"):
+        if self.cut_after is None or not environ["PATH_INFO"].startswith("/v1/_peer/batch"):
             return body
         return self._limited(body, self.cut_after, self.stall)
 

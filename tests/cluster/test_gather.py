@@ -109,8 +109,8 @@ def test_emit_path_same_bytes(mini, tmp_path):
     body = {"in": mixed_entries(mini), "strm": True, "onob": True}
     req = parse(json.dumps(body).encode(), "b")
     n0 = mini.nodes[0]
-    out = BatchOutput(Gather(req, n0.cluster.smap(), n0.storage, n0.config, SECRET, 5.0).plan(),
-                      "tar", multipart=False)
+    out = BatchOutput(Gather(req, n0.cluster.smap, n0.cluster.node, n0.storage, n0.config,
+                             SECRET, 5.0).plan(), "tar", multipart=False)
     n = emit_to_file(out, tmp_path / "out.tar")
     out.close()
     got = (tmp_path / "out.tar").read_bytes()
@@ -153,7 +153,7 @@ def test_object_off_its_owner_is_found(mini):
 
 
 def test_peer_without_secret_refused(mini):
-    r = requests.post(f"{mini.nodes[1].url}/v1/peer/batch", data=b'{"in":[{"objname":"o1"}]}')
+    r = requests.post(f"{mini.nodes[1].url}/v1/_peer/batch", data=b'{"in":[{"objname":"o1"}]}')
     assert r.status_code == 403
 
 
@@ -179,8 +179,8 @@ def failing(mini):
 def _emit(mini, body, tmp_path, max_wait=5.0):
     req = parse(json.dumps(body).encode(), "b")
     n0 = mini.nodes[0]
-    out = BatchOutput(Gather(req, n0.cluster.smap(), n0.storage, n0.config, SECRET,
-                             max_wait).plan(), req.mime, multipart=not req.strm)
+    out = BatchOutput(Gather(req, n0.cluster.smap, n0.cluster.node, n0.storage, n0.config,
+                             SECRET, max_wait).plan(), req.mime, multipart=not req.strm)
     try:
         emit_to_file(out, tmp_path / "out")
     finally:

@@ -42,12 +42,14 @@ class HoleError(Exception):
 
 
 class Gather:
-    """One cluster GetBatch on its DT. `secret_headers`: what proves a peer request comes from
-    the cluster; `max_wait`: seconds a peer may send nothing before it counts as failed."""
+    """One cluster GetBatch on its DT: `smap` the map it keeps throughout, `me` this node's
+    NodeInfo, `storage` this node's own share; `secret_headers`: what proves a peer request
+    comes from the cluster; `max_wait`: seconds a peer may send nothing before it fails."""
 
-    def __init__(self, req, smap, storage, config, secret_headers, max_wait):
+    def __init__(self, req, smap, me, storage, config, secret_headers, max_wait):
         self.req = req
         self.smap = smap
+        self.me = me
         self.storage = storage
         self.config = config
         self.secret_headers = secret_headers
@@ -101,7 +103,7 @@ class Gather:
         """Find entries `indexes` on their best candidates, round after round, until each is
         planned somewhere or no candidate is left (then it is a placeholder item)."""
         pending = list(indexes)
-        me = self.smap.self_id
+        me = self.me.id
         while pending:
             groups = {}
             for i in pending:
@@ -157,7 +159,7 @@ class Gather:
         self.local_plans.append(plan)
         again = []
         for i, it in zip(indexes, plan.items):
-            if not self._take(i, self.smap.self_id, it, it.err):
+            if not self._take(i, self.me.id, it, it.err):
                 again.append(i)
         return again
 
@@ -208,7 +210,7 @@ class Gather:
         self._relocate_indexes(rest)
 
     def _relocate_indexes(self, rest):
-        me = self.smap.self_id
+        me = self.me.id
         pending = list(rest)
         while pending:
             groups = {}
@@ -258,10 +260,10 @@ class Gather:
         except BatchError as exc:
             log.warning("batch: cannot stand in locally: %s", exc.message)
             for i in indexes:
-                self.tried.setdefault(i, set()).add(self.smap.self_id)
+                self.tried.setdefault(i, set()).add(self.me.id)
             return list(indexes)
         out = BatchOutput(plan, "tar", multipart=False, end=False)
-        s = LocalStream(self.smap.me, list(indexes), plan.items, out,
+        s = LocalStream(self.me, list(indexes), plan.items, out,
                         out.content_length, out.close)
         self.streams.append(s)
         return self._assign(s, s.plan)

@@ -1,7 +1,7 @@
 """The peer protocol of a cluster GetBatch: what a designated target (DT) sends an owner, and
 the framed answer it reads back.
 
-One intra-cluster request per owner carries both phases: `POST /v1/peer/batch` with the
+One intra-cluster request per owner carries both phases: `POST /v1/_peer/batch` with the
 owner's sub-batch (a MossReq naming only its entries, buckets resolved, in request order).
 The owner validates and plans it before its status line, so a bad entry is an ordinary AIS
 error answer; otherwise the body is
@@ -22,8 +22,9 @@ import struct
 import msgspec
 
 from ..batch.request import MossIn
+from .peers import PEER_PREFIX
 
-PATH = "/v1/peer/batch"
+PATH = PEER_PREFIX + "/batch"
 CONTENT_TYPE = "application/x-getbatch-frames"
 MAGIC = b"GBP1"
 _HEAD = struct.Struct(">4sI")

@@ -1,9 +1,10 @@
 """Builds the Falcon WSGI app of a node: routes, and the one place errors are rendered."""
 import falcon
 
-from ..cluster import peerwire
+from ..cluster.peers import PEER_PREFIX
+from ..store.router import Storage
 from .buckets import Bucket, BucketCollection
-from .cluster import Daemon, Health
+from .cluster import Daemon, Health, PeerGuard, PeerPing, PeerPush
 from .errors import handle_exception, make_serializer
 from .moss import Moss
 from .objects import Object
@@ -11,23 +12,35 @@ from .peer import PeerBatch
 
 
 def create_app(config, storage, cluster=None):
-    """The WSGI app serving `storage` (a store Storage) with `config` (a Config); `cluster`:
-    this node's view of its cluster (`smap()`, `secret_headers()`, `check_secret(req)`), or
-    None for a lone node."""
-    app = falcon.App()
+    """The WSGI app serving `storage` (a store Storage) with `config` (a Config); on a cluster,
+    `cluster` is the node's `getbatch.cluster.Cluster`, started here (in the worker process)."""
+    node_id = config.node_id
+    shared = None
+    if cluster is not None:
+        local = storage
+        storage = cluster.start(local)
+        # intra-cluster requests and a GetBatch's own items: this node's share of the buckets
+        shared = Storage(dict(local.backends, ais=cluster.share))
+        node_id = cluster.node.id
+    app = falcon.App(middleware=[PeerGuard(cluster)] if cluster is not None else [])
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
     app.add_error_handler(Exception, handle_exception)
-    app.set_error_serializer(make_serializer(config.node_id))
+    app.set_error_serializer(make_serializer(node_id))
     app.add_route("/v1/buckets", BucketCollection(storage, config))
     app.add_route("/v1/buckets/{bucket}", Bucket(storage, config))
     app.add_route("/v1/objects/{bucket}/{obj:path}", Object(storage, config))
-    moss = Moss(storage, config, cluster)
+    moss = Moss(storage, config, cluster, shared)
     app.add_route("/v1/ml/moss", moss)
     app.add_route("/v1/ml/moss/{bucket}", moss)
     app.add_route("/v1/ml/moss/{bucket}/{extra:path}", moss, suffix="extra")
-    app.add_route("/v1/daemon", Daemon(config.node_id))
+    app.add_route("/v1/daemon", Daemon(node_id, cluster))
     app.add_route("/v1/health", Health())
     if cluster is not None:
-        app.add_route(peerwire.PATH, PeerBatch(storage, config, cluster.check_secret))
+        # intra-cluster (PeerGuard checks the secret)
+        app.add_route(PEER_PREFIX + "/ping", PeerPing(cluster))
+        app.add_route(PEER_PREFIX + "/objects/{bucket}/{obj:path}", Object(shared, config))
+        app.add_route(PEER_PREFIX + "/buckets/{bucket}", Bucket(shared, config))
+        app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
+        app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, config))
     return app

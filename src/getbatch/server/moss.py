@@ -13,6 +13,7 @@ from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.request import parse, parse_coloc
 from ..cluster.gather import Gather
+from ..cluster.peers import SECRET_HEADER
 from ..config import ConfigError, Setting, _as_duration
 from ..store import normalize_provider
 from .buckets import bucket_backend, read_body
@@ -22,10 +23,13 @@ log = logging.getLogger("getbatch.batch")
 
 
 class Moss:
-    def __init__(self, storage, config, cluster=None):
+    def __init__(self, storage, config, cluster=None, shared=None):
+        """`cluster`, `shared`: on a cluster, the node's Cluster and the Storage of its own
+        share (what it plans itself)."""
         self.storage = storage
         self.config = config
         self.cluster = cluster
+        self.shared = shared
 
     def on_get(self, req, resp, bucket=None):
         t0 = time.monotonic()
@@ -38,12 +42,12 @@ class Moss:
             checked = ((provider, bucket),)
         cfg = self.config
         mreq = parse(read_body(req, cfg.max_body), bucket, provider, max_entries=cfg.max_entries)
-        smap = self.cluster.smap() if self.cluster is not None else None
+        smap = self.cluster.smap if self.cluster is not None else None
         if smap is not None and len(smap) > 1:
             if coloc and _colocate(req, resp, mreq, smap):
                 return
-            plan = Gather(mreq, smap, self.storage, cfg, self.cluster.secret_headers(),
-                          _max_wait(req, cfg)).plan(checked)
+            plan = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
+                          {SECRET_HEADER: self.cluster.secret}, _max_wait(req, cfg)).plan(checked)
         else:
             plan = batch_plan.build(mreq, self.storage, max_soft_errs=cfg.max_soft_errs,
                                     checked=checked, max_inflate=cfg.max_inflate)

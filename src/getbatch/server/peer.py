@@ -1,6 +1,7 @@
-"""POST /v1/peer/batch: this node as the owner of part of a cluster GetBatch (peerwire.py).
+"""POST /v1/_peer/batch: this node as the owner of part of a cluster GetBatch (peerwire.py).
 
-Only for the cluster's nodes: a request without the cluster secret is refused. The sub-batch
+Only for the cluster's nodes (PeerGuard refuses a request without the cluster secret). The
+`storage` is this node's own share: an owner never looks elsewhere. The sub-batch
 is validated and planned like a client's request, before the status line (so a bad entry is
 an AIS error the DT passes on); the answer is the plan frame, then every item as a TAR
 frame, with a Content-Length: the gunicorn worker sends it through the zero-copy emit loop.
@@ -18,14 +19,12 @@ log = logging.getLogger("getbatch.batch")
 
 
 class PeerBatch:
-    def __init__(self, storage, config, check_secret):
+    def __init__(self, storage, config):
         self.storage = storage
         self.config = config
-        self.check_secret = check_secret
 
     def on_post(self, req, resp):
         t0 = time.monotonic()
-        self.check_secret(req)
         cfg = self.config
         mreq = parse(read_body(req, cfg.max_body), max_entries=cfg.max_entries)
         plan = batch_plan.build(mreq, self.storage, max_soft_errs=len(mreq.entries),
