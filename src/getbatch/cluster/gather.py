@@ -23,6 +23,8 @@ connection: never a well-formed shorter archive.
 import itertools
 import logging
 
+import xxhash
+
 from ..archive import tar_entry_size, tar_header
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
@@ -35,6 +37,7 @@ from .peerwire import sub_batch
 from .smap import placement_key
 
 log = logging.getLogger("getbatch.cluster")
+_hrw = xxhash.xxh64_intdigest
 
 
 class HoleError(Exception):
@@ -87,17 +90,20 @@ class Gather:
         self.phase2 = True
         return Plan(self.req, self.items, [self])
 
-    def _ranked(self, i):
-        e = self.req.entries[i]
-        return self.smap.ranked(placement_key(e.provider, e.bucket, e.objname))
-
     def _candidate(self, i):
-        """The best node not yet tried for entry `i`, or None."""
+        """The best node (HRW) not yet tried for entry `i`, or None. (Smap.ranked sorts every
+        node; one pass is enough here, and this runs once per entry.)"""
+        e = self.req.entries[i]
+        key = placement_key(e.provider, e.bucket, e.objname)
         tried = self.tried.get(i, ())
-        for node in self._ranked(i):
-            if node.id not in tried and node.id not in self.dead:
-                return node
-        return None
+        best = best_score = None
+        for node in self.smap.nodes:
+            if node.id in tried or node.id in self.dead:
+                continue
+            score = (_hrw(key, seed=node.seed), node.id)
+            if best is None or score > best_score:
+                best, best_score = node, score
+        return best
 
     def _locate(self, indexes, checked=()):
         """Find entries `indexes` on their best candidates, round after round, until each is
@@ -334,9 +340,36 @@ class Gather:
 
     # -- what assemble.py calls
 
+    def _whole_frame(self, it, head, total, flush):
+        """The common case, without a generator: the item's frame fits the window and its
+        stream is positioned at it. Its view, or None (then frame_pieces does the rest)."""
+        i = it.offset
+        s = self.where[i]
+        if total > WINDOW or s is None or s.pos >= len(s.indexes) or s.indexes[s.pos] != i:
+            return None
+        try:
+            v = s.view(total, flush)
+        except PeerFailed as exc:
+            self._relocate(s, exc)
+            return None
+        if v[:len(head)] != head:
+            try:
+                s._fail(f"the frame of {it.name} does not match its plan")
+            except PeerFailed as exc:
+                self._relocate(s, exc)
+            return None
+        s.pos += 1
+        if s.pos == len(s.indexes):
+            s.close()
+        return v
+
     def emit(self, it, head, add, flush):
         """Queue item `it`'s frame for the emit loop (`add` takes emit items, `flush` sends
         what is queued). `head`: the header this node writes for it (the frame's length)."""
+        v = self._whole_frame(it, head, len(head) + it.size + (-it.size & 511), flush)
+        if v is not None:
+            add((b"", v, 0, len(v), 0))
+            return
         got = False
         for piece in self.frame_pieces(it, flush):
             add((b"", piece, 0, len(piece), 0))
@@ -352,6 +385,11 @@ class Gather:
 
     def write_steps(self, it, writer):
         """Write item `it` through an archive writer, yielding after each piece."""
+        head = tar_header(it.name, it.size)
+        v = self._whole_frame(it, head, len(head) + it.size + (-it.size & 511), None)
+        if v is not None:
+            writer.add(it.name, v[len(head):len(head) + it.size])
+            return
         frames = self.frame_pieces(it, None)
         first = next(frames, None)
         if first is None:
