@@ -118,15 +118,25 @@ class Gather:
                     self._missing(i)
                 else:
                     groups.setdefault(node.id, (node, []))[1].append(i)
-            streams = [self._open(node, idx) for nid, (node, idx) in groups.items() if nid != me]
-            pending = []
+            streams, pending = self._open_all(groups)
             if me in groups:
                 pending += self._plan_local(groups[me][1], checked)
             for s in streams:
-                if s is None:
-                    continue
                 pending += self._read(s)
             pending.sort()
+
+    def _open_all(self, groups):
+        """Send every peer of `groups` ({node id: (node, indexes)}) its sub-batch: (the
+        streams, the entries of peers that could not be reached)."""
+        streams, unreached = [], []
+        for nid, (node, indexes) in groups.items():
+            if nid != self.me.id:
+                s = self._open(node, indexes)
+                if s is None:
+                    unreached += indexes
+                else:
+                    streams.append(s)
+        return streams, unreached
 
     def _open(self, node, indexes):
         body = sub_batch([self.req.entries[i] for i in indexes], self.req.onob)
@@ -136,6 +146,7 @@ class Gather:
         except PeerFailed as exc:
             self._lost(exc, indexes)
             return None
+        self.streams.append(s)   # closed with the request, whatever happens next
         return s
 
     def _read(self, s):
@@ -147,7 +158,6 @@ class Gather:
             return list(s.indexes)
         except PeerRefused as exc:
             raise BatchError(exc.message, exc.status) from None
-        self.streams.append(s)
         again = []
         for i, (name, size, err) in zip(s.indexes, plan):
             if self._take(i, s.node.id, Item(name, size, remote=self, offset=i), err):
@@ -226,13 +236,12 @@ class Gather:
                     self._missing(i)
                 else:
                     groups.setdefault(node.id, (node, []))[1].append(i)
-            streams = [self._open(node, idx) for nid, (node, idx) in groups.items() if nid != me]
-            pending = []
+            streams, pending = self._open_all(groups)
             if me in groups:
                 pending += self._stream_local(groups[me][1])
             for s in streams:
-                if s is not None:
-                    pending += self._read_again(s)
+                pending += self._read_again(s)
+            pending.sort()
 
     def _read_again(self, s):
         try:
@@ -245,7 +254,6 @@ class Gather:
             for i in s.indexes:
                 self.tried.setdefault(i, set()).add(s.node.id)
             return list(s.indexes)
-        self.streams.append(s)
         return self._assign(s, plan)
 
     def _assign(self, s, plan):
@@ -400,12 +408,15 @@ class Gather:
                                            _data(itertools.chain((first,), frames), hl, it.size))
 
     def close(self):
+        """Drop every peer stream (a peer still sending stops at once) and this node's plans;
+        its items point back here, so the lists go too (no cycle outlives the request)."""
         for s in self.streams:
             s.close()
         self.streams = []
         for p in self.local_plans:
             p.close()
         self.local_plans = []
+        self.items = self.where = None
 
 
 def _frame_len(name, size):
