@@ -25,7 +25,7 @@ import logging
 
 import xxhash
 
-from ..archive import tar_entry_size, tar_header
+from ..archive import tar_header
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.errors import BadRequest, BatchError, NotFound
@@ -289,7 +289,7 @@ class Gather:
             if s is None:
                 return None
             try:
-                s.seek(i, _frame_len, flush)
+                s.seek(i, flush)
                 return s
             except PeerFailed as exc:
                 self._relocate(s, exc)
@@ -417,10 +417,6 @@ class Gather:
             p.close()
         self.local_plans = []
         self.items = self.where = None
-
-
-def _frame_len(name, size):
-    return tar_entry_size(name, size)
 
 
 def _data(pieces, head_len, size):

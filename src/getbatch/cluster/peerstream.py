@@ -16,9 +16,11 @@ a peer fails mid-batch and this node holds a replica).
 import socket
 import threading
 import urllib.parse
+from array import array
 
 import msgspec
 
+from ..archive import tar_entry_size
 from . import peerwire
 
 WINDOW = 1 << 20
@@ -76,8 +78,9 @@ class _Window:
         self.buf = bytearray(WINDOW)
         self.lo = self.hi = 0
         self.left = 0             # body bytes not yet read into the buffer
-        self.plan = None          # [(name, size, err)] in stream order
-        self.indexes = ()         # request index of each planned item
+        self.frames = None        # the TAR frame length of each planned item, in stream order
+        self.indexes = ()         # request index of each planned item (an array: a batch
+                                  # holds one per entry, so no int objects)
         self.pos = 0              # the item whose frame comes next
         self.node = None
 
@@ -121,17 +124,17 @@ class _Window:
         for _ in self.pieces(n, flush):
             pass
 
-    def seek(self, index, frame_len, flush):
-        """Skip the frames of items before request index `index` (assigned elsewhere since);
-        `frame_len(name, size)` is the length of a frame. Returns (name, size) of `index`."""
+    def seek(self, index, flush):
+        """Skip the frames of items before request index `index` (taken from another node)."""
         while self.pos < len(self.indexes) and self.indexes[self.pos] != index:
-            name, size, _ = self.plan[self.pos]
-            self.skip(frame_len(name, size), flush)
+            self.skip(self.frames[self.pos], flush)
             self.pos += 1
         if self.pos >= len(self.indexes):
             raise RuntimeError(f"item {index} is not in the stream of {self.node.id}")
-        name, size, _ = self.plan[self.pos]
-        return name, size
+
+    def _planned(self, plan):
+        self.frames = array("Q", (tar_entry_size(name, size) for name, size, _ in plan))
+        return plan
 
     @property
     def done(self):
@@ -145,7 +148,7 @@ class PeerStream(_Window):
     def __init__(self, node, indexes, body, secret_headers, timeout, connect_timeout=5.0):
         super().__init__()
         self.node = node
-        self.indexes = indexes
+        self.indexes = array("q", indexes)
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
         self.addr = _address(node.url)
@@ -211,10 +214,11 @@ class PeerStream(_Window):
             body = bytearray()
             while len(body) < n:
                 body += self.view(min(WINDOW, n - len(body)), None)
-            _, self.plan = peerwire.parse_plan(bytes(body), len(self.indexes))
+            _, plan = peerwire.parse_plan(bytes(body), len(self.indexes))
         except peerwire.WireError as exc:
             self._fail(str(exc))
-        return self.plan
+        self.request = None   # answered: never sent again
+        return self._planned(plan)
 
     def _read_head(self):
         """(status, Content-Length) of the answer; the bytes after the head stay buffered."""
@@ -269,7 +273,7 @@ class PeerStream(_Window):
     def close(self):
         """Drop the connection (unless the answer was read whole, then it is kept)."""
         if self.sock is not None:
-            if self.done and self.plan is not None:
+            if self.done and self.frames is not None:
                 self.release()
             else:
                 self.sock.close()
@@ -283,8 +287,8 @@ class LocalStream(_Window):
     def __init__(self, node, indexes, plan_items, chunks, total, on_close):
         super().__init__()
         self.node = node
-        self.indexes = indexes
-        self.plan = [(it.name, it.size, it.err) for it in plan_items]
+        self.indexes = array("q", indexes)
+        self.plan = self._planned([(it.name, it.size, it.err) for it in plan_items])  # few
         self.left = total
         self._chunks = iter(chunks)
         self._pending = memoryview(b"")
