@@ -6,6 +6,8 @@ import io
 import json
 import random
 import tarfile
+import threading
+import time
 
 import lz4.frame
 import pytest
@@ -140,3 +142,31 @@ def test_gzip_and_lz4_decode(cluster, spread):
         with tarfile.open(fileobj=io.BytesIO(decode(r.content))) as tf:
             got = [(m.name, tf.extractfile(m).read()) for m in tf]
         assert got == want[:2000]
+
+
+def test_nodes_serving_each_others_batches_do_not_wait_on_each_other(make_cluster):
+    """One request thread per node, and a batch landing on every node at once: each thread
+    waits on the other two nodes, whose peer parts run in threads of their own."""
+    c = make_cluster(n=3, workers=1, threads=1)
+    s = requests.Session()
+    assert s.post(f"{c.urls[0]}/v1/buckets/dl", json={"action": "create-bck"},
+                  params={"provider": "ais"}, timeout=10).status_code == 200
+    objs = {f"x{i}": bytes([i]) * (300 << 10) for i in range(24)}   # more than sockets hold
+    _put_all(c.urls[0], "dl", objs)
+    body = {"in": [{"objname": n} for n in objs] * 4, "strm": True}
+    want = _expected("tar", [(f"dl/{n}", objs[n]) for n in objs] * 4)
+    results = []
+
+    def run(url):
+        r = requests.get(f"{url}/v1/ml/moss/dl", json=body, params={"max_wait": "30s"},
+                         timeout=60)
+        results.append(r.content == want)
+
+    threads = [threading.Thread(target=run, args=(u,)) for u in c.urls * 2]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 6
+    assert time.monotonic() - t0 < 25   # no one waited for max_wait
