@@ -58,7 +58,6 @@ class Gather:
         self.secret_headers = secret_headers
         self.max_wait = max_wait
         self.multipart = not req.strm
-        self.padded = req.mime == "tar"   # holes keep the announced Content-Length
         n = len(req.entries)
         self.items = [None] * n
         self.where = [None] * n          # the stream delivering each remote item
@@ -83,7 +82,7 @@ class Gather:
             limit = self.config.max_soft_errs
             if self.soft > limit:
                 raise BadRequest(f"exceeded soft-errors limit: {self.soft} (max: {limit}); "
-                                 f"the last one: {missing[limit].err}")
+                                 f"the first beyond it: {missing[limit].err}")
         except BaseException:
             self.close()
             raise
@@ -107,7 +106,9 @@ class Gather:
 
     def _locate(self, indexes, checked=()):
         """Find entries `indexes` on their best candidates, round after round, until each is
-        planned somewhere or no candidate is left (then it is a placeholder item)."""
+        planned somewhere or no candidate is left (then it is missing, or in phase 2 a hole).
+        Entries that fall to this node are planned by the single-node planner (phase 1) or
+        streamed as a peer would (phase 2)."""
         pending = list(indexes)
         me = self.me.id
         while pending:
@@ -120,7 +121,9 @@ class Gather:
                     groups.setdefault(node.id, (node, []))[1].append(i)
             streams, pending = self._open_all(groups)
             if me in groups:
-                pending += self._plan_local(groups[me][1], checked)
+                mine = groups[me][1]
+                pending += (self._stream_local(mine) if self.phase2
+                            else self._plan_local(mine, checked))
             for s in streams:
                 pending += self._read(s)
             pending.sort()
@@ -157,7 +160,15 @@ class Gather:
             self._lost(exc, s.indexes)
             return list(s.indexes)
         except PeerRefused as exc:
-            raise BatchError(exc.message, exc.status) from None
+            if not self.phase2:
+                raise BatchError(exc.message, exc.status) from None
+            log.warning("batch: %s refused to stand in: %s", s.node.id, exc.message)
+            for i in s.indexes:
+                self.tried.setdefault(i, set()).add(s.node.id)
+            return list(s.indexes)
+        return self._assign(s, plan)
+
+    def _assign(self, s, plan):
         again = []
         for i, (name, size, err) in zip(s.indexes, plan):
             if self._take(i, s.node.id, Item(name, size, remote=self, offset=i), err):
@@ -223,47 +234,7 @@ class Gather:
         self._lost(exc, rest)
         for i in rest:
             self.where[i] = None
-        self._relocate_indexes(rest)
-
-    def _relocate_indexes(self, rest):
-        me = self.me.id
-        pending = list(rest)
-        while pending:
-            groups = {}
-            for i in pending:
-                node = self._candidate(i)
-                if node is None:
-                    self._missing(i)
-                else:
-                    groups.setdefault(node.id, (node, []))[1].append(i)
-            streams, pending = self._open_all(groups)
-            if me in groups:
-                pending += self._stream_local(groups[me][1])
-            for s in streams:
-                pending += self._read_again(s)
-            pending.sort()
-
-    def _read_again(self, s):
-        try:
-            plan = s.read_plan()
-        except PeerFailed as exc:
-            self._lost(exc, s.indexes)
-            return list(s.indexes)
-        except PeerRefused as exc:
-            log.warning("batch: %s refused to stand in: %s", s.node.id, exc.message)
-            for i in s.indexes:
-                self.tried.setdefault(i, set()).add(s.node.id)
-            return list(s.indexes)
-        return self._assign(s, plan)
-
-    def _assign(self, s, plan):
-        again = []
-        for i, (name, size, err) in zip(s.indexes, plan):
-            if self._take(i, s.node.id, Item(name, size), err):
-                self.where[i] = s
-            else:
-                again.append(i)
-        return again
+        self._locate(rest)
 
     def _stream_local(self, indexes):
         """This node stands in for a failed one: its own copies, framed as a peer would."""
