@@ -15,12 +15,10 @@ BLOCK = 512
 
 
 def _comment_record(length):
-    """A PAX `comment` record of exactly `length` bytes (length >= 12)."""
-    for digits in range(2, 9):
-        fill = length - digits - len(" comment=\n")
-        if fill >= 0 and len(str(length)) == digits:
-            return b"%d comment=%s\n" % (length, b"." * fill)
-    raise ValueError(f"no PAX comment record of {length} bytes")
+    """A PAX `comment` record of exactly `length` bytes (a multiple of 512 here): the length
+    field counts its own digits."""
+    fill = length - len(str(length)) - len(" comment=\n")
+    return b"%d comment=%s\n" % (length, b"." * fill)
 
 
 def _pax_block(records_len):
