@@ -20,7 +20,6 @@ import threading
 import time
 
 from ..store.errors import ObjectNotFound, StoreError
-from .peers import PeerUnavailable
 from .smap import placement_key
 
 log = logging.getLogger("getbatch.rebalance")
@@ -138,6 +137,6 @@ class Rebalance:
                 st["moved"] += 1
         except ObjectNotFound:
             pass  # deleted meanwhile
-        except (PeerUnavailable, StoreError) as exc:
+        except StoreError as exc:
             st["errors"] += 1
             log.warning("rebalance of ais://%s/%s: %s (a rerun retries it)", bucket, name, exc)

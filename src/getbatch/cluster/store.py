@@ -399,7 +399,7 @@ class ClusterStore(Backend):
                 return fn(backend)
             except ObjectNotFound:
                 continue
-            except (PeerUnavailable, Unavailable) as exc:
+            except Unavailable as exc:
                 unreachable.append(str(exc))
         if unreachable:
             log.info("ais://%s/%s not found on the reachable nodes; unreachable: %s", bucket,
@@ -467,7 +467,7 @@ class ClusterStore(Backend):
                     PeerBackend(self.cluster.peers, node).put(bucket, name, _SourceStream(src),
                                                               attrs.size)
                 made += 1
-            except (PeerUnavailable, Unavailable) as exc:
+            except Unavailable as exc:
                 log.warning("copy of ais://%s/%s to %s failed: %s", bucket, name, node_id, exc)
                 continue
             if made == wanted:
@@ -569,6 +569,47 @@ class _SourceStream:
         return data
 
 
+def _fetch(src, local):
+    """An fd of an unlinked temp file of `local` holding all of `src`."""
+    fd = local.scratch_fd()
+    try:
+        with open(fd, "wb", closefd=False) as f:
+            for data in src.chunks(0, src.size):
+                f.write(data)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _FetchedSource(Source):
+    """A peer's object for the emit loop, which reads fds: fetched into a local temp file
+    when first read (lazy, so a batch holds only a window of them at once)."""
+
+    __slots__ = ("peer_src", "local", "size", "fd")
+    lazy = True
+
+    def __init__(self, peer_src, local):
+        self.peer_src = peer_src
+        self.local = local
+        self.size = peer_src.size
+        self.fd = -1
+
+    def fileno(self):
+        if self.fd < 0:
+            self.fd = _fetch(self.peer_src, self.local)
+        return self.fd
+
+    def pread(self, length, offset):
+        return os.pread(self.fileno(), length, offset)
+
+    def close(self):
+        self.peer_src.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class ClusterBatchReader(BatchReader):
     """GetBatch reads on a cluster, item by item: the local share first, then the ranked
     peers. (Correct but not fast: the two-phase cluster GetBatch replaces it for peers.)"""
@@ -587,9 +628,10 @@ class ClusterBatchReader(BatchReader):
                 continue
             try:
                 attrs = backend.stat(bucket, name)
-            except (ObjectNotFound, PeerUnavailable, Unavailable):
+            except (ObjectNotFound, Unavailable):
                 continue
-            return PeerSource(backend, bucket, name, attrs.size)
+            return _FetchedSource(PeerSource(backend, bucket, name, attrs.size),
+                                  self.backend.share.local)
         raise ObjectNotFound(bucket, name)
 
     def shard(self, bucket, name):
@@ -605,17 +647,9 @@ class ClusterBatchReader(BatchReader):
 
     def _fetch_shard(self, bucket, name):
         """A peer's shard, copied into an unlinked local temp file for this request."""
-        src, attrs = self.backend.open(bucket, name)
-        local = self.backend.share.local
-        fd, path = local._mkstemp()
-        os.unlink(path)
-        try:
-            with src, open(fd, "wb", closefd=False) as f:
-                for data in src.chunks(0, attrs.size):
-                    f.write(data)
-        except BaseException:
-            os.close(fd)
-            raise
+        src, _ = self.backend.open(bucket, name)
+        with src:
+            fd = _fetch(src, self.backend.share.local)
         return open_shard(fd, name=name, budget=self.budget)
 
     def close(self):
