@@ -1,5 +1,6 @@
 """Command line: `getbatch serve` runs one node under gunicorn; `getbatch config show` prints the
-effective configuration.
+effective configuration; `getbatch cluster` starts a local etcd and N nodes; `getbatch
+rebalance` moves a cluster's objects to their current owners.
 
 Every setting of `getbatch.config` is a flag of both commands, an environment variable
 (GETBATCH_<NAME>) and a key of the `--config` TOML file. Everything that can be checked is
