@@ -213,3 +213,29 @@ def test_getbatch_and_archived_reads_across_nodes(cluster, clients):
 def _arch(path):
     from aistore.sdk.archive_config import ArchiveConfig
     return ArchiveConfig(archpath=path)
+
+
+def test_paused_node_then_restarted_node_serve_again(make_cluster):
+    c = make_cluster(3)
+    clients = [make_client(u) for u in c.urls]
+    b = clients[0].bucket("pz")
+    b.create()
+    _set_mirror(c.urls[0], "pz", 2)
+    data = {f"p{i}": os.urandom(50 + i) for i in range(30)}
+    for n, v in data.items():
+        b.object(n).get_writer().put_content(v)
+    c.pause(2)
+    c.wait_members(2, timeout=LEASE_TTL * 3)
+    for n, v in data.items():
+        assert clients[1].bucket("pz").object(n).get_reader().read_all() == v
+    c.resume(2)
+    c.wait_members(3)
+    held = _local_names(c.nodes[2], "pz")
+    assert held
+    c.kill(2)
+    c.restart(2)
+    c.wait_members(3)
+    assert _local_names(c.nodes[2], "pz") == held
+    cl = make_client(c.nodes[2].url)
+    for n, v in data.items():
+        assert cl.bucket("pz").object(n).get_reader().read_all() == v

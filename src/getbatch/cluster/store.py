@@ -33,6 +33,7 @@ from .smap import placement_key
 log = logging.getLogger("getbatch.cluster")
 
 _CHUNK = 1 << 20
+STAT_TIMEOUT = (2.0, 5.0)  # a HEAD is quick: a node that takes longer is treated as away
 _LIST_PROPS = "name,size"
 _META_PROPS = "name,size,checksum,version,atime"
 
@@ -241,7 +242,7 @@ class PeerBackend:
         raise Unavailable(f"peer {self.node.id}: {r.status_code} {msg}")
 
     def stat(self, bucket, name):
-        r = self.peers.request(self.node, "HEAD", self._obj(bucket, name))
+        r = self.peers.request(self.node, "HEAD", self._obj(bucket, name), timeout=STAT_TIMEOUT)
         return _attrs_from_headers(self._check(r, bucket, name).headers, bucket, name)
 
     def open(self, bucket, name):
@@ -525,8 +526,13 @@ class ClusterStore(Backend):
                                                          start_after, with_meta),
                              self._everyone())
         lists, bound = [], None
+        # with n copies, n-1 nodes away still leave a copy of every object to list
+        tolerate = self.buckets.require(bucket).copies - 1
         for node, res in pages:
             if isinstance(res, BucketNotFound):
+                continue
+            if isinstance(res, Unavailable) and tolerate > 0:
+                tolerate -= 1
                 continue
             if isinstance(res, Exception):
                 raise Unavailable(f"cannot list ais://{bucket}: node {node.id}: {res}")
