@@ -1,5 +1,7 @@
 """Membership with a real etcd and real nodes: the map the SDK reads, stable ids, nodes that
 die, pause, restart and join, and the intra-cluster guard."""
+import os
+
 import requests
 
 from getbatch.cluster.peers import PEER_PREFIX, SECRET_HEADER
@@ -23,6 +25,10 @@ def test_peer_endpoints_need_the_secret(cluster):
     for headers in ({}, {SECRET_HEADER: "wrong"}):
         r = requests.get(url, headers=headers, timeout=5)
         assert r.status_code == 403 and "intra-cluster" in r.json()["message"]
+    # an object write to a node's own share, bypassing the cluster: refused, nothing stored
+    r = requests.put(cluster.urls[0] + PEER_PREFIX + "/objects/sneak/x", data=b"x", timeout=5)
+    assert r.status_code == 403
+    assert not os.path.exists(os.path.join(cluster.nodes[0].data_dir, "ais", "sneak"))
     # unknown paths under the prefix too: the guard comes before routing
     assert requests.get(cluster.urls[0] + PEER_PREFIX + "/nothing", timeout=5).status_code == 403
     # one secret, made by the first node, used by all
