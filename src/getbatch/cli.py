@@ -1,5 +1,6 @@
 """Command line: `getbatch serve` runs one node under gunicorn; `getbatch config show` prints the
-effective configuration.
+effective configuration; `getbatch cluster` starts a local etcd and N nodes; `getbatch
+rebalance` moves a cluster's objects to their current owners.
 
 Every setting of `getbatch.config` is a flag of both commands, an environment variable
 (GETBATCH_<NAME>) and a key of the `--config` TOML file. Everything that can be checked is
@@ -241,12 +242,67 @@ def parser():
                            description="Print every setting with the value `serve` would use "
                                        "with the same file, environment and flags.")
     _add_setting_flags(show)
+    # -- clusters
+    cl = sub.add_parser("cluster", help="start a local etcd and N nodes (development)",
+                        description="Start a local etcd and N nodes on consecutive ports from "
+                                    "--port, each with its data dir under --data-dir; print "
+                                    "their URLs; Ctrl-C stops everything.")
+    cl.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
+    cl.add_argument("--data-dir", default="cluster-data",
+                    help="directory of the nodes' data dirs, etcd's data and the logs "
+                         "(default cluster-data)")
+    cl.add_argument("--port", type=int, default=51080, help="port of the first node (default 51080)")
+    cl.add_argument("--workers", type=int, default=1, help="server processes per node (default 1)")
+    rb = sub.add_parser("rebalance", help="move objects to their current owners (a cluster)",
+                        description="Start a rebalance on every node of the cluster and show "
+                                    "its progress until it is done. Safe to interrupt and rerun.")
+    rb.add_argument("--url", default="http://127.0.0.1:51080", help="any node of the cluster")
+    rb.add_argument("--rate", type=int, default=500,
+                    help="objects checked per second per node (default 500; 0: no limit)")
+    rb.add_argument("--no-wait", action="store_true", help="start it and return")
     return p
+
+
+def _cluster(args):
+    from .cluster.devcluster import ClusterError, run
+    if not 1 <= args.nodes <= 64:
+        raise ConfigError(f"invalid --nodes {args.nodes}: expecting 1 to 64")
+    try:
+        run(args.nodes, args.data_dir, args.port, args.workers)
+    except ClusterError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _rebalance(args):
+    import requests
+    url = args.url.rstrip("/") + "/v1/rebalance"
+    try:
+        r = requests.post(url, params={"rate": args.rate}, timeout=30)
+        if r.status_code != 200:
+            raise CLIError(f"{url}: {r.status_code} {r.text.strip()}")
+        for node, st in sorted(r.json()["nodes"].items()):
+            print(f"node {node}: {'started' if st.get('started') else st}")
+        while not args.no_wait:
+            time.sleep(1)
+            st = requests.get(url, timeout=30).json()
+            parts = [f"{n} {s.get('state')} checked {s.get('checked', 0)} moved "
+                     f"{s.get('moved', 0)} copied {s.get('copied', 0)} errors {s.get('errors', 0)}"
+                     for n, s in sorted(st["nodes"].items())]
+            print(f"rebalance {st['state']}: " + "; ".join(parts), flush=True)
+            if st["state"] != "running":
+                return 0 if st["state"] == "done" else 1
+    except requests.RequestException as exc:
+        raise CLIError(f"cannot reach {url}: {type(exc).__name__}") from None
+    return 0
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
+        if args.cmd == "cluster":
+            return _cluster(args) or 0
+        if args.cmd == "rebalance":
+            return _rebalance(args)
         config = _config_from(args)
         if args.cmd == "config":
             show_config(config)

@@ -10,6 +10,7 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from getbatch.cluster.peers import SECRET_HEADER
+from getbatch.cluster.share import LocalShare
 from getbatch.cluster.smap import NodeInfo, Smap
 from getbatch.config import Config
 from getbatch.server.app import create_app
@@ -27,6 +28,23 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
+class _Buckets:
+    """The cluster's bucket table, as the local store has it (the test makes every bucket on
+    every node)."""
+
+    def __init__(self, local):
+        self.local = local
+
+    def names(self):
+        return self.local.list_buckets()
+
+    def get(self, name):
+        return {} if self.local.has_bucket(name) else None
+
+    def require(self, name):
+        self.local.require_bucket(name)
+
+
 class StaticCluster:
     """What create_app takes of a node's Cluster, over a fixed map and the local store alone
     (objects are placed by the test)."""
@@ -41,7 +59,8 @@ class StaticCluster:
         self.share = None
 
     def start(self, storage):
-        self.share = storage.backends["ais"]
+        local = storage.backends["ais"]
+        self.share = LocalShare(local, _Buckets(local))
         return storage
 
 

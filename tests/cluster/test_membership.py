@@ -1,5 +1,7 @@
 """Membership with a real etcd and real nodes: the map the SDK reads, stable ids, nodes that
 die, pause, restart and join, and the intra-cluster guard."""
+import os
+
 import requests
 
 from getbatch.cluster.peers import PEER_PREFIX, SECRET_HEADER
@@ -23,15 +25,18 @@ def test_peer_endpoints_need_the_secret(cluster):
     for headers in ({}, {SECRET_HEADER: "wrong"}):
         r = requests.get(url, headers=headers, timeout=5)
         assert r.status_code == 403 and "intra-cluster" in r.json()["message"]
+    # an object write to a node's own share, bypassing the cluster: refused, nothing stored
+    r = requests.put(cluster.urls[0] + PEER_PREFIX + "/objects/sneak/x", data=b"x", timeout=5)
+    assert r.status_code == 403
+    assert not os.path.exists(os.path.join(cluster.nodes[0].data_dir, "ais", "sneak"))
     # unknown paths under the prefix too: the guard comes before routing
     assert requests.get(cluster.urls[0] + PEER_PREFIX + "/nothing", timeout=5).status_code == 403
-    r = requests.get(url, headers={SECRET_HEADER: cluster.secret()}, timeout=5)
-    assert r.status_code == 200 and r.json()["id"] == cluster.nodes[0].id
-
-
-def test_secret_is_made_once(cluster):
-    s = cluster.secret()
-    assert len(s) >= 32 and cluster.secret() == s
+    # one secret, made by the first node, used by all
+    secret = cluster.secret()
+    assert len(secret) >= 32
+    for n in cluster.nodes:
+        r = requests.get(n.url + PEER_PREFIX + "/ping", headers={SECRET_HEADER: secret}, timeout=5)
+        assert r.status_code == 200 and r.json()["id"] == n.id
 
 
 def test_kill_pause_restart_join(make_cluster):

@@ -18,7 +18,8 @@ from .membership import (NODES, PrefixWatcher, Registrar, cluster_identity, smap
                          stable_node_id)
 from .peers import Peers
 from .smap import NodeInfo
-from .store import ClusterStore, LocalShare
+from .share import LocalShare
+from .store import ClusterStore
 
 log = logging.getLogger("getbatch.cluster")
 

@@ -10,17 +10,20 @@ import threading
 import requests
 from requests.adapters import HTTPAdapter
 
+from ..store.errors import Unavailable
+
 SECRET_HEADER = "Getbatch-Cluster-Secret"
 PEER_PREFIX = "/v1/_peer"
 TIMEOUT = (2.0, 30.0)   # (connect, read) seconds, unless a call says otherwise
 
 
-class PeerUnavailable(Exception):
-    """A peer did not answer (refused, reset, timed out)."""
+class PeerUnavailable(Unavailable):
+    """A peer did not answer (refused, reset, timed out). A store `Unavailable`: where no other
+    node can stand in, the client gets a 503."""
 
     def __init__(self, node, reason):
         self.node = node
-        super().__init__(f"peer {node.id} at {node.url} is unreachable ({reason})")
+        Exception.__init__(self, f"peer {node.id} at {node.url} is unreachable ({reason})")
 
 
 def secret_ok(secret, presented):

@@ -1,10 +1,9 @@
 """The `ais` backend of a cluster node: HRW placement over the local store and its peers.
 
-- `LocalShare` is this node's share of the cluster's buckets: the local store, whose bucket
-  directories are made on first use (a bucket exists cluster-wide, in etcd). Peers reach it
+- `LocalShare` (share.py) is this node's share of the cluster's buckets; peers reach it
   through the intra-cluster endpoints (`/v1/_peer/objects/...`, `/v1/_peer/buckets/...`).
-- `PeerBackend` is one peer seen as a backend: the same operations over HTTP, against that
-  peer's `LocalShare`.
+- `PeerBackend` (peer_backend.py) is one peer seen as a backend: the same operations over
+  HTTP, against that peer's `LocalShare`.
 - `ClusterStore` is what the server and GetBatch planning see as `ais`: for each object it
   ranks the live nodes by HRW and uses the local share or the peer backend. PUT stores the
   object on the top-`copies` nodes (each copy atomic) before it returns; reads try the ranked
@@ -14,294 +13,21 @@
 """
 import heapq
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote
 
-import msgpack
-
-from ..archive import open_shard
-from ..store.attrs import ObjectAttrs
-from ..store.backend import Backend, BatchReader, Source
-from ..store.errors import (BucketExists, BucketNotFound, Conflict, Elsewhere,
-                            InsufficientStorage, ObjectNotFound, StoreError, Unavailable)
+from ..store.backend import Backend
+from ..store.errors import (BucketNotFound, Elsewhere, ObjectNotFound, StoreError,
+                            Unavailable)
 from ..store.local import MAX_PAGE
 from ..store.names import validate_bucket_name, validate_object_name
-from .peers import PEER_PREFIX, PeerUnavailable
+from .batchread import ClusterBatchReader
+from .peer_backend import Body, PeerBackend
+from .peers import PeerUnavailable
 from .smap import placement_key
 
 log = logging.getLogger("getbatch.cluster")
 
 _CHUNK = 1 << 20
-_LIST_PROPS = "name,size"
-_META_PROPS = "name,size,checksum,version,atime"
-
-
-def _quote(name):
-    return quote(name, safe="/")
-
-
-class LocalShare(Backend):
-    """The local store, for buckets that exist in the cluster table (`buckets`)."""
-
-    provider = "ais"
-
-    def __init__(self, local, buckets):
-        self.local = local
-        self.buckets = buckets
-
-    def _dir(self, bucket):
-        """Make the bucket's local directory if the cluster has the bucket."""
-        if not self.local.has_bucket(bucket):
-            validate_bucket_name(bucket)
-            self.buckets.require(bucket)
-            try:
-                self.local.create_bucket(bucket)
-            except BucketExists:
-                pass
-
-    def list_buckets(self):
-        return self.buckets.names()
-
-    def has_bucket(self, name):
-        return self.local.has_bucket(name) or self.buckets.get(name) is not None
-
-    def create_bucket(self, name):
-        self._dir(name)
-
-    def destroy_bucket(self, name):
-        """Drop the local copy of a bucket (gone from the table, or going)."""
-        try:
-            self.local.destroy_bucket(name)
-        except BucketNotFound:
-            pass
-
-    def stat(self, bucket, name):
-        self._dir(bucket)
-        return self.local.stat(bucket, name)
-
-    def open(self, bucket, name):
-        self._dir(bucket)
-        return self.local.open(bucket, name)
-
-    def put(self, bucket, name, stream, length=None):
-        self._dir(bucket)
-        return self.local.put(bucket, name, stream, length)
-
-    def append(self, bucket, name, handle, stream, length=None):
-        self._dir(bucket)
-        return self.local.append(bucket, name, handle, stream, length)
-
-    def flush(self, bucket, name, handle):
-        self._dir(bucket)
-        return self.local.flush(bucket, name, handle)
-
-    def delete(self, bucket, name):
-        self._dir(bucket)
-        return self.local.delete(bucket, name)
-
-    def list_objects(self, bucket, prefix="", page_size=0, token="", start_after="",
-                     with_meta=False):
-        self._dir(bucket)
-        return self.local.list_objects(bucket, prefix, page_size, token, start_after, with_meta)
-
-    def open_shard(self, bucket, name, budget=None):
-        self._dir(bucket)
-        return self.local.open_shard(bucket, name, budget)
-
-    def batch_reader(self, n_entries, budget=None):
-        return self.local.batch_reader(n_entries, budget)
-
-
-class _Body:
-    """A request body for `requests`: reads `length` bytes of `stream` (all of it when None),
-    counting what was read, so a failed forward knows whether it can be retried."""
-
-    def __init__(self, stream, length):
-        self.stream = stream
-        self.length = length
-        self.consumed = 0
-
-    def __len__(self):
-        return self.length
-
-    def read(self, n=_CHUNK):
-        if self.length is not None:
-            n = min(n, self.length - self.consumed)
-            if n <= 0:
-                return b""
-        data = self.stream.read(n)
-        self.consumed += len(data)
-        return data
-
-
-def _chunked(stream):
-    while True:
-        data = stream.read(_CHUNK)
-        if not data:
-            return
-        yield data
-
-
-class PeerSource(Source):
-    """An object on a peer, read over HTTP. `resp`: a GET already under way (stream=True) for
-    the whole object, used by the first full read; otherwise each read is a ranged GET."""
-
-    __slots__ = ("peer", "bucket", "name", "size", "_resp")
-
-    def __init__(self, peer, bucket, name, size, resp=None):
-        self.peer = peer
-        self.bucket = bucket
-        self.name = name
-        self.size = size
-        self._resp = resp
-
-    def _take(self, offset, length):
-        r, self._resp = self._resp, None
-        if r is not None and offset == 0 and length == self.size:
-            return r
-        if r is not None:
-            r.close()
-        return self.peer.get(self.bucket, self.name, offset, length)
-
-    def pread(self, length, offset):
-        length = max(0, min(length, self.size - offset))
-        if length == 0:
-            return b""
-        r = self._take(offset, length)
-        try:
-            data = r.content
-        except Exception as exc:
-            raise OSError(f"reading ais://{self.bucket}/{self.name} from peer "
-                          f"{self.peer.node.id}: {exc}") from None
-        return data
-
-    def chunks(self, offset, length):
-        if length <= 0:
-            return
-        r = self._take(offset, length)
-        got = 0
-        try:
-            for data in r.iter_content(_CHUNK):
-                got += len(data)
-                yield data
-        except Exception as exc:
-            raise OSError(f"reading ais://{self.bucket}/{self.name} from peer "
-                          f"{self.peer.node.id}: {exc}") from None
-        finally:
-            r.close()
-        if got != length:
-            raise OSError(f"ais://{self.bucket}/{self.name} from peer {self.peer.node.id}: "
-                          f"{got} of {length} bytes")
-
-    def close(self):
-        r, self._resp = self._resp, None
-        if r is not None:
-            r.close()
-
-
-def _attrs_from_headers(h, bucket, name):
-    atime = int(h.get("Ais-Atime") or 0)
-    return ObjectAttrs(size=int(h.get("Content-Length") or 0), mtime_ns=atime, atime_ns=atime,
-                       version=h.get("Ais-Version", ""), cksum_type=h.get("Ais-Checksum-Type", ""),
-                       cksum_value=h.get("Ais-Checksum-Value", ""), name=name, bucket=bucket)
-
-
-class PeerBackend:
-    """One peer's LocalShare over its intra-cluster endpoints. Errors come back as the
-    store's exceptions; an unreachable peer is PeerUnavailable."""
-
-    def __init__(self, peers, node):
-        self.peers = peers
-        self.node = node
-
-    def _obj(self, bucket, name):
-        return f"{PEER_PREFIX}/objects/{bucket}/{_quote(name)}"
-
-    def _check(self, r, bucket, name=None):
-        if r.status_code < 300:
-            return r
-        try:
-            msg = r.json().get("message", "")
-        except ValueError:
-            msg = r.text[:200]
-        r.close()
-        if r.status_code == 404:
-            if name is not None and f"{bucket}/" in msg:
-                raise ObjectNotFound(bucket, name)
-            if name is not None and not msg:  # HEAD: no body
-                raise ObjectNotFound(bucket, name)
-            raise BucketNotFound(bucket)
-        if r.status_code == 409:
-            raise Conflict(msg, bucket, name)
-        if r.status_code == 507:
-            raise InsufficientStorage(bucket, name)
-        if 400 <= r.status_code < 500:
-            raise StoreError(msg)
-        raise Unavailable(f"peer {self.node.id}: {r.status_code} {msg}")
-
-    def stat(self, bucket, name):
-        r = self.peers.request(self.node, "HEAD", self._obj(bucket, name))
-        return _attrs_from_headers(self._check(r, bucket, name).headers, bucket, name)
-
-    def open(self, bucket, name):
-        """(PeerSource, attrs) with the GET already under way."""
-        r = self.peers.request(self.node, "GET", self._obj(bucket, name), stream=True)
-        self._check(r, bucket, name)
-        attrs = _attrs_from_headers(r.headers, bucket, name)
-        return PeerSource(self, bucket, name, attrs.size, r), attrs
-
-    def get(self, bucket, name, offset, length):
-        r = self.peers.request(self.node, "GET", self._obj(bucket, name), stream=True,
-                               headers={"Range": f"bytes={offset}-{offset + length - 1}"})
-        return self._check(r, bucket, name)
-
-    def put(self, bucket, name, body, length=None):
-        data = _Body(body, length) if length is not None else _chunked(body)
-        r = self.peers.request(self.node, "PUT", self._obj(bucket, name), data=data)
-        self._check(r, bucket, name)
-
-    def push(self, bucket, name, candidates, wanted):
-        """Ask the peer to copy its object to `wanted` of `candidates` (node ids, in order);
-        how many copies it made."""
-        r = self.peers.request(self.node, "POST", f"{PEER_PREFIX}/push/{bucket}/{_quote(name)}",
-                               params={"to": ",".join(candidates), "copies": str(wanted)})
-        return int(self._check(r, bucket, name).json()["copies"])
-
-    def append(self, bucket, name, handle, body, length=None):
-        data = _Body(body, length) if length is not None else _chunked(body)
-        r = self.peers.request(self.node, "PUT", self._obj(bucket, name), data=data,
-                               params={"append_type": "append", "append_handle": handle})
-        return self._check(r, bucket, name).headers.get("Ais-Append-Handle", "")
-
-    def flush(self, bucket, name, handle):
-        r = self.peers.request(self.node, "PUT", self._obj(bucket, name),
-                               params={"append_type": "flush", "append_handle": handle})
-        self._check(r, bucket, name)
-
-    def delete(self, bucket, name):
-        self._check(self.peers.request(self.node, "DELETE", self._obj(bucket, name)), bucket, name)
-
-    def destroy_bucket(self, bucket):
-        r = self.peers.request(self.node, "DELETE", f"{PEER_PREFIX}/buckets/{bucket}",
-                               json={"action": "destroy-bck"})
-        if r.status_code != 404:
-            self._check(r, bucket)
-
-    def list_objects(self, bucket, prefix, page_size, token, start_after, with_meta):
-        lso = {"prefix": prefix, "pagesize": page_size, "continuation_token": token,
-               "start_after": start_after, "props": _META_PROPS if with_meta else _LIST_PROPS}
-        r = self.peers.request(self.node, "GET", f"{PEER_PREFIX}/buckets/{bucket}",
-                               json={"action": "list", "value": lso},
-                               headers={"Accept": "application/msgpack"})
-        if r.status_code == 404:
-            return [], ""
-        res = msgpack.unpackb(self._check(r, bucket).content)
-        out = [ObjectAttrs(size=e["s"], mtime_ns=int(e.get("a") or 0),
-                           atime_ns=int(e.get("a") or 0), version=e.get("v", ""),
-                           cksum_value=e.get("cs", ""), name=e["n"], bucket=bucket)
-               for e in res.get("Entries") or ()]
-        return out, res.get("ContinuationToken", "")
 
 
 class ClusterStore(Backend):
@@ -399,7 +125,7 @@ class ClusterStore(Backend):
                 return fn(backend)
             except ObjectNotFound:
                 continue
-            except (PeerUnavailable, Unavailable) as exc:
+            except Unavailable as exc:
                 unreachable.append(str(exc))
         if unreachable:
             log.info("ais://%s/%s not found on the reachable nodes; unreachable: %s", bucket,
@@ -430,7 +156,7 @@ class ClusterStore(Backend):
         copies = self._copies(bucket)
         validate_object_name(name)
         ranked = self._ranked(bucket, name)
-        body = _Body(stream, length)
+        body = Body(stream, length)
         for node, backend in ranked:
             others = [n.id for n, _ in ranked if n.id != node.id]
             try:
@@ -467,7 +193,7 @@ class ClusterStore(Backend):
                     PeerBackend(self.cluster.peers, node).put(bucket, name, _SourceStream(src),
                                                               attrs.size)
                 made += 1
-            except (PeerUnavailable, Unavailable) as exc:
+            except Unavailable as exc:
                 log.warning("copy of ais://%s/%s to %s failed: %s", bucket, name, node_id, exc)
                 continue
             if made == wanted:
@@ -525,8 +251,13 @@ class ClusterStore(Backend):
                                                          start_after, with_meta),
                              self._everyone())
         lists, bound = [], None
+        # with n copies, n-1 nodes away still leave a copy of every object to list
+        tolerate = self.buckets.require(bucket).copies - 1
         for node, res in pages:
             if isinstance(res, BucketNotFound):
+                continue
+            if isinstance(res, Unavailable) and tolerate > 0:
+                tolerate -= 1
                 continue
             if isinstance(res, Exception):
                 raise Unavailable(f"cannot list ais://{bucket}: node {node.id}: {res}")
@@ -567,58 +298,3 @@ class _SourceStream:
             self._buf = next(self._chunks, b"")
         data, self._buf = self._buf[:n], self._buf[n:]
         return data
-
-
-class ClusterBatchReader(BatchReader):
-    """GetBatch reads on a cluster, item by item: the local share first, then the ranked
-    peers. (Correct but not fast: the two-phase cluster GetBatch replaces it for peers.)"""
-
-    def __init__(self, store, n_entries, budget=None):
-        super().__init__(store, budget)
-        self.local = store.share.batch_reader(n_entries, budget)
-
-    def source(self, bucket, name):
-        try:
-            return self.local.source(bucket, name)
-        except (ObjectNotFound, BucketNotFound):
-            pass
-        for node, backend in self.backend._ranked(bucket, name):
-            if backend is self.backend.share:
-                continue
-            try:
-                attrs = backend.stat(bucket, name)
-            except (ObjectNotFound, PeerUnavailable, Unavailable):
-                continue
-            return PeerSource(backend, bucket, name, attrs.size)
-        raise ObjectNotFound(bucket, name)
-
-    def shard(self, bucket, name):
-        key = (bucket, name)
-        shard = self._shards.get(key)
-        if shard is None:
-            try:
-                shard = self.local.shard(bucket, name)
-            except (ObjectNotFound, BucketNotFound):
-                shard = self._fetch_shard(bucket, name)
-            self._shards[key] = shard
-        return shard
-
-    def _fetch_shard(self, bucket, name):
-        """A peer's shard, copied into an unlinked local temp file for this request."""
-        src, attrs = self.backend.open(bucket, name)
-        local = self.backend.share.local
-        fd, path = local._mkstemp()
-        os.unlink(path)
-        try:
-            with src, open(fd, "wb", closefd=False) as f:
-                for data in src.chunks(0, attrs.size):
-                    f.write(data)
-        except BaseException:
-            os.close(fd)
-            raise
-        return open_shard(fd, name=name, budget=self.budget)
-
-    def close(self):
-        super().close()
-        self.local.close()
-

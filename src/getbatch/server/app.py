@@ -2,9 +2,11 @@
 import falcon
 
 from ..cluster.peers import PEER_PREFIX
+from ..cluster.rebalance import Rebalance
 from ..store.router import Storage
 from .buckets import Bucket, BucketCollection
-from .cluster import Daemon, Health, PeerGuard, PeerPing, PeerPush
+from .cluster import (Daemon, Health, PeerGuard, PeerPing, PeerPush, PeerRebalance,
+                      RebalanceAPI)
 from .errors import handle_exception, make_serializer
 from .moss import Moss
 from .objects import Object
@@ -43,4 +45,7 @@ def create_app(config, storage, cluster=None):
         app.add_route(PEER_PREFIX + "/buckets/{bucket}", Bucket(shared, config))
         app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
         app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, config))
+        rebalance = Rebalance(cluster, cluster.share.local.data_dir)
+        app.add_route(PEER_PREFIX + "/rebalance", PeerRebalance(rebalance))
+        app.add_route("/v1/rebalance", RebalanceAPI(cluster, rebalance))
     return app

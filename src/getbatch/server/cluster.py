@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ..cluster.peers import PEER_PREFIX, SECRET_HEADER, secret_ok
+from ..cluster.peers import PEER_PREFIX, SECRET_HEADER, PeerUnavailable, secret_ok
+from ..cluster.rebalance import DEFAULT_RATE
 from .errors import AISError
 
 _enc = msgspec.json.Encoder()
@@ -107,3 +108,58 @@ class PeerPush:
         made = self.cluster.store.push(bucket, obj, to, copies)
         resp.content_type = "application/json"
         resp.data = _enc.encode({"copies": made})
+
+
+class PeerRebalance:
+    """/v1/_peer/rebalance: POST starts this node's part of a rebalance, GET its progress."""
+
+    def __init__(self, rebalance):
+        self.rebalance = rebalance
+
+    def on_post(self, req, resp):
+        rate = req.get_param_as_int("rate", min_value=0, default=DEFAULT_RATE)
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"started": self.rebalance.start(rate)})
+
+    def on_get(self, req, resp):
+        resp.content_type = "application/json"
+        resp.data = _enc.encode(self.rebalance.status())
+
+
+class RebalanceAPI:
+    """/v1/rebalance: POST starts a rebalance on every live node (`?rate=` objects per second
+    per node), GET reports every node's progress and an overall `state`."""
+
+    def __init__(self, cluster, rebalance):
+        self.cluster = cluster
+        self.rebalance = rebalance
+
+    def _each(self, method, params=None):
+        out = {}
+        for node in self.cluster.smap.nodes:
+            if node.id == self.cluster.node.id:
+                out[node.id] = (self.rebalance.status() if method == "GET" else
+                                {"started": self.rebalance.start(params["rate"])})
+                continue
+            try:
+                r = self.cluster.peers.request(node, method, PEER_PREFIX + "/rebalance",
+                                               params=params, timeout=(2, 10))
+                out[node.id] = r.json()
+            except (PeerUnavailable, ValueError) as exc:
+                out[node.id] = {"state": "unreachable", "error": str(exc)}
+        return out
+
+    def on_post(self, req, resp):
+        rate = req.get_param_as_int("rate", min_value=0, default=DEFAULT_RATE)
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"nodes": self._each("POST", {"rate": rate})})
+
+    def on_get(self, req, resp):
+        nodes = self._each("GET")
+        states = {st.get("state") for st in nodes.values()}
+        state = ("running" if "running" in states else
+                 "done" if states == {"done"} else "incomplete")
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"state": state, "nodes": nodes,
+                                 "moved": sum(st.get("moved", 0) for st in nodes.values()),
+                                 "copied": sum(st.get("copied", 0) for st in nodes.values())})
