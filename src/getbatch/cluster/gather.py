@@ -58,6 +58,7 @@ class Gather:
         self.secret_headers = secret_headers
         self.max_wait = max_wait
         self.multipart = not req.strm
+        self.outside = smap.node(me.id) is None
         n = len(req.entries)
         self.items = [None] * n
         self.where = [None] * n          # the stream delivering each remote item
@@ -102,6 +103,8 @@ class Gather:
             score = (_hrw(key, seed=node.seed), node.id)
             if best is None or score > best_score:
                 best, best_score = node, score
+        if best is None and self.outside and self.me.id not in tried:
+            return self.me   # not (yet) in the map: its own copies are looked at last
         return best
 
     def _locate(self, indexes, checked=()):

@@ -43,7 +43,7 @@ class Moss:
         cfg = self.config
         mreq = parse(read_body(req, cfg.max_body), bucket, provider, max_entries=cfg.max_entries)
         smap = self.cluster.smap if self.cluster is not None else None
-        if smap is not None and len(smap) > 1:
+        if smap is not None and any(n.id != self.cluster.node.id for n in smap.nodes):
             if coloc and _colocate(req, resp, mreq, smap):
                 return
             plan = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
