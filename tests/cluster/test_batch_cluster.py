@@ -43,12 +43,12 @@ def _tar(members):
 
 @pytest.fixture(scope="module")
 def spread(cluster):
-    """N_OBJECTS objects (0-9000 bytes) and a shard on every node, and a 10,000-entry request
+    """N_OBJECTS objects (0-2000 bytes) and a shard on every node, and a 10,000-entry request
     over them: (entries, [(name in archive, bytes)] expected)."""
     client = make_client(cluster.urls[0])
     client.bucket("big").create(exist_ok=True)
     rng = random.Random(3)
-    objs = {f"f{i:04d}": rng.randbytes(rng.randint(0, 9000)) for i in range(N_OBJECTS)}
+    objs = {f"f{i:04d}": rng.randbytes(rng.randint(0, 2000)) for i in range(N_OBJECTS)}
     members = [(f"m{i}.bin", rng.randbytes(rng.randint(0, 3000))) for i in range(20)]
     for k in range(6):
         objs[f"shard{k}.tar"] = _tar(members)
