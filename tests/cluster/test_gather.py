@@ -7,9 +7,7 @@ import os
 import random
 import tarfile
 import time
-import zipfile
 
-import lz4.frame
 import pytest
 import requests
 
