@@ -162,7 +162,8 @@ def _remote_node(mini, names):
     """The peer (not n0) owning the most of `names`."""
     counts = {}
     for n in names:
-        counts[mini.smap.owner("ais", "b", n).id] = counts.get(mini.smap.owner("ais", "b", n).id, 0) + 1
+        owner = mini.smap.owner("ais", "b", n).id
+        counts[owner] = counts.get(owner, 0) + 1
     return mini.by_id[max((k for k in counts if k != "n0"), key=counts.get)]
 
 

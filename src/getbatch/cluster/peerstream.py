@@ -88,7 +88,8 @@ class _Window:
         """At least `n` (<= WINDOW) bytes buffered from `lo`."""
         while self.hi - self.lo < n:
             if self.left <= 0:
-                self._fail(f"stream ended {n - (self.hi - self.lo)} bytes before the frame it announced")
+                self._fail(f"stream ended {n - (self.hi - self.lo)} bytes before the frame "
+                           "it announced")
             if WINDOW - self.hi < max(_RECV_MIN, n - (self.hi - self.lo)):
                 if flush is not None:
                     flush()       # views handed out point into the bytes about to move
