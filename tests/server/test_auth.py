@@ -262,3 +262,14 @@ def test_every_route_has_a_permission_rule(tmp_path):
             if getattr(responder, "__self__", None) is node.resource:
                 served.add((node.uri_template, method))
     assert served == set(server_auth.ROUTES) | {("/v1/health", "GET")}
+
+
+def test_a_token_used_before_still_expires(anode, buckets):
+    """The node keeps verified tokens between requests; their expiry still counts."""
+    c = make_client(anode.url, token=token({"pub": "r"}, ttl=2))
+    deadline = time.time() + 2
+    assert c.bucket("pub").object("a.bin").get_reader().read_all() == b"pub-a"
+    assert c.bucket("pub").object("a.bin").get_reader().read_all() == b"pub-a"
+    time.sleep(max(0.0, deadline - time.time()) + 0.2)
+    status, message = status_of(lambda: c.bucket("pub").object("a.bin").get_reader().read_all())
+    assert status == 401 and "expired" in message

@@ -167,9 +167,13 @@ def verify(key, token, now=None):
     if not hmac.compare_digest(_sign(key, header_b64 + "." + payload_b64).encode(),
                                sig_b64.encode("ascii", "replace")):
         raise TokenError("invalid token: bad signature (issued with another key, or altered)")
-    sub, exp, perms = _claims(_unb64(payload_b64, "payload"))
-    now = time.time() if now is None else now
-    if now >= exp:
-        raise TokenError(f"token expired at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(exp))}"
-                         f" (user {sub!r}): ask for a new one")
-    return Grant(sub, exp, perms)
+    grant = Grant(*_claims(_unb64(payload_b64, "payload")))
+    check_expiry(grant, now)
+    return grant
+
+
+def check_expiry(grant, now=None):
+    """TokenError once `grant` has expired (for grants kept between requests)."""
+    if (time.time() if now is None else now) >= grant.exp:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(grant.exp))
+        raise TokenError(f"token expired at {when} (user {grant.sub!r}): ask for a new one")
