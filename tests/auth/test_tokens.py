@@ -153,3 +153,21 @@ def test_signing_key_sources(tmp_path):
                           (dict(auth_key_file=str(tmp_path / "nope")), "cannot read")]:
         with pytest.raises(ConfigError, match=words):
             signing_key(Config(values))
+
+
+def test_interoperates_with_an_independent_jwt_library():
+    """joserfc (RFC 7519 implementation) reads our tokens, and we read its HS256 ones; its
+    tokens with another HMAC algorithm under the same key are refused."""
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+
+    key = OctKey.import_key(KEY)
+    ours = jwt.decode(issue(KEY, "alice", {"b": "rw"}, 60, now=NOW), key)
+    assert ours.header == {"alg": "HS256", "typ": "JWT"}
+    assert ours.claims == {"sub": "alice", "iat": NOW, "exp": NOW + 60, "perms": {"ais://b": "rw"}}
+    theirs = jwt.encode({"alg": "HS256", "typ": "JWT"}, GOOD, key)
+    assert verify(KEY, theirs, now=NOW).allows("ais", "b", READ)
+    for alg in ("HS384", "HS512"):
+        other = jwt.encode({"alg": alg}, GOOD, key, algorithms=[alg])
+        with pytest.raises(TokenError, match=f"algorithm '{alg}'"):
+            verify(KEY, other, now=NOW)
