@@ -17,6 +17,8 @@ import sys
 import time
 
 from . import __version__
+from .auth import command as token_command
+from .auth.keys import signing_key
 from .config import SETTINGS, Config, ConfigError, format_value
 
 SNIPPET = """\
@@ -137,7 +139,9 @@ def banner(config):
     return (f"getbatch {__version__} serving {url} (backend={_backend()}, data dir "
             f"{os.path.abspath(config.data_dir)}, {config.workers} workers x {config.threads} "
             f"threads, config from {_sources(config)}); Ctrl-C stops it.\n"
-            f"Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n"
+            + ("Auth is on: every request but /v1/health needs a token "
+               "(getbatch token issue; Client(url, token=...)).\n" if config.auth else "")
+            + f"Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n"
             + SNIPPET.format(url=url))
 
 
@@ -152,6 +156,8 @@ def serve(config):
     handler = logging.StreamHandler()
     handler.setFormatter(_LineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=config.log_level, handlers=[handler])
+    if config.auth:  # a missing or unusable key is one line, before any worker starts
+        signing_key(config)
     _check_port(config.host, config.port)
     storage = _open_storage(config)
     opts = gunicorn_options(config, on_ready=lambda server: print(banner(config), flush=True))
@@ -210,6 +216,8 @@ def parser():
                            description="Print every setting with the value `serve` would use "
                                        "with the same file, environment and flags.")
     _add_setting_flags(show)
+    # -- auth: `getbatch token issue`
+    token_command.add_parser(sub)
     return p
 
 
@@ -221,6 +229,8 @@ def main(argv=None):
             show_config(config)
         elif args.cmd == "serve":
             serve(config)
+        elif args.cmd == "token":
+            token_command.run(args, config)
     except ConfigError as exc:
         print(f"getbatch: {exc}", file=sys.stderr)
         return 2

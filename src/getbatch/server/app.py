@@ -1,6 +1,8 @@
 """Builds the Falcon WSGI app of a node: routes, and the one place errors are rendered."""
 import falcon
 
+from ..auth.keys import signing_key
+from .auth import AuthMiddleware
 from .buckets import Bucket, BucketCollection
 from .cluster import Daemon, Health
 from .errors import handle_exception, make_serializer
@@ -10,7 +12,8 @@ from .objects import Object
 
 def create_app(config, storage):
     """The WSGI app serving `storage` (a store Storage) with `config` (a Config)."""
-    app = falcon.App()
+    # auth: with `auth` off no middleware runs and every request is allowed
+    app = falcon.App(middleware=[AuthMiddleware(signing_key(config))] if config.auth else [])
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
     app.add_error_handler(Exception, handle_exception)

@@ -11,6 +11,8 @@ import msgpack
 import msgspec
 
 from ..store import normalize_provider, validate_bucket_name
+from ..auth.tokens import READ
+from .auth import permits
 from .errors import AISError
 
 _json = msgspec.json.Decoder()
@@ -68,7 +70,8 @@ def _text(lso, key):
 
 
 class BucketCollection:
-    """GET /v1/buckets: the bucket list (JSON, `[]` when there is none)."""
+    """GET /v1/buckets: the bucket list (JSON, `[]` when there is none); with auth on, the
+    buckets the token may read."""
 
     def __init__(self, storage, config):
         self.storage = storage
@@ -83,7 +86,7 @@ class BucketCollection:
             backend = self.storage.backends.get(p)
             if backend is not None:
                 out += [{"name": n, "provider": p, "namespace": {"uuid": "", "name": ""}}
-                        for n in backend.list_buckets()]
+                        for n in backend.list_buckets() if permits(req, p, n, READ)]
         resp.content_type = "application/json"
         resp.data = _enc.encode(out)
 
