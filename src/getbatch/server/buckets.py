@@ -1,17 +1,12 @@
-"""Bucket API: create/destroy (POST/DELETE with an ActionMsg), HEAD, list buckets, list objects.
-
-Object listing is msgpack with Go field names, as the AIS SDK 2.0.0 requires
-(`Content-Type: application/msgpack` exactly, a non-empty UUID, `ContinuationToken`
-empty on the last page).
+"""Bucket API: create/destroy (POST/DELETE with an ActionMsg), HEAD, list buckets, list objects
+(listing.py).
 """
-import uuid
-
 import falcon
-import msgpack
 import msgspec
 
 from ..store import normalize_provider, validate_bucket_name
 from .errors import AISError
+from .listing import list_objects
 
 _json = msgspec.json.Decoder()
 _enc = msgspec.json.Encoder()
@@ -56,15 +51,6 @@ def bucket_backend(storage, req, bucket):
     """(backend, bucket): the name validated and routed by the `provider` query parameter."""
     validate_bucket_name(bucket)
     return storage.backend(req.get_param("provider") or "ais", bucket), bucket
-
-
-def _text(lso, key):
-    v = lso.get(key)
-    if v is None:
-        return ""
-    if not isinstance(v, str):
-        raise AISError(400, f'invalid list-objects "{key}" {v!r}: expecting a string')
-    return v
 
 
 class BucketCollection:
@@ -125,34 +111,8 @@ class Bucket:
         if action != "list":
             raise AISError(400, f'unsupported bucket action {action!r} on {backend.provider}://'
                                 f'{bucket} (supported: list)')
-        lso = msg.get("value") or {}
-        if not isinstance(lso, dict):
-            raise AISError(400, 'malformed list-objects request: "value" must be an object')
-        page_size = lso.get("pagesize") or 0
-        if type(page_size) is not int or page_size < 0:
-            raise AISError(400, f"invalid pagesize {page_size!r}: expecting a non-negative integer")
-        props = set((_text(lso, "props") or "name,size").split(","))
-        backend.require_bucket(bucket)
-        entries, token = backend.list_objects(
-            bucket, prefix=_text(lso, "prefix"), page_size=page_size,
-            token=_text(lso, "continuation_token"), start_after=_text(lso, "start_after"),
-            with_meta=bool(props & {"checksum", "version"}))
-        out = []
-        for e in entries:
-            d = {"n": e.name, "s": e.size}
-            if "checksum" in props and e.cksum_value:
-                d["cs"] = e.cksum_value
-            if "version" in props and e.version:
-                d["v"] = str(e.version)
-            if "atime" in props:
-                d["a"] = str(e.atime_ns)
-            out.append(d)
-        res = {"UUID": _text(lso, "uuid") or uuid.uuid4().hex, "ContinuationToken": token,
-               "Entries": out, "Flags": 0}
-        if "msgpack" in (req.get_header("Accept") or ""):
-            resp.content_type = "application/msgpack"
-            resp.data = msgpack.packb(res)
-        else:
-            resp.content_type = "application/json"
-            resp.data = _enc.encode(res)
+        ctype, body = list_objects(backend, bucket, msg.get("value") or {},
+                                   req.get_header("Accept") or "", self.config.max_inflate)
+        resp.content_type = ctype
+        resp.data = body
         resp.status = falcon.HTTP_200

@@ -15,6 +15,7 @@ from .errors import BucketNotFound
 from .names import validate_bucket_name
 
 _CHUNK = 1 << 20
+MAX_PAGE = 10_000  # entries in one listing page when the client asks for "as many as you like"
 
 
 class Source:
