@@ -5,6 +5,7 @@ import falcon
 import msgspec
 
 from ..store import normalize_provider, validate_bucket_name
+from ..jobs.listrange import DELETE, EVICT, PREFETCH, start_checked
 from .errors import AISError
 from .listing import list_objects
 
@@ -75,29 +76,42 @@ class BucketCollection:
 
 
 class Bucket:
-    """/v1/buckets/<bucket>."""
+    """/v1/buckets/<bucket>; `jobs`: the node's job Registry (multi-object actions)."""
 
-    def __init__(self, storage, config):
+    def __init__(self, storage, config, jobs):
         self.storage = storage
         self.config = config
+        self.jobs = jobs
 
     def on_post(self, req, resp, bucket):
         backend, bucket = bucket_backend(self.storage, req, bucket)
-        action = read_action(req, self.config.max_body).get("action")
+        msg = read_action(req, self.config.max_body)
+        action = msg.get("action")
         if action == "create-bck":
             backend.create_bucket(bucket)
         elif action == "destroy-bck":
             backend.destroy_bucket(bucket)
+        elif action == PREFETCH:
+            self._start_job(resp, backend, bucket, action, msg.get("value"))
         else:
             raise AISError(400, f'unsupported bucket action {action!r} on {backend.provider}://'
-                                f'{bucket} (supported: create-bck, destroy-bck)')
+                                f'{bucket} (supported: create-bck, destroy-bck, {PREFETCH})')
+
+    def _start_job(self, resp, backend, bucket, action, value):
+        resp.content_type = "text/plain"
+        resp.text = start_checked(self.jobs, action, backend, bucket, value,
+                                  self.config.max_entries)
 
     def on_delete(self, req, resp, bucket):
         backend, bucket = bucket_backend(self.storage, req, bucket)
-        action = read_action(req, self.config.max_body).get("action", "destroy-bck")
+        msg = read_action(req, self.config.max_body)
+        action = msg.get("action", "destroy-bck")
+        if action in (DELETE, EVICT):
+            self._start_job(resp, backend, bucket, action, msg.get("value"))
+            return
         if action != "destroy-bck":
             raise AISError(400, f'unsupported bucket action {action!r} on {backend.provider}://'
-                                f'{bucket} (supported: destroy-bck)')
+                                f'{bucket} (supported: destroy-bck, {DELETE}, {EVICT})')
         backend.destroy_bucket(bucket)
 
     def on_head(self, req, resp, bucket):

@@ -18,6 +18,7 @@ import msgspec
 
 from ..archive import ArchiveError, MemberNotFound
 from ..batch.errors import BatchError
+from ..jobs.listrange import SelectionError
 from ..store import errors as se
 
 log = logging.getLogger("getbatch.server")
@@ -54,6 +55,8 @@ def to_ais_error(ex):
     if isinstance(ex, MemberNotFound):
         return AISError(404, str(ex), "ErrObjNotFound")
     if isinstance(ex, ArchiveError):
+        return AISError(400, str(ex))
+    if isinstance(ex, SelectionError):
         return AISError(400, str(ex))
     if isinstance(ex, RecursionError):
         return AISError(400, "malformed JSON request body: nested too deeply")
