@@ -112,3 +112,16 @@ def test_unknown_job_and_missing_bucket(client, node):
     assert r.status_code == 404
     r = requests.get(f"{node.url}/v1/cluster?what=nothing", json={})
     assert r.status_code == 400 and "status" in r.json()["message"]
+
+
+def test_abort_a_running_job(client, bucket):
+    """A template over a million absent names runs long enough to be stopped."""
+    _fill(bucket, ["keep"])
+    job = bucket.objects(obj_template="absent-{0000000..0999999}").delete()
+    snap, = client.job(job).get_details().list_snapshots()
+    assert snap.kind == "delete-listrange" and not snap.is_idle and snap.end_time.startswith("0001")
+    client.job(job).abort()
+    res = client.job(job).wait(timeout=30, verbose=False)
+    assert not res.success and "aborted" in res.error
+    assert client.job(job).status().aborted
+    assert _names(bucket) == ["keep"]

@@ -108,6 +108,12 @@ def _run(job, op, bucket, items, stop_at_first):
     checked = time.monotonic()
     try:
         for name, explicit in items:
+            now = time.monotonic()
+            if now - checked >= _ABORT_CHECK_EVERY:
+                checked = now
+                if job.abort_requested():
+                    job.finish(_errors(n_err, errors) or "aborted on request", aborted=True)
+                    return
             try:
                 size = op(bucket, name)
             except ObjectNotFound as exc:
@@ -115,29 +121,23 @@ def _run(job, op, bucket, items, stop_at_first):
                     continue
                 err = exc
             except BucketNotFound:
-                raise
+                raise  # ends the job (below): no object can follow
             except (StoreError, OSError) as exc:
                 err = exc
             else:
                 job.add(objects=1, nbytes=size or 0)
-                err = None
-            if err is not None:
-                n_err += 1
-                job.add(errors=1)
-                if len(errors) < _SHOW_ERRORS:
-                    errors.append(str(err))
-                if stop_at_first:
-                    break
-            now = time.monotonic()
-            if now - checked >= _ABORT_CHECK_EVERY:
-                checked = now
-                if job.abort_requested():
-                    job.finish(_errors(n_err, errors) or "aborted on request", aborted=True)
-                    return
+                continue
+            n_err += 1
+            job.add(errors=1)
+            if len(errors) < _SHOW_ERRORS:
+                errors.append(str(err))
+            if stop_at_first:
+                break
     except Exception as exc:  # the bucket went away, a listing failed: the job ends here
-        log.warning("job %s (%s) failed: %s", job.id, job.record["kind"], exc)
-        errors.insert(0, str(exc))
-        n_err += 1
+        log.warning("job %s (%s) stopped: %s", job.id, job.record["kind"], exc)
+        before = _errors(n_err, errors)
+        job.finish(f"stopped: {exc}" + (f"; before that, {before}" if before else ""))
+        return
     job.finish(_errors(n_err, errors))
 
 

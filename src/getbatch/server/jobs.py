@@ -6,7 +6,7 @@ The SDK starts a job with a bucket action (`DELETE /v1/buckets/<b>` with
 `GET /v1/cluster?what=status` (a JobStatus: uuid, err, end_time in ns, aborted) and
 `?what=qryxstats` (JobSnaps by node, used to learn the kind and by `wait()` for some kinds),
 each with JobArgs (`{"ID": ..., "Kind": ...}`) as the JSON body; `PUT /v1/cluster` with
-`stop-xaction` aborts a job. Any worker process answers from the Registry.
+`stop` aborts a job. Any worker process answers from the Registry.
 """
 import datetime
 
@@ -89,12 +89,12 @@ class Cluster:
 
     def on_put(self, req, resp):
         msg = read_action(req, self.config.max_body)
-        if msg.get("action") != "stop-xaction":
+        if msg.get("action") != "stop":
             raise AISError(400, f"unsupported cluster action {msg.get('action')!r} (supported: "
-                                "stop-xaction)")
+                                "stop)")
         job_id, _ = _job_args(msg.get("value") or {})
         if not job_id:
-            raise AISError(400, "stop-xaction needs a job id (JobArgs \"ID\")")
+            raise AISError(400, "stop needs a job id (JobArgs \"ID\")")
         try:
             self.registry.abort(job_id)
         except JobNotFound as exc:
