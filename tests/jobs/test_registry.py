@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from getbatch.jobs import JobNotFound, Registry
+from getbatch.jobs import JobNotFound, Registry, TooManyJobs
 from getbatch.jobs.template import Template, TemplateError
 
 
@@ -79,3 +79,13 @@ def test_template_prefix_lazy_and_errors():
     for bad in ("x{1..}", "x{3..1}", "{a,b}", "x{0..5..0}", "x}", 5, "{0..99999999}{0..99999}"):
         with pytest.raises(TemplateError):
             Template(bad)
+
+
+def test_running_jobs_are_bounded(tmp_path):
+    reg = Registry(str(tmp_path), max_running=2)
+    a = reg.start("delete-listrange")
+    reg.start("delete-listrange")
+    with pytest.raises(TooManyJobs):
+        reg.start("delete-listrange")
+    a.finish()
+    reg.start("delete-listrange")

@@ -4,6 +4,6 @@
 jobs fit the same record) as small files any process of the node can read; `template.py`
 expands AIS object-name templates; `listrange.py` runs the multi-object jobs.
 """
-from .registry import JobNotFound, Registry
+from .registry import JobNotFound, Registry, TooManyJobs
 
-__all__ = ["JobNotFound", "Registry"]
+__all__ = ["JobNotFound", "Registry", "TooManyJobs"]

@@ -23,6 +23,12 @@ _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
+class TooManyJobs(RuntimeError):
+    def __init__(self, limit):
+        super().__init__(f"{limit} jobs are running on this node already, the most it runs at "
+                         "once; retry when some have finished")
+
+
 class JobNotFound(LookupError):
     def __init__(self, job_id):
         self.job_id = job_id
@@ -77,9 +83,10 @@ class Job:
 
 
 class Registry:
-    def __init__(self, directory, keep=256):
+    def __init__(self, directory, keep=256, max_running=64):
         self.dir = directory
         self.keep = keep
+        self.max_running = max_running
         os.makedirs(directory, exist_ok=True)
 
     def path(self, job_id):
@@ -87,7 +94,7 @@ class Registry:
 
     def start(self, kind, bucket="", provider="", total=None):
         """Record a new running job of `kind` (e.g. "delete-listrange") on `provider://bucket`
-        and return its Job handle."""
+        and return its Job handle; TooManyJobs when `max_running` jobs run already."""
         self._prune()
         rec = {"id": new_id(), "kind": kind, "bucket": bucket, "provider": provider,
                "state": RUNNING, "objects": 0, "bytes": 0, "errors": 0, "total": total,
@@ -139,7 +146,11 @@ class Registry:
         return rec
 
     def _prune(self):
-        done = [r for r in self.list() if r["state"] != RUNNING]
+        """Drop the oldest finished records beyond `keep`; TooManyJobs when too many run."""
+        recs = self.list()
+        done = [r for r in recs if r["state"] != RUNNING]
+        if len(recs) - len(done) >= self.max_running:
+            raise TooManyJobs(self.max_running)
         for rec in done[:max(0, len(done) - self.keep + 1)]:
             for suffix in (".json", ".json.abort"):
                 try:
@@ -150,9 +161,9 @@ class Registry:
 
 def _alive(pid):
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError: alive, another user's
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True

@@ -18,6 +18,7 @@ import msgspec
 
 from ..archive import ArchiveError, MemberNotFound
 from ..batch.errors import BatchError
+from ..jobs import TooManyJobs
 from ..jobs.listrange import SelectionError
 from ..store import errors as se
 
@@ -58,6 +59,8 @@ def to_ais_error(ex):
         return AISError(400, str(ex))
     if isinstance(ex, SelectionError):
         return AISError(400, str(ex))
+    if isinstance(ex, TooManyJobs):
+        return AISError(429, str(ex))
     if isinstance(ex, RecursionError):
         return AISError(400, "malformed JSON request body: nested too deeply")
     return None

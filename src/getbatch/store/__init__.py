@@ -18,7 +18,8 @@ from .router import Storage
 __all__ = [
     "Backend", "BatchReader", "Source", "Storage", "LocalStore", "ObjectAttrs",
     "StoreError", "BucketNotFound", "BucketExists", "ObjectNotFound", "InvalidName",
-    "InvalidProvider", "NotRemote", "Conflict", "BadAppendHandle", "IncompleteUpload", "InsufficientStorage",
+    "InvalidProvider", "NotRemote", "Conflict", "BadAppendHandle", "IncompleteUpload",
+    "InsufficientStorage",
     "validate_bucket_name", "validate_object_name", "validate_archpath", "normalize_provider",
     "open_storage",
 ]
