@@ -64,9 +64,12 @@ class Backend(ABC):
     exceptions of `store.errors`."""
 
     provider = ""
-    # True for backends whose objects are local copies of a remote store's (S3, HTTP): the
-    # ones prefetch and evict apply to
-    remote = False
+
+    @property
+    def remote(self):
+        """True when the bucket's objects are local copies of a remote store's (every provider
+        but `ais`): the buckets prefetch and evict apply to."""
+        return self.provider != "ais"
 
     # ---- buckets
     @abstractmethod
@@ -125,7 +128,7 @@ class Backend(ABC):
     def prefetch(self, bucket, name):
         """Bring the object's current remote version into the local cache (a no-op when the
         cached copy is current); returns the bytes fetched. ObjectNotFound if missing.
-        Remote backends only: the default refuses, as AIS does for its own buckets."""
+        Remote backends implement it; the default refuses, as AIS does for its own buckets."""
         raise NotRemote("prefetch", bucket, self.provider)
 
     def evict(self, bucket, name):
