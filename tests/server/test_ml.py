@@ -23,7 +23,7 @@ from lhotse.ais import AISBatchLoader  # noqa: E402
 from lhotse.audio import AudioSource  # noqa: E402
 from lhotse.dataset import AudioSamples, SimpleCutSampler  # noqa: E402
 
-from .conftest import Node, serve_argv  # noqa: E402
+from .conftest import Node, make_client, serve_argv  # noqa: E402
 from .shards import shard_bytes  # noqa: E402
 
 RATE = 8000
@@ -38,9 +38,8 @@ def wav(seed, n):
 
 
 @pytest.fixture(scope="module")
-def data(node, tmp_path_factory):
+def data(node):
     """{object name or shard/member name: wav bytes} in a fresh bucket, and the bucket."""
-    from .conftest import make_client
     client = make_client(node.url)
     b = client.bucket("ml-e2e")
     b.create(exist_ok=True)

@@ -4,8 +4,8 @@
 import falcon
 import msgspec
 
-from ..store import normalize_provider, validate_bucket_name
 from ..jobs.listrange import DELETE, EVICT, PREFETCH, start_checked
+from ..store import normalize_provider, validate_bucket_name
 from .errors import AISError
 from .listing import list_objects
 

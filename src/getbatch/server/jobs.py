@@ -1,7 +1,7 @@
-"""Jobs over HTTP: starting multi-object jobs from bucket actions, and /v1/cluster job queries.
+"""Jobs over HTTP: /v1/cluster job status, stats and abort (as `client.job(id)` asks).
 
-The SDK starts a job with a bucket action (`DELETE /v1/buckets/<b>` with
-`{"action": "delete-listrange" | "evict-listrange", "value": selection}`, `POST` with
+The SDK starts a multi-object job with a bucket action (buckets.py: `DELETE /v1/buckets/<b>`
+with `{"action": "delete-listrange" | "evict-listrange", "value": selection}`, `POST` with
 `prefetch-listrange`) and gets its id as the plain-text body. `client.job(id)` then asks
 `GET /v1/cluster?what=status` (a JobStatus: uuid, err, end_time in ns, aborted) and
 `?what=qryxstats` (JobSnaps by node, used to learn the kind and by `wait()` for some kinds),
@@ -13,6 +13,7 @@ import datetime
 import msgspec
 
 from ..jobs import JobNotFound
+from ..jobs.registry import ABORTED, RUNNING
 from .buckets import read_action
 from .errors import AISError
 
@@ -29,21 +30,21 @@ def _rfc3339(ns):
 
 def job_snap(rec):
     """An AIS JobSnap of a registry record."""
-    done = rec["state"] != "running"
+    done = rec["state"] != RUNNING
     return {"id": rec["id"], "kind": rec["kind"], "start-time": _rfc3339(rec["start_ns"]),
             "end-time": _rfc3339(rec["end_ns"]),
             "bck": {"name": rec["bucket"], "provider": rec["provider"],
                     "namespace": {"uuid": "", "name": ""}} if rec["bucket"] else None,
             "stats": {"loc-objs": rec["objects"], "loc-bytes": rec["bytes"], "out-objs": 0,
                       "out-bytes": 0, "in-objs": 0, "in-bytes": 0},
-            "aborted": rec["state"] == "aborted", "is_idle": done,
-            "abort-err": rec["error"] if rec["state"] == "aborted" else "", "glob.id": 0}
+            "aborted": rec["state"] == ABORTED, "is_idle": done,
+            "abort-err": rec["error"] if rec["state"] == ABORTED else "", "glob.id": 0}
 
 
 def job_status(rec):
     """An AIS JobStatus (what `client.job(id).status()` and `wait()` read)."""
     return {"uuid": rec["id"], "err": rec["error"], "end_time": rec["end_ns"],
-            "aborted": rec["state"] == "aborted"}
+            "aborted": rec["state"] == ABORTED}
 
 
 def _job_args(args):
