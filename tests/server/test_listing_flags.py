@@ -107,7 +107,31 @@ def test_name_only_and_no_ops(bucket, shards):
         e.name for e in bucket.list_all_objects()]
 
 
-@pytest.mark.parametrize("flag", ["NOT_CACHED", "NO_RECURSION", "DIFF", "NBI"])
+def test_no_recursion(bucket):
+    for name in ("a", "d/x", "d/y/z", "d/y/zz", "d-1", "d/w", "e/f/g", "z"):
+        bucket.object(name).get_writer().put_content(b"1")
+    nr = [ListObjectFlag.NO_RECURSION]
+    got = [(e.name, e.flags) for e in bucket.list_all_objects(flags=nr)]
+    assert got == [("a", 0), ("d-1", 0), ("d/", 1 << 8), ("e/", 1 << 8), ("z", 0)]
+    got = [e.name for e in bucket.list_all_objects(prefix="d/", flags=nr)]
+    assert got == ["d/w", "d/x", "d/y/"]
+    no_dirs = nr + [ListObjectFlag.NO_DIRS]
+    assert [e.name for e in bucket.list_all_objects(flags=no_dirs)] == ["a", "d-1", "z"]
+    for size in (1, 2):  # pages ending on a directory resume after all of it
+        names, token = [], ""
+        while True:
+            res = bucket.list_objects(page_size=size, continuation_token=token, flags=nr)
+            names += [e.name for e in res.entries]
+            token = res.continuation_token
+            if not token:
+                break
+        assert names == ["a", "d-1", "d/", "e/", "z"]
+    with pytest.raises(AISError) as e:
+        bucket.list_objects(flags=nr + [ListObjectFlag.ARCH_DIR])
+    assert e.value.status_code == 400 and "NO_RECURSION" in e.value.message
+
+
+@pytest.mark.parametrize("flag", ["NOT_CACHED", "DIFF", "NBI"])
 def test_refused_flags_are_named(bucket, flag):
     with pytest.raises(AISError) as e:
         bucket.list_objects(flags=[ListObjectFlag[flag]])

@@ -14,11 +14,12 @@ import msgpack
 import msgspec
 
 from ..store.archlist import list_expanded
+from ..store.dirlisting import list_level
 from .errors import AISError
 
 _enc = msgspec.json.Encoder()
 
-ARCH_DIR, NAME_ONLY, NAME_SIZE = 1 << 3, 1 << 4, 1 << 5
+ARCH_DIR, NAME_ONLY, NAME_SIZE, NO_RECURSION, NO_DIRS = 1 << 3, 1 << 4, 1 << 5, 1 << 11, 1 << 13
 # bit -> (SDK name, why it changes nothing here)
 _NO_OPS = {
     0: ("CACHED", "every object of a local bucket is in-cluster"),
@@ -28,7 +29,7 @@ _NO_OPS = {
     7: ("DONT_HEAD_REMOTE", "listing does not HEAD remote buckets"),
     8: ("DONT_ADD_REMOTE", "nothing is added to bucket metadata by a listing"),
     10: ("ONLY_REMOTE_PROPS", "an optimization AIS does not use yet"),
-    13: ("NO_DIRS", "listings never hold virtual directories"),
+    13: ("NO_DIRS", "only non-recursive listings hold virtual directories"),
     14: ("IS_S3", "internal to AIS's S3 API"),
 }
 # bits for local buckets only: on a remote bucket they would need cache bookkeeping
@@ -36,11 +37,10 @@ _LOCAL_ONLY = {0, 1}
 _REFUSED = {
     9: ("NOT_CACHED", "every object of a local bucket is in-cluster, and remote listings "
                       "cannot filter by cache state yet"),
-    11: ("NO_RECURSION", "listings are recursive; use a prefix"),
     12: ("DIFF", "there are no remote versions to compare with"),
     15: ("NBI", "there are no bucket inventories"),
 }
-_HONOURED = {3: "ARCH_DIR", 4: "NAME_ONLY", 5: "NAME_SIZE"}
+_HONOURED = {3: "ARCH_DIR", 4: "NAME_ONLY", 5: "NAME_SIZE", 11: "NO_RECURSION"}
 
 
 def parse_flags(value, provider):
@@ -65,6 +65,9 @@ def parse_flags(value, provider):
                                               f"{provider} buckets")
             raise AISError(400, f"list-objects flag {name} (bit {bit}) is not supported: {why}")
         raise AISError(400, f"unknown list-objects flag bit {bit} (flags {flags})")
+    if flags & ARCH_DIR and flags & NO_RECURSION:
+        raise AISError(400, "list-objects flags ARCH_DIR and NO_RECURSION together are not "
+                            "supported: list a shard's files with a prefix instead")
     return flags
 
 
@@ -96,6 +99,8 @@ def list_objects(backend, bucket, lso, accept, max_inflate):
                 with_meta=bool(props & {"checksum", "version"}))
     if flags & ARCH_DIR:
         entries, token = list_expanded(backend, bucket, max_inflate=max_inflate, **args)
+    elif flags & NO_RECURSION:
+        entries, token = list_level(backend, bucket, dirs=not flags & NO_DIRS, **args)
     else:
         attrs, token = backend.list_objects(bucket, **args)
         entries = [(a, 0) for a in attrs]
