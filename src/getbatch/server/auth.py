@@ -31,8 +31,10 @@ AUTHENTICATED = "authenticated"
 # names the nodes' addresses, which is no business of someone without a token.
 ROUTES = {
     ("/v1/buckets", "GET"): AUTHENTICATED,
-    ("/v1/buckets/{bucket}", "POST"): ADMIN,        # create-bck, destroy-bck
-    ("/v1/buckets/{bucket}", "DELETE"): ADMIN,      # destroy-bck
+    # create-bck, destroy-bck, and the multi-object jobs (prefetch, delete, evict): acting on a
+    # whole selection of a bucket's objects is bucket administration
+    ("/v1/buckets/{bucket}", "POST"): ADMIN,
+    ("/v1/buckets/{bucket}", "DELETE"): ADMIN,
     ("/v1/buckets/{bucket}", "HEAD"): READ,         # existence and props, read-only
     ("/v1/buckets/{bucket}", "GET"): READ,          # list objects
     ("/v1/objects/{bucket}/{obj:path}", "GET"): READ,
@@ -43,6 +45,8 @@ ROUTES = {
     ("/v1/ml/moss/{bucket}", "GET"): READ,          # and READ on every entry's bucket
     ("/v1/ml/moss/{bucket}/{extra:path}", "GET"): READ,
     ("/v1/daemon", "GET"): AUTHENTICATED,
+    ("/v1/cluster", "GET"): AUTHENTICATED,          # job status: ids are unguessable
+    ("/v1/cluster", "PUT"): AUTHENTICATED,          # stop a job by its id
 }
 OPEN_PATHS = frozenset({"/v1/health"})
 
