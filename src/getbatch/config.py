@@ -87,6 +87,22 @@ def _as_str(v):
     return v
 
 
+def _as_url(v):
+    """A URL, or "" for none (written "" or "none")."""
+    url = _as_str(v).strip().rstrip("/")
+    if url.lower() == "none":
+        return ""
+    if url and not re.fullmatch(r"https?://[^/\s]+", url):
+        raise ValueError("expecting a URL such as http://10.0.0.5:51080 (scheme, host and port)")
+    return url
+
+
+def _as_url_list(v):
+    """Comma-separated URLs (a TOML list too); a tuple, empty for none."""
+    items = v if isinstance(v, (list, tuple)) else _as_str(v).split(",")
+    return tuple(u for u in (_as_url(x) for x in items) if u)
+
+
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -152,6 +168,11 @@ SETTINGS = (
     Setting("node_id", _as_str, "t[getbatch]", "this node's id in cluster maps and error bodies"),
     Setting("log_level", _as_log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Setting("access_log", _as_bool, False, "log one line per HTTP request"),
+    # -- the cluster (none configured: a single node)
+    Setting("etcd", _as_url_list, (),
+            "etcd endpoints (comma-separated URLs) of the cluster to join; none: a single node"),
+    Setting("advertise", _as_url, "",
+            "URL peers and clients reach this node at (default http://HOST:PORT)"),
     # -- GetBatch
     Setting("max_soft_errs", _as_int, 8,
             "missing items a `coer` request may turn into placeholders (AIS default 8)", 0),
@@ -312,4 +333,8 @@ def format_value(name, value):
         return f"{value:g}s"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if value in ("", ()):
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(value)
     return str(value)

@@ -24,17 +24,18 @@ def free_port():
 class Node:
     """One running server process."""
 
-    def __init__(self, data_dir, log_path, argv, env=None):
-        self.port = free_port()
+    def __init__(self, data_dir, log_path, argv, env=None, port=None, wait=True):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = str(data_dir)
         self.log_path = str(log_path)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")
         full_env = dict(os.environ, GETBATCH_DATA_DIR=self.data_dir, **(env or {}))
         self.proc = subprocess.Popen([a.format(port=self.port, data=self.data_dir) for a in argv],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
                                      start_new_session=True)
-        self._wait_ready()
+        if wait:
+            self._wait_ready()
 
     def _wait_ready(self, timeout=30):
         deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ token without permission cannot learn whether a bucket exists.
 import logging
 
 from ..archive.lru import LRU
+from ..cluster.peers import PEER_PREFIX
 from ..auth.tokens import ADMIN, PERMS, READ, WRITE, TokenError, check_expiry, verify
 from ..store import normalize_provider
 from .errors import AISError
@@ -47,8 +48,16 @@ ROUTES = {
     ("/v1/daemon", "GET"): AUTHENTICATED,
     ("/v1/cluster", "GET"): AUTHENTICATED,          # job status: ids are unguessable
     ("/v1/cluster", "PUT"): AUTHENTICATED,          # stop a job by its id
+    ("/v1/rebalance", "GET"): AUTHENTICATED,        # progress
+    ("/v1/rebalance", "POST"): AUTHENTICATED,       # idempotent: moves objects, changes none
 }
 OPEN_PATHS = frozenset({"/v1/health"})
+
+
+def _exempt(path):
+    """Paths that need no user token: readiness, and the intra-cluster routes, which carry
+    the cluster secret instead (PeerGuard, which runs first, refuses them without it)."""
+    return path in OPEN_PATHS or path.startswith(PEER_PREFIX + "/")
 
 _VERIFIED_TOKENS = 1024   # per process
 _VERBS = {READ: "read", WRITE: "write to", ADMIN: "administer"}
@@ -113,7 +122,7 @@ class AuthMiddleware:
         self._verified = LRU(_VERIFIED_TOKENS)
 
     def process_request(self, req, resp):
-        if req.path in OPEN_PATHS:
+        if _exempt(req.path):
             return
         token = _bearer(req)
         try:
@@ -128,7 +137,7 @@ class AuthMiddleware:
         req.context.grant = grant
 
     def process_resource(self, req, resp, resource, params):
-        if req.path in OPEN_PATHS:
+        if _exempt(req.path):
             return
         need = ROUTES.get((req.uri_template, req.method))
         if need is None:

@@ -117,6 +117,18 @@ class Bucket:
                                 f'{bucket} (supported: destroy-bck, {DELETE}, {EVICT})')
         backend.destroy_bucket(bucket)
 
+    def on_patch(self, req, resp, bucket):
+        backend, bucket = bucket_backend(self.storage, req, bucket)
+        msg = read_action(req, self.config.max_body)
+        if msg.get("action") != "set-bprops":
+            raise AISError(400, f'unsupported bucket action {msg.get("action")!r} on '
+                                f'{backend.provider}://{bucket} (supported: set-bprops)')
+        value = msg.get("value")
+        if not isinstance(value, dict) or not value:
+            raise AISError(400, 'malformed set-bprops request: "value" must be an object of '
+                                'properties, e.g. {"mirror": {"enabled": true, "copies": 2}}')
+        backend.set_bucket_props(bucket, value)
+
     def on_head(self, req, resp, bucket):
         backend, bucket = bucket_backend(self.storage, req, bucket)
         resp.set_header("Ais-Bucket-Props", _enc.encode(backend.bucket_props(bucket)).decode())

@@ -58,7 +58,7 @@ def _job_args(args):
     return job_id, kind
 
 
-class Cluster:
+class JobQueries:
     """/v1/cluster: job status and stats queries, job abort."""
 
     def __init__(self, registry, config):

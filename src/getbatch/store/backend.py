@@ -11,7 +11,7 @@ shard once per request.
 """
 from abc import ABC, abstractmethod
 
-from .errors import BucketNotFound, NotRemote
+from .errors import BucketNotFound, NotRemote, StoreError
 from .names import validate_bucket_name
 
 _CHUNK = 1 << 20
@@ -98,6 +98,12 @@ class Backend(ABC):
         """The bucket's properties (AIS `BucketProps` subset) as a dict."""
         self.require_bucket(name)
         return {"provider": self.provider}
+
+    def set_bucket_props(self, name, props):
+        """Change bucket properties (AIS `set-bprops`); StoreError where none can be set."""
+        self.require_bucket(name)
+        raise StoreError(f"bucket properties of {self.provider}://{name} cannot be changed "
+                         "on this node (mirror needs a cluster)")
 
     # ---- objects
     @abstractmethod

@@ -126,3 +126,19 @@ class InsufficientStorage(StoreError):
         self.name = name
         super().__init__(f"cannot store ais://{bucket}/{name}: no space left on the node's "
                          "data disk; nothing was stored")
+
+
+class Unavailable(StoreError):
+    """A service the operation needs (on a cluster: etcd, or every node holding the object)
+    cannot be reached now; worth retrying (503)."""
+
+
+class Elsewhere(StoreError):
+    """The object is served by another node, whose base URL is `url` (the server answers 307
+    to the same path and query there)."""
+
+    def __init__(self, url, bucket=None, name=None):
+        self.url = url
+        self.bucket = bucket
+        self.name = name
+        super().__init__(f"ais://{bucket}/{name} is served by {url}")

@@ -78,6 +78,12 @@ class LocalStore(Backend):
         own(fd)
         return fd, path
 
+    def scratch_fd(self):
+        """An fd of a new, already unlinked temp file in the data dir (gone once closed)."""
+        fd, path = self._mkstemp()
+        os.unlink(path)
+        return fd
+
     def _meta(self, target):
         return meta.read_meta(target) if self._xattrs else meta.NO_META
 
