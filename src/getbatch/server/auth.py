@@ -36,6 +36,7 @@ ROUTES = {
     # whole selection of a bucket's objects is bucket administration
     ("/v1/buckets/{bucket}", "POST"): ADMIN,
     ("/v1/buckets/{bucket}", "DELETE"): ADMIN,
+    ("/v1/buckets/{bucket}", "PATCH"): ADMIN,       # set-bprops (mirror copies)
     ("/v1/buckets/{bucket}", "HEAD"): READ,         # existence and props, read-only
     ("/v1/buckets/{bucket}", "GET"): READ,          # list objects
     ("/v1/objects/{bucket}/{obj:path}", "GET"): READ,
