@@ -155,6 +155,11 @@ def serve(config):
     _check_port(config.host, config.port)
     storage = _open_storage(config)
     opts = gunicorn_options(config, on_ready=lambda server: print(banner(config), flush=True))
+    # metrics: one multiprocess directory per node, emptied before the workers fork
+    from .server.metrics import mark_worker_dead, multiprocess_dir, prepare_multiprocess
+    metrics_dir = multiprocess_dir(config)
+    prepare_multiprocess(metrics_dir)
+    opts["child_exit"] = lambda server, worker: mark_worker_dead(metrics_dir, worker.pid)
 
     class Node(BaseApplication):
         def __init__(self):

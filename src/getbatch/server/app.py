@@ -4,6 +4,7 @@ import falcon
 from .buckets import Bucket, BucketCollection
 from .cluster import Daemon, Health
 from .errors import handle_exception, make_serializer
+from .metrics import install as install_metrics
 from .moss import Moss
 from .objects import Object
 
@@ -24,4 +25,5 @@ def create_app(config, storage):
     app.add_route("/v1/ml/moss/{bucket}/{extra:path}", moss, suffix="extra")
     app.add_route("/v1/daemon", Daemon(config.node_id))
     app.add_route("/v1/health", Health())
+    install_metrics(app, config)
     return app
