@@ -20,6 +20,7 @@ they are rendered here; everything else goes through prometheus-client's writer.
 import glob
 import os
 import shutil
+import struct
 import time
 
 from ..batch.assemble import BatchOutput
@@ -51,6 +52,7 @@ OBJECT_SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 MOSS_PATH = "/v1/ml/moss"
 OBJECTS_PATH = "/v1/objects/"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+READ_ATTEMPTS = 3
 
 
 def multiprocess_dir(config):
@@ -203,11 +205,17 @@ class Metrics:
         """Every metric family of the node (all its processes in multiprocess mode)."""
         if self.dir is None:
             return list(self.registry.collect())
-        from prometheus_client import CollectorRegistry
         from prometheus_client.multiprocess import MultiProcessCollector
-        registry = CollectorRegistry(auto_describe=False)
-        MultiProcessCollector(registry, self.dir)
-        return list(registry.collect())
+        for attempt in range(READ_ATTEMPTS):
+            # a worker that is starting has created its file but not yet sized it (reading
+            # it fails), and child_exit removes a dead worker's gauge files: skip the empty
+            # ones, and read again if a file changed under the reader
+            files = [f for f in glob.glob(os.path.join(self.dir, "*.db")) if _size(f) >= 8]
+            try:
+                return list(MultiProcessCollector.merge(files, accumulate=True))
+            except (OSError, struct.error):
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
 
     def render(self):
         """The Prometheus text exposition (version 0.0.4) of every family."""
@@ -226,6 +234,13 @@ class Metrics:
             for s in fam.samples:
                 ais_lines.append(f"{fam.name}{_labels(s.labels)} {floatToGoString(s.value)}\n")
         return "".join(ais_lines).encode() + generate_latest(_Families(rest))
+
+
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _labels(labels):
