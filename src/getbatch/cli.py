@@ -1,5 +1,5 @@
 """Command line: `getbatch serve` runs one node under gunicorn; `getbatch config show` prints the
-effective configuration.
+effective configuration; `getbatch get` runs one GetBatch against a node (client.py).
 
 Every setting of `getbatch.config` is a flag of both commands, an environment variable
 (GETBATCH_<NAME>) and a key of the `--config` TOML file. Everything that can be checked is
@@ -215,11 +215,36 @@ def parser():
                            description="Print every setting with the value `serve` would use "
                                        "with the same file, environment and flags.")
     _add_setting_flags(show)
+    _add_get_command(sub)
     return p
+
+
+def _add_get_command(sub):
+    from .client import DEFAULT_URL, FORMATS
+    g = sub.add_parser(
+        "get", help="run one GetBatch and write the archive to a file",
+        description="Run one GetBatch (streaming) and write the archive: to a temporary name, "
+                    "renamed when complete; a failed or cut batch leaves no output file and "
+                    "exits non-zero. NAME is BUCKET/OBJECT, or OBJECT with --bucket; "
+                    "SHARD/MEMBER (e.g. shard.tar/x.wav) names a file inside a shard.")
+    g.add_argument("names", nargs="*", metavar="NAME", help="objects or archived files, in order")
+    g.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="read the names from FILE, one a line ('-': stdin; # comments)")
+    g.add_argument("--url", default=os.environ.get("AIS_ENDPOINT") or DEFAULT_URL,
+                   help=f"the node (default $AIS_ENDPOINT or {DEFAULT_URL})")
+    g.add_argument("--bucket", help="the bucket of every NAME")
+    g.add_argument("-o", "--output", metavar="OUT",
+                   help="the archive to write (default batch.<format extension>)")
+    g.add_argument("--format", default="tar", choices=list(FORMATS), help="default tar")
+    g.add_argument("--coer", action="store_true",
+                   help="missing items become empty __404__/ entries instead of failing the batch")
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.cmd == "get":
+        from .client import run
+        return run(args)
     try:
         config = _config_from(args)
         if args.cmd == "config":
