@@ -69,8 +69,18 @@ def prepare_multiprocess(path):
     os.makedirs(path)
     os.environ[MULTIPROC_ENV] = path
     from prometheus_client import values
-    # prometheus-client picks its value class when first imported; it may have been already
-    values.ValueClass = values.get_value_class()
+    # prometheus-client picks its value class when first imported (it may have been already),
+    # and by default asks os.getpid() at every update: a system call that cost 3.5 us here,
+    # a third of what a counter update costs; the pid is taken once per process instead
+    values.ValueClass = values.MultiProcessValue(_process_id)
+
+
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+
+
+def _process_id():
+    return _pid[0]
 
 
 def mark_worker_dead(path, pid):
