@@ -276,4 +276,5 @@ def test_429_answers_are_counted_and_a_rejected_batch_is_a_hard_error(tmp_path):
     assert samples[("getbatch_http_429_total", (node, ("path", "moss")))] == 2
     assert samples[("getbatch_http_429_total", (node, ("path", "other")))] == 1
     assert samples[("ais_target_err_getbatch_count", (node,))] == 2
+    assert samples[("ais_target_getbatch_count", (node,))] == 0   # never became batches
     assert samples[("getbatch_object_errors_total", (node, ("op", "get")))] == 1

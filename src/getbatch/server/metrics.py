@@ -86,8 +86,7 @@ def _process_id():
 def mark_worker_dead(path, pid):
     """gunicorn's `child_exit`: a dead worker's live gauges leave the sum; its counters stay."""
     from prometheus_client import multiprocess
-    if glob.glob(os.path.join(path, f"*_{pid}.db")):
-        multiprocess.mark_process_dead(pid, path)
+    multiprocess.mark_process_dead(pid, path)
 
 
 class Metrics:
@@ -147,6 +146,11 @@ class Metrics:
     def batch_failed(self):
         """A GetBatch answered with an error before its status line."""
         self.ais["ais_target_getbatch_count"].inc()
+        self.ais["ais_target_err_getbatch_count"].inc()
+
+    def batch_rejected(self):
+        """A GetBatch refused with 429: a hard error for AIS, never a batch."""
+        self.rejected_batch.inc()
         self.ais["ais_target_err_getbatch_count"].inc()
 
     def batch_started(self, out, t0, now):
@@ -302,14 +306,14 @@ class MetricsMiddleware:
         status = resp.status_code
         path = req.path
         if path.startswith(MOSS_PATH):
-            if status == 429:
-                m.rejected_batch.inc()
             if req.method != "GET":
                 return
-            if isinstance(resp.stream, BatchOutput) and status < 400:
-                m.batch_started(resp.stream, t0, time.monotonic())
-            else:
+            if status == 429:
+                m.batch_rejected()
+            elif status >= 400:
                 m.batch_failed()
+            elif isinstance(resp.stream, BatchOutput):
+                m.batch_started(resp.stream, t0, time.monotonic())
             return
         if status == 429:
             m.rejected_other.inc()
