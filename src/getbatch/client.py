@@ -202,10 +202,13 @@ def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120
         except OSError as exc:
             tmp = None
             raise GetError(f"cannot write {out}: {exc.strerror}") from None
-        with f:
-            entries_seen, missing, nbytes = _receive(resp, f, fmt, len(entries), progress)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with f:
+                entries_seen, missing, nbytes = _receive(resp, f, fmt, progress)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:   # writing: a full disk, say (reading errors are GetErrors)
+            raise GetError(f"cannot write {out}: {exc.strerror or exc}") from None
         if fmt == "zip":
             entries_seen, missing = _zip_entries(tmp)
         if entries_seen != len(entries):
@@ -222,7 +225,7 @@ def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120
                 pass
 
 
-def _receive(resp, f, fmt, total, progress):
+def _receive(resp, f, fmt, progress):
     """Copy the body to `f`, counting entries; (entries, missing, bytes). Raises GetError when
     the body is cut short or not a well-formed archive."""
     length = resp.getheader("Content-Length")
@@ -292,6 +295,9 @@ def run(args):
     except GetError as exc:
         print(f"getbatch get: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"getbatch get: interrupted; {out} not written", file=sys.stderr)
+        return 130
     secs = time.monotonic() - t0
     extra = f" ({missing} missing, as __404__/ placeholders)" if missing else ""
     print(f"{out}: {n} entries{extra}, {human(nbytes)} in {secs:.2f} s "
