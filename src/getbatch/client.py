@@ -12,8 +12,9 @@ Names: `bucket/object` (the first component is the bucket), or with `--bucket B`
 of B. `shard.tar/member` names a file inside a shard: the server resolves a name that is
 not an object to a member of the shard at its archive-extension prefix.
 
-On a terminal, a progress line (entries and bytes) is redrawn on stderr at most ten times a
-second; a summary line ends the run either way.
+A node at its budget answers 429: the request is sent again after its Retry-After, a few
+times, as the SDK does. On a terminal, a progress line (entries and bytes) is redrawn on stderr
+at most ten times a second; a summary line ends the run either way.
 """
 import http.client
 import json
@@ -33,6 +34,9 @@ FORMATS = {"tar": ".tar", "tgz": ".tgz", "tar.lz4": ".tar.lz4", "zip": ".zip"}
 MISSING_DIR = "__404__/"
 _CHUNK = 1 << 20
 _REDRAW = 0.1   # seconds between progress redraws
+BUSY_ATTEMPTS = 6    # a node answering 429 is asked this many times in all
+BUSY_WAIT = 1.0      # seconds between asks when a 429 has no Retry-After
+BUSY_WAIT_MAX = 30.0
 
 
 class GetError(Exception):
@@ -187,14 +191,24 @@ def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120
     conn = conn_cls(u.hostname, u.port, timeout=timeout)
     tmp = None
     try:
-        try:
-            conn.request("GET", path, body=body,
-                         headers={"Content-Type": "application/json", "Accept": "*/*"})
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            raise GetError(f"cannot reach {url}: {exc}") from None
+        for attempt in range(BUSY_ATTEMPTS):
+            try:
+                conn.request("GET", path, body=body,
+                             headers={"Content-Type": "application/json", "Accept": "*/*"})
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                raise GetError(f"cannot reach {url}: {exc}") from None
+            if resp.status != 429 or attempt == BUSY_ATTEMPTS - 1:
+                break
+            # the node is at its budget: wait as it asks (as the SDK does), then ask again
+            conn.close()   # the next ask on a fresh connection, whatever the node does with this one
+            time.sleep(_retry_after(resp))
         if resp.status != 200:
-            raise GetError(f"GetBatch refused: {_error_text(resp, resp.read(64 << 10))}")
+            try:
+                text = resp.read(64 << 10)
+            except (OSError, http.client.HTTPException):
+                text = b""
+            raise GetError(f"GetBatch refused: {_error_text(resp, text)}")
         directory = os.path.dirname(os.path.abspath(out))
         tmp = os.path.join(directory, f".{os.path.basename(out)}.part-{secrets.token_hex(4)}")
         try:
@@ -223,6 +237,15 @@ def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def _retry_after(resp):
+    """Seconds a 429 asks to wait (Retry-After in seconds), within [0, BUSY_WAIT_MAX]."""
+    try:
+        secs = float(resp.getheader("Retry-After") or BUSY_WAIT)
+    except ValueError:
+        secs = BUSY_WAIT
+    return min(max(secs, 0.0), BUSY_WAIT_MAX)
 
 
 def _receive(resp, f, fmt, progress):

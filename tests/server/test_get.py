@@ -140,25 +140,46 @@ def test_a_cut_stream_leaves_no_file(tmp_path, fmt):
         gz = gzip.compress(whole)[:-40]
         head = b"HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
         body = b"%x\r\n%s\r\n" % (len(gz), gz)   # and no last chunk
-    srv = socket.create_server(("127.0.0.1", 0))
-
-    def serve():
-        conn, _ = srv.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(head + body)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        r = get(["--url", f"http://127.0.0.1:{srv.getsockname()[1]}", "--format", fmt,
-                 "b/a", "b/c", "-o", "cut.out"], cwd=tmp_path)
-    finally:
-        t.join(10)
-        srv.close()
+    url, t = _fake_node([head + body])
+    r = get(["--url", url, "--format", fmt, "b/a", "b/c", "-o", "cut.out"], cwd=tmp_path)
+    t.join(10)
     assert r.returncode == 1
     assert "the stream was cut short" in r.stderr, r.stderr
     _no_leftovers(tmp_path)
+
+
+def _fake_node(answers):
+    """A server answering each connection's request with the next of `answers`; (url, thread)."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        with srv:
+            for answer in answers:
+                conn, _ = srv.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return f"http://127.0.0.1:{srv.getsockname()[1]}", t
+
+
+def test_a_busy_node_is_asked_again_after_retry_after(tmp_path):
+    busy = (b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 18\r\n\r\n{\"message\":\"busy\"}")
+    whole = _tar([("b/a", b"a" * 10)])
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(whole) + whole
+    url, t = _fake_node([busy, busy, ok])
+    r = get(["--url", url, "b/a", "-o", "a.tar"], cwd=tmp_path)
+    t.join(10)
+    assert r.returncode == 0, r.stderr
+    assert _entries(tmp_path / "a.tar", "tar") == [("b/a", b"a" * 10)]
+    url, t = _fake_node([busy] * 6)
+    r = get(["--url", url, "b/a", "-o", "b.tar"], cwd=tmp_path)
+    t.join(10)
+    assert r.returncode == 1 and "GetBatch refused: 429 busy" in r.stderr, r.stderr
+    _no_leftovers(tmp_path, ["a.tar"])
 
 
 def test_progress_is_drawn_on_a_terminal_only():
