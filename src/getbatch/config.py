@@ -87,11 +87,15 @@ def _as_str(v):
     return v
 
 
+def _as_optional(v):
+    """A string that may be unset: "" (written "" or "none")."""
+    v = _as_str(v)
+    return "" if v.strip().lower() == "none" else v
+
+
 def _as_url(v):
     """A URL, or "" for none (written "" or "none")."""
-    url = _as_str(v).strip().rstrip("/")
-    if url.lower() == "none":
-        return ""
+    url = _as_optional(v).strip().rstrip("/")
     if url and not re.fullmatch(r"https?://[^/\s]+", url):
         raise ValueError("expecting a URL such as http://10.0.0.5:51080 (scheme, host and port)")
     return url
@@ -207,9 +211,9 @@ SETTINGS = (
     # -- authentication (docs/auth.md)
     Setting("auth", _as_bool, False,
             "require a signed bearer token on every request but /v1/health"),
-    Setting("auth_key", _as_str, "",
+    Setting("auth_key", _as_optional, "",
             "token signing key (secret; prefer auth_key_file or the environment to a flag)"),
-    Setting("auth_key_file", _as_str, "", "file holding the token signing key"),
+    Setting("auth_key_file", _as_optional, "", "file holding the token signing key"),
     Setting("pure", _as_bool, False,
             "use the pure-Python twins instead of the Cython extensions (environment only)"),
 )
@@ -323,7 +327,7 @@ def format_value(name, value):
     """A value as an operator would write it back (sizes in KiB/MiB/GiB, durations in s);
     secrets are only said to be set."""
     if name in _SECRET_KEYS:
-        return "(set)" if value else ""
+        return "(set)" if value else "none"
     if name in _SIZE_KEYS:
         for unit, mult in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
             if value and value % mult == 0:

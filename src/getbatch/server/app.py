@@ -14,6 +14,7 @@ from .cluster import (Daemon, Health, PeerGuard, PeerPing, PeerPush, PeerRebalan
                       RebalanceAPI)
 from .errors import handle_exception, make_serializer
 from .jobs import JobQueries
+from .metrics import install as install_metrics
 from .moss import Moss
 from .objects import Object
 
@@ -57,4 +58,5 @@ def create_app(config, storage, cluster=None):
         rebalance = Rebalance(cluster, cluster.share.local.data_dir)
         app.add_route(PEER_PREFIX + "/rebalance", PeerRebalance(rebalance))
         app.add_route("/v1/rebalance", RebalanceAPI(cluster, rebalance))
+    install_metrics(app, config)
     return app

@@ -52,7 +52,8 @@ ROUTES = {
     ("/v1/rebalance", "GET"): AUTHENTICATED,        # progress
     ("/v1/rebalance", "POST"): AUTHENTICATED,       # idempotent: moves objects, changes none
 }
-OPEN_PATHS = frozenset({"/v1/health"})
+# /metrics: Prometheus scrapes without a token by default, and the series name no bucket
+OPEN_PATHS = frozenset({"/v1/health", "/metrics"})
 
 
 def _exempt(path):
