@@ -136,11 +136,13 @@ class ArchiveWriter:
         """Bytes the output stage still holds (compressor trailers), after the last flush."""
         return b""
 
-    def close(self):
-        """Write the archive end and flush everything. The sink is left open."""
+    def close(self, finish=True):
+        """Write the archive end (unless `finish` is False: a TAR stream to continue elsewhere)
+        and flush everything. The sink is left open."""
         if self._closed:
             return
-        self._finish()
+        if finish:
+            self._finish()
         self._flush()
         tail = self._trailer()
         if tail:

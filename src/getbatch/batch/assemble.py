@@ -78,18 +78,21 @@ def _load(window, stream_min):
 class BatchOutput:
     """The response body of one GetBatch: iterable of bytes, or emitted by `emit_to(fd)`."""
 
-    def __init__(self, plan, fmt, multipart, window=WINDOW_BYTES):
+    def __init__(self, plan, fmt, multipart, window=WINDOW_BYTES, end=True, prefix=b""):
+        """`end=False`: no archive end (a peer's framed answer, after `prefix`)."""
         self.plan = plan
+        self.end = end
         self.fmt = fmt
         self.window = window
         self.stream_min = window // 4   # members bigger than this are streamed, never held
         self.boundary = secrets.token_hex(30) if multipart else None
         self.prefix, self.suffix = self._framing()
+        self.prefix += prefix
         self.content_length = None
         if fmt == "tar":
             # sized without packing: headers are packed per window as they are sent, so a
             # huge batch does not hold 512 bytes per item
-            self.content_length = (len(self.prefix) + len(TAR_END) + len(self.suffix)
+            self.content_length = (len(self.prefix) + len(TAR_END) * end + len(self.suffix)
                                    + sum(tar_entry_size(it.name, it.size) for it in plan.items))
         self.content_type = (f"multipart/mixed; boundary={self.boundary}" if multipart
                              else CONTENT_TYPES[fmt])
@@ -120,6 +123,11 @@ class BatchOutput:
             self.sent += emit(fd, items, sendfile_min=sendfile_min, timeout_ms=timeout_ms)
             items.clear()
 
+        def flush():
+            # an item from another node: what is queued may point into its stream's window
+            if items:
+                send(items)
+
         windows = list(_windows(self.plan.items, self.window, self.stream_min))
         # the multipart prefix and the archive end travel in the first and last emit calls,
         # so a one-item batch costs one write
@@ -131,6 +139,8 @@ class BatchOutput:
                 head = tar_header(it.name, it.size)
                 if it.src is not None:
                     add((head, it.src, it.offset, it.size, -it.size & 511))
+                elif it.remote is not None:
+                    it.remote.emit(it, head, add, flush)
                 elif it.shard is None:
                     add((head, None, 0, 0, 0))
                 elif id(it) in data:
@@ -150,7 +160,7 @@ class BatchOutput:
                         raise ArchiveError(it.name, f"member gave {sent} bytes, {it.size} planned")
                     add((head, None, 0, 0, -it.size & 511))
             if i == len(windows) - 1:
-                add((TAR_END + self.suffix, None, 0, 0, 0))
+                add((TAR_END * self.end + self.suffix, None, 0, 0, 0))
             send(items)
             self.plan.release(window)
         self.completed = True
@@ -178,6 +188,10 @@ class BatchOutput:
                                 yield from sink.take()
                     else:
                         _add_file(writer, it)
+                elif it.remote is not None:
+                    for _ in it.remote.write_steps(it, writer):
+                        if sink.size >= _CHUNK:
+                            yield from sink.take()
                 elif it.shard is None:
                     writer.add(it.name, b"")
                 elif id(it) in data:
@@ -190,7 +204,7 @@ class BatchOutput:
                 if sink.size >= _CHUNK:
                     yield from sink.take()
             self.plan.release(window)
-        writer.close()
+        writer.close(finish=self.end)
         yield from sink.take()
         if self.suffix:
             yield self.suffix

@@ -31,9 +31,9 @@ DEFAULT_MAX_SOFT_ERRS = 8
 class Item(msgspec.Struct, gc=False):
     """One output entry. `src` + `offset` for data read from an fd or a store Source (`src`
     is a Source, or a Shard whose `fileno()` holds the member's bytes at `offset`); `shard`
-    + `member` for data to decompress (then `offset` is relative to the member); neither for
-    a placeholder. `owned`: `src` is a Source this plan closes once the item is sent.
-    Untracked by the cyclic GC (it holds no cycles), so big plans trigger no collections."""
+    + `member` for data to decompress (then `offset` is relative to the member); `remote`
+    for an item another node sends; none of them for a placeholder. `owned`: `src` is a
+    Source this plan closes once the item is sent. Untracked by the cyclic GC (it holds no cycles), so big plans trigger no collections."""
 
     name: str
     size: int
@@ -43,6 +43,8 @@ class Item(msgspec.Struct, gc=False):
     member: object = None
     err: object = None          # err_msg of a placeholder
     owned: bool = False
+    remote: object = None       # on a cluster DT: what delivers the item (then `offset` is its
+                                # index in the request), see cluster/gather.py
 
 
 _ids = itertools.count(1)
@@ -219,7 +221,7 @@ def _resolve_all(req, resolve, items, max_soft_errs):
                         item.offset, item.size = _apply_range(e.start, e.length, src.size, _ref(e))
                     continue
             else:
-                item = resolve.member(e, _member_name(base, ap), e.objname, ap, _ref(e))
+                item = resolve.member(e, member_name(base, ap), e.objname, ap, _ref(e))
         except (ObjectNotFound, MemberNotFound) as exc:
             msg = (f"{ap} in {_ref(e)} does not exist" if isinstance(exc, MemberNotFound)
                    else f"{_ref(e)} does not exist")
@@ -229,7 +231,7 @@ def _resolve_all(req, resolve, items, max_soft_errs):
             if soft > max_soft_errs:
                 raise BadRequest(f"exceeded soft-errors limit: {soft} (max: {max_soft_errs}); "
                                  f"the last one: {msg}")
-            item = Item(MISSING_DIR + (_member_name(base, ap) if ap else base), 0, err=msg)
+            item = Item(MISSING_DIR + (member_name(base, ap) if ap else base), 0, err=msg)
         except InvalidName as exc:
             raise BadRequest(str(exc))
         except ArchiveError as exc:
@@ -237,7 +239,7 @@ def _resolve_all(req, resolve, items, max_soft_errs):
         append(item)
 
 
-def _member_name(base, archpath):
+def member_name(base, archpath):
     """The output name of a member: its shard's name, then the archpath (`/x` joins as is)."""
     return base + archpath if archpath[0] == "/" else f"{base}/{archpath}"
 

@@ -17,15 +17,19 @@ from .jobs import JobQueries
 from .metrics import install as install_metrics
 from .moss import Moss
 from .objects import Object
+from .peer import PeerBatch
 
 
 def create_app(config, storage, cluster=None):
     """The WSGI app serving `storage` (a store Storage) with `config` (a Config); on a cluster,
     `cluster` is the node's `getbatch.cluster.Cluster`, started here (in the worker process)."""
     node_id = config.node_id
+    shared = None
     if cluster is not None:
-        local_storage = storage
-        storage = cluster.start(storage)
+        local = storage
+        storage = cluster.start(local)
+        # intra-cluster requests and a GetBatch's own items: this node's share of the buckets
+        shared = Storage(dict(local.backends, ais=cluster.share))
         node_id = cluster.node.id
     middleware = []
     if cluster is not None:  # first: peer routes carry the cluster secret, not user tokens
@@ -41,7 +45,7 @@ def create_app(config, storage, cluster=None):
     jobs = Registry(os.path.join(config.data_dir, ".sys", "jobs"))
     app.add_route("/v1/buckets/{bucket}", Bucket(storage, config, jobs))
     app.add_route("/v1/objects/{bucket}/{obj:path}", Object(storage, config))
-    moss = Moss(storage, config)
+    moss = Moss(storage, config, cluster, shared)
     app.add_route("/v1/ml/moss", moss)
     app.add_route("/v1/ml/moss/{bucket}", moss)
     app.add_route("/v1/ml/moss/{bucket}/{extra:path}", moss, suffix="extra")
@@ -49,12 +53,12 @@ def create_app(config, storage, cluster=None):
     app.add_route("/v1/health", Health())
     app.add_route("/v1/cluster", JobQueries(jobs, config))
     if cluster is not None:
-        # intra-cluster: this node's own share of the buckets (PeerGuard checks the secret)
-        shared = Storage(dict(local_storage.backends, ais=cluster.share))
+        # intra-cluster (PeerGuard checks the secret)
         app.add_route(PEER_PREFIX + "/ping", PeerPing(cluster))
         app.add_route(PEER_PREFIX + "/objects/{bucket}/{obj:path}", Object(shared, config))
         app.add_route(PEER_PREFIX + "/buckets/{bucket}", Bucket(shared, config, jobs))
         app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
+        app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, config))
         rebalance = Rebalance(cluster, cluster.share.local.data_dir)
         app.add_route(PEER_PREFIX + "/rebalance", PeerRebalance(rebalance))
         app.add_route("/v1/rebalance", RebalanceAPI(cluster, rebalance))

@@ -7,10 +7,14 @@ done (sent, or aborted), one log line tells the operator what the batch was.
 """
 import logging
 import time
+import urllib.parse
 
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.request import parse, parse_coloc
+from ..cluster.gather import Gather
+from ..cluster.peers import SECRET_HEADER
+from ..config import ConfigError, Setting, _as_duration
 from ..store import normalize_provider
 from .auth import authorize_entries
 from .buckets import bucket_backend, read_body
@@ -20,13 +24,17 @@ log = logging.getLogger("getbatch.batch")
 
 
 class Moss:
-    def __init__(self, storage, config):
+    def __init__(self, storage, config, cluster=None, shared=None):
+        """`cluster`, `shared`: on a cluster, the node's Cluster and the Storage of its own
+        share (what it plans itself)."""
         self.storage = storage
         self.config = config
+        self.cluster = cluster
+        self.shared = shared
 
     def on_get(self, req, resp, bucket=None):
         t0 = time.monotonic()
-        parse_coloc(req.get_param("coloc"))
+        coloc = parse_coloc(req.get_param("coloc"))
         provider = normalize_provider(req.get_param("provider") or "ais")
         checked = ()
         if bucket is not None:
@@ -36,8 +44,15 @@ class Moss:
         cfg = self.config
         mreq = parse(read_body(req, cfg.max_body), bucket, provider, max_entries=cfg.max_entries)
         authorize_entries(req, mreq.entries)
-        plan = batch_plan.build(mreq, self.storage, max_soft_errs=cfg.max_soft_errs,
-                                checked=checked, max_inflate=cfg.max_inflate)
+        smap = self.cluster.smap if self.cluster is not None else None
+        if smap is not None and any(n.id != self.cluster.node.id for n in smap.nodes):
+            if coloc and _colocate(req, resp, mreq, smap):
+                return
+            plan = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
+                          {SECRET_HEADER: self.cluster.secret}, _max_wait(req, cfg)).plan(checked)
+        else:
+            plan = batch_plan.build(mreq, self.storage, max_soft_errs=cfg.max_soft_errs,
+                                    checked=checked, max_inflate=cfg.max_inflate)
         out = BatchOutput(plan, mreq.mime, multipart=not mreq.strm, window=cfg.window)
         out.on_close = lambda o: _log_batch(o, req.remote_addr, t0)
         resp.content_type = out.content_type
@@ -48,6 +63,39 @@ class Moss:
     def on_get_extra(self, req, resp, bucket, extra):
         raise AISError(400, f"invalid URL path {req.path!r}: expecting /v1/ml/moss or "
                             "/v1/ml/moss/<bucket>")
+
+
+_MAX_WAIT = Setting("max_wait", _as_duration, None, "", 0.1, 600.0)
+
+
+def _max_wait(req, cfg):
+    """Seconds a peer may send nothing: the request's `max_wait` query parameter, else the
+    setting."""
+    raw = req.get_param("max_wait")
+    if raw is None:
+        return cfg.max_wait
+    try:
+        return _MAX_WAIT.check(raw)
+    except (ValueError, ConfigError) as exc:
+        raise AISError(400, f"invalid max_wait={raw!r}: {exc}") from None
+
+
+def _colocate(req, resp, mreq, smap):
+    """coloc=1|2: redirect (307) to the node that owns the most entries, unless it is this
+    one. The target is told coloc=0, so a membership change between the two nodes' views
+    cannot bounce the request back."""
+    counts = {}
+    for e in mreq.entries:
+        nid = smap.owner(e.provider, e.bucket, e.objname).id
+        counts[nid] = counts.get(nid, 0) + 1
+    best = max(smap.nodes, key=lambda n: (counts.get(n.id, 0), n.id == smap.self_id))
+    if best.id == smap.self_id:
+        return False
+    params = [(k, v) for k, v in req.params.items() if k != "coloc"] + [("coloc", "0")]
+    query = "&".join(f"{urllib.parse.quote(k)}={urllib.parse.quote(str(v))}" for k, v in params)
+    resp.status = 307
+    resp.location = f"{best.url}{req.path}?{query}"
+    return True
 
 
 def _log_batch(out, client, t0):

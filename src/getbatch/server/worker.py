@@ -60,6 +60,7 @@ from gunicorn import http, util
 from gunicorn.workers.gthread import ThreadWorker
 
 from ..batch.assemble import BatchOutput
+from ..cluster.peers import PEER_PREFIX
 from ..config import Config, ConfigError
 from .conn import HEAD_MAX, RECV_SIZE, ClientSocket, Conn, minimal_response, send_and_close
 
@@ -78,9 +79,22 @@ REPORT_EVERY = 30.0    # connections dropped for deadlines or caps are logged in
 UNREAD_MAX = 1 << 20   # a body left unread beyond this is not drained to reach the next request
 HELD_MAX = 64 << 20    # bytes of requests the loop holds at once; beyond, bodies are read in threads
 WORKER_BOOT_ERROR = 3  # gunicorn's exit code for "worker failed to boot": the master stops
+# Intra-cluster requests (a peer's part of a GetBatch, an object read for another node) run
+# in threads of their own, started as needed: a GetBatch thread waits on peers, and if peers'
+# requests queued behind the same threads, nodes serving each other's batches could all wait
+# at once. A peer request waits on nothing but its own disk and its reader, so a thread per
+# request in flight is enough; this bounds them per process.
+PEER_THREADS_MAX = 128
+_PEER_PATH = PEER_PREFIX.encode() + b"/"
 
 
 # -- the WSGI side -------------------------------------------------------------------
+
+def _is_peer_request(head):
+    """True when the request line names an intra-cluster path."""
+    parts = bytes(head[:len(_PEER_PATH) + 16]).split(b" ", 2)
+    return len(parts) > 1 and parts[1].startswith(_PEER_PATH)
+
 
 def sendfile_min_for(sock, config):
     """The item size from which the emit loop uses sendfile for this client."""
@@ -231,23 +245,42 @@ class BodyDeadline:
 class _DaemonPool:
     """The request threads: a ThreadPoolExecutor's submit(), on daemon threads. A stopping
     worker waits for its requests as long as it decides (see _stop); an executor's
-    threads are joined at interpreter exit however long a handler blocks."""
+    threads are joined at interpreter exit however long a handler blocks. With `most`
+    above `n`, one more thread starts whenever a job would otherwise wait, up to `most`."""
 
-    def __init__(self, n):
+    def __init__(self, n, most=0, name="request"):
         self._jobs = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._run, name=f"request-{i}", daemon=True)
-                         for i in range(n)]
-        for t in self._threads:
-            t.start()
+        self._lock = threading.Lock()
+        self._idle = self._queued = 0
+        self._most = max(n, most)
+        self._name = name
+        self._threads = []
+        for _ in range(n):
+            self._spawn()
+
+    def _spawn(self):
+        t = threading.Thread(target=self._run, name=f"{self._name}-{len(self._threads)}",
+                             daemon=True)
+        self._threads.append(t)
+        t.start()
 
     def submit(self, fn, *args):
         fut = Future()
+        with self._lock:
+            self._queued += 1
+            if self._queued > self._idle and len(self._threads) < self._most:
+                self._spawn()
         self._jobs.put((fut, fn, args))
         return fut
 
     def _run(self):
         while True:
+            with self._lock:
+                self._idle += 1
             job = self._jobs.get()
+            with self._lock:
+                self._idle -= 1
+                self._queued -= job is not None
             if job is None:
                 return
             fut, fn, args = job
@@ -258,6 +291,8 @@ class _DaemonPool:
                     fut.set_exception(exc)
 
     def shutdown(self, wait=False):
+        with self._lock:
+            self._most = 0
         for _ in self._threads:
             self._jobs.put(None)
         if wait:
@@ -295,6 +330,7 @@ class GetBatchWorker(ThreadWorker):
         self.accept_paused_until = 0.0
         self.quitting = False
         self.listener_names = {}
+        self.peer_pool = _DaemonPool(0, PEER_THREADS_MAX, "peer")
         super().init_process()
 
     def load_wsgi(self):
@@ -425,7 +461,11 @@ class GetBatchWorker(ThreadWorker):
     def _dispatch(self, conn):
         self._release(conn)
         self.busy.add(conn)
-        self.enqueue_req(conn)
+        if _is_peer_request(conn.head):
+            fut = self.peer_pool.submit(self.handle, conn)
+            fut.add_done_callback(lambda f: self.method_queue.defer(self.finish_request, conn, f))
+        else:
+            self.enqueue_req(conn)
 
     def _sweep(self):
         """Close the connections whose wait is over."""
@@ -601,6 +641,7 @@ class GetBatchWorker(ThreadWorker):
         self._abort_all()
         self._report()
         self.tpool.shutdown()
+        self.peer_pool.shutdown()
         # the master signals again (SIGTERM, SIGQUIT) while this process exits, when the
         # interpreter may already have restored the default action (terminate, or dump core)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):

@@ -1,0 +1,403 @@
+"""The designated target (DT) of a cluster GetBatch: plan every entry where it lives, then
+hand the output its remote items in request order.
+
+Phase 1 (`plan`, before the status line): each entry goes to its HRW owner. Every remote
+owner gets its sub-batch at once (peerwire.py), then this node plans its own entries with the
+single-node planner while the owners plan theirs, then the owners' plan frames are read. An
+entry an owner does not have is looked for on the next HRW candidates (objects written under
+an older membership, replicas), one sub-batch per candidate and round; an owner that cannot
+answer (down, stalled past `max_wait`) has its entries planned on the next candidates the
+same way. Only then is an entry missing: a placeholder with `coer` (counted against
+`max_soft_errs`), else a 404 naming it, and an owner's AIS error (bad range, not an archive)
+is this request's error, all before the status line, as on one node.
+
+Phase 2 (the output, assemble.py): local items take the single-node path; a remote item's
+frame is read from its owner's stream (peerstream.py) when its turn comes. An owner that
+fails mid-batch has its remaining items planned again on the next candidates that hold them
+(get from neighbour), this node included, and the output resumes where it was, inside an
+item if need be. What no candidate has is a hole: with `coer` a placeholder (in a `.tar` one
+padded to the entry's length, holes.py), counted against `max_soft_errs`; otherwise, or in
+multipart mode (whose metadata already went out), a `HoleError`, and the server aborts the
+connection: never a well-formed shorter archive.
+"""
+import itertools
+import logging
+
+import xxhash
+
+from ..archive import tar_header
+from ..batch import plan as batch_plan
+from ..batch.assemble import BatchOutput
+from ..batch.errors import BadRequest, BatchError, NotFound
+from ..batch.plan import MISSING_DIR, Item, Plan
+from ..batch.request import MossReq
+from .holes import padded_placeholder
+from .peerstream import WINDOW, LocalStream, PeerFailed, PeerRefused, PeerStream
+from .peerwire import sub_batch
+from .smap import placement_key
+
+log = logging.getLogger("getbatch.cluster")
+_hrw = xxhash.xxh64_intdigest
+
+
+class HoleError(Exception):
+    """An item no node could deliver after the status line, where no placeholder may stand."""
+
+
+class Gather:
+    """One cluster GetBatch on its DT: `smap` the map it keeps throughout, `me` this node's
+    NodeInfo, `storage` this node's own share; `secret_headers`: what proves a peer request
+    comes from the cluster; `max_wait`: seconds a peer may send nothing before it fails."""
+
+    def __init__(self, req, smap, me, storage, config, secret_headers, max_wait):
+        self.req = req
+        self.smap = smap
+        self.me = me
+        self.storage = storage
+        self.config = config
+        self.secret_headers = secret_headers
+        self.max_wait = max_wait
+        self.multipart = not req.strm
+        self.outside = smap.node(me.id) is None
+        n = len(req.entries)
+        self.items = [None] * n
+        self.where = [None] * n          # the stream delivering each remote item
+        self.tried = {}                  # index -> node ids that lacked it
+        self.dead = set()                # nodes that failed during this request
+        self.streams = []
+        self.local_plans = []
+        self.soft = 0
+        self.phase2 = False
+        self.hole_msg = {}               # index -> why it became a hole
+
+    # -- phase 1
+
+    def plan(self, checked=()):
+        """The merged Plan (every item in request order), or a BatchError."""
+        try:
+            self._locate(range(len(self.req.entries)), checked)
+            missing = [it for it in self.items if it.err is not None]
+            if missing and not self.req.coer:
+                raise NotFound(missing[0].err)
+            self.soft = len(missing)
+            limit = self.config.max_soft_errs
+            if self.soft > limit:
+                raise BadRequest(f"exceeded soft-errors limit: {self.soft} (max: {limit}); "
+                                 f"the first beyond it: {missing[limit].err}")
+        except BaseException:
+            self.close()
+            raise
+        self.phase2 = True
+        return Plan(self.req, self.items, [self])
+
+    def _candidate(self, i):
+        """The best node (HRW) not yet tried for entry `i`, or None. (Smap.ranked sorts every
+        node; one pass is enough here, and this runs once per entry.)"""
+        e = self.req.entries[i]
+        key = placement_key(e.provider, e.bucket, e.objname)
+        tried = self.tried.get(i, ())
+        best = best_score = None
+        for node in self.smap.nodes:
+            if node.id in tried or node.id in self.dead:
+                continue
+            score = (_hrw(key, seed=node.seed), node.id)
+            if best is None or score > best_score:
+                best, best_score = node, score
+        if best is None and self.outside and self.me.id not in tried:
+            return self.me   # not (yet) in the map: its own copies are looked at last
+        return best
+
+    def _locate(self, indexes, checked=()):
+        """Find entries `indexes` on their best candidates, round after round, until each is
+        planned somewhere or no candidate is left (then it is missing, or in phase 2 a hole).
+        Entries that fall to this node are planned by the single-node planner (phase 1) or
+        streamed as a peer would (phase 2)."""
+        pending = list(indexes)
+        me = self.me.id
+        while pending:
+            groups = {}
+            for i in pending:
+                node = self._candidate(i)
+                if node is None:
+                    self._missing(i)
+                else:
+                    groups.setdefault(node.id, (node, []))[1].append(i)
+            streams, pending = self._open_all(groups)
+            if me in groups:
+                mine = groups[me][1]
+                pending += (self._stream_local(mine) if self.phase2
+                            else self._plan_local(mine, checked))
+            for s in streams:
+                pending += self._read(s)
+            pending.sort()
+
+    def _open_all(self, groups):
+        """Send every peer of `groups` ({node id: (node, indexes)}) its sub-batch: (the
+        streams, the entries of peers that could not be reached)."""
+        streams, unreached = [], []
+        for nid, (node, indexes) in groups.items():
+            if nid != self.me.id:
+                s = self._open(node, indexes)
+                if s is None:
+                    unreached += indexes
+                else:
+                    streams.append(s)
+        return streams, unreached
+
+    def _open(self, node, indexes):
+        body = sub_batch([self.req.entries[i] for i in indexes], self.req.onob)
+        s = PeerStream(node, indexes, body, self.secret_headers, self.max_wait)
+        try:
+            s.send()
+        except PeerFailed as exc:
+            self._lost(exc, indexes)
+            return None
+        self.streams.append(s)   # closed with the request, whatever happens next
+        return s
+
+    def _read(self, s):
+        """Take a peer's plan; returns the entries still to look for elsewhere."""
+        try:
+            plan = s.read_plan()
+        except PeerFailed as exc:
+            self._lost(exc, s.indexes)
+            return list(s.indexes)
+        except PeerRefused as exc:
+            if not self.phase2:
+                raise BatchError(exc.message, exc.status) from None
+            log.warning("batch: %s refused to stand in: %s", s.node.id, exc.message)
+            for i in s.indexes:
+                self.tried.setdefault(i, set()).add(s.node.id)
+            return list(s.indexes)
+        return self._assign(s, plan)
+
+    def _assign(self, s, plan):
+        again = []
+        for i, (name, size, err) in zip(s.indexes, plan):
+            if self._take(i, s.node.id, Item(name, size, remote=self, offset=i), err):
+                self.where[i] = s
+            else:
+                again.append(i)
+        return again
+
+    def _plan_local(self, indexes, checked):
+        """Plan entries this node owns with the single-node planner (placeholders, not 404s:
+        a missing entry is looked for elsewhere first)."""
+        sub = MossReq([self.req.entries[i] for i in indexes], "tar", True, self.req.onob, True)
+        plan = batch_plan.build(sub, self.storage, max_soft_errs=len(indexes), checked=checked,
+                                max_inflate=self.config.max_inflate)
+        self.local_plans.append(plan)
+        again = []
+        for i, it in zip(indexes, plan.items):
+            if not self._take(i, self.me.id, it, it.err):
+                again.append(i)
+        return again
+
+    def _take(self, i, node_id, item, err):
+        """Record where entry `i` was planned; False when that node lacks it."""
+        if err is not None:
+            self.tried.setdefault(i, set()).add(node_id)
+            if self.items[i] is None:
+                self.items[i] = Item(item.name, 0, err=err)   # the first owner's word
+            return False
+        if self.phase2 and (item.name, item.size) != (self.items[i].name, self.items[i].size):
+            # another version on this replica: its bytes would not match what was announced
+            self.tried.setdefault(i, set()).add(node_id)
+            log.warning("batch: %s on %s has size %d, %d was planned; not taken from there",
+                        self.items[i].name, node_id, item.size, self.items[i].size)
+            return False
+        if not self.phase2:
+            self.items[i] = item
+        return True
+
+    def _missing(self, i):
+        """No candidate is left for entry `i`."""
+        e = self.req.entries[i]
+        msg = f"{e.provider}://{e.bucket}/{e.objname} does not exist on any node"
+        if self.dead:
+            msg += f" that could be reached (failed: {', '.join(sorted(self.dead))})"
+        if self.phase2:
+            self.where[i] = None
+            self.hole_msg[i] = msg
+        elif self.items[i] is None:
+            base = e.objname if self.req.onob else f"{e.bucket}/{e.objname}"
+            if e.archpath:
+                base = batch_plan.member_name(base, e.archpath)
+            self.items[i] = Item(MISSING_DIR + base, 0, err=msg)
+
+    def _lost(self, exc, indexes):
+        self.dead.add(exc.node.id)
+        log.warning("batch: %s; its %d item(s) are looked for on other nodes", exc, len(indexes))
+
+    # -- phase 2
+
+    def _relocate(self, s, exc):
+        """Stream `s` failed: plan what it still owed on the next candidates."""
+        rest = [i for i in s.indexes[s.pos:] if self.where[i] is s]
+        self._lost(exc, rest)
+        for i in rest:
+            self.where[i] = None
+        self._locate(rest)
+
+    def _stream_local(self, indexes):
+        """This node stands in for a failed one: its own copies, framed as a peer would."""
+        sub = MossReq([self.req.entries[i] for i in indexes], "tar", True, self.req.onob, True)
+        try:
+            plan = batch_plan.build(sub, self.storage, max_soft_errs=len(indexes),
+                                    max_inflate=self.config.max_inflate)
+        except BatchError as exc:
+            log.warning("batch: cannot stand in locally: %s", exc.message)
+            for i in indexes:
+                self.tried.setdefault(i, set()).add(self.me.id)
+            return list(indexes)
+        out = BatchOutput(plan, "tar", multipart=False, end=False)
+        s = LocalStream(self.me, list(indexes), plan.items, out,
+                        out.content_length, out.close)
+        self.streams.append(s)
+        return self._assign(s, s.plan)
+
+    def _stream_for(self, i, flush):
+        """The stream positioned at item `i`'s frame, after any failover; None for a hole."""
+        while True:
+            s = self.where[i]
+            if s is None:
+                return None
+            try:
+                s.seek(i, flush)
+                return s
+            except PeerFailed as exc:
+                self._relocate(s, exc)
+
+    def frame_pieces(self, it, flush):
+        """Views of item `it`'s TAR frame (header, data, padding), each valid until the stream
+        next calls `flush`; its stream is failed over, inside the frame if need be. A frame
+        that fits the window comes as one view, so a failure never leaves part of it sent.
+        Yields nothing when the item became a hole (see `hole`)."""
+        i = it.offset
+        head = tar_header(it.name, it.size)
+        hl = len(head)
+        total = hl + it.size + (-it.size & 511)
+        done = 0
+        while done < total:
+            s = self._stream_for(i, flush)
+            if s is None:
+                if done:
+                    raise HoleError(f"{it.name}: its node failed after {done} of its {total} "
+                                    "bytes were sent, and no other node has it")
+                return
+            try:
+                whole = done == 0 and total <= WINDOW
+                v = s.view(total if whole else hl, flush)
+                if v[:hl] != head:
+                    s._fail(f"the frame of {it.name} does not match its plan")
+                if whole or done < hl:
+                    yield v[done:]
+                    done += len(v) - done
+                else:
+                    s.skip(done - hl, flush)
+                for piece in s.pieces(total - done, flush):
+                    yield piece
+                    done += len(piece)
+            except PeerFailed as exc:
+                self._relocate(s, exc)
+                continue
+            s.pos += 1
+            if s.pos == len(s.indexes):
+                s.close()
+
+    def hole(self, it):
+        """The placeholder name for item `it`, which became a hole; raises HoleError where
+        a placeholder may not stand."""
+        msg = self.hole_msg.get(it.offset, f"{it.name}: no node could deliver it")
+        if not self.req.coer:
+            raise HoleError(f"{msg} (no coer)")
+        if self.multipart:
+            raise HoleError(f"{msg} (multipart: its size and status were already sent)")
+        self.soft += 1
+        if self.soft > self.config.max_soft_errs:
+            raise HoleError(f"exceeded soft-errors limit: {self.soft} "
+                            f"(max: {self.config.max_soft_errs}); the last one: {msg}")
+        log.warning("batch: %s; a placeholder stands in its place", msg)
+        return MISSING_DIR + it.name
+
+    # -- what assemble.py calls
+
+    def _whole_frame(self, it, head, total, flush):
+        """The common case, without a generator: the item's frame fits the window and its
+        stream is positioned at it. Its view, or None (then frame_pieces does the rest)."""
+        i = it.offset
+        s = self.where[i]
+        if total > WINDOW or s is None or s.pos >= len(s.indexes) or s.indexes[s.pos] != i:
+            return None
+        try:
+            v = s.view(total, flush)
+        except PeerFailed as exc:
+            self._relocate(s, exc)
+            return None
+        if v[:len(head)] != head:
+            try:
+                s._fail(f"the frame of {it.name} does not match its plan")
+            except PeerFailed as exc:
+                self._relocate(s, exc)
+            return None
+        s.pos += 1
+        if s.pos == len(s.indexes):
+            s.close()
+        return v
+
+    def emit(self, it, head, add, flush):
+        """Queue item `it`'s frame for the emit loop (`add` takes emit items, `flush` sends
+        what is queued). `head`: the header this node writes for it (the frame's length)."""
+        v = self._whole_frame(it, head, len(head) + it.size + (-it.size & 511), flush)
+        if v is not None:
+            add((b"", v, 0, len(v), 0))
+            return
+        got = False
+        for piece in self.frame_pieces(it, flush):
+            add((b"", piece, 0, len(piece), 0))
+            got = True
+        if got:
+            return
+        name = self.hole(it)
+        frame = padded_placeholder(name, len(head) + it.size + (-it.size & 511))
+        if frame is None:
+            raise HoleError(f"{it.name}: no node could deliver it, and its placeholder does not "
+                            "fit the length already announced")
+        add((frame, None, 0, 0, 0))
+
+    def write_steps(self, it, writer):
+        """Write item `it` through an archive writer, yielding after each piece."""
+        head = tar_header(it.name, it.size)
+        v = self._whole_frame(it, head, len(head) + it.size + (-it.size & 511), None)
+        if v is not None:
+            writer.add(it.name, v[len(head):len(head) + it.size])
+            return
+        frames = self.frame_pieces(it, None)
+        first = next(frames, None)
+        if first is None:
+            writer.add(self.hole(it), b"")
+            return
+        hl = len(tar_header(it.name, it.size))
+        yield from writer.add_stream_steps(it.name, it.size,
+                                           _data(itertools.chain((first,), frames), hl, it.size))
+
+    def close(self):
+        """Drop every peer stream (a peer still sending stops at once) and this node's plans;
+        its items point back here, so the lists go too (no cycle outlives the request)."""
+        for s in self.streams:
+            s.close()
+        self.streams = []
+        for p in self.local_plans:
+            p.close()
+        self.local_plans = []
+        self.items = self.where = None
+
+
+def _data(pieces, head_len, size):
+    """The data part of a frame given as pieces: without its header and padding."""
+    pos = 0
+    for piece in pieces:
+        a, b = max(head_len - pos, 0), min(len(piece), head_len + size - pos)
+        pos += len(piece)
+        if a < b:
+            yield piece[a:b]

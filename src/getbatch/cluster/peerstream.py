@@ -1,0 +1,322 @@
+"""Reading one owner's framed answer (peerwire.py) through a fixed window.
+
+`PeerStream` speaks just enough HTTP/1.1 for the peer protocol over a kept-alive connection
+(one pool of idle connections per process and peer): it sends the sub-batch, reads the status
+line and the plan frame, then hands out item frames as views of one reused buffer of
+`WINDOW` bytes. Nothing is read before it is needed, so a peer that is ahead waits in TCP,
+not in the DT's memory. A view stays valid until the stream reads again; before it moves or
+refills its buffer the stream calls the caller's `flush`, which sends what still points into
+it. Every failure (refused, reset, closed early, no byte for `timeout` seconds, a frame that
+is not what the plan said) is a `PeerFailed` naming the peer, and the connection is dropped;
+an AIS error answer to the plan is a `PeerRefused` carrying its status and message.
+
+`LocalStream` is the same interface over this node's own planned items (a stand-in owner when
+a peer fails mid-batch and this node holds a replica).
+"""
+import socket
+import threading
+import urllib.parse
+from array import array
+
+import msgspec
+
+from ..archive import tar_entry_size
+from . import peerwire
+
+WINDOW = 1 << 20
+HEAD_MAX = 64 << 10
+IDLE_MAX = 8              # idle connections kept per peer
+_RECV_MIN = 64 << 10      # below this much free room, a refill moves the buffered bytes first
+
+_pool = {}
+_pool_lock = threading.Lock()
+_dec = msgspec.json.Decoder()
+
+
+class PeerFailed(Exception):
+    def __init__(self, node, reason):
+        super().__init__(f"peer {node.id} ({node.url}): {reason}")
+        self.node = node
+        self.reason = reason
+
+
+class PeerRefused(Exception):
+    """The peer answered the plan with an AIS error (a bad entry, a missing bucket, ...)."""
+
+    def __init__(self, node, status, message):
+        super().__init__(message)
+        self.node = node
+        self.status = status
+        self.message = message
+
+
+def _address(url):
+    u = urllib.parse.urlsplit(url)
+    return u.hostname, u.port or 80
+
+
+def _take_idle(addr):
+    with _pool_lock:
+        idle = _pool.get(addr)
+        return idle.pop() if idle else None
+
+
+def _give_back(addr, sock):
+    with _pool_lock:
+        idle = _pool.setdefault(addr, [])
+        if len(idle) < IDLE_MAX:
+            idle.append(sock)
+            return
+    sock.close()
+
+
+class _Window:
+    """The buffer and frame accessors shared by both stream kinds; subclasses define `_read_into`
+    (at least one byte into the view, or 0 at the end) and `_fail`."""
+
+    def __init__(self):
+        self.buf = bytearray(WINDOW)
+        self.lo = self.hi = 0
+        self.left = 0             # body bytes not yet read into the buffer
+        self.frames = None        # the TAR frame length of each planned item, in stream order
+        self.indexes = ()         # request index of each planned item (an array: a batch
+                                  # holds one per entry, so no int objects)
+        self.pos = 0              # the item whose frame comes next
+        self.node = None
+
+    def _need(self, n, flush):
+        """At least `n` (<= WINDOW) bytes buffered from `lo`."""
+        while self.hi - self.lo < n:
+            if self.left <= 0:
+                self._fail(f"stream ended {n - (self.hi - self.lo)} bytes before the frame "
+                           "it announced")
+            if WINDOW - self.hi < max(_RECV_MIN, n - (self.hi - self.lo)):
+                if flush is not None:
+                    flush()       # views handed out point into the bytes about to move
+                kept = self.hi - self.lo
+                self.buf[:kept] = self.buf[self.lo:self.hi]
+                self.lo, self.hi = 0, kept
+            with memoryview(self.buf) as whole:
+                got = self._read_into(whole[self.hi:self.hi + min(WINDOW - self.hi, self.left)])
+            if got <= 0:
+                self._fail(f"connection closed with {self.left} bytes of the answer missing")
+            self.hi += got
+            self.left -= got
+
+    def view(self, n, flush):
+        """The next `n` (<= WINDOW) bytes, as a view valid until the next read."""
+        self._need(n, flush)
+        v = memoryview(self.buf)[self.lo:self.lo + n]
+        self.lo += n
+        return v
+
+    def pieces(self, n, flush):
+        """The next `n` bytes, in views of at most WINDOW bytes (each valid until the next)."""
+        while n > 0:
+            if self.hi == self.lo:
+                self._need(1, flush)   # reads what has arrived, up to the window
+            step = min(n, self.hi - self.lo)
+            v = memoryview(self.buf)[self.lo:self.lo + step]
+            self.lo += step
+            n -= step
+            yield v
+
+    def skip(self, n, flush):
+        for _ in self.pieces(n, flush):
+            pass
+
+    def seek(self, index, flush):
+        """Skip the frames of items before request index `index` (taken from another node)."""
+        while self.pos < len(self.indexes) and self.indexes[self.pos] != index:
+            self.skip(self.frames[self.pos], flush)
+            self.pos += 1
+        if self.pos >= len(self.indexes):
+            raise RuntimeError(f"item {index} is not in the stream of {self.node.id}")
+
+    def _planned(self, plan):
+        self.frames = array("Q", (tar_entry_size(name, size) for name, size, _ in plan))
+        return plan
+
+    @property
+    def done(self):
+        return self.left == 0 and self.lo == self.hi
+
+
+class PeerStream(_Window):
+    """One owner's answer to one sub-batch. `timeout`: seconds without a byte before the peer
+    counts as stalled (max_wait)."""
+
+    def __init__(self, node, indexes, body, secret_headers, timeout, connect_timeout=5.0):
+        super().__init__()
+        self.node = node
+        self.indexes = array("q", indexes)
+        self.timeout = timeout
+        self.connect_timeout = min(connect_timeout, timeout)
+        self.addr = _address(node.url)
+        self.sock = None
+        self.pooled = False
+        extra = "".join(f"{k}: {v}\r\n" for k, v in secret_headers.items())
+        self.request = (f"POST {peerwire.PATH} HTTP/1.1\r\nHost: {self.addr[0]}:{self.addr[1]}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                        f"{extra}\r\n").encode() + body
+
+    def _fail(self, reason):
+        self.close()
+        raise PeerFailed(self.node, reason)
+
+    def send(self):
+        """Send the sub-batch (on an idle pooled connection when there is one)."""
+        sock = _take_idle(self.addr)
+        self.pooled = sock is not None
+        try:
+            if sock is None:
+                sock = socket.create_connection(self.addr, timeout=self.connect_timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock = sock
+            sock.settimeout(self.timeout)
+            sock.sendall(self.request)
+        except OSError as exc:
+            if self.pooled:
+                return self._resend()
+            self._fail(f"cannot send the sub-batch: {_reason(exc)}")
+
+    def _resend(self):
+        """A pooled connection the peer had closed meanwhile: once more on a new one."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.pooled = False
+        self.send()
+
+    def _read_into(self, view):
+        try:
+            return self.sock.recv_into(view)
+        except socket.timeout:
+            self._fail(f"no data for {self.timeout:g}s (max_wait)")
+        except OSError as exc:
+            self._fail(_reason(exc))
+
+    def read_plan(self):
+        """Phase 1: the status line, then the plan frame. Raises PeerRefused for an AIS error
+        answer, PeerFailed when the peer cannot answer."""
+        status, length = self._read_head()
+        self.left = length - (self.hi - self.lo)
+        if status != 200:
+            self._need(length, None)
+            body = bytes(self.view(length, None))
+            self.release()
+            try:
+                msg = _dec.decode(body).get("message") or body.decode("utf-8", "replace")
+            except (msgspec.DecodeError, AttributeError):
+                msg = body.decode("utf-8", "replace")
+            raise PeerRefused(self.node, status, msg)
+        try:
+            n = peerwire.plan_length(self.view(peerwire.PLAN_HEAD, None))
+            body = bytearray()
+            while len(body) < n:
+                body += self.view(min(WINDOW, n - len(body)), None)
+            _, plan = peerwire.parse_plan(bytes(body), len(self.indexes))
+        except peerwire.WireError as exc:
+            self._fail(str(exc))
+        self.request = None   # answered: never sent again
+        return self._planned(plan)
+
+    def _read_head(self):
+        """(status, Content-Length) of the answer; the bytes after the head stay buffered."""
+        while True:
+            end = self.buf.find(b"\r\n\r\n", 0, self.hi)
+            if end >= 0:
+                break
+            if self.hi >= HEAD_MAX:
+                self._fail("answer head too long")
+            try:
+                got = self.sock.recv_into(memoryview(self.buf)[self.hi:HEAD_MAX])
+            except socket.timeout:
+                self._fail(f"no answer for {self.timeout:g}s (max_wait)")
+            except OSError as exc:
+                got = 0
+                if not self.pooled:
+                    self._fail(_reason(exc))
+            if got == 0:
+                if self.pooled and self.hi == 0:
+                    self._resend()
+                    continue
+                self._fail("connection closed before the answer")
+            self.hi += got
+        head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+        self.lo = end + 4
+        if head[0].startswith("HTTP/1.0"):
+            self.pooled = None
+        try:
+            status = int(head[0].split(" ", 2)[1])
+        except (IndexError, ValueError):
+            self._fail(f"not an HTTP answer: {head[0][:80]!r}")
+        length = None
+        for line in head[1:]:
+            k, _, v = line.partition(":")
+            k = k.strip().lower()
+            if k == "content-length":
+                length = int(v.strip())
+            elif k == "connection" and v.strip().lower() == "close":
+                self.pooled = None   # not reusable
+        if length is None:
+            self._fail("answer without Content-Length")
+        return status, length
+
+    def release(self):
+        """The answer is read to its end: keep the connection for the next sub-batch."""
+        if self.sock is not None and self.done and self.pooled is not None:
+            _give_back(self.addr, self.sock)
+        elif self.sock is not None:
+            self.sock.close()
+        self.sock = None
+
+    def close(self):
+        """Drop the connection (unless the answer was read whole, then it is kept)."""
+        if self.sock is not None:
+            if self.done and self.frames is not None:
+                self.release()
+            else:
+                self.sock.close()
+                self.sock = None
+
+
+class LocalStream(_Window):
+    """Frames of items this node planned itself, produced by `chunks` (an iterator of bytes:
+    a TAR-framed BatchOutput without archive end) and consumed like a peer's."""
+
+    def __init__(self, node, indexes, plan_items, chunks, total, on_close):
+        super().__init__()
+        self.node = node
+        self.indexes = array("q", indexes)
+        self.plan = self._planned([(it.name, it.size, it.err) for it in plan_items])  # few
+        self.left = total
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+        self._on_close = on_close
+
+    def _fail(self, reason):
+        self.close()
+        raise PeerFailed(self.node, reason)
+
+    def _read_into(self, view):
+        if not self._pending:
+            try:
+                self._pending = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+            except Exception as exc:  # a local read failing: as for a peer, try elsewhere
+                self._fail(f"local read failed: {exc}")
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self):
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+
+
+def _reason(exc):
+    return exc.strerror or str(exc) or type(exc).__name__

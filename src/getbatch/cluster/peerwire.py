@@ -1,0 +1,74 @@
+"""The peer protocol of a cluster GetBatch: what a designated target (DT) sends an owner, and
+the framed answer it reads back.
+
+One intra-cluster request per owner carries both phases: `POST /v1/_peer/batch` with the
+owner's sub-batch (a MossReq naming only its entries, buckets resolved, in request order).
+The owner validates and plans it before its status line, so a bad entry is an ordinary AIS
+error answer; otherwise the body is
+
+    plan frame:  b"GBP1" + u32 length (big-endian) + JSON {"uuid", "out": [[name, size, err]]}
+    item frames: one per entry, in order: TAR header + data + padding to 512, exactly as a
+                 TAR output archive holds the entry (a placeholder is a header of size 0)
+
+with a `Content-Length`. The DT reads the plan frame (phase 1) and only then, while it
+writes its output, the item frames (phase 2): TCP holds the owner back while the DT is
+busy elsewhere, so the owner keeps its plan in the thread that answers, and the DT holds at
+most one window of bytes per owner. Every frame's length follows from the plan, so a short,
+broken or desynchronised stream is detected at the first frame it touches (each header is
+compared with the one the DT would write).
+"""
+import struct
+
+import msgspec
+
+from ..batch.request import MossIn
+from .peers import PEER_PREFIX
+
+PATH = PEER_PREFIX + "/batch"
+CONTENT_TYPE = "application/x-getbatch-frames"
+MAGIC = b"GBP1"
+_HEAD = struct.Struct(">4sI")
+PLAN_HEAD = _HEAD.size
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder()
+
+
+class WireError(Exception):
+    """A peer answered something that is not the peer protocol."""
+
+
+def sub_batch(entries, onob):
+    """The request body naming `entries` (parsed MossIn, buckets resolved) for an owner.
+    Planned with `coer` always: the DT decides what a missing entry means, after it looked
+    for it on the other candidates."""
+    ins = [MossIn(e.objname, e.bucket, e.provider, None, e.archpath or None, None,
+                  e.start, e.length) for e in entries]
+    return _enc.encode({"in": ins, "coer": True, "onob": onob, "strm": True, "mime": "tar"})
+
+
+def plan_frame(uuid, items):
+    """The plan frame of an owner's answer: name, size and err_msg of every planned item."""
+    body = _enc.encode({"uuid": uuid, "out": [(it.name, it.size, it.err) for it in items]})
+    return _HEAD.pack(MAGIC, len(body)) + body
+
+
+def plan_length(head):
+    """Length of the JSON after an 8-byte plan-frame head."""
+    magic, n = _HEAD.unpack(head)
+    if magic != MAGIC:
+        raise WireError(f"not a peer batch stream (starts with {bytes(head[:4])!r})")
+    return n
+
+
+def parse_plan(body, expected):
+    """(uuid, [(name, size, err)]) of a plan frame's JSON, checked to hold `expected` items."""
+    try:
+        doc = _dec.decode(body)
+        out = [(str(name), int(size), err) for name, size, err in doc["out"]]
+        uuid = str(doc.get("uuid", ""))
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+        raise WireError(f"malformed plan frame: {exc}") from None
+    if len(out) != expected:
+        raise WireError(f"plan frame lists {len(out)} items, {expected} were asked for")
+    return uuid, out

@@ -1,0 +1,45 @@
+"""POST /v1/_peer/batch: this node as the owner of part of a cluster GetBatch (peerwire.py).
+
+Only for the cluster's nodes (PeerGuard refuses a request without the cluster secret). The
+`storage` is this node's own share: an owner never looks elsewhere. The sub-batch
+is validated and planned like a client's request, before the status line (so a bad entry is
+an AIS error the DT passes on); the answer is the plan frame, then every item as a TAR
+frame, with a Content-Length: the gunicorn worker sends it through the zero-copy emit loop.
+"""
+import logging
+import time
+
+from ..batch import plan as batch_plan
+from ..batch.assemble import BatchOutput
+from ..batch.request import parse
+from ..cluster import peerwire
+from .buckets import read_body
+
+log = logging.getLogger("getbatch.batch")
+
+
+class PeerBatch:
+    def __init__(self, storage, config):
+        self.storage = storage
+        self.config = config
+
+    def on_post(self, req, resp):
+        t0 = time.monotonic()
+        cfg = self.config
+        mreq = parse(read_body(req, cfg.max_body), max_entries=cfg.max_entries)
+        plan = batch_plan.build(mreq, self.storage, max_soft_errs=len(mreq.entries),
+                                max_inflate=cfg.max_inflate)
+        out = BatchOutput(plan, "tar", multipart=False, window=cfg.window, end=False,
+                          prefix=peerwire.plan_frame(plan.uuid, plan.items))
+        out.on_close = lambda o: _log(o, req.remote_addr, t0)
+        resp.content_type = peerwire.CONTENT_TYPE
+        resp.content_length = out.content_length
+        resp.stream = out
+
+
+def _log(out, peer, t0):
+    plan = out.plan
+    log.log(logging.DEBUG if out.completed else logging.WARNING,
+            "peer batch %s %s: for %s, %d entries, %d bytes, %.3f s", plan.uuid,
+            "done" if out.completed else "ABORTED", peer, len(plan.items), out.sent,
+            time.monotonic() - t0)

@@ -1,0 +1,144 @@
+"""Test helper: three getbatch apps serving real HTTP from threads of the test process, with a
+fixed cluster map, for the DT's merge and failover without processes or etcd. A node's answers
+can be cut after some bytes or stalled, which is how a peer dying or freezing mid-batch looks
+to the DT."""
+import io
+import socket
+import threading
+import time
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from getbatch.cluster.peers import SECRET_HEADER
+from getbatch.cluster.share import LocalShare
+from getbatch.cluster.smap import NodeInfo, Smap
+from getbatch.config import Config
+from getbatch.server.app import create_app
+from getbatch.store import LocalStore, Storage
+
+SECRET = {SECRET_HEADER: "s3cr3t"}
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _Buckets:
+    """The cluster's bucket table, as the local store has it (the test makes every bucket on
+    every node)."""
+
+    def __init__(self, local):
+        self.local = local
+
+    def names(self):
+        return self.local.list_buckets()
+
+    def get(self, name):
+        return {} if self.local.has_bucket(name) else None
+
+    def require(self, name):
+        self.local.require_bucket(name)
+
+
+class StaticCluster:
+    """What create_app takes of a node's Cluster, over a fixed map and the local store alone
+    (objects are placed by the test)."""
+
+    uuid = "inproc"
+    created = "2026-01-01T00:00:00Z"
+    secret = SECRET[SECRET_HEADER]
+
+    def __init__(self, smap):
+        self.smap = smap
+        self.node = smap.me
+        self.share = None
+
+    def start(self, storage):
+        local = storage.backends["ais"]
+        self.share = LocalShare(local, _Buckets(local))
+        return storage
+
+
+class Faults:
+    """WSGI middleware: with `cut_after` set, an answer ends (connection dropped) after that
+    many body bytes; with `stall` set, it sleeps that long there instead."""
+
+    def __init__(self, app):
+        self.app = app
+        self.cut_after = None
+        self.stall = None
+
+    def __call__(self, environ, start_response):
+        body = self.app(environ, start_response)
+        if self.cut_after is None or not environ["PATH_INFO"].startswith("/v1/_peer/batch"):
+            return body
+        return self._limited(body, self.cut_after, self.stall)
+
+    @staticmethod
+    def _limited(body, limit, stall):
+        sent = 0
+        try:
+            for chunk in body:
+                if sent + len(chunk) > limit:
+                    yield bytes(chunk[:limit - sent])
+                    if stall:
+                        time.sleep(stall)
+                        continue
+                    raise ConnectionAbortedError("test: the node dies here")
+                sent += len(chunk)
+                yield chunk
+        finally:
+            close = getattr(body, "close", None)
+            if close:
+                close()
+
+
+class Node:
+    def __init__(self, node_id, root, port, nodes):
+        self.id = node_id
+        self.url = f"http://127.0.0.1:{port}"
+        self.store = LocalStore(f"{root}/{node_id}")
+        self.storage = Storage({"ais": self.store})
+        self.config = Config().replace(node_id=node_id, data_dir=f"{root}/{node_id}")
+        self.cluster = StaticCluster(Smap(1, nodes, node_id))
+        self.faults = Faults(create_app(self.config, self.storage, self.cluster))
+        self.server = make_server("127.0.0.1", port, self.faults, server_class=_Server,
+                                  handler_class=_Quiet)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def put(self, bucket, name, data):
+        self.store.put(bucket, name, io.BytesIO(data))
+
+
+class MiniCluster:
+    def __init__(self, root, n=3):
+        ports = []
+        for _ in range(n):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        infos = [NodeInfo(f"n{i}", f"http://127.0.0.1:{p}") for i, p in enumerate(ports)]
+        self.smap = Smap(1, infos, infos[0].id)
+        self.nodes = [Node(info.id, root, p, infos) for info, p in zip(infos, ports)]
+        self.by_id = {n.id: n for n in self.nodes}
+
+    def create_bucket(self, name):
+        for n in self.nodes:
+            n.store.create_bucket(name)
+
+    def put(self, bucket, name, data, copies=1):
+        """Store the object on its first `copies` HRW owners; returns them."""
+        owners = self.smap.owners("ais", bucket, name, copies)
+        for o in owners:
+            self.by_id[o.id].put(bucket, name, data)
+        return [self.by_id[o.id] for o in owners]
+
+    def stop(self):
+        for n in self.nodes:
+            n.server.shutdown()
+            n.server.server_close()

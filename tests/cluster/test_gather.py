@@ -1,0 +1,282 @@
+"""The DT's merge over real HTTP peers (three apps in threads, inproc.py): output byte for byte
+the single node's, in every format and mode; missing entries, lazy placement, and peers that
+die or stall mid-batch."""
+import io
+import json
+import os
+import random
+import tarfile
+import time
+
+import pytest
+import requests
+
+from getbatch.batch import plan as batch_plan
+from getbatch.batch.assemble import BatchOutput
+from getbatch.batch.request import parse
+from getbatch.cluster.gather import Gather, HoleError
+from getbatch.cluster.holes import padded_placeholder
+from getbatch.cluster.peerstream import WINDOW
+from getbatch.store import LocalStore, Storage
+
+from ..batch.emitting import emit_to_file
+from .inproc import SECRET, MiniCluster
+
+
+def make_tar(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mini")
+    c = MiniCluster(root)
+    ref = LocalStore(root / "single")   # the same objects on one node: the expected output
+    rng = random.Random(5)
+    objs = {f"o{i}": rng.randbytes(rng.choice([0, 1, 511, 512, 513, 4096, 70000]))
+            for i in range(150)}
+    objs["big"] = os.urandom(WINDOW * 2 + 777)   # frames wider than a peer window
+    objs["shard.tar"] = make_tar([("a/x.txt", b"x" * 1000), ("y.bin", os.urandom(3000))])
+    for b in ("b", "c"):
+        c.create_bucket(b)
+        ref.create_bucket(b)
+        for name, data in objs.items():
+            c.put(b, name, data)
+            ref.put(b, name, io.BytesIO(data))
+    c.objs = objs
+    c.ref = Storage({"ais": ref})
+    yield c
+    c.stop()
+
+
+def single_node(mini, body, fmt="tar"):
+    """What one node holding every object answers (streamed archive, or (meta, archive))."""
+    req = parse(json.dumps(body).encode(), "b")
+    out = BatchOutput(batch_plan.build(req, mini.ref), req.mime, multipart=not req.strm)
+    data = b"".join(out)
+    out.close()
+    return data
+
+
+def moss(mini, body, node=0, **params):
+    return requests.get(f"{mini.nodes[node].url}/v1/ml/moss/b", json=body, params=params)
+
+
+def split_multipart(resp_or_bytes, ctype):
+    boundary = ctype.split("boundary=")[1].encode()
+    parts = resp_or_bytes.split(b"--" + boundary)
+    meta = json.loads(parts[1].split(b"\r\n\r\n", 1)[1])
+    return meta, parts[2].split(b"\r\n\r\n", 1)[1][:-2]
+
+
+def mixed_entries(mini):
+    names = list(mini.objs)
+    random.Random(9).shuffle(names)
+    ins = [{"objname": n} for n in names]
+    ins += [{"objname": "shard.tar", "archpath": "a/x.txt"}, {"objname": "shard.tar/y.bin"},
+            {"objname": "big", "start": WINDOW - 5, "length": 1000},
+            {"objname": "o3", "bucket": "c", "opaque": "AAEC"}, {"objname": "o3"}]
+    return ins
+
+
+@pytest.mark.parametrize("strm", [True, False])
+@pytest.mark.parametrize("mime", [".tar", ".tgz", ".tar.lz4", ".zip"])
+def test_same_bytes_as_one_node(mini, strm, mime):
+    body = {"in": mixed_entries(mini), "strm": strm, "mime": mime}
+    r = moss(mini, body)
+    assert r.status_code == 200, r.text
+    want = single_node(mini, body)
+    if strm:
+        assert r.content == want
+    else:
+        meta, arch = split_multipart(r.content, r.headers["Content-Type"])
+        wmeta, warch = split_multipart(want, r.headers["Content-Type"].replace(
+            r.headers["Content-Type"].split("boundary=")[1], want[2:62].decode()))
+        assert arch == warch and meta["out"] == wmeta["out"]
+        assert len(meta["out"]) == len(body["in"])
+
+
+def test_emit_path_same_bytes(mini, tmp_path):
+    """The zero-copy path (what the gunicorn worker runs) gives the same bytes."""
+    body = {"in": mixed_entries(mini), "strm": True, "onob": True}
+    req = parse(json.dumps(body).encode(), "b")
+    n0 = mini.nodes[0]
+    out = BatchOutput(Gather(req, n0.cluster.smap, n0.cluster.node, n0.storage, n0.config,
+                             SECRET, 5.0).plan(), "tar", multipart=False)
+    n = emit_to_file(out, tmp_path / "out.tar")
+    out.close()
+    got = (tmp_path / "out.tar").read_bytes()
+    assert n == out.content_length == len(got)
+    assert got == single_node(mini, body)
+
+
+def test_missing(mini):
+    ins = [{"objname": "o1"}, {"objname": "nope"}, {"objname": "shard.tar", "archpath": "zz"}]
+    r = moss(mini, {"in": ins})
+    assert r.status_code == 404 and "ais://b/nope does not exist" in r.json()["message"]
+    r = moss(mini, {"in": ins, "coer": True})
+    meta, arch = split_multipart(r.content, r.headers["Content-Type"])
+    assert [o.get("err_msg") is not None for o in meta["out"]] == [False, True, True]
+    with tarfile.open(fileobj=io.BytesIO(arch)) as tf:
+        assert tf.getnames() == ["b/o1", "__404__/b/nope", "__404__/b/shard.tar/zz"]
+    r = moss(mini, {"in": [{"objname": f"nope{i}"} for i in range(9)], "coer": True})
+    assert r.status_code == 400 and "soft-errors limit" in r.json()["message"]
+
+
+def test_errors_from_owners_are_the_requests(mini):
+    r = moss(mini, {"in": [{"objname": f"o{i}"} for i in range(30)]
+                    + [{"objname": "o1", "start": 10 ** 9, "length": 1}]})
+    assert r.status_code == 416
+    r = moss(mini, {"in": [{"objname": "o1", "bucket": "nob"}]})
+    assert r.status_code == 404
+
+
+def test_object_off_its_owner_is_found(mini):
+    """Written under another membership: not on its HRW owner, found on another node."""
+    owner = mini.smap.owner("ais", "b", "stray")
+    other = next(n for n in mini.nodes if n.id != owner.id)
+    other.put("b", "stray", b"stray bytes")
+    try:
+        r = moss(mini, {"in": [{"objname": "o1"}, {"objname": "stray"}], "strm": True})
+        with tarfile.open(fileobj=io.BytesIO(r.content)) as tf:
+            assert tf.extractfile("b/stray").read() == b"stray bytes"
+    finally:
+        other.store.delete("b", "stray")
+
+
+def test_peer_without_secret_refused(mini):
+    r = requests.post(f"{mini.nodes[1].url}/v1/_peer/batch", data=b'{"in":[{"objname":"o1"}]}')
+    assert r.status_code == 403
+
+
+# -- a peer failing in the middle of a batch
+
+
+def _remote_node(mini, names):
+    """The peer (not n0) owning the most of `names`."""
+    counts = {}
+    for n in names:
+        owner = mini.smap.owner("ais", "b", n).id
+        counts[owner] = counts.get(owner, 0) + 1
+    return mini.by_id[max((k for k in counts if k != "n0"), key=counts.get)]
+
+
+@pytest.fixture
+def failing(mini):
+    names = [f"o{i}" for i in range(150)] + ["big"]
+    node = _remote_node(mini, names)
+    yield names, node
+    node.faults.cut_after = node.faults.stall = None
+
+
+def _emit(mini, body, tmp_path, max_wait=5.0):
+    req = parse(json.dumps(body).encode(), "b")
+    n0 = mini.nodes[0]
+    out = BatchOutput(Gather(req, n0.cluster.smap, n0.cluster.node, n0.storage, n0.config,
+                             SECRET, max_wait).plan(), req.mime, multipart=not req.strm)
+    try:
+        emit_to_file(out, tmp_path / "out")
+    finally:
+        out.close()
+    return out, (tmp_path / "out").read_bytes()
+
+
+def _with_replicas(mini, names, node):
+    """Copy what `node` holds of `names` to the next HRW candidate (a second copy)."""
+    placed = []
+    for n in names:
+        owners = mini.smap.owners("ais", "b", n, 2)
+        if owners[0].id == node.id:
+            mini.by_id[owners[1].id].put("b", n, mini.objs[n])
+            placed.append((owners[1].id, n))
+    return placed
+
+
+@pytest.mark.parametrize("cut", [600, 100_000, WINDOW + 5000])
+def test_peer_dies_with_replicas_complete(mini, failing, tmp_path, cut):
+    names, node = failing
+    placed = _with_replicas(mini, names, node)
+    node.faults.cut_after = cut
+    try:
+        body = {"in": [{"objname": n} for n in names], "strm": True}
+        out, got = _emit(mini, body, tmp_path)
+        assert got == single_node(mini, body)
+        r = moss(mini, dict(body, mime=".tgz"))
+        assert r.content == single_node(mini, dict(body, mime=".tgz"))
+    finally:
+        for nid, n in placed:
+            mini.by_id[nid].store.delete("b", n)
+
+
+def test_peer_dies_no_replica_placeholders_keep_length(mini, failing, tmp_path):
+    names, node = failing
+    node.faults.cut_after = 20_000
+    body = {"in": [{"objname": n} for n in names], "strm": True, "coer": True}
+    with pytest.raises(HoleError, match="soft-errors limit"):
+        _emit(mini, body, tmp_path)
+    mine = [n for n in names if mini.smap.owner("ais", "b", n).id == node.id]
+    few = [n for n in names if n not in mine[6:]]  # 6 of its items: at most 6 holes
+    body["in"] = [{"objname": n} for n in few]
+    node.faults.cut_after = 400   # just past its plan frame
+    out, got = _emit(mini, body, tmp_path)
+    assert len(got) == out.content_length
+    with tarfile.open(fileobj=io.BytesIO(got)) as tf:
+        members = [(m.name, tf.extractfile(m).read()) for m in tf]
+    assert len(members) == len(few)
+    holes = 0
+    for (name, data), want in zip(members, few):
+        if name.startswith("__404__/"):
+            assert name == f"__404__/b/{want}" and data == b""
+            holes += 1
+        else:
+            assert (name, data) == (f"b/{want}", mini.objs[want])
+    assert 0 < holes <= 6
+
+
+def test_peer_dies_no_coer_aborts(mini, failing, tmp_path):
+    names, node = failing
+    node.faults.cut_after = 20_000
+    with pytest.raises(HoleError):
+        _emit(mini, {"in": [{"objname": n} for n in names], "strm": True}, tmp_path)
+    r = moss(mini, {"in": [{"objname": n} for n in names], "strm": True})  # iterated path
+    with pytest.raises(requests.RequestException):
+        r.raise_for_status()
+        tarfile.open(fileobj=io.BytesIO(r.content)).getmembers()
+        if len(r.content) != int(r.headers.get("Content-Length", -1)):
+            raise requests.RequestException("short")
+
+
+def test_peer_stalls_past_max_wait(mini, failing, tmp_path):
+    names, node = failing
+    placed = _with_replicas(mini, names, node)
+    node.faults.cut_after, node.faults.stall = 50_000, 3.0
+    try:
+        body = {"in": [{"objname": n} for n in names], "strm": True}
+        t0 = time.monotonic()
+        out, got = _emit(mini, body, tmp_path, max_wait=0.5)
+        assert time.monotonic() - t0 < 2.5
+        assert got == single_node(mini, body)
+    finally:
+        for nid, n in placed:
+            mini.by_id[nid].store.delete("b", n)
+
+
+@pytest.mark.parametrize("name", ["b/o1", "b/" + "d" * 90 + "/o", "b/" + "x" * 95])
+@pytest.mark.parametrize("size", [0, 1, 600, 5000])
+def test_padded_placeholder(name, size):
+    from getbatch.archive import tar_entry_size
+    n = tar_entry_size(name, size)
+    frame = padded_placeholder("__404__/" + name, n)
+    if frame is None:
+        assert len(("__404__/" + name)) > 100
+        return
+    assert len(frame) == n
+    with tarfile.open(fileobj=io.BytesIO(frame + bytes(1024))) as tf:
+        (m,) = tf.getmembers()
+    assert m.name == "__404__/" + name and m.size == 0
