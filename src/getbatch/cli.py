@@ -1,6 +1,7 @@
 """Command line: `getbatch serve` runs one node under gunicorn; `getbatch config show` prints the
 effective configuration; `getbatch cluster` starts a local etcd and N nodes; `getbatch
-rebalance` moves a cluster's objects to their current owners.
+rebalance` moves a cluster's objects to their current owners; `getbatch get` runs one
+GetBatch against a node (client.py).
 
 Every setting of `getbatch.config` is a flag of both commands, an environment variable
 (GETBATCH_<NAME>) and a key of the `--config` TOML file. Everything that can be checked is
@@ -18,6 +19,8 @@ import sys
 import time
 
 from . import __version__
+from .auth import command as token_command
+from .auth.keys import signing_key
 from .config import SETTINGS, Config, ConfigError, format_value
 
 SNIPPET = """\
@@ -142,7 +145,9 @@ def banner(config, cluster=None):
     return (f"getbatch {__version__} serving {where} (backend={_backend()}, data dir "
             f"{os.path.abspath(config.data_dir)}, {config.workers} workers x {config.threads} "
             f"threads, config from {_sources(config)}); Ctrl-C stops it.\n"
-            f"Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n"
+            + ("Auth is on: every request but /v1/health needs a token "
+               "(getbatch token issue; Client(url, token=...)).\n" if config.auth else "")
+            + f"Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n"
             + SNIPPET.format(url=url))
 
 
@@ -173,6 +178,8 @@ def serve(config):
     handler = logging.StreamHandler()
     handler.setFormatter(_LineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=config.log_level, handlers=[handler])
+    if config.auth:  # a missing or unusable key is one line, before any worker starts
+        signing_key(config)
     _check_port(config.host, config.port)
     storage = _open_storage(config)
     cluster = _join_cluster(config, storage)
@@ -187,6 +194,11 @@ def serve(config):
     opts = gunicorn_options(config, on_ready=on_ready)
     if registrar is not None:
         opts["on_exit"] = lambda server: registrar.stop()
+    # metrics: one multiprocess directory per node, emptied before the workers fork
+    from .server.metrics import mark_worker_dead, multiprocess_dir, prepare_multiprocess
+    metrics_dir = multiprocess_dir(config)
+    prepare_multiprocess(metrics_dir)
+    opts["child_exit"] = lambda server, worker: mark_worker_dead(metrics_dir, worker.pid)
 
     class Node(BaseApplication):
         def __init__(self):
@@ -242,6 +254,8 @@ def parser():
                            description="Print every setting with the value `serve` would use "
                                        "with the same file, environment and flags.")
     _add_setting_flags(show)
+    # -- auth: `getbatch token issue`
+    token_command.add_parser(sub)
     # -- clusters
     cl = sub.add_parser("cluster", help="start a local etcd and N nodes (development)",
                         description="Start a local etcd and N nodes on consecutive ports from "
@@ -260,6 +274,7 @@ def parser():
     rb.add_argument("--rate", type=int, default=500,
                     help="objects checked per second per node (default 500; 0: no limit)")
     rb.add_argument("--no-wait", action="store_true", help="start it and return")
+    _add_get_command(sub)
     return p
 
 
@@ -296,8 +311,32 @@ def _rebalance(args):
     return 0
 
 
+def _add_get_command(sub):
+    from .client import DEFAULT_URL, FORMATS
+    g = sub.add_parser(
+        "get", help="run one GetBatch and write the archive to a file",
+        description="Run one GetBatch (streaming) and write the archive: to a temporary name, "
+                    "renamed when complete; a failed or cut batch leaves no output file and "
+                    "exits non-zero. NAME is BUCKET/OBJECT, or OBJECT with --bucket; "
+                    "SHARD/MEMBER (e.g. shard.tar/x.wav) names a file inside a shard.")
+    g.add_argument("names", nargs="*", metavar="NAME", help="objects or archived files, in order")
+    g.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="read the names from FILE, one a line ('-': stdin; # comments)")
+    g.add_argument("--url", default=os.environ.get("AIS_ENDPOINT") or DEFAULT_URL,
+                   help=f"the node (default $AIS_ENDPOINT or {DEFAULT_URL})")
+    g.add_argument("--bucket", help="the bucket of every NAME")
+    g.add_argument("-o", "--output", metavar="OUT",
+                   help="the archive to write (default batch.<format extension>)")
+    g.add_argument("--format", default="tar", choices=list(FORMATS), help="default tar")
+    g.add_argument("--coer", action="store_true",
+                   help="missing items become empty __404__/ entries instead of failing the batch")
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.cmd == "get":
+        from .client import run
+        return run(args)
     try:
         if args.cmd == "cluster":
             return _cluster(args) or 0
@@ -308,6 +347,8 @@ def main(argv=None):
             show_config(config)
         elif args.cmd == "serve":
             serve(config)
+        elif args.cmd == "token":
+            token_command.run(args, config)
     except ConfigError as exc:
         print(f"getbatch: {exc}", file=sys.stderr)
         return 2

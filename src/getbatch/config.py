@@ -87,11 +87,15 @@ def _as_str(v):
     return v
 
 
+def _as_optional(v):
+    """A string that may be unset: "" (written "" or "none")."""
+    v = _as_str(v)
+    return "" if v.strip().lower() == "none" else v
+
+
 def _as_url(v):
     """A URL, or "" for none (written "" or "none")."""
-    url = _as_str(v).strip().rstrip("/")
-    if url.lower() == "none":
-        return ""
+    url = _as_optional(v).strip().rstrip("/")
     if url and not re.fullmatch(r"https?://[^/\s]+", url):
         raise ValueError("expecting a URL such as http://10.0.0.5:51080 (scheme, host and port)")
     return url
@@ -204,6 +208,12 @@ SETTINGS = (
             "items of this size and more go to remote clients with sendfile(2)", 0),
     Setting("sendfile_loopback", _as_bool, False,
             "use sendfile for loopback clients too (copies measured faster there)"),
+    # -- authentication (docs/auth.md)
+    Setting("auth", _as_bool, False,
+            "require a signed bearer token on every request but /v1/health"),
+    Setting("auth_key", _as_optional, "",
+            "token signing key (secret; prefer auth_key_file or the environment to a flag)"),
+    Setting("auth_key_file", _as_optional, "", "file holding the token signing key"),
     Setting("pure", _as_bool, False,
             "use the pure-Python twins instead of the Cython extensions (environment only)"),
 )
@@ -310,8 +320,14 @@ _SIZE_KEYS = {s.name for s in SETTINGS if s.parse is _as_size}
 _DURATION_KEYS = {s.name for s in SETTINGS if s.parse is _as_duration}
 
 
+_SECRET_KEYS = {"auth_key"}
+
+
 def format_value(name, value):
-    """A value as an operator would write it back (sizes in KiB/MiB/GiB, durations in s)."""
+    """A value as an operator would write it back (sizes in KiB/MiB/GiB, durations in s);
+    secrets are only said to be set."""
+    if name in _SECRET_KEYS:
+        return "(set)" if value else "none"
     if name in _SIZE_KEYS:
         for unit, mult in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
             if value and value % mult == 0:

@@ -117,6 +117,13 @@ def test_two_copies_survive_a_killed_node(make_cluster):
     c.kill(1)
     for n, v in data.items():  # at once: reads skip the dead node without waiting for the map
         assert clients[0].bucket("safe").object(n).get_reader().read_all() == v
+    # writes too: a dead owner is skipped, the copies go to the next nodes
+    late = {f"late{i}": os.urandom(70 + i) for i in range(15)}
+    for n, v in late.items():
+        clients[2].bucket("safe").object(n).get_writer().put_content(v)
+    data.update(late)
+    assert sum(n in _local_names(c.nodes[0], "safe") and n in _local_names(c.nodes[2], "safe")
+               for n in late) == len(late)
     c.wait_members(2, timeout=LEASE_TTL * 3)
     for n, v in data.items():
         assert clients[2].bucket("safe").object(n).get_reader().read_all() == v

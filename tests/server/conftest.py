@@ -90,11 +90,12 @@ def plain_gthread_argv():
             "--no-control-socket", "-b", "127.0.0.1:{port}", "getbatch.server.wsgi:app"]
 
 
-def make_client(url, timeout=(5, 60)):
-    """An SDK client that fails fast: no status retries, one network attempt."""
+def make_client(url, timeout=(5, 60), token=None):
+    """An SDK client that fails fast: no status retries, one network attempt. `token`: its
+    bearer token (None: the SDK's default, env AIS_AUTHN_TOKEN)."""
     retry = RetryConfig(http_retry=Retry(total=0, connect=0, read=0, status_forcelist=[]),
                         network_retry=Retrying(stop=stop_after_attempt(1), reraise=True))
-    return Client(url, retry_config=retry, timeout=timeout)
+    return Client(url, retry_config=retry, timeout=timeout, token=token)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,8 @@ import msgspec
 
 from ..archive import ArchiveError, MemberNotFound
 from ..batch.errors import BatchError
+from ..jobs import TooManyJobs
+from ..jobs.listrange import SelectionError
 from ..store import errors as se
 
 log = logging.getLogger("getbatch.server")
@@ -56,6 +58,10 @@ def to_ais_error(ex):
         return AISError(404, str(ex), "ErrObjNotFound")
     if isinstance(ex, ArchiveError):
         return AISError(400, str(ex))
+    if isinstance(ex, SelectionError):
+        return AISError(400, str(ex))
+    if isinstance(ex, TooManyJobs):
+        return AISError(429, str(ex))
     if isinstance(ex, RecursionError):
         return AISError(400, "malformed JSON request body: nested too deeply")
     return None

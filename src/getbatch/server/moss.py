@@ -16,6 +16,7 @@ from ..cluster.gather import Gather
 from ..cluster.peers import SECRET_HEADER
 from ..config import ConfigError, Setting, _as_duration
 from ..store import normalize_provider
+from .auth import authorize_entries
 from .buckets import bucket_backend, read_body
 from .errors import AISError
 
@@ -42,6 +43,7 @@ class Moss:
             checked = ((provider, bucket),)
         cfg = self.config
         mreq = parse(read_body(req, cfg.max_body), bucket, provider, max_entries=cfg.max_entries)
+        authorize_entries(req, mreq.entries)
         smap = self.cluster.smap if self.cluster is not None else None
         if smap is not None and any(n.id != self.cluster.node.id for n in smap.nodes):
             if coloc and _colocate(req, resp, mreq, smap):

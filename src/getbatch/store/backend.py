@@ -11,10 +11,11 @@ shard once per request.
 """
 from abc import ABC, abstractmethod
 
-from .errors import BucketNotFound, StoreError
+from .errors import BucketNotFound, NotRemote, StoreError
 from .names import validate_bucket_name
 
 _CHUNK = 1 << 20
+MAX_PAGE = 10_000  # entries in one listing page when the client asks for "as many as you like"
 
 
 class Source:
@@ -63,6 +64,12 @@ class Backend(ABC):
     exceptions of `store.errors`."""
 
     provider = ""
+
+    @property
+    def remote(self):
+        """True when the bucket's objects are local copies of a remote store's (every provider
+        but `ais`): the buckets prefetch and evict apply to."""
+        return self.provider != "ais"
 
     # ---- buckets
     @abstractmethod
@@ -123,6 +130,17 @@ class Backend(ABC):
     @abstractmethod
     def delete(self, bucket, name):
         """Remove the object; ObjectNotFound if missing."""
+
+    def prefetch(self, bucket, name):
+        """Bring the object's current remote version into the local cache (a no-op when the
+        cached copy is current); returns the bytes fetched. ObjectNotFound if missing.
+        Remote backends implement it; the default refuses, as AIS does for its own buckets."""
+        raise NotRemote("prefetch", bucket, self.provider)
+
+    def evict(self, bucket, name):
+        """Drop the object's cached copy, keeping the remote object; returns the bytes freed.
+        ObjectNotFound if the object is not cached. Remote backends only."""
+        raise NotRemote("evict", bucket, self.provider)
 
     @abstractmethod
     def list_objects(self, bucket, prefix="", page_size=0, token="", start_after="",

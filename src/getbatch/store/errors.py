@@ -74,6 +74,17 @@ class InvalidProvider(StoreError, ValueError):
                          '(expecting ais, aws/s3, gcp/gs, azure/az, oci/oc or ht)')
 
 
+class NotRemote(StoreError):
+    """Prefetch or evict on a bucket that is not a cache of a remote store (AIS refuses
+    them on its own `ais://` buckets too)."""
+
+    def __init__(self, action, bucket, provider="ais"):
+        self.bucket = bucket
+        self.provider = provider
+        super().__init__(f"{action}: {provider}://{bucket} is not a remote bucket (prefetch and "
+                         "evict apply to buckets cached from a remote store, like aws://)")
+
+
 class Conflict(StoreError):
     """The name collides with the filesystem layout: an object `a` and an object `a/b`
     cannot both exist, because `a` would have to be a file and a directory."""

@@ -23,7 +23,7 @@ from ..archive import InflateCache, open_shard
 from . import attrs as meta
 from .append import AppendSessions
 from .attrs import attrs_from_stat
-from .backend import Backend
+from .backend import MAX_PAGE, Backend
 from .errors import BucketExists, BucketNotFound, InvalidName, ObjectNotFound
 from .fsutil import copy_stream, fsync_dir, full_disk_is_507, own, prune_empty_dirs, sweep
 from .listing import walk_names
@@ -31,7 +31,6 @@ from .local_read import OPEN_FLAGS, FileSource, LocalBatchReader, lookup_error
 from .names import validate_bucket_name, validate_object_name
 from .publish import Publisher
 
-MAX_PAGE = 10_000
 STALE_AFTER = 3600.0  # seconds without modification before an append session is dropped
 _SWEEP_UNOWNED_AFTER = 5.0  # temp files no live process owns are leftovers after this age
 _NAME_MAX = 255       # bytes per path component (ext4, xfs, btrfs)
