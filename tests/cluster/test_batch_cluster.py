@@ -127,6 +127,11 @@ def test_coloc_redirects_to_the_main_owner(cluster, spread, strm):
     objs = dict(want)
     assert [i.obj_name for i, _ in got] == names
     assert [d for _, d in got] == [objs[f"big/{n}"] for n in names]
+    # a request with credentials stays too: a client following the 307 would drop them
+    r = requests.get(f"{entry.url}/v1/ml/moss/big", params={"coloc": "1"}, allow_redirects=False,
+                     headers={"Authorization": "Bearer x"}, timeout=60,
+                     json={"in": [{"objname": n} for n in names[:10]], "strm": True})
+    assert r.status_code == 200
     # coloc=0 stays where it landed
     r = requests.get(f"{entry.url}/v1/ml/moss/big", params={"coloc": "0"}, allow_redirects=False,
                      json={"in": [{"objname": n} for n in names[:10]], "strm": True}, timeout=60)
