@@ -173,12 +173,29 @@ class Gather:
 
     def _assign(self, s, plan):
         again = []
-        for i, (name, size, err) in zip(s.indexes, plan):
+        s.last = -1   # the position of the last item taken from this stream
+        for pos, (i, (name, size, err)) in enumerate(zip(s.indexes, plan)):
             if self._take(i, s.node.id, Item(name, size, remote=self, offset=i), err):
                 self.where[i] = s
+                s.last = pos
             else:
                 again.append(i)
+        if s.last < 0:
+            self._finish(s, None)
         return again
+
+    def _finish(self, s, flush):
+        """Nothing more is taken from stream `s`: read what it still sends (placeholders of
+        entries it lacked, found elsewhere) so that its connection serves the next batch and
+        the owner sees its answer taken whole; a stream with more than a window left is cut."""
+        rest = sum(s.frames[s.pos:])
+        try:
+            if rest <= WINDOW:
+                s.skip(rest, flush)
+                s.pos = len(s.indexes)
+        except PeerFailed:
+            pass
+        s.close()
 
     def _plan_local(self, indexes, checked):
         """Plan entries this node owns with the single-node planner (placeholders, not 404s:
@@ -302,8 +319,8 @@ class Gather:
                 self._relocate(s, exc)
                 continue
             s.pos += 1
-            if s.pos == len(s.indexes):
-                s.close()
+            if s.pos > s.last:
+                self._finish(s, flush)
 
     def hole(self, it):
         """The placeholder name for item `it`, which became a hole; raises HoleError where
@@ -341,8 +358,8 @@ class Gather:
                 self._relocate(s, exc)
             return None
         s.pos += 1
-        if s.pos == len(s.indexes):
-            s.close()
+        if s.pos > s.last:
+            self._finish(s, flush)
         return v
 
     def emit(self, it, head, add, flush):

@@ -82,6 +82,7 @@ class _Window:
         self.indexes = ()         # request index of each planned item (an array: a batch
                                   # holds one per entry, so no int objects)
         self.pos = 0              # the item whose frame comes next
+        self.last = -1            # the last item the DT takes from this stream
         self.node = None
 
     def _need(self, n, flush):
