@@ -9,11 +9,12 @@ Payloads: items of 4 KiB and 64 KiB, text-like (slices of the Python standard li
 source files: prose, code, repeated identifiers) and random (os.urandom, like already
 compressed media).
 - CPU: lz4 frame compress and decompress rates per item on one core (MB/s of uncompressed
-  bytes) and the compressed size ratio.
+  bytes per CPU second) and the compressed size ratio.
 - Link: two hosts (bench/netns.py); a sender in one streams 256 MiB of items to a receiver in
   the other, as a peer's stream to its DT: length-prefixed frames, raw, or each item
   compressed by the sender and decompressed by the receiver. The figure is uncompressed
-  MB/s at the receiver.
+  MB/s at the receiver (wall time: on a loaded machine the compressing side is slowed
+  by other work as well).
 """
 import argparse
 import glob
@@ -50,12 +51,13 @@ def cpu_rates():
     for kind in ("text", "random"):
         for size in SIZES:
             items = payload(kind, size, max(64, (16 << 20) // size))
-            t0 = time.perf_counter()
+            # CPU time, not wall time: on a shared machine this is the rate of one core
+            t0 = time.process_time()
             packed = [lz4.frame.compress(x, store_size=False) for x in items]
-            t1 = time.perf_counter()
+            t1 = time.process_time()
             for x in packed:
                 lz4.frame.decompress(x)
-            t2 = time.perf_counter()
+            t2 = time.process_time()
             raw = sum(map(len, items))
             print(f"{kind} {size >> 10} KiB".ljust(16),
                   f"{sum(map(len, packed)) / raw:6.2f} {raw / (t1 - t0) / 1e6:14.0f} "
