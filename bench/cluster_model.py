@@ -122,21 +122,21 @@ def main(path):
             model = eff * 1e9 / 8 / 1e6
             got = rec["bytes"] / (rec[n]["seconds"] - rec[n]["ttfb"]) / 1e6
             print(f"  {key:40} {n} node(s): {got:6.1f} / {model:6.1f} = {got / model:.2f}")
-    print("\nprediction: one batch on N separate machines, items/s (MB/s of items) [stream bound]")
-    for kind, c in cal.items():
-        for nic, rate in NICS.items():
-            cells = []
-            for n in NODES:
-                t, which = seconds_per_item(c, n, rate * eff)
-                cells.append(f"{n:2}: {1 / t:9,.0f} ({SIZES[kind][1] / t / 1e6:6,.0f}) [{which}]")
-            print(f"  {kind} {nic}\n    " + "\n    ".join(cells))
-    print("\nprediction: many concurrent batches, DTs spread, 1 core per node (items/s) [bound]")
-    for kind, c in cal.items():
-        for nic, rate in NICS.items():
-            cells = [f"{n}: {aggregate(c, n, rate * eff)[0]:,.0f} [{aggregate(c, n, rate * eff)[1]}]"
-                     for n in NODES]
-            print(f"  {kind} {nic}: " + "; ".join(cells))
-
+    short = {"DT CPU": "cpu", "peer CPU": "peer", "DT NIC out": "out", "DT NIC in": "in",
+             "CPU": "cpu", "NIC": "nic"}
+    head = "| items, NIC | " + " | ".join(f"N={n}" for n in NODES) + " |"
+    rule = "|---|" + "---:|" * len(NODES)
+    for title, cell in (
+            ("one batch on N separate machines: items/s [bound: DT cpu, DT NIC out]",
+             lambda c, n, r: (lambda t, w: (1 / t, w))(*seconds_per_item(c, n, r))),
+            ("many concurrent batches, DTs spread, 1 core per node: items/s [bound]",
+             aggregate)):
+        print(f"\nprediction, {title}\n{head}\n{rule}")
+        for kind, c in cal.items():
+            for nic, rate in NICS.items():
+                cells = [cell(c, n, rate * eff) for n in NODES]
+                print(f"| {kind}, {nic} | "
+                      + " | ".join(f"{v:,.0f} {short[w]}" for v, w in cells) + " |")
 
 if __name__ == "__main__":
     main(sys.argv[1])
