@@ -204,6 +204,10 @@ def trace_sendfile(hosted, bucket, entries, root, tag):
     return got
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rates", default="1gbit,none", help="tc rates to run, comma-separated; "
@@ -215,7 +219,7 @@ def main(argv=None):
     if not ok:
         sys.exit(f"bench_cluster_netns: {why}")
     # SIGTERM unwinds like Ctrl-C, so the namespaces and nodes are always removed
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     root = tempfile.mkdtemp(prefix="bench-cnet-")
     rates = [None if r == "none" else r for r in args.rates.split(",")]
     sets, bodies = dataset()

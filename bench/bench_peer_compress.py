@@ -19,6 +19,7 @@ compressed media).
 import argparse
 import glob
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -107,13 +108,25 @@ def link(rates):
                     for compress in (0, 1):
                         rx = hosts.popen(0, here + ["--receive", hosts.addrs[0]],
                                          stdout=subprocess.PIPE, text=True, env=env)
-                        time.sleep(0.5)
-                        tx = hosts.popen(1, here + ["--send", hosts.addrs[0], kind, str(size),
-                                                    str(compress)], env=env)
-                        tx.wait(timeout=300)
-                        row.append(rx.communicate(timeout=60)[0].strip())
+                        tx = None
+                        try:
+                            time.sleep(0.5)
+                            tx = hosts.popen(1, here + ["--send", hosts.addrs[0], kind,
+                                                        str(size), str(compress)], env=env)
+                            tx.wait(timeout=300)
+                            row.append(rx.communicate(timeout=60)[0].strip())
+                        finally:
+                            # a process outlives its namespace: never leave one behind
+                            for proc in (tx, rx):
+                                if proc is not None and proc.poll() is None:
+                                    proc.kill()
+                                    proc.wait()
                     print(f"link {rate or 'unshaped':8} {kind:6} {size >> 10:2} KiB: raw "
                           f"{row[0]:>5} MB/s, lz4 {row[1]:>5} MB/s", flush=True)
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
 
 
 def main():
@@ -127,6 +140,7 @@ def main():
     elif args.receive:
         receive(args.receive)
     else:
+        signal.signal(signal.SIGTERM, _interrupt)   # unwind: the namespaces are removed
         cpu_rates()
         link([None if r == "none" else r for r in args.rates.split(",")])
 
