@@ -3,9 +3,9 @@
     sudo PYTHONPATH=src:. python bench/bench_cluster_netns.py [--rates 1gbit,none]
         [--out FILE.json] [--skip-large]                   # about 10 minutes on 2 cores
 
-Needs root and iproute2 (bench/netns.py). Four hosts (namespaces gbh0..gbh3, 10.77.0.10-13),
-each on its own veth link to a bridge in the root namespace; both directions of every link
-shaped to the NIC rate (tc tbf), or not shaped ("none"). Hosts 0-2 run a 3-node cluster
+Needs root, iproute2 (bench/netns.py) and strace (Debian packages iproute2, strace). Four
+hosts (namespaces gbh0..gbh3, 10.77.0.10-13), each on its own veth link to a bridge in the
+root namespace; both directions of every link shaped to the NIC rate (tc tbf), or not shaped ("none"). Hosts 0-2 run a 3-node cluster
 (1 worker x 2 threads each, `--host 10.77.0.1x --advertise http://10.77.0.1x:51080`) with etcd
 in the root namespace on 10.77.0.1; host 3 runs one lone node with the same settings on the
 same kind of link. The client (this process) is in the root namespace: its side of the
@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -218,6 +219,8 @@ def main(argv=None):
     ok, why = available()
     if not ok:
         sys.exit(f"bench_cluster_netns: {why}")
+    if not args.skip_large and shutil.which("strace") is None:
+        sys.exit("bench_cluster_netns: needs `strace` (Debian package strace), or --skip-large")
     # SIGTERM unwinds like Ctrl-C, so the namespaces and nodes are always removed
     signal.signal(signal.SIGTERM, _interrupt)
     root = tempfile.mkdtemp(prefix="bench-cnet-")
