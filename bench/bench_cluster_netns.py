@@ -6,11 +6,12 @@
 Needs root, iproute2 (bench/netns.py) and strace (Debian packages iproute2, strace). Four
 hosts (namespaces gbh0..gbh3, 10.77.0.10-13), each on its own veth link to a bridge in the
 root namespace; both directions of every link shaped to the NIC rate (tc tbf), or not
-shaped ("none"). Hosts 0-2 run a 3-node cluster (1 worker x 2 threads each, `--host 10.77.0.1x --advertise http://10.77.0.1x:51080`) with etcd
-in the root namespace on 10.77.0.1; host 3 runs one lone node with the same settings on the
-same kind of link. The client (this process) is in the root namespace: its side of the
-bridge is not shaped, so what limits it is the DT's (or the lone node's) link, as with a
-client on a faster network. Every request lands on node 0 (the DT).
+shaped ("none"). Hosts 0-2 run a 3-node cluster (1 worker x 2 threads each, `--host
+10.77.0.1x --advertise http://10.77.0.1x:51080`) with etcd in the root namespace on
+10.77.0.1; host 3 runs one lone node with the same settings on the same kind of link. The
+client (this process) is in the root namespace: its side of the bridge is not shaped, so
+what limits it is the DT's (or the lone node's) link, as with a client on a faster network.
+Every request lands on node 0 (the DT).
 
 Figures, each the median of alternating rounds on a fresh connection, body discarded:
 - C1: 10,000 x 4 KiB objects; 2,000 x 64 KiB objects; 10,000 x 4 KiB members of 100 .tar
