@@ -70,7 +70,8 @@ def calibrate(fig, label, size):
 
 
 def nic_efficiency(fig):
-    """Measured / nominal bytes per second of the lone node's 1 GiB object at 1 Gbit/s."""
+    """Measured / nominal bytes per second of the lone node's 1 GiB object at 1 Gbit/s
+    (0.95, the figure of the runs in bench/RESULTS-cluster.md, when it was not run)."""
     rec = fig.get("link 1gbit, sendfile | 1 GiB object")
     if rec is None:
         return 0.95
@@ -88,6 +89,12 @@ def seconds_per_item(c, n, rate):
         bounds["DT NIC in"] = f * c["w"] / rate
     which = max(bounds, key=bounds.get)
     return plan + bounds[which], which
+
+
+def one_batch(c, n, rate):
+    """(items/s of one batch on n machines, the streaming bound)."""
+    t, which = seconds_per_item(c, n, rate)
+    return 1 / t, which
 
 
 def aggregate(c, n, rate, cores=1):
@@ -128,7 +135,7 @@ def main(path):
     rule = "|---|" + "---:|" * len(NODES)
     for title, cell in (
             ("one batch on N separate machines: items/s [bound: DT cpu, DT NIC out]",
-             lambda c, n, r: (lambda t, w: (1 / t, w))(*seconds_per_item(c, n, r))),
+             one_batch),
             ("many concurrent batches, DTs spread, 1 core per node: items/s [bound]",
              aggregate)):
         print(f"\nprediction, {title}\n{head}\n{rule}")
@@ -137,6 +144,7 @@ def main(path):
                 cells = [cell(c, n, rate * eff) for n in NODES]
                 print(f"| {kind}, {nic} | "
                       + " | ".join(f"{v:,.0f} {short[w]}" for v, w in cells) + " |")
+
 
 if __name__ == "__main__":
     main(sys.argv[1])
