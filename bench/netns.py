@@ -57,12 +57,23 @@ class Hosts:
             _ip("ip", "addr", "add", f"{self.addrs[i]}/24", "dev", host_if, ns=ns)
             _ip("ip", "link", "set", host_if, "up", ns=ns)
             _ip("ip", "link", "set", "lo", "up", ns=ns)
-            if self.rate:
-                # egress of the host side = the host's uplink; egress of the root side = its downlink
-                shape = ["root", "tbf", "rate", self.rate, "burst", "512kb", "latency", "20ms"]
-                _ip("tc", "qdisc", "add", "dev", host_if, *shape, ns=ns)
-                _ip("tc", "qdisc", "add", "dev", root_if, *shape)
+        self.shape(self.rate)
         return self
+
+    def shape(self, rate):
+        """Shape every link to `rate` (a tc rate), or leave them unshaped (None); in place,
+        with the processes inside the hosts running."""
+        self.rate = rate
+        for ns in self.names:
+            host_if, root_if = f"{ns}i", f"{ns}r"
+            # egress of the host side = the host's uplink; egress of the root side = its downlink
+            for dev, where in ((host_if, ns), (root_if, None)):
+                subprocess.run((["ip", "netns", "exec", where] if where else [])
+                               + ["tc", "qdisc", "del", "dev", dev, "root"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                if rate:
+                    _ip("tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate,
+                        "burst", "512kb", "latency", "20ms", ns=where)
 
     def popen(self, i, argv, **kw):
         """Start `argv` inside host i."""

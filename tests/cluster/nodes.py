@@ -32,14 +32,16 @@ def require_etcd():
 
 
 class EtcdServer:
-    """A single-member etcd on free loopback ports, its data in `base`."""
+    """A single-member etcd on free loopback ports, its data in `base`; with `host` it
+    listens on that address too and advertises it (bench/bench_cluster_netns.py)."""
 
-    def __init__(self, base):
+    def __init__(self, base, host=None):
         require_etcd()
         self.base = str(base)
         os.makedirs(self.base, exist_ok=True)
         self.port, self.peer_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host or '127.0.0.1'}:{self.port}"
+        self.listen = ",".join(dict.fromkeys([self.url, f"http://127.0.0.1:{self.port}"]))
         self.proc = None
         self.start()
 
@@ -48,7 +50,7 @@ class EtcdServer:
         log = open(os.path.join(self.base, "etcd.log"), "ab")
         self.proc = subprocess.Popen(
             [ETCD, "--name", "t", "--data-dir", os.path.join(self.base, "etcd-data"),
-             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-client-urls", self.listen, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"t={peer}", "--log-level", "error"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
