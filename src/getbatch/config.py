@@ -183,6 +183,19 @@ SETTINGS = (
             "items of this size and more go to remote clients with sendfile(2)", 0),
     Setting("sendfile_loopback", _as_bool, False,
             "use sendfile for loopback clients too (copies measured faster there)"),
+    # -- remote buckets (aws/s3, ht)
+    Setting("s3_endpoint", _as_str, "",
+            "S3-compatible endpoint URL for aws:// buckets (empty: the boto3 chain, e.g. "
+            "AWS_ENDPOINT_URL, else AWS S3)"),
+    Setting("s3_region", _as_str, "", "S3 region (empty: the boto3 chain, e.g. AWS_DEFAULT_REGION)"),
+    Setting("s3_path_style", _as_bool, False,
+            "path-style S3 URLs (MinIO, Ceph RGW behind a plain host name)"),
+    Setting("ht_origins", _as_str, "",
+            "ht:// buckets: comma-separated name=URL pairs, e.g. data=https://host/datasets/"),
+    Setting("remote_cache", _as_size, 8 << 30,
+            "disk budget for cached copies of remote objects (0: none; LRU)", 0),
+    Setting("remote_inflight", _as_int, 16,
+            "remote objects and shards one process fetches at once for GetBatch", 1, 256),
     Setting("pure", _as_bool, False,
             "use the pure-Python twins instead of the Cython extensions (environment only)"),
 )

@@ -1,0 +1,86 @@
+"""The local read cache of remote objects (S3, HTTP origins), on the node's data dir.
+
+Built on the archive layer's verified, size-bounded LRU file cache (archive.inflatecache): each
+cached copy is one file named after the object's version, digest(provider, bucket, name, ETag,
+size), written under a lock as a temp file and renamed when complete (a partial download is
+never visible), with a CRC-32 per 256 KiB block checked the first time a process serves it.
+Eviction is LRU within `max_bytes`, shared by every worker process.
+
+A copy is never trusted to be current: the backend asks the remote store first (a HEAD, or a
+GET conditional on the ETag the copy was made from) and uses the copy only when its version is
+the remote's. To know which ETag to ask about, each object has a hint: a symlink
+`<digest(provider, bucket, name)>.ref` whose target text is "<size> <etag>" (one readlink;
+it is not a path). A wrong or stale hint costs one full GET, never wrong bytes: the copy it
+leads to is still looked up by the digest of the version the remote store names.
+"""
+import hashlib
+import os
+import secrets
+
+from ..archive.inflatecache import InflateCache
+
+_REF = ".ref"
+
+
+def _digest(*parts):
+    return hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogateescape"),
+                           digest_size=32).digest()
+
+
+class ObjectCache(InflateCache):
+    suffix = ".object"
+    what = "remote object cache"
+    instead = "the object is fetched again"
+    paused = "remote objects are read without caching them"
+
+    def version_digest(self, provider, bucket, name, etag, size):
+        return _digest(provider, bucket, name, etag, str(size))
+
+    def _ref_path(self, provider, bucket, name):
+        return os.path.join(self.dir, _digest(provider, bucket, name).hex()[:40] + _REF)
+
+    def hint(self, provider, bucket, name):
+        """(size, etag) of the last version cached here, or None."""
+        if not self.max_bytes:
+            return None
+        try:
+            text = os.readlink(self._ref_path(provider, bucket, name))
+        except OSError:
+            return None
+        size, _, etag = text.partition(" ")
+        return (int(size), etag) if size.isdigit() and etag else None
+
+    def set_hint(self, provider, bucket, name, size, etag):
+        ref = self._ref_path(provider, bucket, name)
+        tmp = f"{ref}.{secrets.token_hex(4)}"
+        try:
+            os.symlink(f"{size} {etag}", tmp)
+            os.replace(tmp, ref)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+    def lookup(self, provider, bucket, name, etag, size):
+        """The verified CacheEntry of exactly that version, or None."""
+        digest = self.version_digest(provider, bucket, name, etag, size)
+        entry = self.open(digest, size, f"{provider}://{bucket}/{name}")
+        if entry is not None and entry.length != size:
+            entry.close()
+            return None
+        return entry
+
+    def drop(self, provider, bucket, name):
+        """Remove the cached copy (the hinted version) and the hint of an object."""
+        found = self.hint(provider, bucket, name)
+        if found is not None:
+            path = self._path(self.version_digest(provider, bucket, name, found[1], found[0]))
+            try:
+                os.unlink(path)  # readers that have it open keep their copy
+            except OSError:
+                pass
+        try:
+            os.unlink(self._ref_path(provider, bucket, name))
+        except OSError:
+            pass
