@@ -29,6 +29,7 @@ from .zipformat import LOCAL
 COALESCE = 64 << 10   # wanted ranges closer than this are fetched in one read
 PIECE = 8 << 20       # a streamed member is fetched this much at a time
 _SMALL_SPAN = 64 << 10
+_HEADERS = 3 * 512    # a header, or a PAX header, its records and the member's own header
 
 
 def _anonymous_file(directory):
@@ -135,8 +136,8 @@ class Mirror:
         return os.pread(self.fd, length, offset)
 
     def scanner(self):
-        """A pread for header walks: reads ahead 256 KiB while the members seen are small
-        (the next headers are then in the same read), one 4 KiB block otherwise."""
+        """A pread for header walks: reads ahead 256 KiB once the members seen are small
+        (the next headers are then in the same read), else just a member's header blocks."""
         state = {"last": None, "spans": 0, "count": 0}
 
         def pread(length, offset):
@@ -145,8 +146,8 @@ class Mirror:
                 state["spans"] += offset - last
                 state["count"] += 1
             state["last"] = offset
-            small = state["count"] == 0 or state["spans"] // state["count"] <= _SMALL_SPAN
-            ahead = (256 << 10) if small else 4096
+            small = state["count"] >= 2 and state["spans"] // state["count"] <= _SMALL_SPAN
+            ahead = (256 << 10) if small else _HEADERS
             self.ensure(offset, max(length, min(ahead, self.size - offset)))
             return os.pread(self.fd, length, offset)
         return pread

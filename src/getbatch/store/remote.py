@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..archive import InflateCache, detect_format, open_shard
+from ..archive.inflatecache import Stale
 from ..archive.ranged import Mirror, RangedTarShard, RangedZipShard, _anonymous_file
 from .attrs import ObjectAttrs
 from .backend import Backend, BatchReader
@@ -39,6 +40,7 @@ from .objcache import ObjectCache
 log = logging.getLogger("getbatch.remote")
 
 _CHUNK = 1 << 20
+_COMPRESSED = (".tgz", ".tar.gz", ".tar.lz4")
 
 
 @dataclass(frozen=True)
@@ -148,16 +150,24 @@ class RemoteStore(Backend):
         fetches on first read: the whole object (and caches it) or just the range read."""
         self._check(bucket, name)
         meta = self.client.head(bucket, name)
-        entry = self.cache.lookup(self.provider, bucket, name, meta.etag, meta.size)
-        if entry is not None:
-            return self._from_entry(entry), _attrs(meta, bucket)
+        src = self._cached(bucket, name, meta)
+        if src is not None:
+            return src, _attrs(meta, bucket)
         return _LazyRemoteSource(self, bucket, name, meta), _attrs(meta, bucket)
 
+    def _cached(self, bucket, name, meta):
+        """A Source of the cached copy of version `meta`, or None."""
+        entry = self.cache.lookup(self.provider, bucket, name, meta.etag, meta.size)
+        return None if entry is None else self._from_entry(entry)
+
     def _from_entry(self, entry):
-        """A Source of a verified cache entry (every block checked before the fd is used)."""
+        """A Source of a cache entry once every block is verified (before its fd is used
+        zero-copy); None when it is damaged (it has been discarded, and logged)."""
         try:
             entry.verify(0, entry.length)
             return CachedSource(os.dup(entry.fd), entry.length)
+        except Stale:
+            return None
         finally:
             entry.close()
 
@@ -169,21 +179,25 @@ class RemoteStore(Backend):
         entry = None
         if hint is not None:
             entry = self.cache.lookup(self.provider, bucket, name, hint[1], hint[0])
+        body = None
         if entry is not None:
             try:
                 meta, body = self.client.get(bucket, name, if_none_match=hint[1])
             except NotModified:
-                return self._from_entry(entry)
+                src = self._from_entry(entry)
+                if src is not None:
+                    return src
             except BaseException:
                 entry.close()
                 raise
-            entry.close()
-        else:
+            else:
+                entry.close()
+        if body is None:
             meta, body = self.client.get(bucket, name)
         try:
-            entry = self.cache.lookup(self.provider, bucket, name, meta.etag, meta.size)
-            if entry is not None:  # another process fetched this version meanwhile
-                return self._from_entry(entry)
+            src = self._cached(bucket, name, meta)  # another process fetched it meanwhile?
+            if src is not None:
+                return src
             return self._download(bucket, name, meta, body)
         finally:
             body.close()
@@ -338,9 +352,11 @@ class RemoteStore(Backend):
         return self._open_shard(bucket, name, meta, budget)
 
     def _open_shard(self, bucket, name, meta, budget):
-        entry = self.cache.lookup(self.provider, bucket, name, meta.etag, meta.size)
-        if entry is not None:
-            return self._local_shard(bucket, name, meta, self._from_entry(entry), budget)
+        src = self._cached(bucket, name, meta)
+        if src is None and name.lower().endswith(_COMPRESSED):
+            src = self.local_copy(bucket, name)  # no ranged reads would help: fetch it whole
+        if src is not None:
+            return self._local_shard(bucket, name, meta, src, budget)
         mirror = Mirror(lambda off, n: self.fetch_range(bucket, name, meta.etag, off, n),
                         meta.size, self._tmp, name, parallel=self._ranges_pool().map)
         try:
@@ -460,9 +476,9 @@ class RemoteBatchReader(BatchReader):
         store = self.backend
         bucket, name = key
         meta = store.client.head(bucket, name)
-        entry = store.cache.lookup(store.provider, bucket, name, meta.etag, meta.size)
-        if entry is not None:
-            return store._from_entry(entry)
+        src = store._cached(bucket, name, meta)
+        if src is not None:
+            return src
         lo = min(s for s, _ in spans)
         hi = max(meta.size if n == -1 else s + n for s, n in spans)
         lo, hi = min(lo, meta.size), min(hi, meta.size)
