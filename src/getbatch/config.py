@@ -87,6 +87,16 @@ def _as_str(v):
     return v
 
 
+def _as_origins(v):
+    """`name=http(s)://host/path` pairs, comma-separated (store/http.py reads them)."""
+    text = _as_str(v)
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, url = pair.partition("=")
+        if not sep or not name.strip() or not url.strip().startswith(("http://", "https://")):
+            raise ValueError(f"bad entry {pair!r}: expecting name=http(s)://host/path")
+    return text
+
+
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -190,7 +200,7 @@ SETTINGS = (
     Setting("s3_region", _as_str, "", "S3 region (empty: the boto3 chain, e.g. AWS_DEFAULT_REGION)"),
     Setting("s3_path_style", _as_bool, False,
             "path-style S3 URLs (MinIO, Ceph RGW behind a plain host name)"),
-    Setting("ht_origins", _as_str, "",
+    Setting("ht_origins", _as_origins, "",
             "ht:// buckets: comma-separated name=URL pairs, e.g. data=https://host/datasets/"),
     Setting("remote_cache", _as_size, 8 << 30,
             "disk budget for cached copies of remote objects (0: none; LRU)", 0),
