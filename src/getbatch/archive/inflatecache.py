@@ -91,6 +91,8 @@ class InflateCache:
     what = "inflate cache"
     instead = "the shard is decompressed instead"
     paused = "compressed shards are streamed without it"
+    claim_step = 0      # bytes a fill claims at a time (0: max_bytes/16, 1 to 64 MiB)
+    seen_total = None   # bytes in the directory after the last make_room() scan
 
     def __init__(self, directory, max_bytes):
         self.dir = os.fspath(directory)
@@ -260,6 +262,7 @@ class InflateCache:
                     total += st.st_size
                     (temps if e.name.endswith(_TMP) else done).append(
                         (st.st_mtime_ns, st.st_size, e.path))
+            self.seen_total = total + extra
             if total + extra <= self.max_bytes:
                 return True
             for _, size, path in temps:
@@ -274,6 +277,7 @@ class InflateCache:
                 except FileNotFoundError:
                     pass
                 total -= size
+            self.seen_total = total + extra
             return total + extra <= self.max_bytes
         finally:
             os.close(lock)
@@ -402,7 +406,8 @@ class CacheFill:
         n = len(chunk)
         try:
             if self.written + n > self.claimed:
-                step = max(min(_STEP, self.cache.max_bytes >> 4), 1 << 20)
+                step = self.cache.claim_step or max(min(_STEP, self.cache.max_bytes >> 4),
+                                                    1 << 20)
                 grow = max(n, min(step, self.cache.max_bytes - self.written))
                 if not self.cache.make_room(grow, self.written):
                     self.abort()

@@ -29,6 +29,7 @@ from .zipformat import LOCAL
 COALESCE = 64 << 10   # wanted ranges closer than this are fetched in one read
 PIECE = 8 << 20       # a streamed member is fetched this much at a time
 _SMALL_SPAN = 64 << 10
+_AHEAD_MAX = 8 << 20
 _HEADERS = 3 * 512    # a header, or a PAX header, its records and the member's own header
 
 
@@ -136,9 +137,11 @@ class Mirror:
         return os.pread(self.fd, length, offset)
 
     def scanner(self):
-        """A pread for header walks: reads ahead 256 KiB once the members seen are small
-        (the next headers are then in the same read), else just a member's header blocks."""
-        state = {"last": None, "spans": 0, "count": 0}
+        """A pread for header walks: once the members seen are small (the next headers are
+        then in the same read) it reads ahead 256 KiB, doubling with each read up to 8 MiB
+        (the walk then moves about the whole shard, in few requests); else it reads just a
+        member's header blocks."""
+        state = {"last": None, "spans": 0, "count": 0, "ahead": 128 << 10}
 
         def pread(length, offset):
             last = state["last"]
@@ -147,8 +150,11 @@ class Mirror:
                 state["count"] += 1
             state["last"] = offset
             small = state["count"] >= 2 and state["spans"] // state["count"] <= _SMALL_SPAN
-            ahead = (256 << 10) if small else _HEADERS
-            self.ensure(offset, max(length, min(ahead, self.size - offset)))
+            ahead = _HEADERS
+            if small:
+                ahead = state["ahead"] = min(state["ahead"] * 2, _AHEAD_MAX)
+            if self._gaps(offset, offset + length):
+                self.ensure(offset, max(length, min(ahead, self.size - offset)))
             return os.pread(self.fd, length, offset)
         return pread
 

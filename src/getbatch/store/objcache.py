@@ -32,6 +32,27 @@ class ObjectCache(InflateCache):
     what = "remote object cache"
     instead = "the object is fetched again"
     paused = "remote objects are read without caching them"
+    claim_step = 1 << 20   # objects are small and many: claim little at a time
+
+    _estimate = 0   # this process's idea of the bytes in the cache since its last scan
+    _unscanned = 0  # bytes it claimed since
+
+    def make_room(self, extra, own=0):
+        """As InflateCache's, but without a scan of the directory (a stat per file: a lot
+        with thousands of small objects) while this process's own claims since the last scan
+        stay below a sixteenth of the budget and its estimate below 90 % of it. Other
+        processes' additions are seen at the next scan: the budget may be exceeded by about
+        that sixteenth per process meanwhile."""
+        if own + extra > self.max_bytes:
+            return False
+        if (self.seen_total is not None and self._unscanned + extra < self.max_bytes >> 4
+                and self._estimate + extra <= self.max_bytes * 0.9):
+            self._estimate += extra
+            self._unscanned += extra
+            return True
+        ok = super().make_room(extra, own)
+        self._estimate, self._unscanned = self.seen_total or 0, 0
+        return ok
 
     def version_digest(self, provider, bucket, name, etag, size):
         return _digest(provider, bucket, name, etag, str(size))

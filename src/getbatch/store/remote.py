@@ -88,6 +88,7 @@ def _pool(workers, name):
 
 class RemoteStore(Backend):
     remote = True
+    whole_below = 32 << 20  # shards up to this size are fetched (and cached) whole
 
     def __init__(self, client, data_dir, *, cache_bytes, inflate_cache=0, inflight=16):
         self.client = client
@@ -353,8 +354,9 @@ class RemoteStore(Backend):
 
     def _open_shard(self, bucket, name, meta, budget):
         src = self._cached(bucket, name, meta)
-        if src is None and name.lower().endswith(_COMPRESSED):
-            src = self.local_copy(bucket, name)  # no ranged reads would help: fetch it whole
+        if src is None and (meta.size <= self.whole_below or name.lower().endswith(_COMPRESSED)):
+            # compressed: ranged reads cannot help; small: one GET costs less than several
+            src = self.local_copy(bucket, name)
         if src is not None:
             return self._local_shard(bucket, name, meta, src, budget)
         mirror = Mirror(lambda off, n: self.fetch_range(bucket, name, meta.etag, off, n),
