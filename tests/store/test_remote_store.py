@@ -225,3 +225,72 @@ def test_remote_errors(moto, tmp_path, bucket):
         assert f"aws://{bucket}/o" in str(ei.value) and "denied" in str(ei.value)
     finally:
         locked.stop()
+
+
+class _Entry:
+    def __init__(self, bucket, objname, archpath="", start=0, length=0):
+        self.bucket, self.objname, self.archpath = bucket, objname, archpath
+        self.start, self.length = start, length
+
+
+def batch_read(store, entries):
+    reader = store.batch_reader(len(entries))
+    try:
+        reader.prepare(entries)
+        out = []
+        for e in entries:
+            if e.archpath:
+                out.append(reader.shard(e.bucket, e.objname).read(e.archpath))
+            else:
+                src = reader.source(e.bucket, e.objname)
+                with src:
+                    data = src.pread(src.size, 0)
+                out.append(data[e.start:e.start + e.length] if e.length else data)
+        return out
+    finally:
+        reader.close()
+
+
+def test_a_batch_validates_many_cached_objects_with_one_listing(store, s3, bucket):
+    data = {f"d/o{i:03d}": os.urandom(100 + i) for i in range(40)}
+    for k, v in data.items():
+        s3.put_object(Bucket=bucket, Key=k, Body=v)
+    s3.put_object(Bucket=bucket, Key="d/zzz-not-wanted", Body=b"x")
+    entries = [_Entry(bucket, k) for k in data] + [_Entry(bucket, "d/o007")]
+    assert batch_read(store, entries) == list(data.values()) + [data["d/o007"]]
+    assert store.client.gets == 40                  # each fetched once, though named twice
+    s3.put_object(Bucket=bucket, Key="d/o013", Body=b"changed")
+    s3.delete_object(Bucket=bucket, Key="d/o021")
+    gets = store.client.gets
+    reader = store.batch_reader(41)
+    try:
+        reader.prepare(entries)
+        with pytest.raises(ObjectNotFound):
+            reader.source(bucket, "d/o021")
+        with reader.source(bucket, "d/o013") as src:
+            assert src.pread(100, 0) == b"changed"
+        with reader.source(bucket, "d/o000") as src:
+            assert src.pread(1000, 0) == data["d/o000"]
+    finally:
+        reader.close()
+    assert store.client.gets == gets + 2            # the changed one, and the deleted one's 404
+
+
+def test_batch_ranges_of_remote_objects_move_only_their_bytes(store, s3, bucket):
+    blob = os.urandom(1 << 20)
+    s3.put_object(Bucket=bucket, Key="r", Body=blob)
+    got = batch_read(store, [_Entry(bucket, "r", start=1000, length=10),
+                             _Entry(bucket, "r", start=5000, length=20)])
+    assert got == [blob[1000:1010], blob[5000:5020]]
+    assert store.client.bytes == 4020 and cache_files(store) == []
+
+
+def test_a_cached_copy_never_reads_past_the_object(store, s3, bucket):
+    """The cache file holds a trailer after the object's bytes: no read may return it."""
+    s3.put_object(Bucket=bucket, Key="t", Body=b"0123456789")
+    store.prefetch(bucket, "t")
+    src, attrs = store.open(bucket, "t")
+    with src:
+        assert os.fstat(src.fileno()).st_size > 10           # a trailer is there
+        assert src.pread(100, 0) == b"0123456789" and src.pread(100, 8) == b"89"
+        assert src.pread(5, 10) == b"" and src.read() == b"0123456789" and src.read() == b""

@@ -41,6 +41,7 @@ log = logging.getLogger("getbatch.remote")
 
 _CHUNK = 1 << 20
 _COMPRESSED = (".tgz", ".tar.gz", ".tar.lz4")
+_LIST_MIN = 32  # objects of one bucket in a batch from which a listing validates them
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,15 @@ def _attrs(meta, bucket):
 
 
 class CachedSource(FileSource):
-    """A local copy (cache entry or private file) of one remote object version."""
+    """A local copy (cache entry or private file) of one remote object version. A cache file
+    holds its trailer after the object's `size` bytes: every read stops at `size`."""
+
+    def pread(self, length, offset):
+        return os.pread(self.fd, max(0, min(length, self.size - offset)), offset)
+
+    def read(self, n=-1):
+        left = self.size - os.lseek(self.fd, 0, os.SEEK_CUR)
+        return os.read(self.fd, max(0, left if n is None or n < 0 else min(n, left)))
 
 
 def _pool(workers, name):
@@ -172,10 +181,15 @@ class RemoteStore(Backend):
         finally:
             entry.close()
 
-    def local_copy(self, bucket, name):
+    def local_copy(self, bucket, name, known=None):
         """A Source of a verified local copy of the current version: the cached one when the
-        remote store confirms it (one conditional GET), else downloaded now."""
+        remote store confirms it (one conditional GET, or `known`: the Meta a listing just
+        gave), else downloaded now."""
         self._check(bucket, name)
+        if known is not None:
+            src = self._cached(bucket, name, known)
+            if src is not None:
+                return src
         hint = self.cache.hint(self.provider, bucket, name)
         entry = None
         if hint is not None:
@@ -266,6 +280,25 @@ class RemoteStore(Backend):
         except BaseException:
             os.close(fd)
             raise
+
+    def list_versions(self, bucket, names):
+        """{name: Meta} of those of `names` that exist, from listing the key range they span
+        (one request per 1,000 keys): validating many cached objects costs a few listings
+        instead of a request each. Names past what a bounded listing reached are left out."""
+        lo, hi = min(names), max(names)
+        budget = 2 * len(names) + 1000  # keys we are willing to read past
+        found, token, start = {}, "", lo[:-1]
+        wanted = set(names)
+        while budget > 0:
+            metas, token = self.client.list(bucket, os.path.commonprefix([lo, hi]), 1000, token,
+                                            "" if token else start)
+            budget -= len(metas)
+            for m in metas:
+                if m.name in wanted:
+                    found[m.name] = m
+            if not token or not metas or metas[-1].name >= hi:
+                break
+        return found
 
     def fetch_range(self, bucket, name, etag, offset, length):
         """Bytes [offset, offset+length) of version `etag` (RemoteChanged if replaced)."""
@@ -464,13 +497,30 @@ class RemoteBatchReader(BatchReader):
             else:
                 whole.add(key)
         pool = self.backend._objects_pool()
+        known = self._listed(whole)
         for key in whole:
-            self._objects[key] = pool.submit(self.backend.local_copy, *key)
+            self._objects[key] = pool.submit(self.backend.local_copy, *key, known.get(key))
         for key, spans in ranges.items():
             if key not in whole:
                 self._objects[key] = pool.submit(self._ranged_copy, key, spans)
         for key, names in shards.items():
             self._pending[key] = pool.submit(self._prefetched_shard, key, names)
+
+    def _listed(self, keys):
+        """{(bucket, name): Meta} from listings, for buckets with many objects in the batch
+        (then one listing validates up to 1,000 cached copies); {} when listing fails."""
+        by_bucket = {}
+        for b, n in keys:
+            by_bucket.setdefault(b, []).append(n)
+        out = {}
+        for b, names in by_bucket.items():
+            if len(names) < _LIST_MIN:
+                continue
+            try:
+                out.update(((b, n), m) for n, m in self.backend.list_versions(b, names).items())
+            except StoreError:
+                pass  # e.g. an HTTP origin cannot list: each object is validated on its own
+        return out
 
     def _ranged_copy(self, key, spans):
         """A sparse local copy holding the bytes the entries' ranges need (one ranged GET of

@@ -24,7 +24,7 @@ _PAGE_MAX = 1000            # S3 returns at most this many keys per page
 class S3Client:
     provider = "aws"
 
-    def __init__(self, endpoint="", region="", pool=10, path_style=False):
+    def __init__(self, endpoint="", region="", pool=40, path_style=False):
         self._endpoint = endpoint or None
         self._region = region or None
         self._pool = pool
