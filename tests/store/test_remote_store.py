@@ -194,9 +194,11 @@ def test_members_of_a_remote_shard_move_only_their_bytes(store, s3, bucket, fmt)
         assert os.pread(shard.fileno(), ext[1], ext[0]) == members[70][1]
     moved = store.client.bytes
     assert moved < 1_000_000, moved              # the index and 6 members, not 10 MB
-    assert cache_files(store) == []              # nothing was downloaded whole
+    assert store.cache.hint("aws", bucket, f"s.{fmt}") is None   # never downloaded whole
+    assert len(cache_files(store)) == 6          # the members read, kept for next time
     with store.open_shard(bucket, f"s.{fmt}") as shard:   # the index is known now
         assert shard.read(members[99][0]) == members[99][1]
+        assert shard.read_many([n for n, _ in want]) == [d for _, d in want]   # cached
     assert store.client.bytes - moved < 120_000
 
 

@@ -30,6 +30,7 @@ COALESCE = 64 << 10   # wanted ranges closer than this are fetched in one read
 PIECE = 8 << 20       # a streamed member is fetched this much at a time
 _SMALL_SPAN = 64 << 10
 _AHEAD_MAX = 8 << 20
+_REMEMBER_MAX = 64 << 20  # bigger members are not kept across requests
 _HEADERS = 3 * 512    # a header, or a PAX header, its records and the member's own header
 
 
@@ -47,9 +48,13 @@ class Mirror:
     """The bytes of one remote object version fetched so far, at their offsets in a sparse file.
     `fetched` and `requests` count what moved (tests, benchmarks)."""
 
-    def __init__(self, fetch, size, tmp_dir, label, parallel=map):
+    def __init__(self, fetch, size, tmp_dir, label, parallel=map, recall=None, remember=None):
         """`fetch(offset, length) -> bytes`: exactly those bytes of the object (raising on a
-        changed object); `parallel(fn, items)`: how independent fetches run (an executor's map)."""
+        changed object); `parallel(fn, items)`: how independent fetches run (an executor's map).
+        `recall(offset, length) -> bytes or None` and `remember(offset, data)`: a cache of
+        member extents kept across mirrors of the same version (see ensure_members)."""
+        self.recall = recall
+        self.remember = remember
         self.fetch_range = fetch
         self.size = size
         self.label = label
@@ -100,15 +105,10 @@ class Mirror:
         if len(data) != end - start:
             raise CorruptArchive(self.label, f"remote read of bytes {start}-{end - 1} returned "
                                              f"{len(data)} bytes")
-        view = memoryview(data)
-        pos = start
-        while view:
-            n = os.pwrite(self.fd, view, pos)
-            view, pos = view[n:], pos + n
+        self._put(start, data)
         with self._lock:
             self.fetched += end - start
             self.requests += 1
-        self._add(start, end)
 
     def ensure(self, offset, length):
         """Fetch whatever of [offset, offset+length) is not here yet."""
@@ -130,6 +130,33 @@ class Mirror:
         elif gaps:
             for _ in self.parallel(self._get, gaps):
                 pass
+
+    def ensure_members(self, extents):
+        """ensure_many for members' extents, which `recall` may already hold (then they cost
+        no request) and which `remember` keeps once fetched."""
+        extents = [(o, n) for o, n in extents if n > 0 and self._gaps(o, o + n)]
+        fetched = extents
+        if self.recall is not None:
+            fetched = []
+            for o, n in extents:
+                data = self.recall(o, n)
+                if data is not None and len(data) == n:
+                    self._put(o, data)
+                else:
+                    fetched.append((o, n))
+        self.ensure_many(fetched)
+        if self.remember is not None:
+            for o, n in fetched:
+                if n <= _REMEMBER_MAX:
+                    self.remember(o, os.pread(self.fd, n, o))
+
+    def _put(self, start, data):
+        view = memoryview(data)
+        pos = start
+        while view:
+            k = os.pwrite(self.fd, view, pos)
+            view, pos = view[k:], pos + k
+        self._add(start, start + len(data))
 
     def pread(self, length, offset):
         length = max(0, min(length, self.size - offset))
@@ -192,11 +219,11 @@ class RangedTarShard(TarShard):
 
     def prefetch(self, names):
         """Fetch the data of these members (coalesced, in parallel)."""
-        self._mirror.ensure_many([TarShard.extent(self, n) for n in names])
+        self._mirror.ensure_members([TarShard.extent(self, n) for n in names])
 
     def extent(self, name):
         ext = super().extent(name)
-        self._mirror.ensure(*ext)
+        self._mirror.ensure_members([ext])
         return ext
 
     def read(self, name):
@@ -265,7 +292,7 @@ class RangedZipShard(ZipShard):
         return off
 
     def prefetch(self, names):
-        self._mirror.ensure_many([self._span(self.lookup(n)) for n in names])
+        self._mirror.ensure_members([self._span(self.lookup(n)) for n in names])
 
     def read_many(self, names):
         names = list(names)
@@ -274,6 +301,7 @@ class RangedZipShard(ZipShard):
 
     def extent(self, name):
         m = self.lookup(name)
+        self._mirror.ensure_members([self._span(m)])
         self._data_offset(m)  # fetched before the CRC check reads it
         return super().extent(name)
 

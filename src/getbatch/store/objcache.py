@@ -57,6 +57,11 @@ class ObjectCache(InflateCache):
     def version_digest(self, provider, bucket, name, etag, size):
         return _digest(provider, bucket, name, etag, str(size))
 
+    def range_digest(self, provider, bucket, name, etag, offset, length):
+        """Names the cached copy of bytes [offset, offset+length) of one object version (a
+        member of a remote shard read with ranged GETs)."""
+        return _digest("range", provider, bucket, name, etag, str(offset), str(length))
+
     def _ref_path(self, provider, bucket, name):
         return os.path.join(self.dir, _digest(provider, bucket, name).hex()[:40] + _REF)
 

@@ -393,7 +393,8 @@ class RemoteStore(Backend):
         if src is not None:
             return self._local_shard(bucket, name, meta, src, budget)
         mirror = Mirror(lambda off, n: self.fetch_range(bucket, name, meta.etag, off, n),
-                        meta.size, self._tmp, name, parallel=self._ranges_pool().map)
+                        meta.size, self._tmp, name, parallel=self._ranges_pool().map,
+                        **self._range_cache(bucket, name, meta.etag))
         try:
             fmt = detect_format(mirror.pread(min(512, meta.size), 0), name=name)
             kw = dict(name=name, version=f"{self._ref(bucket, name)}#{meta.etag}",
@@ -412,6 +413,39 @@ class RemoteStore(Backend):
         shard.budget = budget
         shard.cache = self._inflate
         return shard
+
+    def _range_cache(self, bucket, name, etag):
+        """recall/remember functions keeping members of a ranged shard in the cache."""
+        cache, ref = self.cache, self._ref(bucket, name)
+
+        def digest(off, n):
+            return cache.range_digest(self.provider, bucket, name, etag, off, n)
+
+        def recall(off, n):
+            entry = cache.open(digest(off, n), n, ref)
+            if entry is None:
+                return None
+            try:
+                return entry.read(0, n) if entry.length == n else None
+            except Stale:
+                return None
+            finally:
+                entry.close()
+
+        def remember(off, data):
+            if len(data) > cache.max_bytes:
+                return
+            fill = cache.fill(digest(off, len(data)), ref)
+            if fill is None:
+                return
+            try:
+                if fill.write(data):
+                    entry = fill.commit()
+                    if entry is not None:
+                        entry.close()
+            finally:
+                fill.abort()
+        return {"recall": recall, "remember": remember} if cache.max_bytes else {}
 
     def _local_shard(self, bucket, name, meta, src, budget):
         fd = os.dup(src.fileno())
