@@ -1,8 +1,6 @@
 """aws:// buckets end to end: a gunicorn node in front of a moto S3 server, driven by the real
 SDK (`client.bucket(name, provider="aws")`) and requests."""
-import io
 import os
-import tarfile
 
 import pytest
 import requests
@@ -11,7 +9,7 @@ from aistore.sdk.errors import AISError, ErrObjNotFound
 from getbatch.store.objcache import ObjectCache
 
 from ..remote_servers import boto3_client, free_port, S3_ENV
-from .conftest import BOTH_PROVIDERS, Node, bucket_path, make_client, serve_argv
+from .conftest import Node, bucket_path, serve_argv
 from .test_moss import make_tar, moss, split_multipart, tar_members
 
 AWS = pytest.mark.parametrize("bucket", ["aws"], indirect=True)

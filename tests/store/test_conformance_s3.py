@@ -10,8 +10,7 @@ from getbatch.store.errors import NotSupported
 from getbatch.store.remote import RemoteStore
 from getbatch.store.s3 import S3Client
 
-from ..remote_servers import boto3_client
-from .conformance import BackendConformance, put, read_all, tar_bytes
+from .conformance import BackendConformance
 
 _names = itertools.count()
 

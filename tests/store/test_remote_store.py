@@ -14,7 +14,7 @@ from getbatch.store.errors import AccessDenied, RemoteUnavailable
 from getbatch.store.remote import RemoteStore
 from getbatch.store.s3 import S3Client
 
-from ..remote_servers import Process, boto3_client, free_port, start_moto
+from ..remote_servers import Process, boto3_client, free_port
 
 _n = itertools.count()
 

@@ -94,6 +94,10 @@ class HttpClient:
         etag = r.headers.get("ETag") or f'"lm:{lm}:{size}"'
         return Meta(name=name, size=size, etag=etag, mtime_ns=mtime * 10**9)
 
+    def where(self, bucket):
+        """The origin, for messages."""
+        return self.origins.get(bucket, "(no origin)")
+
     # ---- buckets
 
     def list_buckets(self):
@@ -103,7 +107,7 @@ class HttpClient:
         return bucket in self.origins
 
     def create_bucket(self, bucket):
-        raise NotSupported(f"ht:// buckets are configured with ht_origins, not created")
+        raise NotSupported("ht:// buckets are configured with ht_origins, not created")
 
     # ---- objects
 

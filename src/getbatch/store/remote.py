@@ -31,7 +31,7 @@ from ..archive.inflatecache import Stale
 from ..archive.ranged import Mirror, RangedTarShard, RangedZipShard, _anonymous_file
 from .attrs import ObjectAttrs
 from .backend import Backend, BatchReader
-from .errors import NotSupported, RemoteChanged, StoreError
+from .errors import BucketExists, NotSupported, RemoteChanged, RemoteUnavailable, StoreError
 from .fsutil import copy_stream, write_all
 from .local_read import FileSource
 from .names import validate_bucket_name, validate_object_name
@@ -132,7 +132,6 @@ class RemoteStore(Backend):
     def create_bucket(self, name):
         validate_bucket_name(name)
         if self.client.has_bucket(name):
-            from .errors import BucketExists
             raise BucketExists(name, self.provider)
         self.client.create_bucket(name)
 
@@ -247,8 +246,7 @@ class RemoteStore(Backend):
                     write_all(fd, chunk)
             if got != meta.size or (md5 is not None and md5.hexdigest() != meta.etag.strip('"')):
                 raise RemoteChanged(self.provider, bucket, name) if got != meta.size else \
-                    StoreError(f"{self._ref(bucket, name)}: downloaded bytes do not match their "
-                               "MD5 ETag; nothing was cached")
+                    self._bad_md5(bucket, name)
             if fill is not None:
                 entry = fill.commit()
                 fill = None
@@ -268,14 +266,18 @@ class RemoteStore(Backend):
             if fd >= 0:
                 os.close(fd)
 
+    def _bad_md5(self, bucket, name):
+        return RemoteUnavailable(self.provider, self.client.where(bucket),
+                                 f"the bytes of {self._ref(bucket, name)} do not match its MD5 "
+                                 "ETag; nothing was kept", bucket, name)
+
     def _private(self, bucket, name, meta, body):
         fd = _anonymous_file(self._tmp)
         try:
             md5 = hashlib.md5() if _is_md5(meta.etag) else None
             copy_stream(body, fd, meta.size, md5, bucket, name)
             if md5 is not None and md5.hexdigest() != meta.etag.strip('"'):
-                raise StoreError(f"{self._ref(bucket, name)}: downloaded bytes do not match "
-                                 "their MD5 ETag")
+                raise self._bad_md5(bucket, name)
             return CachedSource(fd, meta.size)
         except BaseException:
             os.close(fd)

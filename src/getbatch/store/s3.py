@@ -57,6 +57,10 @@ class S3Client:
         except Exception:  # no region or a bad endpoint: say what was configured
             return self._endpoint or "the default AWS S3 endpoint"
 
+    def where(self, bucket):
+        """The endpoint, for messages."""
+        return self.endpoint
+
     # ---- errors
 
     def _error(self, exc, bucket, name=None):
