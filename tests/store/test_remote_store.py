@@ -296,3 +296,17 @@ def test_a_cached_copy_never_reads_past_the_object(store, s3, bucket):
         assert os.fstat(src.fileno()).st_size > 10           # a trailer is there
         assert src.pread(100, 0) == b"0123456789" and src.pread(100, 8) == b"89"
         assert src.pread(5, 10) == b"" and src.read() == b"0123456789" and src.read() == b""
+
+
+def test_object_range_of_an_uncached_object_is_a_ranged_get(store, s3, bucket):
+    blob = os.urandom(1 << 20)
+    s3.put_object(Bucket=bucket, Key="g", Body=blob)
+    src, attrs = store.open(bucket, "g")
+    with src:
+        assert attrs.size == 1 << 20 and src.fileno() is None
+        assert b"".join(src.chunks(4096, 100)) == blob[4096:4196]
+    assert store.client.bytes == 100 and cache_files(store) == []
+    src, _ = store.open(bucket, "g")
+    with src:                                      # all of it: fetched once, and cached
+        assert b"".join(src.chunks(0, 1 << 20)) == blob
+    assert len(cache_files(store)) == 1
