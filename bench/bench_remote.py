@@ -35,7 +35,10 @@ from tests.remote_servers import boto3_client, s3_env, start_moto  # noqa: E402
 from tests.server.conftest import Node, serve_argv  # noqa: E402
 
 N_OBJ, OBJ_SIZE = 1000, 64 << 10
-N_SHARDS, N_MEMBERS, MEMBER_SIZE, PICKS = 10, 1000, 16 << 10, 10
+N_SHARDS = 10
+# (key prefix, members per shard, member size, members picked per shard)
+SMALL = ("shards", 1000, 16 << 10, 10)     # 16.5 MB shards: fetched whole, then cached
+BIG = ("big", 16, 4 << 20, 2)              # 64 MiB shards: index and members by ranged GETs
 BUCKET = "bench-remote"
 
 
@@ -44,20 +47,27 @@ def upload(s3):
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: s3.put_object(Bucket=BUCKET, Key=f"obj/{i:04d}",
                                                Body=os.urandom(OBJ_SIZE)), range(N_OBJ)))
-    for s in range(N_SHARDS):
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tf:
-            for m in range(N_MEMBERS):
-                ti = tarfile.TarInfo(f"m{m:04d}.bin")
-                ti.size = MEMBER_SIZE
-                tf.addfile(ti, io.BytesIO(os.urandom(MEMBER_SIZE)))
-        s3.put_object(Bucket=BUCKET, Key=f"shards/s{s:02d}.tar", Body=buf.getvalue())
+    for prefix, n, size, _ in (SMALL, BIG):
+        for s in range(N_SHARDS):
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tf:
+                for m in range(n):
+                    ti = tarfile.TarInfo(f"m{m:04d}.bin")
+                    ti.size = size
+                    tf.addfile(ti, io.BytesIO(os.urandom(size)))
+            s3.put_object(Bucket=BUCKET, Key=f"{prefix}/s{s:02d}.tar", Body=buf.getvalue())
 
 
-def picks():
-    step = N_MEMBERS // PICKS
-    return [(f"shards/s{s:02d}.tar", f"m{m * step + s:04d}.bin")
-            for s in range(N_SHARDS) for m in range(PICKS)]
+def picks(shape):
+    prefix, n, _, k = shape
+    step = n // k
+    return [(f"{prefix}/s{s:02d}.tar", f"m{(m * step + s) % n:04d}.bin")
+            for s in range(N_SHARDS) for m in range(k)]
+
+
+def shard_bytes(shape):
+    _, n, size, _ = shape
+    return N_SHARDS * (n * (512 + size) + 10240)
 
 
 def moss(url, entries):
@@ -71,8 +81,8 @@ def obj_batch(url):
     return moss(url, [{"objname": f"obj/{i:04d}"} for i in range(N_OBJ)])
 
 
-def shard_batch(url):
-    return moss(url, [{"objname": s, "archpath": m} for s, m in picks()])
+def shard_batch(url, shape):
+    return moss(url, [{"objname": s, "archpath": m} for s, m in picks(shape)])
 
 
 def boto3_one_by_one(s3):
@@ -86,9 +96,9 @@ def boto3_threads(s3):
                       range(N_OBJ)))
 
 
-def whole_shards(s3):
+def whole_shards(s3, shape):
     wanted = {}
-    for s, m in picks():
+    for s, m in picks(shape):
         wanted.setdefault(s, []).append(m)
 
     def one(item):
@@ -112,8 +122,8 @@ def fresh_node(moto, tmp):
                 serve_argv(workers=2, threads=2), env=s3_env(moto))
 
 
-def bytes_moved(moto, tmp):
-    """Bytes the store GETs for the shard batch, cold then warm (in-process)."""
+def bytes_moved(moto, tmp, shape):
+    """Bytes the store GETs for a shard batch, cold then warm (in-process)."""
     from getbatch.store.remote import RemoteStore
     from getbatch.store.s3 import S3Client
 
@@ -136,9 +146,9 @@ def bytes_moved(moto, tmp):
                         cache_bytes=1 << 30)
     for _ in range(2):
         Counting.moved = 0
-        reader = store.batch_reader(len(picks()))
+        reader = store.batch_reader(len(picks(shape)))
         try:
-            for s, m in picks():
+            for s, m in picks(shape):
                 reader.shard(BUCKET, s).read(m)
         finally:
             reader.close()
@@ -160,43 +170,52 @@ def main():
         t = time.perf_counter()
         upload(s3)
         print(f"uploaded in {time.perf_counter() - t:.1f} s", flush=True)
-        res = {k: [] for k in ("obj_cold", "obj_warm", "boto3_seq", "boto3_16", "sh_cold",
-                               "sh_warm", "sh_whole")}
+        keys = ("obj_cold", "obj_warm", "boto3_seq", "boto3_16", "small_cold", "small_warm",
+                "small_whole", "big_cold", "big_warm", "big_whole")
+        res = {k: [] for k in keys}
         for r in range(args.rounds):
             node = fresh_node(moto, tmp)
             try:
                 res["obj_cold"].append(timed(obj_batch, node.url))
                 res["obj_warm"].append(timed(obj_batch, node.url))
-                res["sh_cold"].append(timed(shard_batch, node.url))
-                res["sh_warm"].append(timed(shard_batch, node.url))
+                for name, shape in (("small", SMALL), ("big", BIG)):
+                    res[f"{name}_cold"].append(timed(shard_batch, node.url, shape))
+                    res[f"{name}_warm"].append(timed(shard_batch, node.url, shape))
             finally:
                 node.stop()
             res["boto3_seq"].append(timed(boto3_one_by_one, s3))
             res["boto3_16"].append(timed(boto3_threads, s3))
-            res["sh_whole"].append(timed(whole_shards, s3))
+            res["small_whole"].append(timed(whole_shards, s3, SMALL))
+            res["big_whole"].append(timed(whole_shards, s3, BIG))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in res.items()),
                   flush=True)
         med = {k: statistics.median(v) for k, v in res.items()}
-        cold_b, warm_b = bytes_moved(moto, tmp)
-        shard_bytes = N_SHARDS * (N_MEMBERS * (512 + MEMBER_SIZE) + 10240)
         print()
         print("| what | median s | ratio |")
         print("|---|---|---|")
         print(f"| 1000 x 64 KiB, GetBatch cold cache | {med['obj_cold']:.3f} | "
-              f"{med['boto3_seq'] / med['obj_cold']:.2f}x boto3 one by one |")
+              f"{med['boto3_seq'] / med['obj_cold']:.2f}x boto3 one by one, "
+              f"{med['boto3_16'] / med['obj_cold']:.2f}x boto3 16 threads |")
         print(f"| 1000 x 64 KiB, GetBatch warm cache | {med['obj_warm']:.3f} | "
               f"{med['boto3_seq'] / med['obj_warm']:.2f}x boto3 one by one, "
               f"{med['obj_cold'] / med['obj_warm']:.2f}x cold |")
         print(f"| 1000 x 64 KiB, boto3 one by one | {med['boto3_seq']:.3f} | 1 |")
         print(f"| 1000 x 64 KiB, boto3 16 threads | {med['boto3_16']:.3f} | "
               f"{med['boto3_seq'] / med['boto3_16']:.2f}x one by one |")
-        print(f"| 10 shards x 10 members, GetBatch cold | {med['sh_cold']:.3f} | "
-              f"{med['sh_whole'] / med['sh_cold']:.2f}x whole shards |")
-        print(f"| 10 shards x 10 members, GetBatch warm | {med['sh_warm']:.3f} | "
-              f"{med['sh_whole'] / med['sh_warm']:.2f}x whole shards |")
-        print(f"| 10 whole shards (boto3, 16 threads) + tarfile | {med['sh_whole']:.3f} | 1 |")
-        print(f"\nshard batch bytes from S3: cold {cold_b:,}, warm {warm_b:,}; "
-              f"whole shards {shard_bytes:,} ({shard_bytes / max(cold_b, 1):.0f}x cold)")
+        for name, shape in (("small", SMALL), ("big", BIG)):
+            _, n, size, k = shape
+            what = f"10 shards of {n} x {size >> 10} KiB, {k} members each"
+            print(f"| {what}, GetBatch cold | {med[name + '_cold']:.3f} | "
+                  f"{med[name + '_whole'] / med[name + '_cold']:.2f}x whole shards |")
+            print(f"| {what}, GetBatch warm | {med[name + '_warm']:.3f} | "
+                  f"{med[name + '_whole'] / med[name + '_warm']:.2f}x whole shards |")
+            print(f"| {what}, whole shards (boto3 16 threads) + tarfile | "
+                  f"{med[name + '_whole']:.3f} | 1 |")
+        for name, shape in (("small", SMALL), ("big", BIG)):
+            cold_b, warm_b = bytes_moved(moto, tmp, shape)
+            total = shard_bytes(shape)
+            print(f"\n{name} shards, bytes from S3 for the batch: cold {cold_b:,}, warm {warm_b:,};"
+                  f" whole shards {total:,} ({total / max(cold_b, 1):.1f}x cold)")
     finally:
         moto.stop()
 
