@@ -1,5 +1,7 @@
 """Command line: `getbatch serve` runs one node under gunicorn; `getbatch config show` prints the
-effective configuration.
+effective configuration; `getbatch cluster` starts a local etcd and N nodes; `getbatch
+rebalance` moves a cluster's objects to their current owners; `getbatch get` runs one
+GetBatch against a node (client.py).
 
 Every setting of `getbatch.config` is a flag of both commands, an environment variable
 (GETBATCH_<NAME>) and a key of the `--config` TOML file. Everything that can be checked is
@@ -17,6 +19,8 @@ import sys
 import time
 
 from . import __version__
+from .auth import command as token_command
+from .auth.keys import signing_key
 from .config import SETTINGS, Config, ConfigError, format_value
 
 SNIPPET = """\
@@ -132,13 +136,35 @@ def _sources(config):
     return ", ".join(labels)
 
 
-def banner(config):
+def banner(config, cluster=None):
     url = f"http://{config.host}:{config.port}"
-    return (f"getbatch {__version__} serving {url} (backend={_backend()}, data dir "
+    where = url
+    if cluster is not None:
+        url = cluster.node.url
+        where = f"{url} as node {cluster.node.id} of cluster {cluster.uuid} (etcd {','.join(config.etcd)})"
+    return (f"getbatch {__version__} serving {where} (backend={_backend()}, data dir "
             f"{os.path.abspath(config.data_dir)}, {config.workers} workers x {config.threads} "
             f"threads, config from {_sources(config)}); Ctrl-C stops it.\n"
-            f"Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n"
+            + ("Auth is on: every request but /v1/health needs a token "
+               "(getbatch token issue; Client(url, token=...)).\n" if config.auth else "")
+            + f"Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n"
             + SNIPPET.format(url=url))
+
+
+def _join_cluster(config, storage):
+    """The node's Cluster when `etcd` is set (None otherwise); etcd must answer at start-up."""
+    if not config.etcd:
+        return None
+    from .cluster.etcd import EtcdUnavailable
+    from .cluster.node import Cluster
+    try:
+        cluster = Cluster.boot(config)
+        cluster.reconcile(storage.backends["ais"])
+        return cluster
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    except EtcdUnavailable as exc:
+        raise CLIError(f"cannot join the cluster: {exc}") from None
 
 
 def serve(config):
@@ -152,9 +178,27 @@ def serve(config):
     handler = logging.StreamHandler()
     handler.setFormatter(_LineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=config.log_level, handlers=[handler])
+    if config.auth:  # a missing or unusable key is one line, before any worker starts
+        signing_key(config)
     _check_port(config.host, config.port)
     storage = _open_storage(config)
-    opts = gunicorn_options(config, on_ready=lambda server: print(banner(config), flush=True))
+    cluster = _join_cluster(config, storage)
+    registrar = cluster.registrar() if cluster is not None else None
+
+    def on_ready(server):
+        if registrar is not None:
+            # the arbiter holds the lease: when it is killed or stopped, the node drops out
+            registrar.start()
+        print(banner(config, cluster), flush=True)
+
+    opts = gunicorn_options(config, on_ready=on_ready)
+    if registrar is not None:
+        opts["on_exit"] = lambda server: registrar.stop()
+    # metrics: one multiprocess directory per node, emptied before the workers fork
+    from .server.metrics import mark_worker_dead, multiprocess_dir, prepare_multiprocess
+    metrics_dir = multiprocess_dir(config)
+    prepare_multiprocess(metrics_dir)
+    opts["child_exit"] = lambda server, worker: mark_worker_dead(metrics_dir, worker.pid)
 
     class Node(BaseApplication):
         def __init__(self):
@@ -167,7 +211,7 @@ def serve(config):
 
         def load(self):
             from .server.app import create_app
-            return create_app(config, storage)
+            return create_app(config, storage, cluster)
 
     Node().run()
 
@@ -210,17 +254,101 @@ def parser():
                            description="Print every setting with the value `serve` would use "
                                        "with the same file, environment and flags.")
     _add_setting_flags(show)
+    # -- auth: `getbatch token issue`
+    token_command.add_parser(sub)
+    # -- clusters
+    cl = sub.add_parser("cluster", help="start a local etcd and N nodes (development)",
+                        description="Start a local etcd and N nodes on consecutive ports from "
+                                    "--port, each with its data dir under --data-dir; print "
+                                    "their URLs; Ctrl-C stops everything.")
+    cl.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
+    cl.add_argument("--data-dir", default="cluster-data",
+                    help="directory of the nodes' data dirs, etcd's data and the logs "
+                         "(default cluster-data)")
+    cl.add_argument("--port", type=int, default=51080, help="port of the first node (default 51080)")
+    cl.add_argument("--workers", type=int, default=1, help="server processes per node (default 1)")
+    rb = sub.add_parser("rebalance", help="move objects to their current owners (a cluster)",
+                        description="Start a rebalance on every node of the cluster and show "
+                                    "its progress until it is done. Safe to interrupt and rerun.")
+    rb.add_argument("--url", default="http://127.0.0.1:51080", help="any node of the cluster")
+    rb.add_argument("--rate", type=int, default=500,
+                    help="objects checked per second per node (default 500; 0: no limit)")
+    rb.add_argument("--no-wait", action="store_true", help="start it and return")
+    _add_get_command(sub)
     return p
+
+
+def _cluster(args):
+    from .cluster.devcluster import ClusterError, run
+    if not 1 <= args.nodes <= 64:
+        raise ConfigError(f"invalid --nodes {args.nodes}: expecting 1 to 64")
+    try:
+        run(args.nodes, args.data_dir, args.port, args.workers)
+    except ClusterError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _rebalance(args):
+    import requests
+    url = args.url.rstrip("/") + "/v1/rebalance"
+    try:
+        r = requests.post(url, params={"rate": args.rate}, timeout=30)
+        if r.status_code != 200:
+            raise CLIError(f"{url}: {r.status_code} {r.text.strip()}")
+        for node, st in sorted(r.json()["nodes"].items()):
+            print(f"node {node}: {'started' if st.get('started') else st}")
+        while not args.no_wait:
+            time.sleep(1)
+            st = requests.get(url, timeout=30).json()
+            parts = [f"{n} {s.get('state')} checked {s.get('checked', 0)} moved "
+                     f"{s.get('moved', 0)} copied {s.get('copied', 0)} errors {s.get('errors', 0)}"
+                     for n, s in sorted(st["nodes"].items())]
+            print(f"rebalance {st['state']}: " + "; ".join(parts), flush=True)
+            if st["state"] != "running":
+                return 0 if st["state"] == "done" else 1
+    except requests.RequestException as exc:
+        raise CLIError(f"cannot reach {url}: {type(exc).__name__}") from None
+    return 0
+
+
+def _add_get_command(sub):
+    from .client import DEFAULT_URL, FORMATS
+    g = sub.add_parser(
+        "get", help="run one GetBatch and write the archive to a file",
+        description="Run one GetBatch (streaming) and write the archive: to a temporary name, "
+                    "renamed when complete; a failed or cut batch leaves no output file and "
+                    "exits non-zero. NAME is BUCKET/OBJECT, or OBJECT with --bucket; "
+                    "SHARD/MEMBER (e.g. shard.tar/x.wav) names a file inside a shard.")
+    g.add_argument("names", nargs="*", metavar="NAME", help="objects or archived files, in order")
+    g.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="read the names from FILE, one a line ('-': stdin; # comments)")
+    g.add_argument("--url", default=os.environ.get("AIS_ENDPOINT") or DEFAULT_URL,
+                   help=f"the node (default $AIS_ENDPOINT or {DEFAULT_URL})")
+    g.add_argument("--bucket", help="the bucket of every NAME")
+    g.add_argument("-o", "--output", metavar="OUT",
+                   help="the archive to write (default batch.<format extension>)")
+    g.add_argument("--format", default="tar", choices=list(FORMATS), help="default tar")
+    g.add_argument("--coer", action="store_true",
+                   help="missing items become empty __404__/ entries instead of failing the batch")
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.cmd == "get":
+        from .client import run
+        return run(args)
     try:
+        if args.cmd == "cluster":
+            return _cluster(args) or 0
+        if args.cmd == "rebalance":
+            return _rebalance(args)
         config = _config_from(args)
         if args.cmd == "config":
             show_config(config)
         elif args.cmd == "serve":
             serve(config)
+        elif args.cmd == "token":
+            token_command.run(args, config)
     except ConfigError as exc:
         print(f"getbatch: {exc}", file=sys.stderr)
         return 2

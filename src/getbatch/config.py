@@ -97,6 +97,26 @@ def _as_origins(v):
     return text
 
 
+def _as_optional(v):
+    """A string that may be unset: "" (written "" or "none")."""
+    v = _as_str(v)
+    return "" if v.strip().lower() == "none" else v
+
+
+def _as_url(v):
+    """A URL, or "" for none (written "" or "none")."""
+    url = _as_optional(v).strip().rstrip("/")
+    if url and not re.fullmatch(r"https?://[^/\s]+", url):
+        raise ValueError("expecting a URL such as http://10.0.0.5:51080 (scheme, host and port)")
+    return url
+
+
+def _as_url_list(v):
+    """Comma-separated URLs (a TOML list too); a tuple, empty for none."""
+    items = v if isinstance(v, (list, tuple)) else _as_str(v).split(",")
+    return tuple(u for u in (_as_url(x) for x in items) if u)
+
+
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -162,6 +182,11 @@ SETTINGS = (
     Setting("node_id", _as_str, "t[getbatch]", "this node's id in cluster maps and error bodies"),
     Setting("log_level", _as_log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Setting("access_log", _as_bool, False, "log one line per HTTP request"),
+    # -- the cluster (none configured: a single node)
+    Setting("etcd", _as_url_list, (),
+            "etcd endpoints (comma-separated URLs) of the cluster to join; none: a single node"),
+    Setting("advertise", _as_url, "",
+            "URL peers and clients reach this node at (default http://HOST:PORT)"),
     # -- GetBatch
     Setting("max_soft_errs", _as_int, 8,
             "missing items a `coer` request may turn into placeholders (AIS default 8)", 0),
@@ -206,6 +231,12 @@ SETTINGS = (
             "disk budget for cached copies of remote objects (0: none; LRU)", 0),
     Setting("remote_inflight", _as_int, 16,
             "remote objects and shards one process fetches at once for GetBatch", 1, 256),
+    # -- authentication (docs/auth.md)
+    Setting("auth", _as_bool, False,
+            "require a signed bearer token on every request but /v1/health"),
+    Setting("auth_key", _as_optional, "",
+            "token signing key (secret; prefer auth_key_file or the environment to a flag)"),
+    Setting("auth_key_file", _as_optional, "", "file holding the token signing key"),
     Setting("pure", _as_bool, False,
             "use the pure-Python twins instead of the Cython extensions (environment only)"),
 )
@@ -312,8 +343,14 @@ _SIZE_KEYS = {s.name for s in SETTINGS if s.parse is _as_size}
 _DURATION_KEYS = {s.name for s in SETTINGS if s.parse is _as_duration}
 
 
+_SECRET_KEYS = {"auth_key"}
+
+
 def format_value(name, value):
-    """A value as an operator would write it back (sizes in KiB/MiB/GiB, durations in s)."""
+    """A value as an operator would write it back (sizes in KiB/MiB/GiB, durations in s);
+    secrets are only said to be set."""
+    if name in _SECRET_KEYS:
+        return "(set)" if value else "none"
     if name in _SIZE_KEYS:
         for unit, mult in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
             if value and value % mult == 0:
@@ -323,4 +360,8 @@ def format_value(name, value):
         return f"{value:g}s"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if value in ("", ()):
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(value)
     return str(value)

@@ -26,17 +26,18 @@ def free_port():
 class Node:
     """One running server process."""
 
-    def __init__(self, data_dir, log_path, argv, env=None):
-        self.port = free_port()
+    def __init__(self, data_dir, log_path, argv, env=None, port=None, wait=True):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = str(data_dir)
         self.log_path = str(log_path)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")
         full_env = dict(os.environ, GETBATCH_DATA_DIR=self.data_dir, **(env or {}))
         self.proc = subprocess.Popen([a.format(port=self.port, data=self.data_dir) for a in argv],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
                                      start_new_session=True)
-        self._wait_ready()
+        if wait:
+            self._wait_ready()
 
     def _wait_ready(self, timeout=30):
         deadline = time.monotonic() + timeout
@@ -91,11 +92,12 @@ def plain_gthread_argv():
             "--no-control-socket", "-b", "127.0.0.1:{port}", "getbatch.server.wsgi:app"]
 
 
-def make_client(url, timeout=(5, 60)):
-    """An SDK client that fails fast: no status retries, one network attempt."""
+def make_client(url, timeout=(5, 60), token=None):
+    """An SDK client that fails fast: no status retries, one network attempt. `token`: its
+    bearer token (None: the SDK's default, env AIS_AUTHN_TOKEN)."""
     retry = RetryConfig(http_retry=Retry(total=0, connect=0, read=0, status_forcelist=[]),
                         network_retry=Retrying(stop=stop_after_attempt(1), reraise=True))
-    return Client(url, retry_config=retry, timeout=timeout)
+    return Client(url, retry_config=retry, timeout=timeout, token=token)
 
 
 @pytest.fixture(scope="session")

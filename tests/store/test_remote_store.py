@@ -153,10 +153,13 @@ def test_put_writes_through_and_caches(store, s3, bucket):
 
 def test_prefetch_and_evict(store, s3, bucket):
     s3.put_object(Bucket=bucket, Key="p", Body=b"prefetched")
-    store.prefetch(bucket, "p")
+    assert store.prefetch(bucket, "p") == 10
+    assert store.prefetch(bucket, "p") == 0          # current already
     assert len(cache_files(store)) == 1
-    store.evict(bucket, "p")
+    assert store.evict(bucket, "p") >= 10
     assert cache_files(store) == []
+    with pytest.raises(ObjectNotFound):
+        store.evict(bucket, "p")                    # nothing cached
     assert s3.get_object(Bucket=bucket, Key="p")["Body"].read() == b"prefetched"
     with pytest.raises(ObjectNotFound):
         store.prefetch(bucket, "nope")

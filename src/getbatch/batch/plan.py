@@ -20,11 +20,11 @@ import threading
 import msgspec
 
 from ..archive import MAX_INFLATE, ArchiveError, InflateBudget, InflateLimit, MemberNotFound
+from ..store.archived import find_archived
 from ..store.errors import BucketNotFound, InvalidName, ObjectNotFound
 from .errors import BadRequest, NotFound, RangeNotSatisfiable
 
 MISSING_DIR = "__404__/"
-ARCHIVE_EXTS = (".tar", ".tgz", ".tar.gz", ".tar.lz4", ".zip")
 DEFAULT_MAX_SOFT_ERRS = 8
 
 
@@ -164,21 +164,15 @@ class _Resolver:
         for p, entries in by.items():
             self.reader(p, entries[0].bucket).prepare(entries)
 
-    def implicit_member(self, e, name, ref):
+    def implicit_member(self, e, name):
         """`shard.tar/x.wav` named as one object that does not exist: the file x.wav inside
-        the shard object shard.tar (as Lhotse URLs and the SDK's plain name lists write it).
-        Only tried after a miss, and only at a path prefix with an archive extension."""
-        objname = e.objname
-        i = objname.find("/")
-        while i > 0:
-            prefix = objname[:i]
-            if prefix.lower().endswith(ARCHIVE_EXTS):
-                try:
-                    return self.member(e, name, prefix, objname[i + 1:], f"{e.provider}://{e.bucket}/{prefix}")
-                except (ObjectNotFound, MemberNotFound):
-                    pass
-            i = objname.find("/", i + 1)
-        return None
+        the shard object shard.tar (store.archived has the rule, shared with object GET)."""
+        reader = self.reader(e.provider, e.bucket)
+        found = find_archived(e.objname, lambda shard: reader.shard(e.bucket, shard))
+        if found is None:
+            return None
+        _, shard_name, archpath = found
+        return self.member(e, name, shard_name, archpath, f"{e.provider}://{e.bucket}/{shard_name}")
 
 
 def build(req, storage, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=(), *,
@@ -232,7 +226,7 @@ def _resolve_all(req, resolve, items, max_soft_errs):
                     src = (readers.get(e.provider) or resolve.reader(e.provider, e.bucket)
                            ).source(e.bucket, e.objname)
                 except ObjectNotFound:
-                    item = resolve.implicit_member(e, base, _ref(e)) if "/" in e.objname else None
+                    item = resolve.implicit_member(e, base) if "/" in e.objname else None
                     if item is None:
                         raise
                 else:

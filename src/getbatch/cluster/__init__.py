@@ -1,8 +1,12 @@
 """getbatch.cluster: nodes that cooperate through etcd.
 
 `smap.py` is the immutable cluster map a request works with (nodes and their URLs) and HRW
-placement over it. The rest of the package keeps that map current (membership in etcd), talks to
-peers, and assembles batches whose items live on several nodes.
+placement over it; `etcd.py` a small etcd v3 JSON-gateway client; `membership.py` the lease a
+node registers under and the watches that keep each worker's map current; `node.py` a node's
+view of its cluster (id, secret, map, peers); `peers.py` the HTTP sessions to peers and the
+cluster secret; `buckets.py` the bucket table in etcd; `store.py` the cluster's `ais` backend
+(HRW over `share.py`, this node's share, and `peer_backend.py`, a peer as a backend);
+`batchread.py` GetBatch reads through it; `rebalance.py`; `devcluster.py` (`getbatch cluster`).
 """
 from .smap import NodeInfo, Smap
 

@@ -1,27 +1,62 @@
 """Builds the Falcon WSGI app of a node: routes, and the one place errors are rendered."""
+import os
+
 import falcon
 
+from ..auth.keys import signing_key
+from ..cluster.peers import PEER_PREFIX
+from ..cluster.rebalance import Rebalance
+from ..jobs import Registry
+from .auth import AuthMiddleware
+from ..store.router import Storage
 from .buckets import Bucket, BucketCollection
-from .cluster import Daemon, Health
+from .cluster import (Daemon, Health, PeerGuard, PeerPing, PeerPush, PeerRebalance,
+                      RebalanceAPI)
 from .errors import handle_exception, make_serializer
+from .jobs import JobQueries
+from .metrics import install as install_metrics
 from .moss import Moss
 from .objects import Object
 
 
-def create_app(config, storage):
-    """The WSGI app serving `storage` (a store Storage) with `config` (a Config)."""
-    app = falcon.App()
+def create_app(config, storage, cluster=None):
+    """The WSGI app serving `storage` (a store Storage) with `config` (a Config); on a cluster,
+    `cluster` is the node's `getbatch.cluster.Cluster`, started here (in the worker process)."""
+    node_id = config.node_id
+    if cluster is not None:
+        local_storage = storage
+        storage = cluster.start(storage)
+        node_id = cluster.node.id
+    middleware = []
+    if cluster is not None:  # first: peer routes carry the cluster secret, not user tokens
+        middleware.append(PeerGuard(cluster))
+    if config.auth:  # with `auth` off no middleware runs and every request is allowed
+        middleware.append(AuthMiddleware(signing_key(config)))
+    app = falcon.App(middleware=middleware)
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
     app.add_error_handler(Exception, handle_exception)
-    app.set_error_serializer(make_serializer(config.node_id))
+    app.set_error_serializer(make_serializer(node_id))
     app.add_route("/v1/buckets", BucketCollection(storage, config))
-    app.add_route("/v1/buckets/{bucket}", Bucket(storage, config))
+    jobs = Registry(os.path.join(config.data_dir, ".sys", "jobs"))
+    app.add_route("/v1/buckets/{bucket}", Bucket(storage, config, jobs))
     app.add_route("/v1/objects/{bucket}/{obj:path}", Object(storage, config))
     moss = Moss(storage, config)
     app.add_route("/v1/ml/moss", moss)
     app.add_route("/v1/ml/moss/{bucket}", moss)
     app.add_route("/v1/ml/moss/{bucket}/{extra:path}", moss, suffix="extra")
-    app.add_route("/v1/daemon", Daemon(config.node_id))
+    app.add_route("/v1/daemon", Daemon(node_id, cluster))
     app.add_route("/v1/health", Health())
+    app.add_route("/v1/cluster", JobQueries(jobs, config))
+    if cluster is not None:
+        # intra-cluster: this node's own share of the buckets (PeerGuard checks the secret)
+        shared = Storage(dict(local_storage.backends, ais=cluster.share))
+        app.add_route(PEER_PREFIX + "/ping", PeerPing(cluster))
+        app.add_route(PEER_PREFIX + "/objects/{bucket}/{obj:path}", Object(shared, config))
+        app.add_route(PEER_PREFIX + "/buckets/{bucket}", Bucket(shared, config, jobs))
+        app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
+        rebalance = Rebalance(cluster, cluster.share.local.data_dir)
+        app.add_route(PEER_PREFIX + "/rebalance", PeerRebalance(rebalance))
+        app.add_route("/v1/rebalance", RebalanceAPI(cluster, rebalance))
+    install_metrics(app, config)
     return app

@@ -1,17 +1,15 @@
-"""Bucket API: create/destroy (POST/DELETE with an ActionMsg), HEAD, list buckets, list objects.
-
-Object listing is msgpack with Go field names, as the AIS SDK 2.0.0 requires
-(`Content-Type: application/msgpack` exactly, a non-empty UUID, `ContinuationToken`
-empty on the last page).
+"""Bucket API: create/destroy (POST/DELETE with an ActionMsg), HEAD, list buckets, list objects
+(listing.py).
 """
-import uuid
-
 import falcon
-import msgpack
 import msgspec
 
+from ..jobs.listrange import DELETE, EVICT, PREFETCH, start_checked
 from ..store import normalize_provider, validate_bucket_name
+from ..auth.tokens import READ
+from .auth import permits
 from .errors import AISError
+from .listing import list_objects
 
 _json = msgspec.json.Decoder()
 _enc = msgspec.json.Encoder()
@@ -58,17 +56,9 @@ def bucket_backend(storage, req, bucket):
     return storage.backend(req.get_param("provider") or "ais", bucket), bucket
 
 
-def _text(lso, key):
-    v = lso.get(key)
-    if v is None:
-        return ""
-    if not isinstance(v, str):
-        raise AISError(400, f'invalid list-objects "{key}" {v!r}: expecting a string')
-    return v
-
-
 class BucketCollection:
-    """GET /v1/buckets: the bucket list (JSON, `[]` when there is none)."""
+    """GET /v1/buckets: the bucket list (JSON, `[]` when there is none); with auth on, the
+    buckets the token may read."""
 
     def __init__(self, storage, config):
         self.storage = storage
@@ -83,36 +73,61 @@ class BucketCollection:
             backend = self.storage.backends.get(p)
             if backend is not None:
                 out += [{"name": n, "provider": p, "namespace": {"uuid": "", "name": ""}}
-                        for n in backend.list_buckets()]
+                        for n in backend.list_buckets() if permits(req, p, n, READ)]
         resp.content_type = "application/json"
         resp.data = _enc.encode(out)
 
 
 class Bucket:
-    """/v1/buckets/<bucket>."""
+    """/v1/buckets/<bucket>; `jobs`: the node's job Registry (multi-object actions)."""
 
-    def __init__(self, storage, config):
+    def __init__(self, storage, config, jobs):
         self.storage = storage
         self.config = config
+        self.jobs = jobs
 
     def on_post(self, req, resp, bucket):
         backend, bucket = bucket_backend(self.storage, req, bucket)
-        action = read_action(req, self.config.max_body).get("action")
+        msg = read_action(req, self.config.max_body)
+        action = msg.get("action")
         if action == "create-bck":
             backend.create_bucket(bucket)
         elif action == "destroy-bck":
             backend.destroy_bucket(bucket)
+        elif action == PREFETCH:
+            self._start_job(resp, backend, bucket, action, msg.get("value"))
         else:
             raise AISError(400, f'unsupported bucket action {action!r} on {backend.provider}://'
-                                f'{bucket} (supported: create-bck, destroy-bck)')
+                                f'{bucket} (supported: create-bck, destroy-bck, {PREFETCH})')
+
+    def _start_job(self, resp, backend, bucket, action, value):
+        resp.content_type = "text/plain"
+        resp.text = start_checked(self.jobs, action, backend, bucket, value,
+                                  self.config.max_entries)
 
     def on_delete(self, req, resp, bucket):
         backend, bucket = bucket_backend(self.storage, req, bucket)
-        action = read_action(req, self.config.max_body).get("action", "destroy-bck")
+        msg = read_action(req, self.config.max_body)
+        action = msg.get("action", "destroy-bck")
+        if action in (DELETE, EVICT):
+            self._start_job(resp, backend, bucket, action, msg.get("value"))
+            return
         if action != "destroy-bck":
             raise AISError(400, f'unsupported bucket action {action!r} on {backend.provider}://'
-                                f'{bucket} (supported: destroy-bck)')
+                                f'{bucket} (supported: destroy-bck, {DELETE}, {EVICT})')
         backend.destroy_bucket(bucket)
+
+    def on_patch(self, req, resp, bucket):
+        backend, bucket = bucket_backend(self.storage, req, bucket)
+        msg = read_action(req, self.config.max_body)
+        if msg.get("action") != "set-bprops":
+            raise AISError(400, f'unsupported bucket action {msg.get("action")!r} on '
+                                f'{backend.provider}://{bucket} (supported: set-bprops)')
+        value = msg.get("value")
+        if not isinstance(value, dict) or not value:
+            raise AISError(400, 'malformed set-bprops request: "value" must be an object of '
+                                'properties, e.g. {"mirror": {"enabled": true, "copies": 2}}')
+        backend.set_bucket_props(bucket, value)
 
     def on_head(self, req, resp, bucket):
         backend, bucket = bucket_backend(self.storage, req, bucket)
@@ -125,34 +140,8 @@ class Bucket:
         if action != "list":
             raise AISError(400, f'unsupported bucket action {action!r} on {backend.provider}://'
                                 f'{bucket} (supported: list)')
-        lso = msg.get("value") or {}
-        if not isinstance(lso, dict):
-            raise AISError(400, 'malformed list-objects request: "value" must be an object')
-        page_size = lso.get("pagesize") or 0
-        if type(page_size) is not int or page_size < 0:
-            raise AISError(400, f"invalid pagesize {page_size!r}: expecting a non-negative integer")
-        props = set((_text(lso, "props") or "name,size").split(","))
-        backend.require_bucket(bucket)
-        entries, token = backend.list_objects(
-            bucket, prefix=_text(lso, "prefix"), page_size=page_size,
-            token=_text(lso, "continuation_token"), start_after=_text(lso, "start_after"),
-            with_meta=bool(props & {"checksum", "version"}))
-        out = []
-        for e in entries:
-            d = {"n": e.name, "s": e.size}
-            if "checksum" in props and e.cksum_value:
-                d["cs"] = e.cksum_value
-            if "version" in props and e.version:
-                d["v"] = str(e.version)
-            if "atime" in props:
-                d["a"] = str(e.atime_ns)
-            out.append(d)
-        res = {"UUID": _text(lso, "uuid") or uuid.uuid4().hex, "ContinuationToken": token,
-               "Entries": out, "Flags": 0}
-        if "msgpack" in (req.get_header("Accept") or ""):
-            resp.content_type = "application/msgpack"
-            resp.data = msgpack.packb(res)
-        else:
-            resp.content_type = "application/json"
-            resp.data = _enc.encode(res)
+        ctype, body = list_objects(backend, bucket, msg.get("value") or {},
+                                   req.get_header("Accept") or "", self.config.max_inflate)
+        resp.content_type = ctype
+        resp.data = body
         resp.status = falcon.HTTP_200

@@ -1,41 +1,66 @@
-"""The cluster-map and health endpoints the SDK uses for `is_ready()` and direct reads.
+"""The cluster-map and health endpoints the SDK uses for `is_ready()` and direct reads, and the
+guard of intra-cluster endpoints.
 
-A single node is proxy and target at once; its own URL is taken from the request.
+A single node is proxy and target at once; its own URL is taken from the request. On a cluster
+every live node is both too, and the map is the node's cached `Smap` (no etcd round trip).
 """
 import time
 import zlib
+from urllib.parse import urlsplit
 
 import msgspec
 
+from ..cluster.peers import PEER_PREFIX, SECRET_HEADER, PeerUnavailable, secret_ok
+from ..cluster.rebalance import DEFAULT_RATE
 from .errors import AISError
 
 _enc = msgspec.json.Encoder()
 _started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _snode(node_id, kind, url, host, port):
+def _snode(node_id, kind, url):
+    u = urlsplit(url)
     return {"daemon_id": node_id, "daemon_type": kind,
-            "public_net": {"node_hostname": host, "daemon_port": str(port), "direct_url": url},
+            "public_net": {"node_hostname": u.hostname or "", "daemon_port": str(u.port or ""),
+                           "direct_url": url},
             "flags": 0, "id_digest": zlib.crc32(node_id.encode())}
+
+
+def require_secret(req, cluster):
+    """Refuse (403) a request to an intra-cluster endpoint without the cluster's secret."""
+    if cluster is None or not secret_ok(cluster.secret, req.get_header(SECRET_HEADER)):
+        raise AISError(403, f"{req.method} {req.path} is an intra-cluster endpoint: "
+                            "only nodes of the cluster may call it")
 
 
 class Daemon:
     """GET /v1/daemon?what=smap."""
 
-    def __init__(self, node_id):
+    def __init__(self, node_id, cluster=None):
         self.node_id = node_id
+        self.cluster = cluster
 
     def on_get(self, req, resp):
         what = req.get_param("what")
         if what != "smap":
             raise AISError(400, f'unsupported daemon query what="{what}" (supported: smap)')
-        url = req.prefix
-        node = _snode(self.node_id, "target", url, req.host, req.port)
-        proxy = _snode(self.node_id, "proxy", url, req.host, req.port)
+        if self.cluster is None:
+            nodes, me, version = [(self.node_id, req.prefix)], self.node_id, 1
+            uuid, created = "getbatch-single-node", _started
+        else:
+            smap = self.cluster.smap
+            nodes = [(n.id, n.url) for n in smap.nodes]
+            me = self.cluster.node.id
+            if smap.node(me) is None:  # not (yet, or no longer) registered: still answer as self
+                nodes.append((me, self.cluster.node.url))
+            version, uuid, created = smap.version or 1, self.cluster.uuid, self.cluster.created
+        urls = dict(nodes)
         resp.content_type = "application/json"
-        resp.data = _enc.encode({"tmap": {self.node_id: node}, "pmap": {self.node_id: proxy},
-                                 "proxy_si": proxy, "version": 1, "uuid": "getbatch-single-node",
-                                 "creation_time": _started})
+        resp.data = _enc.encode({
+            "tmap": {i: _snode(i, "target", u) for i, u in nodes},
+            "pmap": {i: _snode(i, "proxy", u) for i, u in nodes},
+            "proxy_si": _snode(me, "proxy", urls[me]),
+            "version": version, "uuid": uuid, "creation_time": created})
 
 
 class Health:
@@ -43,3 +68,98 @@ class Health:
 
     def on_get(self, req, resp):
         resp.status = 200
+
+
+class PeerGuard:
+    """Falcon middleware: every path under the intra-cluster prefix needs the secret, whatever
+    resource serves it (so a new intra-cluster endpoint cannot forget the check)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def process_request(self, req, resp):
+        if req.path.startswith(PEER_PREFIX + "/"):
+            require_secret(req, self.cluster)
+
+
+class PeerPing:
+    """GET /v1/_peer/ping: this node's id and map version, for peers (and tests) to check."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def on_get(self, req, resp):
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"id": self.cluster.node.id,
+                                 "smap_version": self.cluster.smap.version})
+
+
+class PeerPush:
+    """POST /v1/_peer/push/<bucket>/<object>?to=<ids>&copies=<n>: copy this node's object to
+    `copies` of the nodes `to` (in order, skipping unreachable ones): the second half of a
+    PUT that another node forwarded here."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def on_post(self, req, resp, bucket, obj):
+        to = [i for i in (req.get_param("to") or "").split(",") if i]
+        copies = req.get_param_as_int("copies", min_value=0, default=len(to))
+        made = self.cluster.store.push(bucket, obj, to, copies)
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"copies": made})
+
+
+class PeerRebalance:
+    """/v1/_peer/rebalance: POST starts this node's part of a rebalance, GET its progress."""
+
+    def __init__(self, rebalance):
+        self.rebalance = rebalance
+
+    def on_post(self, req, resp):
+        rate = req.get_param_as_int("rate", min_value=0, default=DEFAULT_RATE)
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"started": self.rebalance.start(rate)})
+
+    def on_get(self, req, resp):
+        resp.content_type = "application/json"
+        resp.data = _enc.encode(self.rebalance.status())
+
+
+class RebalanceAPI:
+    """/v1/rebalance: POST starts a rebalance on every live node (`?rate=` objects per second
+    per node), GET reports every node's progress and an overall `state`."""
+
+    def __init__(self, cluster, rebalance):
+        self.cluster = cluster
+        self.rebalance = rebalance
+
+    def _each(self, method, params=None):
+        out = {}
+        for node in self.cluster.smap.nodes:
+            if node.id == self.cluster.node.id:
+                out[node.id] = (self.rebalance.status() if method == "GET" else
+                                {"started": self.rebalance.start(params["rate"])})
+                continue
+            try:
+                r = self.cluster.peers.request(node, method, PEER_PREFIX + "/rebalance",
+                                               params=params, timeout=(2, 10))
+                out[node.id] = r.json()
+            except (PeerUnavailable, ValueError) as exc:
+                out[node.id] = {"state": "unreachable", "error": str(exc)}
+        return out
+
+    def on_post(self, req, resp):
+        rate = req.get_param_as_int("rate", min_value=0, default=DEFAULT_RATE)
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"nodes": self._each("POST", {"rate": rate})})
+
+    def on_get(self, req, resp):
+        nodes = self._each("GET")
+        states = {st.get("state") for st in nodes.values()}
+        state = ("running" if "running" in states else
+                 "done" if states == {"done"} else "incomplete")
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"state": state, "nodes": nodes,
+                                 "moved": sum(st.get("moved", 0) for st in nodes.values()),
+                                 "copied": sum(st.get("copied", 0) for st in nodes.values())})

@@ -18,6 +18,8 @@ import msgspec
 
 from ..archive import ArchiveError, MemberNotFound
 from ..batch.errors import BatchError
+from ..jobs import TooManyJobs
+from ..jobs.listrange import SelectionError
 from ..store import errors as se
 
 log = logging.getLogger("getbatch.server")
@@ -31,6 +33,7 @@ _STORE_STATUS = [
     (se.InsufficientStorage, 507, ""),
     (se.AccessDenied, 403, ""),
     (se.RemoteUnavailable, 503, ""),
+    (se.Unavailable, 503, ""),
     (se.StoreError, 400, ""),
 ]
 
@@ -57,6 +60,10 @@ def to_ais_error(ex):
         return AISError(404, str(ex), "ErrObjNotFound")
     if isinstance(ex, ArchiveError):
         return AISError(400, str(ex))
+    if isinstance(ex, SelectionError):
+        return AISError(400, str(ex))
+    if isinstance(ex, TooManyJobs):
+        return AISError(429, str(ex))
     if isinstance(ex, RecursionError):
         return AISError(400, "malformed JSON request body: nested too deeply")
     return None
@@ -64,6 +71,10 @@ def to_ais_error(ex):
 
 def handle_exception(req, resp, ex, params):
     """Falcon error handler for every non-HTTPError exception."""
+    if isinstance(ex, se.Elsewhere):
+        # the same request at the node that serves it: 307 keeps method and body (the SDK
+        # re-sends a PUT's file); never 301/302/303
+        raise AISError(307, str(ex), headers={"Location": ex.url + req.relative_uri})
     err = to_ais_error(ex)
     if err is None:
         log.exception("internal error serving %s %s", req.method, req.path)

@@ -12,6 +12,7 @@ from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.request import parse, parse_coloc
 from ..store import normalize_provider
+from .auth import authorize_entries
 from .buckets import bucket_backend, read_body
 from .errors import AISError
 
@@ -34,6 +35,7 @@ class Moss:
             checked = ((provider, bucket),)
         cfg = self.config
         mreq = parse(read_body(req, cfg.max_body), bucket, provider, max_entries=cfg.max_entries)
+        authorize_entries(req, mreq.entries)
         plan = batch_plan.build(mreq, self.storage, max_soft_errs=cfg.max_soft_errs,
                                 checked=checked, max_inflate=cfg.max_inflate)
         out = BatchOutput(plan, mreq.mime, multipart=not mreq.strm, window=cfg.window)

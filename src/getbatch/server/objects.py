@@ -9,11 +9,14 @@ where possible). A failure after the status line (a CRC-32 mismatch, max_inflate
 that shrank) closes the connection (the worker guards streamed bodies): the client sees
 fewer bytes than Content-Length.
 """
+import dataclasses
+
 import falcon
 
 from ..archive import InflateBudget, MemberNotFound
 from ..store import validate_archpath
-from ..store.errors import InvalidName
+from ..store.archived import find_archived
+from ..store.errors import InvalidName, ObjectNotFound
 from .buckets import body_stream, bucket_backend
 from .errors import AISError
 
@@ -76,6 +79,12 @@ def _byte_range(req, size):
     return first, last - first + 1
 
 
+def _refuse_range(req):
+    if req.get_header("Range") is not None:
+        raise AISError(416, "a Range on a file inside a shard is not supported (use GetBatch "
+                            "start/length)")
+
+
 class _Closing:
     """`chunks` as a WSGI body that closes `source` when the server is done with it (a
     generator's `finally` would not run for a body that is never iterated)."""
@@ -124,7 +133,14 @@ class Object:
             self._get_archived(req, resp, backend, bucket, obj, archpath)
             return
         # size and headers from the very version sent, even if the object is replaced meanwhile
-        src, attrs = backend.open(bucket, obj)
+        try:
+            src, attrs = backend.open(bucket, obj)
+        except ObjectNotFound:
+            found = self._find_archived(backend, bucket, obj)
+            if found is None:
+                raise
+            self._serve_member(req, resp, found[0], found[2])
+            return
         try:
             _attr_headers(resp, attrs, backend.provider)
             if req.get_header("Range") is None:
@@ -149,19 +165,33 @@ class Object:
         resp.stream = _Closing(src.chunks(start, count), src)
 
     def _get_archived(self, req, resp, backend, bucket, obj, archpath):
-        if req.get_header("Range") is not None:
-            raise AISError(416, "a Range together with archpath is not supported")
+        _refuse_range(req)
         if req.get_param("archregx"):
             raise AISError(400, "archregx is not supported: name one archived file with archpath")
         validate_archpath(archpath)
         shard = backend.open_shard(bucket, obj, InflateBudget(self.config.max_inflate))
+        self._serve_member(req, resp, shard, archpath,
+                           f"{archpath} in {backend.provider}://{bucket}/{obj}")
+
+    def _find_archived(self, backend, bucket, obj):
+        """(shard, shard name, archpath) when `obj` names a file inside a shard object
+        (`shard.zip/x.wav`, the rule GetBatch follows too), else None."""
+        if "/" not in obj:
+            return None
+        budget = InflateBudget(self.config.max_inflate)
+        return find_archived(obj, lambda name: backend.open_shard(bucket, name, budget),
+                             release=lambda shard: shard.close())
+
+    @staticmethod
+    def _serve_member(req, resp, shard, archpath, ref=None):
+        """Stream member `archpath` of `shard` (taken over: closed once sent or on error)."""
         try:
+            _refuse_range(req)
             try:
                 m = shard.lookup(archpath)
             except MemberNotFound:
-                raise AISError(404, f"{archpath} in {backend.provider}://{bucket}/{obj} does not "
-                                    "exist", "ErrObjNotFound") from None
-            shard.budget.require(shard.inflate_cost([(archpath, 0, None)]), obj)
+                raise AISError(404, f"{ref} does not exist", "ErrObjNotFound") from None
+            shard.budget.require(shard.inflate_cost([(archpath, 0, None)]), shard.name)
             chunks = shard.iter_member(archpath)
         except BaseException:
             shard.close()
@@ -171,7 +201,19 @@ class Object:
 
     def on_head(self, req, resp, bucket, obj):
         backend, bucket = bucket_backend(self.storage, req, bucket)
-        attrs = backend.stat(bucket, object_name(req, obj))
+        obj = object_name(req, obj)
+        try:
+            attrs = backend.stat(bucket, obj)
+        except ObjectNotFound:
+            found = self._find_archived(backend, bucket, obj)
+            if found is None:
+                raise
+            shard, shard_name, archpath = found
+            with shard:
+                size = shard.lookup(archpath).size
+            # the shard's times; its version and checksum are not the file's
+            attrs = dataclasses.replace(backend.stat(bucket, shard_name), size=size, name=obj,
+                                        version="", cksum_type="", cksum_value="")
         _attr_headers(resp, attrs, backend.provider)
         resp.content_length = attrs.size
 

@@ -9,4 +9,8 @@ from ..store import open_storage
 from .app import create_app
 
 config = Config.load()
+if config.etcd:
+    # a cluster node's lease is held by the `getbatch serve` master process (cluster.node)
+    raise SystemExit("getbatch.server.wsgi serves a single node; start cluster nodes with "
+                     "`getbatch serve --etcd URL --advertise URL`")
 app = create_app(config, open_storage(config))

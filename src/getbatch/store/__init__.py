@@ -9,7 +9,7 @@ from .attrs import ObjectAttrs
 from .backend import Backend, BatchReader, Source
 from .errors import (BadAppendHandle, BucketExists, BucketNotFound, Conflict,
                      IncompleteUpload, InsufficientStorage, InvalidName, InvalidProvider,
-                     ObjectNotFound, StoreError)
+                     NotRemote, ObjectNotFound, StoreError)
 from .local import LocalStore
 from .names import validate_archpath, validate_bucket_name, validate_object_name
 from .providers import normalize_provider
@@ -18,7 +18,8 @@ from .router import Storage
 __all__ = [
     "Backend", "BatchReader", "Source", "Storage", "LocalStore", "ObjectAttrs",
     "StoreError", "BucketNotFound", "BucketExists", "ObjectNotFound", "InvalidName",
-    "InvalidProvider", "Conflict", "BadAppendHandle", "IncompleteUpload", "InsufficientStorage",
+    "InvalidProvider", "NotRemote", "Conflict", "BadAppendHandle", "IncompleteUpload",
+    "InsufficientStorage",
     "validate_bucket_name", "validate_object_name", "validate_archpath", "normalize_provider",
     "open_storage",
 ]

@@ -11,10 +11,11 @@ shard once per request.
 """
 from abc import ABC, abstractmethod
 
-from .errors import BucketNotFound
+from .errors import BucketNotFound, NotRemote, StoreError
 from .names import validate_bucket_name
 
 _CHUNK = 1 << 20
+MAX_PAGE = 10_000  # entries in one listing page when the client asks for "as many as you like"
 
 
 class Source:
@@ -64,6 +65,12 @@ class Backend(ABC):
 
     provider = ""
 
+    @property
+    def remote(self):
+        """True when the bucket's objects are local copies of a remote store's (every provider
+        but `ais`): the buckets prefetch and evict apply to."""
+        return self.provider != "ais"
+
     # ---- buckets
     @abstractmethod
     def list_buckets(self):
@@ -92,6 +99,12 @@ class Backend(ABC):
         self.require_bucket(name)
         return {"provider": self.provider}
 
+    def set_bucket_props(self, name, props):
+        """Change bucket properties (AIS `set-bprops`); StoreError where none can be set."""
+        self.require_bucket(name)
+        raise StoreError(f"bucket properties of {self.provider}://{name} cannot be changed "
+                         "on this node (mirror needs a cluster)")
+
     # ---- objects
     @abstractmethod
     def stat(self, bucket, name):
@@ -118,6 +131,17 @@ class Backend(ABC):
     def delete(self, bucket, name):
         """Remove the object; ObjectNotFound if missing."""
 
+    def prefetch(self, bucket, name):
+        """Bring the object's current remote version into the local cache (a no-op when the
+        cached copy is current); returns the bytes fetched. ObjectNotFound if missing.
+        Remote backends implement it; the default refuses, as AIS does for its own buckets."""
+        raise NotRemote("prefetch", bucket, self.provider)
+
+    def evict(self, bucket, name):
+        """Drop the object's cached copy, keeping the remote object; returns the bytes freed.
+        ObjectNotFound if the object is not cached. Remote backends only."""
+        raise NotRemote("evict", bucket, self.provider)
+
     @abstractmethod
     def list_objects(self, bucket, prefix="", page_size=0, token="", start_after="",
                      with_meta=False):
@@ -135,7 +159,6 @@ class Backend(ABC):
     def batch_reader(self, n_entries, budget=None):
         """A BatchReader for one GetBatch request naming up to `n_entries` items here."""
 
-    remote = False  # True for backends whose batch readers want prepare() (remote stores)
 
 
 class BatchReader(ABC):

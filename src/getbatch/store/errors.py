@@ -74,6 +74,17 @@ class InvalidProvider(StoreError, ValueError):
                          '(expecting ais, aws/s3, gcp/gs, azure/az, oci/oc or ht)')
 
 
+class NotRemote(StoreError):
+    """Prefetch or evict on a bucket that is not a cache of a remote store (AIS refuses
+    them on its own `ais://` buckets too)."""
+
+    def __init__(self, action, bucket, provider="ais"):
+        self.bucket = bucket
+        self.provider = provider
+        super().__init__(f"{action}: {provider}://{bucket} is not a remote bucket (prefetch and "
+                         "evict apply to buckets cached from a remote store, like aws://)")
+
+
 class Conflict(StoreError):
     """The name collides with the filesystem layout: an object `a` and an object `a/b`
     cannot both exist, because `a` would have to be a file and a directory."""
@@ -117,6 +128,22 @@ class InsufficientStorage(StoreError):
                          "data disk; nothing was stored")
 
 
+class Unavailable(StoreError):
+    """A service the operation needs (on a cluster: etcd, or every node holding the object)
+    cannot be reached now; worth retrying (503)."""
+
+
+class Elsewhere(StoreError):
+    """The object is served by another node, whose base URL is `url` (the server answers 307
+    to the same path and query there)."""
+
+    def __init__(self, url, bucket=None, name=None):
+        self.url = url
+        self.bucket = bucket
+        self.name = name
+        super().__init__(f"ais://{bucket}/{name} is served by {url}")
+
+
 # ---- remote backends (S3, HTTP origins)
 
 class AccessDenied(StoreError):
@@ -129,7 +156,7 @@ class AccessDenied(StoreError):
         super().__init__(f"access to {where} denied by the remote store{detail}")
 
 
-class RemoteUnavailable(StoreError):
+class RemoteUnavailable(Unavailable):
     """The remote store cannot be reached or failed (503): names the endpoint tried."""
 
     def __init__(self, provider, endpoint, reason, bucket=None, name=None):

@@ -23,7 +23,7 @@ from ..archive import InflateCache, open_shard
 from . import attrs as meta
 from .append import AppendSessions
 from .attrs import attrs_from_stat
-from .backend import Backend
+from .backend import MAX_PAGE, Backend
 from .errors import BucketExists, BucketNotFound, InvalidName, ObjectNotFound
 from .fsutil import copy_stream, fsync_dir, full_disk_is_507, own, prune_empty_dirs, sweep
 from .listing import walk_names
@@ -31,7 +31,6 @@ from .local_read import OPEN_FLAGS, FileSource, LocalBatchReader, lookup_error
 from .names import validate_bucket_name, validate_object_name
 from .publish import Publisher
 
-MAX_PAGE = 10_000
 STALE_AFTER = 3600.0  # seconds without modification before an append session is dropped
 _SWEEP_UNOWNED_AFTER = 5.0  # temp files no live process owns are leftovers after this age
 _NAME_MAX = 255       # bytes per path component (ext4, xfs, btrfs)
@@ -78,6 +77,12 @@ class LocalStore(Backend):
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         own(fd)
         return fd, path
+
+    def scratch_fd(self):
+        """An fd of a new, already unlinked temp file in the data dir (gone once closed)."""
+        fd, path = self._mkstemp()
+        os.unlink(path)
+        return fd
 
     def _meta(self, target):
         return meta.read_meta(target) if self._xattrs else meta.NO_META

@@ -98,15 +98,20 @@ class ObjectCache(InflateCache):
         return entry
 
     def drop(self, provider, bucket, name):
-        """Remove the cached copy (the hinted version) and the hint of an object."""
+        """Remove the cached copy (the hinted version) and the hint of an object; the bytes
+        freed, None when there was no copy."""
         found = self.hint(provider, bucket, name)
+        freed = None
         if found is not None:
             path = self._path(self.version_digest(provider, bucket, name, found[1], found[0]))
             try:
+                size = os.stat(path).st_size
                 os.unlink(path)  # readers that have it open keep their copy
+                freed = size
             except OSError:
                 pass
         try:
             os.unlink(self._ref_path(provider, bucket, name))
         except OSError:
             pass
+        return freed

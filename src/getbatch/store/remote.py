@@ -31,7 +31,7 @@ from ..archive.inflatecache import Stale
 from ..archive.ranged import Mirror, RangedTarShard, RangedZipShard, _anonymous_file
 from .attrs import ObjectAttrs
 from .backend import Backend, BatchReader
-from .errors import BucketExists, NotSupported, RemoteChanged, RemoteUnavailable, StoreError
+from .errors import BucketExists, NotSupported, ObjectNotFound, RemoteChanged, RemoteUnavailable, StoreError
 from .fsutil import copy_stream, write_all
 from .local_read import FileSource
 from .names import validate_bucket_name, validate_object_name
@@ -96,7 +96,6 @@ def _pool(workers, name):
 
 
 class RemoteStore(Backend):
-    remote = True
     whole_below = 32 << 20  # shards up to this size are fetched (and cached) whole
 
     def __init__(self, client, data_dir, *, cache_bytes, inflate_cache=0, inflight=16):
@@ -111,6 +110,7 @@ class RemoteStore(Backend):
         self._inflate = (InflateCache(os.path.join(sysdir, "inflate-cache"), inflate_cache)
                          if inflate_cache else None)
         self.inflight = inflight
+        self._tls = threading.local()  # fetched: bytes downloaded (prefetch reports them)
         self._objects_pool = _pool(inflight, f"{self.provider}-get")
         self._ranges_pool = _pool(inflight, f"{self.provider}-range")
 
@@ -220,6 +220,7 @@ class RemoteStore(Backend):
         """Read `body` (the whole object `meta`) into the cache, or a private file if it
         cannot be cached; its MD5 checked when the ETag is one."""
         md5 = hashlib.md5() if _is_md5(meta.etag) else None
+        self._tls.fetched = getattr(self._tls, "fetched", 0) + meta.size
         fill = None
         if meta.size <= self.cache.max_bytes:
             fill = self.cache.fill(self.cache.version_digest(
@@ -371,14 +372,20 @@ class RemoteStore(Backend):
     # ---- cache control (the SDK's prefetch / evict jobs)
 
     def prefetch(self, bucket, name):
-        """Make sure the current version is in the cache."""
+        """Make sure the current version is in the cache; the bytes that took fetching."""
+        self._tls.fetched = 0
         self.local_copy(bucket, name).close()
+        return self._tls.fetched
 
     def evict(self, bucket, name):
-        """Drop the cached copy; the remote object stays."""
+        """Drop the cached copy, the remote object stays; the bytes freed. ObjectNotFound
+        when nothing of it is cached."""
         self._check(bucket, name)
         self.require_bucket(bucket)
-        self.cache.drop(self.provider, bucket, name)
+        freed = self.cache.drop(self.provider, bucket, name)
+        if freed is None:
+            raise ObjectNotFound(bucket, name, self.provider)
+        return freed
 
     # ---- shards and batches
 

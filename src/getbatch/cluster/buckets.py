@@ -1,0 +1,135 @@
+"""Cluster-wide bucket metadata in etcd: one key per bucket, its revision the bucket's version.
+
+    getbatch/buckets/<provider>/<name>   {"created": "...", "mirror": {"enabled", "copies"}}
+
+Every worker keeps the table cached from a watch. Reads use the cache; a name the cache does
+not know is looked up in etcd once more before it is called missing, so a bucket created a
+moment ago through another node is found at once. Changes go to etcd (create-if-absent,
+compare-and-swap on the revision); when etcd is unreachable they fail with `Unavailable`
+(503) while reads go on with the cached table.
+"""
+import json
+import time
+
+from ..store.errors import BucketExists, BucketNotFound, StoreError, Unavailable
+from .etcd import EtcdUnavailable
+from .membership import PREFIX, PrefixWatcher
+
+BUCKETS = PREFIX + "buckets/"
+MAX_COPIES = 3
+
+
+class BucketMeta:
+    __slots__ = ("name", "provider", "props", "revision")
+
+    def __init__(self, name, provider, props, revision):
+        self.name = name
+        self.provider = provider
+        self.props = props
+        self.revision = revision
+
+    @property
+    def copies(self):
+        """How many nodes hold each object (the mirror property; 1 unless enabled)."""
+        m = self.props.get("mirror") or {}
+        return int(m.get("copies", 1)) if m.get("enabled") else 1
+
+
+def _key(provider, name):
+    return f"{BUCKETS}{provider}/{name}"
+
+
+def _build(kvs, revision):
+    table = {}
+    for kv in kvs.values():
+        provider, _, name = kv.key[len(BUCKETS):].partition("/")
+        try:
+            props = json.loads(kv.value)
+        except ValueError:
+            continue
+        table[(provider, name)] = BucketMeta(name, provider, props, kv.mod_revision)
+    return table
+
+
+def check_mirror(value):
+    """The mirror property as stored ({"enabled": bool, "copies": 1..3}); StoreError (400)
+    naming what is wrong."""
+    if not isinstance(value, dict) or set(value) - {"enabled", "copies"}:
+        raise StoreError('invalid mirror property: expecting {"enabled": true|false, '
+                         '"copies": 1..3}')
+    enabled = value.get("enabled", True)
+    copies = value.get("copies", 2 if enabled else 1)
+    if not isinstance(enabled, bool):
+        raise StoreError(f"invalid mirror.enabled {enabled!r}: expecting true or false")
+    if type(copies) is not int or not 1 <= copies <= MAX_COPIES:
+        raise StoreError(f"invalid mirror.copies {copies!r}: expecting 1 to {MAX_COPIES}")
+    return {"enabled": enabled, "copies": copies}
+
+
+class BucketTable:
+    def __init__(self, etcd, provider="ais"):
+        self.etcd = etcd
+        self.provider = provider
+        self._watcher = PrefixWatcher(etcd, BUCKETS, _build, initial={})
+
+    def start(self):
+        try:
+            self._watcher.sync()
+        except EtcdUnavailable:
+            pass  # the watcher keeps trying; until then the table is empty
+        self._watcher.start()
+
+    def get(self, name):
+        """The BucketMeta, or None. A cache miss is checked in etcd (when reachable)."""
+        meta = self._watcher.value.get((self.provider, name))
+        if meta is None:
+            try:
+                kv = self.etcd.get(_key(self.provider, name))
+            except EtcdUnavailable:
+                return None
+            if kv is not None:
+                meta = BucketMeta(name, self.provider, json.loads(kv.value), kv.mod_revision)
+        return meta
+
+    def require(self, name):
+        meta = self.get(name)
+        if meta is None:
+            raise BucketNotFound(name, self.provider)
+        return meta
+
+    def names(self):
+        return sorted(n for p, n in self._watcher.value if p == self.provider)
+
+    def create(self, name):
+        props = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "mirror": {"enabled": False, "copies": 1}}
+        created, _ = self._change(self.etcd.create, _key(self.provider, name), json.dumps(props))
+        if not created:
+            raise BucketExists(name, self.provider)
+
+    def destroy(self, name):
+        """Remove the bucket from the cluster's table (its objects are the caller's to remove)."""
+        key = _key(self.provider, name)
+        while True:
+            kv = self._change(self.etcd.get, key)
+            if kv is None:
+                raise BucketNotFound(name, self.provider)
+            if self._change(self.etcd.cas_delete, key, kv.mod_revision):
+                return
+
+    def set_props(self, name, changes):
+        """Merge `changes` (already checked) into the bucket's properties."""
+        key = _key(self.provider, name)
+        while True:
+            kv = self._change(self.etcd.get, key)
+            if kv is None:
+                raise BucketNotFound(name, self.provider)
+            props = dict(json.loads(kv.value), **changes)
+            if self._change(self.etcd.cas, key, json.dumps(props), kv.mod_revision):
+                return
+
+    def _change(self, fn, *args):
+        try:
+            return fn(*args)
+        except EtcdUnavailable as exc:
+            raise Unavailable(f"cannot change bucket metadata now: {exc}; reads go on") from None

@@ -1,0 +1,112 @@
+"""A node's view of its cluster: who it is, the cluster secret, the live map, its peers.
+
+`Cluster.boot(config)` runs once in the serving (arbiter) process before any worker starts: it
+settles the node id, reads (or creates) the cluster identity in etcd and takes a first map.
+`registrar()` is then started in that same process (it holds the lease). Each worker process
+calls `start(storage)` after the fork: its own etcd client, its own watches of membership and
+bucket metadata (threads and connections do not survive a fork), its own peer sessions; it
+returns the storage the node serves, whose `ais` backend is the cluster's (`ClusterStore`).
+"""
+import logging
+import os
+import time
+
+from ..store.router import Storage
+from .buckets import BUCKETS, BucketTable
+from .etcd import Etcd, EtcdUnavailable
+from .membership import (NODES, PrefixWatcher, Registrar, cluster_identity, smap_builder,
+                         stable_node_id)
+from .peers import Peers
+from .smap import NodeInfo
+from .share import LocalShare
+from .store import ClusterStore
+
+log = logging.getLogger("getbatch.cluster")
+
+BOOT_WAIT = 10.0     # seconds `serve` waits for etcd before giving up
+
+
+def advertise_url(config):
+    """The URL peers and clients reach this node at: `advertise`, or http://host:port when
+    the node listens on one address."""
+    if config.advertise:
+        return config.advertise.rstrip("/")
+    if config.host in ("0.0.0.0", "::", ""):
+        raise ValueError(f"host {config.host} listens on every address: set advertise "
+                         "(--advertise http://HOST:PORT) to the URL other nodes reach this one at")
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    return f"http://{host}:{config.port}"
+
+
+class Cluster:
+    def __init__(self, endpoints, node, ident, smap):
+        self.endpoints = list(endpoints)
+        self.node = node
+        self.uuid = ident["uuid"]
+        self.secret = ident["secret"]
+        self.created = ident["created"]
+        self._boot_smap = smap
+        self.etcd = None
+        self.peers = None
+        self.share = None   # this node's LocalShare (what peers reach)
+        self.store = None   # the ClusterStore (the `ais` backend clients reach)
+        self._watcher = None
+
+    @classmethod
+    def boot(cls, config, wait=BOOT_WAIT):
+        """Settle id and URL, read the cluster identity and a first map (retrying etcd for up
+        to `wait` seconds; then EtcdUnavailable). ValueError for a bad advertise/host pair."""
+        node_id = (config.node_id if config.origin("node_id") != "default"
+                   else stable_node_id(os.path.abspath(config.data_dir)))
+        node = NodeInfo(node_id, advertise_url(config))
+        etcd = Etcd(config.etcd)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                ident = cluster_identity(etcd)
+                kvs, revision = etcd.range(NODES)
+                break
+            except EtcdUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        smap = smap_builder(node_id)({kv.key: kv for kv in kvs}, revision)
+        etcd.close()
+        return cls(config.etcd, node, ident, smap)
+
+    def registrar(self):
+        """The lease holder of this node (start it in the process that outlives the workers)."""
+        return Registrar(Etcd(self.endpoints), self.node)
+
+    def reconcile(self, local):
+        """At boot, drop local copies of buckets destroyed while this node was away."""
+        kvs, _ = Etcd(self.endpoints).range(BUCKETS + "ais/")
+        live = {kv.key.rpartition("/")[2] for kv in kvs}
+        for name in local.list_buckets():
+            if name not in live:
+                log.warning("bucket ais://%s was destroyed while this node was away: "
+                            "removing its local copy", name)
+                local.destroy_bucket(name)
+
+    def start(self, storage):
+        """In a worker: watch membership and buckets, open peer sessions; the Storage to
+        serve (`storage` with its `ais` backend placed over the cluster)."""
+        self.etcd = Etcd(self.endpoints)
+        self.peers = Peers(self.secret)
+        self._watcher = PrefixWatcher(self.etcd, NODES, smap_builder(self.node.id),
+                                      initial=self._boot_smap)
+        try:
+            self._watcher.sync()
+        except EtcdUnavailable as exc:
+            log.warning("worker starts with the membership known at boot: %s", exc)
+        self._watcher.start()
+        buckets = BucketTable(self.etcd)
+        buckets.start()
+        self.share = LocalShare(storage.backends["ais"], buckets)
+        self.store = ClusterStore(self, self.share, buckets)
+        return Storage(dict(storage.backends, ais=self.store))
+
+    @property
+    def smap(self):
+        """The current cluster map (an immutable Smap; take it once per request)."""
+        return self._watcher.value if self._watcher is not None else self._boot_smap

@@ -1,0 +1,213 @@
+"""One peer as a backend: the store operations over HTTP, against that peer's `LocalShare`
+(its intra-cluster endpoints). Answers come back as the store's exceptions; a peer that does
+not answer is `PeerUnavailable`.
+"""
+from urllib.parse import quote
+
+import msgpack
+
+from ..store.attrs import ObjectAttrs
+from ..store.backend import Source
+from ..store.errors import (BucketNotFound, Conflict, InsufficientStorage, ObjectNotFound,
+                            StoreError, Unavailable)
+from .peers import PEER_PREFIX
+
+_CHUNK = 1 << 20
+STAT_TIMEOUT = (2.0, 5.0)  # a HEAD is quick: a node that takes longer is treated as away
+_LIST_PROPS = "name,size"
+_META_PROPS = "name,size,checksum,version,atime"
+
+
+def _quote(name):
+    return quote(name, safe="/")
+
+
+class Body:
+    """A request body for `requests`: reads `length` bytes of `stream` (all of it when None),
+    counting what was read, so a failed forward knows whether it can be retried."""
+
+    def __init__(self, stream, length):
+        self.stream = stream
+        self.length = length
+        self.consumed = 0
+
+    def __len__(self):
+        return self.length
+
+    def read(self, n=_CHUNK):
+        if self.length is not None:
+            n = min(n, self.length - self.consumed)
+            if n <= 0:
+                return b""
+        data = self.stream.read(n)
+        self.consumed += len(data)
+        return data
+
+
+def _chunked(stream):
+    while True:
+        data = stream.read(_CHUNK)
+        if not data:
+            return
+        yield data
+
+
+class PeerSource(Source):
+    """An object on a peer, read over HTTP. `resp`: a GET already under way (stream=True) for
+    the whole object, used by the first full read; otherwise each read is a ranged GET."""
+
+    __slots__ = ("peer", "bucket", "name", "size", "_resp")
+
+    def __init__(self, peer, bucket, name, size, resp=None):
+        self.peer = peer
+        self.bucket = bucket
+        self.name = name
+        self.size = size
+        self._resp = resp
+
+    def _take(self, offset, length):
+        r, self._resp = self._resp, None
+        if r is not None and offset == 0 and length == self.size:
+            return r
+        if r is not None:
+            r.close()
+        return self.peer.get(self.bucket, self.name, offset, length)
+
+    def pread(self, length, offset):
+        length = max(0, min(length, self.size - offset))
+        if length == 0:
+            return b""
+        r = self._take(offset, length)
+        try:
+            data = r.content
+        except Exception as exc:
+            raise OSError(f"reading ais://{self.bucket}/{self.name} from peer "
+                          f"{self.peer.node.id}: {exc}") from None
+        return data
+
+    def chunks(self, offset, length):
+        if length <= 0:
+            return
+        r = self._take(offset, length)
+        got = 0
+        try:
+            for data in r.iter_content(_CHUNK):
+                got += len(data)
+                yield data
+        except Exception as exc:
+            raise OSError(f"reading ais://{self.bucket}/{self.name} from peer "
+                          f"{self.peer.node.id}: {exc}") from None
+        finally:
+            r.close()
+        if got != length:
+            raise OSError(f"ais://{self.bucket}/{self.name} from peer {self.peer.node.id}: "
+                          f"{got} of {length} bytes")
+
+    def close(self):
+        r, self._resp = self._resp, None
+        if r is not None:
+            r.close()
+
+
+def _attrs_from_headers(h, bucket, name):
+    atime = int(h.get("Ais-Atime") or 0)
+    return ObjectAttrs(size=int(h.get("Content-Length") or 0), mtime_ns=atime, atime_ns=atime,
+                       version=h.get("Ais-Version", ""), cksum_type=h.get("Ais-Checksum-Type", ""),
+                       cksum_value=h.get("Ais-Checksum-Value", ""), name=name, bucket=bucket)
+
+
+class PeerBackend:
+    """One peer's LocalShare over its intra-cluster endpoints. Errors come back as the
+    store's exceptions; an unreachable peer is PeerUnavailable."""
+
+    def __init__(self, peers, node):
+        self.peers = peers
+        self.node = node
+
+    def _obj(self, bucket, name):
+        return f"{PEER_PREFIX}/objects/{bucket}/{_quote(name)}"
+
+    def _check(self, r, bucket, name=None):
+        if r.status_code < 300:
+            return r
+        try:
+            msg = r.json().get("message", "")
+        except ValueError:
+            msg = r.text[:200]
+        r.close()
+        if r.status_code == 404:
+            if name is not None and f"{bucket}/" in msg:
+                raise ObjectNotFound(bucket, name)
+            if name is not None and not msg:  # HEAD: no body
+                raise ObjectNotFound(bucket, name)
+            raise BucketNotFound(bucket)
+        if r.status_code == 409:
+            raise Conflict(msg, bucket, name)
+        if r.status_code == 507:
+            raise InsufficientStorage(bucket, name)
+        if 400 <= r.status_code < 500:
+            raise StoreError(msg)
+        raise Unavailable(f"peer {self.node.id}: {r.status_code} {msg}")
+
+    def stat(self, bucket, name):
+        r = self.peers.request(self.node, "HEAD", self._obj(bucket, name), timeout=STAT_TIMEOUT)
+        return _attrs_from_headers(self._check(r, bucket, name).headers, bucket, name)
+
+    def open(self, bucket, name):
+        """(PeerSource, attrs) with the GET already under way."""
+        r = self.peers.request(self.node, "GET", self._obj(bucket, name), stream=True)
+        self._check(r, bucket, name)
+        attrs = _attrs_from_headers(r.headers, bucket, name)
+        return PeerSource(self, bucket, name, attrs.size, r), attrs
+
+    def get(self, bucket, name, offset, length):
+        r = self.peers.request(self.node, "GET", self._obj(bucket, name), stream=True,
+                               headers={"Range": f"bytes={offset}-{offset + length - 1}"})
+        return self._check(r, bucket, name)
+
+    def put(self, bucket, name, body, length=None):
+        data = Body(body, length) if length is not None else _chunked(body)
+        r = self.peers.request(self.node, "PUT", self._obj(bucket, name), data=data)
+        self._check(r, bucket, name)
+
+    def push(self, bucket, name, candidates, wanted):
+        """Ask the peer to copy its object to `wanted` of `candidates` (node ids, in order);
+        how many copies it made."""
+        r = self.peers.request(self.node, "POST", f"{PEER_PREFIX}/push/{bucket}/{_quote(name)}",
+                               params={"to": ",".join(candidates), "copies": str(wanted)})
+        return int(self._check(r, bucket, name).json()["copies"])
+
+    def append(self, bucket, name, handle, body, length=None):
+        data = Body(body, length) if length is not None else _chunked(body)
+        r = self.peers.request(self.node, "PUT", self._obj(bucket, name), data=data,
+                               params={"append_type": "append", "append_handle": handle})
+        return self._check(r, bucket, name).headers.get("Ais-Append-Handle", "")
+
+    def flush(self, bucket, name, handle):
+        r = self.peers.request(self.node, "PUT", self._obj(bucket, name),
+                               params={"append_type": "flush", "append_handle": handle})
+        self._check(r, bucket, name)
+
+    def delete(self, bucket, name):
+        self._check(self.peers.request(self.node, "DELETE", self._obj(bucket, name)), bucket, name)
+
+    def destroy_bucket(self, bucket):
+        r = self.peers.request(self.node, "DELETE", f"{PEER_PREFIX}/buckets/{bucket}",
+                               json={"action": "destroy-bck"})
+        if r.status_code != 404:
+            self._check(r, bucket)
+
+    def list_objects(self, bucket, prefix, page_size, token, start_after, with_meta):
+        lso = {"prefix": prefix, "pagesize": page_size, "continuation_token": token,
+               "start_after": start_after, "props": _META_PROPS if with_meta else _LIST_PROPS}
+        r = self.peers.request(self.node, "GET", f"{PEER_PREFIX}/buckets/{bucket}",
+                               json={"action": "list", "value": lso},
+                               headers={"Accept": "application/msgpack"})
+        if r.status_code == 404:
+            return [], ""
+        res = msgpack.unpackb(self._check(r, bucket).content)
+        out = [ObjectAttrs(size=e["s"], mtime_ns=int(e.get("a") or 0),
+                           atime_ns=int(e.get("a") or 0), version=e.get("v", ""),
+                           cksum_value=e.get("cs", ""), name=e["n"], bucket=bucket)
+               for e in res.get("Entries") or ()]
+        return out, res.get("ContinuationToken", "")

@@ -1,0 +1,81 @@
+"""This node's share of the cluster's `ais` buckets: what peers reach at `/v1/_peer/...`.
+
+A bucket exists cluster-wide (in etcd's bucket table); a node holds a local directory for it
+once it is used here. `LocalShare` is the local store with those directories made on first
+use, and with destroy meaning "drop the local copy".
+"""
+from ..store.backend import Backend
+from ..store.errors import BucketExists, BucketNotFound
+from ..store.names import validate_bucket_name
+
+
+class LocalShare(Backend):
+    """The local store, for buckets that exist in the cluster table (`buckets`)."""
+
+    provider = "ais"
+
+    def __init__(self, local, buckets):
+        self.local = local
+        self.buckets = buckets
+
+    def _dir(self, bucket):
+        """Make the bucket's local directory if the cluster has the bucket."""
+        if not self.local.has_bucket(bucket):
+            validate_bucket_name(bucket)
+            self.buckets.require(bucket)
+            try:
+                self.local.create_bucket(bucket)
+            except BucketExists:
+                pass
+
+    def list_buckets(self):
+        return self.buckets.names()
+
+    def has_bucket(self, name):
+        return self.local.has_bucket(name) or self.buckets.get(name) is not None
+
+    def create_bucket(self, name):
+        self._dir(name)
+
+    def destroy_bucket(self, name):
+        """Drop the local copy of a bucket (gone from the table, or going)."""
+        try:
+            self.local.destroy_bucket(name)
+        except BucketNotFound:
+            pass
+
+    def stat(self, bucket, name):
+        self._dir(bucket)
+        return self.local.stat(bucket, name)
+
+    def open(self, bucket, name):
+        self._dir(bucket)
+        return self.local.open(bucket, name)
+
+    def put(self, bucket, name, stream, length=None):
+        self._dir(bucket)
+        return self.local.put(bucket, name, stream, length)
+
+    def append(self, bucket, name, handle, stream, length=None):
+        self._dir(bucket)
+        return self.local.append(bucket, name, handle, stream, length)
+
+    def flush(self, bucket, name, handle):
+        self._dir(bucket)
+        return self.local.flush(bucket, name, handle)
+
+    def delete(self, bucket, name):
+        self._dir(bucket)
+        return self.local.delete(bucket, name)
+
+    def list_objects(self, bucket, prefix="", page_size=0, token="", start_after="",
+                     with_meta=False):
+        self._dir(bucket)
+        return self.local.list_objects(bucket, prefix, page_size, token, start_after, with_meta)
+
+    def open_shard(self, bucket, name, budget=None):
+        self._dir(bucket)
+        return self.local.open_shard(bucket, name, budget)
+
+    def batch_reader(self, n_entries, budget=None):
+        return self.local.batch_reader(n_entries, budget)

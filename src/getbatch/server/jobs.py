@@ -1,0 +1,102 @@
+"""Jobs over HTTP: /v1/cluster job status, stats and abort (as `client.job(id)` asks).
+
+The SDK starts a multi-object job with a bucket action (buckets.py: `DELETE /v1/buckets/<b>`
+with `{"action": "delete-listrange" | "evict-listrange", "value": selection}`, `POST` with
+`prefetch-listrange`) and gets its id as the plain-text body. `client.job(id)` then asks
+`GET /v1/cluster?what=status` (a JobStatus: uuid, err, end_time in ns, aborted) and
+`?what=qryxstats` (JobSnaps by node, used to learn the kind and by `wait()` for some kinds),
+each with JobArgs (`{"ID": ..., "Kind": ...}`) as the JSON body; `PUT /v1/cluster` with
+`stop` aborts a job. Any worker process answers from the Registry.
+"""
+import datetime
+
+import msgspec
+
+from ..jobs import JobNotFound
+from ..jobs.registry import ABORTED, RUNNING
+from .buckets import read_action
+from .errors import AISError
+
+_enc = msgspec.json.Encoder()
+_GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _rfc3339(ns):
+    if not ns:
+        return _GO_ZERO_TIME
+    t = datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def job_snap(rec):
+    """An AIS JobSnap of a registry record."""
+    done = rec["state"] != RUNNING
+    return {"id": rec["id"], "kind": rec["kind"], "start-time": _rfc3339(rec["start_ns"]),
+            "end-time": _rfc3339(rec["end_ns"]),
+            "bck": {"name": rec["bucket"], "provider": rec["provider"],
+                    "namespace": {"uuid": "", "name": ""}} if rec["bucket"] else None,
+            "stats": {"loc-objs": rec["objects"], "loc-bytes": rec["bytes"], "out-objs": 0,
+                      "out-bytes": 0, "in-objs": 0, "in-bytes": 0},
+            "aborted": rec["state"] == ABORTED, "is_idle": done,
+            "abort-err": rec["error"] if rec["state"] == ABORTED else "", "glob.id": 0}
+
+
+def job_status(rec):
+    """An AIS JobStatus (what `client.job(id).status()` and `wait()` read)."""
+    return {"uuid": rec["id"], "err": rec["error"], "end_time": rec["end_ns"],
+            "aborted": rec["state"] == ABORTED}
+
+
+def _job_args(args):
+    """(id, kind) of JobArgs (`{"ID": ..., "Kind": ..., ...}`)."""
+    if not isinstance(args, dict):
+        raise AISError(400, "malformed job request: expecting JobArgs ({\"ID\": ..., "
+                            "\"Kind\": ...})")
+    job_id, kind = args.get("ID") or "", args.get("Kind") or ""
+    if not isinstance(job_id, str) or not isinstance(kind, str):
+        raise AISError(400, 'malformed job request: "ID" and "Kind" must be strings')
+    return job_id, kind
+
+
+class JobQueries:
+    """/v1/cluster: job status and stats queries, job abort."""
+
+    def __init__(self, registry, config):
+        self.registry = registry
+        self.config = config
+
+    def _get(self, job_id):
+        try:
+            return self.registry.get(job_id)
+        except JobNotFound as exc:
+            raise AISError(404, str(exc)) from None
+
+    def on_get(self, req, resp):
+        what = req.get_param("what")
+        job_id, kind = _job_args(read_action(req, self.config.max_body))
+        if what == "status":
+            if not job_id:
+                raise AISError(400, "job status needs a job id (JobArgs \"ID\")")
+            body = job_status(self._get(job_id))
+        elif what == "qryxstats":
+            recs = [self._get(job_id)] if job_id else self.registry.list(kind)
+            body = {self.config.node_id: [job_snap(r) for r in recs
+                                          if not kind or r["kind"] == kind]}
+        else:
+            raise AISError(400, f'unsupported cluster query what="{what}" (supported: status, '
+                                "qryxstats)")
+        resp.content_type = "application/json"
+        resp.data = _enc.encode(body)
+
+    def on_put(self, req, resp):
+        msg = read_action(req, self.config.max_body)
+        if msg.get("action") != "stop":
+            raise AISError(400, f"unsupported cluster action {msg.get('action')!r} (supported: "
+                                "stop)")
+        job_id, _ = _job_args(msg.get("value") or {})
+        if not job_id:
+            raise AISError(400, "stop needs a job id (JobArgs \"ID\")")
+        try:
+            self.registry.abort(job_id)
+        except JobNotFound as exc:
+            raise AISError(404, str(exc)) from None

@@ -1,0 +1,33 @@
+"""Cluster fixtures: `cluster` (3 nodes shared by a module's tests: do not kill its nodes) and
+`make_cluster(n)` (a private cluster per test, with its own etcd, for faults and membership)."""
+import pytest
+
+from tests.server.conftest import make_client
+
+from .nodes import Cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"), n=3)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    made = []
+
+    def make(n=3, **kw):
+        c = Cluster(tmp_path / f"c{len(made)}", n=n, **kw)
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def clients(cluster):
+    """An SDK client per node of `cluster`."""
+    return [make_client(u) for u in cluster.urls]

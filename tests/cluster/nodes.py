@@ -1,0 +1,188 @@
+"""Real clusters for tests: an etcd process and N gunicorn nodes on free loopback ports.
+
+    with Cluster(tmp_path, n=3) as c:      # or the fixtures of tests/cluster/conftest.py
+        c.urls                              # node URLs, c.nodes[i].id its stable id
+        c.kill(1); c.wait_members(2)        # SIGKILL node 1; wait until the others drop it
+        c.pause(0); c.resume(0)             # SIGSTOP / SIGCONT (whole process group)
+        c.restart(1); c.wait_members(3)     # same port, same data dir, same id
+        c.add()                             # one more node (join)
+        c.etcd.stop(); c.etcd.start()       # etcd away and back (same data)
+        c.secret()                          # the cluster secret, read from etcd
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.server.conftest import Node, free_port, serve_argv
+
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+LEASE_TTL = 4  # getbatch.cluster.membership.LEASE_TTL: how fast a dead node drops out
+
+
+def require_etcd():
+    if not os.path.exists(ETCD):
+        pytest.fail("etcd is not installed (Debian package etcd-server): the cluster tests "
+                    "need a real etcd")
+
+
+class EtcdServer:
+    """A single-member etcd on free loopback ports, its data in `base`."""
+
+    def __init__(self, base):
+        require_etcd()
+        self.base = str(base)
+        os.makedirs(self.base, exist_ok=True)
+        self.port, self.peer_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        log = open(os.path.join(self.base, "etcd.log"), "ab")
+        self.proc = subprocess.Popen(
+            [ETCD, "--name", "t", "--data-dir", os.path.join(self.base, "etcd-data"),
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"t={peer}", "--log-level", "error"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("etcd exited early; see " + os.path.join(self.base, "etcd.log"))
+            try:
+                if requests.post(self.url + "/v3/kv/range", json={"key": "eA=="},
+                                 timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("etcd not ready in 20s")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def get(self, key):
+        """The value at `key` (str) or None, read straight from etcd."""
+        from getbatch.cluster.etcd import Etcd
+        kv = Etcd(self.url).get(key)
+        return kv.value if kv else None
+
+
+class Cluster:
+    def __init__(self, base, n=3, workers=1, threads=4, env=None):
+        self.base = str(base)
+        self.workers, self.threads, self.env = workers, threads, env
+        self.etcd = EtcdServer(self.base)
+        self.nodes = []
+        try:
+            for _ in range(n):
+                self.nodes.append(self._spawn(len(self.nodes), wait=False))
+            for node in self.nodes:
+                node._wait_ready()
+                node.id = _node_id(node)
+            self.wait_members(n)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- nodes
+    def _spawn(self, i, port=None, wait=True):
+        d = os.path.join(self.base, f"node{i}")
+        os.makedirs(d, exist_ok=True)
+        argv = serve_argv(self.workers, self.threads) + [
+            "--etcd", self.etcd.url, "--advertise", "http://127.0.0.1:{port}"]
+        node = Node(os.path.join(d, "data"), os.path.join(d, "server.log"), argv,
+                    env=self.env, port=port, wait=wait)
+        node.index = i
+        if wait:
+            node.id = _node_id(node)
+        return node
+
+    @property
+    def urls(self):
+        return [n.url for n in self.nodes]
+
+    def live(self):
+        return [n for n in self.nodes if n.proc.poll() is None and not getattr(n, "paused", False)]
+
+    def add(self):
+        """Start one more node (it joins); the new Node."""
+        node = self._spawn(len(self.nodes))
+        self.nodes.append(node)
+        return node
+
+    def kill(self, i):
+        """SIGKILL node i (its whole process group), as a crash would."""
+        node = self.nodes[i]
+        os.killpg(node.proc.pid, signal.SIGKILL)
+        node.proc.wait()
+        node._log.close()
+
+    def pause(self, i):
+        os.killpg(self.nodes[i].proc.pid, signal.SIGSTOP)
+        self.nodes[i].paused = True
+
+    def resume(self, i):
+        os.killpg(self.nodes[i].proc.pid, signal.SIGCONT)
+        self.nodes[i].paused = False
+
+    def stop(self, i):
+        """Stop node i gracefully (SIGTERM: it leaves the cluster at once)."""
+        self.nodes[i].stop()
+
+    def restart(self, i):
+        """Start node i again on its port and data dir (after kill or stop)."""
+        old = self.nodes[i]
+        if old.proc.poll() is None:
+            old.stop()
+        self.nodes[i] = self._spawn(i, port=old.port)
+        return self.nodes[i]
+
+    # ---- the cluster
+    def smap(self, url):
+        return requests.get(url + "/v1/daemon", params={"what": "smap"}, timeout=5).json()
+
+    def wait_members(self, count, timeout=LEASE_TTL * 3 + 10):
+        """Wait until every live node's map lists exactly `count` nodes; the ids."""
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            seen = {n.url: sorted(self.smap(n.url)["tmap"]) for n in self.live()}
+            views = {tuple(v) for v in seen.values()}
+            if len(views) == 1 and len(next(iter(views))) == count:
+                return list(next(iter(views)))
+            time.sleep(0.2)
+        raise AssertionError(f"nodes did not agree on {count} members in {timeout}s: {seen}")
+
+    def secret(self):
+        return json.loads(self.etcd.get("getbatch/cluster"))["secret"]
+
+    def close(self):
+        for node in self.nodes:
+            if getattr(node, "paused", False):
+                self.resume(node.index)
+            if node.proc.poll() is None:
+                node.stop()
+        self.etcd.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _node_id(node):
+    with open(os.path.join(node.data_dir, ".sys", "node-id")) as f:
+        return f.read().strip()

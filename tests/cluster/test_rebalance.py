@@ -1,0 +1,90 @@
+"""`rebalance` after a join: misplaced objects move to their owners, copies are completed,
+a rerun moves nothing; the CLI drives it; and `getbatch cluster` starts and stops a cluster."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from tests.server.conftest import free_port, make_client
+
+from .test_objects import _local_names, _set_mirror
+
+
+def _owners(c, bucket, name, copies):
+    from getbatch.cluster.smap import NodeInfo, Smap
+    smap = Smap(1, [NodeInfo(n.id, n.url) for n in c.live()], "")
+    return {n.id for n in smap.owners("ais", bucket, name, copies)}
+
+
+def _wait_done(url):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        st = requests.get(url + "/v1/rebalance", timeout=10).json()
+        if st["state"] != "running":
+            return st
+        time.sleep(0.2)
+    raise AssertionError(f"rebalance still running: {st}")
+
+
+def test_rebalance_moves_then_rerun_moves_nothing(make_cluster):
+    c = make_cluster(2)
+    cl = make_client(c.urls[0])
+    b = cl.bucket("rb")
+    b.create()
+    _set_mirror(c.urls[0], "rb", 2)
+    data = {f"r{i}": os.urandom(64 + i) for i in range(80)}
+    for n, v in data.items():
+        b.object(n).get_writer().put_content(v)
+    c.add()
+    c.wait_members(3)
+    r = requests.post(c.urls[1] + "/v1/rebalance", timeout=10)
+    assert r.status_code == 200 and all(s["started"] for s in r.json()["nodes"].values())
+    st = _wait_done(c.urls[2])
+    assert st["state"] == "done", st
+    assert st["copied"] > 0 and st["moved"] > 0
+    # every object now exactly on its two owners
+    by_id = {n.id: _local_names(n, "rb") for n in c.nodes}
+    for n in data:
+        assert {i for i, held in by_id.items() if n in held} == _owners(c, "rb", n, 2), n
+    # a rerun (through the CLI) finds nothing to do
+    out = subprocess.run([sys.executable, "-m", "getbatch.cli", "rebalance", "--url", c.urls[0]],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    st = _wait_done(c.urls[0])
+    assert st["state"] == "done" and st["moved"] == 0 and st["copied"] == 0
+    assert sum(s["checked"] for s in st["nodes"].values()) == 2 * len(data)
+    for n, v in data.items():
+        assert make_client(c.urls[2]).bucket("rb").object(n).get_reader().read_all() == v
+
+
+def test_cluster_command_starts_and_stops(tmp_path):
+    port = free_port()
+    while any(_busy(port + i) for i in range(2)):
+        port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "getbatch.cli", "cluster", "--nodes", "2",
+                          "--port", str(port), "--data-dir", str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in p.stdout:
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{port + 1}" in text and "from aistore import Client" in text
+        smap = requests.get(f"http://127.0.0.1:{port}/v1/daemon?what=smap", timeout=5).json()
+        assert len(smap["tmap"]) == 2
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+    for i in range(2):
+        assert not _busy(port + i)
+
+
+def _busy(port):
+    import socket
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

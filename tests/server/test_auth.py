@@ -1,0 +1,277 @@
+"""Authentication end to end: a node with `auth` on, the real SDK and requests, and the CLI."""
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+import requests
+from aistore.sdk.errors import AISError
+
+from getbatch.auth.tokens import issue
+from getbatch.config import Config
+from getbatch.server import auth as server_auth
+from getbatch.server.app import create_app
+from getbatch.store import open_storage
+
+from .conftest import Node, make_client, serve_argv
+
+KEY = b"0123456789abcdef0123456789abcdef-test-key"
+CLI = [sys.executable, "-m", "getbatch.cli"]
+
+
+def token(perms, ttl=600, sub="alice", key=KEY, now=None):
+    return issue(key, sub, perms, ttl, now=now)
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory):
+    f = tmp_path_factory.mktemp("key") / "auth.key"
+    f.write_bytes(KEY + b"\n")
+    return str(f)
+
+
+@pytest.fixture(scope="module")
+def anode(tmp_path_factory, key_file):
+    d = tmp_path_factory.mktemp("authnode")
+    n = Node(d / "data", d / "server.log", serve_argv(workers=1, threads=4),
+             env={"GETBATCH_AUTH": "true", "GETBATCH_AUTH_KEY_FILE": key_file})
+    yield n
+    n.stop()
+
+
+def tar_bytes(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def buckets(anode):
+    """Two buckets, `pub` and `priv`, each with an object and a shard, made by an admin."""
+    admin = make_client(anode.url, token=token({"*": "rwa"}, sub="admin"))
+    for name in ("pub", "priv"):
+        b = admin.bucket(name)
+        b.create(exist_ok=True)
+        b.object("a.bin").get_writer().put_content(f"{name}-a".encode())
+        b.object("s.tar").get_writer().put_content(tar_bytes([("x.txt", f"{name}-x".encode())]))
+    return admin
+
+
+def status_of(call):
+    with pytest.raises(AISError) as exc:
+        call()
+    return exc.value.status_code, exc.value.message
+
+
+def test_health_is_open_and_everything_else_needs_a_token(anode):
+    assert requests.get(anode.url + "/v1/health").status_code == 200
+    for method, path in [("GET", "/v1/daemon?what=smap"), ("GET", "/v1/buckets"),
+                         ("HEAD", "/v1/buckets/pub"), ("GET", "/v1/objects/pub/a.bin"),
+                         ("PUT", "/v1/objects/pub/new"), ("GET", "/v1/ml/moss/pub"),
+                         ("GET", "/v1/no/such/route")]:
+        r = requests.request(method, anode.url + path)
+        assert r.status_code == 401, (method, path, r.status_code)
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        if method != "HEAD":
+            body = r.json()
+            assert body["status"] == 401 and "bearer token" in body["message"]
+            assert body["url_path"] == path.split("?")[0]
+
+
+def test_sdk_without_a_token_gets_401(anode, buckets):
+    c = make_client(anode.url, token="")
+    assert status_of(lambda: c.bucket("pub").object("a.bin").get_reader().read_all())[0] == 401
+    assert status_of(lambda: c.bucket("pub").head())[0] == 401
+    assert status_of(lambda: c.bucket("pub").list_all_objects())[0] == 401
+    assert status_of(lambda: list(c.batch(["a.bin"], bucket=c.bucket("pub")).get()))[0] == 401
+
+
+def test_sdk_with_a_token_from_the_environment(anode, buckets, monkeypatch):
+    monkeypatch.setenv("AIS_AUTHN_TOKEN", token({"pub": "r"}))
+    c = make_client(anode.url)
+    assert c.bucket("pub").object("a.bin").get_reader().read_all() == b"pub-a"
+    got = [(i.obj_name, d) for i, d in c.batch(["a.bin", "s.tar/x.txt"],
+                                                bucket=c.bucket("pub")).get()]
+    assert got == [("a.bin", b"pub-a"), ("s.tar/x.txt", b"pub-x")]
+
+
+@pytest.mark.parametrize("how", ["expired", "tampered", "wrong key", "alg none", "garbage"])
+def test_unusable_tokens_get_401(anode, buckets, how):
+    good = token({"pub": "r"})
+    head, payload, sig = good.split(".")
+    bad = {
+        "expired": token({"pub": "r"}, ttl=60, now=time.time() - 120),
+        # the payload of a token granting everything, under the signature of a read-only one
+        "tampered": token({"*": "rwa"}, key=b"x" * 32).split(".")[0] + "." +
+                    token({"*": "rwa"}).split(".")[1] + "." + sig,
+        "wrong key": token({"pub": "r"}, key=b"another-key-of-at-least-32-bytes!"),
+        "alg none": "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + payload + ".",
+        "garbage": "not-a-token",
+    }[how]
+    c = make_client(anode.url, token=bad)
+    status, message = status_of(lambda: c.bucket("pub").object("a.bin").get_reader().read_all())
+    assert status == 401, message
+    words = {"expired": "expired", "tampered": "bad signature", "wrong key": "bad signature",
+             "alg none": "algorithm 'none'", "garbage": "malformed"}[how]
+    assert words in message and bad not in message
+
+
+def test_read_only_token_cannot_write_or_administer(anode, buckets):
+    c = make_client(anode.url, token=token({"pub": "r"}))
+    b = c.bucket("pub")
+    assert b.object("a.bin").get_reader().read_all() == b"pub-a"
+    assert b.object("a.bin").head().size == 5
+    assert [e.name for e in b.list_all_objects()] == ["a.bin", "s.tar"]
+    status, message = status_of(lambda: b.object("new").get_writer().put_content(b"x"))
+    assert status == 403 and "write permission" in message and "alice" in message
+    assert status_of(lambda: b.object("a.bin").delete())[0] == 403
+    assert status_of(lambda: b.delete())[0] == 403
+    assert status_of(lambda: c.bucket("newbkt").create())[0] == 403
+    # nothing changed
+    assert buckets.bucket("pub").object("a.bin").get_reader().read_all() == b"pub-a"
+    assert status_of(lambda: buckets.bucket("pub").object("new").head())[0] == 404
+
+
+def test_write_and_admin_permissions(anode, buckets):
+    w = make_client(anode.url, token=token({"pub": "w"}))
+    w.bucket("pub").object("w.bin").get_writer().put_content(b"written")
+    assert status_of(lambda: w.bucket("pub").object("w.bin").get_reader().read_all())[0] == 403
+    w.bucket("pub").object("w.bin").delete()
+    adm = make_client(anode.url, token=token({"tmp1": "a"}))
+    adm.bucket("tmp1").create()
+    assert status_of(lambda: adm.bucket("tmp2").create())[0] == 403
+    adm.bucket("tmp1").delete()
+    assert "tmp1" not in [b.name for b in buckets.cluster().list_buckets()]
+
+
+def test_bucket_scoped_token_cannot_read_another_bucket(anode, buckets):
+    c = make_client(anode.url, token=token({"pub": "rw"}))
+    status, message = status_of(lambda: c.bucket("priv").object("a.bin").get_reader().read_all())
+    assert status == 403 and "ais://priv" in message
+    assert status_of(lambda: c.bucket("priv").list_all_objects())[0] == 403
+    assert status_of(lambda: c.bucket("priv").object("a.bin").head())[0] == 403
+    # a missing bucket is a 403 too: a token without permission learns nothing about it
+    assert status_of(lambda: c.bucket("nosuch").object("a").get_reader().read_all())[0] == 403
+    assert [b.name for b in c.cluster().list_buckets()] == ["pub"]
+    assert sorted(b.name for b in buckets.cluster().list_buckets()) == ["priv", "pub"]
+    # another provider's bucket of the same name is another bucket
+    assert status_of(lambda: c.bucket("pub", provider="aws").head())[0] == 403
+
+
+@pytest.mark.parametrize("strm", [True, False])
+def test_getbatch_naming_a_forbidden_bucket_is_403_before_any_byte(anode, buckets, strm):
+    tok = token({"pub": "r"})
+    c = make_client(anode.url, token=tok)
+    batch = c.batch(bucket=c.bucket("pub"), streaming_get=strm)
+    batch.add("a.bin")
+    batch.add("a.bin", bck="priv", provider="ais")
+    status, message = status_of(lambda: list(batch.get()))
+    assert status == 403 and "ais://priv" in message
+    # on the wire: a JSON error, never a status line followed by archive bytes
+    body = {"in": [{"objname": "a.bin"}, {"objname": "s.tar", "archpath": "x.txt"},
+                   {"objname": "a.bin", "bucket": "priv"}], "strm": strm}
+    r = requests.get(anode.url + "/v1/ml/moss/pub", json=body,
+                     headers={"Authorization": "Bearer " + tok})
+    assert r.status_code == 403 and r.headers["Content-Type"] == "application/json"
+    assert json.loads(r.content)["status"] == 403
+    # the path bucket itself, and entries' uname
+    r = requests.get(anode.url + "/v1/ml/moss/priv", json={"in": [{"objname": "a.bin"}]},
+                     headers={"Authorization": "Bearer " + tok})
+    assert r.status_code == 403
+    r = requests.get(anode.url + "/v1/ml/moss", json={"in": [
+        {"objname": "a.bin", "bucket": "pub"}, {"objname": "a.bin", "uname": "ais/@#/priv/"}]},
+        headers={"Authorization": "Bearer " + tok})
+    assert r.status_code == 403 and "ais://priv" in r.json()["message"]
+
+
+def test_getbatch_over_two_readable_buckets(anode, buckets):
+    c = make_client(anode.url, token=token({"pub": "r", "priv": "r"}))
+    batch = c.batch(bucket=c.bucket("pub"), streaming_get=False)
+    batch.add("a.bin")
+    batch.add("s.tar", archpath="x.txt", bck="priv", provider="ais")
+    assert [d for _, d in batch.get()] == [b"pub-a", b"priv-x"]
+    star = make_client(anode.url, token=token({"*": "r"}))
+    assert [d for _, d in star.batch(["a.bin"], bucket=star.bucket("priv")).get()] == [b"priv-a"]
+
+
+def test_cluster_map_needs_a_token_but_no_bucket_permission(anode):
+    r = requests.get(anode.url + "/v1/daemon?what=smap",
+                     headers={"Authorization": "Bearer " + token({})})
+    assert r.status_code == 200 and "proxy_si" in r.json()
+    assert make_client(anode.url, token=token({})).cluster().is_ready()
+
+
+def test_token_issue_cli_round_trip(anode, buckets, key_file):
+    r = subprocess.run(CLI + ["token", "issue", "--user", "carol", "--bucket", "pub:r",
+                              "--bucket", "pub:w", "--ttl", "5m"],
+                       env=dict(os.environ, GETBATCH_AUTH_KEY_FILE=key_file),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    tok = r.stdout.strip()
+    assert len(r.stdout.splitlines()) == 1 and "carol" in r.stderr and "ais://pub:rw" in r.stderr
+    c = make_client(anode.url, token=tok)
+    c.bucket("pub").object("carol.bin").get_writer().put_content(b"by carol")
+    assert c.bucket("pub").object("carol.bin").get_reader().read_all() == b"by carol"
+    status, message = status_of(lambda: c.bucket("priv").object("a.bin").get_reader().read_all())
+    assert status == 403 and "'carol'" in message
+    c.bucket("pub").object("carol.bin").delete()
+
+
+@pytest.mark.parametrize("args,env,words", [
+    (["serve", "--auth"], {}, "no token signing key"),
+    (["serve", "--auth", "--auth-key", "short"], {}, "at least 32"),
+    (["serve"], {"GETBATCH_AUTH": "1", "GETBATCH_AUTH_KEY_FILE": "/nonexistent/k"}, "cannot read"),
+    (["token", "issue", "--user", "u"], {}, "no token signing key"),
+    (["token", "issue", "--user", "u", "--auth-key", "k" * 32, "--bucket", "x"], {}, "NAME:PERMS"),
+    (["token", "issue", "--user", "u", "--auth-key", "k" * 32, "--ttl", "0"], {}, "lifetime"),
+])
+def test_refusals_are_one_line(tmp_path, args, env, words):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("GETBATCH_AUTH")}
+    full.update(env, GETBATCH_DATA_DIR=str(tmp_path / "d"))
+    r = subprocess.run(CLI + args, env=full, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, r.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_config_show_never_prints_the_key(tmp_path):
+    r = subprocess.run(CLI + ["config", "show"], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, GETBATCH_AUTH_KEY="s3cret-" * 6))
+    assert r.returncode == 0 and "s3cret" not in r.stdout and "(set)" in r.stdout
+
+
+def test_every_route_has_a_permission_rule(tmp_path):
+    """The table in server/auth.py covers every responder the app serves."""
+    config = Config(dict(data_dir=str(tmp_path / "d"), auth=True, auth_key="k" * 32))
+    app = create_app(config, open_storage(config))
+    served, stack = set(), list(app._router._roots)
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        if node.resource is None:
+            continue
+        for method, responder in node.method_map.items():
+            if getattr(responder, "__self__", None) is node.resource:
+                served.add((node.uri_template, method))
+    cluster_only = {("/v1/rebalance", "GET"), ("/v1/rebalance", "POST")}
+    open_routes = {(path, "GET") for path in server_auth.OPEN_PATHS}
+    assert served == set(server_auth.ROUTES) - cluster_only | open_routes
+
+
+def test_a_token_used_before_still_expires(anode, buckets):
+    """The node keeps verified tokens between requests; their expiry still counts."""
+    c = make_client(anode.url, token=token({"pub": "r"}, ttl=2))
+    deadline = time.time() + 2
+    assert c.bucket("pub").object("a.bin").get_reader().read_all() == b"pub-a"
+    assert c.bucket("pub").object("a.bin").get_reader().read_all() == b"pub-a"
+    time.sleep(max(0.0, deadline - time.time()) + 0.2)
+    status, message = status_of(lambda: c.bucket("pub").object("a.bin").get_reader().read_all())
+    assert status == 401 and "expired" in message
