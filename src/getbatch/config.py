@@ -87,16 +87,6 @@ def _as_str(v):
     return v
 
 
-def _as_origins(v):
-    """`name=http(s)://host/path` pairs, comma-separated (store/http.py reads them)."""
-    text = _as_str(v)
-    for pair in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, url = pair.partition("=")
-        if not sep or not name.strip() or not url.strip().startswith(("http://", "https://")):
-            raise ValueError(f"bad entry {pair!r}: expecting name=http(s)://host/path")
-    return text
-
-
 def _as_optional(v):
     """A string that may be unset: "" (written "" or "none")."""
     v = _as_str(v)
@@ -115,6 +105,16 @@ def _as_url_list(v):
     """Comma-separated URLs (a TOML list too); a tuple, empty for none."""
     items = v if isinstance(v, (list, tuple)) else _as_str(v).split(",")
     return tuple(u for u in (_as_url(x) for x in items) if u)
+
+
+def _as_origins(v):
+    """`name=http(s)://host/path` pairs, comma-separated (store/http.py reads them)."""
+    text = _as_optional(v)
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, url = pair.partition("=")
+        if not sep or not name.strip() or not url.strip().startswith(("http://", "https://")):
+            raise ValueError(f"bad entry {pair!r}: expecting name=http(s)://host/path")
+    return text
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -219,10 +219,10 @@ SETTINGS = (
     Setting("sendfile_loopback", _as_bool, False,
             "use sendfile for loopback clients too (copies measured faster there)"),
     # -- remote buckets (aws/s3, ht)
-    Setting("s3_endpoint", _as_str, "",
+    Setting("s3_endpoint", _as_url, "",
             "S3-compatible endpoint URL for aws:// buckets (empty: the boto3 chain, e.g. "
             "AWS_ENDPOINT_URL, else AWS S3)"),
-    Setting("s3_region", _as_str, "", "S3 region (empty: the boto3 chain, e.g. AWS_DEFAULT_REGION)"),
+    Setting("s3_region", _as_optional, "", "S3 region (empty: the boto3 chain, e.g. AWS_DEFAULT_REGION)"),
     Setting("s3_path_style", _as_bool, False,
             "path-style S3 URLs (MinIO, Ceph RGW behind a plain host name)"),
     Setting("ht_origins", _as_origins, "",
