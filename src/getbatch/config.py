@@ -107,6 +107,16 @@ def _as_url_list(v):
     return tuple(u for u in (_as_url(x) for x in items) if u)
 
 
+def _as_origins(v):
+    """`name=http(s)://host/path` pairs, comma-separated (store/http.py reads them)."""
+    text = _as_optional(v)
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, url = pair.partition("=")
+        if not sep or not name.strip() or not url.strip().startswith(("http://", "https://")):
+            raise ValueError(f"bad entry {pair!r}: expecting name=http(s)://host/path")
+    return text
+
+
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -208,6 +218,19 @@ SETTINGS = (
             "items of this size and more go to remote clients with sendfile(2)", 0),
     Setting("sendfile_loopback", _as_bool, False,
             "use sendfile for loopback clients too (copies measured faster there)"),
+    # -- remote buckets (aws/s3, ht)
+    Setting("s3_endpoint", _as_url, "",
+            "S3-compatible endpoint URL for aws:// buckets (empty: the boto3 chain, e.g. "
+            "AWS_ENDPOINT_URL, else AWS S3)"),
+    Setting("s3_region", _as_optional, "", "S3 region (empty: the boto3 chain, e.g. AWS_DEFAULT_REGION)"),
+    Setting("s3_path_style", _as_bool, False,
+            "path-style S3 URLs (MinIO, Ceph RGW behind a plain host name)"),
+    Setting("ht_origins", _as_origins, "",
+            "ht:// buckets: comma-separated name=URL pairs, e.g. data=https://host/datasets/"),
+    Setting("remote_cache", _as_size, 8 << 30,
+            "disk budget for cached copies of remote objects (0: none; LRU)", 0),
+    Setting("remote_inflight", _as_int, 16,
+            "remote objects and shards one process fetches at once for GetBatch", 1, 256),
     # -- authentication (docs/auth.md)
     Setting("auth", _as_bool, False,
             "require a signed bearer token on every request but /v1/health"),

@@ -39,9 +39,9 @@ def count_passes(monkeypatch):
     passes = []
     real = tarshard._stream
 
-    def counting(fd, fmt, shard):
+    def counting(fd, fmt, shard, *rest):
         passes.append([shard, 0])
-        for chunk in real(fd, fmt, shard):
+        for chunk in real(fd, fmt, shard, *rest):
             passes[-1][1] += len(chunk)
             yield chunk
 

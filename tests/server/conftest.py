@@ -14,6 +14,8 @@ from urllib3.util.retry import Retry
 from aistore import Client
 from aistore.sdk.retry_config import RetryConfig
 
+from ..remote_servers import boto3_client, s3_env
+
 
 def free_port():
     with socket.socket() as s:
@@ -99,9 +101,11 @@ def make_client(url, timeout=(5, 60), token=None):
 
 
 @pytest.fixture(scope="session")
-def node(tmp_path_factory):
+def node(tmp_path_factory, moto):
+    """The shared node; its aws:// buckets live on a moto S3 server, reached through the
+    standard AWS environment alone."""
     d = tmp_path_factory.mktemp("node")
-    n = Node(d / "data", d / "server.log", serve_argv())
+    n = Node(d / "data", d / "server.log", serve_argv(), env=s3_env(moto))
     yield n
     n.stop()
 
@@ -124,9 +128,30 @@ _counter = [0]
 
 
 @pytest.fixture
-def bucket(client):
+def bucket(request, client, moto):
+    """A new empty bucket: ais:// by default; on S3 (moto) for tests parametrized with
+    `pytest.mark.parametrize("bucket", ["ais", "aws"], indirect=True)`."""
     _counter[0] += 1
-    b = client.bucket(f"b{os.getpid()}-{_counter[0]}")
-    b.create(exist_ok=True)
-    yield b
-    b.delete(missing_ok=True)
+    name = f"b{os.getpid()}-{_counter[0]}"
+    provider = getattr(request, "param", "ais")
+    if provider == "ais":
+        b = client.bucket(name)
+        b.create(exist_ok=True)
+        yield b
+        b.delete(missing_ok=True)
+        return
+    s3 = boto3_client(moto)
+    s3.create_bucket(Bucket=name)
+    yield client.bucket(name, provider="aws")  # a remote bucket: no create step
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for o in page.get("Contents", []):
+            s3.delete_object(Bucket=name, Key=o["Key"])
+    s3.delete_bucket(Bucket=name)
+
+
+BOTH_PROVIDERS = pytest.mark.parametrize("bucket", ["ais", "aws"], indirect=True)
+
+
+def bucket_path(bucket):
+    """The URL path suffix and query naming `bucket` for /v1/ml/moss."""
+    return f"/{bucket.name}?provider={bucket.provider.value}"

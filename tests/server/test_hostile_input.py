@@ -79,12 +79,16 @@ def test_unknown_and_unconfigured_providers(bucket, node):
                  f"/v1/ml/moss/{bucket.name}?provider=zzz"):
         r = requests.get(node.url + path, json={"in": [{"objname": "x"}]})
         assert r.status_code == 400 and "invalid bucket provider" in r.json()["message"], r.text
-    for path in (f"/v1/objects/{bucket.name}/x?provider=s3", f"/v1/buckets/{bucket.name}?provider=gcp",
-                 f"/v1/ml/moss/{bucket.name}?provider=aws"):
+    for path in (f"/v1/objects/{bucket.name}/x?provider=gs", f"/v1/buckets/{bucket.name}?provider=gcp",
+                 f"/v1/ml/moss/{bucket.name}?provider=az"):
         r = requests.get(node.url + path, json={"in": [{"objname": "x"}]})
         assert r.status_code == 404, r.text
         msg = r.json()["message"]
         assert "does not exist" in msg and "no" in msg and "backend is configured" in msg
+    for path in (f"/v1/objects/{bucket.name}/x?provider=s3", f"/v1/ml/moss/{bucket.name}?provider=aws"):
+        r = requests.get(node.url + path, json={"in": [{"objname": "x"}]})  # not on the S3 server
+        assert r.status_code == 404, r.text
+        assert r.json()["message"] == f'bucket "aws://{bucket.name}" does not exist', r.text
     body = {"in": [{"objname": "x", "bucket": bucket.name, "provider": "gs"}]}
     r = requests.get(f"{node.url}/v1/ml/moss", json=body)
     assert r.status_code == 404 and f'"gcp://{bucket.name}"' in r.json()["message"]

@@ -15,7 +15,7 @@ import requests
 
 from getbatch.archive import open_writer
 
-from .conftest import Node, make_client, serve_argv
+from .conftest import BOTH_PROVIDERS, Node, bucket_path, make_client, serve_argv
 
 
 def moss(url, body, path=""):
@@ -75,6 +75,7 @@ def objs(bucket):
     return data
 
 
+@BOTH_PROVIDERS
 @pytest.mark.parametrize("streaming", [True, False])
 def test_sdk_batch_order_and_content(client, bucket, objs, streaming):
     names = list(objs) + ["obj-3", "obj-3"]
@@ -110,6 +111,7 @@ def test_opaque_urlsafe_accepted_and_echoed_standard(client, bucket, objs):
     assert info.opaque == b"\xff\xfe>?id"
 
 
+@BOTH_PROVIDERS
 def test_ranges(client, bucket, objs):
     batch = client.batch(bucket=bucket, streaming_get=False)
     batch.add("big", start=10, length=5)
@@ -125,9 +127,10 @@ def test_ranges(client, bucket, objs):
     (".tgz", lambda b: gzip.decompress(b)), (".tar.gz", lambda b: gzip.decompress(b)),
     (".tar.lz4", lambda b: lz4.frame.decompress(b)), (".tar", lambda b: b)])
 @pytest.mark.parametrize("strm", [True, False])
+@BOTH_PROVIDERS
 def test_output_formats_tar_family(node, bucket, objs, mime, opener, strm):
     names = list(objs)
-    r = moss(node.url, {"in": [{"objname": n} for n in names], "mime": mime, "strm": strm}, f"/{bucket.name}")
+    r = moss(node.url, {"in": [{"objname": n} for n in names], "mime": mime, "strm": strm}, bucket_path(bucket))
     assert r.status_code == 200
     body = r.content if strm else split_multipart(r)[1]
     if strm:
@@ -174,6 +177,7 @@ def shards(bucket):
 
 @pytest.mark.parametrize("shard", ["s.tar", "s.tgz", "s.tar.gz", "s.tar.lz4", "noext", "s.zip", "sd.zip"])
 @pytest.mark.parametrize("strm", [True, False])
+@BOTH_PROVIDERS
 def test_archived_files_from_every_input_format(client, bucket, shards, shard, strm):
     want = [("a/b/c/file.txt", b"nested"), ("x.wav", INNER[1][1]), ("empty", b""), ("dup", b"first"),
             ("dotted", b"dot"), ("./dotted", b"dot"), ("rooted", b"root"), ("/x.wav", INNER[1][1])]
@@ -186,35 +190,38 @@ def test_archived_files_from_every_input_format(client, bucket, shards, shard, s
     assert [i.archpath for i, _ in got] == [a for a, _ in want]
 
 
+@BOTH_PROVIDERS
 def test_member_names_and_ranges_in_members(node, bucket, shards):
     r = moss(node.url, {"in": [{"objname": "s.tgz", "archpath": "x.wav", "start": 100, "length": 50},
                                {"objname": "s.tar", "archpath": "/x.wav"},
                                {"objname": "s.tar", "start": 0, "length": 512}],
-                        "strm": True}, f"/{bucket.name}")
+                        "strm": True}, bucket_path(bucket))
     got = tar_members(r.content)
     assert got[0] == (f"{bucket.name}/s.tgz/x.wav", INNER[1][1][100:150])
     assert got[1][0] == f"{bucket.name}/s.tar/x.wav"
     assert got[2] == (f"{bucket.name}/s.tar", shards["s.tar"][:512])
 
 
+@BOTH_PROVIDERS
 def test_coer_placeholders(client, node, bucket, shards, objs):
     body = {"in": [{"objname": "obj-1"}, {"objname": "missing"}, {"objname": "s.tar", "archpath": "nope"},
                    {"objname": "missing.tar", "archpath": "x"}], "coer": True, "strm": True}
-    got = tar_members(moss(node.url, body, f"/{bucket.name}").content)
-    b = bucket.name
+    got = tar_members(moss(node.url, body, bucket_path(bucket)).content)
+    b, p = bucket.name, bucket.provider.value
     assert [n for n, _ in got] == [f"{b}/obj-1", f"__404__/{b}/missing", f"__404__/{b}/s.tar/nope",
                                    f"__404__/{b}/missing.tar/x"]
     assert [len(d) for _, d in got[1:]] == [0, 0, 0]
-    meta, _ = split_multipart(moss(node.url, dict(body, strm=False), f"/{b}"))
+    meta, _ = split_multipart(moss(node.url, dict(body, strm=False), bucket_path(bucket)))
     assert "err_msg" not in meta["out"][0]
-    assert f"ais://{b}/missing does not exist" in meta["out"][1]["err_msg"]
-    assert f"nope in ais://{b}/s.tar does not exist" in meta["out"][2]["err_msg"]
-    got = tar_members(moss(node.url, dict(body, onob=True), f"/{b}").content)
+    assert f"{p}://{b}/missing does not exist" in meta["out"][1]["err_msg"]
+    assert f"nope in {p}://{b}/s.tar does not exist" in meta["out"][2]["err_msg"]
+    got = tar_members(moss(node.url, dict(body, onob=True), bucket_path(bucket)).content)
     assert [n for n, _ in got] == ["obj-1", "__404__/missing", "__404__/s.tar/nope", "__404__/missing.tar/x"]
     sdk = list(client.batch(["obj-1", "missing"], bucket=bucket).get())
     assert sdk[0][0].err_msg is None and sdk[1][0].err_msg and sdk[1][1] == b""
 
 
+@BOTH_PROVIDERS
 def test_zero_size_is_not_missing(client, bucket):
     bucket.object("zero").get_writer().put_content(b"")
     for strm in (True, False):
@@ -342,6 +349,7 @@ def test_writer_output_matches_server_tar(node, bucket, objs):
     assert served == buf.getvalue()
 
 
+@BOTH_PROVIDERS
 def test_sdk_plain_names_reach_into_shards(client, bucket, shards, objs):
     """`shard.tar/x.wav` in a plain name list means the file x.wav inside shard.tar."""
     names = ["obj-1", "s.tar/x.wav", "s.tgz/a/b/c/file.txt", "s.zip/x.wav"]

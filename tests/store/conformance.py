@@ -2,8 +2,8 @@
 
 A backend's test module subclasses `BackendConformance` and provides a `backend` fixture (an
 empty backend) and, if the backend can be written behind its back, nothing else: every test
-here goes through the interface only. The local store runs it today; the S3 and peer
-backends will run the same class.
+here goes through the interface only. The local store and the S3 backend (over a moto
+server, test_conformance_s3.py) run it; the peer backend will run the same class.
 """
 import io
 import tarfile

@@ -152,13 +152,17 @@ def clear_cache():
 
 def _index_file(index_dir, fd):
     """The persisted index's path for the shard open on `fd`, named after the path the fd
-    resolves to; None when it has none (unlinked, or no /proc): such an index stays in memory."""
-    try:
-        real = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return None
-    if not real.startswith("/") or real.endswith(" (deleted)"):
-        return None
+    resolves to; None when it has none (unlinked, or no /proc): such an index stays in memory.
+    `fd` may instead be a str naming the shard (a remote shard's URL: it has no local file)."""
+    if isinstance(fd, str):
+        real = fd
+    else:
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+        if not real.startswith("/") or real.endswith(" (deleted)"):
+            return None
     digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:40]
     return os.path.join(os.fspath(index_dir), digest + _SUFFIX)
 

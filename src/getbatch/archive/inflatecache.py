@@ -50,7 +50,6 @@ log = logging.getLogger("getbatch.inflatecache")
 BLOCK = 256 << 10   # bytes per CRC-32 (verification granularity)
 _CHUNK = 1 << 20    # bytes per pread when serving
 _STEP = 64 << 20    # disk space claimed at a time while filling (at most; max_bytes/16 if less)
-_SUFFIX = ".inflated"
 _TMP = ".tmp"
 _MAGIC = b"GBINFL01"
 # magic, shard version digest, nonce (new for every file), stream length, block size, and the
@@ -82,7 +81,18 @@ def _write_all(fd, data):
 
 class InflateCache:
     """Decompressed shard copies in `directory`, at most `max_bytes` in all (0: no cache).
-    One per server process; any number of processes may share the directory."""
+    One per server process; any number of processes may share the directory.
+
+    The same verified, size-bounded LRU file cache serves other copies too (store/objcache.py:
+    remote objects): a subclass names its files (`suffix`) and its log lines (`what`,
+    `instead`: what happens when a file cannot be used)."""
+
+    suffix = ".inflated"
+    what = "inflate cache"
+    instead = "the shard is decompressed instead"
+    paused = "compressed shards are streamed without it"
+    claim_step = 0      # bytes a fill claims at a time (0: max_bytes/16, 1 to 64 MiB)
+    seen_total = None   # bytes in the directory after the last make_room() scan
 
     def __init__(self, directory, max_bytes):
         self.dir = os.fspath(directory)
@@ -98,12 +108,12 @@ class InflateCache:
                 self._pause(f"cannot create {self.dir}", exc)
 
     def _path(self, digest):
-        return os.path.join(self.dir, digest.hex()[:40] + _SUFFIX)
+        return os.path.join(self.dir, digest.hex()[:40] + self.suffix)
 
     def _pause(self, what, exc):
         self._paused_until = time.monotonic() + _PAUSE
-        log.warning("inflate cache: %s (%s); compressed shards are streamed without it for %ds",
-                    what, exc.strerror or exc, _PAUSE)
+        log.warning("%s: %s (%s); %s for %ds", self.what, what, exc.strerror or exc,
+                    self.paused, _PAUSE)
 
     # -- reading
 
@@ -121,7 +131,7 @@ class InflateCache:
         try:
             entry = self._check(fd, path, digest, need, label)
         except OSError as exc:  # unreadable: as if there were none (it may be replaced)
-            log.warning("inflate cache: cannot read %s (%s)", path, exc.strerror or exc)
+            log.warning("%s: cannot read %s (%s)", self.what, path, exc.strerror or exc)
             entry = None
         except BaseException:
             os.close(fd)
@@ -182,8 +192,8 @@ class InflateCache:
 
     def discard(self, path, st, label, why):
         """Remove the cache file `st` (if `path` still names it) and say why."""
-        log.warning("inflate cache: %s of shard %s is %s: discarded, the shard is decompressed "
-                    "instead", path, label, why)
+        log.warning("%s: %s of %s is %s: discarded, %s", self.what, path, label, why,
+                    self.instead)
         try:
             now = os.stat(path)
             if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
@@ -243,7 +253,7 @@ class InflateCache:
             done, temps, total = [], [], 0
             with os.scandir(self.dir) as it:
                 for e in it:
-                    if not (e.name.endswith(_SUFFIX) or e.name.endswith(_SUFFIX + _TMP)):
+                    if not (e.name.endswith(self.suffix) or e.name.endswith(self.suffix + _TMP)):
                         continue
                     try:
                         st = e.stat(follow_symlinks=False)
@@ -252,6 +262,7 @@ class InflateCache:
                     total += st.st_size
                     (temps if e.name.endswith(_TMP) else done).append(
                         (st.st_mtime_ns, st.st_size, e.path))
+            self.seen_total = total + extra
             if total + extra <= self.max_bytes:
                 return True
             for _, size, path in temps:
@@ -266,6 +277,7 @@ class InflateCache:
                 except FileNotFoundError:
                     pass
                 total -= size
+            self.seen_total = total + extra
             return total + extra <= self.max_bytes
         finally:
             os.close(lock)
@@ -394,7 +406,8 @@ class CacheFill:
         n = len(chunk)
         try:
             if self.written + n > self.claimed:
-                step = max(min(_STEP, self.cache.max_bytes >> 4), 1 << 20)
+                step = self.cache.claim_step or max(min(_STEP, self.cache.max_bytes >> 4),
+                                                    1 << 20)
                 grow = max(n, min(step, self.cache.max_bytes - self.written))
                 if not self.cache.make_room(grow, self.written):
                     self.abort()
@@ -402,7 +415,7 @@ class CacheFill:
                 self.claimed = self.written + grow
             _write_all(self.fd, chunk)
         except OSError as exc:
-            self.cache._pause(f"cannot write the copy of shard {self.label}", exc)
+            self.cache._pause(f"cannot write the copy of {self.label}", exc)
             self.abort()
             return False
         self.written += n
@@ -440,7 +453,7 @@ class CacheFill:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             st = os.fstat(self.fd)
         except OSError as exc:
-            self.cache._pause(f"cannot write the copy of shard {self.label}", exc)
+            self.cache._pause(f"cannot write the copy of {self.label}", exc)
             self.abort()
             return None
         self.active = False

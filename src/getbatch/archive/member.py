@@ -89,12 +89,12 @@ class Shard:
     budget = None
     cache = None
 
-    def _attach(self, path_or_fd, name, version):
+    def _attach(self, path_or_fd, name, version, length=None):
         """Take over the shard file (a path to open, or an open fd) and learn its identity.
         On failure the fd is closed, even one the caller handed over."""
         self._fd, self.path, self.name = adopt(path_or_fd, name)
         try:
-            self.identity = identify(self._fd, self.name, version)
+            self.identity = identify(self._fd, self.name, version, length)
         except BaseException:
             self.close()
             raise

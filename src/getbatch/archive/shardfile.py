@@ -39,12 +39,19 @@ def adopt(path_or_fd, name=None):
     return os.open(path, _OPEN), path, name if name is not None else path
 
 
-def identify(fd, label, version=""):
-    """The Identity of the shard open on `fd`; NotAnArchive unless it is a regular file."""
+def identify(fd, label, version="", length=None):
+    """The Identity of the shard open on `fd`; NotAnArchive unless it is a regular file.
+    `length`: the shard is only the first `length` bytes of the file (a cache file holding
+    a copy of a remote shard keeps its trailer after them); default: the whole file."""
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         raise NotAnArchive(label, f"is {what}")
     if not isinstance(version, str):
         raise TypeError(f"shard version must be str, not {type(version).__name__}")
-    return Identity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, version)
+    size = st.st_size
+    if length is not None:
+        if not 0 <= length <= size:
+            raise NotAnArchive(label, f"is {size} bytes long, not the {length} expected")
+        size = length
+    return Identity(st.st_dev, st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns, version)

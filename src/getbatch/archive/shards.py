@@ -7,7 +7,8 @@ from .tarshard import CompressedTarShard, TarShard
 from .zipshard import ZipShard
 
 
-def open_shard(path_or_fd, *, name=None, version="", index_dir=None, budget=None, cache=None):
+def open_shard(path_or_fd, *, name=None, version="", index_dir=None, budget=None, cache=None,
+               length=None):
     """A Shard for the .tar, .tgz/.tar.gz, .tar.lz4 or .zip shard at a path or open on an fd.
 
     `path_or_fd`: a path, or an fd already open read-only, which the Shard takes over: it is
@@ -18,26 +19,28 @@ def open_shard(path_or_fd, *, name=None, version="", index_dir=None, budget=None
     device, inode, size, mtime and ctime. `index_dir`, if given, is where shard indexes are
     persisted between processes. `budget`: an InflateBudget every decompressed byte is charged
     to (one per request: pass the same one to every shard a request opens). `cache`: an
-    InflateCache for decompressed copies of .tgz and .tar.lz4 shards.
+    InflateCache for decompressed copies of .tgz and .tar.lz4 shards. `length`: the shard is
+    the first `length` bytes of the file (default: all of it).
     Raises NotAnArchive when the file is not a regular file or its bytes match no supported
     format. A shard opened before (same identity) costs an open, an fstat, a pread of its
     first block and an fstat.
     """
     fd, path, label = adopt(path_or_fd, name)
     try:
-        identify(fd, label)  # a directory, FIFO or device is NotAnArchive before any read
-        fmt = detect_format(os.pread(fd, 512, 0), name=label)
+        identify(fd, label, "", length)  # a directory, FIFO or device: NotAnArchive now
+        fmt = detect_format(os.pread(fd, min(512, length if length is not None else 512), 0),
+                            name=label)
     except BaseException:
         os.close(fd)
         raise
     # the reader owns the fd from here on, closing it itself if it fails
     if fmt == "tar":
-        shard = TarShard(fd, name=label, version=version, index_dir=index_dir)
+        shard = TarShard(fd, name=label, version=version, index_dir=index_dir, length=length)
     elif fmt == "zip":
-        shard = ZipShard(fd, name=label, version=version, index_dir=index_dir)
+        shard = ZipShard(fd, name=label, version=version, index_dir=index_dir, length=length)
     else:
         shard = CompressedTarShard(fd, name=label, version=version, index_dir=index_dir,
-                                   format=fmt)
+                                   format=fmt, length=length)
     shard.path = path
     shard.budget = budget
     shard.cache = cache

@@ -200,8 +200,14 @@ def scan(buf, base_offset=0, *, partial=False, shard="<buffer>"):
 
 def scan_fd(fd, size, *, shard="<fd>"):
     """Members of the plain TAR file open on `fd`, `size` bytes long, read header by header."""
+    return scan_pread(lambda length, pos: os.pread(fd, length, pos), size, shard=shard)
+
+
+def scan_pread(pread, size, *, shard="<pread>"):
+    """Members of a plain TAR of `size` bytes read through `pread(length, offset) -> bytes`
+    (a remote shard's ranged reads), header by header."""
     def fetch(pos, length):
-        chunk = os.pread(fd, length, pos)
+        chunk = pread(length, pos)
         if len(chunk) != length:
             raise ValueError(f"short read at offset {pos} (file changed while scanned?)")
         return chunk

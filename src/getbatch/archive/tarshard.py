@@ -48,10 +48,10 @@ class TarShard(Shard):
 
     format = "tar"
 
-    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None):
+    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, length=None):
         """`path_or_fd`: the shard's path, or an open read-only fd that the shard takes over
-        (and closes, also when opening fails). `version`: see open_shard."""
-        self._attach(path_or_fd, name, version)
+        (and closes, also when opening fails). `version`, `length`: see open_shard."""
+        self._attach(path_or_fd, name, version, length)
         try:
             self.size = self.identity.size
             self._index = _index.get(self._fd, self.identity, self.format, self._scan,
@@ -117,8 +117,9 @@ def _decompressor(fmt):
     return lz4.frame.LZ4FrameDecompressor()
 
 
-def _stream(fd, fmt, shard):
-    """Decompressed chunks of the shard open on `fd`, from offset 0 of the stream.
+def _stream(fd, fmt, shard, end):
+    """Decompressed chunks of the shard open on `fd` (its first `end` bytes), from offset 0
+    of the stream.
 
     Concatenated gzip members / lz4 frames are followed; bytes after the last one that do not
     start another are ignored (as gzip does). A stream that ends early is CorruptArchive.
@@ -133,7 +134,7 @@ def _stream(fd, fmt, shard):
     while True:
         if dec is None:  # at a gzip member / lz4 frame boundary
             if len(data) < len(magic):
-                more = os.pread(fd, _IN_CHUNK, pos)
+                more = os.pread(fd, min(_IN_CHUNK, end - pos), pos)
                 pos += len(more)
                 data += more
             if not data.startswith(magic):
@@ -143,7 +144,7 @@ def _stream(fd, fmt, shard):
             dec = _decompressor(fmt)
             members += 1
         if not data:
-            data = os.pread(fd, _IN_CHUNK, pos)
+            data = os.pread(fd, min(_IN_CHUNK, end - pos), pos)
             pos += len(data)
             if not data:
                 raise CorruptArchive(shard, f"compressed stream truncated at byte {pos}")
@@ -267,10 +268,11 @@ class CompressedTarShard(Shard):
     _cache_tried = False
     _end = None          # end of the last member's data in the stream
 
-    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, format=None):
-        """`path_or_fd`, `name`, `version`: as TarShard's; `format` is 'tgz' or 'tar.lz4'
-        (detected when None)."""
-        self._attach(path_or_fd, name, version)
+    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, format=None,
+                 length=None):
+        """`path_or_fd`, `name`, `version`, `length`: as TarShard's; `format` is 'tgz' or
+        'tar.lz4' (detected when None)."""
+        self._attach(path_or_fd, name, version, length)
         self._index_dir = index_dir
         self.passes = 0
         try:
@@ -395,7 +397,7 @@ class CompressedTarShard(Shard):
     def _chunks(self):
         """A new pass over the decompressed stream, from its start, charged to the budget."""
         self.passes += 1
-        return _charged(_stream(self._fd, self.format, self.name), self.budget, self.name)
+        return _charged(_stream(self._fd, self.format, self.name, self.identity.size), self.budget, self.name)
 
     def _chunks_from(self, pos):
         """(start, chunk) pairs of the decompressed stream, from the chunk holding `pos` on.

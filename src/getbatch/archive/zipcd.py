@@ -7,5 +7,7 @@ from ._accel import load
 
 _impl = load("zipcd")
 read_central_directory = _impl.read_central_directory
+# a remote shard's directory costs two ranged reads; the parser's speed does not matter there
+from .zipcd_py import read_central_directory_pread  # noqa: E402
 
-__all__ = ["read_central_directory"]
+__all__ = ["read_central_directory", "read_central_directory_pread"]

@@ -32,10 +32,10 @@ def _find_end(tail):
     return last
 
 
-def _end_record(fd, file_size, label):
+def _end_record(pread, file_size, label):
     """(cd size, cd offset, where the central directory must end)."""
     tail_len = min(file_size, _TAIL)
-    tail = os.pread(fd, tail_len, file_size - tail_len)
+    tail = pread(tail_len, file_size - tail_len)
     pos = _find_end(tail)
     if pos < 0:
         raise NotAnArchive(label, "no ZIP end-of-central-directory record")
@@ -43,13 +43,13 @@ def _end_record(fd, file_size, label):
     cd_size, cd_offset = fields[5], fields[6]
     end = file_size - tail_len + pos
     if end >= LOCATOR64.size:
-        locator = os.pread(fd, LOCATOR64.size, end - LOCATOR64.size)
+        locator = pread(LOCATOR64.size, end - LOCATOR64.size)
         if len(locator) == LOCATOR64.size and locator[:4] == LOCATOR64.signature:
             # ZIP64: the record sits right before its locator (zipfile assumes the same)
             start = end - LOCATOR64.size - END64.size
             if start < 0:
                 raise CorruptArchive(label, "truncated ZIP64 end record")
-            rec = os.pread(fd, END64.size, start)
+            rec = pread(END64.size, start)
             if len(rec) != END64.size or rec[:4] != END64.signature:
                 raise CorruptArchive(label, "bad ZIP64 end-of-central-directory record")
             cd_size, cd_offset = END64.struct.unpack(rec)[8:10]
@@ -81,11 +81,17 @@ def _zip64_extra(extra, usize, csize, offset, label):
 
 def read_central_directory(fd, file_size, label):
     """Every entry of the ZIP open as `fd` (of `file_size` bytes), in directory order."""
-    cd_size, cd_offset, end = _end_record(fd, file_size, label)
+    return read_central_directory_pread(lambda n, off: os.pread(fd, n, off), file_size, label)
+
+
+def read_central_directory_pread(pread, file_size, label):
+    """read_central_directory through `pread(length, offset) -> bytes` (a remote shard's
+    ranged reads): the end records and the directory are the only bytes read."""
+    cd_size, cd_offset, end = _end_record(pread, file_size, label)
     concat = end - cd_size - cd_offset
     if concat < 0:
         raise CorruptArchive(label, "central directory lies outside the file")
-    cd = os.pread(fd, cd_size, cd_offset + concat)
+    cd = pread(cd_size, cd_offset + concat)
     if len(cd) != cd_size:
         raise CorruptArchive(label, "truncated central directory")
     out = []

@@ -53,10 +53,10 @@ class ZipShard(Shard):
 
     format = "zip"
 
-    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None):
+    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, length=None):
         """Arguments as TarShard's. `index_dir` is accepted and unused: the central directory
         is the index."""
-        self._attach(path_or_fd, name, version)
+        self._attach(path_or_fd, name, version, length)
         self._size = self.identity.size
         try:
             self._dir = _cache.get(self.identity)

@@ -151,6 +151,21 @@ class _Resolver:
     def plan(self, req, items):
         return Plan(req, items, list(self.readers.values()))
 
+    def prepare(self, req, providers):
+        """Let remote backends start fetching what the request names before planning
+        waits for the first item (local ones need no notice: their entries are not even
+        grouped)."""
+        remote = [(p, b) for p, b in providers if self.storage.backend(p, b).remote]
+        if not remote:
+            return
+        wanted = {p for p, _ in remote}
+        by = {}
+        for e in req.entries:
+            if e.provider in wanted:
+                by.setdefault(e.provider, []).append(e)
+        for p, entries in by.items():
+            self.reader(p, entries[0].bucket).prepare(entries)
+
     def implicit_member(self, e, name):
         """`shard.tar/x.wav` named as one object that does not exist: the file x.wav inside
         the shard object shard.tar (store.archived has the rule, shared with object GET)."""
@@ -167,12 +182,14 @@ def build(req, storage, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=(), *,
     """Resolve `req` (a validated MossReq) against `storage` (a store Storage); `checked`:
     (provider, bucket) pairs the caller already found to exist; `max_inflate`: bytes the
     request may decompress (0: no limit)."""
-    for provider, bucket in {(e.provider, e.bucket) for e in req.entries}.difference(checked):
+    named = {(e.provider, e.bucket) for e in req.entries}
+    for provider, bucket in named.difference(checked):
         if not storage.backend(provider, bucket).has_bucket(bucket):
             raise BucketNotFound(bucket, provider)
     resolve = _Resolver(storage, len(req.entries), InflateBudget(max_inflate))
     items = []
     try:
+        resolve.prepare(req, named)
         _resolve_all(req, resolve, items, max_soft_errs)
         _require_inflate(items, resolve.budget)
     except BaseException:

@@ -31,6 +31,8 @@ _STORE_STATUS = [
     (se.BucketExists, 409, "ErrBckAlreadyExists"),
     (se.Conflict, 409, ""),
     (se.InsufficientStorage, 507, ""),
+    (se.AccessDenied, 403, ""),
+    (se.RemoteUnavailable, 503, ""),
     (se.Unavailable, 503, ""),
     (se.StoreError, 400, ""),
 ]

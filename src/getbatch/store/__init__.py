@@ -26,5 +26,25 @@ __all__ = [
 
 
 def open_storage(config):
-    """The Storage a node serves with `config`: today, the local data directory as `ais`."""
-    return Storage({"ais": LocalStore(config.data_dir, inflate_cache=config.inflate_cache)})
+    """The Storage a node serves with `config`: the local data directory as `ais`, S3 as
+    `aws` (always: its endpoint and credentials may come from the environment alone), and
+    HTTP origins as `ht` when `ht_origins` names some."""
+    backends = {"ais": LocalStore(config.data_dir, inflate_cache=config.inflate_cache)}
+    backends.update(_remote_backends(config))
+    return Storage(backends)
+
+
+def _remote_backends(config):
+    from .remote import RemoteStore
+    from .s3 import S3Client
+    common = dict(cache_bytes=config.remote_cache, inflate_cache=config.inflate_cache,
+                  inflight=config.remote_inflight)
+    # a request thread and every GetBatch fetch of each may hold a connection at once
+    pool = config.threads * (1 + config.remote_inflight) + 2 * config.remote_inflight
+    out = {"aws": RemoteStore(S3Client(config.s3_endpoint, config.s3_region, pool,
+                                       config.s3_path_style), config.data_dir, **common)}
+    if config.ht_origins:
+        from .http import HttpClient, parse_origins
+        out["ht"] = RemoteStore(HttpClient(parse_origins(config.ht_origins), pool),
+                                config.data_dir, **common)
+    return out

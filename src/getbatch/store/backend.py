@@ -160,6 +160,7 @@ class Backend(ABC):
         """A BatchReader for one GetBatch request naming up to `n_entries` items here."""
 
 
+
 class BatchReader(ABC):
     """Per-request reads of one backend: sources by name, shards opened once per request."""
 
@@ -172,6 +173,11 @@ class BatchReader(ABC):
     def source(self, bucket, name):
         """The Source of an object (ObjectNotFound if missing). The reader may open it now or
         when it is first read; `close()` releases whatever it opened."""
+
+    def prepare(self, entries):
+        """Called once with the request entries this backend serves, before planning asks
+        for any of them: a remote backend starts fetching them here. Errors surface later,
+        from source() and shard(), so each is reported for its own entry."""
 
     def shard(self, bucket, name):
         key = (bucket, name)

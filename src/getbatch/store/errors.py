@@ -142,3 +142,38 @@ class Elsewhere(StoreError):
         self.bucket = bucket
         self.name = name
         super().__init__(f"ais://{bucket}/{name} is served by {url}")
+
+
+# ---- remote backends (S3, HTTP origins)
+
+class AccessDenied(StoreError):
+    """The remote store refused the credentials this node uses (403)."""
+
+    def __init__(self, provider, bucket, name=None, detail=""):
+        self.bucket = bucket
+        self.name = name
+        where = f"{provider}://{bucket}" + (f"/{name}" if name else "")
+        super().__init__(f"access to {where} denied by the remote store{detail}")
+
+
+class RemoteUnavailable(Unavailable):
+    """The remote store cannot be reached or failed (503): names the endpoint tried."""
+
+    def __init__(self, provider, endpoint, reason, bucket=None, name=None):
+        self.bucket = bucket
+        self.name = name
+        self.endpoint = endpoint
+        super().__init__(f"{provider} backend at {endpoint} is unreachable or failing: {reason}")
+
+
+class RemoteChanged(Conflict):
+    """The remote object was replaced while this node was reading it (409): nothing of the
+    new version was mixed into what was read."""
+
+    def __init__(self, provider, bucket, name):
+        super().__init__(f"{provider}://{bucket}/{name} changed while being read; try again",
+                         bucket, name)
+
+
+class NotSupported(StoreError):
+    """An operation this backend cannot do (400), e.g. append on an S3 bucket."""
