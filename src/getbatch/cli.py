@@ -147,7 +147,7 @@ def banner(config, cluster=None):
             f"threads, config from {_sources(config)}); Ctrl-C stops it.\n"
             + ("Auth is on: every request but /v1/health needs a token "
                "(getbatch token issue; Client(url, token=...)).\n" if config.auth else "")
-            + f"Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n"
+            + "Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n"
             + SNIPPET.format(url=url))
 
 
