@@ -276,7 +276,8 @@ class PeerBackend:
                                                     with_meta))
         return [a for a, _ in entries], nxt
 
-    def list_expanded(self, bucket, prefix, page_size, token, start_after, with_meta):
-        """The peer's own shards expanded (ARCH_DIR), with its own max_inflate."""
+    def list_expanded(self, bucket, prefix, page_size, token, start_after, with_meta,
+                      max_inflate=0):
+        """The peer's own shards expanded (ARCH_DIR); the peer applies its own max_inflate."""
         return self._list(bucket, self._lso(prefix, page_size, token, start_after, with_meta,
                                             ARCH_DIR))

@@ -278,12 +278,8 @@ class ClusterStore(Backend):
         limit = _limit(page_size)
 
         def page(node, b):
-            if b is self.share:
-                entries, nxt = b.list_expanded(bucket, prefix, limit, token, start_after,
-                                               with_meta, max_inflate)
-            else:
-                entries, nxt = b.list_expanded(bucket, prefix, limit, token, start_after,
-                                               with_meta)
+            entries, nxt = b.list_expanded(bucket, prefix, limit, token, start_after,
+                                           with_meta, max_inflate)
             return _expanded_keys(entries, token, prefix), bool(nxt)
         out, last = self._merged(bucket, limit, page)
         if last is None:
@@ -298,10 +294,9 @@ class ClusterStore(Backend):
         merged in key order with equal keys once: (entries, key of the last one when there
         are more, else None). A node that still has more bounds the page: entries beyond its
         last one may be missing from it."""
-        self.buckets.require(bucket)
-        lists, bound = [], None
         # with n copies, n-1 nodes away still leave a copy of every object to list
         tolerate = self.buckets.require(bucket).copies - 1
+        lists, bound = [], None
         for node, res in self._fanout(page, self._everyone()):
             if isinstance(res, BucketNotFound):
                 continue
