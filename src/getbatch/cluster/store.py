@@ -9,7 +9,8 @@
   object on the top-`copies` nodes (each copy atomic) before it returns; reads try the ranked
   nodes in turn, so an object written before a membership change is still found (lazy
   placement, until `rebalance` moves it); DELETE removes every copy; listing merges every
-  node's pages.
+  node's pages. A file inside a shard is read where the shard is (a peer streams it), and a
+  listing with shards expanded has each node expand its own: shards do not cross the network.
 """
 import heapq
 import logging
