@@ -82,9 +82,11 @@ class EtcdServer:
 
 
 class Cluster:
-    def __init__(self, base, n=3, workers=1, threads=4, env=None):
+    def __init__(self, base, n=3, workers=1, threads=4, env=None, token=None):
+        """`token`: a bearer token for reading the cluster map (nodes with `auth` on)."""
         self.base = str(base)
         self.workers, self.threads, self.env = workers, threads, env
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.etcd = EtcdServer(self.base)
         self.nodes = []
         try:
@@ -153,7 +155,8 @@ class Cluster:
 
     # ---- the cluster
     def smap(self, url):
-        return requests.get(url + "/v1/daemon", params={"what": "smap"}, timeout=5).json()
+        return requests.get(url + "/v1/daemon", params={"what": "smap"}, headers=self.headers,
+                            timeout=5).json()
 
     def wait_members(self, count, timeout=LEASE_TTL * 3 + 10):
         """Wait until every live node's map lists exactly `count` nodes; the ids."""

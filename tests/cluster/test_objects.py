@@ -212,7 +212,7 @@ def test_getbatch_and_archived_reads_across_nodes(cluster, clients):
                 batch.add(s, archpath="d/b.bin")
             got = list(batch.get())
             assert [d for _, d in got] == [objs[n] for n in names] + [b"beta" * 1000] * 6
-        # archived file GET through any node (307 to a node that holds the shard)
+        # archived file GET through any node (forwarded to a node that holds the shard)
         for s in shards:
             assert c.bucket("gb").object(s).get_reader(archive_config=_arch("a.txt")).read_all() == b"alpha"
 

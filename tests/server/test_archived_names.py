@@ -42,3 +42,19 @@ def test_not_an_archive_is_400(bucket, node):
     bucket.object("c.tar").get_writer().put_content(b"not a tar at all" * 40)
     r = requests.get(f"{node.url}/v1/objects/{bucket.name}/c.tar/x.wav")
     assert r.status_code == 400 and "c.tar" in r.json()["message"]
+
+
+def test_head_with_archpath_is_what_get_would_send(bucket, node):
+    bucket.object("h.tar").get_writer().put_content(shard_bytes("tar", FILES))
+    url = f"{node.url}/v1/objects/{bucket.name}/h.tar"
+    assert "Ais-Checksum-Value" in requests.head(url).headers
+    for member, data in FILES:
+        path = member.removeprefix("./")
+        r = requests.head(url, params={"archpath": path})
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(data)
+        assert "Ais-Checksum-Value" not in r.headers   # the shard's checksum is not the file's
+        assert requests.get(url, params={"archpath": path}).content == data
+    r = requests.head(url, params={"archpath": "missing.wav"})
+    assert r.status_code == 404
+    assert "missing.wav in ais://" in r.headers["Hdr-Error"]
+    assert requests.head(url, params={"archpath": "a/../b"}).status_code == 400

@@ -170,7 +170,8 @@ class _Resolver:
         """`shard.tar/x.wav` named as one object that does not exist: the file x.wav inside
         the shard object shard.tar (store.archived has the rule, shared with object GET)."""
         reader = self.reader(e.provider, e.bucket)
-        found = find_archived(e.objname, lambda shard: reader.shard(e.bucket, shard))
+        found = find_archived(e.objname,
+                              lambda shard, path: reader.shard(e.bucket, shard).lookup(path))
         if found is None:
             return None
         _, shard_name, archpath = found

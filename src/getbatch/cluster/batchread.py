@@ -6,13 +6,12 @@ GetBatch replaces this for peers.
 """
 import os
 
-from ..archive import open_shard
 from ..store.backend import BatchReader, Source
 from ..store.errors import BucketNotFound, ObjectNotFound, Unavailable
 from .peer_backend import PeerSource
 
 
-def _fetch(src, local):
+def fetch_to_scratch(src, local):
     """An fd of an unlinked temp file of `local` holding all of `src`."""
     fd = local.scratch_fd()
     try:
@@ -40,7 +39,7 @@ class _FetchedSource(Source):
 
     def fileno(self):
         if self.fd < 0:
-            self.fd = _fetch(self.peer_src, self.local)
+            self.fd = fetch_to_scratch(self.peer_src, self.local)
         return self.fd
 
     def pread(self, length, offset):
@@ -84,16 +83,10 @@ class ClusterBatchReader(BatchReader):
             try:
                 shard = self.local.shard(bucket, name)
             except (ObjectNotFound, BucketNotFound):
-                shard = self._fetch_shard(bucket, name)
+                # a peer's shard, copied into an unlinked local temp file for this request
+                shard = self.backend.open_shard(bucket, name, self.budget)
             self._shards[key] = shard
         return shard
-
-    def _fetch_shard(self, bucket, name):
-        """A peer's shard, copied into an unlinked local temp file for this request."""
-        src, _ = self.backend.open(bucket, name)
-        with src:
-            fd = _fetch(src, self.backend.share.local)
-        return open_shard(fd, name=name, budget=self.budget)
 
     def close(self):
         super().close()

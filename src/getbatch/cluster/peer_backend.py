@@ -2,10 +2,14 @@
 (its intra-cluster endpoints). Answers come back as the store's exceptions; a peer that does
 not answer is `PeerUnavailable`.
 """
+import json
 from urllib.parse import quote
 
 import msgpack
 
+from ..archive import MemberNotFound
+from ..store.archived import ArchivedFile
+from ..store.archlist import ARCH_DIR
 from ..store.attrs import ObjectAttrs
 from ..store.backend import Source
 from ..store.errors import (BucketNotFound, Conflict, InsufficientStorage, ObjectNotFound,
@@ -88,25 +92,55 @@ class PeerSource(Source):
     def chunks(self, offset, length):
         if length <= 0:
             return
-        r = self._take(offset, length)
-        got = 0
-        try:
-            for data in r.iter_content(_CHUNK):
-                got += len(data)
-                yield data
-        except Exception as exc:
-            raise OSError(f"reading ais://{self.bucket}/{self.name} from peer "
-                          f"{self.peer.node.id}: {exc}") from None
-        finally:
-            r.close()
-        if got != length:
-            raise OSError(f"ais://{self.bucket}/{self.name} from peer {self.peer.node.id}: "
-                          f"{got} of {length} bytes")
+        yield from _stream(self._take(offset, length), length,
+                           f"ais://{self.bucket}/{self.name}", self.peer.node.id)
 
     def close(self):
         r, self._resp = self._resp, None
         if r is not None:
             r.close()
+
+
+def _stream(r, length, what, node_id):
+    """The body of the streamed response `r`, which must be `length` bytes (OSError when it
+    is not, or breaks off); `r` is closed at the end."""
+    got = 0
+    try:
+        for data in r.iter_content(_CHUNK):
+            got += len(data)
+            yield data
+    except Exception as exc:
+        raise OSError(f"reading {what} from peer {node_id}: {exc}") from None
+    finally:
+        r.close()
+    if got != length:
+        raise OSError(f"{what} from peer {node_id}: {got} of {length} bytes")
+
+
+class PeerFile(ArchivedFile):
+    """A file inside a shard held by a peer: the peer's answer to GET ?archpath=, streamed."""
+
+    def __init__(self, resp, what, node_id):
+        self._resp = resp
+        self.what = what
+        self.node_id = node_id
+        self.size = int(resp.headers.get("Content-Length") or 0)
+
+    def chunks(self):
+        return _stream(self._resp, self.size, self.what, self.node_id)
+
+    def close(self):
+        self._resp.close()
+
+
+def _message(r):
+    """The AIS error message of a peer's answer: the body's, or a HEAD's Hdr-Error header's."""
+    try:
+        if r.request.method == "HEAD":
+            return json.loads(r.headers.get("Hdr-Error") or "{}").get("message", "")
+        return r.json().get("message", "")
+    except ValueError:
+        return r.text[:200]
 
 
 def _attrs_from_headers(h, bucket, name):
@@ -130,10 +164,7 @@ class PeerBackend:
     def _check(self, r, bucket, name=None):
         if r.status_code < 300:
             return r
-        try:
-            msg = r.json().get("message", "")
-        except ValueError:
-            msg = r.text[:200]
+        msg = _message(r)
         r.close()
         if r.status_code == 404:
             if name is not None and f"{bucket}/" in msg:
@@ -164,6 +195,28 @@ class PeerBackend:
         r = self.peers.request(self.node, "GET", self._obj(bucket, name), stream=True,
                                headers={"Range": f"bytes={offset}-{offset + length - 1}"})
         return self._check(r, bucket, name)
+
+    def _check_archived(self, r, bucket, name, archpath):
+        """`_check`, and a 404 saying the shard does not hold the file is MemberNotFound (the
+        shard is there: no other node needs asking)."""
+        missing = MemberNotFound(f"ais://{bucket}/{name}", archpath)
+        if r.status_code == 404 and _message(r) == str(missing):
+            r.close()
+            raise missing
+        return self._check(r, bucket, name)
+
+    def open_archived(self, bucket, name, archpath, budget=None):
+        """PeerFile with the GET already under way (the peer applies its own max_inflate)."""
+        r = self.peers.request(self.node, "GET", self._obj(bucket, name),
+                               params={"archpath": archpath}, stream=True)
+        self._check_archived(r, bucket, name, archpath)
+        return PeerFile(r, f"{archpath} in ais://{bucket}/{name}", self.node.id)
+
+    def stat_archived(self, bucket, name, archpath, budget=None):
+        r = self.peers.request(self.node, "HEAD", self._obj(bucket, name),
+                               params={"archpath": archpath}, timeout=STAT_TIMEOUT)
+        return _attrs_from_headers(self._check_archived(r, bucket, name, archpath).headers,
+                                   bucket, name)
 
     def put(self, bucket, name, body, length=None):
         data = Body(body, length) if length is not None else _chunked(body)
@@ -197,17 +250,34 @@ class PeerBackend:
         if r.status_code != 404:
             self._check(r, bucket)
 
-    def list_objects(self, bucket, prefix, page_size, token, start_after, with_meta):
-        lso = {"prefix": prefix, "pagesize": page_size, "continuation_token": token,
-               "start_after": start_after, "props": _META_PROPS if with_meta else _LIST_PROPS}
+    def _list(self, bucket, lso):
+        """([(ObjectAttrs, flags)], next token) of the peer's listing page for LsoMsg `lso`."""
         r = self.peers.request(self.node, "GET", f"{PEER_PREFIX}/buckets/{bucket}",
                                json={"action": "list", "value": lso},
                                headers={"Accept": "application/msgpack"})
         if r.status_code == 404:
             return [], ""
         res = msgpack.unpackb(self._check(r, bucket).content)
-        out = [ObjectAttrs(size=e["s"], mtime_ns=int(e.get("a") or 0),
-                           atime_ns=int(e.get("a") or 0), version=e.get("v", ""),
-                           cksum_value=e.get("cs", ""), name=e["n"], bucket=bucket)
+        out = [(ObjectAttrs(size=e["s"], mtime_ns=int(e.get("a") or 0),
+                            atime_ns=int(e.get("a") or 0), version=e.get("v", ""),
+                            cksum_value=e.get("cs", ""), name=e["n"], bucket=bucket),
+                e.get("f", 0))
                for e in res.get("Entries") or ()]
         return out, res.get("ContinuationToken", "")
+
+    @staticmethod
+    def _lso(prefix, page_size, token, start_after, with_meta, flags=0):
+        return {"prefix": prefix, "pagesize": page_size, "continuation_token": token,
+                "start_after": start_after, "props": _META_PROPS if with_meta else _LIST_PROPS,
+                "flags": str(flags)}
+
+    def list_objects(self, bucket, prefix, page_size, token, start_after, with_meta):
+        entries, nxt = self._list(bucket, self._lso(prefix, page_size, token, start_after,
+                                                    with_meta))
+        return [a for a, _ in entries], nxt
+
+    def list_expanded(self, bucket, prefix, page_size, token, start_after, with_meta,
+                      max_inflate=0):
+        """The peer's own shards expanded (ARCH_DIR); the peer applies its own max_inflate."""
+        return self._list(bucket, self._lso(prefix, page_size, token, start_after, with_meta,
+                                            ARCH_DIR))

@@ -9,18 +9,20 @@
   object on the top-`copies` nodes (each copy atomic) before it returns; reads try the ranked
   nodes in turn, so an object written before a membership change is still found (lazy
   placement, until `rebalance` moves it); DELETE removes every copy; listing merges every
-  node's pages.
+  node's pages. A file inside a shard is read where the shard is (a peer streams it), and a
+  listing with shards expanded has each node expand its own: shards do not cross the network.
 """
 import heapq
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from ..store.backend import Backend
-from ..store.errors import (BucketNotFound, Elsewhere, ObjectNotFound, StoreError,
-                            Unavailable)
-from ..store.local import MAX_PAGE
+from ..archive import open_shard
+from ..store.archived import archive_splits
+from ..store.archlist import IN_ARCHIVE, IS_ARCHIVE, SEP
+from ..store.backend import MAX_PAGE, Backend
+from ..store.errors import BucketNotFound, ObjectNotFound, StoreError, Unavailable
 from ..store.names import validate_bucket_name, validate_object_name
-from .batchread import ClusterBatchReader
+from .batchread import ClusterBatchReader, fetch_to_scratch
 from .peer_backend import Body, PeerBackend
 from .peers import PeerUnavailable
 from .smap import placement_key
@@ -138,15 +140,31 @@ class ClusterStore(Backend):
     def open(self, bucket, name):
         return self._find(bucket, name, lambda b: b.open(bucket, name))
 
+    def open_archived(self, bucket, name, archpath, budget=None):
+        """A file inside a shard, read where the shard is: here, or streamed from the peer
+        that holds it (its answer to GET ?archpath=, which checks its own max_inflate)."""
+        return self._find(bucket, name, lambda b: b.open_archived(bucket, name, archpath,
+                                                                  budget))
+
+    def stat_archived(self, bucket, name, archpath, budget=None):
+        return self._find(bucket, name, lambda b: b.stat_archived(bucket, name, archpath,
+                                                                  budget))
+
     def open_shard(self, bucket, name, budget=None):
-        """The local shard when this node holds it; else the object is served by the node
-        that does (Elsewhere: the object API answers 307 there)."""
-        def attempt(b):
-            if b is self.share:
-                return self.share.open_shard(bucket, name, budget)
-            b.stat(bucket, name)
-            raise Elsewhere(b.node.url, bucket, name)
-        return self._find(bucket, name, attempt)
+        """The shard here when this node holds it, else a copy of a peer's in an unlinked
+        local temp file (the whole shard crosses the network: the object API and listings
+        use open_archived and list_expanded instead, which leave it where it is)."""
+        try:
+            return self.share.open_shard(bucket, name, budget)
+        except (ObjectNotFound, BucketNotFound):
+            pass
+
+        def fetch(b):
+            src, _ = b.open(bucket, name)
+            with src:
+                fd = fetch_to_scratch(src, self.share.local)
+            return open_shard(fd, name=name, budget=budget)
+        return self._find(bucket, name, fetch)
 
     # ---- writes
     def put(self, bucket, name, stream, length=None):
@@ -243,17 +261,44 @@ class ClusterStore(Backend):
     # ---- listing
     def list_objects(self, bucket, prefix="", page_size=0, token="", start_after="",
                      with_meta=False):
-        """Every node's page merged in name order, copies counted once. A node that still
-        has more bounds the page: names beyond its last one may be missing from it."""
-        self.buckets.require(bucket)
-        limit = min(page_size, MAX_PAGE) if page_size > 0 else MAX_PAGE
-        pages = self._fanout(lambda n, b: b.list_objects(bucket, prefix, limit, token,
-                                                         start_after, with_meta),
-                             self._everyone())
-        lists, bound = [], None
+        """Every node's page merged in name order, copies counted once."""
+        limit = _limit(page_size)
+
+        def page(node, b):
+            attrs, nxt = b.list_objects(bucket, prefix, limit, token, start_after, with_meta)
+            return [(a.name, a) for a in attrs], bool(nxt)
+        out, last = self._merged(bucket, limit, page)
+        return out, last or ""
+
+    def list_expanded(self, bucket, prefix="", page_size=0, token="", start_after="",
+                      with_meta=False, max_inflate=0):
+        """ARCH_DIR: each node expands the shards it holds (no shard leaves its node); the
+        pages are merged in the order of (object, file in it), copies counted once. A node
+        resumes with the merged token as with its own (see archlist): `<shard>NUL<file>`
+        for a shard it does not hold just goes on after the shard."""
+        limit = _limit(page_size)
+
+        def page(node, b):
+            entries, nxt = b.list_expanded(bucket, prefix, limit, token, start_after,
+                                           with_meta, max_inflate)
+            return _expanded_keys(entries, token, prefix), bool(nxt)
+        out, last = self._merged(bucket, limit, page)
+        if last is None:
+            return out, ""
+        shard, file = last
+        if file:
+            return out, f"{shard}{SEP}{file}"
+        return out, f"{shard}{SEP}" if out[-1][1] & IS_ARCHIVE else shard
+
+    def _merged(self, bucket, limit, page):
+        """Every node's page, `page(node, backend)` -> ([(key, entry)] in key order, more),
+        merged in key order with equal keys once: (entries, key of the last one when there
+        are more, else None). A node that still has more bounds the page: entries beyond its
+        last one may be missing from it."""
         # with n copies, n-1 nodes away still leave a copy of every object to list
         tolerate = self.buckets.require(bucket).copies - 1
-        for node, res in pages:
+        lists, bound = [], None
+        for node, res in self._fanout(page, self._everyone()):
             if isinstance(res, BucketNotFound):
                 continue
             if isinstance(res, Unavailable) and tolerate > 0:
@@ -261,29 +306,53 @@ class ClusterStore(Backend):
                 continue
             if isinstance(res, Exception):
                 raise Unavailable(f"cannot list ais://{bucket}: node {node.id}: {res}")
-            entries, more = res
-            lists.append(entries)
-            if more and entries and (bound is None or entries[-1].name < bound):
-                bound = entries[-1].name
-        out = []
-        for e in heapq.merge(*lists, key=lambda e: e.name):
-            if bound is not None and e.name > bound:
+            keyed, more = res
+            lists.append(keyed)
+            if more and keyed and (bound is None or keyed[-1][0] < bound):
+                bound = keyed[-1][0]
+        out, last = [], None
+        for key, entry in heapq.merge(*lists, key=lambda kv: kv[0]):
+            if bound is not None and key > bound:
                 break
-            if out and out[-1].name == e.name:
+            if last is not None and key == last:
                 continue
-            out.append(e)
+            out.append(entry)
+            last = key
             if len(out) == limit:
                 break
-        more = bound is not None or len(out) == limit and _has_more(lists, out[-1].name)
-        return out, (out[-1].name if more and out else "")
+        more = bound is not None or len(out) == limit and _has_more(lists, last)
+        return out, (last if more and out else None)
 
     # ---- batches
     def batch_reader(self, n_entries, budget=None):
         return ClusterBatchReader(self, n_entries, budget)
 
 
+def _limit(page_size):
+    return min(page_size, MAX_PAGE) if page_size > 0 else MAX_PAGE
+
+
 def _has_more(lists, last):
-    return any(entries and entries[-1].name > last for entries in lists)
+    return any(keyed and keyed[-1][0] > last for keyed in lists)
+
+
+def _expanded_keys(entries, token, prefix):
+    """[((object, file or ""), entry)] of one node's expanded page: each file keyed under its
+    shard, which is the last shard listed before it, else the one the page resumed in (the
+    token's), else the one the prefix reaches into (the first the node would try)."""
+    shard = token.split(SEP, 1)[0] if SEP in token else None
+    out = []
+    for attrs, flags in entries:
+        if not flags & IN_ARCHIVE:
+            if flags & IS_ARCHIVE:
+                shard = attrs.name
+            out.append(((attrs.name, ""), (attrs, flags)))
+            continue
+        if shard is None or not attrs.name.startswith(shard + "/"):
+            shard = next((s for s, _ in archive_splits(prefix, empty_rest=True)
+                          if attrs.name.startswith(s + "/")), attrs.name.rpartition("/")[0])
+        out.append(((shard, attrs.name[len(shard) + 1:]), (attrs, flags)))
+    return out
 
 
 class _SourceStream:

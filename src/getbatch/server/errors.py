@@ -71,10 +71,6 @@ def to_ais_error(ex):
 
 def handle_exception(req, resp, ex, params):
     """Falcon error handler for every non-HTTPError exception."""
-    if isinstance(ex, se.Elsewhere):
-        # the same request at the node that serves it: 307 keeps method and body (the SDK
-        # re-sends a PUT's file); never 301/302/303
-        raise AISError(307, str(ex), headers={"Location": ex.url + req.relative_uri})
     err = to_ais_error(ex)
     if err is None:
         log.exception("internal error serving %s %s", req.method, req.path)

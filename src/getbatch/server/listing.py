@@ -13,13 +13,13 @@ import uuid
 import msgpack
 import msgspec
 
-from ..store.archlist import list_expanded
+from ..store.archlist import ARCH_DIR
 from ..store.dirlisting import list_level
 from .errors import AISError
 
 _enc = msgspec.json.Encoder()
 
-ARCH_DIR, NAME_ONLY, NAME_SIZE, NO_RECURSION, NO_DIRS = 1 << 3, 1 << 4, 1 << 5, 1 << 11, 1 << 13
+NAME_ONLY, NAME_SIZE, NO_RECURSION, NO_DIRS = 1 << 4, 1 << 5, 1 << 11, 1 << 13
 # bit -> (SDK name, why it changes nothing here)
 _NO_OPS = {
     0: ("CACHED", "every object of a local bucket is in-cluster"),
@@ -98,7 +98,7 @@ def list_objects(backend, bucket, lso, accept, max_inflate):
                 token=_text(lso, "continuation_token"), start_after=_text(lso, "start_after"),
                 with_meta=bool(props & {"checksum", "version"}))
     if flags & ARCH_DIR:
-        entries, token = list_expanded(backend, bucket, max_inflate=max_inflate, **args)
+        entries, token = backend.list_expanded(bucket, max_inflate=max_inflate, **args)
     elif flags & NO_RECURSION:
         entries, token = list_level(backend, bucket, dirs=not flags & NO_DIRS, **args)
     else:

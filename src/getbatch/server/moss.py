@@ -46,7 +46,10 @@ class Moss:
         authorize_entries(req, mreq.entries)
         smap = self.cluster.smap if self.cluster is not None else None
         if smap is not None and any(n.id != self.cluster.node.id for n in smap.nodes):
-            if coloc and _colocate(req, resp, mreq, smap):
+            # with auth on, never redirect: `requests` (so the SDK) drops Authorization on a
+            # redirect to another host or port, and the owner would answer 401; this node
+            # assembles the batch from the owners instead (the same bytes, one more hop)
+            if coloc and not cfg.auth and _colocate(req, resp, mreq, smap):
                 return
             plan = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
                           {SECRET_HEADER: self.cluster.secret}, _max_wait(req, cfg)).plan(checked)
@@ -81,13 +84,9 @@ def _max_wait(req, cfg):
 
 
 def _colocate(req, resp, mreq, smap):
-    """coloc=1|2: redirect (307) to the node that owns the most entries, unless it is this
-    one. The target is told coloc=0, so a membership change between the two nodes' views
-    cannot bounce the request back. A request carrying credentials stays here: clients
-    (requests, hence the SDK) drop `Authorization` when they follow a redirect to another
-    host or port."""
-    if req.get_header("Authorization"):
-        return False
+    """coloc=1|2 (auth off): redirect (307) to the node that owns the most entries, unless it
+    is this one. The target is told coloc=0, so a membership change between the two nodes' views
+    cannot bounce the request back."""
     counts = {}
     for e in mreq.entries:
         nid = smap.owner(e.provider, e.bucket, e.objname).id

@@ -1,4 +1,5 @@
-"""Object API: PUT (whole or append/flush), GET (whole, Range, archived file), HEAD, DELETE.
+"""Object API: PUT (whole or append/flush), GET (whole, Range, archived file), HEAD (also of
+an archived file), DELETE.
 
 Whole-object GETs go out as a file-like source so gunicorn sends them with sendfile (small
 ones as bytes); ranges and archived files are bounded iterators over the very version
@@ -7,13 +8,14 @@ versions into one response. An archived file streams from its shard chunk by chu
 its size; what it must decompress is limited by `max_inflate` (checked before the status line
 where possible). A failure after the status line (a CRC-32 mismatch, max_inflate, a source
 that shrank) closes the connection (the worker guards streamed bodies): the client sees
-fewer bytes than Content-Length.
+fewer bytes than Content-Length. Where the object or shard is held (here or, on a cluster,
+another node the request is forwarded to) is the backend's business.
 """
 import dataclasses
 
 import falcon
 
-from ..archive import InflateBudget, MemberNotFound
+from ..archive import InflateBudget
 from ..store import validate_archpath
 from ..store.archived import find_archived
 from ..store.errors import InvalidName, ObjectNotFound
@@ -136,10 +138,10 @@ class Object:
         try:
             src, attrs = backend.open(bucket, obj)
         except ObjectNotFound:
-            found = self._find_archived(backend, bucket, obj)
+            found = self._find_archived(backend, bucket, obj, backend.open_archived)
             if found is None:
                 raise
-            self._serve_member(req, resp, found[0], found[2])
+            self._send_archived(req, resp, found[0])
             return
         try:
             _attr_headers(resp, attrs, backend.provider)
@@ -164,57 +166,54 @@ class Object:
         resp.content_length = count
         resp.stream = _Closing(src.chunks(start, count), src)
 
+    def _budget(self):
+        return InflateBudget(self.config.max_inflate)
+
     def _get_archived(self, req, resp, backend, bucket, obj, archpath):
         _refuse_range(req)
         if req.get_param("archregx"):
             raise AISError(400, "archregx is not supported: name one archived file with archpath")
         validate_archpath(archpath)
-        shard = backend.open_shard(bucket, obj, InflateBudget(self.config.max_inflate))
-        self._serve_member(req, resp, shard, archpath,
-                           f"{archpath} in {backend.provider}://{bucket}/{obj}")
+        self._send_archived(req, resp, backend.open_archived(bucket, obj, archpath,
+                                                             self._budget()))
 
-    def _find_archived(self, backend, bucket, obj):
-        """(shard, shard name, archpath) when `obj` names a file inside a shard object
-        (`shard.zip/x.wav`, the rule GetBatch follows too), else None."""
+    def _find_archived(self, backend, bucket, obj, probe):
+        """(probe's result, shard name, archpath) when `obj` names a file inside a shard
+        object (`shard.zip/x.wav`, the rule GetBatch follows too), else None. `probe`:
+        the backend's open_archived or stat_archived."""
         if "/" not in obj:
             return None
-        budget = InflateBudget(self.config.max_inflate)
-        return find_archived(obj, lambda name: backend.open_shard(bucket, name, budget),
-                             release=lambda shard: shard.close())
+        budget = self._budget()
+        return find_archived(obj, lambda shard, path: probe(bucket, shard, path, budget))
 
     @staticmethod
-    def _serve_member(req, resp, shard, archpath, ref=None):
-        """Stream member `archpath` of `shard` (taken over: closed once sent or on error)."""
+    def _send_archived(req, resp, f):
+        """Stream the ArchivedFile `f` (taken over: closed once sent or on error)."""
         try:
             _refuse_range(req)
-            try:
-                m = shard.lookup(archpath)
-            except MemberNotFound:
-                raise AISError(404, f"{ref} does not exist", "ErrObjNotFound") from None
-            shard.budget.require(shard.inflate_cost([(archpath, 0, None)]), shard.name)
-            chunks = shard.iter_member(archpath)
+            chunks = f.chunks()
         except BaseException:
-            shard.close()
+            f.close()
             raise
-        resp.content_length = m.size
-        resp.stream = _Closing(chunks, shard)
+        resp.content_length = f.size
+        resp.stream = _Closing(chunks, f)
 
     def on_head(self, req, resp, bucket, obj):
         backend, bucket = bucket_backend(self.storage, req, bucket)
         obj = object_name(req, obj)
-        try:
-            attrs = backend.stat(bucket, obj)
-        except ObjectNotFound:
-            found = self._find_archived(backend, bucket, obj)
-            if found is None:
-                raise
-            shard, shard_name, archpath = found
-            with shard:
-                size = shard.lookup(archpath).size
-            # the shard's times; its version and checksum are not the file's
-            attrs = dataclasses.replace(backend.stat(bucket, shard_name), size=size, name=obj,
-                                        version="", cksum_type="", cksum_value="")
-        _attr_headers(resp, attrs, backend.provider)
+        archpath = req.get_param("archpath")
+        if archpath:  # what GET with this archpath would send
+            validate_archpath(archpath)
+            attrs = backend.stat_archived(bucket, obj, archpath, self._budget())
+        else:
+            try:
+                attrs = backend.stat(bucket, obj)
+            except ObjectNotFound:
+                found = self._find_archived(backend, bucket, obj, backend.stat_archived)
+                if found is None:
+                    raise
+                attrs = found[0]
+        _attr_headers(resp, dataclasses.replace(attrs, name=obj), backend.provider)
         resp.content_length = attrs.size
 
     def on_delete(self, req, resp, bucket, obj):

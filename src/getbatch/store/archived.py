@@ -1,5 +1,7 @@
-"""`shard.tar/x.wav` named as one object: the file x.wav inside the shard object shard.tar.
+"""Files inside shard objects: `ShardFile` (one archived file open for reading) and the
+`shard.tar/x.wav` naming rule.
 
+`shard.tar/x.wav` named as one object is the file x.wav inside the shard object shard.tar.
 Lhotse URLs and the SDK's plain name lists write archived files this way, with no
 `archpath`. GetBatch, object GET and HEAD resolve such a name with this one rule: only
 after the name itself was not found, try each `/` whose left part has a shard extension
@@ -9,6 +11,59 @@ holds the rest as a regular file wins.
 from ..archive import MemberNotFound
 from ..archive.formats import format_from_name
 from .errors import ObjectNotFound
+
+
+class ArchivedFile:
+    """One regular file inside a shard, open for reading front to back: `size`, `chunks()`
+    (its bytes in pieces of at most 1 MiB; errors in the data raise while iterating, possibly
+    after chunks went out) and `close()`. `Backend.open_archived` returns one."""
+
+    size = 0
+
+    def chunks(self):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ShardFile(ArchivedFile):
+    """A file of a shard open here (the shard is taken over: closed with this)."""
+
+    def __init__(self, shard, archpath, size):
+        self.shard = shard
+        self.archpath = archpath
+        self.size = size
+
+    def chunks(self):
+        return self.shard.iter_member(self.archpath)
+
+    def close(self):
+        self.shard.close()
+
+
+def open_shard_file(shard, archpath, ref, check_budget=True):
+    """ShardFile of `archpath` in `shard` (taken over: closed on error too), once what
+    reading it decompresses was checked against the shard's budget (unless `check_budget` is
+    false: for its size alone); MemberNotFound names the shard as `ref`
+    (provider://bucket/name)."""
+    try:
+        try:
+            m = shard.lookup(archpath)
+        except MemberNotFound:
+            raise MemberNotFound(ref, archpath) from None
+        if check_budget and shard.budget is not None:
+            shard.budget.require(shard.inflate_cost([(archpath, 0, None)]), shard.name)
+        return ShardFile(shard, archpath, m.size)
+    except BaseException:
+        shard.close()
+        raise
 
 
 def archive_splits(name, *, empty_rest=False):
@@ -22,26 +77,17 @@ def archive_splits(name, *, empty_rest=False):
         i = name.find("/", i + 1)
 
 
-def find_archived(name, open_shard, release=None):
-    """(shard, shard name, archpath) of the file `name` names inside a shard, or None.
+def find_archived(name, probe):
+    """(probe's result, shard name, archpath) for the file `name` names inside a shard, or
+    None.
 
-    `open_shard(shard_name)` returns an open Shard or raises ObjectNotFound; a shard that does
-    not hold the file is passed to `release` (when the caller owns it). Other errors (a shard
-    that is not a readable archive) propagate: the name does point into it."""
+    `probe(shard_name, archpath)` looks the file up (and opens or measures it); it raises
+    ObjectNotFound when there is no such shard and MemberNotFound when the shard does not
+    hold the file, and the next split is tried. Other errors (a shard that is not a readable
+    archive) propagate: the name does point into it."""
     for shard_name, archpath in archive_splits(name):
         try:
-            shard = open_shard(shard_name)
-        except ObjectNotFound:
+            return probe(shard_name, archpath), shard_name, archpath
+        except (ObjectNotFound, MemberNotFound):
             continue
-        try:
-            shard.lookup(archpath)
-        except MemberNotFound:
-            if release is not None:
-                release(shard)
-            continue
-        except BaseException:
-            if release is not None:
-                release(shard)
-            raise
-        return shard, shard_name, archpath
     return None

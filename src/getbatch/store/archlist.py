@@ -19,11 +19,12 @@ from .attrs import ObjectAttrs
 from .backend import MAX_PAGE
 from .errors import ObjectNotFound
 
+ARCH_DIR = 1 << 3     # the LsoMsg flag asking for this listing
 # LsoEntry flags of AIS (api/apc/lsmsg.go)
 IN_ARCHIVE = 1 << 7   # the entry is a file inside a shard
 IS_ARCHIVE = 1 << 9   # the entry is a shard that was listed as a directory
 
-_SEP = "\0"
+SEP = "\0"
 log = logging.getLogger("getbatch.store")
 
 
@@ -33,8 +34,8 @@ def list_expanded(backend, bucket, prefix="", page_size=0, token="", start_after
     `max_inflate`: bytes indexing one compressed shard may decompress (0: no limit)."""
     page = _Page(backend, bucket, prefix, page_size, with_meta, max_inflate)
     after = max(token, start_after)
-    if _SEP in token:
-        shard, member = token.split(_SEP, 1)
+    if SEP in token:
+        shard, member = token.split(SEP, 1)
         nxt = page.members(page.shard_attrs(shard), member)
         if nxt is not None:
             return page.out, nxt
@@ -100,7 +101,7 @@ class _Page:
             if name <= after or not full.startswith(self.prefix):
                 continue
             if len(self.out) == self.limit:
-                return f"{shard.name}{_SEP}{last}"
+                return f"{shard.name}{SEP}{last}"
             self.out.append((ObjectAttrs(size, shard.mtime_ns, shard.atime_ns, name=full,
                                          bucket=self.bucket), IN_ARCHIVE))
             last = name

@@ -9,8 +9,10 @@ A GetBatch request reads through one `BatchReader` per backend: it holds whateve
 state the backend needs (the local store's fd budget and checked directories) and opens each
 shard once per request.
 """
+import dataclasses
 from abc import ABC, abstractmethod
 
+from .archived import open_shard_file
 from .errors import BucketNotFound, NotRemote, StoreError
 from .names import validate_bucket_name
 
@@ -154,6 +156,32 @@ class Backend(ABC):
         """The archive `Shard` of the object's current version (its index built or reused);
         ObjectNotFound if missing, ArchiveError if it is not a readable archive. `budget`:
         an archive InflateBudget charged with what decompression the shard does."""
+
+    def open_archived(self, bucket, name, archpath, budget=None):
+        """The regular file `archpath` inside the shard object `name`, open for reading (an
+        `archived.ArchivedFile`, whose size is known now). ObjectNotFound without the shard,
+        MemberNotFound without the file, ArchiveError when the shard is not a readable archive
+        or reading the file would decompress more than `budget` allows."""
+        return open_shard_file(self.open_shard(bucket, name, budget), archpath,
+                               f"{self.provider}://{bucket}/{name}")
+
+    def stat_archived(self, bucket, name, archpath, budget=None):
+        """ObjectAttrs of the file `archpath` inside the shard object `name`: its size, the
+        shard's times (the shard's version and checksum are not the file's); errors as
+        `open_archived`."""
+        with open_shard_file(self.open_shard(bucket, name, budget), archpath,
+                             f"{self.provider}://{bucket}/{name}", check_budget=False) as f:
+            size = f.size
+        return dataclasses.replace(self.stat(bucket, name), size=size, version="",
+                                   cksum_type="", cksum_value="")
+
+    def list_expanded(self, bucket, prefix="", page_size=0, token="", start_after="",
+                      with_meta=False, max_inflate=0):
+        """One page of a listing with each shard followed by its files (the SDK's ARCH_DIR):
+        ([(ObjectAttrs, flags)], next_token); see `archlist`."""
+        from .archlist import list_expanded  # archlist builds on this interface
+        return list_expanded(self, bucket, prefix, page_size, token, start_after, with_meta,
+                             max_inflate)
 
     @abstractmethod
     def batch_reader(self, n_entries, budget=None):

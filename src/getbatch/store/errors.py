@@ -133,17 +133,6 @@ class Unavailable(StoreError):
     cannot be reached now; worth retrying (503)."""
 
 
-class Elsewhere(StoreError):
-    """The object is served by another node, whose base URL is `url` (the server answers 307
-    to the same path and query there)."""
-
-    def __init__(self, url, bucket=None, name=None):
-        self.url = url
-        self.bucket = bucket
-        self.name = name
-        super().__init__(f"ais://{bucket}/{name} is served by {url}")
-
-
 # ---- remote backends (S3, HTTP origins)
 
 class AccessDenied(StoreError):
