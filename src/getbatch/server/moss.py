@@ -41,7 +41,7 @@ class Moss:
             backend, bucket = bucket_backend(self.storage, req, bucket)
             backend.require_bucket(bucket)
             checked = ((provider, bucket),)
-        cfg = self.config
+        cfg = self.config.current()
         mreq = parse(read_body(req, cfg.max_body), bucket, provider, max_entries=cfg.max_entries)
         authorize_entries(req, mreq.entries)
         smap = self.cluster.smap if self.cluster is not None else None

@@ -25,7 +25,7 @@ class PeerBatch:
 
     def on_post(self, req, resp):
         t0 = time.monotonic()
-        cfg = self.config
+        cfg = self.config.current()
         mreq = parse(read_body(req, cfg.max_body), max_entries=cfg.max_entries)
         plan = batch_plan.build(mreq, self.storage, max_soft_errs=len(mreq.entries),
                                 max_inflate=cfg.max_inflate)
