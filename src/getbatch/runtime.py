@@ -25,6 +25,7 @@ from .config import SETTINGS, format_value
 log = logging.getLogger("getbatch.config")
 
 FILE_NAME = "runtime-config.json"
+SETTLE_WAIT = 2.0             # seconds a change waits to be seen by its own process
 AIS_PREFIX = "get_batch."     # `ais config cluster get_batch.max_soft_errs=10` names keys so
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -176,7 +177,7 @@ class LiveConfig:
     def set(self, raw, who):
         """Validate and store `raw` ({name: value}); the typed values set."""
         values = check_changes(raw)
-        self.store.update(lambda doc: _changed(doc, values, who))
+        self._settle(self.store.update(lambda doc: _changed(doc, values, who)))
         log.info("runtime config set by %s: %s", who,
                  ", ".join(f"{k}={format_value(k, v)}" for k, v in values.items()))
         return values
@@ -184,9 +185,16 @@ class LiveConfig:
     def reset(self, names, who):
         """Drop the overrides of `names` (every one when empty); the names reset."""
         names = check_names(names) if names else list(RUNTIME_KEYS)
-        self.store.update(lambda doc: _reset(doc, names))
+        self._settle(self.store.update(lambda doc: _reset(doc, names)))
         log.info("runtime config reset by %s: %s", who, ", ".join(names))
         return names
+
+    def _settle(self, doc, wait=SETTLE_WAIT):
+        """Wait (briefly) until this process sees `doc`, so the answer to a change shows it
+        (a watched etcd key arrives a moment after the write)."""
+        deadline = time.monotonic() + wait
+        while self.store.read() != doc and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def describe(self):
         """Every setting: value, origin, and whether it may change at run time (the API's
