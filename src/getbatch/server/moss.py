@@ -53,7 +53,8 @@ class Moss:
         else:
             plan = batch_plan.build(mreq, self.storage, max_soft_errs=cfg.max_soft_errs,
                                     checked=checked, max_inflate=cfg.max_inflate)
-        out = BatchOutput(plan, mreq.mime, multipart=not mreq.strm, window=cfg.window)
+        out = BatchOutput(plan, mreq.mime, multipart=not mreq.strm, window=cfg.window,
+                          warmup=cfg.warmup_workers)
         out.on_close = lambda o: _log_batch(o, req.remote_addr, t0)
         resp.content_type = out.content_type
         if out.content_length is not None:
