@@ -5,7 +5,8 @@ disk, one file at a time. While the emit loop sends one stretch of items, a look
 thread hands the kernel the next stretch with posix_fadvise(WILLNEED): it queues their reads
 at once (deep device queues, no waiting per file) and returns, so one thread can keep far
 ahead. At most AHEAD_BYTES and AHEAD_ITEMS are asked for beyond the item being sent, so the
-warmed pages are still in the cache when their turn comes.
+warmed pages are still in the cache when their turn comes, and of each item at most its
+first HEAD_BYTES; items of BIG_ITEM and more are not warmed.
 
 `warmup_workers` (a runtime setting, AIS's knob) is the number of look-ahead threads per
 process; -1 or 0 turn it off. As in AIS it is best effort: a batch hands a stretch to the
@@ -21,6 +22,10 @@ import threading
 log = logging.getLogger("getbatch.batch")
 
 AHEAD_BYTES = 16 << 20
+HEAD_BYTES = 1 << 20     # of an item only its start is asked for (as AIS: 1 MiB): once it is
+                         # being read, the kernel's own sequential readahead takes over
+BIG_ITEM = 4 << 20       # items this big are left to that readahead: warming their start
+                         # measured no faster, cold or warm (bench/RESULTS.md)
 AHEAD_ITEMS = 512
 STEP_BYTES = 4 << 20     # the emit loop reports its progress at least this often
 STEP_ITEMS = 128
@@ -94,11 +99,12 @@ class Lookahead:
             it = self.items[i]
             src = it.src
             i += 1
-            if src is None or not it.size or getattr(src, "lazy", False):
-                continue  # nothing to read, or not open yet (opening is the sender's job)
+            if (src is None or not it.size or it.size >= BIG_ITEM
+                    or getattr(src, "lazy", False)):
+                continue  # nothing to read, left to readahead, or not open yet (the sender's)
             fd = src.fileno()
             if fd is not None and fd >= 0:
-                n = min(it.size, budget)
+                n = min(it.size, budget, HEAD_BYTES)
                 ranges.append((fd, it.offset, n))
                 budget -= n
         if not ranges or _pool.offer(lambda: _advise(ranges), self.workers):
