@@ -50,7 +50,8 @@ def create_app(config, storage, cluster=None):
     app.add_route("/v1/buckets/{bucket}", Bucket(storage, config, jobs))
     app.add_route("/v1/objects/{bucket}/{obj:path}", Object(storage, config))
     # runtime settings (runtime.py) and admission control (admit.py): GetBatch reads `live`
-    live = LiveConfig(config, EtcdStore(cluster.etcd).start() if cluster is not None
+    on_etcd = cluster is not None and cluster.etcd is not None
+    live = LiveConfig(config, EtcdStore(cluster.etcd).start() if on_etcd
                       else FileStore(config.data_dir))
     app.add_route("/v1/config", ConfigAPI(live, config.max_body))
     app.add_route("/v1/cluster/{action}", ClusterConfigAction(live))
