@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from .conftest import Node, make_client, serve_argv
+from .conftest import Node, serve_argv
 
 OBJ = 1 << 20
 N_OBJ = 12      # a 12 MiB batch: more than loopback socket buffers, so an unread one stays open

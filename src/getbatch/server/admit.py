@@ -31,7 +31,7 @@ from .errors import AISError
 
 log = logging.getLogger("getbatch.admit")
 
-RESERVE_EXTRA = 4 << 20   # emit buffer, iterator chunks, plan: what a batch holds besides its window
+RESERVE_EXTRA = 4 << 20   # emit buffer, iterator chunks, plan: held besides the window
 RETRY_AFTER = 1           # seconds: what a refused client is told to wait
 MEMINFO_EVERY = 1.0       # seconds between reads of /proc/meminfo
 REPORT_EVERY = 10.0       # refusals are logged in one line per period
