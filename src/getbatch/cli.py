@@ -21,6 +21,7 @@ import time
 from . import __version__
 from .auth import command as token_command
 from .auth.keys import signing_key
+from . import configcmd
 from .config import SETTINGS, Config, ConfigError, format_value
 
 SNIPPET = """\
@@ -254,6 +255,12 @@ def parser():
                            description="Print every setting with the value `serve` would use "
                                        "with the same file, environment and flags.")
     _add_setting_flags(show)
+    # -- runtime settings of a running node (configcmd.py)
+    show.add_argument("--url", default=None,
+                      help="show a running node's settings instead, runtime overrides included")
+    show.add_argument("--token", default=None, help="auth token for --url (default "
+                                                     "$AIS_AUTHN_TOKEN)")
+    configcmd.add_parsers(csub)
     # -- auth: `getbatch token issue`
     token_command.add_parser(sub)
     # -- clusters
@@ -337,6 +344,12 @@ def main(argv=None):
     if args.cmd == "get":
         from .client import run
         return run(args)
+    if args.cmd == "config" and (args.config_cmd != "show" or args.url):
+        try:
+            return configcmd.run(args)
+        except configcmd.ConfigCommandError as exc:
+            print(f"getbatch: {exc}", file=sys.stderr)
+            return 1
     try:
         if args.cmd == "cluster":
             return _cluster(args) or 0

@@ -142,6 +142,7 @@ class Setting:
     help: str
     low: object = None   # inclusive bounds, where they apply
     high: object = None
+    runtime: bool = False  # may change on a running node (getbatch config set; runtime.py)
 
     @property
     def env(self):
@@ -189,16 +190,36 @@ SETTINGS = (
             "URL peers and clients reach this node at (default http://HOST:PORT)"),
     # -- GetBatch
     Setting("max_soft_errs", _as_int, 8,
-            "missing items a `coer` request may turn into placeholders (AIS default 8)", 0),
+            "missing items a `coer` request may turn into placeholders (AIS default 8)", 0,
+            runtime=True),
     Setting("max_wait", _as_duration, 20.0,
-            "on a cluster, how long a batch waits for an item from a peer; unused on one node", 0.0),
-    Setting("max_entries", _as_int, 100_000, "entries one GetBatch request may name", 1),
+            "on a cluster, how long a batch waits for an item from a peer; unused on one node", 0.0,
+            runtime=True),
+    Setting("max_entries", _as_int, 100_000, "entries one GetBatch request may name", 1,
+            runtime=True),
     Setting("max_body", _as_size, 64 << 20,
             "bytes of a request body read into memory (GetBatch, bucket actions); more is a 413", 1024),
     Setting("window", _as_size, 32 << 20,
-            "bytes of decompressed members a batch holds in memory at once", 1 << 20),
+            "bytes of decompressed members a batch holds in memory at once", 1 << 20,
+            runtime=True),
     Setting("max_inflate", _as_size, 4 << 30,
-            "bytes one request may decompress from compressed shards (0: no limit)", 0),
+            "bytes one request may decompress from compressed shards (0: no limit)", 0,
+            runtime=True),
+    # -- admission control and warm-up (server/admit.py, batch/warmup.py)
+    Setting("max_batches", _as_int, 32,
+            "GetBatch requests a node runs at once (all its processes); more get 429 "
+            "(0: no limit)", 0, runtime=True),
+    Setting("batch_memory", _as_size, 2 << 30,
+            "memory the node's running batches may reserve together, each its window + 4MiB; "
+            "more get 429 (0: no limit)", 0, runtime=True),
+    Setting("min_free_memory", _as_size, 256 << 20,
+            "a new GetBatch gets 429 while the machine has less memory available (0: no check)",
+            0, runtime=True),
+    # 1, not AIS's -1 (off): on a cold page cache it sped up batches of small and medium
+    # files 1.7-3x and cost nothing measurable on a warm one (bench/RESULTS.md, "Warm-up")
+    Setting("warmup_workers", _as_int, 1,
+            "threads per process asking the kernel to read a batch's next files ahead "
+            "(-1 or 0: off)", -1, 16, runtime=True),
     Setting("inflate_cache", _as_size, 8 << 30,
             "disk budget for decompressed copies of compressed shards (0: none)", 0),
     # -- the wire
@@ -281,6 +302,16 @@ class Config:
             values[k] = v
             origins[k] = "replace"
         return Config(values, origins)
+
+    def current(self):
+        """The settings in force now: this Config (a runtime.LiveConfig answers its latest)."""
+        return self
+
+    def overlay(self, values, origins):
+        """A copy with `values` ({name: value}, validated) applied, from `origins`
+        ({name: text}): runtime overrides (runtime.py)."""
+        merged = dict(self.as_dict(), **values)
+        return Config(merged, dict(self._origins, **origins))
 
     def as_dict(self):
         return {s.name: getattr(self, s.name) for s in SETTINGS}

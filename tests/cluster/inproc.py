@@ -51,6 +51,7 @@ class StaticCluster:
 
     uuid = "inproc"
     created = "2026-01-01T00:00:00Z"
+    etcd = None     # runtime settings in the data dir, as on a single node
     secret = SECRET[SECRET_HEADER]
 
     def __init__(self, smap):

@@ -21,6 +21,7 @@ import msgspec
 
 from ..archive import ArchiveError, emit, open_writer, tar_entry_size, tar_header
 from ..archive.writers import TAR_END
+from .warmup import STEP_BYTES, STEP_ITEMS, Lookahead
 
 WINDOW_BYTES = 32 << 20
 WINDOW_ITEMS = 4096
@@ -78,9 +79,12 @@ def _load(window, stream_min):
 class BatchOutput:
     """The response body of one GetBatch: iterable of bytes, or emitted by `emit_to(fd)`."""
 
-    def __init__(self, plan, fmt, multipart, window=WINDOW_BYTES, end=True, prefix=b""):
-        """`end=False`: no archive end (a peer's framed answer, after `prefix`)."""
+    def __init__(self, plan, fmt, multipart, window=WINDOW_BYTES, end=True, prefix=b"",
+                 warmup=0):
+        """`end=False`: no archive end (a peer's framed answer, after `prefix`); `warmup`:
+        look-ahead threads (warmup.py; 0 or less: none)."""
         self.plan = plan
+        self.warmup = warmup
         self.end = end
         self.fmt = fmt
         self.window = window
@@ -129,6 +133,10 @@ class BatchOutput:
                 send(items)
 
         windows = list(_windows(self.plan.items, self.window, self.stream_min))
+        ahead = Lookahead(self.plan.items, self.warmup) if self.warmup > 0 else None
+        if ahead is not None:
+            ahead.advance(0)
+        pos = step = 0    # with warm-up: items queued so far, and their bytes since a send
         # the multipart prefix and the archive end travel in the first and last emit calls,
         # so a one-item batch costs one write
         items = [(self.prefix, None, 0, 0, 0)] if self.prefix else []
@@ -136,10 +144,19 @@ class BatchOutput:
         for i, window in enumerate(windows):
             data = _load(window, self.stream_min)
             for it in window:
+                pos += 1
                 head = tar_header(it.name, it.size)
                 if it.src is not None:
                     add((head, it.src, it.offset, it.size, -it.size & 511))
-                elif it.remote is not None:
+                    if ahead is not None:
+                        # sent in steps, so that the look-ahead knows where the sending is
+                        step += it.size
+                        if step >= STEP_BYTES or len(items) >= STEP_ITEMS:
+                            ahead.advance(pos)
+                            send(items)
+                            step = 0
+                    continue
+                if it.remote is not None:
                     it.remote.emit(it, head, add, flush)
                 elif it.shard is None:
                     add((head, None, 0, 0, 0))

@@ -16,6 +16,10 @@ from .errors import handle_exception, make_serializer
 from .jobs import JobQueries
 from .metrics import install as install_metrics
 from .moss import Moss
+from ..runtime import FileStore, LiveConfig
+from ..cluster.runtimeconf import EtcdStore
+from .admit import Admission, Admitted
+from .config_api import ClusterConfigAction, ConfigAPI
 from .objects import Object
 from .peer import PeerBatch
 
@@ -45,7 +49,14 @@ def create_app(config, storage, cluster=None):
     jobs = Registry(os.path.join(config.data_dir, ".sys", "jobs"))
     app.add_route("/v1/buckets/{bucket}", Bucket(storage, config, jobs))
     app.add_route("/v1/objects/{bucket}/{obj:path}", Object(storage, config))
-    moss = Moss(storage, config, cluster, shared)
+    # runtime settings (runtime.py) and admission control (admit.py): GetBatch reads `live`
+    on_etcd = cluster is not None and cluster.etcd is not None
+    live = LiveConfig(config, EtcdStore(cluster.etcd).start() if on_etcd
+                      else FileStore(config.data_dir))
+    app.add_route("/v1/config", ConfigAPI(live, config.max_body))
+    app.add_route("/v1/cluster/{action}", ClusterConfigAction(live))
+    moss = Admitted(Moss(storage, live, cluster, shared),
+                    Admission(live, config.data_dir))
     app.add_route("/v1/ml/moss", moss)
     app.add_route("/v1/ml/moss/{bucket}", moss)
     app.add_route("/v1/ml/moss/{bucket}/{extra:path}", moss, suffix="extra")
@@ -58,7 +69,7 @@ def create_app(config, storage, cluster=None):
         app.add_route(PEER_PREFIX + "/objects/{bucket}/{obj:path}", Object(shared, config))
         app.add_route(PEER_PREFIX + "/buckets/{bucket}", Bucket(shared, config, jobs))
         app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
-        app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, config))
+        app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, live))
         rebalance = Rebalance(cluster, cluster.share.local.data_dir)
         app.add_route(PEER_PREFIX + "/rebalance", PeerRebalance(rebalance))
         app.add_route("/v1/rebalance", RebalanceAPI(cluster, rebalance))

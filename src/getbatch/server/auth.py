@@ -49,6 +49,9 @@ ROUTES = {
     ("/v1/daemon", "GET"): AUTHENTICATED,
     ("/v1/cluster", "GET"): AUTHENTICATED,          # job status: ids are unguessable
     ("/v1/cluster", "PUT"): AUTHENTICATED,          # stop a job by its id
+    ("/v1/config", "GET"): AUTHENTICATED,           # runtime settings (no secrets shown)
+    ("/v1/config", "PUT"): AUTHENTICATED,           # and `*:a` (server/config_api.py)
+    ("/v1/cluster/{action}", "PUT"): AUTHENTICATED,  # set-config, reset-config: as above
     ("/v1/rebalance", "GET"): AUTHENTICATED,        # progress
     ("/v1/rebalance", "POST"): AUTHENTICATED,       # idempotent: moves objects, changes none
 }

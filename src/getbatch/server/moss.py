@@ -41,7 +41,7 @@ class Moss:
             backend, bucket = bucket_backend(self.storage, req, bucket)
             backend.require_bucket(bucket)
             checked = ((provider, bucket),)
-        cfg = self.config
+        cfg = self.config.current()
         mreq = parse(read_body(req, cfg.max_body), bucket, provider, max_entries=cfg.max_entries)
         authorize_entries(req, mreq.entries)
         smap = self.cluster.smap if self.cluster is not None else None
@@ -56,7 +56,8 @@ class Moss:
         else:
             plan = batch_plan.build(mreq, self.storage, max_soft_errs=cfg.max_soft_errs,
                                     checked=checked, max_inflate=cfg.max_inflate)
-        out = BatchOutput(plan, mreq.mime, multipart=not mreq.strm, window=cfg.window)
+        out = BatchOutput(plan, mreq.mime, multipart=not mreq.strm, window=cfg.window,
+                          warmup=cfg.warmup_workers)
         out.on_close = lambda o: _log_batch(o, req.remote_addr, t0)
         resp.content_type = out.content_type
         if out.content_length is not None:

@@ -25,11 +25,12 @@ class PeerBatch:
 
     def on_post(self, req, resp):
         t0 = time.monotonic()
-        cfg = self.config
+        cfg = self.config.current()
         mreq = parse(read_body(req, cfg.max_body), max_entries=cfg.max_entries)
         plan = batch_plan.build(mreq, self.storage, max_soft_errs=len(mreq.entries),
                                 max_inflate=cfg.max_inflate)
         out = BatchOutput(plan, "tar", multipart=False, window=cfg.window, end=False,
+                          warmup=cfg.warmup_workers,
                           prefix=peerwire.plan_frame(plan.uuid, plan.items))
         out.on_close = lambda o: _log(o, req.remote_addr, t0)
         resp.content_type = peerwire.CONTENT_TYPE
