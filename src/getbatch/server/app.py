@@ -7,13 +7,14 @@ from ..auth.keys import signing_key
 from ..cluster.peers import PEER_PREFIX
 from ..cluster.rebalance import Rebalance
 from ..jobs import Registry
+from ..jobs.batchjobs import BatchJobs
 from .auth import AuthMiddleware
 from ..store.router import Storage
 from .buckets import Bucket, BucketCollection
 from .cluster import (Daemon, Health, PeerGuard, PeerPing, PeerPush, PeerRebalance,
                       RebalanceAPI)
 from .errors import handle_exception, make_serializer
-from .jobs import JobQueries
+from .jobs import BatchJobsAPI, JobQueries
 from .metrics import install as install_metrics
 from .moss import Moss
 from .objects import Object
@@ -45,7 +46,11 @@ def create_app(config, storage, cluster=None):
     jobs = Registry(os.path.join(config.data_dir, ".sys", "jobs"))
     app.add_route("/v1/buckets/{bucket}", Bucket(storage, config, jobs))
     app.add_route("/v1/objects/{bucket}/{obj:path}", Object(storage, config))
-    moss = Moss(storage, config, cluster, shared)
+    # GetBatch jobs: one directory per node (nodes may share a data dir)
+    batch_jobs = BatchJobs(os.path.join(config.data_dir, ".sys", "jobs", "get-batch",
+                                        str(config.port)), node_id)
+    app.add_route("/v1/jobs", BatchJobsAPI(batch_jobs, cluster))
+    moss = Moss(storage, config, batch_jobs, cluster, shared)
     app.add_route("/v1/ml/moss", moss)
     app.add_route("/v1/ml/moss/{bucket}", moss)
     app.add_route("/v1/ml/moss/{bucket}/{extra:path}", moss, suffix="extra")
@@ -59,6 +64,7 @@ def create_app(config, storage, cluster=None):
         app.add_route(PEER_PREFIX + "/buckets/{bucket}", Bucket(shared, config, jobs))
         app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
         app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, config))
+        app.add_route(PEER_PREFIX + "/jobs", BatchJobsAPI(batch_jobs))
         rebalance = Rebalance(cluster, cluster.share.local.data_dir)
         app.add_route(PEER_PREFIX + "/rebalance", PeerRebalance(rebalance))
         app.add_route("/v1/rebalance", RebalanceAPI(cluster, rebalance))

@@ -49,6 +49,7 @@ ROUTES = {
     ("/v1/daemon", "GET"): AUTHENTICATED,
     ("/v1/cluster", "GET"): AUTHENTICATED,          # job status: ids are unguessable
     ("/v1/cluster", "PUT"): AUTHENTICATED,          # stop a job by its id
+    ("/v1/jobs", "GET"): AUTHENTICATED,             # GetBatch jobs (ids, buckets, clients)
     ("/v1/rebalance", "GET"): AUTHENTICATED,        # progress
     ("/v1/rebalance", "POST"): AUTHENTICATED,       # idempotent: moves objects, changes none
 }
