@@ -275,6 +275,9 @@ def parser():
                     help="objects checked per second per node (default 500; 0: no limit)")
     rb.add_argument("--no-wait", action="store_true", help="start it and return")
     _add_get_command(sub)
+    # -- jobs: `getbatch show job`
+    from . import showjob
+    showjob.add_parser(sub)
     return p
 
 
@@ -336,6 +339,9 @@ def main(argv=None):
     args = parser().parse_args(argv)
     if args.cmd == "get":
         from .client import run
+        return run(args)
+    if args.cmd == "show":
+        from .showjob import run
         return run(args)
     try:
         if args.cmd == "cluster":

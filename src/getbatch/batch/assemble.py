@@ -25,7 +25,7 @@ from ..archive.writers import TAR_END
 WINDOW_BYTES = 32 << 20
 WINDOW_ITEMS = 4096
 WINDOW_LAZY = 256  # sources opened only when sent (past the fd budget) per window
-SLICE_BYTES = 8 << 20  # the emit loop is called at least this often (bytes), to show progress
+SLICE_BYTES = 2 << 20  # the emit loop is called at least this often (bytes), to show progress
 _CHUNK = 1 << 20   # the iterator yields about this much at a time; files above it are streamed
 CONTENT_TYPES = {"tar": "application/x-tar", "tgz": "application/gzip",
                  "tar.lz4": "application/x-lz4", "zip": "application/zip"}

@@ -35,7 +35,7 @@ PLANNING, STREAMING, DONE, FAILED, ABORTED = "planning", "streaming", "done", "f
 RUNNING_STATES = (PLANNING, STREAMING)
 KEEP = 256            # finished jobs each process keeps
 FLUSH_EVERY = 0.5     # seconds between writes of a process's running jobs' progress
-MIN_GAP = 0.1         # seconds at least between two writes of a process's file
+MIN_GAP = 0.2         # seconds at least between two writes of a process's file
 STALE_FILE = 3600     # seconds: the file of a process gone this long ago is deleted
 # errors of a send to the client: it went away or stopped reading
 _CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ETIMEDOUT, errno.ENOTCONN,
@@ -93,6 +93,7 @@ class BatchJobs:
         self._finished = deque(maxlen=KEEP)
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._dirty = False      # a state changed since the last write
         self._flusher = None     # (pid, thread): started on the first job of a process
         os.makedirs(directory, exist_ok=True)
 
@@ -124,7 +125,10 @@ class BatchJobs:
     def closed(self, job, out):
         """The body is closed: sent whole, cut by the client, or failed mid-stream."""
         job.entries, job.nbytes = out.done, out.sent
-        job.soft = sum(1 for it in out.plan.items if it.err is not None)
+        if job.gather is not None:
+            job.soft = job.gather.soft
+        elif out.plan.req.coer:   # without coer a missing item fails the batch: none to count
+            job.soft = out.plan.soft_errors
         exc = out.error
         if out.completed:
             self._end(job, DONE, "")
@@ -158,6 +162,7 @@ class BatchJobs:
                                          daemon=True)
                     self._flusher = (pid, t)
                     t.start()
+        self._dirty = True
         self._wake.set()
 
     # -- the flusher
@@ -167,10 +172,12 @@ class BatchJobs:
         while True:
             self._wake.wait(FLUSH_EVERY)
             self._wake.clear()
-            try:
-                self._flush()
-            except Exception:   # a full disk must not end the thread (nor the process)
-                log.exception("cannot write the GetBatch jobs of process %d", os.getpid())
+            if self._dirty or self._running:   # running: its progress moves
+                self._dirty = False
+                try:
+                    self._flush()
+                except Exception:   # a full disk must not end the thread (nor the process)
+                    log.exception("cannot write the GetBatch jobs of process %d", os.getpid())
             time.sleep(MIN_GAP)
 
     def local(self):
