@@ -170,3 +170,13 @@ def test_bad_query_is_a_400_and_unreachable_node_one_line(jnode):
     assert r.status_code == 400 and "all" in r.json()["message"]
     out = show("http://127.0.0.1:1")
     assert out.returncode == 1 and out.stderr.startswith("getbatch show job: cannot reach")
+
+
+def test_compressed_batch_counts_its_entries(jnode):
+    # .tgz goes through the iterated path (no zero-copy): entries counted there too
+    r = requests.get(jnode.url + "/v1/ml/moss/jobs", json={
+        "in": [{"objname": f"small{i}"} for i in range(3)] * 2, "mime": ".tgz", "strm": True})
+    assert r.status_code == 200
+    job = wait_job(jnode.url, lambda j: j["format"] == "tgz" and j["state"] == "done")
+    assert (job["entries"], job["total"], job["size"]) == (6, 6, None)
+    assert job["bytes"] == len(r.content)

@@ -72,8 +72,9 @@ class BatchJob:
         out = self.out
         if self.state == STREAMING and out is not None:
             self.entries, self.nbytes = out.done, out.sent
-        if self.gather is not None:
-            self.gfn = self.gather.gfn
+        gather = self.gather
+        if gather is not None:
+            self.gfn = gather.gfn
         return {"id": self.id, "kind": KIND, "node": self.node, "pid": os.getpid(),
                 "state": self.state, "bucket": self.bucket, "provider": self.provider,
                 "entries": self.entries, "total": self.total, "bytes": self.nbytes,
@@ -134,8 +135,8 @@ class BatchJobs:
             self._end(job, DONE, "")
         elif exc is None or isinstance(exc, OSError) and exc.errno in _CLIENT_GONE:
             # no error: the server stopped iterating because the client was gone
-            self._end(job, ABORTED, f"client {job.client} went away" + (
-                f": {_message(exc)}" if exc is not None else ""))
+            self._end(job, ABORTED, f"the client ({job.client}) went away or stopped reading"
+                      + (f": {_message(exc)}" if exc is not None else ""))
         else:
             self._end(job, FAILED, _message(exc))
 
@@ -147,7 +148,10 @@ class BatchJobs:
 
     def _end(self, job, state, error):
         job.state, job.error, job.end_ns = state, error, time.time_ns()
-        job.out = None   # the output holds the plan's items: not kept past the batch
+        if job.gather is not None:
+            job.gfn = job.gather.gfn
+        # the output and the Gather hold the plan's items: not kept past the batch
+        job.out = job.gather = None
         with self._lock:
             self._running.pop(job.id, None)
             self._finished.append(job)
