@@ -282,6 +282,9 @@ def parser():
                     help="objects checked per second per node (default 500; 0: no limit)")
     rb.add_argument("--no-wait", action="store_true", help="start it and return")
     _add_get_command(sub)
+    # -- jobs: `getbatch show job`
+    from . import showjob
+    showjob.add_parser(sub)
     return p
 
 
@@ -350,6 +353,9 @@ def main(argv=None):
         except configcmd.ConfigCommandError as exc:
             print(f"getbatch: {exc}", file=sys.stderr)
             return 1
+    if args.cmd == "show":
+        from .showjob import run
+        return run(args)
     try:
         if args.cmd == "cluster":
             return _cluster(args) or 0

@@ -26,6 +26,7 @@ from .warmup import STEP_BYTES, STEP_ITEMS, Lookahead
 WINDOW_BYTES = 32 << 20
 WINDOW_ITEMS = 4096
 WINDOW_LAZY = 256  # sources opened only when sent (past the fd budget) per window
+SLICE_BYTES = 2 << 20  # the emit loop is called at least this often (bytes), to show progress
 _CHUNK = 1 << 20   # the iterator yields about this much at a time; files above it are streamed
 CONTENT_TYPES = {"tar": "application/x-tar", "tgz": "application/gzip",
                  "tar.lz4": "application/x-lz4", "zip": "application/zip"}
@@ -101,7 +102,9 @@ class BatchOutput:
         self.content_type = (f"multipart/mixed; boundary={self.boundary}" if multipart
                              else CONTENT_TYPES[fmt])
         self.sent = 0            # body bytes handed to the client so far
+        self.done = 0            # items handed to the client so far (updated per slice)
         self.completed = False   # the whole body went out
+        self.error = None        # the exception that cut the body short, if any
         self.on_close = None     # called with this object once, when the body is closed
 
     def _framing(self):
@@ -123,6 +126,13 @@ class BatchOutput:
 
     def emit_to(self, fd, sendfile_min=1 << 16, timeout_ms=120_000):
         """Send the whole body to `fd` through the emit loop; returns bytes written."""
+        try:
+            return self._emit_to(fd, sendfile_min, timeout_ms)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def _emit_to(self, fd, sendfile_min, timeout_ms):
         def send(items):
             self.sent += emit(fd, items, sendfile_min=sendfile_min, timeout_ms=timeout_ms)
             items.clear()
@@ -136,15 +146,21 @@ class BatchOutput:
         ahead = Lookahead(self.plan.items, self.warmup) if self.warmup > 0 else None
         if ahead is not None:
             ahead.advance(0)
-        pos = step = 0    # with warm-up: items queued so far, and their bytes since a send
+        step = 0    # with warm-up: bytes queued since the last send
         # the multipart prefix and the archive end travel in the first and last emit calls,
         # so a one-item batch costs one write
         items = [(self.prefix, None, 0, 0, 0)] if self.prefix else []
         add = items.append
+        n = pending = 0   # items added; their bytes not yet sent
         for i, window in enumerate(windows):
             data = _load(window, self.stream_min)
             for it in window:
-                pos += 1
+                if pending >= SLICE_BYTES:
+                    # a window goes out in slices, so `done` moves while a slow client reads
+                    send(items)
+                    self.done, pending = n, 0
+                n += 1
+                pending += it.size
                 head = tar_header(it.name, it.size)
                 if it.src is not None:
                     add((head, it.src, it.offset, it.size, -it.size & 511))
@@ -152,9 +168,9 @@ class BatchOutput:
                         # sent in steps, so that the look-ahead knows where the sending is
                         step += it.size
                         if step >= STEP_BYTES or len(items) >= STEP_ITEMS:
-                            ahead.advance(pos)
+                            ahead.advance(n)
                             send(items)
-                            step = 0
+                            self.done, pending, step = n, 0, 0
                     continue
                 if it.remote is not None:
                     it.remote.emit(it, head, add, flush)
@@ -179,14 +195,21 @@ class BatchOutput:
             if i == len(windows) - 1:
                 add((TAR_END * self.end + self.suffix, None, 0, 0, 0))
             send(items)
+            self.done, pending = n, 0
             self.plan.release(window)
         self.completed = True
         return self.sent
 
     def __iter__(self):
-        for chunk in self._chunks():
-            self.sent += len(chunk)
-            yield chunk
+        try:
+            for chunk in self._chunks():
+                self.sent += len(chunk)
+                yield chunk
+        except BaseException as exc:
+            # GeneratorExit: the server stopped iterating (the client went away), no error
+            if not isinstance(exc, GeneratorExit):
+                self.error = exc
+            raise
         self.completed = True
 
     def _chunks(self):
@@ -198,6 +221,7 @@ class BatchOutput:
         for window in _windows(self.plan.items, self.window, self.stream_min):
             data = _load(window, self.stream_min)
             for it in window:
+                self.done += 1   # counts items as they are written (iterating costs more)
                 if it.src is not None:
                     if it.size > _CHUNK:
                         for _ in _file_steps(writer, it):

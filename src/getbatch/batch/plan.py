@@ -52,7 +52,7 @@ _id_lock = threading.Lock()
 _id_prefix = None
 
 
-def _next_id():
+def new_batch_id():
     """A batch id unique on this node: a random prefix per process (drawn again after a fork)
     and a counter; cheaper than uuid4 (a getrandom syscall per request)."""
     global _id_prefix
@@ -68,7 +68,7 @@ class Plan:
     def __init__(self, req, items, readers):
         self.req = req
         self.items = items          # one per request entry, in request order
-        self.uuid = _next_id()
+        self.uuid = new_batch_id()
         self._readers = readers
 
     def out(self):

@@ -69,6 +69,7 @@ class Gather:
         self.soft = 0
         self.phase2 = False
         self.hole_msg = {}               # index -> why it became a hole
+        self.gfn = 0                     # entries asked of a node other than their first
 
     # -- phase 1
 
@@ -114,6 +115,7 @@ class Gather:
         streamed as a peer would (phase 2)."""
         pending = list(indexes)
         me = self.me.id
+        first = not self.phase2   # the first round of phase 1 asks the owners
         while pending:
             groups = {}
             for i in pending:
@@ -122,6 +124,8 @@ class Gather:
                     self._missing(i)
                 else:
                     groups.setdefault(node.id, (node, []))[1].append(i)
+                    self.gfn += not first
+            first = False
             streams, pending = self._open_all(groups)
             if me in groups:
                 mine = groups[me][1]

@@ -7,13 +7,14 @@ from ..auth.keys import signing_key
 from ..cluster.peers import PEER_PREFIX
 from ..cluster.rebalance import Rebalance
 from ..jobs import Registry
+from ..jobs.batchjobs import BatchJobs
 from .auth import AuthMiddleware
 from ..store.router import Storage
 from .buckets import Bucket, BucketCollection
 from .cluster import (Daemon, Health, PeerGuard, PeerPing, PeerPush, PeerRebalance,
                       RebalanceAPI)
 from .errors import handle_exception, make_serializer
-from .jobs import JobQueries
+from .jobs import BatchJobsAPI, JobQueries
 from .metrics import install as install_metrics
 from .moss import Moss
 from ..runtime import FileStore, LiveConfig
@@ -55,7 +56,11 @@ def create_app(config, storage, cluster=None):
                       else FileStore(config.data_dir))
     app.add_route("/v1/config", ConfigAPI(live, config.max_body))
     app.add_route("/v1/cluster/{action}", ClusterConfigAction(live))
-    moss = Admitted(Moss(storage, live, cluster, shared),
+    # GetBatch jobs: one directory per node (nodes may share a data dir)
+    batch_jobs = BatchJobs(os.path.join(config.data_dir, ".sys", "jobs", "get-batch",
+                                        str(config.port)), node_id)
+    app.add_route("/v1/jobs", BatchJobsAPI(batch_jobs, cluster))
+    moss = Admitted(Moss(storage, live, batch_jobs, cluster, shared),
                     Admission(live, config.data_dir))
     app.add_route("/v1/ml/moss", moss)
     app.add_route("/v1/ml/moss/{bucket}", moss)
@@ -70,6 +75,7 @@ def create_app(config, storage, cluster=None):
         app.add_route(PEER_PREFIX + "/buckets/{bucket}", Bucket(shared, config, jobs))
         app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
         app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, live))
+        app.add_route(PEER_PREFIX + "/jobs", BatchJobsAPI(batch_jobs))
         rebalance = Rebalance(cluster, cluster.share.local.data_dir)
         app.add_route(PEER_PREFIX + "/rebalance", PeerRebalance(rebalance))
         app.add_route("/v1/rebalance", RebalanceAPI(cluster, rebalance))

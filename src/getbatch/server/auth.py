@@ -52,6 +52,7 @@ ROUTES = {
     ("/v1/config", "GET"): AUTHENTICATED,           # runtime settings (no secrets shown)
     ("/v1/config", "PUT"): AUTHENTICATED,           # and `*:a` (server/config_api.py)
     ("/v1/cluster/{action}", "PUT"): AUTHENTICATED,  # set-config, reset-config: as above
+    ("/v1/jobs", "GET"): AUTHENTICATED,             # GetBatch jobs (ids, buckets, clients)
     ("/v1/rebalance", "GET"): AUTHENTICATED,        # progress
     ("/v1/rebalance", "POST"): AUTHENTICATED,       # idempotent: moves objects, changes none
 }

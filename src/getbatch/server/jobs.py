@@ -1,4 +1,5 @@
-"""Jobs over HTTP: /v1/cluster job status, stats and abort (as `client.job(id)` asks).
+"""Jobs over HTTP: /v1/cluster job status, stats and abort (as `client.job(id)` asks), and
+/v1/jobs, the GetBatch jobs of a node or of the whole cluster (`getbatch show job`).
 
 The SDK starts a multi-object job with a bucket action (buckets.py: `DELETE /v1/buckets/<b>`
 with `{"action": "delete-listrange" | "evict-listrange", "value": selection}`, `POST` with
@@ -9,9 +10,11 @@ each with JobArgs (`{"ID": ..., "Kind": ...}`) as the JSON body; `PUT /v1/cluste
 `stop` aborts a job. Any worker process answers from the Registry.
 """
 import datetime
+from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 
+from ..cluster.peers import PEER_PREFIX, PeerUnavailable
 from ..jobs import JobNotFound
 from ..jobs.registry import ABORTED, RUNNING
 from .buckets import read_action
@@ -19,6 +22,7 @@ from .errors import AISError
 
 _enc = msgspec.json.Encoder()
 _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+_PEER_TIMEOUT = (2.0, 10.0)   # (connect, read) seconds a peer has to list its jobs
 
 
 def _rfc3339(ns):
@@ -100,3 +104,45 @@ class JobQueries:
             self.registry.abort(job_id)
         except JobNotFound as exc:
             raise AISError(404, str(exc)) from None
+
+
+class BatchJobsAPI:
+    """GET /v1/jobs: the node's GetBatch jobs as JSON, running ones unless `all=true`; with
+    `cluster=true` every node's, the receiving node asking each peer at
+    /v1/_peer/jobs (the same resource, without the secret a client has not). The answer:
+    `{"jobs": [record, ...], "errors": {node id: why it did not answer}}`, oldest first;
+    the record's fields are BatchJob.record's."""
+
+    def __init__(self, jobs, cluster=None):
+        self.jobs = jobs
+        self.cluster = cluster
+
+    def on_get(self, req, resp):
+        finished = req.get_param_as_bool("all", default=False)
+        recs, errors = self.jobs.list(finished), {}
+        if req.get_param_as_bool("cluster", default=False) and self.cluster is not None:
+            me = self.cluster.node.id
+            peers = [n for n in self.cluster.smap.nodes if n.id != me]
+            with ThreadPoolExecutor(max(1, min(len(peers), 8))) as pool:
+                answers = pool.map(lambda n: self._ask(n, finished), peers)
+                for node, (theirs, err) in zip(peers, answers):
+                    recs += theirs
+                    if err:
+                        errors[node.id] = err
+            recs.sort(key=lambda r: r["start_ns"])
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"jobs": recs, "errors": errors})
+
+    def _ask(self, node, finished):
+        """(the records of peer `node`, "") or ([], why not)."""
+        try:
+            r = self.cluster.peers.request(node, "GET", PEER_PREFIX + "/jobs",
+                                           params={"all": str(finished).lower()},
+                                           timeout=_PEER_TIMEOUT)
+            if r.status_code != 200:
+                return [], f"{node.url} answered {r.status_code}: {r.text.strip()[:200]}"
+            return r.json()["jobs"], ""
+        except PeerUnavailable as exc:
+            return [], str(exc)
+        except (ValueError, KeyError, TypeError):
+            return [], f"{node.url} answered something that is not a job list"

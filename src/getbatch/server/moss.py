@@ -18,21 +18,32 @@ from ..config import ConfigError, Setting, _as_duration
 from ..store import normalize_provider
 from .auth import authorize_entries
 from .buckets import bucket_backend, read_body
-from .errors import AISError
+from .errors import AISError, to_ais_error
 
 log = logging.getLogger("getbatch.batch")
 
 
 class Moss:
-    def __init__(self, storage, config, cluster=None, shared=None):
+    def __init__(self, storage, config, jobs, cluster=None, shared=None):
         """`cluster`, `shared`: on a cluster, the node's Cluster and the Storage of its own
-        share (what it plans itself)."""
+        share (what it plans itself); `jobs`: the node's BatchJobs (every batch is a job)."""
         self.storage = storage
         self.config = config
         self.cluster = cluster
         self.shared = shared
+        self.jobs = jobs
 
     def on_get(self, req, resp, bucket=None):
+        # the one hook of batch jobs: a job from the request to the end of the body
+        jobs = self.jobs
+        job = jobs.start(req.remote_addr, bucket, req.get_param("provider") or "ais")
+        try:
+            self._get(req, resp, bucket, job)
+        except BaseException as exc:
+            jobs.failed(job, _error_message(exc))
+            raise
+
+    def _get(self, req, resp, bucket, job):
         t0 = time.monotonic()
         coloc = parse_coloc(req.get_param("coloc"))
         provider = normalize_provider(req.get_param("provider") or "ais")
@@ -50,15 +61,24 @@ class Moss:
             # redirect to another host or port, and the owner would answer 401; this node
             # assembles the batch from the owners instead (the same bytes, one more hop)
             if coloc and not cfg.auth and _colocate(req, resp, mreq, smap):
+                self.jobs.forget(job)   # a batch of the node redirected to
                 return
-            plan = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
-                          {SECRET_HEADER: self.cluster.secret}, _max_wait(req, cfg)).plan(checked)
+            gather = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
+                            {SECRET_HEADER: self.cluster.secret}, _max_wait(req, cfg))
+            plan = gather.plan(checked)
         else:
+            gather = None
             plan = batch_plan.build(mreq, self.storage, max_soft_errs=cfg.max_soft_errs,
                                     checked=checked, max_inflate=cfg.max_inflate)
+        plan.uuid = job.id   # logs, the multipart metadata and the job agree
         out = BatchOutput(plan, mreq.mime, multipart=not mreq.strm, window=cfg.window,
                           warmup=cfg.warmup_workers)
-        out.on_close = lambda o: _log_batch(o, req.remote_addr, t0)
+        self.jobs.streaming(job, out, gather)
+
+        def closed(o):
+            self.jobs.closed(job, o)
+            _log_batch(o, req.remote_addr, t0)
+        out.on_close = closed
         resp.content_type = out.content_type
         if out.content_length is not None:
             resp.content_length = out.content_length
@@ -100,6 +120,14 @@ def _colocate(req, resp, mreq, smap):
     resp.status = 307
     resp.location = f"{best.url}{req.path}?{query}"
     return True
+
+
+def _error_message(exc):
+    """What a batch that failed before its status line answered, for its job."""
+    err = exc if isinstance(exc, AISError) else to_ais_error(exc)
+    if err is None:
+        return f"500 internal error: {type(exc).__name__}"
+    return f"{err.status_code} {err.description}"
 
 
 def _log_batch(out, client, t0):
