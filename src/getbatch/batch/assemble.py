@@ -41,23 +41,36 @@ def _held_size(it, stream_min):
 
 
 def _windows(items, window, stream_min):
-    """Consecutive slices of items whose held members fit in `window` bytes together, and
-    whose lazily opened sources stay few (they are all open while their window is sent)."""
-    start, held, lazy = 0, 0, 0
-    for i, it in enumerate(items):
+    """Consecutive runs of items whose held members fit in `window` bytes together, and
+    whose lazily opened sources stay few (they are all open while their window is sent).
+    Lists built as `items` is iterated: a plan's Items exist one window at a time."""
+    run, held, lazy = [], 0, 0
+    for it in items:
         cost = lz = 0
         if it.shard is not None:
             cost = _held_size(it, stream_min)
         elif it.owned and it.src.lazy:
             lz = 1
-        if i > start and (held + cost > window or i - start >= WINDOW_ITEMS
-                          or lazy + lz > WINDOW_LAZY):
-            yield items[start:i]
-            start, held, lazy = i, 0, 0
+        if run and (held + cost > window or len(run) >= WINDOW_ITEMS
+                    or lazy + lz > WINDOW_LAZY):
+            yield run
+            run, held, lazy = [], 0, 0
+        run.append(it)
         held += cost
         lazy += lz
-    if start < len(items):
-        yield items[start:]
+    if run:
+        yield run
+
+
+def _last_flagged(windows):
+    """(window, is it the last) pairs, one window ahead."""
+    it = iter(windows)
+    prev = next(it, None)
+    for w in it:
+        yield prev, False
+        prev = w
+    if prev is not None:
+        yield prev, True
 
 
 def _load(window, stream_min):
@@ -128,12 +141,12 @@ class BatchOutput:
             if items:
                 send(items)
 
-        windows = list(_windows(self.plan.items, self.window, self.stream_min))
+        windows = _last_flagged(_windows(self.plan.items, self.window, self.stream_min))
         # the multipart prefix and the archive end travel in the first and last emit calls,
         # so a one-item batch costs one write
         items = [(self.prefix, None, 0, 0, 0)] if self.prefix else []
         add = items.append
-        for i, window in enumerate(windows):
+        for window, last in windows:
             data = _load(window, self.stream_min)
             for it in window:
                 head = tar_header(it.name, it.size)
@@ -159,7 +172,7 @@ class BatchOutput:
                     if sent != it.size:
                         raise ArchiveError(it.name, f"member gave {sent} bytes, {it.size} planned")
                     add((head, None, 0, 0, -it.size & 511))
-            if i == len(windows) - 1:
+            if last:
                 add((TAR_END * self.end + self.suffix, None, 0, 0, 0))
             send(items)
             self.plan.release(window)
