@@ -156,8 +156,10 @@ class Slot(msgspec.Struct, Source, gc=False):
 
 
 def _fulls(items):
-    """The items that may be anything but a whole object (all of them in a plain list)."""
-    return items.fulls() if isinstance(items, Items) else items
+    """The items that may be anything but a whole object (all of them in a plain list);
+    `items` an Items, a list, or a cluster DT's items (gather.Items)."""
+    fulls = getattr(items, "fulls", None)
+    return items if fulls is None else fulls()
 
 
 _ids = itertools.count(1)
@@ -210,8 +212,9 @@ class Plan:
                 it.owned = False
 
     def close(self):
-        if isinstance(self.items, Items):
-            self.items.close()
+        close = getattr(self.items, "close", None)
+        if close is not None:
+            close()
         else:
             self.release(self.items)
         readers, self._readers = self._readers, []

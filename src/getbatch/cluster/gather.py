@@ -22,6 +22,7 @@ connection: never a well-formed shorter archive.
 """
 import itertools
 import logging
+from array import array
 
 import xxhash
 
@@ -44,6 +45,62 @@ class HoleError(Exception):
     """An item no node could deliver after the status line, where no placeholder may stand."""
 
 
+_NONE, _REMOTE, _FULL = -1, -2, -3   # Items.refs codes besides a local item's place
+
+
+class Items:
+    """The DT's items in request order, without an object per entry. An item an owner
+    sends costs its size (its name follows from its entry, as the owner's does: checked), an
+    item of this node's own its place in one of the local plans; anything else (placeholders)
+    is a full Item. Indexing builds the Item; None for an entry not planned yet."""
+
+    __slots__ = ("gather", "sizes", "refs", "full")
+
+    def __init__(self, gather, n):
+        self.gather = gather
+        self.sizes = array("q", bytes(8 * n))
+        self.refs = array("q", [_NONE]) * n
+        self.full = {}
+
+    def __len__(self):
+        return len(self.refs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self.refs)))]
+        r = self.refs[i]
+        if r == _REMOTE:
+            return Item(self.gather.name_of(i), self.sizes[i], remote=self.gather,
+                        offset=i % len(self.refs))
+        if r >= 0:
+            return self.gather.local_plans[r >> 32].items[r & 0xFFFFFFFF]
+        return self.full.get(i % len(self.refs)) if r == _FULL else None
+
+    def __setitem__(self, i, item):
+        self.refs[i] = _FULL
+        self.full[i] = item
+        if item.remote is self.gather and item.err is None and item.offset == i \
+                and item.name == self.gather.name_of(i):
+            self.refs[i] = _REMOTE
+            self.sizes[i] = item.size
+            del self.full[i]
+
+    def set_local(self, i, k, j):
+        """Entry `i` is item `j` of local plan `k`."""
+        self.full.pop(i, None)
+        self.refs[i] = k << 32 | j
+
+    def __iter__(self):
+        for i in range(len(self.refs)):
+            yield self[i]
+
+    def fulls(self):
+        return self.full.values()
+
+    def close(self):
+        """Nothing: what is open belongs to the local plans, which Gather.close closes."""
+
+
 class Gather:
     """One cluster GetBatch on its DT: `smap` the map it keeps throughout, `me` this node's
     NodeInfo, `storage` this node's own share; `secret_headers`: what proves a peer request
@@ -60,7 +117,7 @@ class Gather:
         self.multipart = not req.strm
         self.outside = smap.node(me.id) is None
         n = len(req.entries)
-        self.items = [None] * n
+        self.items = Items(self, n)
         self.where = [None] * n          # the stream delivering each remote item
         self.tried = {}                  # index -> node ids that lacked it
         self.dead = set()                # nodes that failed during this request
@@ -76,7 +133,8 @@ class Gather:
         """The merged Plan (every item in request order), or a BatchError."""
         try:
             self._locate(range(len(self.req.entries)), checked)
-            missing = [it for it in self.items if it.err is not None]
+            missing = [self.items.full[i] for i in sorted(self.items.full)
+                       if self.items.full[i].err is not None]
             if missing and not self.req.coer:
                 raise NotFound(missing[0].err)
             self.soft = len(missing)
@@ -186,12 +244,21 @@ class Gather:
         sub = MossReq([self.req.entries[i] for i in indexes], "tar", True, self.req.onob, True)
         plan = batch_plan.build(sub, self.storage, max_soft_errs=len(indexes), checked=checked,
                                 max_inflate=self.config.max_inflate)
+        k = len(self.local_plans)
         self.local_plans.append(plan)
         again = []
-        for i, it in zip(indexes, plan.items):
+        for j, (i, it) in enumerate(zip(indexes, plan.items)):
             if not self._take(i, self.me.id, it, it.err):
                 again.append(i)
+            elif not self.phase2:
+                self.items.set_local(i, k, j)
         return again
+
+    def name_of(self, i):
+        """The output name of entry `i` (as its owner names it)."""
+        e = self.req.entries[i]
+        base = e.objname if self.req.onob else f"{e.bucket}/{e.objname}"
+        return batch_plan.member_name(base, e.archpath) if e.archpath else base
 
     def _take(self, i, node_id, item, err):
         """Record where entry `i` was planned; False when that node lacks it."""
@@ -220,10 +287,7 @@ class Gather:
             self.where[i] = None
             self.hole_msg[i] = msg
         elif self.items[i] is None:
-            base = e.objname if self.req.onob else f"{e.bucket}/{e.objname}"
-            if e.archpath:
-                base = batch_plan.member_name(base, e.archpath)
-            self.items[i] = Item(MISSING_DIR + base, 0, err=msg)
+            self.items[i] = Item(MISSING_DIR + self.name_of(i), 0, err=msg)
 
     def _lost(self, exc, indexes):
         self.dead.add(exc.node.id)
@@ -388,8 +452,7 @@ class Gather:
             s.close()
         self.streams = []
         for p in self.local_plans:
-            p.close()
-        self.local_plans = []
+            p.close()   # kept (closed): the output's items still name their items
         self.items = self.where = None
 
 

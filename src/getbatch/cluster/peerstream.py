@@ -175,6 +175,7 @@ class PeerStream(_Window):
             self.sock = sock
             sock.settimeout(self.timeout)
             sock.sendall(self.request)
+            self.request = b""   # sent: the sub-batch is not held while the stream lasts
         except OSError as exc:
             if self.pooled:
                 return self._resend()
