@@ -216,7 +216,7 @@ class PeerStream(_Window):
             body = bytearray()
             while len(body) < n:
                 body += self.view(min(WINDOW, n - len(body)), None)
-            _, plan = peerwire.parse_plan(bytes(body), len(self.indexes))
+            _, plan = peerwire.parse_plan(body, len(self.indexes))
         except peerwire.WireError as exc:
             self._fail(str(exc))
         self.request = None   # answered: never sent again
