@@ -127,6 +127,14 @@ class Entries:
             yield MossIn(n, b, p)
 
 
+def subset(entries, indexes):
+    """The entries at `indexes`, as compact as `entries` are."""
+    if isinstance(entries, Entries):
+        names = entries.names
+        return Entries([names[i] for i in indexes], entries.bucket, entries.provider)
+    return [entries[i] for i in indexes]
+
+
 def _plain_entries(body):
     """(Entries, mime, coer, onob, strm) of a request whose entries name whole objects of one
     bucket, or None. The decoded structs become the list of names in place (each freed as

@@ -31,7 +31,7 @@ from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.errors import BadRequest, BatchError, NotFound
 from ..batch.plan import MISSING_DIR, Item, Plan
-from ..batch.request import MossReq
+from ..batch.request import MossReq, subset
 from .holes import padded_placeholder
 from .peerstream import WINDOW, LocalStream, PeerFailed, PeerRefused, PeerStream
 from .peerwire import sub_batch
@@ -203,7 +203,7 @@ class Gather:
         return streams, unreached
 
     def _open(self, node, indexes):
-        body = sub_batch([self.req.entries[i] for i in indexes], self.req.onob)
+        body = sub_batch(self.req.entries, indexes, self.req.onob)
         s = PeerStream(node, indexes, body, self.secret_headers, self.max_wait)
         try:
             s.send()
@@ -241,7 +241,7 @@ class Gather:
     def _plan_local(self, indexes, checked):
         """Plan entries this node owns with the single-node planner (placeholders, not 404s:
         a missing entry is looked for elsewhere first)."""
-        sub = MossReq([self.req.entries[i] for i in indexes], "tar", True, self.req.onob, True)
+        sub = MossReq(subset(self.req.entries, indexes), "tar", True, self.req.onob, True)
         plan = batch_plan.build(sub, self.storage, max_soft_errs=len(indexes), checked=checked,
                                 max_inflate=self.config.max_inflate)
         k = len(self.local_plans)
@@ -305,7 +305,7 @@ class Gather:
 
     def _stream_local(self, indexes):
         """This node stands in for a failed one: its own copies, framed as a peer would."""
-        sub = MossReq([self.req.entries[i] for i in indexes], "tar", True, self.req.onob, True)
+        sub = MossReq(subset(self.req.entries, indexes), "tar", True, self.req.onob, True)
         try:
             plan = batch_plan.build(sub, self.storage, max_soft_errs=len(indexes),
                                     max_inflate=self.config.max_inflate)

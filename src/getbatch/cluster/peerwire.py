@@ -47,6 +47,9 @@ class WireError(Exception):
     """A peer answered something that is not the peer protocol."""
 
 
+_SLICE = 4096
+
+
 class _SubIn(msgspec.Struct, gc=False, omit_defaults=True):
     """An entry of a sub-batch: unset fields left out, so that the owner decodes a sub-batch
     of whole objects of one bucket compactly (request.Entries)."""
@@ -59,13 +62,24 @@ class _SubIn(msgspec.Struct, gc=False, omit_defaults=True):
     length: int = 0
 
 
-def sub_batch(entries, onob):
-    """The request body naming `entries` (parsed MossIn, buckets resolved) for an owner.
+def sub_batch(entries, indexes, onob):
+    """The request body naming `entries[i]` for each of `indexes` (parsed MossIn, buckets
+    resolved) for an owner, encoded a slice at a time (not a struct per entry at once).
     Planned with `coer` always: the DT decides what a missing entry means, after it looked
     for it on the other candidates."""
-    ins = [_SubIn(e.objname, e.bucket, e.provider, e.archpath or None, e.start, e.length)
-           for e in entries]
-    return _enc.encode({"in": ins, "coer": True, "onob": onob, "strm": True, "mime": "tar"})
+    head = _enc.encode({"coer": True, "onob": onob, "strm": True, "mime": "tar"})
+    parts = [b'{"in":[']
+    for lo in range(0, len(indexes), _SLICE):
+        ins = []
+        for i in indexes[lo:lo + _SLICE]:
+            e = entries[i]
+            ins.append(_SubIn(e.objname, e.bucket, e.provider, e.archpath or None, e.start,
+                              e.length))
+        if lo:
+            parts.append(b",")
+        parts.append(_enc.encode(ins)[1:-1])
+    parts += [b"],", head[1:]]
+    return b"".join(parts)
 
 
 def plan_frame(uuid, items):
