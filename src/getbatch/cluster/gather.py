@@ -170,7 +170,7 @@ class Gather:
         planned somewhere or no candidate is left (then it is missing, or in phase 2 a hole).
         Entries that fall to this node are planned by the single-node planner (phase 1) or
         streamed as a peer would (phase 2)."""
-        pending = list(indexes)
+        pending = array("q", indexes)   # indexes in arrays: no int object per entry
         me = self.me.id
         while pending:
             groups = {}
@@ -179,7 +179,7 @@ class Gather:
                 if node is None:
                     self._missing(i)
                 else:
-                    groups.setdefault(node.id, (node, []))[1].append(i)
+                    groups.setdefault(node.id, (node, array("q")))[1].append(i)
             streams, pending = self._open_all(groups)
             if me in groups:
                 mine = groups[me][1]

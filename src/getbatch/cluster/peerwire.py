@@ -33,8 +33,19 @@ PLAN_HEAD = _HEAD.size
 _enc = msgspec.json.Encoder()
 
 
+class _Planned(msgspec.Struct, array_like=True, gc=False):
+    """[name, size, err] of one planned item (a struct: smaller than a tuple)."""
+
+    name: str
+    size: int
+    err: Optional[str]
+
+    def __iter__(self):
+        return iter((self.name, self.size, self.err))
+
+
 class _PlanFrame(msgspec.Struct, gc=False):
-    out: list[tuple[str, int, Optional[str]]]
+    out: list[_Planned]
     uuid: str = ""
 
 
