@@ -25,6 +25,7 @@ from ..store.archived import find_archived
 from ..store.backend import Source
 from ..store.errors import BucketNotFound, InvalidName, ObjectNotFound
 from .errors import BadRequest, NotFound, RangeNotSatisfiable
+from .request import Entries
 
 MISSING_DIR = "__404__/"
 DEFAULT_MAX_SOFT_ERRS = 8
@@ -93,18 +94,34 @@ class Items:
         code = self.fds[i]
         if code == FULL:
             return self.full[i % len(self.fds)]
-        e = self.entries[i]
         size = self.sizes[i]
-        return Item(e.objname if self.onob else f"{e.bucket}/{e.objname}", size,
-                    Slot(self, i % len(self.fds), size), owned=code != CLOSED)
+        return Item(self._name(i), size, Slot(self, i % len(self.fds), size),
+                    owned=code != CLOSED)
+
+    def _name(self, i):
+        entries = self.entries
+        if type(entries) is Entries:   # no MossIn built
+            return entries.names[i] if self.onob else f"{entries.bucket}/{entries.names[i]}"
+        e = entries[i]
+        return e.objname if self.onob else f"{e.bucket}/{e.objname}"
 
     def __iter__(self):
         for i in range(len(self.fds)):
             yield self[i]
 
-    def errors(self):
-        """err_msg of every placeholder."""
-        return [it.err for it in self.full.values() if it.err is not None]
+    def names_sizes(self):
+        """(name, size) of every item, without building Items."""
+        full, sizes, name = self.full, self.sizes, self._name
+        if not full and type(self.entries) is Entries:
+            names, bucket = self.entries.names, self.entries.bucket
+            if self.onob:
+                yield from zip(names, sizes)
+            else:
+                yield from ((f"{bucket}/{n}", size) for n, size in zip(names, sizes))
+            return
+        for i in range(len(sizes)):
+            it = full.get(i)
+            yield (it.name, it.size) if it is not None else (name(i), sizes[i])
 
     def fulls(self):
         return self.full.values()
@@ -286,7 +303,10 @@ def build(req, storage, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=(), *,
     """Resolve `req` (a validated MossReq) against `storage` (a store Storage); `checked`:
     (provider, bucket) pairs the caller already found to exist; `max_inflate`: bytes the
     request may decompress (0: no limit)."""
-    for provider, bucket in {(e.provider, e.bucket) for e in req.entries}.difference(checked):
+    entries = req.entries
+    buckets = ({(entries.provider, entries.bucket)} if type(entries) is Entries
+               else {(e.provider, e.bucket) for e in entries})
+    for provider, bucket in buckets.difference(checked):
         if not storage.backend(provider, bucket).has_bucket(bucket):
             raise BucketNotFound(bucket, provider)
     resolve = _Resolver(storage, len(req.entries), InflateBudget(max_inflate))
