@@ -1,6 +1,7 @@
 """Cluster GetBatch (C1) beside one node, in one run, as ratios; DT peak RSS; time to first byte.
 
     PYTHONPATH=src:. python bench/bench_cluster.py        # about 3 minutes on 2 cores
+    PYTHONPATH=src:. python bench/bench_cluster.py rss    # the RSS figures alone
 
 Servers: a real etcd and 3 nodes (tests/cluster/nodes.py, 1 worker x 2 threads each), and one
 lone node with the same settings. Objects are written straight into each node's own data dir
@@ -195,6 +196,9 @@ def main():
     root = tempfile.mkdtemp(prefix="bench-cluster-")
     sets, bodies = dataset()
     rows = []
+    if sys.argv[1:] == ["rss"]:
+        rss(sets, root, rows)
+        return
     lone = lone_node(f"{root}/lone")
     cluster = Cluster(f"{root}/c", n=3, workers=1, threads=2)
     try:

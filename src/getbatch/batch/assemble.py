@@ -43,23 +43,42 @@ def _held_size(it, stream_min):
 
 
 def _windows(items, window, stream_min):
-    """Consecutive slices of items whose held members fit in `window` bytes together, and
-    whose lazily opened sources stay few (they are all open while their window is sent)."""
-    start, held, lazy = 0, 0, 0
-    for i, it in enumerate(items):
+    """Consecutive runs of items whose held members fit in `window` bytes together, and
+    whose lazily opened sources stay few (they are all open while their window is sent).
+    Lists built as `items` is iterated: a plan's Items exist one window at a time."""
+    run, held, lazy = [], 0, 0
+    for it in items:
         cost = lz = 0
         if it.shard is not None:
             cost = _held_size(it, stream_min)
         elif it.owned and it.src.lazy:
             lz = 1
-        if i > start and (held + cost > window or i - start >= WINDOW_ITEMS
-                          or lazy + lz > WINDOW_LAZY):
-            yield items[start:i]
-            start, held, lazy = i, 0, 0
+        if run and (held + cost > window or len(run) >= WINDOW_ITEMS
+                    or lazy + lz > WINDOW_LAZY):
+            yield run
+            run, held, lazy = [], 0, 0
+        run.append(it)
         held += cost
         lazy += lz
-    if start < len(items):
-        yield items[start:]
+    if run:
+        yield run
+
+
+def _names_sizes(items):
+    """(name, size) of each item; a plan's Items gives them without building Items."""
+    names_sizes = getattr(items, "names_sizes", None)
+    return names_sizes() if names_sizes is not None else ((it.name, it.size) for it in items)
+
+
+def _last_flagged(windows):
+    """(window, is it the last) pairs, one window ahead."""
+    it = iter(windows)
+    prev = next(it, None)
+    for w in it:
+        yield prev, False
+        prev = w
+    if prev is not None:
+        yield prev, True
 
 
 def _load(window, stream_min):
@@ -98,7 +117,7 @@ class BatchOutput:
             # sized without packing: headers are packed per window as they are sent, so a
             # huge batch does not hold 512 bytes per item
             self.content_length = (len(self.prefix) + len(TAR_END) * end + len(self.suffix)
-                                   + sum(tar_entry_size(it.name, it.size) for it in plan.items))
+                                   + sum(tar_entry_size(n, s) for n, s in _names_sizes(plan.items)))
         self.content_type = (f"multipart/mixed; boundary={self.boundary}" if multipart
                              else CONTENT_TYPES[fmt])
         self.sent = 0            # body bytes handed to the client so far
@@ -142,7 +161,7 @@ class BatchOutput:
             if items:
                 send(items)
 
-        windows = list(_windows(self.plan.items, self.window, self.stream_min))
+        windows = _last_flagged(_windows(self.plan.items, self.window, self.stream_min))
         ahead = Lookahead(self.plan.items, self.warmup) if self.warmup > 0 else None
         if ahead is not None:
             ahead.advance(0)
@@ -152,7 +171,7 @@ class BatchOutput:
         items = [(self.prefix, None, 0, 0, 0)] if self.prefix else []
         add = items.append
         n = pending = 0   # items added; their bytes not yet sent
-        for i, window in enumerate(windows):
+        for window, last in windows:
             data = _load(window, self.stream_min)
             for it in window:
                 if pending >= SLICE_BYTES:
@@ -192,7 +211,7 @@ class BatchOutput:
                     if sent != it.size:
                         raise ArchiveError(it.name, f"member gave {sent} bytes, {it.size} planned")
                     add((head, None, 0, 0, -it.size & 511))
-            if i == len(windows) - 1:
+            if last:
                 add((TAR_END * self.end + self.suffix, None, 0, 0, 0))
             send(items)
             self.done, pending = n, 0

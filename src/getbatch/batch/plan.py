@@ -16,13 +16,16 @@ file ranges of the cache file (served zero-copy).
 import itertools
 import os
 import threading
+from array import array
 
 import msgspec
 
 from ..archive import MAX_INFLATE, ArchiveError, InflateBudget, InflateLimit, MemberNotFound
 from ..store.archived import find_archived
+from ..store.backend import Source
 from ..store.errors import BucketNotFound, InvalidName, ObjectNotFound
 from .errors import BadRequest, NotFound, RangeNotSatisfiable
+from .request import Entries
 
 MISSING_DIR = "__404__/"
 DEFAULT_MAX_SOFT_ERRS = 8
@@ -45,6 +48,135 @@ class Item(msgspec.Struct, gc=False):
     owned: bool = False
     remote: object = None       # on a cluster DT: what delivers the item (then `offset` is its
                                 # index in the request), see cluster/gather.py
+
+
+# what Items.fds holds for an entry besides an open fd
+LAZY = -1      # found, opened only when sent
+CLOSED = -2    # sent (or the plan closed): its fd is closed
+FULL = -3      # an Item of its own, in Items.full
+
+
+class Items:
+    """A plan's items, in request order, without an object per entry.
+
+    A whole object of the local store (most entries of most batches) costs 12 bytes here:
+    its fd (or LAZY: opened when sent) and its size, in arrays; its name follows from its
+    request entry. Everything else (members, ranges, placeholders, other backends) is a full
+    Item. Indexing and iteration build each Item when asked, whose `src` (a `Slot`) reads and
+    updates the arrays, so the output holds Items only one window at a time."""
+
+    __slots__ = ("entries", "onob", "reader", "fds", "sizes", "full")
+
+    def __init__(self, entries, onob):
+        self.entries = entries
+        self.onob = onob
+        self.reader = None      # the one BatchReader whose sources are kept as columns
+        self.fds = array("i")
+        self.sizes = array("q")
+        self.full = {}          # index -> Item
+
+    def __len__(self):
+        return len(self.fds)
+
+    def append(self, item):
+        self.full[len(self.fds)] = item
+        self.fds.append(FULL)
+        self.sizes.append(0)
+
+    def add(self, code, size):
+        """A whole object of `self.reader`: `code` an fd this plan now owns, or LAZY."""
+        self.fds.append(code)
+        self.sizes.append(size)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self.fds)))]
+        code = self.fds[i]
+        if code == FULL:
+            return self.full[i % len(self.fds)]
+        size = self.sizes[i]
+        return Item(self._name(i), size, Slot(self, i % len(self.fds), size),
+                    owned=code != CLOSED)
+
+    def _name(self, i):
+        entries = self.entries
+        if type(entries) is Entries:   # no MossIn built
+            return entries.names[i] if self.onob else f"{entries.bucket}/{entries.names[i]}"
+        e = entries[i]
+        return e.objname if self.onob else f"{e.bucket}/{e.objname}"
+
+    def __iter__(self):
+        for i in range(len(self.fds)):
+            yield self[i]
+
+    def names_sizes(self):
+        """(name, size) of every item, without building Items."""
+        full, sizes, name = self.full, self.sizes, self._name
+        if not full and type(self.entries) is Entries:
+            names, bucket = self.entries.names, self.entries.bucket
+            if self.onob:
+                yield from zip(names, sizes)
+            else:
+                yield from ((f"{bucket}/{n}", size) for n, size in zip(names, sizes))
+            return
+        for i in range(len(sizes)):
+            it = full.get(i)
+            yield (it.name, it.size) if it is not None else (name(i), sizes[i])
+
+    def fulls(self):
+        return self.full.values()
+
+    def close(self):
+        fds = self.fds
+        for i, code in enumerate(fds):
+            if code >= 0:
+                fds[i] = CLOSED
+                os.close(code)
+        for it in self.full.values():
+            if it.owned:
+                it.src.close()
+                it.owned = False
+
+
+class Slot(msgspec.Struct, Source, gc=False):
+    """The store Source of a column entry of Items: its fd lives in the arrays, so every
+    Item built for the entry sees it opened or closed once."""
+
+    items: Items
+    i: int
+    size: int
+
+    @property
+    def lazy(self):
+        return self.items.fds[self.i] == LAZY
+
+    def fileno(self):
+        items, i = self.items, self.i
+        code = items.fds[i]
+        if code == LAZY:
+            e = items.entries[i]
+            code = items.fds[i] = items.reader.open_found(e.bucket, e.objname)
+        elif code < 0:
+            raise ValueError(f"item {i} was already sent: its file is closed")
+        return code
+
+    def pread(self, length, offset):
+        return os.pread(self.fileno(), length, offset)
+
+    def close(self):
+        items, i = self.items, self.i
+        code = items.fds[i]
+        if code != FULL:
+            items.fds[i] = CLOSED
+            if code >= 0:
+                os.close(code)
+
+
+def _fulls(items):
+    """The items that may be anything but a whole object (all of them in a plain list);
+    `items` an Items, a list, or a cluster DT's items (gather.Items)."""
+    fulls = getattr(items, "fulls", None)
+    return items if fulls is None else fulls()
 
 
 _ids = itertools.count(1)
@@ -87,7 +219,7 @@ class Plan:
 
     @property
     def soft_errors(self):
-        return sum(1 for it in self.items if it.err is not None)
+        return sum(1 for it in _fulls(self.items) if it.err is not None)
 
     def release(self, items):
         """Close the sources this plan opened for `items` (once they are sent)."""
@@ -97,7 +229,11 @@ class Plan:
                 it.owned = False
 
     def close(self):
-        self.release(self.items)
+        close = getattr(self.items, "close", None)
+        if close is not None:
+            close()
+        else:
+            self.release(self.items)
         readers, self._readers = self._readers, []
         for r in readers:
             r.close()
@@ -183,12 +319,14 @@ def build(req, storage, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=(), *,
     """Resolve `req` (a validated MossReq) against `storage` (a store Storage); `checked`:
     (provider, bucket) pairs the caller already found to exist; `max_inflate`: bytes the
     request may decompress (0: no limit)."""
-    named = {(e.provider, e.bucket) for e in req.entries}
+    entries = req.entries
+    named = ({(entries.provider, entries.bucket)} if type(entries) is Entries
+             else {(e.provider, e.bucket) for e in entries})
     for provider, bucket in named.difference(checked):
         if not storage.backend(provider, bucket).has_bucket(bucket):
             raise BucketNotFound(bucket, provider)
     resolve = _Resolver(storage, len(req.entries), InflateBudget(max_inflate))
-    items = []
+    items = Items(req.entries, req.onob)
     try:
         resolve.prepare(req, named)
         _resolve_all(req, resolve, items, max_soft_errs)
@@ -202,7 +340,7 @@ def build(req, storage, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=(), *,
 def _require_inflate(items, budget):
     """400 now when the members to decompress certainly need more than the budget allows."""
     wanted = {}
-    for it in items:
+    for it in _fulls(items):
         if it.shard is not None:
             wanted.setdefault(id(it.shard), (it.shard, []))[1].append(
                 (it.member, it.offset, it.size))
@@ -217,30 +355,41 @@ def _require_inflate(items, budget):
 
 def _resolve_all(req, resolve, items, max_soft_errs):
     onob, coer = req.onob, req.coer
-    append = items.append
+    append, add = items.append, items.add
     readers = resolve.by_provider  # a dict lookup per item, a call only for a new provider
     soft = 0
     for e in req.entries:
-        base = e.objname if onob else f"{e.bucket}/{e.objname}"
         ap = e.archpath
         try:
             if not ap:
                 try:
-                    src = (readers.get(e.provider) or resolve.reader(e.provider, e.bucket)
-                           ).source(e.bucket, e.objname)
+                    reader = readers.get(e.provider) or resolve.reader(e.provider, e.bucket)
+                    src = reader.source(e.bucket, e.objname)
                 except ObjectNotFound:
+                    base = e.objname if onob else f"{e.bucket}/{e.objname}"
                     item = resolve.implicit_member(e, base) if "/" in e.objname else None
                     if item is None:
                         raise
                 else:
+                    if not (e.start or e.length):
+                        if items.reader is None and hasattr(reader, "slot"):
+                            items.reader = reader
+                        if reader is items.reader:
+                            code = reader.slot(src, e.bucket, e.objname)
+                            if code is not None:
+                                add(code, src.size)
+                                continue
+                    base = e.objname if onob else f"{e.bucket}/{e.objname}"
                     item = Item(base, src.size, src, owned=True)
                     append(item)  # listed before a range error can raise: the plan closes it
                     if e.start or e.length:
                         item.offset, item.size = _apply_range(e.start, e.length, src.size, _ref(e))
                     continue
             else:
+                base = e.objname if onob else f"{e.bucket}/{e.objname}"
                 item = resolve.member(e, member_name(base, ap), e.objname, ap, _ref(e))
         except (ObjectNotFound, MemberNotFound) as exc:
+            base = e.objname if onob else f"{e.bucket}/{e.objname}"
             msg = (f"{ap} in {_ref(e)} does not exist" if isinstance(exc, MemberNotFound)
                    else f"{_ref(e)} does not exist")
             if not coer:

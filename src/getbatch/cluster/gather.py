@@ -22,6 +22,7 @@ connection: never a well-formed shorter archive.
 """
 import itertools
 import logging
+from array import array
 
 import xxhash
 
@@ -30,7 +31,7 @@ from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.errors import BadRequest, BatchError, NotFound
 from ..batch.plan import MISSING_DIR, Item, Plan
-from ..batch.request import MossReq
+from ..batch.request import MossReq, subset
 from .holes import padded_placeholder
 from .peerstream import WINDOW, LocalStream, PeerFailed, PeerRefused, PeerStream
 from .peerwire import sub_batch
@@ -42,6 +43,62 @@ _hrw = xxhash.xxh64_intdigest
 
 class HoleError(Exception):
     """An item no node could deliver after the status line, where no placeholder may stand."""
+
+
+_NONE, _REMOTE, _FULL = -1, -2, -3   # Items.refs codes besides a local item's place
+
+
+class Items:
+    """The DT's items in request order, without an object per entry. An item an owner
+    sends costs its size (its name follows from its entry, as the owner's does: checked), an
+    item of this node's own its place in one of the local plans; anything else (placeholders)
+    is a full Item. Indexing builds the Item; None for an entry not planned yet."""
+
+    __slots__ = ("gather", "sizes", "refs", "full")
+
+    def __init__(self, gather, n):
+        self.gather = gather
+        self.sizes = array("q", bytes(8 * n))
+        self.refs = array("q", [_NONE]) * n
+        self.full = {}
+
+    def __len__(self):
+        return len(self.refs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self.refs)))]
+        r = self.refs[i]
+        if r == _REMOTE:
+            return Item(self.gather.name_of(i), self.sizes[i], remote=self.gather,
+                        offset=i % len(self.refs))
+        if r >= 0:
+            return self.gather.local_plans[r >> 32].items[r & 0xFFFFFFFF]
+        return self.full.get(i % len(self.refs)) if r == _FULL else None
+
+    def __setitem__(self, i, item):
+        self.refs[i] = _FULL
+        self.full[i] = item
+        if item.remote is self.gather and item.err is None and item.offset == i \
+                and item.name == self.gather.name_of(i):
+            self.refs[i] = _REMOTE
+            self.sizes[i] = item.size
+            del self.full[i]
+
+    def set_local(self, i, k, j):
+        """Entry `i` is item `j` of local plan `k`."""
+        self.full.pop(i, None)
+        self.refs[i] = k << 32 | j
+
+    def __iter__(self):
+        for i in range(len(self.refs)):
+            yield self[i]
+
+    def fulls(self):
+        return self.full.values()
+
+    def close(self):
+        """Nothing: what is open belongs to the local plans, which Gather.close closes."""
 
 
 class Gather:
@@ -60,7 +117,7 @@ class Gather:
         self.multipart = not req.strm
         self.outside = smap.node(me.id) is None
         n = len(req.entries)
-        self.items = [None] * n
+        self.items = Items(self, n)
         self.where = [None] * n          # the stream delivering each remote item
         self.tried = {}                  # index -> node ids that lacked it
         self.dead = set()                # nodes that failed during this request
@@ -77,7 +134,8 @@ class Gather:
         """The merged Plan (every item in request order), or a BatchError."""
         try:
             self._locate(range(len(self.req.entries)), checked)
-            missing = [it for it in self.items if it.err is not None]
+            missing = [self.items.full[i] for i in sorted(self.items.full)
+                       if self.items.full[i].err is not None]
             if missing and not self.req.coer:
                 raise NotFound(missing[0].err)
             self.soft = len(missing)
@@ -113,7 +171,7 @@ class Gather:
         planned somewhere or no candidate is left (then it is missing, or in phase 2 a hole).
         Entries that fall to this node are planned by the single-node planner (phase 1) or
         streamed as a peer would (phase 2)."""
-        pending = list(indexes)
+        pending = array("q", indexes)   # indexes in arrays: no int object per entry
         me = self.me.id
         first = not self.phase2   # the first round of phase 1 asks the owners
         while pending:
@@ -123,7 +181,7 @@ class Gather:
                 if node is None:
                     self._missing(i)
                 else:
-                    groups.setdefault(node.id, (node, []))[1].append(i)
+                    groups.setdefault(node.id, (node, array("q")))[1].append(i)
                     self.gfn += not first
             first = False
             streams, pending = self._open_all(groups)
@@ -149,7 +207,7 @@ class Gather:
         return streams, unreached
 
     def _open(self, node, indexes):
-        body = sub_batch([self.req.entries[i] for i in indexes], self.req.onob)
+        body = sub_batch(self.req.entries, indexes, self.req.onob)
         s = PeerStream(node, indexes, body, self.secret_headers, self.max_wait)
         try:
             s.send()
@@ -204,15 +262,24 @@ class Gather:
     def _plan_local(self, indexes, checked):
         """Plan entries this node owns with the single-node planner (placeholders, not 404s:
         a missing entry is looked for elsewhere first)."""
-        sub = MossReq([self.req.entries[i] for i in indexes], "tar", True, self.req.onob, True)
+        sub = MossReq(subset(self.req.entries, indexes), "tar", True, self.req.onob, True)
         plan = batch_plan.build(sub, self.storage, max_soft_errs=len(indexes), checked=checked,
                                 max_inflate=self.config.max_inflate)
+        k = len(self.local_plans)
         self.local_plans.append(plan)
         again = []
-        for i, it in zip(indexes, plan.items):
+        for j, (i, it) in enumerate(zip(indexes, plan.items)):
             if not self._take(i, self.me.id, it, it.err):
                 again.append(i)
+            elif not self.phase2:
+                self.items.set_local(i, k, j)
         return again
+
+    def name_of(self, i):
+        """The output name of entry `i` (as its owner names it)."""
+        e = self.req.entries[i]
+        base = e.objname if self.req.onob else f"{e.bucket}/{e.objname}"
+        return batch_plan.member_name(base, e.archpath) if e.archpath else base
 
     def _take(self, i, node_id, item, err):
         """Record where entry `i` was planned; False when that node lacks it."""
@@ -241,10 +308,7 @@ class Gather:
             self.where[i] = None
             self.hole_msg[i] = msg
         elif self.items[i] is None:
-            base = e.objname if self.req.onob else f"{e.bucket}/{e.objname}"
-            if e.archpath:
-                base = batch_plan.member_name(base, e.archpath)
-            self.items[i] = Item(MISSING_DIR + base, 0, err=msg)
+            self.items[i] = Item(MISSING_DIR + self.name_of(i), 0, err=msg)
 
     def _lost(self, exc, indexes):
         self.dead.add(exc.node.id)
@@ -262,7 +326,7 @@ class Gather:
 
     def _stream_local(self, indexes):
         """This node stands in for a failed one: its own copies, framed as a peer would."""
-        sub = MossReq([self.req.entries[i] for i in indexes], "tar", True, self.req.onob, True)
+        sub = MossReq(subset(self.req.entries, indexes), "tar", True, self.req.onob, True)
         try:
             plan = batch_plan.build(sub, self.storage, max_soft_errs=len(indexes),
                                     max_inflate=self.config.max_inflate)
@@ -409,8 +473,7 @@ class Gather:
             s.close()
         self.streams = []
         for p in self.local_plans:
-            p.close()
-        self.local_plans = []
+            p.close()   # kept (closed): the output's items still name their items
         self.items = self.where = None
 
 

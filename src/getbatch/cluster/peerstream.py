@@ -176,6 +176,7 @@ class PeerStream(_Window):
             self.sock = sock
             sock.settimeout(self.timeout)
             sock.sendall(self.request)
+            self.request = b""   # sent: the sub-batch is not held while the stream lasts
         except OSError as exc:
             if self.pooled:
                 return self._resend()
@@ -216,7 +217,7 @@ class PeerStream(_Window):
             body = bytearray()
             while len(body) < n:
                 body += self.view(min(WINDOW, n - len(body)), None)
-            _, plan = peerwire.parse_plan(bytes(body), len(self.indexes))
+            _, plan = peerwire.parse_plan(body, len(self.indexes))
         except peerwire.WireError as exc:
             self._fail(str(exc))
         self.request = None   # answered: never sent again

@@ -18,10 +18,10 @@ broken or desynchronised stream is detected at the first frame it touches (each 
 compared with the one the DT would write).
 """
 import struct
+from typing import Optional
 
 import msgspec
 
-from ..batch.request import MossIn
 from .peers import PEER_PREFIX
 
 PATH = PEER_PREFIX + "/batch"
@@ -31,20 +31,66 @@ _HEAD = struct.Struct(">4sI")
 PLAN_HEAD = _HEAD.size
 
 _enc = msgspec.json.Encoder()
-_dec = msgspec.json.Decoder()
+
+
+class _Planned(msgspec.Struct, array_like=True, gc=False):
+    """[name, size, err] of one planned item (a struct: smaller than a tuple)."""
+
+    name: str
+    size: int
+    err: Optional[str]
+
+    def __iter__(self):
+        return iter((self.name, self.size, self.err))
+
+
+class _PlanFrame(msgspec.Struct, gc=False):
+    out: list[_Planned]
+    uuid: str = ""
+
+
+# typed: the owner's plan is decoded once into its final tuples (a 100,000-entry batch
+# holds a plan frame's worth of them at a time)
+_dec = msgspec.json.Decoder(_PlanFrame)
 
 
 class WireError(Exception):
     """A peer answered something that is not the peer protocol."""
 
 
-def sub_batch(entries, onob):
-    """The request body naming `entries` (parsed MossIn, buckets resolved) for an owner.
+_SLICE = 4096
+
+
+class _SubIn(msgspec.Struct, gc=False, omit_defaults=True):
+    """An entry of a sub-batch: unset fields left out, so that the owner decodes a sub-batch
+    of whole objects of one bucket compactly (request.Entries)."""
+
+    objname: str
+    bucket: str
+    provider: str
+    archpath: Optional[str] = None
+    start: int = 0
+    length: int = 0
+
+
+def sub_batch(entries, indexes, onob):
+    """The request body naming `entries[i]` for each of `indexes` (parsed MossIn, buckets
+    resolved) for an owner, encoded a slice at a time (not a struct per entry at once).
     Planned with `coer` always: the DT decides what a missing entry means, after it looked
     for it on the other candidates."""
-    ins = [MossIn(e.objname, e.bucket, e.provider, None, e.archpath or None, None,
-                  e.start, e.length) for e in entries]
-    return _enc.encode({"in": ins, "coer": True, "onob": onob, "strm": True, "mime": "tar"})
+    head = _enc.encode({"coer": True, "onob": onob, "strm": True, "mime": "tar"})
+    parts = [b'{"in":[']
+    for lo in range(0, len(indexes), _SLICE):
+        ins = []
+        for i in indexes[lo:lo + _SLICE]:
+            e = entries[i]
+            ins.append(_SubIn(e.objname, e.bucket, e.provider, e.archpath or None, e.start,
+                              e.length))
+        if lo:
+            parts.append(b",")
+        parts.append(_enc.encode(ins)[1:-1])
+    parts += [b"],", head[1:]]
+    return b"".join(parts)
 
 
 def plan_frame(uuid, items):
@@ -65,10 +111,9 @@ def parse_plan(body, expected):
     """(uuid, [(name, size, err)]) of a plan frame's JSON, checked to hold `expected` items."""
     try:
         doc = _dec.decode(body)
-        out = [(str(name), int(size), err) for name, size, err in doc["out"]]
-        uuid = str(doc.get("uuid", ""))
-    except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+    except msgspec.DecodeError as exc:
         raise WireError(f"malformed plan frame: {exc}") from None
+    out, uuid = doc.out, doc.uuid
     if len(out) != expected:
         raise WireError(f"plan frame lists {len(out)} items, {expected} were asked for")
     return uuid, out

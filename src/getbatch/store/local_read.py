@@ -130,6 +130,25 @@ class LocalBatchReader(BatchReader):
         path, size = self._locate(bucket, name)
         return _LazySource(size, path, bucket, name)
 
+    def slot(self, src, bucket, name):
+        """What a plan keeps of `src`, a source this reader gave for (bucket, name), instead of
+        the object: its fd (now the plan's to close), LAZY (-1: the plan opens it with
+        `open_found`), or None when only the source itself can open it."""
+        if type(src) is FileSource:
+            fd, src.fd = src.fd, -1
+            return fd
+        if type(src) is _LazySource and src.path == self._checked_path(bucket, name):
+            return -1
+        return None
+
+    def open_found(self, bucket, name):
+        """An fd of an object found while planning (`slot` gave LAZY) when it is sent."""
+        try:
+            return os.open(f"{self._root}/{bucket}/{name}", OPEN_FLAGS)
+        except OSError as e:
+            raise OSError(e.errno, f"ais://{bucket}/{name} cannot be opened any more: "
+                                   f"{e.strerror}") from None
+
     def _checked_path(self, bucket, name):
         """The object's path once its parent dir is known free of symlinks, else None."""
         parent = name.rpartition("/")[0]
