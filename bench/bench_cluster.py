@@ -27,7 +27,6 @@ import random
 import socket
 import statistics
 import sys
-import tarfile
 import tempfile
 import time
 
@@ -37,6 +36,7 @@ from getbatch.cluster.smap import NodeInfo, Smap
 from getbatch.store import LocalStore
 from tests.cluster.nodes import Cluster
 from tests.server.conftest import Node, serve_argv
+from tests.archive.tarhelp import make_tar as _tar
 
 ROUNDS = 5
 MiB = 1 << 20
@@ -47,16 +47,6 @@ def _put_local(node, bucket, name, data):
     if not store.has_bucket(bucket):
         store.create_bucket(bucket)
     store.put(bucket, name, io.BytesIO(data))
-
-
-def _tar(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def dataset():

@@ -22,22 +22,13 @@ from tests.server.conftest import make_client
 
 from .nodes import Cluster
 from .test_objects import _local_names
+from tests.archive.tarhelp import make_tar as _tar
 
 KEY = "0123456789abcdef0123456789abcdef-cluster-key"
 ADMIN = issue(KEY.encode(), "admin", {"*": "rwa"}, 3600)
 USER = issue(KEY.encode(), "alice", {"sec": "rw"}, 3600)
 MEMBERS = [("a.txt", b"alpha"), ("d/b.bin", b"beta" * 3000), ("d/e/c.txt", b"gamma")]
 OBJECTS = {f"o/{i:02}": os.urandom(100 + 37 * i) for i in range(24)}
-
-
-def _tar(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _members(shard):

@@ -18,6 +18,7 @@ from getbatch.archive import open_writer
 from getbatch.cluster.smap import NodeInfo, Smap
 
 from tests.server.conftest import make_client
+from tests.archive.tarhelp import make_tar as _tar
 
 N_OBJECTS = 400
 N_ENTRIES = 10_000
@@ -29,16 +30,6 @@ def _put_all(url, bucket, objs):
         r = s.put(f"{url}/v1/objects/{bucket}/{name}", data=data, params={"provider": "ais"},
                   timeout=30)
         assert r.status_code == 200, r.text
-
-
-def _tar(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

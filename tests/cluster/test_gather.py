@@ -21,16 +21,7 @@ from getbatch.store import LocalStore, Storage
 
 from ..batch.emitting import emit_to_file
 from .inproc import SECRET, MiniCluster
-
-
-def make_tar(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
+from tests.archive.tarhelp import make_tar
 
 
 @pytest.fixture(scope="module")

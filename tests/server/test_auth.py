@@ -1,10 +1,8 @@
 """Authentication end to end: a node with `auth` on, the real SDK and requests, and the CLI."""
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import time
 
 import pytest
@@ -18,6 +16,7 @@ from getbatch.server.app import create_app
 from getbatch.store import open_storage
 
 from .conftest import Node, make_client, serve_argv
+from tests.archive.tarhelp import make_tar as tar_bytes
 
 KEY = b"0123456789abcdef0123456789abcdef-test-key"
 CLI = [sys.executable, "-m", "getbatch.cli"]
@@ -41,16 +40,6 @@ def anode(tmp_path_factory, key_file):
              env={"GETBATCH_AUTH": "true", "GETBATCH_AUTH_KEY_FILE": key_file})
     yield n
     n.stop()
-
-
-def tar_bytes(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

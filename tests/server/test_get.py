@@ -13,6 +13,7 @@ import lz4.frame
 import pytest
 
 from getbatch.client import _Progress
+from tests.archive.tarhelp import make_tar as _tar
 
 CLI = [sys.executable, "-m", "getbatch.cli", "get"]
 
@@ -20,16 +21,6 @@ CLI = [sys.executable, "-m", "getbatch.cli", "get"]
 def get(args, cwd, stdin=None):
     return subprocess.run(CLI + args, capture_output=True, text=True, timeout=60, cwd=cwd,
                           input=stdin, env=dict(os.environ, AIS_ENDPOINT=""))
-
-
-def _tar(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.fixture

@@ -1,11 +1,9 @@
 """GET /metrics: the reference's counters under their AIS names, counted right across the
 gunicorn workers of a node, surviving a killed worker; histograms of batches and objects."""
-import io
 import os
 import re
 import signal
 import socket
-import tarfile
 import time
 
 import falcon
@@ -19,6 +17,7 @@ from getbatch.server.errors import AISError
 from getbatch.server.metrics import AIS_COUNTERS, install
 
 from .conftest import Node, serve_argv
+from tests.archive.tarhelp import make_tar as _tar
 
 NODE_ID = "t[metrics.node]"
 
@@ -74,16 +73,6 @@ def value(samples, name, **labels):
 
 def diff(before, after, names):
     return {n: value(after, n) - value(before, n) for n in names}
-
-
-def _tar(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _put(url, bucket, name, data):

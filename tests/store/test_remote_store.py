@@ -4,7 +4,6 @@ visible, LRU within its budget), ranged reads of remote shards, errors, prefetch
 import io
 import itertools
 import os
-import tarfile
 import zipfile
 
 import pytest
@@ -15,6 +14,7 @@ from getbatch.store.remote import RemoteStore
 from getbatch.store.s3 import S3Client
 
 from ..remote_servers import Process, boto3_client, free_port
+from tests.archive.tarhelp import make_tar
 
 _n = itertools.count()
 
@@ -165,16 +165,6 @@ def test_prefetch_and_evict(store, s3, bucket):
         store.prefetch(bucket, "nope")
     with pytest.raises(BucketNotFound):
         store.evict("no-such-bucket", "p")
-
-
-def make_tar(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize("fmt", ["tar", "zip"])
