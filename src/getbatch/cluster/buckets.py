@@ -97,6 +97,18 @@ class BucketTable:
             raise BucketNotFound(name, self.provider)
         return meta
 
+    def current(self, name):
+        """The BucketMeta as etcd has it now (the cache when etcd is unreachable): writes use
+        it, so a PUT right after a `mirror` change through another node or worker stores the
+        new number of copies instead of the cache's, which a watch updates a moment later."""
+        try:
+            kv = self.etcd.get(_key(self.provider, name))
+        except EtcdUnavailable:
+            return self.require(name)
+        if kv is None:
+            raise BucketNotFound(name, self.provider)
+        return BucketMeta(name, self.provider, json.loads(kv.value), kv.mod_revision)
+
     def names(self):
         return sorted(n for p, n in self._watcher.value if p == self.provider)
 

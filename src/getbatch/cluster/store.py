@@ -115,7 +115,9 @@ class ClusterStore(Backend):
         self.buckets.set_props(name, {"mirror": check_mirror(props["mirror"])})
 
     def _copies(self, bucket):
-        return self.buckets.require(bucket).copies
+        """Copies a write makes: from etcd's current bucket properties (one round trip per
+        write; reads never pay it)."""
+        return self.buckets.current(bucket).copies
 
     # ---- reads: the ranked nodes in turn
     def _find(self, bucket, name, fn):
