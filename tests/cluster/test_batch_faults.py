@@ -14,6 +14,8 @@ import urllib3
 
 from getbatch.cluster.smap import NodeInfo, Smap
 
+from tests.server.test_metrics import parse
+
 from .nodes import Cluster
 
 N = 192
@@ -87,12 +89,21 @@ def _whole_again(fc):
     fc.wait_members(3)
 
 
+def _gfn_count(url):
+    """The DT's ais_target_getbatch_gfn_count (GET /metrics)."""
+    samples, _ = parse(requests.get(url + "/metrics", timeout=10).text)
+    return sum(v for (name, _), v in samples.items() if name == "ais_target_getbatch_gfn_count")
+
+
 def test_peer_killed_before_the_batch(fc):
+    gfn_before = _gfn_count(fc.urls[0])
     fc.kill(2)
     try:
         # its lease has not expired yet: the DT finds it dead itself
         r = _get(fc, "two")
         assert r.status_code == 200 and _complete(fc, "two", r.content)
+        # the dead node's entries were read from their next owners: counted as AIS counts GFN
+        assert _gfn_count(fc.urls[0]) - gfn_before >= len(fc.victims)
         r = _get(fc, "one")
         assert r.status_code == 404 and "does not exist" in r.json()["message"]
         r = _get(fc, "one", coer=True)

@@ -203,6 +203,12 @@ class Plan:
         self.uuid = new_batch_id()
         self._readers = readers
 
+    @property
+    def gfn(self):
+        """Entries read from a node other than their first owner (get-from-neighbour; a
+        cluster's reader counts them, a single node has none)."""
+        return sum(getattr(r, "gfn", 0) for r in self._readers)
+
     def out(self):
         """The MossResp `out` list (buffered mode only, so streaming never builds it)."""
         res = []

@@ -195,7 +195,8 @@ class Metrics:
                 else:
                     file_n += 1
                     file_b += size
-        for name, v in (("ais_target_getbatch_obj_count", obj_n),
+        for name, v in (("ais_target_getbatch_gfn_count", out.plan.gfn),
+                        ("ais_target_getbatch_obj_count", obj_n),
                         ("ais_target_getbatch_obj_bytes", obj_b),
                         ("ais_target_getbatch_file_count", file_n),
                         ("ais_target_getbatch_file_bytes", file_b),
