@@ -12,7 +12,6 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from getbatch.config import Config
 from getbatch.server.errors import AISError
 from getbatch.server.metrics import AIS_COUNTERS, install
 
@@ -247,7 +246,7 @@ def test_object_requests_sum_over_workers_and_survive_a_killed_worker(mnode):
 
 
 def test_429_answers_are_counted_and_a_rejected_batch_is_a_hard_error(tmp_path):
-    """Admission control comes later; whatever answers 429 is counted (one process here)."""
+    """Whatever answers 429 is counted (one process here; admission control is one of them)."""
     class Busy:
         def on_get(self, req, resp, **params):
             raise AISError(429, "too many batches")
@@ -255,7 +254,7 @@ def test_429_answers_are_counted_and_a_rejected_batch_is_a_hard_error(tmp_path):
     app = falcon.App()
     app.add_route("/v1/ml/moss/{bucket}", Busy())
     app.add_route("/v1/objects/{bucket}/{obj}", Busy())
-    install(app, Config(values={"data_dir": str(tmp_path), "node_id": NODE_ID}))
+    install(app, NODE_ID)
     client = falcon.testing.TestClient(app)
     assert client.simulate_get("/v1/ml/moss/b", body="{}").status_code == 429
     assert client.simulate_get("/v1/ml/moss/b", body="{}").status_code == 429

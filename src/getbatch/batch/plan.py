@@ -195,19 +195,20 @@ def new_batch_id():
 
 
 class Plan:
-    __slots__ = ("req", "items", "uuid", "_readers")
+    __slots__ = ("req", "items", "uuid", "_readers", "_gfn")
 
     def __init__(self, req, items, readers):
         self.req = req
         self.items = items          # one per request entry, in request order
         self.uuid = new_batch_id()
         self._readers = readers
+        self._gfn = 0
 
     @property
     def gfn(self):
         """Entries read from a node other than their first owner (get-from-neighbour; a
-        cluster's reader counts them, a single node has none)."""
-        return sum(getattr(r, "gfn", 0) for r in self._readers)
+        cluster's reader counts them, a single node has none); kept once the plan closes."""
+        return self._gfn + sum(getattr(r, "gfn", 0) for r in self._readers)
 
     def out(self):
         """The MossResp `out` list (buffered mode only, so streaming never builds it)."""
@@ -240,6 +241,7 @@ class Plan:
             close()
         else:
             self.release(self.items)
+        self._gfn = self.gfn
         readers, self._readers = self._readers, []
         for r in readers:
             r.close()

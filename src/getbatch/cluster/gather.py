@@ -150,20 +150,25 @@ class Gather:
         return Plan(self.req, self.items, [self])
 
     def _candidate(self, i):
-        """The best node (HRW) not yet tried for entry `i`, or None. (Smap.ranked sorts every
-        node; one pass is enough here, and this runs once per entry.)"""
+        """The best node (HRW) not yet tried for entry `i`, or None; counts the entry in
+        `gfn` when that node is not its first owner (got from a neighbour). (Smap.ranked
+        sorts every node; one pass is enough here, and this runs once per entry.)"""
         e = self.req.entries[i]
         key = placement_key(e.provider, e.bucket, e.objname)
         tried = self.tried.get(i, ())
-        best = best_score = None
+        best = best_score = top_score = None
         for node in self.smap.nodes:
+            score = (_hrw(key, seed=node.seed), node.id)
+            if top_score is None or score > top_score:
+                top_score = score
             if node.id in tried or node.id in self.dead:
                 continue
-            score = (_hrw(key, seed=node.seed), node.id)
             if best is None or score > best_score:
                 best, best_score = node, score
         if best is None and self.outside and self.me.id not in tried:
             return self.me   # not (yet) in the map: its own copies are looked at last
+        if best is not None and best_score != top_score:
+            self.gfn += 1
         return best
 
     def _locate(self, indexes, checked=()):
@@ -173,7 +178,6 @@ class Gather:
         streamed as a peer would (phase 2)."""
         pending = array("q", indexes)   # indexes in arrays: no int object per entry
         me = self.me.id
-        first = not self.phase2   # the first round of phase 1 asks the owners
         while pending:
             groups = {}
             for i in pending:
@@ -182,8 +186,6 @@ class Gather:
                     self._missing(i)
                 else:
                     groups.setdefault(node.id, (node, array("q")))[1].append(i)
-                    self.gfn += not first
-            first = False
             streams, pending = self._open_all(groups)
             if me in groups:
                 mine = groups[me][1]

@@ -79,5 +79,5 @@ def create_app(config, storage, cluster=None):
         rebalance = Rebalance(cluster, cluster.share.local.data_dir)
         app.add_route(PEER_PREFIX + "/rebalance", PeerRebalance(rebalance))
         app.add_route("/v1/rebalance", RebalanceAPI(cluster, rebalance))
-    install_metrics(app, config)
+    install_metrics(app, node_id)
     return app

@@ -327,9 +327,10 @@ class MetricsMiddleware:
             m.object_done(req.method, status, nbytes, time.monotonic() - t0)
 
 
-def install(app, config):
-    """Serve /metrics on `app` and count its requests; `config`: the node's Config."""
-    metrics = Metrics(config.node_id, os.environ.get(MULTIPROC_ENV) or None)
+def install(app, node_id):
+    """Serve /metrics on `app` and count its requests, labelled `node_id` (on a cluster, the
+    node's id in the cluster map)."""
+    metrics = Metrics(node_id, os.environ.get(MULTIPROC_ENV) or None)
     app.add_middleware(MetricsMiddleware(metrics))
     app.add_route("/metrics", MetricsResource(metrics))
     return metrics
