@@ -195,6 +195,9 @@ SETTINGS = (
     Setting("max_wait", _as_duration, 20.0,
             "on a cluster, how long a batch waits for an item from a peer; unused on one node", 0.0,
             runtime=True),
+    Setting("max_gfn", _as_int, -1,
+            "on a cluster, entries a batch may read from a node other than their first owner "
+            "(get from neighbour); -1: no limit", -1, runtime=True),
     Setting("max_entries", _as_int, 100_000, "entries one GetBatch request may name", 1,
             runtime=True),
     Setting("max_body", _as_size, 64 << 20,

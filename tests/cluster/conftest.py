@@ -2,14 +2,17 @@
 `make_cluster(n)` (a private cluster per test, with its own etcd, for faults and membership)."""
 import pytest
 
+from tests.remote_servers import s3_env
 from tests.server.conftest import make_client
 
 from .nodes import Cluster
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("cluster"), n=3)
+def cluster(tmp_path_factory, moto):
+    """3 nodes that reach the moto S3 server through the AWS environment, as the shared
+    single node does (the GetBatch tests run with their bucket on ais and on aws)."""
+    c = Cluster(tmp_path_factory.mktemp("cluster"), n=3, env=s3_env(moto))
     yield c
     c.close()
 

@@ -17,6 +17,7 @@ from getbatch.batch.request import parse
 from getbatch.cluster.gather import Gather, HoleError
 from getbatch.cluster.holes import padded_placeholder
 from getbatch.cluster.peerstream import WINDOW
+from getbatch.cluster.smap import placement_key
 from getbatch.store import LocalStore, Storage
 
 from ..batch.emitting import emit_to_file
@@ -154,6 +155,34 @@ def test_peer_without_secret_refused(mini):
 
 
 # -- a peer failing in the middle of a batch
+
+
+def test_max_gfn_limits_reads_from_neighbours(mini):
+    """An object off its owner is found by asking the next candidates (each ask counted in
+    gfn) unless max_gfn is spent; then it is missing, and the message names the limit."""
+    name = next(f"gfn{i}" for i in range(20)
+                if mini.smap.owner("ais", "b", f"gfn{i}").id != "n0")
+    ranked = [n.id for n in mini.smap.ranked(placement_key("ais", "b", name))]
+    other = mini.by_id[ranked[-1]] if ranked[-1] != "n0" else mini.by_id[ranked[1]]
+    asks = ranked.index(other.id)      # candidates asked after the first owner
+    other.put("b", name, b"neighbour bytes")
+    n0 = mini.nodes[0]
+    body = json.dumps({"in": [{"objname": "o1"}, {"objname": name}], "coer": True}).encode()
+
+    def plan(max_gfn):
+        g = Gather(parse(body, "b"), n0.cluster.smap, n0.cluster.node, n0.storage,
+                   n0.config.replace(max_gfn=max_gfn), SECRET, 5.0)
+        p = g.plan()
+        p.close()
+        return p
+    try:
+        for limit in (-1, asks):
+            p = plan(limit)
+            assert [it.err for it in p.items] == [None, None] and p.gfn == asks
+        p = plan(asks - 1)
+        assert p.items[0].err is None and f"max_gfn={asks - 1}" in p.items[1].err
+    finally:
+        other.store.delete("b", name)
 
 
 def _remote_node(mini, names):

@@ -127,6 +127,7 @@ class Gather:
         self.phase2 = False
         self.hole_msg = {}               # index -> why it became a hole
         self.gfn = 0                     # entries asked of a node other than their first
+        self.gfn_limited = False         # max_gfn refused one
 
     # -- phase 1
 
@@ -168,6 +169,10 @@ class Gather:
         if best is None and self.outside and self.me.id not in tried:
             return self.me   # not (yet) in the map: its own copies are looked at last
         if best is not None and best_score != top_score:
+            limit = self.config.max_gfn
+            if 0 <= limit <= self.gfn:
+                self.gfn_limited = True
+                return None
             self.gfn += 1
         return best
 
@@ -306,11 +311,16 @@ class Gather:
         msg = f"{e.provider}://{e.bucket}/{e.objname} does not exist on any node"
         if self.dead:
             msg += f" that could be reached (failed: {', '.join(sorted(self.dead))})"
+        limited = (f"; max_gfn={self.config.max_gfn} entries were already read from "
+                   "neighbours") if self.gfn_limited else ""
         if self.phase2:
             self.where[i] = None
-            self.hole_msg[i] = msg
+            self.hole_msg[i] = msg + limited
         elif self.items[i] is None:
-            self.items[i] = Item(MISSING_DIR + self.name_of(i), 0, err=msg)
+            self.items[i] = Item(MISSING_DIR + self.name_of(i), 0, err=msg + limited)
+        elif limited and self.items[i].err is not None:
+            # this node's own planner wrote the placeholder; say why no other node was asked
+            self.items[i] = Item(self.items[i].name, 0, err=self.items[i].err + limited)
 
     def _lost(self, exc, indexes):
         self.dead.add(exc.node.id)
