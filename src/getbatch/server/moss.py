@@ -57,10 +57,12 @@ class Moss:
         authorize_entries(req, mreq.entries)
         smap = self.cluster.smap if self.cluster is not None else None
         if smap is not None and any(n.id != self.cluster.node.id for n in smap.nodes):
-            # with auth on, never redirect: `requests` (so the SDK) drops Authorization on a
-            # redirect to another host or port, and the owner would answer 401; this node
-            # assembles the batch from the owners instead (the same bytes, one more hop)
-            if coloc and not cfg.auth and _colocate(req, resp, mreq, smap):
+            # with auth on, or credentials sent (a front proxy may check them), never redirect:
+            # `requests` (so the SDK) drops Authorization on a redirect to another host or
+            # port, and the owner would answer 401; this node assembles the batch from the
+            # owners instead (the same bytes, one more hop)
+            stay = cfg.auth or req.get_header("Authorization")
+            if coloc and not stay and _colocate(req, resp, mreq, smap):
                 self.jobs.forget(job)   # a batch of the node redirected to
                 return
             gather = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
