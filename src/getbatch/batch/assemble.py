@@ -269,6 +269,19 @@ class BatchOutput:
         if self.suffix:
             yield self.suffix
 
+    def also_on_close(self, fn):
+        """Call `fn(self)` when the body closes, after what `on_close` already does (each
+        layer adds its own: the batch log, metrics, admission)."""
+        prev = self.on_close
+
+        def both(out):
+            try:
+                if prev is not None:
+                    prev(out)
+            finally:
+                fn(out)
+        self.on_close = both
+
     def close(self):
         self.plan.close()
         on_close, self.on_close = self.on_close, None

@@ -180,16 +180,7 @@ class Admitted:
         if not isinstance(out, BatchOutput):  # a redirect (coloc), or nothing to send
             self.admission.release(ticket)
             return
-        prev = out.on_close
-
-        def on_close(o):
-            try:
-                if prev is not None:
-                    prev(o)
-            finally:
-                self.admission.release(ticket)
-
-        out.on_close = on_close
+        out.also_on_close(lambda o: self.admission.release(ticket))
 
     def on_get(self, req, resp, **kwargs):
         self._run(self.resource.on_get, req, resp, **kwargs)

@@ -158,16 +158,7 @@ class Metrics:
         the rest counted when the body closes."""
         self.ttfb_seconds.observe(now - t0)
         self.running.inc()
-        prev = out.on_close
-
-        def on_close(o):
-            try:
-                if prev is not None:
-                    prev(o)
-            finally:
-                self.batch_done(o, t0)
-
-        out.on_close = on_close
+        out.also_on_close(lambda o: self.batch_done(o, t0))
 
     def batch_done(self, out, t0):
         """A GetBatch body closed: sent whole, or aborted (then counted as a failure, its
