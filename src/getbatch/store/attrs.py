@@ -33,6 +33,8 @@ class ObjectAttrs:
     `version` is the per-object PUT counter as a decimal string (AIS sends it verbatim in
     `Ais-Version`); `cksum_type`/`cksum_value` are e.g. "xxhash2"/16 hex digits. All
     three are "" when unknown (no xattrs, no xxhash, or not read, as in listings).
+    `stamp` names the PUT that wrote these bytes, the same on every copy of it (a cluster
+    sets it; "" where none is known).
     """
 
     size: int
@@ -43,6 +45,19 @@ class ObjectAttrs:
     cksum_value: str = ""
     name: str = ""
     bucket: str = ""
+    stamp: str = ""
+
+    @property
+    def identity(self):
+        """What two copies must share to hold the same bytes: a reader that fails over from
+        one copy to another inside an object may resume only when both have this, complete
+        (a copy without a checksum proves nothing: see `provably_same`)."""
+        return (self.size, self.cksum_type, self.cksum_value, self.stamp)
+
+
+def provably_same(a, b):
+    """True when copies with attrs `a` and `b` are known to hold the same bytes."""
+    return bool(a.cksum_value) and a.identity == b.identity
 
 
 NO_META = ("", "", "")
