@@ -40,7 +40,7 @@ def test_cluster_listing_shows_each_job_under_its_dt(cluster):
                        and j["total"] == N, finished=False)
         out = show(urls[1])
         assert out.returncode == 0, out.stderr
-        row = next(line for line in out.stdout.splitlines() if job["id"] in line)
+        row = next(line for line in out.stdout.splitlines() if job["id"] in line.split())
         assert row.split()[0] == dt2 and f"/{N}" in row and "streaming" in row
         got = 0
         while got < length:

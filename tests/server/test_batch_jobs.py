@@ -97,7 +97,7 @@ def test_running_batch_streams_with_progress_then_done(jnode):
         # the table shows it as running, with done/total and how far it is
         out = show(jnode.url)
         assert out.returncode == 0, out.stderr
-        row = next(line for line in out.stdout.splitlines() if job["id"] in line)
+        row = next(line for line in out.stdout.splitlines() if job["id"] in line.split())
         assert f"/{N_BIG}" in row and "streaming" in row and "%" in row, row
         while got < length:
             chunk = s.recv(MiB)
@@ -154,7 +154,7 @@ def test_show_job_json_and_table_total(jnode):
                                 "END", "STATE"]
     assert len(lines) == len(recs) + 2   # nothing ran in between: the same jobs
     for r in recs:
-        assert any(r["id"] in line and line.split()[-1] == r["state"] for line in lines[1:-1])
+        assert any(r["id"] in line.split() and line.split()[-1] == r["state"] for line in lines[1:-1])
     total = lines[-1].split()
     assert total[0] == "Total:" and int(total[1]) == sum(r["entries"] for r in recs)
 
