@@ -85,6 +85,16 @@ def test_read_only_and_replace():
         c.replace(port=0)
 
 
+@pytest.mark.parametrize("max_gfn, max_soft_errs, limit", [
+    (-1, 8, 0), (0, 8, 5), (0, 3, 3), (0, 0, 0), (2, 8, 2), (12, 8, 12)])
+def test_max_gfn_means_what_it_means_in_ais(max_gfn, max_soft_errs, limit):
+    # -1 turns get from neighbour off, 0 is AIS's default min(5, max_soft_errs)
+    c = Config(dict(max_gfn=max_gfn, max_soft_errs=max_soft_errs))
+    assert c.gfn_limit == limit
+    with pytest.raises(ConfigError, match="invalid max_gfn -2: must be at least -1"):
+        Config(dict(max_gfn=-2))
+
+
 def test_values_print_as_they_are_written():
     for s in SETTINGS:
         c = Config()

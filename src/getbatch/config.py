@@ -195,9 +195,14 @@ SETTINGS = (
     Setting("max_wait", _as_duration, 20.0,
             "on a cluster, how long a batch waits for an item from a peer; unused on one node", 0.0,
             runtime=True),
-    Setting("max_gfn", _as_int, -1,
+    # AIS's meaning of every value (-1 off, 0 min(5, max_soft_errs)), so a setting copied
+    # from AIS does what it did there. Not AIS's default: with copies, a node found dead
+    # before its lease expires hands its whole share to neighbours, and 5 would fail the
+    # batch (docs/configuration.md, "Get from neighbour").
+    Setting("max_gfn", _as_int, 100_000,
             "on a cluster, entries a batch may read from a node other than their first owner "
-            "(get from neighbour); -1: no limit", -1, runtime=True),
+            "(get from neighbour); -1: none, 0: AIS's default min(5, max_soft_errs)", -1,
+            runtime=True),
     Setting("max_entries", _as_int, 100_000, "entries one GetBatch request may name", 1,
             runtime=True),
     Setting("max_body", _as_size, 64 << 20,
@@ -305,6 +310,14 @@ class Config:
             values[k] = v
             origins[k] = "replace"
         return Config(values, origins)
+
+    @property
+    def gfn_limit(self):
+        """Entries a batch may read from neighbours, as AIS reads `max_gfn`: -1 none,
+        0 min(5, max_soft_errs), else the number."""
+        if self.max_gfn < 0:
+            return 0
+        return self.max_gfn or min(5, self.max_soft_errs)
 
     def current(self):
         """The settings in force now: this Config (a runtime.LiveConfig answers its latest)."""

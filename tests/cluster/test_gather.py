@@ -169,18 +169,20 @@ def test_max_gfn_limits_reads_from_neighbours(mini):
     n0 = mini.nodes[0]
     body = json.dumps({"in": [{"objname": "o1"}, {"objname": name}], "coer": True}).encode()
 
-    def plan(max_gfn):
+    def plan(max_gfn, max_soft_errs=8):
         g = Gather(parse(body, "b"), n0.cluster.smap, n0.cluster.node, n0.storage,
-                   n0.config.replace(max_gfn=max_gfn), SECRET, 5.0)
+                   n0.config.replace(max_gfn=max_gfn, max_soft_errs=max_soft_errs), SECRET, 5.0)
         p = g.plan()
         p.close()
         return p
     try:
-        for limit in (-1, asks):
-            p = plan(limit)
+        # AIS's meaning: 0 is min(5, max_soft_errs), any other number is itself
+        for limit, soft in ((100_000, 8), (asks, 8), (0, 8), (0, asks)):
+            p = plan(limit, soft)
             assert [it.err for it in p.items] == [None, None] and p.gfn == asks
-        p = plan(asks - 1)
-        assert p.items[0].err is None and f"max_gfn={asks - 1}" in p.items[1].err
+        # -1 turns get from neighbour off, as in AIS (here it meant "no limit" once)
+        p = plan(-1)
+        assert p.items[0].err is None and "get from neighbour is off" in p.items[1].err
     finally:
         other.store.delete("b", name)
 

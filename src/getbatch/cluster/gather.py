@@ -169,8 +169,7 @@ class Gather:
         if best is None and self.outside and self.me.id not in tried:
             return self.me   # not (yet) in the map: its own copies are looked at last
         if best is not None and best_score != top_score:
-            limit = self.config.max_gfn
-            if 0 <= limit <= self.gfn:
+            if self.config.gfn_limit <= self.gfn:
                 self.gfn_limited = True
                 return None
             self.gfn += 1
@@ -311,8 +310,7 @@ class Gather:
         msg = f"{e.provider}://{e.bucket}/{e.objname} does not exist on any node"
         if self.dead:
             msg += f" that could be reached (failed: {', '.join(sorted(self.dead))})"
-        limited = (f"; max_gfn={self.config.max_gfn} entries were already read from "
-                   "neighbours") if self.gfn_limited else ""
+        limited = f"; {_gfn_spent(self.config)}" if self.gfn_limited else ""
         if self.phase2:
             self.where[i] = None
             self.hole_msg[i] = msg + limited
@@ -497,3 +495,12 @@ def _data(pieces, head_len, size):
         pos += len(piece)
         if a < b:
             yield piece[a:b]
+
+
+def _gfn_spent(config):
+    """Why an entry was not looked for on another node: `max_gfn`, read as AIS reads it."""
+    if config.max_gfn < 0:
+        return "get from neighbour is off (max_gfn=-1)"
+    how = "" if config.max_gfn else " (AIS's default, min(5, max_soft_errs))"
+    return (f"max_gfn={config.max_gfn}{how}: {config.gfn_limit} entries were already read "
+            "from neighbours")
