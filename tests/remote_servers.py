@@ -2,18 +2,13 @@
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import requests
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from getbatch.ports import free_port  # noqa: F401 (tests import it from here too)
 
 
 class Process:

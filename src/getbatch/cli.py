@@ -267,13 +267,18 @@ def parser():
     cl = sub.add_parser("cluster", help="start a local etcd and N nodes (development)",
                         description="Start a local etcd and N nodes on consecutive ports from "
                                     "--port, each with its data dir under --data-dir; print "
-                                    "their URLs; Ctrl-C stops everything.")
+                                    "their URLs. When a node (or etcd) exits, the others keep "
+                                    "running: the message names it and how to start it again; "
+                                    "SIGHUP to the cluster command restarts what exited. "
+                                    "Ctrl-C stops everything.")
     cl.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
     cl.add_argument("--data-dir", default="cluster-data",
                     help="directory of the nodes' data dirs, etcd's data and the logs "
                          "(default cluster-data)")
     cl.add_argument("--port", type=int, default=51080, help="port of the first node (default 51080)")
     cl.add_argument("--workers", type=int, default=1, help="server processes per node (default 1)")
+    cl.add_argument("--restart-exited", action="store_true",
+                    help="start a node (or etcd) again as soon as it exits, instead of on SIGHUP")
     rb = sub.add_parser("rebalance", help="move objects to their current owners (a cluster)",
                         description="Start a rebalance on every node of the cluster and show "
                                     "its progress until it is done. Safe to interrupt and rerun.")
@@ -293,7 +298,7 @@ def _cluster(args):
     if not 1 <= args.nodes <= 64:
         raise ConfigError(f"invalid --nodes {args.nodes}: expecting 1 to 64")
     try:
-        run(args.nodes, args.data_dir, args.port, args.workers)
+        run(args.nodes, args.data_dir, args.port, args.workers, args.restart_exited)
     except ClusterError as exc:
         raise CLIError(str(exc)) from None
 

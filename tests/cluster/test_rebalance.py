@@ -1,14 +1,13 @@
 """`rebalance` after a join: misplaced objects move to their owners, copies are completed,
 a rerun moves nothing; the CLI drives it; and `getbatch cluster` starts and stops a cluster."""
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import requests
 
-from tests.server.conftest import free_port, make_client
+from tests.server.conftest import make_client
 
 from .test_objects import _local_names, _set_mirror
 
@@ -58,33 +57,3 @@ def test_rebalance_moves_then_rerun_moves_nothing(make_cluster):
     assert sum(s["checked"] for s in st["nodes"].values()) == 2 * len(data)
     for n, v in data.items():
         assert make_client(c.urls[2]).bucket("rb").object(n).get_reader().read_all() == v
-
-
-def test_cluster_command_starts_and_stops(tmp_path):
-    port = free_port()
-    while any(_busy(port + i) for i in range(2)):
-        port = free_port()
-    p = subprocess.Popen([sys.executable, "-m", "getbatch.cli", "cluster", "--nodes", "2",
-                          "--port", str(port), "--data-dir", str(tmp_path)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    try:
-        for line in p.stdout:
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
-        text = "".join(lines)
-        assert f"http://127.0.0.1:{port + 1}" in text and "from aistore import Client" in text
-        smap = requests.get(f"http://127.0.0.1:{port}/v1/daemon?what=smap", timeout=5).json()
-        assert len(smap["tmap"]) == 2
-    finally:
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=30)
-    for i in range(2):
-        assert not _busy(port + i)
-
-
-def _busy(port):
-    import socket
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -1,7 +1,6 @@
 """Fixtures that start real gunicorn nodes on free loopback ports and build SDK clients."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,9 @@ from urllib3.util.retry import Retry
 from aistore import Client
 from aistore.sdk.retry_config import RetryConfig
 
+from getbatch.ports import free_port  # noqa: F401 (tests import it from here)
+
 from ..remote_servers import boto3_client, s3_env
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Node:
