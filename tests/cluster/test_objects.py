@@ -146,7 +146,7 @@ def test_etcd_away_reads_go_on_metadata_changes_503(make_cluster):
     assert e.value.status_code == 503 and "etcd" in str(e.value)
     r = requests.patch(f"{c.urls[0]}/v1/buckets/keep", json={
         "action": "set-bprops", "value": {"mirror": {"enabled": True, "copies": 2}}}, timeout=10)
-    assert r.status_code == 503
+    assert r.status_code == 503 and r.headers["Retry-After"] == "2"
     # objects of known buckets can still be written, and batches read
     clients[1].bucket("keep").object("late").get_writer().put_content(b"late")
     batch = clients[1].batch([f"o{i}" for i in range(10)] + ["late"], bucket=clients[1].bucket("keep"))

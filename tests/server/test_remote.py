@@ -125,14 +125,16 @@ def test_members_of_a_big_remote_tar_are_read_with_ranged_gets(node, client, buc
 
 
 def test_remote_errors_reach_the_sdk(tmp_path):
-    """Unreachable S3 is a 503 naming the endpoint."""
+    """Unreachable S3 is a 503 naming the endpoint, with a Retry-After."""
     dead = f"http://127.0.0.1:{free_port()}"
     n = Node(tmp_path / "data", tmp_path / "server.log", serve_argv(workers=1, threads=2),
              env=dict(S3_ENV, AWS_ENDPOINT_URL=dead))
     try:
         r = requests.head(f"{n.url}/v1/buckets/any?provider=aws")
         assert r.status_code == 503 and dead in r.headers["Hdr-Error"]
+        assert r.headers["Retry-After"] == "2"   # not urllib3's 6-to-48 s backoff
         r = moss(n.url, {"in": [{"objname": "x"}]}, "/any?provider=aws")
         assert r.status_code == 503 and dead in r.json()["message"]
+        assert r.headers["Retry-After"] == "2"
     finally:
         n.stop()

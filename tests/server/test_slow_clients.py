@@ -208,6 +208,7 @@ def test_per_client_cap_refuses_extra_connections_from_one_address(tmp_path):
         answer, secs = _until_closed(extra, 5)
         extra.close()
         assert answer.startswith(b"HTTP/1.1 503") and secs < 1.0, (answer, secs)
+        assert b"\r\nRetry-After: 1\r\n" in answer
         body = _error_body(answer)
         assert body["status"] == 503 and "too many connections from 127.0.0.2" in body["message"]
         # other addresses are served meanwhile

@@ -28,11 +28,11 @@ import time
 
 from ..batch.assemble import BatchOutput
 from .errors import AISError
+from .retryafter import retry_after
 
 log = logging.getLogger("getbatch.admit")
 
 RESERVE_EXTRA = 4 << 20   # emit buffer, iterator chunks, plan: held besides the window
-RETRY_AFTER = 1           # seconds: what a refused client is told to wait
 MEMINFO_EVERY = 1.0       # seconds between reads of /proc/meminfo
 REPORT_EVERY = 10.0       # refusals are logged in one line per period
 SLOTS_FILE = "batch-slots"
@@ -133,20 +133,20 @@ class Admission:
             avail = self._available()
             if avail is not None and avail < cfg.min_free_memory:
                 self._refuse(f"the machine has {avail >> 20} MiB of memory available, less "
-                             f"than min_free_memory {cfg.min_free_memory >> 20} MiB")
+                             f"than min_free_memory {cfg.min_free_memory >> 20} MiB", "memory")
         n, why = self.budget(cfg)
         if n is None:
             return None
         slot = self.slots.take(n)
         if slot is None:
-            self._refuse(f"{n} batches running already ({why})")
+            self._refuse(f"{n} batches running already ({why})", "batches")
         return slot
 
     def release(self, ticket):
         if ticket is not None:
             self.slots.give(ticket)
 
-    def _refuse(self, reason):
+    def _refuse(self, reason, cause):
         now = time.monotonic()
         with self._count_lock:
             self._refused += 1
@@ -155,8 +155,8 @@ class Admission:
                 log.warning("GetBatch refused with 429 (%d since the last report): %s",
                             self._refused, reason)
                 self._refused, self._reported = 0, now
-        raise AISError(429, f"node busy: {reason}; retry after {RETRY_AFTER} s",
-                       headers={"Retry-After": str(RETRY_AFTER)})
+        raise AISError(429, f"node busy: {reason}; retry after {retry_after(cause)} s",
+                       cause=cause)
 
 
 class Admitted:

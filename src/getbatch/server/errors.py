@@ -20,28 +20,34 @@ from ..archive import ArchiveError, MemberNotFound
 from ..batch.errors import BatchError
 from ..jobs import TooManyJobs
 from ..jobs.listrange import SelectionError
+from ..cluster.peers import PeerUnavailable
 from ..store import errors as se
+from .retryafter import retry_after
 
 log = logging.getLogger("getbatch.server")
 _enc = msgspec.json.Encoder()
 
-_STORE_STATUS = [
-    (se.BucketNotFound, 404, "ErrBckNotFound"),
-    (se.ObjectNotFound, 404, "ErrObjNotFound"),
-    (se.BucketExists, 409, "ErrBckAlreadyExists"),
-    (se.Conflict, 409, ""),
-    (se.InsufficientStorage, 507, ""),
-    (se.AccessDenied, 403, ""),
-    (se.RemoteUnavailable, 503, ""),
-    (se.Unavailable, 503, ""),
-    (se.StoreError, 400, ""),
+_STORE_STATUS = [   # (class, status, tcode, Retry-After cause): the first match wins
+    (se.BucketNotFound, 404, "ErrBckNotFound", None),
+    (se.ObjectNotFound, 404, "ErrObjNotFound", None),
+    (se.BucketExists, 409, "ErrBckAlreadyExists", None),
+    (se.Conflict, 409, "", None),
+    (se.InsufficientStorage, 507, "", None),
+    (se.AccessDenied, 403, "", None),
+    (se.RemoteUnavailable, 503, "", "remote"),
+    (PeerUnavailable, 503, "", "peer"),
+    (se.Unavailable, 503, "", "cluster"),
+    (se.StoreError, 400, "", None),
 ]
 
 
 class AISError(falcon.HTTPError):
-    """An HTTP error with an AIS message and, where AIS has one, its `tcode`."""
+    """An HTTP error with an AIS message and, where AIS has one, its `tcode`. A 429 or 503
+    carries Retry-After for its `cause` (retryafter.py)."""
 
-    def __init__(self, status, message, tcode="", headers=None):
+    def __init__(self, status, message, tcode="", headers=None, cause=None):
+        if status in (429, 503):
+            headers = dict(headers or {}, **{"Retry-After": retry_after(cause)})
         super().__init__(falcon.code_to_http_status(status), description=message,
                          headers=headers)
         self.tcode = tcode
@@ -53,9 +59,9 @@ def to_ais_error(ex):
         return AISError(ex.status, ex.message)
     if isinstance(ex, se.BucketNotFound) and ex.provider != "ais":
         return AISError(404, str(ex), "ErrRemoteBckNotFound")
-    for cls, status, tcode in _STORE_STATUS:
+    for cls, status, tcode, cause in _STORE_STATUS:
         if isinstance(ex, cls):
-            return AISError(status, str(ex), tcode)
+            return AISError(status, str(ex), tcode, cause=cause)
     if isinstance(ex, MemberNotFound):
         return AISError(404, str(ex), "ErrObjNotFound")
     if isinstance(ex, ArchiveError):
@@ -63,7 +69,7 @@ def to_ais_error(ex):
     if isinstance(ex, SelectionError):
         return AISError(400, str(ex))
     if isinstance(ex, TooManyJobs):
-        return AISError(429, str(ex))
+        return AISError(429, str(ex), cause="jobs")
     if isinstance(ex, RecursionError):
         return AISError(400, "malformed JSON request body: nested too deeply")
     return None
@@ -99,6 +105,8 @@ def make_serializer(node_id):
                     remote_addr=req.remote_addr or "", caller="", node=node_id, status=status)
         resp.content_type = "application/json"
         resp.set_header("X-Content-Type-Options", "nosniff")
+        if status in (429, 503) and not resp.get_header("Retry-After"):
+            resp.set_header("Retry-After", retry_after())   # Falcon's own, if ever
         resp.stream = None
         if req.method == "HEAD":
             # HEAD has no body; AIS puts the error into a header instead (ASCII JSON: a

@@ -63,6 +63,7 @@ from ..batch.assemble import BatchOutput
 from ..cluster.peers import PEER_PREFIX
 from ..config import Config, ConfigError
 from .conn import HEAD_MAX, RECV_SIZE, ClientSocket, Conn, minimal_response, send_and_close
+from .retryafter import retry_after
 
 log = logging.getLogger("getbatch.worker")
 
@@ -395,7 +396,8 @@ class GetBatchWorker(ThreadWorker):
                 send_and_close(sock, minimal_response(
                     503, "Service Unavailable",
                     f"too many connections from {key}: at most {limit} per client address "
-                    "and server process (max_client_connections)", ("Retry-After: 1",)))
+                    "and server process (max_client_connections)",
+                    (f"Retry-After: {retry_after('connections')}",)))
                 continue
             try:
                 csock = ClientSocket.adopt(sock, self.config.body_timeout, self.config.send_timeout)
