@@ -16,6 +16,8 @@ from .cluster import (Daemon, Health, PeerGuard, PeerPing, PeerPush, PeerRebalan
 from .errors import handle_exception, make_serializer
 from .jobs import BatchJobsAPI, JobQueries
 from .metrics import install as install_metrics
+from .epochs import EpochPlans
+from ..epochs.plans import Plans
 from .moss import Moss
 from ..runtime import FileStore, LiveConfig
 from ..cluster.runtimeconf import EtcdStore
@@ -60,7 +62,10 @@ def create_app(config, storage, cluster=None):
     batch_jobs = BatchJobs(os.path.join(config.data_dir, ".sys", "jobs", "get-batch",
                                         str(config.port)), node_id)
     app.add_route("/v1/jobs", BatchJobsAPI(batch_jobs, cluster))
-    moss = Admitted(Moss(storage, live, batch_jobs, cluster, shared),
+    plans = Plans(config.data_dir, storage, cluster.etcd if on_etcd else None)
+    app.add_route("/v1/ml/epochs", EpochPlans(plans, config))
+    app.add_route("/v1/ml/epochs/{plan_id}", EpochPlans(plans, config), suffix="one")
+    moss = Admitted(Moss(storage, live, batch_jobs, cluster, shared, plans),
                     Admission(live, config.data_dir))
     app.add_route("/v1/ml/moss", moss)
     app.add_route("/v1/ml/moss/{bucket}", moss)

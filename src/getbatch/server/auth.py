@@ -46,6 +46,10 @@ ROUTES = {
     ("/v1/ml/moss", "GET"): AUTHENTICATED,          # READ on every entry's bucket (Moss)
     ("/v1/ml/moss/{bucket}", "GET"): READ,          # and READ on every entry's bucket
     ("/v1/ml/moss/{bucket}/{extra:path}", "GET"): READ,
+    ("/v1/ml/epochs", "GET"): AUTHENTICATED,        # plan ids and specs (no data)
+    ("/v1/ml/epochs", "POST"): AUTHENTICATED,       # and READ on the plan's bucket
+    ("/v1/ml/epochs/{plan_id}", "GET"): AUTHENTICATED,
+    ("/v1/ml/epochs/{plan_id}", "DELETE"): AUTHENTICATED,   # and ADMIN on its bucket
     ("/v1/daemon", "GET"): AUTHENTICATED,
     ("/v1/cluster", "GET"): AUTHENTICATED,          # job status: ids are unguessable
     ("/v1/cluster", "PUT"): AUTHENTICATED,          # stop a job by its id

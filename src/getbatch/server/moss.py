@@ -11,9 +11,10 @@ import urllib.parse
 
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
-from ..batch.request import parse, parse_coloc
+from ..batch.request import parse_coloc
 from ..cluster.gather import Gather
 from ..cluster.peers import SECRET_HEADER
+from ..epochs.request import parse_any
 from ..config import ConfigError, Setting, _as_duration
 from ..store import normalize_provider
 from .auth import authorize_entries
@@ -24,14 +25,16 @@ log = logging.getLogger("getbatch.batch")
 
 
 class Moss:
-    def __init__(self, storage, config, jobs, cluster=None, shared=None):
+    def __init__(self, storage, config, jobs, cluster=None, shared=None, plans=None):
         """`cluster`, `shared`: on a cluster, the node's Cluster and the Storage of its own
-        share (what it plans itself); `jobs`: the node's BatchJobs (every batch is a job)."""
+        share (what it plans itself); `jobs`: the node's BatchJobs (every batch is a job);
+        `plans`: the epoch Plans a request may name a step of."""
         self.storage = storage
         self.config = config
         self.cluster = cluster
         self.shared = shared
         self.jobs = jobs
+        self.plans = plans
 
     def on_get(self, req, resp, bucket=None):
         # the one hook of batch jobs: a job from the request to the end of the body
@@ -53,7 +56,8 @@ class Moss:
             backend.require_bucket(bucket)
             checked = ((provider, bucket),)
         cfg = self.config.current()
-        mreq = parse(read_body(req, cfg.max_body), bucket, provider, max_entries=cfg.max_entries)
+        mreq, _ = parse_any(read_body(req, cfg.max_body), self.plans, bucket, provider,
+                            cfg.max_entries)
         authorize_entries(req, mreq.entries)
         smap = self.cluster.smap if self.cluster is not None else None
         if smap is not None and any(n.id != self.cluster.node.id for n in smap.nodes):

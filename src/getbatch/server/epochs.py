@@ -1,0 +1,51 @@
+"""/v1/ml/epochs: register, describe, list and delete epoch plans (getbatch/epochs/).
+
+    POST   /v1/ml/epochs        a plan spec (epochs/spec.py) -> its record, with "id"
+    GET    /v1/ml/epochs        {"plans": [record, ...]}, oldest first
+    GET    /v1/ml/epochs/<id>   the record: spec, samples, members, shards, steps (per rank
+                                per epoch), digest, plan_bytes
+    DELETE /v1/ml/epochs/<id>
+
+A GetBatch then names a plan's step (epochs/request.py). With auth on, creating a plan needs
+READ on its bucket, deleting one ADMIN on it.
+"""
+import msgspec
+
+from ..auth.tokens import ADMIN, READ
+from .auth import authorize
+from .buckets import read_body
+from .errors import AISError
+
+_enc = msgspec.json.Encoder()
+
+
+def _json(resp, doc):
+    resp.content_type = "application/json"
+    resp.data = _enc.encode(doc)
+
+
+class EpochPlans:
+    def __init__(self, plans, config):
+        self.plans = plans
+        self.config = config
+
+    def on_post(self, req, resp):
+        body = read_body(req, self.config.max_body)
+        try:
+            doc = msgspec.json.decode(body)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise AISError(400, f"epoch plan: malformed JSON: {exc}") from None
+        if isinstance(doc, dict) and isinstance(doc.get("bucket"), str):
+            authorize(req, doc.get("provider") or "ais", doc["bucket"], READ)
+        _json(resp, self.plans.create(doc))
+
+    def on_get(self, req, resp):
+        _json(resp, {"plans": self.plans.list()})
+
+    def on_get_one(self, req, resp, plan_id):
+        _json(resp, self.plans.get(plan_id))
+
+    def on_delete_one(self, req, resp, plan_id):
+        spec = self.plans.get(plan_id)["spec"]
+        authorize(req, spec["provider"], spec["bucket"], ADMIN)
+        self.plans.delete(plan_id)

@@ -1,0 +1,136 @@
+"""Epoch plans on a real node: register a plan, fetch every step of every rank as GetBatch
+output (streaming TAR, multipart for the SDK's decoder), and the 4xx of bad requests."""
+import io
+import tarfile
+
+import pytest
+import requests
+
+from aistore.sdk.batch.multipart.multipart_decoder import MultipartDecoder
+from aistore.sdk.batch.types import MossResp
+
+from tests.archive.tarhelp import make_tar
+
+SHARDS, PER_SHARD = 4, 5
+
+
+def _content(s, k, ext):
+    return f"{s}:{k}:{ext}".encode() * (k + 1)
+
+
+@pytest.fixture
+def data(bucket):
+    """SHARDS shards of PER_SHARD samples (x.jpg + x.cls)."""
+    for s in range(SHARDS):
+        members = []
+        for k in range(PER_SHARD):
+            members += [(f"{s}-{k}.cls", _content(s, k, "cls")),
+                        (f"{s}-{k}.jpg", _content(s, k, "jpg"))]
+        bucket.object(f"train/shard-{s:03d}.tar").get_writer().put_content(make_tar(members))
+    return bucket
+
+
+def create(url, **doc):
+    r = requests.post(url + "/v1/ml/epochs", json=doc, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def step(url, strm=True, **doc):
+    return requests.get(url + "/v1/ml/moss", json=dict(doc, strm=strm), timeout=30)
+
+
+def tar_entries(data):
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tf:
+        return [(m.name, tf.extractfile(m).read()) for m in tf]
+
+
+def test_plan_steps_hold_every_sample_once(node, data):
+    rec = create(node.url, bucket=data.name, shards={"template": "train/shard-{000..003}.tar"},
+                 group="sample", seed=7, world_size=3, batch_size=2)
+    assert rec["samples"] == SHARDS * PER_SHARD and rec["members"] == 2 * rec["samples"]
+    assert rec["steps"] == 4    # 20 samples, 6 a global step: 3 full steps and a remainder
+    assert requests.get(f"{node.url}/v1/ml/epochs/{rec['id']}").json() == rec
+    assert rec["id"] in [p["id"] for p in requests.get(node.url + "/v1/ml/epochs").json()["plans"]]
+    orders = []
+    for epoch in (0, 1):
+        seen = []
+        for rank in range(3):
+            for k in range(rec["steps"]):
+                r = step(node.url, plan=rec["id"], epoch=epoch, rank=rank, step=k, onob=True)
+                if (k, rank) == (3, 2):   # the last 2 samples went to ranks 0 and 1
+                    assert r.status_code == 416 and "is empty" in r.text
+                    continue
+                assert r.status_code == 200, r.text
+                entries = tar_entries(r.content)
+                assert len(entries) % 2 == 0 and len(entries) <= 4
+                for (cls_name, cls), (jpg_name, jpg) in zip(entries[::2], entries[1::2]):
+                    shard, member = cls_name.rsplit("/", 1)
+                    s, k2 = map(int, member[:-4].split("-"))
+                    assert jpg_name == f"{shard}/{s}-{k2}.jpg"
+                    assert (cls, jpg) == (_content(s, k2, "cls"), _content(s, k2, "jpg"))
+                    seen.append((s, k2))
+            r = step(node.url, plan=rec["id"], epoch=epoch, rank=rank, step=rec["steps"])
+            assert r.status_code == 416, r.text
+        assert sorted(seen) == [(s, k) for s in range(SHARDS) for k in range(PER_SHARD)]
+        orders.append(seen)
+    assert orders[0] != orders[1]
+    # the same step again, the rest of it from its 3rd entry, and in multipart for the SDK
+    one = dict(plan=rec["id"], epoch=1, rank=2, step=1)
+    full = tar_entries(step(node.url, **one).content)
+    assert tar_entries(step(node.url, **one).content) == full
+    assert tar_entries(step(node.url, first=2, **one).content) == full[2:]
+    r = step(node.url, strm=False, **one)
+    parts = MultipartDecoder().decode(r)
+    meta = MossResp.model_validate_json(next(parts)[1].decode())
+    assert [(o.bucket, f"{o.obj_name}/{o.archpath}") for o in meta.out] == [
+        (data.name, n.split("/", 1)[1]) for n, _ in full]
+    assert tar_entries(next(parts)[1]) == full
+
+
+def test_elastic_world_size_and_shard_shuffle(node, data):
+    rec = create(node.url, bucket=data.name, shards={"prefix": "train/"}, seed=1,
+                 world_size=2, batch_size=3, shuffle={"mode": "shard", "window": 5})
+    assert rec["samples"] == SHARDS * PER_SHARD * 2 and rec["spec"]["group"] == "member"
+    names = []
+    for k in range(2):       # two steps on 2 ranks: 12 samples
+        for rank in range(2):
+            names += [n for n, _ in tar_entries(step(node.url, plan=rec["id"], epoch=0,
+                                                     rank=rank, step=k).content)]
+    for k in range(10):      # the rest on 3 ranks, from sample 12
+        for rank in range(3):
+            r = step(node.url, plan=rec["id"], epoch=0, rank=rank, step=k, world_size=3,
+                     offset=12)
+            if r.status_code == 416:
+                continue
+            names += [n for n, _ in tar_entries(r.content)]
+    assert len(names) == len(set(names)) == rec["samples"]
+
+
+@pytest.mark.parametrize("doc, status, text", [
+    ({"plan": "ep-nosuchplan", "epoch": 0, "rank": 0, "step": 0}, 404, "does not exist"),
+    ({"plan": "PLAN", "epoch": 0, "rank": 5, "step": 0}, 400, "rank"),
+    ({"plan": "PLAN", "epoch": -1, "rank": 0, "step": 0}, 400, "epoch"),
+    ({"plan": "PLAN", "epoch": 0, "rank": 0, "step": 0, "bogus": 1}, 400, "bogus"),
+    ({"plan": "PLAN", "epoch": 0, "rank": 0, "step": 0, "first": 99}, 400, "first"),
+    ({"plan": "PLAN", "epoch": 0, "rank": 0, "step": 99}, 416, "past the end"),
+])
+def test_bad_epoch_requests(node, data, doc, status, text):
+    rec = create(node.url, bucket=data.name, shards={"prefix": "train/"}, batch_size=4)
+    if doc["plan"] == "PLAN":
+        doc = dict(doc, plan=rec["id"])
+    r = step(node.url, **doc)
+    assert r.status_code == status and text in r.text, r.text
+
+
+@pytest.mark.parametrize("doc, status", [
+    ({"shards": {"prefix": "train/"}}, 400),                       # no batch size
+    ({"shards": {"names": ["train/none.tar"]}, "batch_size": 1}, 404),
+    ({"shards": {"prefix": "nothing-here/"}, "batch_size": 1}, 404),
+])
+def test_bad_plans(node, data, doc, status):
+    r = requests.post(node.url + "/v1/ml/epochs", json=dict(doc, bucket=data.name), timeout=30)
+    assert r.status_code == status, r.text
+    r = requests.post(node.url + "/v1/ml/epochs", data=b"{nope", timeout=30)
+    assert r.status_code == 400
+    assert requests.get(node.url + "/v1/ml/epochs/ep-missing").status_code == 404
