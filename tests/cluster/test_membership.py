@@ -1,6 +1,8 @@
 """Membership with a real etcd and real nodes: the map the SDK reads, stable ids, nodes that
 die, pause, restart and join, and the intra-cluster guard."""
+import http.client
 import os
+from urllib.parse import urlsplit
 
 import requests
 
@@ -37,6 +39,26 @@ def test_peer_endpoints_need_the_secret(cluster):
     for n in cluster.nodes:
         r = requests.get(n.url + PEER_PREFIX + "/ping", headers={SECRET_HEADER: secret}, timeout=5)
         assert r.status_code == 200 and r.json()["id"] == n.id
+
+
+def test_peer_guard_sees_the_path_the_router_routes(cluster, clients):
+    """Extra leading slashes once reached the peer routes without the secret (the router
+    ignores them, the guard did not): a destroy-bck through one deleted a node's objects."""
+    clients[0].bucket("edge").create()
+    clients[0].bucket("edge").object("keep").get_writer().put_content(b"kept")
+    u = urlsplit(cluster.urls[0])
+    for method, path, body in (("GET", "//v1/_peer/ping", None),
+                               ("GET", "///v1/_peer/buckets/edge", None),
+                               ("POST", "//v1/_peer/batch", b'{"in":[{"objname":"keep"}]}'),
+                               ("DELETE", "//v1/_peer/buckets/edge", b'{"action":"destroy-bck"}')):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        conn.request(method, path, body=body)
+        r = conn.getresponse()
+        answer = r.read()
+        conn.close()
+        assert r.status == 400 and b"canonical" in answer, (method, path, r.status, answer)
+    for c in clients:
+        assert c.bucket("edge").object("keep").get_reader().read_all() == b"kept"
 
 
 def test_kill_pause_restart_join(make_cluster):

@@ -11,6 +11,7 @@ from ..jobs.batchjobs import BatchJobs
 from .auth import AuthMiddleware
 from ..store.router import Storage
 from .buckets import Bucket, BucketCollection
+from .edge import CanonicalPath
 from .cluster import (Daemon, Health, PeerGuard, PeerPing, PeerPush, PeerRebalance,
                       RebalanceAPI)
 from .errors import handle_exception, make_serializer
@@ -38,8 +39,9 @@ def create_app(config, storage, cluster=None):
         # intra-cluster requests and a GetBatch's own items: this node's share of the buckets
         shared = Storage(dict(local.backends, ais=cluster.share))
         node_id = cluster.node.id
-    middleware = []
-    if cluster is not None:  # first: peer routes carry the cluster secret, not user tokens
+    # first: every guard after it, and the router, read the same (canonical) path
+    middleware = [CanonicalPath()]
+    if cluster is not None:  # next: peer routes carry the cluster secret, not user tokens
         middleware.append(PeerGuard(cluster))
     if config.auth:  # with `auth` off no middleware runs and every request is allowed
         middleware.append(AuthMiddleware(signing_key(config)))
