@@ -15,6 +15,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from .redact import redact
+
 try:
     import tomllib
 except ImportError:  # Python 3.10
@@ -256,6 +258,9 @@ SETTINGS = (
             "path-style S3 URLs (MinIO, Ceph RGW behind a plain host name)"),
     Setting("ht_origins", _as_origins, "",
             "ht:// buckets: comma-separated name=URL pairs, e.g. data=https://host/datasets/"),
+    Setting("ht_redirects", _as_int, 0,
+            "redirects an ht:// origin may send a request through (0: none; never to a "
+            "loopback, link-local or private address unless the origin is one)", 0, 10),
     Setting("remote_cache", _as_size, 8 << 30,
             "disk budget for cached copies of remote objects (0: none; LRU)", 0),
     Setting("remote_inflight", _as_int, 16,
@@ -288,7 +293,7 @@ class Config:
                 try:
                     v = s.check(values[s.name])
                 except ValueError as exc:
-                    raise ConfigError(f"invalid {s.name} {values[s.name]!r}: {exc}") from None
+                    raise ConfigError(redact(f"invalid {s.name} {values[s.name]!r}: {exc}")) from None
             else:
                 v = s.default() if callable(s.default) else s.default
                 self._origins.setdefault(s.name, "default")
@@ -344,7 +349,7 @@ class Config:
             try:
                 values[name] = s.check(raw)
             except ValueError as exc:
-                raise ConfigError(f"invalid {name} {raw!r} ({where}): {exc}") from None
+                raise ConfigError(redact(f"invalid {name} {raw!r} ({where}): {exc}")) from None
             origins[name] = where
 
         if file is not None:
@@ -395,9 +400,11 @@ _SECRET_KEYS = {"auth_key"}
 
 def format_value(name, value):
     """A value as an operator would write it back (sizes in KiB/MiB/GiB, durations in s);
-    secrets are only said to be set."""
+    secrets are only said to be set, and passwords in URLs are replaced by ***."""
     if name in _SECRET_KEYS:
         return "(set)" if value else "none"
+    if isinstance(value, str) and value:
+        return redact(value)
     if name in _SIZE_KEYS:
         for unit, mult in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
             if value and value % mult == 0:

@@ -34,6 +34,7 @@ _STORE_STATUS = [   # (class, status, tcode, Retry-After cause): the first match
     (se.Conflict, 409, "", None),
     (se.InsufficientStorage, 507, "", None),
     (se.AccessDenied, 403, "", None),
+    (se.RemoteBadAnswer, 502, "", None),
     (se.RemoteUnavailable, 503, "", "remote"),
     (PeerUnavailable, 503, "", "peer"),
     (se.Unavailable, 503, "", "cluster"),

@@ -45,6 +45,6 @@ def _remote_backends(config):
                                        config.s3_path_style), config.data_dir, **common)}
     if config.ht_origins:
         from .http import HttpClient, parse_origins
-        out["ht"] = RemoteStore(HttpClient(parse_origins(config.ht_origins), pool),
-                                config.data_dir, **common)
+        out["ht"] = RemoteStore(HttpClient(parse_origins(config.ht_origins), pool,
+                                           config.ht_redirects), config.data_dir, **common)
     return out

@@ -6,6 +6,9 @@ body, where `<provider>://<b>` followed by `/` means an object and anything else
 """
 
 
+from ..redact import redact
+
+
 class StoreError(Exception):
     """Base class of every store error. `bucket` and `name` are set where meaningful."""
 
@@ -146,13 +149,24 @@ class AccessDenied(StoreError):
 
 
 class RemoteUnavailable(Unavailable):
-    """The remote store cannot be reached or failed (503): names the endpoint tried."""
+    """The remote store cannot be reached or failed (503): names the endpoint tried (never
+    the credentials a URL may carry)."""
+
+    failure = "is unreachable or failing"
 
     def __init__(self, provider, endpoint, reason, bucket=None, name=None):
         self.bucket = bucket
         self.name = name
-        self.endpoint = endpoint
-        super().__init__(f"{provider} backend at {endpoint} is unreachable or failing: {reason}")
+        self.endpoint = redact(endpoint)
+        super().__init__(redact(f"{provider} backend at {endpoint} {self.failure}: {reason}"))
+
+
+class RemoteBadAnswer(RemoteUnavailable):
+    """The remote store answered, but not what was asked (502): bytes of another range, a
+    body shorter than it announced, a malformed header, a refused redirect. Nothing of that
+    answer was served or cached."""
+
+    failure = "answered wrongly"
 
 
 class RemoteChanged(Conflict):

@@ -31,7 +31,8 @@ from ..archive.inflatecache import Stale
 from ..archive.ranged import Mirror, RangedTarShard, RangedZipShard, _anonymous_file
 from .attrs import ObjectAttrs
 from .backend import Backend, BatchReader
-from .errors import BucketExists, NotSupported, ObjectNotFound, RemoteChanged, RemoteUnavailable, StoreError
+from .errors import (BucketExists, NotSupported, ObjectNotFound, RemoteBadAnswer, RemoteChanged,
+                     RemoteUnavailable, StoreError)
 from .fsutil import copy_stream, write_all
 from .local_read import FileSource
 from .names import validate_bucket_name, validate_object_name
@@ -180,15 +181,24 @@ class RemoteStore(Backend):
         finally:
             entry.close()
 
-    def local_copy(self, bucket, name, known=None):
+    def local_copy(self, bucket, name, known=None, pin=None):
         """A Source of a verified local copy of the current version: the cached one when the
         remote store confirms it (one conditional GET, or `known`: the Meta a listing just
-        gave), else downloaded now."""
+        gave), else downloaded now. With `pin` (the Meta whose labels the caller already
+        answered with), a copy of exactly that version or RemoteChanged."""
         self._check(bucket, name)
-        if known is not None:
-            src = self._cached(bucket, name, known)
+        if known is not None or pin is not None:
+            src = self._cached(bucket, name, pin or known)
             if src is not None:
                 return src
+        if pin is not None:
+            meta, body = self.client.get(bucket, name, if_match=pin.etag)
+            try:
+                if meta.size != pin.size:
+                    raise RemoteChanged(self.provider, bucket, name)
+                return self._download(bucket, name, meta, body)
+            finally:
+                body.close()
         hint = self.cache.hint(self.provider, bucket, name)
         entry = None
         if hint is not None:
@@ -245,9 +255,10 @@ class RemoteStore(Backend):
                             again.close()
                 else:
                     write_all(fd, chunk)
-            if got != meta.size or (md5 is not None and md5.hexdigest() != meta.etag.strip('"')):
-                raise RemoteChanged(self.provider, bucket, name) if got != meta.size else \
-                    self._bad_md5(bucket, name)
+            if got != meta.size:
+                raise self._short(bucket, name, got, meta.size)
+            if md5 is not None and md5.hexdigest() != meta.etag.strip('"'):
+                raise self._bad_md5(bucket, name)
             if fill is not None:
                 entry = fill.commit()
                 fill = None
@@ -266,6 +277,11 @@ class RemoteStore(Backend):
                 fill.abort()
             if fd >= 0:
                 os.close(fd)
+
+    def _short(self, bucket, name, got, size):
+        return RemoteBadAnswer(self.provider, self.client.where(bucket),
+                               f"the body of {self._ref(bucket, name)} ended after {got} of "
+                               f"{size} bytes; nothing was kept", bucket, name)
 
     def _bad_md5(self, bucket, name):
         return RemoteUnavailable(self.provider, self.client.where(bucket),
@@ -310,6 +326,8 @@ class RemoteStore(Backend):
             data = body.read(length)
         finally:
             body.close()
+        if len(data) != length:
+            raise self._short(bucket, name, len(data), length)
         return data
 
     def put(self, bucket, name, stream, length=None):
@@ -488,21 +506,23 @@ class _LazyRemoteSource:
         return b"".join(self.chunks(offset, length))
 
     def chunks(self, offset, length):
+        """The bytes, from a copy of exactly the version this source was opened as (the
+        request is made now, so a changed or lying remote fails before a status line)."""
         if self._copy is None and (offset, length) == (0, self.size):
-            self._copy = self.store.local_copy(self.bucket, self.name)
-            if self._copy.size != self.size:
-                raise RemoteChanged(self.store.provider, self.bucket, self.name)
+            self._copy = self.store.local_copy(self.bucket, self.name, pin=self.meta)
         if self._copy is not None:
-            yield from self._copy.chunks(offset, length)
-            return
-        meta, body = self.store.client.get(self.bucket, self.name, offset, length,
-                                           if_match=self.meta.etag)
+            return self._copy.chunks(offset, length)
+        _, body = self.store.client.get(self.bucket, self.name, offset, length,
+                                        if_match=self.meta.etag)
+        return self._stream(body, length)
+
+    def _stream(self, body, length):
+        want = length
         try:
             while length > 0:
                 data = body.read(min(_CHUNK, length))
                 if not data:
-                    raise OSError(f"{self.store._ref(self.bucket, self.name)}: remote body "
-                                  f"ended {length} bytes early")
+                    raise self.store._short(self.bucket, self.name, want - length, want)
                 length -= len(data)
                 yield data
         finally:

@@ -6,15 +6,18 @@ it speaks S3 with boto3. Endpoint, region and credentials come from the standard
 instance roles) unless the settings `s3_endpoint` / `s3_region` name them. Each server process
 makes its own boto3 client on first use (a client made before gunicorn forks would share its
 connections between processes); its connection pool is sized to the threads that may use it.
-Errors become store errors: 404 missing, 403 denied, 503 unreachable (naming the endpoint).
+Errors become store errors: 404 missing, 403 denied, 503 unreachable (naming the endpoint),
+502 for an answer that contradicts the request (a Content-Range other than the range asked, a
+version other than the one pinned with If-Match, a malformed size): see originreply.py.
 """
 import base64
 import calendar
 import os
 import threading
 
-from .errors import (AccessDenied, BucketNotFound, ObjectNotFound, RemoteChanged,
-                     RemoteUnavailable)
+from .errors import (AccessDenied, BucketNotFound, ObjectNotFound, RemoteBadAnswer,
+                     RemoteChanged, RemoteUnavailable)
+from .originreply import BadReply, check_range
 from .remote import Meta, NotModified
 
 _SINGLE_PUT_MAX = 5 << 30   # S3's limit for one PutObject; bigger ones go multipart
@@ -101,6 +104,9 @@ class S3Client:
             return getattr(self._s3(), op)(**kw)
         except (bx.ClientError, bx.BotoCoreError, OSError) as exc:
             raise self._error(exc, bucket, name) from None
+        except ValueError as exc:  # botocore parsing a malformed answer (a size "abc")
+            raise RemoteBadAnswer(self.provider, self.endpoint, f"{exc} (for {name})", bucket,
+                                  name) from None
 
     # ---- buckets
 
@@ -152,10 +158,21 @@ class S3Client:
             kw["IfNoneMatch"] = if_none_match
         res = self._call(bucket, name, "get_object", **kw)
         size = None
-        crange = res.get("ContentRange")
-        if crange:  # bytes a-b/total
-            size = int(crange.rpartition("/")[2])
-        return self._meta(res, name, size), _Body(res["Body"], self, bucket, name)
+        try:
+            if length is not None:
+                status = res.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status != 206:
+                    raise BadReply(f"{status} to a ranged GET (expecting 206)")
+                size = check_range(res.get("ContentRange"), offset, length)
+        except BadReply as exc:
+            res["Body"].close()
+            raise RemoteBadAnswer(self.provider, self.endpoint, f"{exc} (for {name})", bucket,
+                                  name) from None
+        meta = self._meta(res, name, size)
+        if if_match and meta.etag != if_match:  # an endpoint that ignores If-Match
+            res["Body"].close()
+            raise RemoteChanged(self.provider, bucket, name)
+        return meta, _Body(res["Body"], self, bucket, name)
 
     def put(self, bucket, name, fileobj, size, md5):
         """Store `size` bytes of `fileobj` (seekable); the new version's ETag once S3 has it."""
