@@ -271,6 +271,8 @@ SETTINGS = (
     Setting("auth_key", _as_optional, "",
             "token signing key (secret; prefer auth_key_file or the environment to a flag)"),
     Setting("auth_key_file", _as_optional, "", "file holding the token signing key"),
+    Setting("auth_leeway", _as_duration, 30.0,
+            "seconds a token's exp and nbf may be off, for clocks that differ", 0.0, 300.0),
     Setting("pure", _as_bool, False,
             "use the pure-Python twins instead of the Cython extensions (environment only)"),
 )

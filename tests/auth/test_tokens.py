@@ -171,3 +171,67 @@ def test_interoperates_with_an_independent_jwt_library():
         other = jwt.encode({"alg": alg}, GOOD, key, algorithms=[alg])
         with pytest.raises(TokenError, match=f"algorithm '{alg}'"):
             verify(KEY, other, now=NOW)
+
+
+@pytest.mark.parametrize("now,leeway,ok", [
+    (NOW + 59, 0, True), (NOW + 60, 0, False), (NOW + 60, 5, True), (NOW + 65, 5, False),
+    (NOW - 11, 0, False), (NOW - 10, 0, True), (NOW - 15, 5, True), (NOW - 16, 5, False),
+])
+def test_nbf_and_exp_with_leeway(now, leeway, ok):
+    """nbf = NOW - 10, exp = NOW + 60: valid in [nbf - leeway, exp + leeway)."""
+    tok = forge({"alg": "HS256"}, dict(GOOD, nbf=NOW - 10))
+    if ok:
+        assert verify(KEY, tok, now=now, leeway=leeway).nbf == NOW - 10
+    else:
+        with pytest.raises(TokenError, match="expired|not valid before"):
+            verify(KEY, tok, now=now, leeway=leeway)
+
+
+def test_a_kept_grant_is_checked_for_nbf_too():
+    from getbatch.auth.tokens import check_times
+    g = verify(KEY, forge({"alg": "HS256"}, dict(GOOD, nbf=NOW)), now=NOW)
+    with pytest.raises(TokenError, match="not valid before"):
+        check_times(g, now=NOW - 1)
+    check_times(g, now=NOW - 1, leeway=1)
+
+
+@pytest.mark.parametrize("nbf", ["soon", 1.5, True, None])
+def test_bad_nbf_is_refused(nbf):
+    with pytest.raises(TokenError, match="nbf"):
+        verify(KEY, forge({"alg": "HS256"}, dict(GOOD, nbf=nbf)), now=NOW)
+
+
+def test_non_ascii_anywhere_is_a_token_error():
+    """A header value may bring any Latin-1 byte: in the payload it once raised
+    UnicodeEncodeError while signing (a 500 on the server)."""
+    h, p, s = forge({"alg": "HS256"}, GOOD).split(".")
+    for bad in (f"{h}.{p[:-1]}\xe9.{s}", f"{h}.{p}\xff.{s}", f"{h}.{p}.{s}\u2603", f"\x80{h}.{p}.{s}"):
+        with pytest.raises(TokenError, match="malformed"):
+            verify(KEY, bad, now=NOW)
+
+
+def test_pyjwt_agrees_on_nbf_and_exp():
+    """PyJWT, with the same leeway, accepts and refuses the same tokens (it reads the clock
+    itself: the claims are set around the real time)."""
+    import time
+
+    import jwt as pyjwt
+
+    now = int(time.time())
+    base = dict(GOOD, iat=now, exp=now + 600)
+    cases = [(dict(base, nbf=now + 100), False), (dict(base, nbf=now + 2), True),
+             (dict(base, nbf=now - 100), True), (dict(base, exp=now - 100), False),
+             (dict(base, exp=now - 2), True)]
+    for claims, valid in cases:
+        tok = pyjwt.encode(claims, KEY, algorithm="HS256")
+        try:
+            verify(KEY, tok, leeway=10)
+            ours = True
+        except TokenError:
+            ours = False
+        try:
+            pyjwt.decode(tok, KEY, algorithms=["HS256"], leeway=10)
+            theirs = True
+        except pyjwt.InvalidTokenError:
+            theirs = False
+        assert ours == theirs == valid, claims

@@ -113,6 +113,49 @@ def test_unusable_tokens_get_401(anode, buckets, how):
     assert words in message and bad not in message
 
 
+def _signed(payload, key=KEY):
+    """A token with `payload` (a dict, or raw bytes) signed by hand with `key`."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("latin-1")
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(raw)
+    return signing_input + "." + b64(hmac.new(key, signing_input.encode(), hashlib.sha256).digest())
+
+
+def _get_with(anode, tok):
+    r = requests.get(f"{anode.url}/v1/objects/pub/a.bin",
+                     headers={"Authorization": b"Bearer " + tok.encode("latin-1")}, timeout=10)
+    return r.status_code, r.json()["message"] if r.status_code != 200 else r.content
+
+
+def test_nbf_and_exp_with_leeway(anode, buckets):
+    """`nbf` is honoured (a token not valid yet is a 401), and both `exp` and `nbf` are off by
+    at most the leeway (auth_leeway, 30 s by default)."""
+    now = int(time.time())
+    claims = {"sub": "alice", "iat": now, "exp": now + 600, "perms": {"ais://pub": "r"}}
+    status, message = _get_with(anode, _signed(dict(claims, nbf=now + 300)))
+    assert status == 401 and "not valid before" in message and "alice" in message
+    assert _get_with(anode, _signed(dict(claims, nbf=now + 10))) == (200, b"pub-a")
+    assert _get_with(anode, _signed(dict(claims, exp=now - 10))) == (200, b"pub-a")
+    assert _get_with(anode, _signed(dict(claims, exp=now - 120)))[0] == 401
+    status, message = _get_with(anode, _signed(dict(claims, nbf="soon")))
+    assert status == 401 and "nbf" in message
+
+
+def test_a_non_ascii_token_is_a_401_not_a_500(anode, buckets):
+    good = _signed({"sub": "alice", "exp": int(time.time()) + 600, "perms": {"ais://pub": "r"}})
+    head, payload, sig = good.split(".")
+    for bad in (f"{head}.{payload[:-1]}\xe9.{sig}", f"{head}\xff.{payload}.{sig}",
+                _signed(b'{"sub":"\xc3\xa9","exp":9999999999,"perms":{"ais://pub":"r"}}')
+                .replace("J", "\xe9", 1)):
+        status, message = _get_with(anode, bad)
+        assert status == 401 and "malformed" in message, (bad, message)
+
+
 def test_read_only_token_cannot_write_or_administer(anode, buckets):
     c = make_client(anode.url, token=token({"pub": "r"}))
     b = c.bucket("pub")
@@ -256,8 +299,9 @@ def test_every_route_has_a_permission_rule(tmp_path):
 
 
 def test_a_token_used_before_still_expires(anode, buckets):
-    """The node keeps verified tokens between requests; their expiry still counts."""
-    c = make_client(anode.url, token=token({"pub": "r"}, ttl=2))
+    """The node keeps verified tokens between requests; their expiry still counts (with the
+    default leeway of 30 s: this token's exp is 28 s ago, so it is valid for 2 s more)."""
+    c = make_client(anode.url, token=token({"pub": "r"}, ttl=2, now=time.time() - 30))
     deadline = time.time() + 2
     assert c.bucket("pub").object("a.bin").get_reader().read_all() == b"pub-a"
     assert c.bucket("pub").object("a.bin").get_reader().read_all() == b"pub-a"

@@ -8,6 +8,9 @@ signature, so no one can choose how their token is checked. The payload carries
     {"sub": "alice", "iat": 1767225600, "exp": 1767229200,
      "perms": {"ais://images": "rw", "aws://*": "r", "*": "r"}}
 
+and may carry `nbf` (not before). `exp` and `nbf` are honoured with a leeway of a few seconds
+(setting `auth_leeway`) for clocks that differ between the issuer and the nodes.
+
 `perms` maps a bucket scope to permission letters: `r` read (object GET/HEAD, listing,
 GetBatch), `w` write (object PUT/append/DELETE), `a` admin (bucket create/destroy/props).
 Letters do not imply one another (`rwa` grants everything). A scope is `<provider>://<bucket>`,
@@ -88,15 +91,16 @@ def parse_bucket_spec(spec):
 
 
 class Grant:
-    """What a verified token allows: `sub` (the user), `exp` (unix seconds) and per-scope
-    permission letters."""
+    """What a verified token allows: `sub` (the user), `exp` and `nbf` (unix seconds; nbf 0
+    when the token has none) and per-scope permission letters."""
 
-    __slots__ = ("sub", "exp", "perms")
+    __slots__ = ("sub", "exp", "perms", "nbf")
 
-    def __init__(self, sub, exp, perms):
+    def __init__(self, sub, exp, perms, nbf=0):
         self.sub = sub
         self.exp = exp
         self.perms = dict(perms)
+        self.nbf = nbf
 
     def allows(self, provider, bucket, perm):
         """Whether `perm` (READ, WRITE or ADMIN) is granted on `provider`://`bucket`."""
@@ -123,7 +127,7 @@ def issue(key, sub, perms, ttl, now=None):
 
 
 def _claims(raw):
-    """The checked payload fields (sub, exp, perms); TokenError if any is missing or bad."""
+    """The checked payload fields (sub, exp, perms, nbf); TokenError if one is missing or bad."""
     try:
         doc = msgspec.json.decode(raw)
     except (msgspec.DecodeError, RecursionError):
@@ -137,6 +141,9 @@ def _claims(raw):
         raise TokenError('malformed token: no expiry ("exp")')
     if not isinstance(perms, dict):
         raise TokenError('malformed token: no permissions ("perms")')
+    nbf = doc.get("nbf", 0)
+    if type(nbf) is not int:
+        raise TokenError('malformed token: "nbf" (not before) must be an integer')
     clean = {}
     try:
         for scope, letters in perms.items():
@@ -144,12 +151,15 @@ def _claims(raw):
             clean[scope] = _parse_letters(letters, scope)
     except ValueError as exc:
         raise TokenError(f"malformed token: {exc}") from None
-    return sub, exp, clean
+    return sub, exp, clean, nbf
 
 
-def verify(key, token, now=None):
-    """The Grant of `token` if it is well formed, HS256-signed with `key` and not expired;
-    TokenError otherwise."""
+def verify(key, token, now=None, leeway=0.0):
+    """The Grant of `token` if it is well formed, HS256-signed with `key` and valid now
+    (`exp` and `nbf`, each with `leeway` seconds); TokenError otherwise."""
+    if not token.isascii():
+        # a JWT is base64url and dots; an HTTP header may bring any Latin-1 byte
+        raise TokenError("malformed token: characters other than base64url and '.'")
     parts = token.split(".")
     if len(parts) != 3:
         raise TokenError("malformed token: expecting three dot-separated parts (a JWT)")
@@ -168,12 +178,21 @@ def verify(key, token, now=None):
                                sig_b64.encode("ascii", "replace")):
         raise TokenError("invalid token: bad signature (issued with another key, or altered)")
     grant = Grant(*_claims(_unb64(payload_b64, "payload")))
-    check_expiry(grant, now)
+    check_times(grant, now, leeway)
     return grant
 
 
-def check_expiry(grant, now=None):
-    """TokenError once `grant` has expired (for grants kept between requests)."""
-    if (time.time() if now is None else now) >= grant.exp:
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(grant.exp))
-        raise TokenError(f"token expired at {when} (user {grant.sub!r}): ask for a new one")
+def _utc(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def check_times(grant, now=None, leeway=0.0):
+    """TokenError unless `grant` is valid at `now`, give or take `leeway` seconds: not
+    expired, and not before its `nbf` (checked again for grants kept between requests)."""
+    now = time.time() if now is None else now
+    if now >= grant.exp + leeway:
+        raise TokenError(f"token expired at {_utc(grant.exp)} (user {grant.sub!r}): ask for a "
+                         "new one")
+    if now < grant.nbf - leeway:
+        raise TokenError(f"token not valid before {_utc(grant.nbf)} (user {grant.sub!r}): "
+                         "check the clocks of the issuer and this node")

@@ -44,7 +44,7 @@ def create_app(config, storage, cluster=None):
     if cluster is not None:  # next: peer routes carry the cluster secret, not user tokens
         middleware.append(PeerGuard(cluster))
     if config.auth:  # with `auth` off no middleware runs and every request is allowed
-        middleware.append(AuthMiddleware(signing_key(config)))
+        middleware.append(AuthMiddleware(signing_key(config), config.auth_leeway))
     app = falcon.App(middleware=middleware)
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
