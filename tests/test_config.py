@@ -100,3 +100,22 @@ def test_values_print_as_they_are_written():
         c = Config()
         text = format_value(s.name, getattr(c, s.name))
         assert Config.load(env={s.env: text}).as_dict()[s.name] == getattr(c, s.name)
+
+
+@pytest.mark.parametrize("value", [1000000, 0.00001, 1e-7, 0.30000000000000004, 86400 * 365])
+def test_a_runtime_value_is_applied_as_stored(tmp_path, value):
+    """A change is stored as text that every process parses again: 1e+06s once was stored,
+    failed to parse and was dropped with a warning, after the API had answered 200."""
+    from getbatch.runtime import FileStore, LiveConfig
+    live = LiveConfig(Config(), FileStore(str(tmp_path)))
+    assert live.set({"max_wait": value}, "test") == {"max_wait": float(value)}
+    fresh = LiveConfig(Config(), FileStore(str(tmp_path)))   # another worker process
+    assert fresh.current().max_wait == float(value)
+    assert fresh.current().origin("max_wait").startswith("runtime")
+
+
+@pytest.mark.parametrize("value", [10**400, "1e+06s", float("nan"), "inf"])
+def test_a_runtime_value_that_cannot_be_stored_is_a_400(tmp_path, value):
+    from getbatch.runtime import RuntimeConfigError, check_changes
+    with pytest.raises(RuntimeConfigError, match="invalid max_wait"):
+        check_changes({"max_wait": value})

@@ -11,8 +11,10 @@ from (`getbatch config show` prints both).
 `MSGPACK_PUREPYTHON`): it picks the implementation of the library itself, before any
 configuration exists. It is listed here so that `config show` reports it.
 """
+import math
 import os
 import re
+from decimal import Decimal
 from dataclasses import dataclass
 
 from .redact import redact
@@ -59,13 +61,18 @@ def _as_duration(v):
     """Seconds: a number, or text such as 500ms, 20s, 5m."""
     if isinstance(v, bool):
         raise ValueError("expecting a duration such as 20, 20s, 500ms or 5m")
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str):
-        m = _DURATION_RE.fullmatch(v)
-        if m:
-            return float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "").lower()]
-    raise ValueError("expecting a duration such as 20, 20s, 500ms or 5m")
+    try:
+        if isinstance(v, (int, float)):
+            seconds = float(v)
+        elif isinstance(v, str) and (m := _DURATION_RE.fullmatch(v)):
+            seconds = float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "").lower()]
+        else:
+            seconds = math.nan
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ValueError("expecting a duration such as 20, 20s, 500ms or 5m")
+    return seconds
 
 
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -400,6 +407,13 @@ _DURATION_KEYS = {s.name for s in SETTINGS if s.parse is _as_duration}
 _SECRET_KEYS = {"auth_key"}
 
 
+def _decimal_text(number):
+    """`number` in plain decimal digits, as short as round-trips (never 1e+06: the duration
+    parser reads digits and a point only)."""
+    text = format(Decimal(repr(float(number))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def format_value(name, value):
     """A value as an operator would write it back (sizes in KiB/MiB/GiB, durations in s);
     secrets are only said to be set, and passwords in URLs are replaced by ***."""
@@ -413,7 +427,7 @@ def format_value(name, value):
                 return f"{value // mult}{unit}"
         return str(value)
     if name in _DURATION_KEYS:
-        return f"{value:g}s"
+        return _decimal_text(value) + "s"
     if isinstance(value, bool):
         return "true" if value else "false"
     if value in ("", ()):

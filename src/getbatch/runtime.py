@@ -53,9 +53,16 @@ def check_changes(raw):
             raise RuntimeConfigError(f"{name} cannot change at run time: it needs a restart "
                                      "(set it in the config file, environment or flags)")
         try:
-            out[name] = s.check(value)
+            typed = s.check(value)
+            # validated in the form it is stored in, which every process parses again:
+            # what cannot come back the same is refused now, not ignored later
+            stored = format_value(name, typed)
+            if s.check(stored) != typed:
+                raise ValueError(f"it would be stored as {stored!r}, which reads back as "
+                                 f"{s.check(stored)!r}")
         except ValueError as exc:
             raise RuntimeConfigError(f"invalid {name} {value!r}: {exc}") from None
+        out[name] = typed
     return out
 
 

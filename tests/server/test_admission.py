@@ -127,6 +127,17 @@ def test_a_bad_change_is_a_clear_400_and_changes_nothing(anode, pairs, message):
                for s in settings.values())
 
 
+def test_a_value_answered_set_is_in_force(anode):
+    """The API once answered 200 for max_wait 1000000, stored 1e+06s and kept the old value."""
+    try:
+        for value, shown in ((1000000, "1000000s"), (0.00001, "0.00001s")):
+            assert _set(anode.url, max_wait=value)["set"] == ["max_wait"]
+            got = requests.get(f"{anode.url}/v1/config", timeout=10).json()["settings"]["max_wait"]
+            assert got["value"] == shown and got["origin"].startswith("runtime"), got
+    finally:
+        _reset(anode.url)
+
+
 def test_the_ais_cluster_set_config_path_and_its_get_batch_prefix(anode):
     url = anode.url
     r = requests.put(f"{url}/v1/cluster/set-config",
