@@ -9,7 +9,7 @@ from aistore.sdk.errors import AISError, ErrObjNotFound
 from getbatch.store.objcache import ObjectCache
 
 from ..remote_servers import boto3_client, free_port, S3_ENV
-from .conftest import Node, bucket_path, serve_argv
+from .conftest import Node, bucket_path, make_client, serve_argv
 from .test_moss import make_tar, moss, split_multipart, tar_members
 
 AWS = pytest.mark.parametrize("bucket", ["aws"], indirect=True)
@@ -136,5 +136,29 @@ def test_remote_errors_reach_the_sdk(tmp_path):
         r = moss(n.url, {"in": [{"objname": "x"}]}, "/any?provider=aws")
         assert r.status_code == 503 and dead in r.json()["message"]
         assert r.headers["Retry-After"] == "2"
+    finally:
+        n.stop()
+
+
+@pytest.mark.parametrize("env", [dict(S3_ENV, AWS_ENDPOINT_URL="dead"),
+                                 {"AWS_EC2_METADATA_DISABLED": "true",
+                                  "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                                  "AWS_CONFIG_FILE": "/nonexistent", "AWS_DEFAULT_REGION": "us-east-1"}],
+                         ids=["unreachable", "no-credentials"])
+def test_listing_every_provider_needs_no_remote_store(tmp_path, env):
+    """list_buckets(provider="") lists the ais:// buckets when S3 cannot be reached or this
+    node has no AWS credentials (it was a 403 "access to aws:// denied"); asked for
+    aws:// buckets by name, the node still says why it cannot list them."""
+    env = dict(env)
+    if env.get("AWS_ENDPOINT_URL") == "dead":
+        env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{free_port()}"
+    n = Node(tmp_path / "data", tmp_path / "server.log", serve_argv(workers=1, threads=2), env=env)
+    try:
+        c = make_client(n.url)
+        c.bucket("local").create()
+        assert [(b.name, b.provider) for b in c.cluster().list_buckets(provider="")] == [
+            ("local", "ais")]
+        r = requests.get(f"{n.url}/v1/buckets", params={"provider": "aws"}, timeout=30)
+        assert r.status_code in (403, 503), r.text
     finally:
         n.stop()

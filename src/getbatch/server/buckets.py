@@ -1,16 +1,20 @@
 """Bucket API: create/destroy (POST/DELETE with an ActionMsg), HEAD, list buckets, list objects
 (listing.py).
 """
+import logging
+
 import falcon
 import msgspec
 
 from ..jobs.listrange import DELETE, EVICT, PREFETCH, start_checked
 from ..store import normalize_provider, validate_bucket_name
+from ..store.errors import StoreError
 from ..auth.tokens import READ
 from .auth import permits
 from .errors import AISError
 from .listing import list_objects
 
+log = logging.getLogger("getbatch.server")
 _json = msgspec.json.Decoder()
 _enc = msgspec.json.Encoder()
 
@@ -71,9 +75,20 @@ class BucketCollection:
         out = []
         for p in providers:
             backend = self.storage.backends.get(p)
-            if backend is not None:
-                out += [{"name": n, "provider": p, "namespace": {"uuid": "", "name": ""}}
-                        for n in backend.list_buckets() if permits(req, p, n, READ)]
+            if backend is None:
+                continue
+            try:
+                names = backend.list_buckets()
+            except StoreError as exc:
+                if wanted or not backend.remote:
+                    raise
+                # every provider (the SDK's list_buckets(provider="")): a remote store this
+                # node cannot reach or may not list (no AWS credentials) hides none of the
+                # others' buckets
+                log.info("bucket list without %s:// buckets: %s", p, exc)
+                continue
+            out += [{"name": n, "provider": p, "namespace": {"uuid": "", "name": ""}}
+                    for n in names if permits(req, p, n, READ)]
         resp.content_type = "application/json"
         resp.data = _enc.encode(out)
 
