@@ -134,3 +134,40 @@ def test_bad_plans(node, data, doc, status):
     r = requests.post(node.url + "/v1/ml/epochs", data=b"{nope", timeout=30)
     assert r.status_code == 400
     assert requests.get(node.url + "/v1/ml/epochs/ep-missing").status_code == 404
+
+
+@pytest.mark.parametrize("mime", [".tar", ".tgz", ".zip"])
+def test_cksum_per_entry(node, data, mime):
+    """Each entry carries its XXH64: a PAX record in TAR, an extra field in ZIP; a plain
+    .tar still has an exact Content-Length."""
+    import zipfile
+
+    import xxhash
+
+    from getbatch.archive.cksum import PAX_KEY, zip_cksum_of
+    rec = create(node.url, bucket=data.name, shards={"prefix": "train/"}, batch_size=6)
+    r = step(node.url, plan=rec["id"], epoch=0, rank=0, step=0, mime=mime, cksum=True)
+    assert r.status_code == 200, r.text
+    got = {}
+    if mime == ".zip":
+        with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+            for info in zf.infolist():
+                got[info.filename] = (zip_cksum_of(info.extra), zf.read(info))
+    else:
+        with tarfile.open(fileobj=io.BytesIO(r.content), mode="r|*") as tf:
+            for m in tf:
+                got[m.name] = (m.pax_headers.get(PAX_KEY), tf.extractfile(m).read())
+    if mime == ".tar":
+        assert int(r.headers["Content-Length"]) == len(r.content)
+    assert len(got) == 6
+    for name, (digest, content) in got.items():
+        assert digest == xxhash.xxh64_hexdigest(content) and content, name
+    # an ordinary GetBatch may ask for them too, for objects and for archived files
+    body = {"in": [{"objname": "train/shard-000.tar", "archpath": "0-1.jpg"},
+                   {"objname": "train/shard-001.tar"}], "strm": True, "cksum": True}
+    r = requests.get(f"{node.url}/v1/ml/moss/{data.name}", json=body, timeout=30)
+    with tarfile.open(fileobj=io.BytesIO(r.content), mode="r|") as tf:
+        sums = [(m.pax_headers[PAX_KEY], xxhash.xxh64_hexdigest(tf.extractfile(m).read()))
+                for m in tf]
+    assert len(sums) == 2 and all(a == b for a, b in sums)
+    assert sums[1][0] == data.object("train/shard-001.tar").head().checksum_value

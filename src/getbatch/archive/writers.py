@@ -18,6 +18,7 @@ import zlib
 
 import lz4.frame
 
+from .cksum import pax_cksum, zip_cksum_extra
 from .errors import ArchiveError
 from .tarheader import tar_header
 from .zipformat import (CENTRAL, DEFLATED, DESCRIPTOR, DESCRIPTOR64, END, END64, FLAG_DESCRIPTOR,
@@ -107,8 +108,9 @@ class ArchiveWriter:
             raise ValueError("archive writer is closed")
 
     # -- public API
-    def add(self, name, data, mtime=None):
-        """One member holding `data` (bytes-like)."""
+    def add(self, name, data, mtime=None, cksum=None):
+        """One member holding `data` (bytes-like); `cksum`: its hex XXH64, written with it
+        (archive/cksum.py)."""
         raise NotImplementedError
 
     def add_stream(self, name, size, chunks, mtime=None):
@@ -116,7 +118,7 @@ class ArchiveWriter:
         for _ in self.add_stream_steps(name, size, chunks, mtime):
             pass
 
-    def add_stream_steps(self, name, size, chunks, mtime=None):
+    def add_stream_steps(self, name, size, chunks, mtime=None, cksum=None):
         """add_stream as a generator that yields after each chunk is written, so that a caller
         streaming the output can drain its sink between chunks (and never hold the member)."""
         raise NotImplementedError
@@ -164,11 +166,13 @@ class TarWriter(ArchiveWriter):
 
     format = "tar"
 
-    def add(self, name, data, mtime=None):
+    def add(self, name, data, mtime=None, cksum=None):
         self._check_open()
         data = _as_bytes(data)
         n = len(data)
         header = tar_header(name, n, self._mtime if mtime is None else mtime, self._mode)
+        if cksum is not None:
+            header = pax_cksum(cksum) + header
         pad = -n & 511
         if n >= _DIRECT:
             self._put(header)
@@ -187,8 +191,10 @@ class TarWriter(ArchiveWriter):
         buf[mid + n:end] = _PADS[pad]
         self._n = end
 
-    def add_stream_steps(self, name, size, chunks, mtime=None):
+    def add_stream_steps(self, name, size, chunks, mtime=None, cksum=None):
         self._check_open()
+        if cksum is not None:
+            self._put(pax_cksum(cksum))
         self._put(tar_header(name, size, self._mtime if mtime is None else mtime, self._mode))
         total = 0
         for chunk in chunks:
@@ -298,9 +304,10 @@ class ZipWriter(ArchiveWriter):
         bound = size + (size >> 10) + 64 if self._method else size
         return bound >= U32
 
-    def _entry_steps(self, name, size, pieces, mtime):
+    def _entry_steps(self, name, size, pieces, mtime, cksum=None):
         """Write one entry, yielding after each piece of its data."""
         self._check_open()
+        own = zip_cksum_extra(cksum) if cksum is not None else b""
         encoded = name.encode("utf-8")
         flags = FLAG_DESCRIPTOR if name.isascii() else FLAG_DESCRIPTOR | FLAG_UTF8
         zip64 = self._zip64_needed(size)
@@ -308,10 +315,11 @@ class ZipWriter(ArchiveWriter):
         offset = self._pos
         if zip64:
             self._put(LOCAL.pack(45, flags, self._method, dtime, ddate, 0, U32, U32,
-                                 len(encoded), len(_ZIP64_LOCAL_EXTRA)) + encoded + _ZIP64_LOCAL_EXTRA)
+                                 len(encoded), len(_ZIP64_LOCAL_EXTRA) + len(own))
+                      + encoded + _ZIP64_LOCAL_EXTRA + own)
         else:
             self._put(LOCAL.pack(20, flags, self._method, dtime, ddate, 0, 0, 0,
-                                 len(encoded), 0) + encoded)
+                                 len(encoded), len(own)) + encoded + own)
         crc = total = csize = 0
         comp = zlib.compressobj(1, zlib.DEFLATED, -15) if self._method else None
         for piece in pieces:
@@ -336,19 +344,20 @@ class ZipWriter(ArchiveWriter):
             self._put(DESCRIPTOR64.pack(crc, csize, size))
         else:
             self._put(DESCRIPTOR.pack(crc, csize, size))
-        self._central.append((encoded, flags, dtime, ddate, crc, csize, size, offset, zip64))
+        self._central.append((encoded, flags, dtime, ddate, crc, csize, size, offset, zip64,
+                              own))
 
-    def add(self, name, data, mtime=None):
+    def add(self, name, data, mtime=None, cksum=None):
         data = _as_bytes(data)
-        for _ in self._entry_steps(name, len(data), (data,), mtime):
+        for _ in self._entry_steps(name, len(data), (data,), mtime, cksum):
             pass
 
-    def add_stream_steps(self, name, size, chunks, mtime=None):
-        return self._entry_steps(name, size, chunks, mtime)
+    def add_stream_steps(self, name, size, chunks, mtime=None, cksum=None):
+        return self._entry_steps(name, size, chunks, mtime, cksum)
 
     def _finish(self):
         start = self._pos
-        for encoded, flags, dtime, ddate, crc, csize, size, offset, zip64 in self._central:
+        for encoded, flags, dtime, ddate, crc, csize, size, offset, zip64, own in self._central:
             extra = []
             if zip64:
                 extra += [size, csize]
@@ -359,6 +368,7 @@ class ZipWriter(ArchiveWriter):
             extra = (struct.pack("<HH%dQ" % len(extra), ZIP64_EXTRA, 8 * len(extra), *extra)
                      if extra else b"")
             version = 45 if extra else 20
+            extra += own
             self._put(CENTRAL.pack((3 << 8) | version, version, flags, self._method,
                                    dtime, ddate, crc, csize, size, len(encoded), len(extra), 0,
                                    0, 0, self._attr, offset) + encoded + extra)

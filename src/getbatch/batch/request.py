@@ -19,7 +19,7 @@ from .errors import BadRequest
 _json = msgspec.json.Decoder()
 
 DEFAULT_MAX_ENTRIES = 100_000
-_REQ_KEYS = ("in", "mime", "coer", "onob", "strm", "coloc")
+_REQ_KEYS = ("in", "mime", "coer", "onob", "strm", "coloc", "cksum")
 
 
 class MossIn(msgspec.Struct, gc=False):
@@ -46,6 +46,7 @@ class _WireReq(msgspec.Struct):
     coer: bool = False
     onob: bool = False
     strm: bool = False
+    cksum: bool = False
 
 
 _fast = msgspec.json.Decoder(_WireReq)
@@ -69,7 +70,8 @@ def _bucket_in(bucket_type):
 def _plain_req(entry):
     return msgspec.json.Decoder(msgspec.defstruct("_PlainReq", [
         ("in_", list[entry], msgspec.field(name="in")), ("mime", Optional[str], None),
-        ("coer", bool, False), ("onob", bool, False), ("strm", bool, False)]))
+        ("coer", bool, False), ("onob", bool, False), ("strm", bool, False),
+        ("cksum", bool, False)]))
 
 
 # Entries that name only objects (what the SDK and most clients send) decode into the
@@ -136,7 +138,7 @@ def subset(entries, indexes):
 
 
 def _plain_entries(body):
-    """(Entries, mime, coer, onob, strm) of a request whose entries name whole objects of one
+    """(Entries, mime, coer, onob, strm, cksum) of a request whose entries name whole objects of one
     bucket, or None. The decoded structs become the list of names in place (each freed as
     its slot takes its name), so the peak is the body and one struct per entry."""
     for dec in _decoders(body):
@@ -155,19 +157,21 @@ def _plain_entries(body):
                     return None
         for i, e in enumerate(ins):
             ins[i] = e.objname
-        return Entries(ins, bucket, provider), w.mime, w.coer, w.onob, w.strm
+        return Entries(ins, bucket, provider), w.mime, w.coer, w.onob, w.strm, w.cksum
     return None
 
 
 class MossReq:
-    __slots__ = ("entries", "mime", "coer", "onob", "strm")
+    __slots__ = ("entries", "mime", "coer", "onob", "strm", "cksum")
 
-    def __init__(self, entries, mime, coer, onob, strm):
+    def __init__(self, entries, mime, coer, onob, strm, cksum=False):
+        """`cksum`: every output entry carries its xxhash64 (batch/integrity.py)."""
         self.entries = entries
         self.mime = mime
         self.coer = coer
         self.onob = onob
         self.strm = strm
+        self.cksum = cksum
 
 
 def normalize_mime(mime) -> str:
@@ -276,7 +280,7 @@ def _entry_from_dict(i, e):
 
 
 def _decode(body):
-    """(entries, mime, coer, onob, strm): the compact decode, the fast typed one, else the
+    """(entries, mime, coer, onob, strm, cksum): the compact decode, the fast typed one, else the
     explaining one."""
     plain = _plain_entries(body)
     if plain is not None:
@@ -284,7 +288,7 @@ def _decode(body):
     try:
         w = _fast.decode(body)
         if w.in_ and all(e.objname is not None for e in w.in_):
-            return w.in_, w.mime, w.coer, w.onob, w.strm
+            return w.in_, w.mime, w.coer, w.onob, w.strm, w.cksum
     except (msgspec.DecodeError, RecursionError):
         pass
     doc = decode_body(body)
@@ -295,7 +299,7 @@ def _decode(body):
         raise BadRequest('moss: "in" must be a list of entries')
     entries = [_entry_from_dict(i, e) for i, e in enumerate(ins)]
     return (entries, doc.get("mime"), _bool(doc.get("coer"), "coer"), _bool(doc.get("onob"), "onob"),
-            _bool(doc.get("strm"), "strm"))
+            _bool(doc.get("strm"), "strm"), _bool(doc.get("cksum"), "cksum"))
 
 
 def parse(body: bytes, default_bucket=None, default_provider="ais",
@@ -309,14 +313,14 @@ def parse(body: bytes, default_bucket=None, default_provider="ais",
     if body.count(b"{") > max_entries + 2:
         raise BadRequest(f"moss: too many entries: the request names more than {max_entries} "
                          "(setting max_entries)")
-    entries, mime, coer, onob, strm = _decode(body)
+    entries, mime, coer, onob, strm, cksum = _decode(body)
     if len(entries) > max_entries:
         raise BadRequest(f"moss: too many entries: {len(entries)} (max {max_entries}, "
                          "setting max_entries)")
     mime = normalize_mime(mime)
     if isinstance(entries, Entries):
         _check_plain(entries, default_bucket, default_provider)
-        return MossReq(entries, mime, coer, onob, strm)
+        return MossReq(entries, mime, coer, onob, strm, cksum)
     for i, e in enumerate(entries):
         objname = e.objname
         if not isinstance(objname, str):
@@ -346,7 +350,7 @@ def parse(body: bytes, default_bucket=None, default_provider="ais",
             e.opaque = _opaque(e.opaque, objname)
         else:
             e.opaque = None
-    return MossReq(entries, mime, coer, onob, strm)
+    return MossReq(entries, mime, coer, onob, strm, cksum)
 
 
 def _check_plain(entries, default_bucket, default_provider):

@@ -3,7 +3,7 @@
     {"plan": ID, "epoch": E, "rank": R, "step": K,
      "world_size": W, "offset": O,     (optional: elastic resume, see order.py)
      "first": F,                       (optional: the batch from its F-th entry on)
-     "mime": ..., "strm": ..., "coer": ..., "onob": ...}
+     "mime": ..., "strm": ..., "coer": ..., "onob": ..., "cksum": ...}
 
 becomes the MossReq of that batch: each sample's members, in epoch order, as archived files
 of their shards, so the rest of the GetBatch path is the one every request takes. `first`
@@ -17,7 +17,7 @@ from .order import step_range
 
 _json = msgspec.json.Decoder()
 _KEYS = {"plan", "epoch", "rank", "step", "world_size", "offset", "first", "mime", "strm",
-         "coer", "onob"}
+         "coer", "onob", "cksum"}
 
 
 def is_epoch_request(body):
@@ -93,7 +93,7 @@ def parse_epoch(body, plans, max_entries):
         raise BadRequest(f"epoch GetBatch: the step holds {len(entries)} entries (max "
                          f"{max_entries}, setting max_entries)")
     return MossReq(entries, normalize_mime(doc.get("mime")), _bool(doc, "coer"),
-                   _bool(doc, "onob"), _bool(doc, "strm")), where
+                   _bool(doc, "onob"), _bool(doc, "strm"), _bool(doc, "cksum")), where
 
 
 def parse_any(body, plans, bucket, provider, max_entries):

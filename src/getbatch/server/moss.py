@@ -11,6 +11,7 @@ import urllib.parse
 
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
+from ..batch.integrity import VerifiedOutput
 from ..batch.request import parse_coloc
 from ..cluster.gather import Gather
 from ..cluster.peers import SECRET_HEADER
@@ -77,8 +78,9 @@ class Moss:
             plan = batch_plan.build(mreq, self.storage, max_soft_errs=cfg.max_soft_errs,
                                     checked=checked, max_inflate=cfg.max_inflate)
         plan.uuid = job.id   # logs, the multipart metadata and the job agree
-        out = BatchOutput(plan, mreq.mime, multipart=not mreq.strm, window=cfg.window,
-                          warmup=cfg.warmup_workers)
+        out = (VerifiedOutput if mreq.cksum else BatchOutput)(
+            plan, mreq.mime, multipart=not mreq.strm, window=cfg.window,
+            warmup=cfg.warmup_workers)
         self.jobs.streaming(job, out, gather)
 
         def closed(o):
