@@ -260,3 +260,17 @@ def test_peer_routes_want_the_secret_not_a_token(acluster, filled):
         assert r.status_code == 200
     for n in acluster.nodes:
         assert "evil" not in _local_names(n, "sec")
+
+
+def test_rebalance_needs_a_cluster_admin(acluster, filled):
+    """It moves every node's data (at any rate): a token for one bucket, even with admin
+    permission on it, may watch it but not start it."""
+    url = acluster.urls[1]
+    for tok in (USER, issue(KEY.encode(), "bucketadmin", {"sec": "rwa"}, 3600)):
+        r = requests.post(f"{url}/v1/rebalance", params={"rate": 0}, timeout=30,
+                          headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 403 and "*:a" in r.json()["message"], r.text
+        r = requests.get(f"{url}/v1/rebalance", timeout=30, headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 200
+    r = requests.post(f"{url}/v1/rebalance", timeout=30, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert r.status_code == 200 and len(r.json()["nodes"]) == 3

@@ -308,3 +308,54 @@ def test_a_token_used_before_still_expires(anode, buckets):
     time.sleep(max(0.0, deadline - time.time()) + 0.2)
     status, message = status_of(lambda: c.bucket("pub").object("a.bin").get_reader().read_all())
     assert status == 401 and "expired" in message
+
+
+def _jobs_api(anode, tok, method, path, body=None, **params):
+    r = requests.request(method, anode.url + path, json=body, params=params, timeout=30,
+                         headers={"Authorization": f"Bearer {tok}"})
+    return r.status_code, (r.json() if r.headers.get("Content-Type", "").startswith(
+        "application/json") else r.text)
+
+
+def test_jobs_stay_within_their_buckets(anode, buckets):
+    """Two tokens, each admin of one bucket: each sees and stops its own bucket's jobs only;
+    another bucket's job answers exactly as a job that does not exist."""
+    alice, bob = token({"pub": "rwa"}, sub="alice"), token({"priv": "rwa"}, sub="bob")
+    ids = {}
+    for who, tok, bucket in (("alice", alice, "pub"), ("bob", bob, "priv")):
+        status, job_id = _jobs_api(anode, tok, "DELETE", f"/v1/buckets/{bucket}",
+                                   {"action": "delete-listrange",
+                                    "value": {"template": "gone-{0..3}"}})
+        assert status == 200, job_id
+        ids[who] = job_id
+        # a GetBatch of the bucket, and one naming its bucket per entry (no path bucket)
+        r = requests.get(f"{anode.url}/v1/ml/moss/{bucket}", json={"in": [{"objname": "a.bin"}]},
+                         headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        r = requests.get(f"{anode.url}/v1/ml/moss", headers={"Authorization": f"Bearer {tok}"},
+                         json={"in": [{"objname": "a.bin", "bucket": bucket}]}, timeout=30)
+        assert r.status_code == 200, r.text
+    for who, tok, mine, theirs in (("alice", alice, "pub", "priv"), ("bob", bob, "priv", "pub")):
+        other = ids["bob" if who == "alice" else "alice"]
+        status, snaps = _jobs_api(anode, tok, "GET", "/v1/cluster", {}, what="qryxstats")
+        assert status == 200
+        listed = [s["id"] for node in snaps.values() for s in node]
+        assert ids[who] in listed and other not in listed
+        missing = _jobs_api(anode, tok, "GET", "/v1/cluster", {"ID": "nosuchjob1"}, what="status")
+        for method, path, body, params in (
+                ("GET", "/v1/cluster", {"ID": other}, {"what": "status"}),
+                ("GET", "/v1/cluster", {"ID": other}, {"what": "qryxstats"}),
+                ("PUT", "/v1/cluster", {"action": "stop", "value": {"ID": other}}, {})):
+            status, answer = _jobs_api(anode, tok, method, path, body, **params)
+            assert status == 404 == missing[0]
+            assert answer["message"].replace(other, "X") == \
+                missing[1]["message"].replace("nosuchjob1", "X")
+        assert _jobs_api(anode, tok, "GET", "/v1/cluster", {"ID": ids[who]}, what="status")[0] == 200
+        status, answer = _jobs_api(anode, tok, "GET", "/v1/jobs", all="true")
+        assert status == 200
+        seen = [(j["bucket"], j["user"]) for j in answer["jobs"]]
+        assert (mine, who) in seen and ("", who) in seen
+        assert all(b in (mine, "") for b, _ in seen) and all(u == who for b, u in seen if not b)
+    # an admin of every bucket sees them all
+    status, answer = _jobs_api(anode, token({"*": "rwa"}, sub="root"), "GET", "/v1/jobs", all="true")
+    assert {"pub", "priv"} <= {j["bucket"] for j in answer["jobs"]}

@@ -48,14 +48,15 @@ class BatchJob:
     """One GetBatch. Set by the request path at state changes only; progress is read from
     `out` (its BatchOutput) by whoever looks."""
 
-    __slots__ = ("id", "node", "client", "bucket", "provider", "state", "total", "size",
+    __slots__ = ("id", "node", "client", "user", "bucket", "provider", "state", "total", "size",
                  "start_ns", "end_ns", "error", "out", "gather", "entries", "nbytes", "soft",
                  "gfn", "fmt")
 
-    def __init__(self, node, client, bucket, provider):
+    def __init__(self, node, client, bucket, provider, user=""):
         self.id = new_batch_id()
         self.node = node
         self.client = client or ""
+        self.user = user
         self.bucket = bucket or ""
         self.provider = provider if bucket else ""
         self.state = PLANNING
@@ -79,7 +80,7 @@ class BatchJob:
                 "state": self.state, "bucket": self.bucket, "provider": self.provider,
                 "entries": self.entries, "total": self.total, "bytes": self.nbytes,
                 "size": self.size, "soft_errors": self.soft, "gfn": self.gfn,
-                "client": self.client, "format": self.fmt, "start_ns": self.start_ns,
+                "client": self.client, "user": self.user, "format": self.fmt, "start_ns": self.start_ns,
                 "end_ns": self.end_ns, "error": self.error}
 
 
@@ -100,9 +101,9 @@ class BatchJobs:
 
     # -- the request path
 
-    def start(self, client, bucket, provider):
-        """A new job in state planning."""
-        job = BatchJob(self.node_id, client, bucket, provider)
+    def start(self, client, bucket, provider, user=""):
+        """A new job in state planning; `user`: the token's, with auth on."""
+        job = BatchJob(self.node_id, client, bucket, provider, user)
         with self._lock:
             self._running[job.id] = job
         self._changed()

@@ -23,8 +23,10 @@ from .errors import AISError
 log = logging.getLogger("getbatch.server")
 
 # Any valid token; what the request names is checked by the resource (GetBatch entries, the
-# bucket list shows readable buckets only).
+# bucket list shows readable buckets only, jobs are shown by their bucket: server/jobs.py).
 AUTHENTICATED = "authenticated"
+# Admin permission on every bucket (a token with `*:a`): what acts on the whole cluster.
+CLUSTER_ADMIN = "cluster-admin"
 
 # The one table of what each route needs: a permission on its {bucket}, or AUTHENTICATED.
 # /v1/health is open (readiness probes send no token). The cluster map needs a token but no
@@ -51,14 +53,14 @@ ROUTES = {
     ("/v1/ml/epochs/{plan_id}", "GET"): AUTHENTICATED,
     ("/v1/ml/epochs/{plan_id}", "DELETE"): AUTHENTICATED,   # and ADMIN on its bucket
     ("/v1/daemon", "GET"): AUTHENTICATED,
-    ("/v1/cluster", "GET"): AUTHENTICATED,          # job status: ids are unguessable
-    ("/v1/cluster", "PUT"): AUTHENTICATED,          # stop a job by its id
+    ("/v1/cluster", "GET"): AUTHENTICATED,          # jobs: only those of permitted buckets
+    ("/v1/cluster", "PUT"): AUTHENTICATED,          # stop a job: as above
     ("/v1/config", "GET"): AUTHENTICATED,           # runtime settings (no secrets shown)
     ("/v1/config", "PUT"): AUTHENTICATED,           # and `*:a` (server/config_api.py)
     ("/v1/cluster/{action}", "PUT"): AUTHENTICATED,  # set-config, reset-config: as above
-    ("/v1/jobs", "GET"): AUTHENTICATED,             # GetBatch jobs (ids, buckets, clients)
+    ("/v1/jobs", "GET"): AUTHENTICATED,             # GetBatch jobs of readable buckets
     ("/v1/rebalance", "GET"): AUTHENTICATED,        # progress
-    ("/v1/rebalance", "POST"): AUTHENTICATED,       # idempotent: moves objects, changes none
+    ("/v1/rebalance", "POST"): CLUSTER_ADMIN,       # moves every node's data, at any rate
 }
 # /metrics: Prometheus scrapes without a token by default, and the series name no bucket
 OPEN_PATHS = frozenset({"/v1/health", "/metrics"})
@@ -113,6 +115,20 @@ def authorize(req, provider, bucket, perm):
                             f"{bucket}: the token lacks {PERMS[perm]} permission on it")
 
 
+def is_cluster_admin(req):
+    """Whether the request may act on the whole cluster (always, with auth off)."""
+    grant = grant_of(req)
+    return grant is None or ADMIN in grant.perms.get("*", "")
+
+
+def require_cluster_admin(req, what):
+    """Raise a 403 unless the request's token has admin permission on every bucket; `what`
+    says what the request would do (\"change the configuration\")."""
+    if not is_cluster_admin(req):
+        raise AISError(403, f"user {grant_of(req).sub!r} may not {what}: that needs admin "
+                            "permission on every bucket (*:a)")
+
+
 def authorize_entries(req, entries):
     """READ on the bucket of each parsed GetBatch entry (each bucket checked once)."""
     if grant_of(req) is None:
@@ -159,6 +175,8 @@ class AuthMiddleware:
                 raise AISError(403, f"{req.method} {req.path} is not allowed: no permission "
                                     "rule for this route")
             return  # Falcon answers it itself (405, OPTIONS)
-        if need is not AUTHENTICATED:
+        if need is CLUSTER_ADMIN:
+            require_cluster_admin(req, f"{req.method} {req.path}")
+        elif need is not AUTHENTICATED:
             authorize(req, normalize_provider(req.get_param("provider") or "ais"),
                       params["bucket"], need)

@@ -11,9 +11,8 @@ on, changing needs admin permission on every bucket (a token with `*:a`).
 """
 import msgspec
 
-from ..auth.tokens import ADMIN
 from ..runtime import RuntimeConfigError
-from .auth import grant_of
+from .auth import grant_of, require_cluster_admin
 from .buckets import read_action
 from .errors import AISError
 
@@ -26,10 +25,7 @@ def _who(req):
 
 
 def _require_admin(req):
-    grant = grant_of(req)
-    if grant is not None and ADMIN not in grant.perms.get("*", ""):
-        raise AISError(403, f"user {grant.sub!r} may not change the configuration: that needs "
-                            "admin permission on every bucket (*:a)")
+    require_cluster_admin(req, "change the configuration")
 
 
 def _answer(resp, live, body):

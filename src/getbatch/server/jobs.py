@@ -8,15 +8,25 @@ with `{"action": "delete-listrange" | "evict-listrange", "value": selection}`, `
 `?what=qryxstats` (JobSnaps by node, used to learn the kind and by `wait()` for some kinds),
 each with JobArgs (`{"ID": ..., "Kind": ...}`) as the JSON body; `PUT /v1/cluster` with
 `stop` aborts a job. Any worker process answers from the Registry.
+
+With auth on, a job is seen and stopped only with the permission its bucket needs (`may_see`):
+read for a GetBatch, admin for the multi-object jobs (only a bucket's admins start them).
+Another job is "not found", word for word as a missing one, so a job cannot tell anyone that
+a bucket they may not use exists, nor who reads it.
 """
 import datetime
 from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 
+from ..auth.tokens import ADMIN, READ
 from ..cluster.peers import PEER_PREFIX, PeerUnavailable
 from ..jobs import JobNotFound
+from ..jobs.batchjobs import KIND as BATCH_KIND
 from ..jobs.registry import ABORTED, RUNNING
+from ..store import normalize_provider
+from ..store.errors import StoreError
+from .auth import grant_of
 from .buckets import read_action
 from .errors import AISError
 
@@ -51,6 +61,24 @@ def job_status(rec):
             "aborted": rec["state"] == ABORTED}
 
 
+def may_see(req, rec):
+    """Whether the request may see (and stop) the job of record `rec` (always, with auth
+    off). A job of no bucket (a GetBatch whose entries name their buckets, a cluster job) is
+    its own user's, or needs the permission on every bucket (`*`)."""
+    grant = grant_of(req)
+    if grant is None:
+        return True
+    need = READ if rec.get("kind") == BATCH_KIND else ADMIN
+    if not rec.get("bucket"):
+        return ((rec.get("kind") == BATCH_KIND and rec.get("user") == grant.sub)
+                or need in grant.perms.get("*", ""))
+    try:
+        provider = normalize_provider(rec.get("provider") or "ais")
+    except StoreError:
+        return False
+    return grant.allows(provider, rec["bucket"], need)
+
+
 def _job_args(args):
     """(id, kind) of JobArgs (`{"ID": ..., "Kind": ..., ...}`)."""
     if not isinstance(args, dict):
@@ -69,11 +97,14 @@ class JobQueries:
         self.registry = registry
         self.config = config
 
-    def _get(self, job_id):
+    def _get(self, req, job_id):
         try:
-            return self.registry.get(job_id)
+            rec = self.registry.get(job_id)
         except JobNotFound as exc:
             raise AISError(404, str(exc)) from None
+        if not may_see(req, rec):
+            raise AISError(404, str(JobNotFound(job_id)))
+        return rec
 
     def on_get(self, req, resp):
         what = req.get_param("what")
@@ -81,11 +112,12 @@ class JobQueries:
         if what == "status":
             if not job_id:
                 raise AISError(400, "job status needs a job id (JobArgs \"ID\")")
-            body = job_status(self._get(job_id))
+            body = job_status(self._get(req, job_id))
         elif what == "qryxstats":
-            recs = [self._get(job_id)] if job_id else self.registry.list(kind)
+            recs = [self._get(req, job_id)] if job_id else self.registry.list(kind)
             body = {self.config.node_id: [job_snap(r) for r in recs
-                                          if not kind or r["kind"] == kind]}
+                                          if (not kind or r["kind"] == kind)
+                                          and may_see(req, r)]}
         else:
             raise AISError(400, f'unsupported cluster query what="{what}" (supported: status, '
                                 "qryxstats)")
@@ -100,6 +132,7 @@ class JobQueries:
         job_id, _ = _job_args(msg.get("value") or {})
         if not job_id:
             raise AISError(400, "stop needs a job id (JobArgs \"ID\")")
+        self._get(req, job_id)
         try:
             self.registry.abort(job_id)
         except JobNotFound as exc:
@@ -109,7 +142,8 @@ class JobQueries:
 class BatchJobsAPI:
     """GET /v1/jobs: the node's GetBatch jobs as JSON, running ones unless `all=true`; with
     `cluster=true` every node's, the receiving node asking each peer at
-    /v1/_peer/jobs (the same resource, without the secret a client has not). The answer:
+    /v1/_peer/jobs (the same resource, without the secret a client has not); it shows only
+    the jobs the request may see (`may_see`). The answer:
     `{"jobs": [record, ...], "errors": {node id: why it did not answer}}`, oldest first;
     the record's fields are BatchJob.record's."""
 
@@ -130,6 +164,7 @@ class BatchJobsAPI:
                     if err:
                         errors[node.id] = err
             recs.sort(key=lambda r: r["start_ns"])
+        recs = [r for r in recs if may_see(req, r)]
         resp.content_type = "application/json"
         resp.data = _enc.encode({"jobs": recs, "errors": errors})
 

@@ -18,7 +18,7 @@ from ..cluster.peers import SECRET_HEADER
 from ..epochs.request import parse_any
 from ..config import ConfigError, Setting, _as_duration
 from ..store import normalize_provider
-from .auth import authorize_entries
+from .auth import authorize_entries, grant_of
 from .buckets import bucket_backend, read_body
 from .errors import AISError, to_ais_error
 
@@ -40,7 +40,9 @@ class Moss:
     def on_get(self, req, resp, bucket=None):
         # the one hook of batch jobs: a job from the request to the end of the body
         jobs = self.jobs
-        job = jobs.start(req.remote_addr, bucket, req.get_param("provider") or "ais")
+        grant = grant_of(req)
+        job = jobs.start(req.remote_addr, bucket, req.get_param("provider") or "ais",
+                         grant.sub if grant is not None else "")
         try:
             self._get(req, resp, bucket, job)
         except BaseException as exc:
