@@ -288,8 +288,9 @@ def parser():
     rb.add_argument("--no-wait", action="store_true", help="start it and return")
     _add_get_command(sub)
     # -- jobs: `getbatch show job`
-    from . import showjob
+    from . import epochcmd, showjob
     showjob.add_parser(sub)
+    epochcmd.add_parser(sub)
     return p
 
 
@@ -345,6 +346,12 @@ def _add_get_command(sub):
     g.add_argument("--format", default="tar", choices=list(FORMATS), help="default tar")
     g.add_argument("--coer", action="store_true",
                    help="missing items become empty __404__/ entries instead of failing the batch")
+    g.add_argument("--epoch", metavar="ID", help="the batch of epoch plan ID at --rank, --step "
+                   "(and --epoch-number) instead of NAMEs")
+    g.add_argument("--epoch-number", type=int, default=0, metavar="E",
+                   help="with --epoch: which epoch (default 0)")
+    g.add_argument("--rank", type=int, default=0, help="with --epoch: the rank (default 0)")
+    g.add_argument("--step", type=int, default=0, help="with --epoch: the step (default 0)")
 
 
 def main(argv=None):
@@ -360,6 +367,9 @@ def main(argv=None):
             return 1
     if args.cmd == "show":
         from .showjob import run
+        return run(args)
+    if args.cmd == "epoch":
+        from .epochcmd import run
         return run(args)
     try:
         if args.cmd == "cluster":

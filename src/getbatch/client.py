@@ -145,7 +145,8 @@ class _Progress:
             return
         self._next = now + _REDRAW
         rate = nbytes / max(now - self.t0, 1e-6)
-        done = f"{entries}/{self.total} entries" if entries is not None else f"{self.total} entries"
+        done = (f"{self.total} entries" if entries is None else f"{entries} entries"
+                if self.total is None else f"{entries}/{self.total} entries")
         self.stream.write(f"\r{done}  {human(nbytes)}  {human(rate)}/s \x1b[K")
         self.stream.flush()
 
@@ -175,8 +176,9 @@ def _error_text(resp, body):
 
 
 def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120.0,
-              progress=None):
-    """Run one GetBatch of `entries` and write the archive to `out` (a path). Returns
+              progress=None, step=None):
+    """Run one GetBatch of `entries` (or of `step`, {"plan", "epoch", "rank", "step"} of an
+    epoch plan: then `entries` is None) and write the archive to `out` (a path). Returns
     (entries, missing, bytes). Raises GetError; `out` is then not created or changed."""
     if fmt not in FORMATS:
         raise GetError(f"unknown format {fmt!r} (expecting {', '.join(FORMATS)})")
@@ -186,7 +188,8 @@ def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120
     path = u.path.rstrip("/") + "/v1/ml/moss"
     if bucket is not None:
         path += "/" + urllib.parse.quote(bucket, safe="")
-    body = json.dumps({"in": entries, "mime": FORMATS[fmt], "strm": True, "coer": coer}).encode()
+    what = {"in": entries} if step is None else step
+    body = json.dumps(dict(what, mime=FORMATS[fmt], strm=True, coer=coer)).encode()
     conn_cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
     conn = conn_cls(u.hostname, u.port, timeout=timeout)
     tmp = None
@@ -225,7 +228,7 @@ def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120
             raise GetError(f"cannot write {out}: {exc.strerror or exc}") from None
         if fmt == "zip":
             entries_seen, missing = _zip_entries(tmp)
-        if entries_seen != len(entries):
+        if entries is not None and entries_seen != len(entries):
             raise GetError(f"incomplete archive: {entries_seen} of {len(entries)} entries")
         os.replace(tmp, out)
         tmp = None
@@ -298,21 +301,27 @@ def _zip_entries(path):
 
 def run(args):
     """`getbatch get` with parsed `args`; returns the exit status."""
-    if bool(args.names) == bool(args.from_file):
-        print("getbatch get: give names or --from FILE (one of them)", file=sys.stderr)
+    if (bool(args.names) + bool(args.from_file) + bool(args.epoch)) != 1:
+        print("getbatch get: give names, --from FILE or --epoch ID (one of them)",
+              file=sys.stderr)
         return 2
     fmt = args.format
     out = args.output or "batch" + FORMATS.get(fmt, "")
     try:
-        names = args.names or read_names(args.from_file)
-        if not names:
-            raise GetError(f"no names in {args.from_file}")
-        entries = parse_names(names, args.bucket)
-        progress = _Progress(len(entries))
+        step = entries = None
+        if args.epoch:
+            step = {"plan": args.epoch, "epoch": args.epoch_number, "rank": args.rank,
+                    "step": args.step}
+        else:
+            names = args.names or read_names(args.from_file)
+            if not names:
+                raise GetError(f"no names in {args.from_file}")
+            entries = parse_names(names, args.bucket)
+        progress = _Progress(len(entries) if entries is not None else None)
         t0 = time.monotonic()
         try:
             n, missing, nbytes = get_batch(args.url, entries, out, fmt, args.coer, args.bucket,
-                                           progress=progress)
+                                           progress=progress, step=step)
         finally:
             progress.clear()
     except GetError as exc:

@@ -171,3 +171,36 @@ def test_cksum_per_entry(node, data, mime):
                 for m in tf]
     assert len(sums) == 2 and all(a == b for a, b in sums)
     assert sums[1][0] == data.object("train/shard-001.tar").head().checksum_value
+
+
+def test_cli_epoch_create_show_list_and_get(node, data, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "getbatch.cli", *args, "--url", node.url],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env=dict(os.environ, AIS_ENDPOINT=""))
+    r = cli("epoch", "create", "--bucket", data.name, "--template",
+            "train/shard-{000..003}.tar", "--ext", ".jpg", "--batch-size", "3", "--seed", "2",
+            "--world-size", "2", "--shuffle", "shard", "--window", "4")
+    assert r.returncode == 0, r.stderr
+    pid = r.stdout.strip()
+    assert pid.startswith("ep-") and "20 samples (20 files) in 4 shards, 4 steps" in r.stderr
+    shown = json.loads(cli("epoch", "show", pid).stdout)
+    assert shown["spec"]["shuffle"] == {"mode": "shard", "window": 4}
+    assert shown["spec"]["members"] == {"ext": [".jpg"]}
+    listed = cli("epoch", "list").stdout.splitlines()
+    assert listed[0].split()[:3] == ["ID", "BUCKET", "SHARDS"]
+    assert any(line.startswith(pid) for line in listed[1:])
+    r = cli("get", "--epoch", pid, "--rank", "1", "--step", "2", "-o", "b.tar")
+    assert r.returncode == 0, r.stderr
+    got = tar_entries(open(tmp_path / "b.tar", "rb").read())
+    want = tar_entries(step(node.url, plan=pid, epoch=0, rank=1, step=2).content)
+    assert got == want and len(got) == 3 and all(n.endswith(".jpg") for n, _ in got)
+    r = cli("get", "--epoch", pid, "--step", "99", "-o", "c.tar")
+    assert r.returncode == 1 and "416" in r.stderr and not os.path.exists(tmp_path / "c.tar")
+    r = cli("epoch", "show", "ep-nothere")
+    assert r.returncode == 1 and "404" in r.stderr
