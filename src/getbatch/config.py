@@ -222,6 +222,13 @@ SETTINGS = (
     Setting("max_inflate", _as_size, 4 << 30,
             "bytes one request may decompress from compressed shards (0: no limit)", 0,
             runtime=True),
+    # -- multi-object jobs: delete, evict, prefetch by list, template or prefix (docs/jobs.md)
+    Setting("max_template", _as_int, 1_000_000,
+            "object names one template of a multi-object job may expand to; more is a 400", 1),
+    Setting("max_bucket_jobs", _as_int, 4,
+            "multi-object jobs running at once on one bucket, per node; more get 429", 1),
+    Setting("job_rate", _as_int, 2000,
+            "objects per second one multi-object job handles at most (0: no limit)", 0),
     # -- admission control and warm-up (server/admit.py, batch/warmup.py)
     Setting("max_batches", _as_int, 32,
             "GetBatch requests a node runs at once (all its processes); more get 429 "

@@ -74,3 +74,40 @@ def test_selection_limits():
         Selection({"objnames": ["a", "b", "c"]}, 2)
     assert Selection({"template": "x-{1..5}"}, 2).total() == 5
     assert Selection({"template": "x-"}, 2).total() is None
+
+
+def test_a_job_keeps_to_its_rate(setup):
+    """100 names at 200 a second take half a second at least (the first second's credit is
+    not banked ahead: a job starts at its rate)."""
+    store, reg = setup
+    t0 = time.monotonic()
+    rec = _wait(reg, start_checked(reg, DELETE, store, "b", {"template": "none-{0..99}"}, 10,
+                                   rate=200))
+    assert rec["state"] == "finished" and time.monotonic() - t0 >= 0.45
+
+
+def test_a_throttled_job_is_aborted_while_it_waits(setup):
+    store, reg = setup
+    job_id = start_checked(reg, DELETE, store, "b", {"template": "none-{0..99}"}, 10, rate=2)
+    time.sleep(0.3)
+    reg.abort(job_id)
+    t0 = time.monotonic()
+    rec = _wait(reg, job_id)
+    assert rec["state"] == "aborted" and time.monotonic() - t0 < 2
+
+
+def test_templates_are_capped():
+    with pytest.raises(SelectionError, match="over the limit of 1000 .setting max_template"):
+        Selection({"template": "x-{0..1000}"}, 10, max_template=1000)
+    assert Selection({"template": "x-{0..999}"}, 10, max_template=1000).total() == 1000
+
+
+def test_jobs_per_bucket_are_capped(tmp_path):
+    from getbatch.jobs import TooManyJobs
+    reg = Registry(str(tmp_path / "jobs"), max_per_bucket=2)
+    for _ in range(2):
+        reg.start(DELETE, "b", "ais")
+    with pytest.raises(TooManyJobs, match="ais://b"):
+        reg.start(DELETE, "b", "ais")
+    reg.start(DELETE, "b", "aws")   # another bucket (same name, another provider)
+    reg.start(DELETE, "c", "ais")

@@ -92,6 +92,7 @@ def test_prefetch_and_evict_on_local_bucket(client, bucket, node):
     ({"objnames": ["../x"]}, "invalid object name"),
     ({"template": "x-{9..1}"}, "start <= end"),
     ({"template": "x-{a,b}"}, "expecting ranges"),
+    ({"template": "x-{0..999999999999}"}, "over the limit of 1000000 (setting max_template)"),
     ("names", "must be an object"),
 ])
 def test_bad_selections_are_400(node, bucket, value, words):
@@ -125,3 +126,27 @@ def test_abort_a_running_job(client, bucket):
     assert not res.success and "aborted" in res.error
     assert client.job(job).status().aborted
     assert _names(bucket) == ["keep"]
+
+
+def test_jobs_per_bucket_are_capped_and_each_can_be_stopped(client, bucket, node):
+    """max_bucket_jobs (4) run at once on one bucket; the next is a 429 naming the setting,
+    while another bucket still takes jobs. Throttled (job_rate), each of these would run for
+    minutes: every one stops on request."""
+    jobs = [bucket.objects(obj_template=f"absent{i}-{{000000..999999}}").delete()
+            for i in range(4)]
+    try:
+        r = requests.delete(f"{node.url}/v1/buckets/{bucket.name}",
+                            json={"action": "delete-listrange",
+                                  "value": {"template": "absent-{0..9}"}}, timeout=10)
+        assert r.status_code == 429 and "max_bucket_jobs" in r.json()["message"], r.text
+        assert r.headers["Retry-After"]
+        other = client.bucket(bucket.name + "-other").create(exist_ok=True)
+        done = client.job(other.objects(obj_template="x-{0..3}").delete())
+        done.wait(timeout=30, verbose=False)
+        other.delete()
+    finally:
+        for job in jobs:
+            client.job(job).abort()
+    for job in jobs:
+        res = client.job(job).wait(timeout=30, verbose=False)
+        assert not res.success and "aborted" in res.error

@@ -7,6 +7,11 @@ progress in the Registry. As on AIS: a name listed explicitly that does not exis
 error of the job (it still goes on with the others), one produced by a template or prefix is
 skipped; delete and evict go on after any error, prefetch stops at the first one unless
 `coer` is set. The job's error names how many objects failed and the first few.
+
+Bounds: a template expands to at most `max_template` names (a 400 beyond: a typo such as
+`x-{0..999999999999}` would run for days), a job handles at most `rate` names a second
+(setting job_rate: four unthrottled jobs over missing names slowed the node's object GETs
+12x), and every job stops within `_ABORT_CHECK_EVERY` of an abort request, however slow.
 """
 import logging
 import threading
@@ -14,12 +19,13 @@ import time
 
 from ..store.errors import BucketNotFound, NotRemote, ObjectNotFound, StoreError
 from ..store.names import validate_object_name
-from .template import Template, TemplateError
+from .template import MAX_NAMES, Template, TemplateError
 
 DELETE, PREFETCH, EVICT = "delete-listrange", "prefetch-listrange", "evict-listrange"
 KINDS = (DELETE, PREFETCH, EVICT)
 _SHOW_ERRORS = 3          # errors quoted in a job's error message
 _ABORT_CHECK_EVERY = 0.2  # seconds between checks for an abort request
+_NAP_MIN = 0.01           # a throttled job sleeps once it is this far ahead (fewer, longer naps)
 log = logging.getLogger("getbatch.jobs")
 
 
@@ -28,9 +34,10 @@ class SelectionError(ValueError):
 
 
 class Selection:
-    """The objects a job applies to: explicit `names`, or a Template (range or prefix)."""
+    """The objects a job applies to: explicit `names`, or a Template (range or prefix) of at
+    most `max_template` names."""
 
-    def __init__(self, value, max_names):
+    def __init__(self, value, max_names, max_template=MAX_NAMES):
         if not isinstance(value, dict):
             raise SelectionError("malformed multi-object request: \"value\" must be an object "
                                  'with "objnames" or "template"')
@@ -50,7 +57,7 @@ class Selection:
             self.names = names
         else:
             try:
-                self.template = Template(template)
+                self.template = Template(template, max_template, "max_template")
             except TemplateError as exc:
                 raise SelectionError(str(exc)) from None
 
@@ -78,42 +85,64 @@ def _by_prefix(backend, bucket, prefix):
             return
 
 
-def start_checked(registry, kind, backend, bucket, value, max_names):
+def start_checked(registry, kind, backend, bucket, value, max_names, max_template=MAX_NAMES,
+                  rate=0):
     """Start job `kind` on `bucket` for the selection `value` (the ActionMsg value) once it
     is checked: SelectionError for a malformed one, BucketNotFound, NotRemote for prefetch
-    or evict on a bucket that is not remote. Returns the job id."""
+    or evict on a bucket that is not remote. `rate`: names a second at most (0: no limit).
+    Returns the job id."""
     try:
-        selection = Selection(value, max_names)
+        selection = Selection(value, max_names, max_template)
     except SelectionError as exc:
         raise SelectionError(f"{kind} on {backend.provider}://{bucket}: {exc}") from None
     backend.require_bucket(bucket)
     if kind != DELETE and not backend.remote:
         raise NotRemote(kind, bucket, backend.provider)
-    return start(registry, kind, backend, bucket, selection, coer=bool(value.get("coer")))
+    return start(registry, kind, backend, bucket, selection, coer=bool(value.get("coer")),
+                 rate=rate)
 
 
-def start(registry, kind, backend, bucket, selection, coer=False):
+def start(registry, kind, backend, bucket, selection, coer=False, rate=0):
     """Start job `kind` over `selection` in a thread; returns its id at once."""
     job = registry.start(kind, bucket, backend.provider, total=selection.total())
     op = {DELETE: backend.delete, PREFETCH: backend.prefetch, EVICT: backend.evict}[kind]
     stop_at_first = kind == PREFETCH and not coer
     t = threading.Thread(target=_run, name=f"job-{job.id}", daemon=True,
-                         args=(job, op, bucket, selection.items(backend, bucket), stop_at_first))
+                         args=(job, op, bucket, selection.items(backend, bucket), stop_at_first,
+                               rate))
     t.start()
     return job.id
 
 
-def _run(job, op, bucket, items, stop_at_first):
+def _run(job, op, bucket, items, stop_at_first, rate=0):
     errors, n_err = [], 0
-    checked = time.monotonic()
+    checked = due = time.monotonic()
+    pace = 1.0 / rate if rate > 0 else 0.0
+
+    def abort_seen(now):
+        nonlocal checked
+        if now - checked < _ABORT_CHECK_EVERY:
+            return False
+        checked = now
+        if not job.abort_requested():
+            return False
+        job.finish(_errors(n_err, errors) or "aborted on request", aborted=True)
+        return True
+
     try:
         for name, explicit in items:
             now = time.monotonic()
-            if now - checked >= _ABORT_CHECK_EVERY:
-                checked = now
-                if job.abort_requested():
-                    job.finish(_errors(n_err, errors) or "aborted on request", aborted=True)
-                    return
+            if pace:
+                # `due`: when this name may go; ahead of it, sleep in naps short enough to
+                # see an abort in time; a slow stretch banks at most a second of credit
+                due = max(due + pace, now - 1.0)
+                while due - now > _NAP_MIN:
+                    time.sleep(min(due - now, _ABORT_CHECK_EVERY))
+                    now = time.monotonic()
+                    if abort_seen(now):
+                        return
+            if abort_seen(now):
+                return
             try:
                 size = op(bucket, name)
             except ObjectNotFound as exc:

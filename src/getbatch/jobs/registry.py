@@ -24,9 +24,11 @@ _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 class TooManyJobs(RuntimeError):
-    def __init__(self, limit):
-        super().__init__(f"{limit} jobs are running on this node already, the most it runs at "
-                         "once; retry when some have finished")
+    def __init__(self, limit, bucket=""):
+        where = (f"on bucket {bucket} of this node already, the most one bucket runs at once "
+                 "(setting max_bucket_jobs)" if bucket else
+                 "on this node already, the most it runs at once")
+        super().__init__(f"{limit} jobs are running {where}; retry when some have finished")
 
 
 class JobNotFound(LookupError):
@@ -83,10 +85,11 @@ class Job:
 
 
 class Registry:
-    def __init__(self, directory, keep=256, max_running=64):
+    def __init__(self, directory, keep=256, max_running=64, max_per_bucket=None):
         self.dir = directory
         self.keep = keep
         self.max_running = max_running
+        self.max_per_bucket = max_per_bucket or max_running
         os.makedirs(directory, exist_ok=True)
 
     def path(self, job_id):
@@ -94,8 +97,9 @@ class Registry:
 
     def start(self, kind, bucket="", provider="", total=None):
         """Record a new running job of `kind` (e.g. "delete-listrange") on `provider://bucket`
-        and return its Job handle; TooManyJobs when `max_running` jobs run already."""
-        self._prune()
+        and return its Job handle; TooManyJobs when `max_running` jobs run already, or
+        `max_per_bucket` on that bucket."""
+        self._prune(bucket, provider)
         rec = {"id": new_id(), "kind": kind, "bucket": bucket, "provider": provider,
                "state": RUNNING, "objects": 0, "bytes": 0, "errors": 0, "total": total,
                "start_ns": time.time_ns(), "end_ns": 0, "error": "", "pid": os.getpid()}
@@ -145,12 +149,16 @@ class Registry:
             open(self.path(job_id) + ".abort", "w").close()
         return rec
 
-    def _prune(self):
-        """Drop the oldest finished records beyond `keep`; TooManyJobs when too many run."""
+    def _prune(self, bucket="", provider=""):
+        """Drop the oldest finished records beyond `keep`; TooManyJobs when too many run (on
+        the node, or on `provider`://`bucket`)."""
         recs = self.list()
         done = [r for r in recs if r["state"] != RUNNING]
         if len(recs) - len(done) >= self.max_running:
             raise TooManyJobs(self.max_running)
+        if bucket and sum(1 for r in recs if r["state"] == RUNNING and r["bucket"] == bucket
+                          and r["provider"] == provider) >= self.max_per_bucket:
+            raise TooManyJobs(self.max_per_bucket, f"{provider}://{bucket}")
         for rec in done[:max(0, len(done) - self.keep + 1)]:
             for suffix in (".json", ".json.abort"):
                 try:

@@ -8,7 +8,7 @@ with it (an empty one, the whole bucket), as AIS does.
 import re
 
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)(?:\.\.(\d+))?\}")
-MAX_NAMES = 1 << 40  # larger templates are surely typos
+MAX_NAMES = 1 << 40  # larger templates are surely typos (jobs take a setting: max_template)
 
 
 class TemplateError(ValueError):
@@ -16,7 +16,9 @@ class TemplateError(ValueError):
 
 
 class Template:
-    def __init__(self, text):
+    def __init__(self, text, limit=MAX_NAMES, limit_name=""):
+        """`limit`: the most names it may expand to (TemplateError beyond), the setting
+        `limit_name` when it is one."""
         if not isinstance(text, str):
             raise TemplateError(f"invalid template {text!r}: expecting a string")
         self.text = text
@@ -37,9 +39,10 @@ class Template:
             raise TemplateError(f'invalid template "{text}": expecting ranges like '
                                 "{0..99} or {000..999..2}")
         self.parts.append(tail)
-        if self.count() > MAX_NAMES:
+        if self.count() > limit:
+            setting = f" (setting {limit_name})" if limit_name else ""
             raise TemplateError(f'template "{text}" names {self.count()} objects, over the '
-                                f"limit of {MAX_NAMES}")
+                                f"limit of {limit}{setting}")
 
     @property
     def is_prefix(self):

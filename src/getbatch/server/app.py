@@ -51,7 +51,8 @@ def create_app(config, storage, cluster=None):
     app.add_error_handler(Exception, handle_exception)
     app.set_error_serializer(make_serializer(node_id))
     app.add_route("/v1/buckets", BucketCollection(storage, config))
-    jobs = Registry(os.path.join(config.data_dir, ".sys", "jobs"))
+    jobs = Registry(os.path.join(config.data_dir, ".sys", "jobs"),
+                    max_per_bucket=config.max_bucket_jobs)
     app.add_route("/v1/buckets/{bucket}", Bucket(storage, config, jobs))
     app.add_route("/v1/objects/{bucket}/{obj:path}", Object(storage, config))
     # runtime settings (runtime.py) and admission control (admit.py): GetBatch reads `live`

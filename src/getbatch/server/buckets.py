@@ -117,8 +117,9 @@ class Bucket:
 
     def _start_job(self, resp, backend, bucket, action, value):
         resp.content_type = "text/plain"
-        resp.text = start_checked(self.jobs, action, backend, bucket, value,
-                                  self.config.max_entries)
+        cfg = self.config
+        resp.text = start_checked(self.jobs, action, backend, bucket, value, cfg.max_entries,
+                                  cfg.max_template, cfg.job_rate)
 
     def on_delete(self, req, resp, bucket):
         backend, bucket = bucket_backend(self.storage, req, bucket)
