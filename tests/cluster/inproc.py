@@ -15,6 +15,7 @@ from getbatch.cluster.smap import NodeInfo, Smap
 from getbatch.config import Config
 from getbatch.server.app import create_app
 from getbatch.store import LocalStore, Storage
+from getbatch.store.errors import BucketNotFound
 
 SECRET = {SECRET_HEADER: "s3cr3t"}
 
@@ -29,20 +30,22 @@ class _Quiet(WSGIRequestHandler):
 
 
 class _Buckets:
-    """The cluster's bucket table, as the local store has it (the test makes every bucket on
-    every node)."""
+    """The cluster's bucket table: one set of names every node of a MiniCluster shares (a
+    node may hold no directory of a bucket, as a real node that was never asked to store
+    anything in it)."""
 
-    def __init__(self, local):
-        self.local = local
+    def __init__(self, names):
+        self._names = names
 
     def names(self):
-        return self.local.list_buckets()
+        return sorted(self._names)
 
     def get(self, name):
-        return {} if self.local.has_bucket(name) else None
+        return {} if name in self._names else None
 
     def require(self, name):
-        self.local.require_bucket(name)
+        if name not in self._names:
+            raise BucketNotFound(name)
 
 
 class StaticCluster:
@@ -54,15 +57,16 @@ class StaticCluster:
     etcd = None     # runtime settings in the data dir, as on a single node
     secret = SECRET[SECRET_HEADER]
 
-    def __init__(self, smap):
+    def __init__(self, smap, bucket_names):
         self.smap = smap
         self.node = smap.me
+        self.bucket_names = bucket_names
         self.share = None
 
     def start(self, storage):
-        local = storage.backends["ais"]
-        self.share = LocalShare(local, _Buckets(local))
-        return storage
+        self.share = LocalShare(storage.backends["ais"], _Buckets(self.bucket_names))
+        # buckets are the table's (as a real node's ClusterStore has them), objects this node's
+        return Storage(dict(storage.backends, ais=self.share))
 
 
 class Faults:
@@ -100,19 +104,21 @@ class Faults:
 
 
 class Node:
-    def __init__(self, node_id, root, port, nodes):
+    def __init__(self, node_id, root, port, nodes, bucket_names):
         self.id = node_id
         self.url = f"http://127.0.0.1:{port}"
         self.store = LocalStore(f"{root}/{node_id}")
         self.storage = Storage({"ais": self.store})
         self.config = Config().replace(node_id=node_id, data_dir=f"{root}/{node_id}")
-        self.cluster = StaticCluster(Smap(1, nodes, node_id))
+        self.cluster = StaticCluster(Smap(1, nodes, node_id), bucket_names)
         self.faults = Faults(create_app(self.config, self.storage, self.cluster))
         self.server = make_server("127.0.0.1", port, self.faults, server_class=_Server,
                                   handler_class=_Quiet)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def put(self, bucket, name, data):
+        if not self.store.has_bucket(bucket):
+            self.store.create_bucket(bucket)
         self.store.put(bucket, name, io.BytesIO(data))
 
 
@@ -125,11 +131,16 @@ class MiniCluster:
                 ports.append(s.getsockname()[1])
         infos = [NodeInfo(f"n{i}", f"http://127.0.0.1:{p}") for i, p in enumerate(ports)]
         self.smap = Smap(1, infos, infos[0].id)
-        self.nodes = [Node(info.id, root, p, infos) for info, p in zip(infos, ports)]
+        self.bucket_names = set()
+        self.nodes = [Node(info.id, root, p, infos, self.bucket_names)
+                      for info, p in zip(infos, ports)]
         self.by_id = {n.id: n for n in self.nodes}
 
-    def create_bucket(self, name):
-        for n in self.nodes:
+    def create_bucket(self, name, dirs=True):
+        """A bucket of the cluster; `dirs`: its directory made on every node now (else on
+        each node when an object is first stored there)."""
+        self.bucket_names.add(name)
+        for n in self.nodes if dirs else ():
             n.store.create_bucket(name)
 
     def put(self, bucket, name, data, copies=1):

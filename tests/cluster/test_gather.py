@@ -121,6 +121,36 @@ def test_missing(mini):
     assert r.status_code == 400 and "soft-errors limit" in r.json()["message"]
 
 
+def test_missing_file_in_an_existing_shard_is_a_soft_error(mini, tmp_path):
+    """The seed's "a file from every shard, continue on error": nodes holding nothing of the
+    bucket are asked for the missing file too, and lack it as a missing object, not as a
+    missing bucket; every node answers what one node holding the shard answers."""
+    shard = make_tar([("a", b"x" * 10)])
+    mini.create_bucket("d6", dirs=False)   # a directory only where an object is stored
+    mini.put("d6", "t.tar", shard)
+    one = LocalStore(tmp_path / "one")
+    one.create_bucket("d6")
+    one.put("d6", "t.tar", io.BytesIO(shard))
+    ins = [{"objname": "t.tar", "archpath": "a"}, {"objname": "t.tar", "archpath": "zzz"}]
+    for strm in (True, False):
+        body = {"in": ins, "coer": True, "strm": strm}
+        out = BatchOutput(batch_plan.build(parse(json.dumps(body).encode(), "d6"),
+                                           Storage({"ais": one})), "tar", multipart=not strm)
+        want = b"".join(out)
+        out.close()
+        for node in mini.nodes:
+            r = requests.get(f"{node.url}/v1/ml/moss/d6", json=body)
+            assert r.status_code == 200, (node.id, r.text)
+            if strm:
+                assert r.content == want
+            else:
+                meta, arch = split_multipart(r.content, r.headers["Content-Type"])
+                assert arch == split_multipart(want, out.content_type)[1]
+                assert meta["out"][1]["err_msg"] == "zzz in ais://d6/t.tar does not exist"
+                with tarfile.open(fileobj=io.BytesIO(arch)) as tf:
+                    assert tf.getnames() == ["d6/t.tar/a", "__404__/d6/t.tar/zzz"]
+
+
 def test_errors_from_owners_are_the_requests(mini):
     r = moss(mini, {"in": [{"objname": f"o{i}"} for i in range(30)]
                     + [{"objname": "o1", "start": 10 ** 9, "length": 1}]})

@@ -195,20 +195,26 @@ def new_batch_id():
 
 
 class Plan:
-    __slots__ = ("req", "items", "uuid", "_readers", "_gfn")
+    __slots__ = ("req", "items", "uuid", "_readers", "_gfn", "_holes")
 
     def __init__(self, req, items, readers):
         self.req = req
         self.items = items          # one per request entry, in request order
         self.uuid = new_batch_id()
         self._readers = readers
-        self._gfn = 0
+        self._gfn = self._holes = 0
 
     @property
     def gfn(self):
         """Entries read from a node other than their first owner (get-from-neighbour; a
         cluster's reader counts them, a single node has none); kept once the plan closes."""
         return self._gfn + sum(getattr(r, "gfn", 0) for r in self._readers)
+
+    @property
+    def holes(self):
+        """Placeholders that stood in while sending for items no node could deliver (a
+        cluster's reader counts them); kept once the plan closes."""
+        return self._holes + sum(getattr(r, "holes", 0) for r in self._readers)
 
     def out(self):
         """The MossResp `out` list (buffered mode only, so streaming never builds it)."""
@@ -226,7 +232,7 @@ class Plan:
 
     @property
     def soft_errors(self):
-        return sum(1 for it in _fulls(self.items) if it.err is not None)
+        return sum(1 for it in _fulls(self.items) if it.err is not None) + self.holes
 
     def release(self, items):
         """Close the sources this plan opened for `items` (once they are sent)."""
@@ -241,7 +247,7 @@ class Plan:
             close()
         else:
             self.release(self.items)
-        self._gfn = self.gfn
+        self._gfn, self._holes = self.gfn, self.holes
         readers, self._readers = self._readers, []
         for r in readers:
             r.close()
@@ -397,16 +403,10 @@ def _resolve_all(req, resolve, items, max_soft_errs):
                 base = e.objname if onob else f"{e.bucket}/{e.objname}"
                 item = resolve.member(e, member_name(base, ap), e.objname, ap, _ref(e))
         except (ObjectNotFound, MemberNotFound) as exc:
-            base = e.objname if onob else f"{e.bucket}/{e.objname}"
             msg = (f"{ap} in {_ref(e)} does not exist" if isinstance(exc, MemberNotFound)
                    else f"{_ref(e)} does not exist")
-            if not coer:
-                raise NotFound(msg)
-            soft += 1
-            if soft > max_soft_errs:
-                raise BadRequest(f"exceeded soft-errors limit: {soft} (max: {max_soft_errs}); "
-                                 f"the last one: {msg}")
-            item = Item(MISSING_DIR + (member_name(base, ap) if ap else base), 0, err=msg)
+            soft = count_soft_error(soft, msg, coer, max_soft_errs)
+            item = placeholder(output_name(e, onob), msg)
         except InvalidName as exc:
             raise BadRequest(str(exc))
         except ArchiveError as exc:
@@ -417,6 +417,31 @@ def _resolve_all(req, resolve, items, max_soft_errs):
 def member_name(base, archpath):
     """The output name of a member: its shard's name, then the archpath (`/x` joins as is)."""
     return base + archpath if archpath[0] == "/" else f"{base}/{archpath}"
+
+
+def output_name(e, onob):
+    """The name entry `e` has in the output archive (`onob`: without its bucket), whichever
+    node reads it."""
+    base = e.objname if onob else f"{e.bucket}/{e.objname}"
+    return member_name(base, e.archpath) if e.archpath else base
+
+
+def placeholder(name, msg):
+    """The item standing for an entry that is missing (with `coer`): `__404__/<its name>`,
+    empty, with `msg` as its err_msg."""
+    return Item(MISSING_DIR + name, 0, err=msg)
+
+
+def count_soft_error(soft, msg, coer, max_soft_errs):
+    """The soft-error rule, for one more missing entry (`msg` says which) after `soft` of
+    them: without `coer` a 404; beyond `max_soft_errs` a 400 naming it. Returns the new count."""
+    if not coer:
+        raise NotFound(msg)
+    soft += 1
+    if soft > max_soft_errs:
+        raise BadRequest(f"exceeded soft-errors limit: {soft} (max: {max_soft_errs}); "
+                         f"the last one: {msg}")
+    return soft
 
 
 def _ref(e):

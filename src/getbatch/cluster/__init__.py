@@ -6,7 +6,9 @@ node registers under and the watches that keep each worker's map current; `node.
 view of its cluster (id, secret, map, peers); `peers.py` the HTTP sessions to peers and the
 cluster secret; `buckets.py` the bucket table in etcd; `store.py` the cluster's `ais` backend
 (HRW over `share.py`, this node's share, and `peer_backend.py`, a peer as a backend);
-`batchread.py` GetBatch reads through it; `rebalance.py`; `devcluster.py` (`getbatch cluster`).
+`gather.py` plans and sends a GetBatch over the owners of its entries (a single node is a
+cluster of one), reading peers' shares through `peerwire.py` and `peerstream.py`;
+`rebalance.py`; `devcluster.py` (`getbatch cluster`).
 """
 from .smap import NodeInfo, Smap
 

@@ -29,7 +29,7 @@ import xxhash
 from ..archive import tar_header
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
-from ..batch.errors import BadRequest, BatchError, NotFound
+from ..batch.errors import BatchError
 from ..batch.plan import MISSING_DIR, Item, Plan
 from ..batch.request import MossReq, subset
 from .holes import padded_placeholder
@@ -123,7 +123,8 @@ class Gather:
         self.dead = set()                # nodes that failed during this request
         self.streams = []
         self.local_plans = []
-        self.soft = 0
+        self.soft = 0                    # placeholders planned (phase 1)
+        self.holes = 0                   # placeholders that stood in while sending
         self.phase2 = False
         self.hole_msg = {}               # index -> why it became a hole
         self.gfn = 0                     # entries asked of a node other than their first
@@ -131,19 +132,28 @@ class Gather:
 
     # -- phase 1
 
+    @property
+    def alone(self):
+        """A cluster of one: every entry is this node's, and there is nowhere else to look."""
+        nodes = self.smap.nodes
+        return len(nodes) == 1 and nodes[0].id == self.me.id
+
     def plan(self, checked=()):
         """The merged Plan (every item in request order), or a BatchError."""
+        if self.alone:
+            # this node plans the request as it is: the same planner and rules as for the
+            # owners' shares, without a merge
+            return batch_plan.build(self.req, self.storage, self.config.max_soft_errs, checked,
+                                    max_inflate=self.config.max_inflate)
         try:
             self._locate(range(len(self.req.entries)), checked)
-            missing = [self.items.full[i] for i in sorted(self.items.full)
-                       if self.items.full[i].err is not None]
-            if missing and not self.req.coer:
-                raise NotFound(missing[0].err)
-            self.soft = len(missing)
-            limit = self.config.max_soft_errs
-            if self.soft > limit:
-                raise BadRequest(f"exceeded soft-errors limit: {self.soft} (max: {limit}); "
-                                 f"the first beyond it: {missing[limit].err}")
+            soft = 0
+            for i in sorted(self.items.full):
+                err = self.items.full[i].err
+                if err is not None:
+                    soft = batch_plan.count_soft_error(soft, err, self.req.coer,
+                                                       self.config.max_soft_errs)
+            self.soft = soft
         except BaseException:
             self.close()
             raise
@@ -283,9 +293,7 @@ class Gather:
 
     def name_of(self, i):
         """The output name of entry `i` (as its owner names it)."""
-        e = self.req.entries[i]
-        base = e.objname if self.req.onob else f"{e.bucket}/{e.objname}"
-        return batch_plan.member_name(base, e.archpath) if e.archpath else base
+        return batch_plan.output_name(self.req.entries[i], self.req.onob)
 
     def _take(self, i, node_id, item, err):
         """Record where entry `i` was planned; False when that node lacks it."""
@@ -315,7 +323,7 @@ class Gather:
             self.where[i] = None
             self.hole_msg[i] = msg + limited
         elif self.items[i] is None:
-            self.items[i] = Item(MISSING_DIR + self.name_of(i), 0, err=msg + limited)
+            self.items[i] = batch_plan.placeholder(self.name_of(i), msg + limited)
         elif limited and self.items[i].err is not None:
             # this node's own planner wrote the placeholder; say why no other node was asked
             self.items[i] = Item(self.items[i].name, 0, err=self.items[i].err + limited)
@@ -408,10 +416,12 @@ class Gather:
             raise HoleError(f"{msg} (no coer)")
         if self.multipart:
             raise HoleError(f"{msg} (multipart: its size and status were already sent)")
-        self.soft += 1
-        if self.soft > self.config.max_soft_errs:
-            raise HoleError(f"exceeded soft-errors limit: {self.soft} "
-                            f"(max: {self.config.max_soft_errs}); the last one: {msg}")
+        try:
+            batch_plan.count_soft_error(self.soft + self.holes, msg, True,
+                                        self.config.max_soft_errs)
+        except BatchError as exc:
+            raise HoleError(exc.message) from None
+        self.holes += 1
         log.warning("batch: %s; a placeholder stands in its place", msg)
         return MISSING_DIR + it.name
 

@@ -5,7 +5,8 @@ once it is used here. `LocalShare` is the local store with those directories mad
 use, and with destroy meaning "drop the local copy".
 """
 from ..store.backend import Backend
-from ..store.errors import BucketExists, BucketNotFound
+from ..store.errors import BucketExists, BucketNotFound, ObjectNotFound
+from ..store.local_read import LocalBatchReader
 from ..store.names import validate_bucket_name
 
 
@@ -78,4 +79,31 @@ class LocalShare(Backend):
         return self.local.open_shard(bucket, name, budget)
 
     def batch_reader(self, n_entries, budget=None):
-        return self.local.batch_reader(n_entries, budget)
+        return _ShareReader(self, n_entries, budget)
+
+
+class _ShareReader(LocalBatchReader):
+    """The local store's GetBatch reads, for a share: a bucket of the cluster that has no
+    directory here yet holds nothing here (a missing object, looked for on other nodes),
+    not a missing bucket. Only lookups that fail pay for the check."""
+
+    def __init__(self, share, n_entries, budget):
+        super().__init__(share.local, n_entries, budget)
+        self.buckets = share.buckets
+
+    def _absent(self, bucket, name):
+        if self.buckets.get(bucket) is None:
+            return BucketNotFound(bucket)
+        return ObjectNotFound(bucket, name)
+
+    def source(self, bucket, name):
+        try:
+            return super().source(bucket, name)
+        except BucketNotFound:
+            raise self._absent(bucket, name) from None
+
+    def shard(self, bucket, name):
+        try:
+            return super().shard(bucket, name)
+        except BucketNotFound:
+            raise self._absent(bucket, name) from None

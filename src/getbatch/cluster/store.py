@@ -14,6 +14,7 @@
 """
 import heapq
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from ..archive import open_shard
@@ -22,7 +23,6 @@ from ..store.archlist import IN_ARCHIVE, IS_ARCHIVE, SEP
 from ..store.backend import MAX_PAGE, Backend
 from ..store.errors import BucketNotFound, ObjectNotFound, StoreError, Unavailable
 from ..store.names import validate_bucket_name, validate_object_name
-from .batchread import ClusterBatchReader, fetch_to_scratch
 from .peer_backend import Body, PeerBackend
 from .peers import PeerUnavailable
 from .smap import placement_key
@@ -327,7 +327,22 @@ class ClusterStore(Backend):
 
     # ---- batches
     def batch_reader(self, n_entries, budget=None):
-        return ClusterBatchReader(self, n_entries, budget)
+        """This node's share: a cluster GetBatch plans each entry where it lives
+        (cluster/gather.py), so what reaches a reader here is this node's own."""
+        return self.share.batch_reader(n_entries, budget)
+
+
+def fetch_to_scratch(src, local):
+    """An fd of an unlinked temp file of `local` holding all of `src`."""
+    fd = local.scratch_fd()
+    try:
+        with open(fd, "wb", closefd=False) as f:
+            for data in src.chunks(0, src.size):
+                f.write(data)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _limit(page_size):

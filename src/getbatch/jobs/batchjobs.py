@@ -64,7 +64,7 @@ class BatchJob:
         self.start_ns = time.time_ns()
         self.end_ns = 0
         self.error = ""
-        self.out = self.gather = None
+        self.out = None
         self.entries = self.nbytes = self.soft = self.gfn = 0
         self.fmt = ""
 
@@ -73,9 +73,7 @@ class BatchJob:
         out = self.out
         if self.state == STREAMING and out is not None:
             self.entries, self.nbytes = out.done, out.sent
-        gather = self.gather
-        if gather is not None:
-            self.gfn = gather.gfn
+            self.gfn = out.plan.gfn
         return {"id": self.id, "kind": KIND, "node": self.node, "pid": os.getpid(),
                 "state": self.state, "bucket": self.bucket, "provider": self.provider,
                 "entries": self.entries, "total": self.total, "bytes": self.nbytes,
@@ -109,13 +107,11 @@ class BatchJobs:
         self._changed()
         return job
 
-    def streaming(self, job, out, gather=None):
-        """Planning is done: `out` (a BatchOutput) is about to be sent; `gather`: on a
-        cluster, the Gather that planned it (it counts GFN)."""
+    def streaming(self, job, out):
+        """Planning is done: `out` (a BatchOutput) is about to be sent."""
         job.total = len(out.plan.items)
         job.size = out.content_length
         job.fmt = out.fmt
-        job.gather = gather
         job.out = out
         job.state = STREAMING
         self._changed()
@@ -126,10 +122,8 @@ class BatchJobs:
 
     def closed(self, job, out):
         """The body is closed: sent whole, cut by the client, or failed mid-stream."""
-        job.entries, job.nbytes = out.done, out.sent
-        if job.gather is not None:
-            job.soft = job.gather.soft
-        elif out.plan.req.coer:   # without coer a missing item fails the batch: none to count
+        job.entries, job.nbytes, job.gfn = out.done, out.sent, out.plan.gfn
+        if out.plan.req.coer:   # without coer a missing item fails the batch: none to count
             job.soft = out.plan.soft_errors
         exc = out.error
         if out.completed:
@@ -149,10 +143,7 @@ class BatchJobs:
 
     def _end(self, job, state, error):
         job.state, job.error, job.end_ns = state, error, time.time_ns()
-        if job.gather is not None:
-            job.gfn = job.gather.gfn
-        # the output and the Gather hold the plan's items: not kept past the batch
-        job.out = job.gather = None
+        job.out = None   # it holds the plan's items: not kept past the batch
         with self._lock:
             self._running.pop(job.id, None)
             self._finished.append(job)

@@ -9,12 +9,12 @@ import logging
 import time
 import urllib.parse
 
-from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.integrity import VerifiedOutput
 from ..batch.request import parse_coloc
 from ..cluster.gather import Gather
 from ..cluster.peers import SECRET_HEADER
+from ..cluster.smap import Smap
 from ..epochs.request import parse_any
 from ..config import ConfigError, Setting, _as_duration
 from ..store import normalize_provider
@@ -62,28 +62,28 @@ class Moss:
         mreq, _ = parse_any(read_body(req, cfg.max_body), self.plans, bucket, provider,
                             cfg.max_entries)
         authorize_entries(req, mreq.entries)
-        smap = self.cluster.smap if self.cluster is not None else None
-        if smap is not None and any(n.id != self.cluster.node.id for n in smap.nodes):
+        if self.cluster is None:
+            # a single node is a cluster of one: the same planner, rules and output
+            alone = Smap.single(cfg.node_id)
+            gather = Gather(mreq, alone, alone.me, self.storage, cfg, {}, cfg.max_wait)
+        else:
+            smap = self.cluster.smap
             # with auth on, or credentials sent (a front proxy may check them), never redirect:
             # `requests` (so the SDK) drops Authorization on a redirect to another host or
             # port, and the owner would answer 401; this node assembles the batch from the
             # owners instead (the same bytes, one more hop)
             stay = cfg.auth or req.get_header("Authorization")
-            if coloc and not stay and _colocate(req, resp, mreq, smap):
+            if coloc and not stay and len(smap) > 1 and _colocate(req, resp, mreq, smap):
                 self.jobs.forget(job)   # a batch of the node redirected to
                 return
             gather = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
                             {SECRET_HEADER: self.cluster.secret}, _max_wait(req, cfg))
-            plan = gather.plan(checked)
-        else:
-            gather = None
-            plan = batch_plan.build(mreq, self.storage, max_soft_errs=cfg.max_soft_errs,
-                                    checked=checked, max_inflate=cfg.max_inflate)
+        plan = gather.plan(checked)
         plan.uuid = job.id   # logs, the multipart metadata and the job agree
         out = (VerifiedOutput if mreq.cksum else BatchOutput)(
             plan, mreq.mime, multipart=not mreq.strm, window=cfg.window,
             warmup=cfg.warmup_workers)
-        self.jobs.streaming(job, out, gather)
+        self.jobs.streaming(job, out)
 
         def closed(o):
             self.jobs.closed(job, o)
