@@ -3,6 +3,7 @@
     {"plan": ID, "epoch": E, "rank": R, "step": K,
      "world_size": W, "offset": O,     (optional: elastic resume, see order.py)
      "first": F,                       (optional: the batch from its F-th entry on)
+     "ahead": A,                       (optional: steps to warm after this one, lookahead.py)
      "mime": ..., "strm": ..., "coer": ..., "onob": ..., "cksum": ...}
 
 becomes the MossReq of that batch: each sample's members, in epoch order, as archived files
@@ -15,9 +16,12 @@ from ..batch.errors import BadRequest
 from ..batch.request import MossIn, MossReq, normalize_mime, parse
 from .order import step_range
 
+AHEAD = 2          # steps a node warms after the one it serves (lookahead.py)
+MAX_AHEAD = 16
+
 _json = msgspec.json.Decoder()
-_KEYS = {"plan", "epoch", "rank", "step", "world_size", "offset", "first", "mime", "strm",
-         "coer", "onob", "cksum"}
+_KEYS = {"plan", "epoch", "rank", "step", "world_size", "offset", "first", "ahead", "mime",
+         "strm", "coer", "onob", "cksum"}
 
 
 def is_epoch_request(body):
@@ -43,11 +47,11 @@ def _bool(doc, key):
 class EpochStep:
     """Where a request is in its plan: what look-ahead needs to know the next steps."""
 
-    __slots__ = ("rec", "epoch", "rank", "step", "world", "offset")
+    __slots__ = ("rec", "epoch", "rank", "step", "world", "offset", "ahead")
 
-    def __init__(self, rec, epoch, rank, step, world, offset):
+    def __init__(self, rec, epoch, rank, step, world, offset, ahead=AHEAD):
         self.rec, self.epoch, self.rank, self.step = rec, epoch, rank, step
-        self.world, self.offset = world, offset
+        self.world, self.offset, self.ahead = world, offset, ahead
 
     def entries(self, plans, step=None):
         """The MossIn entries of this step (or of another step of the same rank)."""
@@ -83,7 +87,8 @@ def parse_epoch(body, plans, max_entries):
     where = EpochStep(rec, _int(doc, "epoch", None, 0, (1 << 31) - 1),
                       _int(doc, "rank", None, 0, world - 1),
                       _int(doc, "step", None, 0, (1 << 40)),
-                      world, _int(doc, "offset", 0, 0, 1 << 40))
+                      world, _int(doc, "offset", 0, 0, 1 << 40),
+                      _int(doc, "ahead", AHEAD, 0, MAX_AHEAD))
     entries = where.entries(plans)
     first = _int(doc, "first", 0, 0, len(entries))
     entries = entries[first:]

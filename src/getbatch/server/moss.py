@@ -15,6 +15,7 @@ from ..batch.request import parse_coloc
 from ..cluster.gather import Gather
 from ..cluster.peers import SECRET_HEADER
 from ..cluster.smap import Smap
+from ..epochs.lookahead import StepWarmer
 from ..epochs.request import parse_any
 from ..config import ConfigError, Setting, _as_duration
 from ..store import normalize_provider
@@ -36,6 +37,7 @@ class Moss:
         self.shared = shared
         self.jobs = jobs
         self.plans = plans
+        self.warmer = StepWarmer(plans, shared or storage) if plans is not None else None
 
     def on_get(self, req, resp, bucket=None):
         # the one hook of batch jobs: a job from the request to the end of the body
@@ -59,9 +61,11 @@ class Moss:
             backend.require_bucket(bucket)
             checked = ((provider, bucket),)
         cfg = self.config.current()
-        mreq, _ = parse_any(read_body(req, cfg.max_body), self.plans, bucket, provider,
-                            cfg.max_entries)
+        mreq, where = parse_any(read_body(req, cfg.max_body), self.plans, bucket, provider,
+                                cfg.max_entries)
         authorize_entries(req, mreq.entries)
+        if where is not None:
+            self.warmer.after(where, cfg.warmup_workers)
         if self.cluster is None:
             # a single node is a cluster of one: the same planner, rules and output
             alone = Smap.single(cfg.node_id)
