@@ -89,57 +89,57 @@ class Nemesis:
         n = self.cluster.nodes[i]
         return f"node {i} ({getattr(n, 'id', '?')}, {n.url})"
 
-    # ---- the faults: each returns once it is healed
-    def _kill(self, i, hold):
-        self.cluster.kill(i)
-        time.sleep(hold)
-        self.cluster.restart(i)
+    # ---- the faults: begin() takes a node (or etcd) away, end() brings it back
+    def begin(self, kind, i=None):
+        if kind == "etcd_pause":
+            os.kill(self.cluster.etcd.proc.pid, signal.SIGSTOP)
+            self.etcd_paused = True
+            return
+        with self._lock:
+            self.away.add(i)
+        if kind == "kill":
+            self.cluster.kill(i)
+        elif kind == "pause":
+            self.cluster.pause(i)
+        elif kind in ("restart", "leave"):
+            self.cluster.stop(i)
+            if kind == "leave":
+                self.removed.add(i)
+        else:
+            raise ValueError(f"no fault {kind!r}")
 
-    def _pause(self, i, hold):
-        self.cluster.pause(i)
-        time.sleep(hold)
-        self.cluster.resume(i)
+    def end(self, kind, i=None):
+        if kind == "etcd_pause":
+            os.kill(self.cluster.etcd.proc.pid, signal.SIGCONT)
+            self.etcd_paused = False
+            return
+        if kind == "pause":
+            self.cluster.resume(i)
+        elif kind in ("kill", "restart"):
+            self.cluster.restart(i)
+        with self._lock:
+            self.away.discard(i)
 
-    def _restart(self, i, hold):
-        self.cluster.stop(i)
-        time.sleep(hold)
-        self.cluster.restart(i)
-
-    def _etcd_pause(self, hold):
-        self.pause_etcd()
-        time.sleep(hold)
-        self.resume_etcd()
-
-    def pause_etcd(self):
-        os.kill(self.cluster.etcd.proc.pid, signal.SIGSTOP)
-        self.etcd_paused = True
-
-    def resume_etcd(self):
-        os.kill(self.cluster.etcd.proc.pid, signal.SIGCONT)
-        self.etcd_paused = False
+    def settle(self):
+        """Wait until the nodes up agree that they are the members."""
+        up = [i for i in self.members() if i not in self.away]
+        self.cluster.wait_members(len(up), timeout=LEASE_TTL * 4 + 30)
 
     def apply(self, f):
+        """Inject `f`, hold it, heal it, and wait for the members to agree."""
         members = self.members()
         i = members[f.slot % len(members)]
         if f.kind == "join":
             node = self.cluster.add()
             self.out(f"nemesis: {f}: node {node.index} ({node.id}, {node.url}) joined")
-        elif f.kind == "etcd_pause":
-            self.out(f"nemesis: {f}: etcd paused")
-            self._etcd_pause(f.hold)
         else:
-            self.out(f"nemesis: {f}: {self.node_name(i)}")
-            with self._lock:
-                self.away.add(i)
-            if f.kind == "leave":
-                self.cluster.stop(i)
-                self.removed.add(i)
-            else:
-                getattr(self, "_" + f.kind)(i, f.hold)
-            with self._lock:
-                self.away.discard(i)
+            self.out(f"nemesis: {f}: " + ("etcd" if f.kind == "etcd_pause" else
+                                          self.node_name(i)))
+            self.begin(f.kind, i)
+            time.sleep(f.hold)
+            self.end(f.kind, i)
         self.injected[f.kind] += 1
-        self.cluster.wait_members(len(self.members()), timeout=LEASE_TTL * 4 + 30)
+        self.settle()
 
     def _run(self):
         t0 = time.monotonic()
@@ -162,7 +162,7 @@ class Nemesis:
     def heal(self):
         """Whatever a failed step left away comes back; the members agree again."""
         if self.etcd_paused:
-            self.resume_etcd()
+            self.end("etcd_pause")
         for i in self.members():
             n = self.cluster.nodes[i]
             if getattr(n, "paused", False):
@@ -170,7 +170,7 @@ class Nemesis:
             if n.proc.poll() is not None:
                 self.cluster.restart(i)
         self.away.clear()
-        self.cluster.wait_members(len(self.members()), timeout=LEASE_TTL * 4 + 30)
+        self.settle()
 
 
 # ---- a whole trial
@@ -197,26 +197,25 @@ def rebalance(url, timeout=120):
     raise AssertionError(f"rebalance still running after {timeout}s: {st}")
 
 
-def holder_states(cluster, nodes, bucket, name, versions):
-    """{node id: state of its own copy} read through the intra-cluster API (what each node
-    holds itself, not what it would fetch from a peer)."""
-    secret = cluster.secret()
+def holder_states(secret, holders, bucket, name, versions):
+    """{label: state of its own copy} for each (label, url) of `holders`, read through the
+    intra-cluster API (what a node holds itself, not what it would fetch from a peer)."""
     out = {}
-    for i in nodes:
-        n = cluster.nodes[i]
-        r = requests.get(f"{n.url}/v1/_peer/objects/{bucket}/{name}", timeout=30,
+    for label, url in holders:
+        r = requests.get(f"{url}/v1/_peer/objects/{bucket}/{name}", timeout=30,
                          params={"provider": "ais"}, headers={SECRET_HEADER: secret})
         if r.status_code == 404:
-            out[n.id] = ABSENT
+            out[label] = ABSENT
         else:
             r.raise_for_status()
             vid, bad = versions.identify(name, r.content)
-            out[n.id] = vid if not bad else f"<{bad}>"
+            out[label] = vid if not bad else f"<{bad}>"
     return out
 
 
 def final_violations(cluster, nodes, client, checker, names, copies):
     """After healing: each name read through every node and each node's own copy."""
+    secret = cluster.secret()
     out = []
     for name in names:
         answers = {}
@@ -231,7 +230,8 @@ def final_violations(cluster, nodes, client, checker, names, copies):
                 out.append(Violation(MIXED, name, f"node {i}: {got[0].bad}"))
             else:
                 answers[i] = got[0].vid
-        holders = holder_states(cluster, nodes, client.bucket, name, client.versions)
+        holders = holder_states(secret, [(cluster.nodes[i].id, cluster.nodes[i].url)
+                                         for i in nodes], client.bucket, name, client.versions)
         out += checker.check_final(name, answers, copies=min(copies, len(nodes)),
                                    holders=holders)
     return out

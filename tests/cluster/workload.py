@@ -173,10 +173,12 @@ class Client:
         vid, bad = self.versions.identify(name, data)
         self.history.add(Op("read", name, start, end, vid=vid, via=via, bad=bad))
 
-    def batch(self, url, names):
+    def batch(self, url, names, midway=None):
         """One streamed GetBatch (coer, names only); its items are recorded only when the
         response is complete (a cut one is a detectable failure, which the contract allows).
-        Placeholders are not reads: they declare an item unavailable."""
+        Placeholders are not reads: they declare an item unavailable. `midway`: (n, fn), fn()
+        called once the first n bytes of the body are read (a fault in mid-stream). Whether
+        it was complete."""
         start = self.history.now()
         items = []
         try:
@@ -186,22 +188,42 @@ class Client:
                                     "strm": True, "onob": True}) as resp:
                 if resp.status_code != 200:
                     self._error("batch", requests.HTTPError(response=resp))
-                    return
-                with tarfile.open(fileobj=resp.raw, mode="r|") as tf:
+                    return False
+                body = resp.raw if midway is None else _Midway(resp.raw, *midway)
+                with tarfile.open(fileobj=body, mode="r|") as tf:
                     for m in tf:
                         items.append((m.name, tf.extractfile(m).read() if m.isfile() else b""))
         except (requests.RequestException, urllib3.exceptions.HTTPError, tarfile.TarError,
                 OSError) as exc:
             self._error("batch", exc)
-            return
+            return False
         end = self.history.now()
         if len(items) != len(names):
             self._error("batch", ValueError(f"{len(items)} items for {len(names)} entries"))
-            return
+            return False
         for name, (member, data) in zip(names, items):
             if member.startswith("__404__/"):
                 continue
             self._record_read(name, data, start, end, f"GetBatch {url}")
+        return True
+
+
+class _Midway:
+    """A body read through, calling `fn` once when `n` bytes have been read."""
+
+    def __init__(self, raw, n, fn):
+        self.raw, self.left, self.fn = raw, n, fn
+
+    def read(self, size=-1):
+        if self.left > 0:
+            size = self.left if size < 0 else min(size, self.left)
+        data = self.raw.read(size)
+        if self.left > 0:
+            self.left -= len(data)
+            if self.left <= 0 or not data:
+                self.left = 0
+                self.fn()
+        return data
 
 
 class Workload:
