@@ -132,10 +132,10 @@ def test_remote_errors_reach_the_sdk(tmp_path):
     try:
         r = requests.head(f"{n.url}/v1/buckets/any?provider=aws")
         assert r.status_code == 503 and dead in r.headers["Hdr-Error"]
-        assert r.headers["Retry-After"] == "2"   # not urllib3's 6-to-48 s backoff
+        assert r.headers["Retry-After"] == "1"   # not urllib3's 6-to-48 s backoff
         r = moss(n.url, {"in": [{"objname": "x"}]}, "/any?provider=aws")
         assert r.status_code == 503 and dead in r.json()["message"]
-        assert r.headers["Retry-After"] == "2"
+        assert r.headers["Retry-After"] == "1"
     finally:
         n.stop()
 

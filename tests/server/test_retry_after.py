@@ -14,7 +14,7 @@ def _answer(exc):
 
 def test_each_refusal_says_when_to_ask_again():
     peer = NodeInfo("n1", "http://127.0.0.1:1")
-    assert _answer(se.RemoteUnavailable("aws", "http://s3", "refused", "b", "o")) == (503, "2")
+    assert _answer(se.RemoteUnavailable("aws", "http://s3", "refused", "b", "o")) == (503, "1")
     assert _answer(PeerUnavailable(peer, "ConnectionRefusedError")) == (503, str(LEASE_TTL))
     assert _answer(se.Unavailable("cannot change bucket metadata now")) == (503, "2")
     assert _answer(TooManyJobs(64)) == (429, "2")

@@ -16,7 +16,7 @@ SECONDS = {
     "memory": 2,       # min_free_memory: page cache and ending batches give memory back
     "disk": 5,         # min_free_disk: caches evict, temp files of ending batches go
     "jobs": 2,         # too many jobs running: batches and builds end
-    "remote": 2,       # the remote store (S3, HTTP origin) failed or is unreachable
+    "remote": 1,       # the remote store failed or is away, after the node's own retries (~1-3 s)
     "cluster": 2,      # etcd unreachable, or too few nodes took a write
     "peer": LEASE_TTL, # a node is unreachable: within a lease TTL the map drops it
 }
