@@ -239,6 +239,15 @@ SETTINGS = (
     Setting("min_free_memory", _as_size, 256 << 20,
             "a new GetBatch gets 429 while the machine has less memory available (0: no check)",
             0, runtime=True),
+    Setting("min_free_disk", _as_size, 512 << 20,
+            "a new GetBatch gets 429 while the data directory's disk has less free space "
+            "(0: no check)", 0, runtime=True),
+    Setting("max_waiting", _as_int, 64,
+            "GetBatch requests that may wait for a running one to end, beyond max_batches or "
+            "batch_memory; more get 429 (0: none wait)", 0, runtime=True),
+    Setting("admit_wait", _as_duration, 1.0,
+            "how long a GetBatch may wait for a running one to end before it gets 429 "
+            "(0: none wait)", 0.0, 60.0, runtime=True),
     # 1, not AIS's -1 (off): on a cold page cache it sped up batches of small and medium
     # files 1.7-3x and cost nothing measurable on a warm one (bench/RESULTS.md, "Warm-up")
     Setting("warmup_workers", _as_int, 1,

@@ -1,9 +1,11 @@
 """Runtime configuration (getbatch config set / /v1/config) and admission control (429) on a
 real two-process node: a change reaches every worker without a restart; beyond its budget a
 node answers 429 with Retry-After, never 5xx, and every batch it accepted completes intact."""
+import fcntl
 import hashlib
 import io
 import os
+import struct
 import subprocess
 import sys
 import tarfile
@@ -157,7 +159,7 @@ def test_the_ais_cluster_set_config_path_and_its_get_batch_prefix(anode):
 
 def test_beyond_max_batches_a_batch_gets_429_and_running_ones_finish(anode):
     url = anode.url
-    _set(url, max_batches=2)
+    _set(url, max_batches=2, admit_wait=0)   # refused at once: the old single tier
     try:
         held = [_batch(url, stream=True) for _ in range(2)]
         assert [r.status_code for r in held] == [200, 200]
@@ -178,7 +180,7 @@ def test_beyond_max_batches_a_batch_gets_429_and_running_ones_finish(anode):
 
 def test_the_memory_budgets_refuse_too(anode):
     url = anode.url
-    _set(url, batch_memory="36MiB")  # one batch of window 32 MiB + 4 MiB
+    _set(url, batch_memory="36MiB", admit_wait=0)  # one batch of window 32 MiB + 4 MiB
     try:
         held = _batch(url, stream=True)
         assert held.status_code == 200
@@ -194,9 +196,59 @@ def test_the_memory_budgets_refuse_too(anode):
     assert _batch(url).status_code == 200
 
 
+def _locked(path, byte):
+    """Whether another process holds a lock on `byte` of `path` (F_GETLK: takes nothing)."""
+    fmt = "hhxxxxqqixxxx"   # struct flock on 64-bit Linux
+    if not os.path.exists(path):
+        return False
+    with open(path, "rb") as f:
+        got = fcntl.fcntl(f, fcntl.F_GETLK, struct.pack(fmt, fcntl.F_WRLCK, os.SEEK_SET,
+                                                        byte, 1, 0))
+    return struct.unpack(fmt, got)[0] != fcntl.F_UNLCK
+
+
+def _metric(url, name):
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+               if ln.startswith(name + "{") or ln.startswith(name + " "))
+
+
+def test_beyond_max_batches_a_batch_waits_for_a_slot_then_runs(anode):
+    """The throttle tier: a batch past max_batches waits (up to admit_wait) and runs when a
+    running one ends; past max_waiting, or short of disk, it is refused at once."""
+    url = anode.url
+    _set(url, max_batches=1, max_waiting=1, admit_wait="30s")
+    waited_before = _metric(url, "ais_target_getbatch_throttle_ns")
+    try:
+        held = _batch(url, stream=True)
+        assert held.status_code == 200
+        result = {}
+        waiter = threading.Thread(target=lambda: result.setdefault("r", _batch(url)))
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while not _locked(os.path.join(anode.data_dir, ".sys", "batch-waiting"), 0):
+            assert time.monotonic() < deadline and waiter.is_alive()
+            time.sleep(0.02)
+        r = _batch(url)   # the waiter holds the one waiting place: refused at once
+        assert r.status_code == 429 and "1 waiting already" in r.json()["message"], r.text
+        assert r.headers["Retry-After"] == "1"
+        _check_archive(held.content)   # its slot goes to the waiter
+        waiter.join(30)
+        assert result["r"].status_code == 200
+        _check_archive(result["r"].content)
+        assert _metric(url, "ais_target_getbatch_throttle_ns") > waited_before
+        _set(url, min_free_disk="1000000GiB")
+        r = _batch(url)
+        assert r.status_code == 429 and "min_free_disk" in r.json()["message"]
+        assert r.headers["Retry-After"] == "5"
+    finally:
+        _reset(url)
+    assert _batch(url).status_code == 200
+
+
 def test_the_sdk_retries_a_429_and_gets_its_batch(anode):
     url = anode.url
-    _set(url, max_batches=1)
+    _set(url, max_batches=1, admit_wait=0)
     try:
         held = _batch(url, stream=True)
         assert held.status_code == 200
@@ -224,7 +276,7 @@ def test_the_sdk_retries_a_429_and_gets_its_batch(anode):
 
 def test_a_storm_of_batches_past_the_budget_429s_no_5xx_bounded_rss(anode):
     url = anode.url
-    _set(url, max_batches=3)
+    _set(url, max_batches=3, max_waiting=2)
     statuses, bad, peak = [], [], [0]
     stop = threading.Event()
 

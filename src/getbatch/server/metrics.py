@@ -35,7 +35,7 @@ AIS_COUNTERS = (
     ("ais_target_getbatch_file_bytes", "bytes of archived files delivered by GetBatch"),
     ("ais_target_getbatch_gfn_count", "get-from-neighbour attempts"),
     ("ais_target_getbatch_rxwait_ns", "nanoseconds spent waiting for data from peers"),
-    ("ais_target_getbatch_throttle_ns", "nanoseconds slept in admission throttling"),
+    ("ais_target_getbatch_throttle_ns", "nanoseconds GetBatch requests waited for admission"),
     ("ais_target_err_getbatch_count", "failed GetBatch requests, 429 rejections included"),
     ("ais_target_err_soft_getbatch_count", "soft errors: missing items sent as placeholders (coer)"),
     ("ais_target_err_gfn_getbatch_count", "failed get-from-neighbour attempts"),
@@ -300,6 +300,9 @@ class MetricsMiddleware:
         if path.startswith(MOSS_PATH):
             if req.method != "GET":
                 return
+            throttled = req.context.get("throttle_ns")
+            if throttled:
+                m.ais["ais_target_getbatch_throttle_ns"].inc(throttled)
             if status == 429:
                 m.batch_rejected()
             elif status >= 400:

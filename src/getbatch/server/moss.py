@@ -86,7 +86,7 @@ class Moss:
         plan.uuid = job.id   # logs, the multipart metadata and the job agree
         out = (VerifiedOutput if mreq.cksum else BatchOutput)(
             plan, mreq.mime, multipart=not mreq.strm, window=cfg.window,
-            warmup=cfg.warmup_workers)
+            warmup=0 if req.context.get("loaded") else cfg.warmup_workers)
         self.jobs.streaming(job, out)
 
         def closed(o):
