@@ -22,6 +22,7 @@ from . import __version__
 from .auth import command as token_command
 from .auth.keys import signing_key
 from . import configcmd
+from .client import add_token_option, auth_headers
 from .config import SETTINGS, Config, ConfigError, format_value
 
 SNIPPET = """\
@@ -258,8 +259,7 @@ def parser():
     # -- runtime settings of a running node (configcmd.py)
     show.add_argument("--url", default=None,
                       help="show a running node's settings instead, runtime overrides included")
-    show.add_argument("--token", default=None, help="auth token for --url (default "
-                                                     "$AIS_AUTHN_TOKEN)")
+    add_token_option(show)
     configcmd.add_parsers(csub)
     # -- auth: `getbatch token issue`
     token_command.add_parser(sub)
@@ -286,6 +286,7 @@ def parser():
     rb.add_argument("--rate", type=int, default=500,
                     help="objects checked per second per node (default 500; 0: no limit)")
     rb.add_argument("--no-wait", action="store_true", help="start it and return")
+    add_token_option(rb)
     _add_get_command(sub)
     # -- jobs: `getbatch show job`
     from . import epochcmd, showjob
@@ -307,15 +308,16 @@ def _cluster(args):
 def _rebalance(args):
     import requests
     url = args.url.rstrip("/") + "/v1/rebalance"
+    headers = auth_headers(args.token)
     try:
-        r = requests.post(url, params={"rate": args.rate}, timeout=30)
+        r = requests.post(url, params={"rate": args.rate}, headers=headers, timeout=30)
         if r.status_code != 200:
             raise CLIError(f"{url}: {r.status_code} {r.text.strip()}")
         for node, st in sorted(r.json()["nodes"].items()):
             print(f"node {node}: {'started' if st.get('started') else st}")
         while not args.no_wait:
             time.sleep(1)
-            st = requests.get(url, timeout=30).json()
+            st = requests.get(url, headers=headers, timeout=30).json()
             parts = [f"{n} {s.get('state')} checked {s.get('checked', 0)} moved "
                      f"{s.get('moved', 0)} copied {s.get('copied', 0)} errors {s.get('errors', 0)}"
                      for n, s in sorted(st["nodes"].items())]
@@ -352,6 +354,7 @@ def _add_get_command(sub):
                    help="with --epoch: which epoch (default 0)")
     g.add_argument("--rank", type=int, default=0, help="with --epoch: the rank (default 0)")
     g.add_argument("--step", type=int, default=0, help="with --epoch: the step (default 0)")
+    add_token_option(g)
 
 
 def main(argv=None):

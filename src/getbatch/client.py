@@ -12,6 +12,9 @@ Names: `bucket/object` (the first component is the bucket), or with `--bucket B`
 of B. `shard.tar/member` names a file inside a shard: the server resolves a name that is
 not an object to a member of the shard at its archive-extension prefix.
 
+A node with `auth` on wants a bearer token: `--token`, else `$AIS_AUTHN_TOKEN` (what the SDK
+reads); `auth_headers` is how every command of the CLI that talks to a node sends it.
+
 A node at its budget answers 429: the request is sent again after its Retry-After, a few
 times, as the SDK does. On a terminal, a progress line (entries and bytes) is redrawn on stderr
 at most ten times a second; a summary line ends the run either way.
@@ -39,8 +42,23 @@ BUSY_WAIT = 1.0      # seconds between asks when a 429 has no Retry-After
 BUSY_WAIT_MAX = 30.0
 
 
+TOKEN_ENV = "AIS_AUTHN_TOKEN"
+
+
 class GetError(Exception):
     """The batch failed; the message is one line for the person who ran the command."""
+
+
+def add_token_option(parser):
+    """`--token` on a command that talks to a node."""
+    parser.add_argument("--token", default=None,
+                        help=f"bearer token for a node with auth on (default ${TOKEN_ENV})")
+
+
+def auth_headers(token=None):
+    """The Authorization header for `token`, else $AIS_AUTHN_TOKEN; {} without either."""
+    token = token or os.environ.get(TOKEN_ENV)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def parse_names(names, bucket=None):
@@ -176,10 +194,11 @@ def _error_text(resp, body):
 
 
 def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120.0,
-              progress=None, step=None):
+              progress=None, step=None, token=None):
     """Run one GetBatch of `entries` (or of `step`, {"plan", "epoch", "rank", "step"} of an
-    epoch plan: then `entries` is None) and write the archive to `out` (a path). Returns
-    (entries, missing, bytes). Raises GetError; `out` is then not created or changed."""
+    epoch plan: then `entries` is None) and write the archive to `out` (a path); `token`:
+    see auth_headers. Returns (entries, missing, bytes). Raises GetError; `out` is then not
+    created or changed."""
     if fmt not in FORMATS:
         raise GetError(f"unknown format {fmt!r} (expecting {', '.join(FORMATS)})")
     u = urllib.parse.urlsplit(url)
@@ -197,7 +216,8 @@ def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120
         for attempt in range(BUSY_ATTEMPTS):
             try:
                 conn.request("GET", path, body=body,
-                             headers={"Content-Type": "application/json", "Accept": "*/*"})
+                             headers={"Content-Type": "application/json", "Accept": "*/*",
+                                      **auth_headers(token)})
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 raise GetError(f"cannot reach {url}: {exc}") from None
@@ -321,7 +341,7 @@ def run(args):
         t0 = time.monotonic()
         try:
             n, missing, nbytes = get_batch(args.url, entries, out, fmt, args.coer, args.bucket,
-                                           progress=progress, step=step)
+                                           progress=progress, step=step, token=args.token)
         finally:
             progress.clear()
     except GetError as exc:

@@ -9,7 +9,7 @@ on comes from --token or $AIS_AUTHN_TOKEN.
 """
 import os
 
-from .client import DEFAULT_URL
+from .client import DEFAULT_URL, add_token_option, auth_headers
 
 
 class ConfigCommandError(Exception):
@@ -29,14 +29,13 @@ def add_parsers(csub):
     r.add_argument("names", nargs="*", metavar="KEY")
     for p in (s, r):
         p.add_argument("--url", default=default_url, help=url_help)
-        p.add_argument("--token", default=None, help="auth token (default $AIS_AUTHN_TOKEN)")
+        add_token_option(p)
 
 
 def _call(args, method, path, **kw):
     import requests
     url = args.url.rstrip("/") + path
-    token = getattr(args, "token", None) or os.environ.get("AIS_AUTHN_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = auth_headers(getattr(args, "token", None))
     try:
         r = requests.request(method, url, headers=headers, timeout=30, **kw)
     except requests.RequestException as exc:

@@ -11,7 +11,7 @@ import sys
 
 import requests
 
-from .client import DEFAULT_URL
+from .client import DEFAULT_URL, auth_headers
 
 COLUMNS = ("ID", "BUCKET", "SHARDS", "SAMPLES", "WORLD", "BATCH", "STEPS", "SHUFFLE", "CREATED")
 _TIMEOUT = (5, 600)   # building a plan lists every shard
@@ -21,14 +21,9 @@ class EpochError(Exception):
     """One line for the person who ran the command."""
 
 
-def _headers():
-    token = os.environ.get("AIS_AUTHN_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
 def _call(method, url, **kw):
     try:
-        r = requests.request(method, url, headers=_headers(), timeout=_TIMEOUT, **kw)
+        r = requests.request(method, url, headers=auth_headers(), timeout=_TIMEOUT, **kw)
     except requests.RequestException as exc:
         raise EpochError(f"cannot reach {url}: {type(exc).__name__}") from None
     if r.status_code != 200:

@@ -17,7 +17,7 @@ import time
 
 import requests
 
-from .client import DEFAULT_URL, human
+from .client import DEFAULT_URL, add_token_option, auth_headers, human
 
 COLUMNS = ("NODE", "ID", "KIND", "BUCKET", "OBJECTS", "BYTES", "START", "END", "STATE")
 RUNNING = ("planning", "streaming")
@@ -28,16 +28,13 @@ class ShowError(Exception):
     """One line for the person who ran the command."""
 
 
-def fetch(url, finished):
-    """The answer of `url`'s /v1/jobs for the whole cluster: {"jobs": [...], "errors": {...}}."""
+def fetch(url, finished, token=None):
+    """The answer of `url`'s /v1/jobs for the whole cluster: {"jobs": [...], "errors": {...}};
+    `token`: see client.auth_headers."""
     endpoint = url.rstrip("/") + "/v1/jobs"
-    headers = {}
-    token = os.environ.get("AIS_AUTHN_TOKEN")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
     try:
         r = requests.get(endpoint, params={"cluster": "true", "all": str(finished).lower()},
-                         headers=headers, timeout=_TIMEOUT)
+                         headers=auth_headers(token), timeout=_TIMEOUT)
     except requests.RequestException as exc:
         raise ShowError(f"cannot reach {endpoint}: {type(exc).__name__}") from None
     if r.status_code != 200:
@@ -110,7 +107,7 @@ def run(args):
     shown = 0
     try:
         while True:
-            doc = fetch(args.url, args.all)
+            doc = fetch(args.url, args.all, args.token)
             for node, err in sorted(doc["errors"].items()):
                 print(f"getbatch show job: node {node} did not answer: {err}", file=sys.stderr)
             if args.json:
@@ -154,3 +151,4 @@ def add_parser(sub):
     j.add_argument("--count", type=int, default=0, metavar="N",
                    help="with --refresh: stop after N tables")
     j.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
+    add_token_option(j)

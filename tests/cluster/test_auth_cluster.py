@@ -274,3 +274,19 @@ def test_rebalance_needs_a_cluster_admin(acluster, filled):
         assert r.status_code == 200
     r = requests.post(f"{url}/v1/rebalance", timeout=30, headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 200 and len(r.json()["nodes"]) == 3
+
+
+def test_cli_rebalance_sends_the_token(acluster, filled):
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "AIS_AUTHN_TOKEN"}
+    cmd = [sys.executable, "-m", "getbatch.cli", "rebalance", "--url", acluster.urls[0]]
+    r = subprocess.run(cmd + ["--no-wait"], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode != 0 and "401" in r.stderr
+    r = subprocess.run(cmd + ["--no-wait", "--token", USER], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode != 0 and "403" in r.stderr
+    r = subprocess.run(cmd + ["--rate", "0"], capture_output=True, text=True, timeout=120,
+                       env=dict(env, AIS_AUTHN_TOKEN=ADMIN))
+    assert r.returncode == 0, r.stderr
+    assert "rebalance done" in r.stdout

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
@@ -359,3 +360,29 @@ def test_jobs_stay_within_their_buckets(anode, buckets):
     # an admin of every bucket sees them all
     status, answer = _jobs_api(anode, token({"*": "rwa"}, sub="root"), "GET", "/v1/jobs", all="true")
     assert {"pub", "priv"} <= {j["bucket"] for j in answer["jobs"]}
+
+
+def test_cli_commands_send_the_token(anode, buckets, tmp_path):
+    """`getbatch get` and `getbatch show job` take --token, else $AIS_AUTHN_TOKEN."""
+    tok = token({"pub": "r"})
+    env = {k: v for k, v in os.environ.items() if k != "AIS_AUTHN_TOKEN"}
+
+    def cli(*args, **extra):
+        return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path, env=dict(env, **extra))
+
+    r = cli("get", "--url", anode.url, "pub/a.bin", "-o", "none.tar")
+    assert r.returncode == 1 and "401" in r.stderr and not (tmp_path / "none.tar").exists()
+    r = cli("get", "--url", anode.url, "--token", tok, "pub/a.bin", "-o", "flag.tar")
+    assert r.returncode == 0, r.stderr
+    r = cli("get", "--url", anode.url, "pub/a.bin", "-o", "env.tar", AIS_AUTHN_TOKEN=tok)
+    assert r.returncode == 0, r.stderr
+    for name in ("flag.tar", "env.tar"):
+        with tarfile.open(tmp_path / name) as tf:
+            assert tf.extractfile("pub/a.bin").read() == b"pub-a"
+    assert cli("show", "job", "--url", anode.url, "--all").returncode == 1
+    r = cli("show", "job", "--url", anode.url, "--all", "--json", "--token", tok)
+    assert r.returncode == 0, r.stderr
+    assert all(j["bucket"] in ("pub", "") for j in json.loads(r.stdout)["jobs"])
+    r = cli("show", "job", "--url", anode.url, "--json", AIS_AUTHN_TOKEN=tok)
+    assert r.returncode == 0, r.stderr
