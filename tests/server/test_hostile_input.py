@@ -126,6 +126,45 @@ def test_request_body_limit_is_413(small_node):
     assert requests.get(url, json={"in": [{"objname": "o"}], "strm": True}).status_code == 200
 
 
+def _send_body(port, total, rate=None, chunk=256 << 10):
+    """Send a GetBatch head and `total` body bytes (at `rate` bytes/s), then read the answer
+    to its end: (bytes sent, the answer, or the error that ended the exchange)."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sent, t0, block = 0, time.monotonic(), b" " * chunk
+    try:
+        s.sendall(f"GET /v1/ml/moss/s HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n"
+                  .encode())
+        while sent < total:
+            s.sendall(block)
+            sent += len(block)
+            if rate and sent / rate > time.monotonic() - t0:
+                time.sleep(sent / rate - (time.monotonic() - t0))
+        answer = b""
+        while (data := s.recv(1 << 16)):
+            answer += data
+        return sent, answer
+    except OSError as exc:
+        return sent, exc
+    finally:
+        s.close()
+
+
+def test_a_refused_body_is_drained_so_the_client_reads_the_413(small_node):
+    """A client that sends its whole body before it reads (most do) once got a reset after
+    the first 64 KiB: the node lingers, discarding what comes, as nginx's lingering_close."""
+    sent, answer = _send_body(small_node.port, 24 << 20, rate=40 << 20)
+    assert sent == 24 << 20
+    assert isinstance(answer, bytes) and answer.startswith(b"HTTP/1.1 413"), answer
+    assert b"max_body" in answer
+
+
+def test_the_linger_is_bounded_in_bytes(small_node):
+    from getbatch.server.worker import LINGER_BYTES
+    sent, answer = _send_body(small_node.port, 2 * LINGER_BYTES, chunk=4 << 20)
+    assert isinstance(answer, OSError) and LINGER_BYTES <= sent < 2 * LINGER_BYTES
+
+
 def test_entry_limit_is_400(small_node):
     url = f"{small_node.url}/v1/ml/moss/s"
     ok = requests.get(url, json={"in": [{"objname": "o"}] * 50, "strm": True})

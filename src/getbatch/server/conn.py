@@ -67,6 +67,7 @@ class Conn(TConn):
         self.idle = False           # kept alive, no byte of the next request yet
         self.closing = False        # write side shut, draining until the client closes
         self.drained = 0
+        self.linger_until = 0.0     # while closing: the drain ends by then whatever comes
         self.closed = False
 
     def take(self, data):

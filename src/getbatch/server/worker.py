@@ -70,8 +70,13 @@ log = logging.getLogger("getbatch.worker")
 NEVER = 1 << 62
 ACCEPT_BATCH = 1       # connections accepted per wake-up: every worker is woken, one each spreads a burst
 SWEEP_EVERY = 0.1      # deadlines are checked at most this often (their precision)
-CLOSE_LINGER = 2.0     # a closing connection drains what the client still sends (RFC 9112 9.6)
-CLOSE_DRAIN_MAX = 64 << 10
+# A closing connection drains what the client still sends (RFC 9112 9.6), as nginx's
+# lingering_close does: a client still sending a refused body (a 413 answered from the head)
+# reads the answer once it is done sending, instead of a reset. The drain goes on while bytes
+# keep coming (each within CLOSE_LINGER of the last), for LINGER_MAX and LINGER_BYTES at most.
+CLOSE_LINGER = 2.0
+LINGER_MAX = 10.0
+LINGER_BYTES = 256 << 20
 STOP_LINGER = 0.5      # graceful stop: how long idle and half-received connections stay open
                        # (a request a client sent just before the stop still gets an answer)
 QUICK_GRACE = 1.0      # quick stop: how long threads get once their sockets are shut down
@@ -431,8 +436,12 @@ class GetBatchWorker(ThreadWorker):
             data = b""
         if conn.closing:
             conn.drained += len(data)
-            if not data or conn.drained > CLOSE_DRAIN_MAX:
+            if not data or conn.drained > LINGER_BYTES:
                 self._close(conn)
+            else:
+                conn.deadline = min(time.monotonic() + CLOSE_LINGER, conn.linger_until,
+                                    self.wait_cap)
+                self.next_sweep = min(self.next_sweep, conn.deadline)
             return
         if not data:  # the client left
             self._close(conn)
@@ -523,7 +532,9 @@ class GetBatchWorker(ThreadWorker):
             self._close(conn)
             return
         conn.closing = True
-        self._wait(conn, time.monotonic() + CLOSE_LINGER)
+        now = time.monotonic()
+        conn.linger_until = now + LINGER_MAX
+        self._wait(conn, now + CLOSE_LINGER)
 
     def _count(self, reason, client=None):
         if self.alive:  # while stopping, closing connections is no news
