@@ -10,10 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from getbatch.auth.tokens import issue
 from getbatch.cluster.peers import PEER_PREFIX, SECRET_HEADER
 from getbatch.cluster.smap import NodeInfo, Smap
 from getbatch.config import Config
 from getbatch.server.app import create_app
+from getbatch.server.auth import OPEN_PATHS
 from getbatch.server.edge import path_problem
 from getbatch.store import LocalStore, Storage
 
@@ -40,11 +42,29 @@ def node(tmp_path_factory):
     store = LocalStore(str(root / "data"))
     store.create_bucket("b")
     config = Config().replace(node_id="n0", data_dir=str(root / "data"))
-    cluster = StaticCluster(Smap(1, [NodeInfo("n0", "http://127.0.0.1:9")], "n0"))
+    cluster = StaticCluster(Smap(1, [NodeInfo("n0", "http://127.0.0.1:9")], "n0"), {"b"})
     app = create_app(config, Storage({"ais": store}), cluster)
     reached = _Reached()
     app.add_middleware(reached)
     return app, reached, store
+
+
+_KEY = "k" * 32
+
+
+@pytest.fixture(scope="module")
+def auth_node(tmp_path_factory):
+    """The same with auth on: the token guard, then the route's permission."""
+    root = tmp_path_factory.mktemp("edge-auth")
+    store = LocalStore(str(root / "data"))
+    store.create_bucket("b")
+    config = Config().replace(node_id="n0", data_dir=str(root / "data"), auth=True,
+                              auth_key=_KEY)
+    cluster = StaticCluster(Smap(1, [NodeInfo("n0", "http://127.0.0.1:9")], "n0"), {"b"})
+    app = create_app(config, Storage({"ais": store}), cluster)
+    reached = _Reached()
+    app.add_middleware(reached)
+    return app, reached
 
 
 def _serve(app, raw):
@@ -150,7 +170,7 @@ def _carries_secret(headers):
     return values == [_SECRET]
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
        path=_paths(), headers=_SECRET_HEADERS)
@@ -166,3 +186,44 @@ def test_fuzz_peer_routes_need_the_secret(node, method, path, headers):
         assert _carries_secret(headers), (method, path, headers, peer)
     else:  # (the test's cluster is a partial double: a peer route may fail on it)
         assert status < 500, (path, body)
+
+
+_TOKEN = issue(_KEY.encode(), "alice", {"b": "r"}, 3600)
+_AUTH_HEADERS = st.sampled_from([
+    (), (("Authorization", f"Bearer {_TOKEN}"),), (("authorization", f"bearer  {_TOKEN} "),),
+    (("Authorization", "Bearer"),), (("Authorization", f"Basic {_TOKEN}"),),
+    (("Authorization", f"Bearer {_TOKEN[:-1]}"),), (("Authorization", f"Bearer {_TOKEN}\xe9"),),
+    (("Authorization", f"Bearer {_TOKEN[:20]}\xff{_TOKEN[21:]}"),),
+    (("Authorization", f"Bearer {_TOKEN}"), ("Authorization", "Bearer x")),
+    (("Authorization", f"Bearer {_TOKEN}"), (SECRET_HEADER, _SECRET)), ((SECRET_HEADER, _SECRET),),
+])
+
+
+def _valid_token(headers):
+    values = [v.strip() for k, v in headers if k.lower() == "authorization"]
+    return len(values) == 1 and values[0].split(None, 1)[-1].strip() == _TOKEN \
+        and values[0].split()[0].lower() == "bearer"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE"]), path=_paths(),
+       headers=_AUTH_HEADERS)
+def test_fuzz_with_auth_every_route_but_the_open_ones_needs_a_token(auth_node, method, path,
+                                                                     headers):
+    """With auth on: a request without a valid token reaches only /v1/health and /metrics
+    (and a peer route only with the secret), however its path and headers are spelled; a
+    bad Authorization header is a 401, never a 500."""
+    app, reached = auth_node
+    before = len(reached.templates)
+    answer = _serve(app, _request(method, path, headers))
+    if answer is None:
+        return
+    status, body = answer
+    for template in reached.templates[before:]:
+        if template.startswith(PEER_PREFIX + "/"):
+            assert _carries_secret(headers), (method, path, headers, template)
+        elif template not in OPEN_PATHS:
+            assert _valid_token(headers), (method, path, headers, template)
+    if not reached.templates[before:]:
+        assert status < 500, (path, headers, body)
