@@ -4,7 +4,9 @@ faults, healing, rebalance, and the contract checked (checker.py) over what ever
 The schedule is a function of the seed alone, printed before it runs, so a failing run is
 replayed with the same seed (`bench/nemesis_run.py --seed S`). Faults come one at a time, each
 healed before the next, and never more than one node is away at once, so a bucket with two
-copies always has one reachable: every violation found is one the contract forbids.
+copies always has one reachable; a node that leaves for good is followed by a rebalance (its
+copies made again elsewhere) before the next fault: every violation found is one the contract
+forbids.
 
 - kill:       SIGKILL a node's process group, start it again after `hold` seconds
 - pause:      SIGSTOP a node for `hold` seconds (past the 4 s lease: it leaves the map)
@@ -140,6 +142,12 @@ class Nemesis:
             self.end(f.kind, i)
         self.injected[f.kind] += 1
         self.settle()
+        if f.kind == "leave":
+            # what the operator does after a node leaves for good: its copies are made again
+            # elsewhere before another node may go (two holders gone for good lose data,
+            # which the contract allows)
+            st = rebalance(self.cluster.nodes[self.members()[0]].url)
+            self.out(f"nemesis: rebalance after the leave: {st['state']}")
 
     def _run(self):
         t0 = time.monotonic()

@@ -291,7 +291,10 @@ class Workload:
     def _run(self, i):
         rng = random.Random(f"{self.seed}/{i}")
         while not self._stop.is_set():
-            self.step(rng)
+            try:
+                self.step(rng)
+            except Exception as exc:  # counted, and the thread goes on: a run is not cut short
+                self.client._error("unexpected", exc)
 
     def start(self):
         self._workers = [threading.Thread(target=self._run, args=(i,), daemon=True)
