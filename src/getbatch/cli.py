@@ -292,6 +292,8 @@ def parser():
     from . import epochcmd, showjob
     showjob.add_parser(sub)
     epochcmd.add_parser(sub)
+    from . import loadgen
+    loadgen.add_parser(sub)
     return p
 
 
@@ -373,6 +375,9 @@ def main(argv=None):
         return run(args)
     if args.cmd == "epoch":
         from .epochcmd import run
+        return run(args)
+    if args.cmd == "bench":
+        from .loadgen import run
         return run(args)
     try:
         if args.cmd == "cluster":
