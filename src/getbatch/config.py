@@ -255,6 +255,9 @@ SETTINGS = (
             "(-1 or 0: off)", -1, 16, runtime=True),
     Setting("inflate_cache", _as_size, 8 << 30,
             "disk budget for decompressed copies of compressed shards (0: none)", 0),
+    Setting("index_memory", _as_size, 64 << 20,
+            "memory each server process keeps parsed shard indexes and ZIP directories in "
+            "(LRU by bytes; 0: none kept)", 0),
     # -- the wire
     Setting("send_timeout", _as_duration, 120.0,
             "seconds a client may accept no response data before its request is aborted", 0.1),

@@ -400,12 +400,15 @@ def test_undecodable_names_persist(tmp_path, stats):
     assert stats()["loads"] == 1
 
 
-def test_lru_is_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(index._cache, "maxsize", 3)
+def test_lru_is_bounded_by_bytes(tmp_path, monkeypatch):
+    index.clear_cache()
+    with open_shard(write_shard(tmp_path, "w", shard_bytes(3))) as sh:
+        one = index.ShardIndex.from_members(sh.members()).weight
+    monkeypatch.setattr(index._cache, "maxsize", 3 * one)
     paths = [write_shard(tmp_path, f"s{i}", shard_bytes(3)) for i in range(6)]
     for p in paths:
         open_shard(p).close()
-    assert len(index._cache) == 3
+    assert len(index._cache) == 3 and index._cache.weight == 3 * one
 
 
 def test_first_regular_file_wins_in_index(tmp_path):

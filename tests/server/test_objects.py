@@ -161,11 +161,12 @@ def test_aborted_upload_leaves_nothing(bucket, node):
 
 
 def test_archived_file_failing_mid_stream_is_detectably_incomplete(bucket, node):
-    """A deflated member whose CRC-32 turns out wrong after its bytes went out: the connection
+    """A deflated member bigger than `window` (checked whole before the status line up to that:
+    test_damaged_zip.py) whose CRC-32 turns out wrong after its bytes went out: the connection
     closes short of Content-Length (one log line, no traceback), and the node serves on."""
     import zipfile
 
-    data = os.urandom(1 << 20) * 3  # compressible: several chunks of output
+    data = os.urandom(1 << 20) * 33  # over the default window of 32 MiB; compresses to ~1 MiB
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("m.bin", data)

@@ -4,7 +4,8 @@ An index belongs to one version of one shard: it is keyed by the shardfile.Ident
 fd the shard is read through (device, inode, size, mtime, ctime and the caller's version
 string), so the offsets used for a read always come from the bytes that are read.
 
-Loaded indexes live in a process-wide LRU (a hot shard costs one fstat to find again). With
+Loaded indexes live in a process-wide LRU bounded by bytes (parsedcache.py: a hot shard costs
+one fstat to find again). With
 an `index_dir` they are also persisted there, one file per shard path (named after a hash of
 the path the fd resolves to, so a new version replaces the old file), written atomically
 (temp + rename). A persisted index is a cache and is verified before use, never trusted:
@@ -32,7 +33,7 @@ import tempfile
 
 import msgpack
 
-from .lru import LRU
+from . import parsedcache
 from .member import DIR, FILE, HARDLINK, NAME_MAX, OTHER, SYMLINK, Member, find_variant
 
 log = logging.getLogger("getbatch.archive")
@@ -47,7 +48,7 @@ _READ_OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 STATS = {"hits": 0, "loads": 0, "builds": 0, "saves": 0, "rejects": 0}  # tests, diagnostics
 
-_cache = LRU(256)  # indexes kept in memory; a 1000-member index is ~150 KB
+_cache = parsedcache.CACHE  # shared with the ZIP directories, within index_memory bytes
 
 
 def file_cap(shard_size):
@@ -61,14 +62,14 @@ class ShardIndex:
     """Members of one shard in archive order, as columns, plus a name -> extent map of the
     regular files in which the FIRST member of a name wins."""
 
-    __slots__ = ("names", "offsets", "sizes", "kinds", "files", "_members")
+    __slots__ = ("names", "offsets", "sizes", "kinds", "files", "weight")
 
     def __init__(self, names, offsets, sizes, kinds):
         self.names = names          # list[str]
         self.offsets = offsets      # array('q')
         self.sizes = sizes          # array('q')
         self.kinds = kinds          # bytes: index into _KINDS
-        self._members = None
+        self.weight = parsedcache.estimate(names)
         n = len(names)
         if kinds.count(0) == n:
             # reversed so that the first of duplicate names is the one that stays
@@ -87,10 +88,9 @@ class ShardIndex:
                    bytes(_KIND_CODE[m.kind] for m in members))
 
     def members(self):
-        if self._members is None:
-            self._members = [Member(n, o, s, _KINDS[k]) for n, o, s, k in
-                             zip(self.names, self.offsets, self.sizes, self.kinds)]
-        return self._members
+        """A new list of the Members (not kept: it would double the index's memory)."""
+        return [Member(n, o, s, _KINDS[k]) for n, o, s, k in
+                zip(self.names, self.offsets, self.sizes, self.kinds)]
 
     def find(self, name):
         """The regular-file Member called `name` or one of its name_variants, else None."""
@@ -101,6 +101,9 @@ class ShardIndex:
 
     def __len__(self):
         return len(self.names)
+
+
+EMPTY = ShardIndex([], array.array("q"), array.array("q"), b"")   # a closed shard's
 
 
 def cached(fd, ident, fmt, *, index_dir=None):

@@ -1,34 +1,58 @@
-"""LRU: a small thread-safe least-recently-used map, for the per-process shard caches."""
+"""LRU: a small thread-safe least-recently-used map, for the per-process caches."""
 import threading
 from collections import OrderedDict
 
 
-class LRU:
-    """At most `maxsize` entries; `get` marks an entry as recently used, `put` evicts the
-    least recently used ones beyond the limit. `maxsize` may be changed at any time."""
+def _one(value):
+    return 1
 
-    def __init__(self, maxsize):
+
+class LRU:
+    """Entries whose weights (`weigh(value)`, 1 each by default: a count) add up to at most
+    `maxsize`; `get` marks an entry as recently used, `put` evicts the least recently used ones
+    beyond the limit, and does not keep a value heavier than the whole limit. `maxsize` may be
+    changed at any time (the next `put` applies it)."""
+
+    def __init__(self, maxsize, weigh=_one, dropped=None):
+        """`dropped(weight)`: called for each value evicted, or not kept for its weight."""
         self.maxsize = maxsize
-        self._data = OrderedDict()
+        self.weight = 0
+        self._weigh = weigh
+        self._dropped = dropped
+        self._data = OrderedDict()   # key -> (value, weight)
         self._lock = threading.Lock()
 
     def get(self, key):
         with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
+            item = self._data.get(key)
+            if item is None:
+                return None
+            self._data.move_to_end(key)
+            return item[0]
 
     def put(self, key, value):
+        w = self._weigh(value)
+        gone = []
         with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.weight -= old[1]
+            if w <= self.maxsize:
+                self._data[key] = (value, w)
+                self.weight += w
+            else:
+                gone.append(w)
+            while self.weight > self.maxsize:
+                gone.append(self._data.popitem(last=False)[1][1])
+                self.weight -= gone[-1]
+        if self._dropped is not None:
+            for w in gone:
+                self._dropped(w)
 
     def clear(self):
         with self._lock:
             self._data.clear()
+            self.weight = 0
 
     def __len__(self):
         return len(self._data)

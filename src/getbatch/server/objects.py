@@ -186,17 +186,23 @@ class Object:
         budget = self._budget()
         return find_archived(obj, lambda shard, path: probe(bucket, shard, path, budget))
 
-    @staticmethod
-    def _send_archived(req, resp, f):
-        """Stream the ArchivedFile `f` (taken over: closed once sent or on error)."""
+    def _send_archived(self, req, resp, f):
+        """Send the ArchivedFile `f` (taken over: closed once sent or on error). A file of up
+        to `window` bytes is read whole before the status line, so damage found in it (a bad
+        CRC-32, offset or size) is a 400 naming the shard; a bigger one streams, and damage
+        found in it mid-stream can only cut the response short."""
         try:
             _refuse_range(req)
-            chunks = f.chunks()
+            if f.size <= self.config.window:
+                resp.data = b"".join(f.chunks())
+            else:
+                resp.content_length = f.size
+                resp.stream = _Closing(f.chunks(), f)
+                return
         except BaseException:
             f.close()
             raise
-        resp.content_length = f.size
-        resp.stream = _Closing(chunks, f)
+        f.close()
 
     def on_head(self, req, resp, bucket, obj):
         backend, bucket = bucket_backend(self.storage, req, bucket)

@@ -5,6 +5,7 @@
 `ais` backend over a local data directory. No HTTP here: the server maps these exceptions
 to AIS-style responses.
 """
+from ..archive import parsedcache
 from .attrs import ObjectAttrs
 from .backend import Backend, BatchReader, Source
 from .errors import (BadAppendHandle, BucketExists, BucketNotFound, Conflict,
@@ -29,6 +30,7 @@ def open_storage(config):
     """The Storage a node serves with `config`: the local data directory as `ais`, S3 as
     `aws` (always: its endpoint and credentials may come from the environment alone), and
     HTTP origins as `ht` when `ht_origins` names some."""
+    parsedcache.configure(config.index_memory)
     backends = {"ais": LocalStore(config.data_dir, inflate_cache=config.inflate_cache)}
     backends.update(_remote_backends(config))
     return Storage(backends)

@@ -12,6 +12,7 @@ shard once per request.
 import dataclasses
 from abc import ABC, abstractmethod
 
+from ..archive import parsedcache
 from .archived import open_shard_file
 from .errors import BucketNotFound, NotRemote, StoreError
 from .names import validate_bucket_name
@@ -218,3 +219,5 @@ class BatchReader(ABC):
         shards, self._shards = self._shards, {}
         for shard in shards.values():
             shard.close()
+        shards = shard = None   # let go of their parsed indexes before trimming
+        parsedcache.trim()
