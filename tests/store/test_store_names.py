@@ -1,4 +1,3 @@
-
 import pytest
 
 from getbatch.store import (InvalidName, validate_archpath, validate_bucket_name,
