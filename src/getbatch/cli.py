@@ -21,7 +21,7 @@ import time
 from . import __version__
 from .auth import command as token_command
 from .auth.keys import signing_key
-from . import configcmd
+from . import configcmd, tls
 from .client import add_token_option, auth_headers
 from .config import SETTINGS, Config, ConfigError, format_value
 
@@ -139,7 +139,7 @@ def _sources(config):
 
 
 def banner(config, cluster=None):
-    url = f"http://{config.host}:{config.port}"
+    url = f"{'https' if config.tls_cert else 'http'}://{config.host}:{config.port}"
     where = url
     if cluster is not None:
         url = cluster.node.url
@@ -182,6 +182,7 @@ def serve(config):
     logging.basicConfig(level=config.log_level, handlers=[handler])
     if config.auth:  # a missing or unusable key is one line, before any worker starts
         signing_key(config)
+    tls.check(config)
     _check_port(config.host, config.port)
     storage = _open_storage(config)
     cluster = _join_cluster(config, storage)

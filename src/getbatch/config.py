@@ -196,7 +196,7 @@ SETTINGS = (
     Setting("etcd", _as_url_list, (),
             "etcd endpoints (comma-separated URLs) of the cluster to join; none: a single node"),
     Setting("advertise", _as_url, "",
-            "URL peers and clients reach this node at (default http://HOST:PORT)"),
+            "URL peers and clients reach this node at (default http(s)://HOST:PORT)"),
     # -- GetBatch
     Setting("max_soft_errs", _as_int, 8,
             "missing items a `coer` request may turn into placeholders (AIS default 8)", 0,
@@ -299,6 +299,18 @@ SETTINGS = (
     Setting("auth_key_file", _as_optional, "", "file holding the token signing key"),
     Setting("auth_leeway", _as_duration, 30.0,
             "seconds a token's exp and nbf may be off, for clocks that differ", 0.0, 300.0),
+    # -- TLS (docs/deploy.md): the node's listener, its peers, etcd
+    Setting("tls_cert", _as_optional, "",
+            "PEM certificate (chain) the node serves HTTPS with, and presents to its peers"),
+    Setting("tls_key", _as_optional, "", "PEM private key of tls_cert"),
+    Setting("tls_ca", _as_optional, "",
+            "PEM CA bundle peers' certificates are checked against (and clients' with "
+            "tls_client_auth); peer requests then need a client certificate it signed"),
+    Setting("tls_client_auth", _as_bool, False,
+            "require a client certificate signed by tls_ca on every connection (mutual TLS)"),
+    Setting("etcd_ca", _as_optional, "", "PEM CA bundle the etcd servers' certificates are checked against"),
+    Setting("etcd_cert", _as_optional, "", "PEM client certificate presented to etcd"),
+    Setting("etcd_key", _as_optional, "", "PEM private key of etcd_cert"),
     Setting("pure", _as_bool, False,
             "use the pure-Python twins instead of the Cython extensions (environment only)"),
 )

@@ -1,4 +1,4 @@
-"""A small etcd v3 client over its JSON gateway (plain HTTP, `requests`).
+"""A small etcd v3 client over its JSON gateway (HTTP or HTTPS, `requests`).
 
 What a node needs and no more: leases (grant, keepalive, revoke), put (optionally under a
 lease), get and prefix range, delete, compare-and-swap transactions, and a streaming watch.
@@ -7,6 +7,8 @@ Keys and values are `str` here and base64 on the wire, as the gateway wants.
 Every call has a timeout. A call tries the endpoints in turn (starting with the last one that
 answered) and raises `EtcdUnavailable`, naming the endpoints and the last reason, when none
 answers; an answer that is an etcd error (bad request, lease not found) is `EtcdError`.
+`tls` (a getbatch.tls.ClientTLS): the CA https:// endpoints are checked against and the client
+certificate shown to them (settings etcd_ca, etcd_cert, etcd_key).
 """
 import base64
 import json
@@ -74,16 +76,23 @@ class Event:
 
 
 class Etcd:
-    def __init__(self, endpoints, timeout=TIMEOUT):
+    def __init__(self, endpoints, timeout=TIMEOUT, tls=None):
         if isinstance(endpoints, str):
             endpoints = [endpoints]
         self.endpoints = [e.rstrip("/") for e in endpoints]
         if not self.endpoints:
             raise ValueError("no etcd endpoint")
         self.timeout = timeout
-        self._session = requests.Session()
+        self.tls = tls
+        self._session = self._new_session()
         self._first = 0
         self._lock = threading.Lock()
+
+    def _new_session(self):
+        s = requests.Session()
+        if self.tls is not None:
+            s.mount("https://", self.tls.adapter())
+        return s
 
     def _order(self):
         n = len(self.endpoints)
@@ -198,7 +207,7 @@ class Etcd:
         stream cannot be opened or breaks."""
         body = {"create_request": {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
                                    "start_revision": str(start_revision)}}
-        session = requests.Session()  # a stream holds its connection for its whole life
+        session = self._new_session()  # a stream holds its connection for its whole life
         try:
             r = self._post("/v3/watch", body, timeout=(self.timeout[0], idle_timeout),
                            stream=True, session=session)

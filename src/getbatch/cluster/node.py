@@ -11,12 +11,14 @@ import logging
 import os
 import time
 
+from .. import tls
 from ..store.router import Storage
 from .buckets import BUCKETS, BucketTable
 from .etcd import Etcd, EtcdUnavailable
 from .membership import (NODES, PrefixWatcher, Registrar, cluster_identity, smap_builder,
                          stable_node_id)
 from .peers import Peers
+from .peerstream import use_tls
 from .smap import NodeInfo
 from .share import LocalShare
 from .store import ClusterStore
@@ -27,20 +29,23 @@ BOOT_WAIT = 10.0     # seconds `serve` waits for etcd before giving up
 
 
 def advertise_url(config):
-    """The URL peers and clients reach this node at: `advertise`, or http://host:port when
-    the node listens on one address."""
+    """The URL peers and clients reach this node at: `advertise`, or http(s)://host:port when
+    the node listens on one address (https when it serves TLS)."""
     if config.advertise:
         return config.advertise.rstrip("/")
     if config.host in ("0.0.0.0", "::", ""):
         raise ValueError(f"host {config.host} listens on every address: set advertise "
-                         "(--advertise http://HOST:PORT) to the URL other nodes reach this one at")
+                         "(--advertise https://HOST:PORT) to the URL other nodes reach this one at")
     host = f"[{config.host}]" if ":" in config.host else config.host
-    return f"http://{host}:{config.port}"
+    return f"{'https' if config.tls_cert else 'http'}://{host}:{config.port}"
 
 
 class Cluster:
-    def __init__(self, endpoints, node, ident, smap):
+    def __init__(self, endpoints, node, ident, smap, etcd_tls=None, peer_tls=None):
+        """`etcd_tls`, `peer_tls`: getbatch.tls.ClientTLS towards etcd and the peers."""
         self.endpoints = list(endpoints)
+        self.etcd_tls = etcd_tls
+        self.peer_tls = peer_tls
         self.node = node
         self.uuid = ident["uuid"]
         self.secret = ident["secret"]
@@ -59,7 +64,8 @@ class Cluster:
         node_id = (config.node_id if config.origin("node_id") != "default"
                    else stable_node_id(os.path.abspath(config.data_dir)))
         node = NodeInfo(node_id, advertise_url(config))
-        etcd = Etcd(config.etcd)
+        etcd_tls = tls.etcd_client(config)
+        etcd = Etcd(config.etcd, tls=etcd_tls)
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -72,15 +78,15 @@ class Cluster:
                 time.sleep(0.5)
         smap = smap_builder(node_id)({kv.key: kv for kv in kvs}, revision)
         etcd.close()
-        return cls(config.etcd, node, ident, smap)
+        return cls(config.etcd, node, ident, smap, etcd_tls, tls.peer_client(config))
 
     def registrar(self):
         """The lease holder of this node (start it in the process that outlives the workers)."""
-        return Registrar(Etcd(self.endpoints), self.node)
+        return Registrar(self._etcd(), self.node)
 
     def reconcile(self, local):
         """At boot, drop local copies of buckets destroyed while this node was away."""
-        kvs, _ = Etcd(self.endpoints).range(BUCKETS + "ais/")
+        kvs, _ = self._etcd().range(BUCKETS + "ais/")
         live = {kv.key.rpartition("/")[2] for kv in kvs}
         for name in local.list_buckets():
             if name not in live:
@@ -91,8 +97,10 @@ class Cluster:
     def start(self, storage):
         """In a worker: watch membership and buckets, open peer sessions; the Storage to
         serve (`storage` with its `ais` backend placed over the cluster)."""
-        self.etcd = Etcd(self.endpoints)
-        self.peers = Peers(self.secret)
+        self.etcd = self._etcd()
+        self.peers = Peers(self.secret, tls=self.peer_tls)
+        if self.peer_tls is not None:
+            use_tls(self.peer_tls.context())
         self._watcher = PrefixWatcher(self.etcd, NODES, smap_builder(self.node.id),
                                       initial=self._boot_smap)
         try:
@@ -105,6 +113,9 @@ class Cluster:
         self.share = LocalShare(storage.backends["ais"], buckets)
         self.store = ClusterStore(self, self.share, buckets)
         return Storage(dict(storage.backends, ais=self.store))
+
+    def _etcd(self):
+        return Etcd(self.endpoints, tls=self.etcd_tls)
 
     @property
     def smap(self):

@@ -2,7 +2,8 @@
 
 Intra-cluster endpoints (under `PEER_PREFIX`) answer only requests that carry the cluster's
 secret in `SECRET_HEADER`; `secret_ok` is the check the server applies. A client of the cluster
-never has the secret, so it cannot reach them.
+never has the secret, so it cannot reach them. `tls` (a getbatch.tls.ClientTLS): the CA a peer's
+https:// certificate is checked against, and this node's client certificate.
 """
 import hmac
 import threading
@@ -34,8 +35,9 @@ def secret_ok(secret, presented):
 class Peers:
     """Sessions to peers, one per peer URL, made on first use and kept (thread-safe)."""
 
-    def __init__(self, secret, pool_size=16, timeout=TIMEOUT):
+    def __init__(self, secret, pool_size=16, timeout=TIMEOUT, tls=None):
         self.secret = secret
+        self.tls = tls
         self.pool_size = pool_size
         self.timeout = timeout
         self._sessions = {}
@@ -49,7 +51,9 @@ class Peers:
                 s = self._sessions.get(node.url)
                 if s is None:
                     s = requests.Session()
-                    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_size)
+                    pool = {"pool_connections": 1, "pool_maxsize": self.pool_size}
+                    adapter = (self.tls.adapter(**pool) if self.tls is not None
+                               else HTTPAdapter(**pool))
                     s.mount("http://", adapter)
                     s.mount("https://", adapter)
                     s.headers[SECRET_HEADER] = self.secret

@@ -1,7 +1,8 @@
 """Reading one owner's framed answer (peerwire.py) through a fixed window.
 
 `PeerStream` speaks just enough HTTP/1.1 for the peer protocol over a kept-alive connection
-(one pool of idle connections per process and peer): it sends the sub-batch, reads the status
+(one pool of idle connections per process and peer; TLS to an https:// peer, with the context
+`use_tls` sets: the node's CA and client certificate): it sends the sub-batch, reads the status
 line and the plan frame, then hands out item frames as views of one reused buffer of
 `WINDOW` bytes. Nothing is read before it is needed, so a peer that is ahead waits in TCP,
 not in the DT's memory. A view stays valid until the stream reads again; before it moves or
@@ -14,6 +15,7 @@ an AIS error answer to the plan is a `PeerRefused` carrying its status and messa
 a peer fails mid-batch and this node holds a replica).
 """
 import socket
+import ssl
 import threading
 import urllib.parse
 from array import array
@@ -30,6 +32,7 @@ _RECV_MIN = 64 << 10      # below this much free room, a refill moves the buffer
 
 _pool = {}
 _pool_lock = threading.Lock()
+_tls = None               # the SSLContext for https:// peers (use_tls)
 _dec = msgspec.json.Decoder()
 
 
@@ -50,9 +53,29 @@ class PeerRefused(Exception):
         self.message = message
 
 
+def use_tls(context):
+    """Speak to https:// peers with `context` (an ssl.SSLContext) in this process; until
+    then, with the system's CAs and no client certificate."""
+    global _tls
+    _tls = context
+
+
 def _address(url):
     u = urllib.parse.urlsplit(url)
-    return u.hostname, u.port or 80
+    return u.scheme, u.hostname, u.port or (443 if u.scheme == "https" else 80)
+
+
+def _connect(addr, timeout):
+    scheme, host, port = addr
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if scheme == "https":
+            sock = (_tls or ssl.create_default_context()).wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _take_idle(addr):
@@ -157,7 +180,7 @@ class PeerStream(_Window):
         self.sock = None
         self.pooled = False
         extra = "".join(f"{k}: {v}\r\n" for k, v in secret_headers.items())
-        self.request = (f"POST {peerwire.PATH} HTTP/1.1\r\nHost: {self.addr[0]}:{self.addr[1]}\r\n"
+        self.request = (f"POST {peerwire.PATH} HTTP/1.1\r\nHost: {self.addr[1]}:{self.addr[2]}\r\n"
                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                         f"{extra}\r\n").encode() + body
 
@@ -171,8 +194,7 @@ class PeerStream(_Window):
         self.pooled = sock is not None
         try:
             if sock is None:
-                sock = socket.create_connection(self.addr, timeout=self.connect_timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock = _connect(self.addr, self.connect_timeout)
             self.sock = sock
             sock.settimeout(self.timeout)
             sock.sendall(self.request)

@@ -13,6 +13,7 @@ import msgspec
 from ..cluster.peers import PEER_PREFIX, SECRET_HEADER, PeerUnavailable, secret_ok
 from ..cluster.rebalance import DEFAULT_RATE
 from .errors import AISError
+from ..tls import CLIENT_CERT
 
 _enc = msgspec.json.Encoder()
 _started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -27,10 +28,15 @@ def _snode(node_id, kind, url):
 
 
 def require_secret(req, cluster):
-    """Refuse (403) a request to an intra-cluster endpoint without the cluster's secret."""
+    """Refuse (403) a request to an intra-cluster endpoint without the cluster's secret, and,
+    on a node with a CA for its peers (tls_ca), without a client certificate it verified."""
     if cluster is None or not secret_ok(cluster.secret, req.get_header(SECRET_HEADER)):
         raise AISError(403, f"{req.method} {req.path} is an intra-cluster endpoint: "
                             "only nodes of the cluster may call it")
+    peer_tls = getattr(cluster, "peer_tls", None)
+    if peer_tls is not None and peer_tls.ca and not req.env.get(CLIENT_CERT):
+        raise AISError(403, f"{req.method} {req.path} is an intra-cluster endpoint: a peer "
+                            "must show a client certificate signed by the cluster's CA (tls_ca)")
 
 
 class Daemon:

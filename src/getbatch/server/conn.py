@@ -4,10 +4,12 @@ The socket carries kernel deadlines for its blocking reads and writes (set once 
 connection). The request head is buffered here until it is complete, and so is a small
 body of known length (a GetBatch request, a bucket action, a small PUT): a thread then
 gets a request it can serve without waiting on the client. A connection the loop turns
-away gets a minimal AIS-style answer without ever reaching a thread.
+away gets a minimal AIS-style answer without ever reaching a thread. On a node that serves
+HTTPS the socket is a `TLSClientSocket`, whose handshake the loop drives too.
 """
 import json
 import socket
+import ssl
 import struct
 
 from gunicorn.workers.gthread import TConn
@@ -53,6 +55,35 @@ class ClientSocket(socket.socket):
             self.settimeout(None)
 
 
+class TLSClientSocket(ssl.SSLSocket):
+    """ClientSocket's bounds over TLS. Kernel timeouts cannot bound a blocking SSL socket
+    (OpenSSL retries a read that failed with EAGAIN at once, spinning), so blocking mode is
+    Python's timeout mode here: each read waits at most `body_timeout` for data, each send
+    `send_timeout` for room. Made by `adopt`; the handshake is left to the caller."""
+
+    @classmethod
+    def adopt(cls, context, sock, body_timeout, send_timeout):
+        sock.setblocking(False)
+        if context.sslsocket_class is not cls:
+            context.sslsocket_class = cls
+        s = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        s.body_timeout = body_timeout
+        s.send_timeout = send_timeout
+        return s
+
+    def setblocking(self, flag):
+        self.settimeout(self.body_timeout if flag else 0.0)
+
+    def send(self, data, flags=0):
+        if not self.gettimeout() or self.send_timeout == self.body_timeout:
+            return super().send(data, flags)
+        self.settimeout(self.send_timeout)
+        try:
+            return super().send(data, flags)
+        finally:
+            self.settimeout(self.body_timeout)
+
+
 class Conn(TConn):
     """gunicorn's connection state, plus what the event loop tracks while the connection
     waits for (the rest of) a request head, or lingers while closing."""
@@ -69,6 +100,7 @@ class Conn(TConn):
         self.drained = 0
         self.linger_until = 0.0     # while closing: the drain ends by then whatever comes
         self.closed = False
+        self.handshaking = isinstance(sock, ssl.SSLSocket)   # TLS handshake not yet done
 
     def take(self, data):
         """Add bytes of the next request; True once a thread can take it."""

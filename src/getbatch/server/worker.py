@@ -40,6 +40,14 @@ the project's 2-core VM, copying through the 1 MiB buffer beat sendfile at every
 (1 GiB object: 3.3 vs 2.4 GB/s; 64 KiB objects: 40K vs 30K files/s), so loopback clients
 get copies. Remote clients get sendfile for items of `sendfile_min` bytes and more,
 sparing the CPU a copy; `sendfile_loopback` uses it for loopback clients too.
+
+TLS. With `tls_cert` the node serves HTTPS: each accepted socket is wrapped (conn.py,
+TLSClientSocket) and the event loop drives its handshake without blocking, under
+header_timeout, before it reads a head. Plain HTTP sent to it gets a plain 400 saying so.
+Bodies are encrypted in the process, so the zero-copy path is off for TLS connections (the
+batch is iterated instead, as under a stock worker). The WSGI environ says `https`, and
+carries whether the client showed a certificate the CA (tls_ca) verified, which the
+intra-cluster guard requires of peers.
 """
 import errno
 import logging
@@ -48,6 +56,7 @@ import queue
 import selectors
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -62,7 +71,9 @@ from gunicorn.workers.gthread import ThreadWorker
 from ..batch.assemble import BatchOutput
 from ..cluster.peers import PEER_PREFIX
 from ..config import Config, ConfigError
-from .conn import HEAD_MAX, RECV_SIZE, ClientSocket, Conn, minimal_response, send_and_close
+from ..tls import CLIENT_CERT, server_context
+from .conn import (HEAD_MAX, RECV_SIZE, ClientSocket, Conn, TLSClientSocket, minimal_response,
+                   send_and_close)
 from .retryafter import retry_after
 
 log = logging.getLogger("getbatch.worker")
@@ -92,6 +103,8 @@ WORKER_BOOT_ERROR = 3  # gunicorn's exit code for "worker failed to boot": the m
 # request in flight is enough; this bounds them per process.
 PEER_THREADS_MAX = 128
 _PEER_PATH = PEER_PREFIX.encode() + b"/"
+_NOT_TLS = minimal_response(400, "Bad Request", "this node serves HTTPS: plain HTTP was sent to "
+                                                "its TLS port (use an https:// URL)")
 
 
 # -- the WSGI side -------------------------------------------------------------------
@@ -183,7 +196,7 @@ class ZeroCopyApp:
         if sock is None or isinstance(result, (list, tuple, environ["wsgi.file_wrapper"])):
             return result
         if isinstance(result, BatchOutput):
-            if result.zero_copy:
+            if result.zero_copy and not isinstance(sock, ssl.SSLSocket):
                 return _DirectSend(result, sock, self.config)
             return _Guarded(result, sock, f"batch {result.plan.uuid}")
         return _Guarded(result, sock, f"{environ.get('REQUEST_METHOD')} "
@@ -243,6 +256,21 @@ class BodyDeadline:
 
     def __call__(self, environ, start_response):
         environ["wsgi.input"] = _Input(environ["wsgi.input"], environ, self.config)
+        return self.app(environ, start_response)
+
+
+class TLSInfo:
+    """WSGI middleware of a node serving HTTPS: the URL scheme, and whether the client showed
+    a verified certificate (CLIENT_CERT)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        sock = environ.get("gunicorn.socket")
+        if isinstance(sock, ssl.SSLSocket):
+            environ["wsgi.url_scheme"] = "https"
+            environ[CLIENT_CERT] = sock.getpeercert(binary_form=True) is not None
         return self.app(environ, start_response)
 
 
@@ -318,9 +346,10 @@ class GetBatchWorker(ThreadWorker):
             self.log.error("getbatch worker: %s", exc)
             sys.exit(WORKER_BOOT_ERROR)
         if self.cfg.is_ssl:
-            self.log.error("getbatch worker: TLS is not supported here; terminate it in a front "
-                           "proxy (docs/front-proxy.md)")
+            self.log.error("getbatch worker: gunicorn's certfile/keyfile are not used; set "
+                           "tls_cert and tls_key (docs/deploy.md)")
             sys.exit(WORKER_BOOT_ERROR)
+        self.tls = server_context(self.config)
         # gunicorn's own knobs follow the Config (handle_request() closes each connection
         # after its response when keepalive is 0)
         self.cfg.set("keepalive", math.ceil(self.config.keepalive))
@@ -341,7 +370,10 @@ class GetBatchWorker(ThreadWorker):
 
     def load_wsgi(self):
         super().load_wsgi()
-        self.wsgi = ZeroCopyApp(BodyDeadline(self.wsgi, self.config), self.config)
+        app = BodyDeadline(self.wsgi, self.config)
+        if self.tls is not None:
+            app = TLSInfo(app)
+        self.wsgi = ZeroCopyApp(app, self.config)
 
     def get_thread_pool(self):
         return _DaemonPool(self.cfg.threads)
@@ -398,6 +430,9 @@ class GetBatchWorker(ThreadWorker):
             limit = self.config.max_client_connections
             if self.per_client[key] >= limit:
                 self._count("refused", key)
+                if self.tls is not None:   # before the handshake no answer can be read
+                    util.close(sock)
+                    continue
                 send_and_close(sock, minimal_response(
                     503, "Service Unavailable",
                     f"too many connections from {key}: at most {limit} per client address "
@@ -405,7 +440,12 @@ class GetBatchWorker(ThreadWorker):
                     (f"Retry-After: {retry_after('connections')}",)))
                 continue
             try:
-                csock = ClientSocket.adopt(sock, self.config.body_timeout, self.config.send_timeout)
+                if self.tls is not None:
+                    csock = TLSClientSocket.adopt(self.tls, sock, self.config.body_timeout,
+                                                  self.config.send_timeout)
+                else:
+                    csock = ClientSocket.adopt(sock, self.config.body_timeout,
+                                               self.config.send_timeout)
             except OSError:
                 util.close(sock)
                 continue
@@ -428,9 +468,11 @@ class GetBatchWorker(ThreadWorker):
             self.poller.unregister(conn.sock)
 
     def _readable(self, conn, _sock):
+        if conn.handshaking and not self._handshake(conn):
+            return
         try:
             data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError:
             data = b""
@@ -464,6 +506,31 @@ class GetBatchWorker(ThreadWorker):
             self._close(conn, minimal_response(
                 431, "Request Header Fields Too Large",
                 f"request head over {HEAD_MAX // 1024} KiB without its end"))
+
+    def _handshake(self, conn):
+        """One step of a TLS handshake, when the socket is ready for it; True once done."""
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.poller.modify(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
+            return False
+        except ssl.SSLWantWriteError:
+            self.poller.modify(conn.sock, selectors.EVENT_WRITE, partial(self._readable, conn))
+            return False
+        except ssl.SSLError as exc:
+            plain = exc.reason == "HTTP_REQUEST"
+            self._count("plain http" if plain else "tls handshake", conn.key)
+            self._unwait(conn)
+            # the answer to plain HTTP goes out as plain text, past the TLS layer
+            conn.sock = socket.socket(fileno=conn.sock.detach())
+            self._close(conn, _NOT_TLS if plain else None)
+            return False
+        except OSError:
+            self._close(conn)
+            return False
+        conn.handshaking = False
+        self.poller.modify(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
+        return True
 
     def _release(self, conn):
         self.held -= conn.held
@@ -550,6 +617,11 @@ class GetBatchWorker(ThreadWorker):
             if reason == "refused":
                 parts.append(f"{n} refused from {client} (over max_client_connections "
                              f"{self.config.max_client_connections})")
+            elif reason == "plain http":
+                parts.append(f"{n} from {client} sent plain HTTP to the TLS port")
+            elif reason == "tls handshake":
+                parts.append(f"{n} from {client} failed the TLS handshake (a certificate "
+                             "tls_ca does not verify, or no common protocol)")
             elif reason == "stalled body":
                 parts.append(f"{n} closed with a request body stalled for "
                              f"{self.config.body_timeout:g}s (body_timeout)")
