@@ -278,6 +278,10 @@ def parser():
                          "(default cluster-data)")
     cl.add_argument("--port", type=int, default=51080, help="port of the first node (default 51080)")
     cl.add_argument("--workers", type=int, default=1, help="server processes per node (default 1)")
+    cl.add_argument("--tls", action="store_true",
+                    help="TLS everywhere: a throwaway CA under the data dir signs certificates "
+                         "for etcd and the nodes; nodes serve HTTPS and speak mutual TLS to "
+                         "each other and to etcd")
     cl.add_argument("--restart-exited", action="store_true",
                     help="start a node (or etcd) again as soon as it exits, instead of on SIGHUP")
     rb = sub.add_parser("rebalance", help="move objects to their current owners (a cluster)",
@@ -303,7 +307,8 @@ def _cluster(args):
     if not 1 <= args.nodes <= 64:
         raise ConfigError(f"invalid --nodes {args.nodes}: expecting 1 to 64")
     try:
-        run(args.nodes, args.data_dir, args.port, args.workers, args.restart_exited)
+        run(args.nodes, args.data_dir, args.port, args.workers, args.restart_exited,
+            use_tls=args.tls)
     except ClusterError as exc:
         raise CLIError(str(exc)) from None
 

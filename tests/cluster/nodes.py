@@ -19,6 +19,7 @@ import time
 import pytest
 import requests
 
+from getbatch.cluster.devcluster import tls_flags
 from tests.server.conftest import Node, free_port, serve_argv
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
@@ -35,13 +36,17 @@ class EtcdServer:
     """A single-member etcd on free loopback ports, its data in `base`; with `host` it
     listens on that address too and advertises it (bench/bench_cluster_netns.py)."""
 
-    def __init__(self, base, host=None):
+    def __init__(self, base, host=None, tls=None):
+        """`tls`: getbatch.cluster.devcluster.tls_flags() (etcd then serves HTTPS and wants a
+        client certificate)."""
         require_etcd()
         self.base = str(base)
         os.makedirs(self.base, exist_ok=True)
         self.port, self.peer_port = free_port(), free_port()
-        self.url = f"http://{host or '127.0.0.1'}:{self.port}"
-        self.listen = ",".join(dict.fromkeys([self.url, f"http://127.0.0.1:{self.port}"]))
+        self.flags, self.http = (tls[0], tls[2]) if tls else ([], {})
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://{host or '127.0.0.1'}:{self.port}"
+        self.listen = ",".join(dict.fromkeys([self.url, f"{scheme}://127.0.0.1:{self.port}"]))
         self.proc = None
         self.start()
 
@@ -52,7 +57,7 @@ class EtcdServer:
             [ETCD, "--name", "t", "--data-dir", os.path.join(self.base, "etcd-data"),
              "--listen-client-urls", self.listen, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"t={peer}", "--log-level", "error"],
+             "--initial-cluster", f"t={peer}", "--log-level", "error", *self.flags],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 20
@@ -61,7 +66,7 @@ class EtcdServer:
                 raise RuntimeError("etcd exited early; see " + os.path.join(self.base, "etcd.log"))
             try:
                 if requests.post(self.url + "/v3/kv/range", json={"key": "eA=="},
-                                 timeout=1).status_code == 200:
+                                 timeout=1, **self.http).status_code == 200:
                     return
             except requests.RequestException:
                 pass
@@ -77,17 +82,24 @@ class EtcdServer:
     def get(self, key):
         """The value at `key` (str) or None, read straight from etcd."""
         from getbatch.cluster.etcd import Etcd
-        kv = Etcd(self.url).get(key)
+        from getbatch.tls import ClientTLS
+        tls = ClientTLS(self.http["verify"], *self.http["cert"]) if self.http else None
+        kv = Etcd(self.url, tls=tls).get(key)
         return kv.value if kv else None
 
 
 class Cluster:
-    def __init__(self, base, n=3, workers=1, threads=4, env=None, token=None):
-        """`token`: a bearer token for reading the cluster map (nodes with `auth` on)."""
+    def __init__(self, base, n=3, workers=1, threads=4, env=None, token=None, tls=False):
+        """`token`: a bearer token for reading the cluster map (nodes with `auth` on). `tls`:
+        TLS everywhere, as `getbatch cluster --tls` (a throwaway CA under `base`; its file is
+        `self.ca`, and `self.http` the requests options of a client holding a node's
+        certificate)."""
         self.base = str(base)
         self.workers, self.threads, self.env = workers, threads, env
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.etcd = EtcdServer(self.base)
+        tls = tls_flags(self.base) if tls else None
+        self.serve_flags, self.http, self.ca = (tls[1], tls[2], tls[3]) if tls else ([], {}, None)
+        self.etcd = EtcdServer(self.base, tls=tls)
         self.nodes = []
         try:
             for _ in range(n):
@@ -105,9 +117,11 @@ class Cluster:
         d = os.path.join(self.base, f"node{i}")
         os.makedirs(d, exist_ok=True)
         argv = serve_argv(self.workers, self.threads) + [
-            "--etcd", self.etcd.url, "--advertise", "http://127.0.0.1:{port}"]
+            "--etcd", self.etcd.url,
+            "--advertise", f"{'https' if self.http else 'http'}://127.0.0.1:{{port}}",
+            *self.serve_flags]
         node = Node(os.path.join(d, "data"), os.path.join(d, "server.log"), argv,
-                    env=self.env, port=port, wait=wait)
+                    env=self.env, port=port, wait=wait, http=self.http)
         node.index = i
         if wait:
             node.id = _node_id(node)
@@ -156,7 +170,7 @@ class Cluster:
     # ---- the cluster
     def smap(self, url):
         return requests.get(url + "/v1/daemon", params={"what": "smap"}, headers=self.headers,
-                            timeout=5).json()
+                            timeout=5, **self.http).json()
 
     def wait_members(self, count, timeout=LEASE_TTL * 3 + 10):
         """Wait until every live node's map lists exactly `count` nodes; the ids."""

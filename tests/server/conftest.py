@@ -21,9 +21,11 @@ from ..remote_servers import boto3_client, s3_env
 class Node:
     """One running server process."""
 
-    def __init__(self, data_dir, log_path, argv, env=None, port=None, wait=True):
+    def __init__(self, data_dir, log_path, argv, env=None, port=None, wait=True, http=None):
+        """`http`: requests options reaching an HTTPS node ({"verify": CA, "cert": ...})."""
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = http or {}
+        self.url = f"{'https' if http else 'http'}://127.0.0.1:{self.port}"
         self.data_dir = str(data_dir)
         self.log_path = str(log_path)
         self._log = open(self.log_path, "ab")
@@ -40,7 +42,8 @@ class Node:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
             try:
-                if requests.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                if requests.get(self.url + "/v1/health", timeout=1,
+                                **self.http).status_code == 200:
                     return
             except requests.RequestException:
                 time.sleep(0.1)
@@ -87,12 +90,13 @@ def plain_gthread_argv():
             "--no-control-socket", "-b", "127.0.0.1:{port}", "getbatch.server.wsgi:app"]
 
 
-def make_client(url, timeout=(5, 60), token=None):
+def make_client(url, timeout=(5, 60), token=None, ca_cert=None):
     """An SDK client that fails fast: no status retries, one network attempt. `token`: its
-    bearer token (None: the SDK's default, env AIS_AUTHN_TOKEN)."""
+    bearer token (None: the SDK's default, env AIS_AUTHN_TOKEN); `ca_cert`: the CA of an
+    HTTPS node."""
     retry = RetryConfig(http_retry=Retry(total=0, connect=0, read=0, status_forcelist=[]),
                         network_retry=Retrying(stop=stop_after_attempt(1), reraise=True))
-    return Client(url, retry_config=retry, timeout=timeout, token=token)
+    return Client(url, retry_config=retry, timeout=timeout, token=token, ca_cert=ca_cert)
 
 
 @pytest.fixture(scope="session")

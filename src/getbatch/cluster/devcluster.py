@@ -4,7 +4,9 @@ Every process is real (etcd, and one `getbatch serve` per node, each a gunicorn 
 workers); logs go to files under the data dir. A cluster you can break on purpose: when a node
 (or etcd) exits, the others keep running, and the message names the process, how it ended and
 the command that starts it again; SIGHUP to this process (or `--restart-exited`) restarts what
-exited. Ctrl-C (or SIGTERM) stops them all.
+exited. Ctrl-C (or SIGTERM) stops them all. With `--tls` a throwaway CA (devcerts.py) signs a
+certificate for etcd and one for the nodes: etcd and the nodes serve HTTPS, and every
+connection between them is mutual TLS, as in production (docs/deploy.md).
 """
 import os
 import shlex
@@ -17,6 +19,7 @@ import time
 import requests
 
 from ..ports import free_port
+from .devcerts import CertError, DevCA
 
 ETCD_MISSING = """\
 getbatch cluster needs the etcd server binary (`etcd`) on PATH, and none was found.
@@ -30,6 +33,8 @@ c = Client("{url}"); b = c.bucket("data"); b.create(exist_ok=True)
 b.object("a.bin").get_writer().put_content(b"...")
 for info, data in c.batch(["a.bin"], bucket=b).get(): print(info.obj_name, len(data))
 # every node serves every object: Client("{other}") reads the same"""
+TLS_NOTE = """# TLS: the nodes' certificates are signed by the throwaway CA {ca}; give it to
+# clients (Client(url, ca_cert=...); with REQUESTS_CA_BUNDLE set, that wins: point it there)"""
 
 READY_TIMEOUT = 60
 # a process that exits this soon after an automatic restart is not restarted again by itself
@@ -44,8 +49,9 @@ class ClusterError(Exception):
 class Member:
     """One process of the dev cluster (etcd or a node): how to start it, and the running one."""
 
-    def __init__(self, name, argv, log, ready_url=None, data_dir=None):
+    def __init__(self, name, argv, log, ready_url=None, data_dir=None, http=None):
         self.name, self.argv, self.log = name, argv, log
+        self.http = http or {}       # requests options reaching it (the CA, a client certificate)
         self.ready_url = ready_url   # answers 200 once the process serves
         self.data_dir = data_dir     # a node's data dir (its id is kept there)
         self.proc = None
@@ -98,7 +104,7 @@ class Member:
 
     def ready(self):
         try:
-            return requests.get(self.ready_url, timeout=1).status_code == 200
+            return requests.get(self.ready_url, timeout=1, **self.http).status_code == 200
         except requests.RequestException:
             return False
 
@@ -136,34 +142,53 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def run(nodes, data_dir, port, workers, restart_exited=False, out=sys.stdout):
+def tls_flags(data_dir):
+    """A throwaway CA under `data_dir`/tls and its certificates: (etcd's extra flags, a node's
+    extra flags, requests options of a client holding the node certificate, the CA file)."""
+    try:
+        ca = DevCA(os.path.join(data_dir, "tls"))
+        server, node = ca.issue("etcd"), ca.issue("node")
+    except CertError as exc:
+        raise ClusterError(f"--tls: {exc}") from None
+    etcd = ["--cert-file", server.cert, "--key-file", server.key, "--client-cert-auth",
+            "--trusted-ca-file", ca.cert]
+    serve = ["--tls-cert", node.cert, "--tls-key", node.key, "--tls-ca", ca.cert,
+             "--etcd-ca", ca.cert, "--etcd-cert", node.cert, "--etcd-key", node.key]
+    return etcd, serve, {"verify": ca.cert, "cert": (node.cert, node.key)}, ca.cert
+
+
+def run(nodes, data_dir, port, workers, restart_exited=False, out=sys.stdout, use_tls=False):
     etcd = shutil.which("etcd")
     if etcd is None:
         raise ClusterError(ETCD_MISSING)
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, exist_ok=True)
+    etcd_tls, serve_tls, http, ca = tls_flags(data_dir) if use_tls else ([], [], {}, None)
+    scheme = "https" if use_tls else "http"
     cport, pport = free_port(), free_port()
-    etcd_url, peer_url = f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}"
+    etcd_url, peer_url = f"{scheme}://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}"
     members = [Member("etcd", [etcd, "--name", "dev", "--data-dir",
                                os.path.join(data_dir, "etcd"),
                                "--listen-client-urls", etcd_url,
                                "--advertise-client-urls", etcd_url,
                                "--listen-peer-urls", peer_url,
                                "--initial-advertise-peer-urls", peer_url,
-                               "--initial-cluster", f"dev={peer_url}", "--log-level", "warn"],
-                      os.path.join(data_dir, "etcd.log"), ready_url=etcd_url + "/health")]
+                               "--initial-cluster", f"dev={peer_url}", "--log-level", "warn",
+                               *etcd_tls],
+                      os.path.join(data_dir, "etcd.log"), ready_url=etcd_url + "/health",
+                      http=http)]
     urls = []
     for i in range(nodes):
         ndir = os.path.join(data_dir, f"node{i}")
         os.makedirs(ndir, exist_ok=True)
-        url = f"http://127.0.0.1:{port + i}"
+        url = f"{scheme}://127.0.0.1:{port + i}"
         urls.append(url)
         members.append(Member(
             f"node {i}", [sys.executable, "-m", "getbatch.cli", "serve", "--port", str(port + i),
                           "--data-dir", os.path.join(ndir, "data"), "--etcd", etcd_url,
-                          "--advertise", url, "--workers", str(workers)],
+                          "--advertise", url, "--workers", str(workers), *serve_tls],
             os.path.join(ndir, "server.log"), ready_url=url + "/v1/health",
-            data_dir=os.path.join(ndir, "data")))
+            data_dir=os.path.join(ndir, "data"), http=http))
 
     hangup = _Hangup()
     # SIGINT too: a shell starts a background job with SIGINT ignored
@@ -177,15 +202,16 @@ def run(nodes, data_dir, port, workers, restart_exited=False, out=sys.stdout):
             m.start()
 
         def all_joined():
-            return all(len(requests.get(u + "/v1/daemon", params={"what": "smap"},
-                                        timeout=1).json()["tmap"]) == nodes for u in urls)
+            return all(len(requests.get(u + "/v1/daemon", params={"what": "smap"}, timeout=1,
+                                        **http).json()["tmap"]) == nodes for u in urls)
         _wait(f"{nodes} nodes", all_joined, READY_TIMEOUT, members)
         print(f"getbatch cluster (pid {os.getpid()}): {nodes} nodes and etcd at {etcd_url} "
               f"(pid {members[0].pid}); data and logs under {data_dir}\n" +
               "".join(f"  node {i}: {u} (id {m.node_id()}, pid {m.pid})\n"
                       for i, (u, m) in enumerate(zip(urls, members[1:]))) +
               "Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n" +
-              SNIPPET.format(url=urls[0], other=urls[-1]) + "\n\n" +
+              SNIPPET.format(url=urls[0], other=urls[-1]) + "\n" +
+              (TLS_NOTE.format(ca=ca) + "\n" if ca else "") + "\n" +
               "Kill a node to watch the others carry on; `kill -HUP "
               f"{os.getpid()}` starts what exited again. Ctrl-C stops the cluster.",
               file=out, flush=True)

@@ -70,9 +70,18 @@ class Daemon:
 
 
 class Health:
-    """GET /v1/health: 200 once the process serves requests."""
+    """GET /v1/health: 200 once the process serves requests (liveness). With `readiness=true`
+    (AIS's query), on a cluster: 200 only while this node is in the cluster map it holds,
+    else 503 (a load balancer or Kubernetes then sends it no clients)."""
+
+    def __init__(self, cluster=None):
+        self.cluster = cluster
 
     def on_get(self, req, resp):
+        if (self.cluster is not None and req.get_param_as_bool("readiness", default=False)
+                and self.cluster.smap.node(self.cluster.node.id) is None):
+            raise AISError(503, f"node {self.cluster.node.id} is not in the cluster map "
+                                "(joining, or its etcd lease lapsed)")
         resp.status = 200
 
 

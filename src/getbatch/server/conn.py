@@ -100,7 +100,8 @@ class Conn(TConn):
         self.drained = 0
         self.linger_until = 0.0     # while closing: the drain ends by then whatever comes
         self.closed = False
-        self.handshaking = isinstance(sock, ssl.SSLSocket)   # TLS handshake not yet done
+        self.tls = isinstance(sock, ssl.SSLSocket)
+        self.handshaking = self.tls   # the TLS handshake is not done yet
 
     def take(self, data):
         """Add bytes of the next request; True once a thread can take it."""
@@ -151,6 +152,30 @@ def body_length(head):
                 return 0
             length = int(value)
     return length or 0
+
+
+def redirect_probe(head):
+    """The target of a request the AIStore SDK sends over HTTPS as its head alone (its body
+    announced, `Connection: close`): it waits for a proxy's 307 to a target before sending the
+    body. None for any other request, and for one already redirected (`pid` in its query, as
+    AIS marks a request a proxy redirected)."""
+    lines = bytes(head).split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or b"pid=" in parts[1]:
+        return None
+    close = length = host = None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip()
+        if name == b"connection":
+            close = value.lower() == b"close"
+        elif name == b"content-length":
+            length = int(value) if value.isdigit() else None
+        elif name == b"host":
+            host = value
+    if not (close and length and host):
+        return None
+    return host.decode("latin-1"), parts[1].decode("latin-1")
 
 
 def minimal_response(status, reason, message, extra_headers=()):

@@ -47,7 +47,9 @@ header_timeout, before it reads a head. Plain HTTP sent to it gets a plain 400 s
 Bodies are encrypted in the process, so the zero-copy path is off for TLS connections (the
 batch is iterated instead, as under a stock worker). The WSGI environ says `https`, and
 carries whether the client showed a certificate the CA (tls_ca) verified, which the
-intra-cluster guard requires of peers.
+intra-cluster guard requires of peers. The AIStore SDK sends a request with a body over HTTPS
+as its head alone and waits for a redirect to a target (conn.redirect_probe): the loop
+answers it with a 307 back to this node.
 """
 import errno
 import logging
@@ -63,6 +65,7 @@ import time
 from collections import Counter
 from concurrent.futures import Future
 from functools import partial
+from urllib.parse import quote
 
 import falcon
 from gunicorn import http, util
@@ -73,7 +76,7 @@ from ..cluster.peers import PEER_PREFIX
 from ..config import Config, ConfigError
 from ..tls import CLIENT_CERT, server_context
 from .conn import (HEAD_MAX, RECV_SIZE, ClientSocket, Conn, TLSClientSocket, minimal_response,
-                   send_and_close)
+                   redirect_probe, send_and_close)
 from .retryafter import retry_after
 
 log = logging.getLogger("getbatch.worker")
@@ -470,24 +473,32 @@ class GetBatchWorker(ThreadWorker):
     def _readable(self, conn, _sock):
         if conn.handshaking and not self._handshake(conn):
             return
+        # TLS: OpenSSL may take more records off the socket than one read hands out, and the
+        # poller sees only the socket: read on until it wants more bytes or a thread has it
+        while self._read_once(conn) and conn.tls and conn in self.waiting:
+            pass
+
+    def _read_once(self, conn):
+        """Take what the client sent; True when bytes came and the request is still waited
+        for."""
         try:
             data = conn.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            return
+            return False
         except OSError:
             data = b""
         if conn.closing:
             conn.drained += len(data)
             if not data or conn.drained > LINGER_BYTES:
                 self._close(conn)
-            else:
-                conn.deadline = min(time.monotonic() + CLOSE_LINGER, conn.linger_until,
-                                    self.wait_cap)
-                self.next_sweep = min(self.next_sweep, conn.deadline)
-            return
+                return False
+            conn.deadline = min(time.monotonic() + CLOSE_LINGER, conn.linger_until,
+                                self.wait_cap)
+            self.next_sweep = min(self.next_sweep, conn.deadline)
+            return True
         if not data:  # the client left
             self._close(conn)
-            return
+            return False
         if conn.idle:
             # the next request has begun: the head deadline runs from now
             conn.idle = False
@@ -495,10 +506,17 @@ class GetBatchWorker(ThreadWorker):
             self.next_sweep = min(self.next_sweep, conn.deadline)
         conn.held += len(data)
         self.held += len(data)
-        if conn.take(data) or (conn.need is not None and self.held > HELD_MAX):
+        ready = conn.take(data)
+        if conn.tls and conn.need is not None and conn.head.endswith(b"\r\n\r\n"):
+            probe = redirect_probe(conn.head[:-4])
+            if probe is not None:
+                self._redirect_here(conn, *probe)
+                return False
+        if ready or (conn.need is not None and self.held > HELD_MAX):
             self._unwait(conn)
             self._dispatch(conn)
-        elif conn.need is not None:
+            return False
+        if conn.need is not None:
             # reading a body: it may stall body_timeout between bytes
             conn.deadline = min(time.monotonic() + self.config.body_timeout, self.wait_cap)
             self.next_sweep = min(self.next_sweep, conn.deadline)
@@ -506,6 +524,16 @@ class GetBatchWorker(ThreadWorker):
             self._close(conn, minimal_response(
                 431, "Request Header Fields Too Large",
                 f"request head over {HEAD_MAX // 1024} KiB without its end"))
+            return False
+        return True
+
+    def _redirect_here(self, conn, host, target):
+        """Answer the AIStore SDK's head-only request (conn.redirect_probe): a node is its own
+        target, so the 307 sends the whole request back here, marked as redirected."""
+        sep = "&" if "?" in target else "?"
+        location = f"https://{host}{target}{sep}pid={quote(self.config.node_id, safe='')}"
+        self._close(conn, minimal_response(307, "Temporary Redirect", "send the request here",
+                                           (f"Location: {location}",)))
 
     def _handshake(self, conn):
         """One step of a TLS handshake, when the socket is ready for it; True once done."""
@@ -519,7 +547,8 @@ class GetBatchWorker(ThreadWorker):
             return False
         except ssl.SSLError as exc:
             plain = exc.reason == "HTTP_REQUEST"
-            self._count("plain http" if plain else "tls handshake", conn.key)
+            self._count("plain http" if plain else "tls handshake",
+                        conn.key if plain else f"{conn.key} ({exc.reason or exc})")
             self._unwait(conn)
             # the answer to plain HTTP goes out as plain text, past the TLS layer
             conn.sock = socket.socket(fileno=conn.sock.detach())
@@ -620,8 +649,7 @@ class GetBatchWorker(ThreadWorker):
             elif reason == "plain http":
                 parts.append(f"{n} from {client} sent plain HTTP to the TLS port")
             elif reason == "tls handshake":
-                parts.append(f"{n} from {client} failed the TLS handshake (a certificate "
-                             "tls_ca does not verify, or no common protocol)")
+                parts.append(f"{n} from {client} failed the TLS handshake")
             elif reason == "stalled body":
                 parts.append(f"{n} closed with a request body stalled for "
                              f"{self.config.body_timeout:g}s (body_timeout)")
@@ -694,6 +722,8 @@ class GetBatchWorker(ThreadWorker):
             conn.idle = not conn.head
             wait = self.config.keepalive if conn.idle else self.config.header_timeout
             self._wait(conn, time.monotonic() + wait)
+            if conn.tls:   # what OpenSSL already holds of the next request
+                self._readable(conn, conn.sock)
 
     # -- stopping
 
