@@ -35,12 +35,14 @@ class Conflict(BatchError):
 
 
 class Plans:
-    def __init__(self, data_dir, storage, etcd=None):
+    def __init__(self, data_dir, storage, etcd=None, copies=None):
         """`storage`: the Storage plans are listed from (on a cluster, the cluster's);
-        `etcd`: the cluster's Etcd, or None on a single node."""
+        `etcd`: the cluster's Etcd, or None on a single node; `copies`: on a cluster, the
+        replicas.PlanCopies that keep a dataset on every node."""
         self.dir = os.path.join(data_dir, ".sys", "epochs")
         self.storage = storage
         self.etcd = etcd
+        self.copies = copies
         self._records = {}     # immutable: kept once read
         self._datasets = LRU(KEEP_DATASETS)
         self._orders = LRU(KEEP_ORDERS)
@@ -73,6 +75,8 @@ class Plans:
             _write_atomic(self._path(rec["id"], ".json"), text.encode())
         self._records[rec["id"]] = rec
         self._datasets.put(rec["id"], ds)
+        if self.copies is not None:
+            self.copies.push(rec["id"], ds.to_bytes())
         return rec
 
     def get(self, plan_id):
@@ -142,18 +146,44 @@ class Plans:
             ds = self._datasets.get(pid)
             if ds is not None:
                 return ds
-            try:
-                with open(self._path(pid, ".plan"), "rb") as f:
-                    ds = ds_mod.Dataset.from_bytes(f.read())
-            except (FileNotFoundError, ValueError):
+            ds = self.local_dataset(rec)
+            if ds is None and self.copies is not None:
+                ds = self.adopt(rec, self.copies.pull(pid))
+            if ds is None:
                 ds = ds_mod.build(parse_spec(rec["spec"]), self.storage)
                 if ds.digest != rec["digest"]:
                     raise Conflict(f"epoch plan {pid}: the dataset changed since the plan was "
                                    f"made ({ds.samples} samples now, {rec['samples']} then): "
-                                   "create a new plan") from None
+                                   "create a new plan")
                 self._save_dataset(pid, ds)
             self._datasets.put(pid, ds)
             return ds
+
+    def local_dataset(self, rec):
+        """This node's copy of the dataset of `rec`, or None."""
+        ds = self._datasets.get(rec["id"])
+        if ds is not None:
+            return ds
+        try:
+            with open(self._path(rec["id"], ".plan"), "rb") as f:
+                return self.adopt(rec, f.read(), save=False)
+        except FileNotFoundError:
+            return None
+
+    def adopt(self, rec, data, save=True):
+        """The Dataset in `data` (bytes, or None) if it is the one `rec` describes (kept
+        here when `save`); None otherwise."""
+        if data is None:
+            return None
+        try:
+            ds = ds_mod.Dataset.from_bytes(data)
+        except (ValueError, IndexError):
+            return None
+        if ds.digest != rec["digest"]:
+            return None
+        if save:
+            self._save_dataset(rec["id"], ds)
+        return ds
 
     def order(self, rec, epoch):
         """(Dataset, array of sample ids in epoch `epoch`'s order)."""

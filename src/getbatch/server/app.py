@@ -17,8 +17,9 @@ from .cluster import (Daemon, Health, PeerGuard, PeerPing, PeerPush, PeerRebalan
 from .errors import handle_exception, make_serializer
 from .jobs import BatchJobsAPI, JobQueries
 from .metrics import install as install_metrics
-from .epochs import EpochPlans
+from .epochs import EpochPlans, PeerPlan
 from ..epochs.plans import Plans
+from ..epochs.replicas import PlanCopies
 from .moss import Moss
 from ..runtime import FileStore, LiveConfig
 from ..cluster.runtimeconf import EtcdStore
@@ -65,7 +66,8 @@ def create_app(config, storage, cluster=None):
     batch_jobs = BatchJobs(os.path.join(config.data_dir, ".sys", "jobs", "get-batch",
                                         str(config.port)), node_id)
     app.add_route("/v1/jobs", BatchJobsAPI(batch_jobs, cluster))
-    plans = Plans(config.data_dir, storage, cluster.etcd if on_etcd else None)
+    plans = Plans(config.data_dir, storage, cluster.etcd if on_etcd else None,
+                  PlanCopies(cluster) if on_etcd else None)
     app.add_route("/v1/ml/epochs", EpochPlans(plans, config))
     app.add_route("/v1/ml/epochs/{plan_id}", EpochPlans(plans, config), suffix="one")
     moss = Admitted(Moss(storage, live, batch_jobs, cluster, shared, plans),
@@ -83,6 +85,7 @@ def create_app(config, storage, cluster=None):
         app.add_route(PEER_PREFIX + "/buckets/{bucket}", Bucket(shared, config, jobs))
         app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
         app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, live))
+        app.add_route(PEER_PREFIX + "/epochs/{plan_id}", PeerPlan(plans))
         app.add_route(PEER_PREFIX + "/jobs", BatchJobsAPI(batch_jobs))
         rebalance = Rebalance(cluster, cluster.share.local.data_dir)
         app.add_route(PEER_PREFIX + "/rebalance", PeerRebalance(rebalance))

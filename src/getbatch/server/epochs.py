@@ -24,6 +24,26 @@ def _json(resp, doc):
     resp.data = _enc.encode(doc)
 
 
+class PeerPlan:
+    """/v1/_peer/epochs/<id>: GET this node's copy of a plan's dataset (404 without one), PUT
+    one (kept when it matches the plan's digest; 409 otherwise): epochs/replicas.py."""
+
+    def __init__(self, plans):
+        self.plans = plans
+
+    def on_get(self, req, resp, plan_id):
+        ds = self.plans.local_dataset(self.plans.get(plan_id))
+        if ds is None:
+            raise AISError(404, f"no copy of epoch plan {plan_id}'s dataset on this node")
+        resp.content_type = "application/octet-stream"
+        resp.data = ds.to_bytes()
+
+    def on_put(self, req, resp, plan_id):
+        rec = self.plans.get(plan_id)
+        if self.plans.adopt(rec, read_body(req, 1 << 31)) is None:
+            raise AISError(409, f"not the dataset of epoch plan {plan_id} (digest differs)")
+
+
 class EpochPlans:
     def __init__(self, plans, config):
         self.plans = plans
