@@ -350,3 +350,31 @@ def test_verified_blocks_are_remembered_per_process(tmp_path, monkeypatch):
         sh.extent("x")
         sh.read("x")
     assert len(checked) == first
+
+
+@pytest.mark.parametrize("what", ["fifo", "symlink", "fifo.tmp"])
+def test_a_fifo_or_symlink_in_place_of_a_cache_file_is_never_waited_on(tmp_path, what):
+    path = zeros_then_x(tmp_path, zeros=64 * MiB)
+    cache = InflateCache(tmp_path / "cache", 1 << 30)
+    serve(path, cache)
+    (name,) = cache_files(cache.dir)
+    file = os.path.join(cache.dir, name)
+    os.unlink(file)
+    if what == "symlink":
+        os.symlink(tmp_path / "elsewhere", file)
+        (tmp_path / "elsewhere").write_bytes(b"x" * 100)
+    else:
+        os.mkfifo(file if what == "fifo" else file + ".tmp")
+    done = []
+
+    def request():
+        with open_shard(path, cache=InflateCache(cache.dir, 1 << 30),
+                        budget=InflateBudget(0)) as sh:
+            done.append(sh.read("x") == X)
+
+    t = threading.Thread(target=request, daemon=True)
+    t.start()
+    t.join(30)
+    assert done == [True], "a request for the shard hung or failed"
+    if what == "symlink":
+        assert (tmp_path / "elsewhere").read_bytes() == b"x" * 100

@@ -320,3 +320,23 @@ def test_symlinked_bucket_directory_is_not_a_bucket(store, tmp_path):
         store.destroy_bucket("lnk")
     assert (outside / "sub" / "f").read_bytes() == b"x" and not (outside / "new").exists()
     assert os.path.islink(os.path.join(store.data_dir, "ais", "lnk"))
+
+
+def test_leftovers_too_young_at_start_are_swept_later(store, monkeypatch):
+    """A node restarted within seconds of a crash cannot tell the dead upload's temp file from
+    one just starting; it reclaims it on a later sweep, not at its next restart."""
+    import time
+
+    from getbatch.store import LocalStore, local
+
+    leftover = os.path.join(store.data_dir, ".sys", "tmp", "0123456789abcdef0123456789abcdef")
+    with open(leftover, "wb") as f:
+        f.write(b"partial upload of a process that died a moment ago")
+    monkeypatch.setattr(local, "RESWEEP_EVERY", 0.0, raising=False)
+    restarted = LocalStore(store.data_dir)
+    assert os.path.exists(leftover) and restarted.reclaimed == 0
+    old = time.time() - 10
+    os.utime(leftover, (old, old))      # a little later
+    put_bytes(restarted, "b", "next", b"x")
+    assert not os.path.exists(leftover) and restarted.reclaimed == 1
+    assert tmp_files(restarted) == [] and read(restarted, "b", "next") == b"x"

@@ -10,6 +10,9 @@ A cache file is verified, never trusted:
 - it is written as `<name>.tmp` under an exclusive flock and renamed when complete, so a
   partial file is never visible and two processes (or threads) never write the same file: the
   second one simply streams. A builder that died leaves an unlocked .tmp, reused or evicted;
+- it is opened with O_NOFOLLOW | O_NONBLOCK and used only when fstat says it is a regular file
+  (a FIFO, device or symlink in its place, or in place of its .tmp, is discarded, never waited
+  on or followed);
 - on open its size must match the trailer (stream length, one CRC-32 per 256 KiB block, the
   trailer's own CRC) and cover every member of the shard's index; then each block is checked
   against its CRC-32 the first time this process serves bytes of it. A mismatch discards the
@@ -33,6 +36,7 @@ import fcntl
 import logging
 import os
 import secrets
+import stat
 import struct
 import sys
 import threading
@@ -56,6 +60,7 @@ _MAGIC = b"GBINFL01"
 # CRC-32 of the block table followed by the footer's other fields
 _FOOTER = struct.Struct("<8s32s16sQII")
 _TOUCH_AFTER = 10.0   # seconds: a file's mtime (its LRU age) is refreshed at most this often
+_SAFE = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK   # a FIFO in place of a file: no hang
 _PAUSE = 60.0         # seconds without fills after a write error
 _REMEMBERED = 1024    # cache files whose verified blocks a process remembers
 
@@ -125,7 +130,7 @@ class InflateCache:
             return None
         path = self._path(digest)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | _SAFE)
         except OSError:
             return None
         try:
@@ -144,7 +149,9 @@ class InflateCache:
         st = os.fstat(fd)
         size = st.st_size
         why = raw = None
-        if size < _FOOTER.size:
+        if not stat.S_ISREG(st.st_mode):
+            why = "not a regular file"
+        elif size < _FOOTER.size:
             why = "shorter than its trailer"
         else:
             foot = os.pread(fd, _FOOTER.size, size - _FOOTER.size)
@@ -212,12 +219,17 @@ class InflateCache:
         tmp = path + _TMP
         try:
             try:
-                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | _SAFE, 0o600)
             except FileNotFoundError:  # the directory was removed: make it again
                 os.makedirs(self.dir, exist_ok=True)
-                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | _SAFE, 0o600)
         except OSError as exc:
             self._pause(f"cannot create a file in {self.dir}", exc)
+            return None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            self.discard(tmp, st, label, "not a regular file")
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -244,7 +256,7 @@ class InflateCache:
         if own + extra > self.max_bytes:
             return False
         try:
-            lock = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+            lock = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | _SAFE,
                            0o600)
         except OSError:
             return False
@@ -286,7 +298,7 @@ class InflateCache:
 def _remove_abandoned(tmp):
     """Remove an in-progress file whose builder is gone (its lock is free); False if in use."""
     try:
-        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(tmp, os.O_RDONLY | _SAFE)
     except OSError:
         return False
     try:

@@ -10,6 +10,11 @@ Layout (everything on one filesystem, so `rename` publishes atomically):
     <data_dir>/.sys/inflate-cache/          decompressed copies of compressed shards
     <data_dir>/.sys/locks/                  cross-process locks
 
+Temp files of PUTs cut by a crash are swept at start-up and again at most every
+`RESWEEP_EVERY` seconds, on a later PUT: a node restarted within seconds of the crash (when
+the leftovers were too young to tell from an upload just starting) reclaims them soon after
+instead of at its next restart.
+
 Several server worker processes share one data directory, so nothing is cached that
 another process could change: bucket existence is one lstat per call. A bucket is a real
 directory: a symlink in its place is not a bucket (it could lead anywhere).
@@ -18,6 +23,7 @@ import os
 import secrets
 import shutil
 import stat as st_
+import time
 
 from ..archive import InflateCache, open_shard
 from . import attrs as meta
@@ -33,6 +39,7 @@ from .publish import Publisher
 
 STALE_AFTER = 3600.0  # seconds without modification before an append session is dropped
 _SWEEP_UNOWNED_AFTER = 5.0  # temp files no live process owns are leftovers after this age
+RESWEEP_EVERY = 60.0        # seconds between sweeps of the temp files after start-up
 _NAME_MAX = 255       # bytes per path component (ext4, xfs, btrfs)
 _PATH_MAX = 3072      # bytes per name: leaves room for the data dir within PATH_MAX (4096)
 
@@ -55,6 +62,7 @@ class LocalStore(Backend):
         for d in (self.root, self._tmp, self._trash, self._index_dir, locks):
             os.makedirs(d, exist_ok=True)
         self.reclaimed = sweep(self._tmp, _SWEEP_UNOWNED_AFTER, locked=True)
+        self._next_sweep = time.monotonic() + RESWEEP_EVERY
         self._publisher = Publisher(self.root, os.path.join(locks, "version"),
                                     fsync=fsync, xattrs=self._probe_xattrs())
         self._xattrs = self._publisher.xattrs
@@ -73,6 +81,9 @@ class LocalStore(Backend):
             os.unlink(path)
 
     def _mkstemp(self, dirpath=None):
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + RESWEEP_EVERY
+            self.reclaimed += sweep(self._tmp, _SWEEP_UNOWNED_AFTER, locked=True)
         path = os.path.join(dirpath or self._tmp, secrets.token_hex(16))
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         own(fd)
