@@ -1,6 +1,7 @@
 """The remote backend's own promises, against a real moto S3 server: a read cache that is
 verified (changed remote object fetched again, deleted one a 404, partial downloads never
 visible, LRU within its budget), ranged reads of remote shards, errors, prefetch/evict."""
+import hashlib
 import io
 import itertools
 import os
@@ -303,3 +304,25 @@ def test_object_range_of_an_uncached_object_is_a_ranged_get(store, s3, bucket):
     with src:                                      # all of it: fetched once, and cached
         assert b"".join(src.chunks(0, 1 << 20)) == blob
     assert len(cache_files(store)) == 1
+
+
+def test_an_object_replaced_after_open_is_refused_not_mislabelled(store, s3, bucket):
+    """open() labels the answer with the version its HEAD saw; the read is pinned to it
+    (If-Match), so a replacement in between is a RemoteChanged (409), never the new bytes
+    under the old version's labels (issue 16, 3)."""
+    from getbatch.store.errors import RemoteChanged
+
+    s3.put_object(Bucket=bucket, Key="r", Body=b"A" * 5000)
+    src, attrs = store.open(bucket, "r")
+    s3.put_object(Bucket=bucket, Key="r", Body=b"B" * 5000)           # same size, new ETag
+    with src, pytest.raises(RemoteChanged):
+        b"".join(src.chunks(0, 5000))
+    src, attrs = store.open(bucket, "r")
+    s3.put_object(Bucket=bucket, Key="r", Body=b"C" * 5000)
+    with src, pytest.raises(RemoteChanged):
+        b"".join(src.chunks(10, 100))
+    assert cache_files(store) == []
+    src, attrs = store.open(bucket, "r")
+    with src:
+        assert b"".join(src.chunks(0, 5000)) == b"C" * 5000 and attrs.cksum_value == \
+            hashlib.md5(b"C" * 5000).hexdigest()
