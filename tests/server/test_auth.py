@@ -360,6 +360,13 @@ def test_jobs_stay_within_their_buckets(anode, buckets):
     # an admin of every bucket sees them all
     status, answer = _jobs_api(anode, token({"*": "rwa"}, sub="root"), "GET", "/v1/jobs", all="true")
     assert {"pub", "priv"} <= {j["bucket"] for j in answer["jobs"]}
+    # a GetBatch job of bob's bucket is no more alice's to see or stop than his other jobs
+    bobs = next(j["id"] for j in answer["jobs"] if j["bucket"] == "priv")
+    for method, body, params in (("GET", {"ID": bobs}, {"what": "status"}),
+                                 ("PUT", {"action": "stop", "value": {"ID": bobs}}, {})):
+        status, answer = _jobs_api(anode, alice, method, "/v1/cluster", body, **params)
+        assert status == 404 and "does not exist" in answer["message"]
+    assert _jobs_api(anode, bob, "GET", "/v1/cluster", {"ID": bobs}, what="status")[0] == 200
 
 
 def test_cli_commands_send_the_token(anode, buckets, tmp_path):

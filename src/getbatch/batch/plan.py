@@ -179,6 +179,7 @@ def _fulls(items):
     return items if fulls is None else fulls()
 
 
+BATCH_ID_PREFIX = "gbt-"
 _ids = itertools.count(1)
 _id_lock = threading.Lock()
 _id_prefix = None
@@ -191,7 +192,7 @@ def new_batch_id():
     with _id_lock:
         if _id_prefix is None or _id_prefix[0] != os.getpid():
             _id_prefix = (os.getpid(), os.urandom(4).hex())
-        return f"gbt-{_id_prefix[1]}{next(_ids):x}"
+        return f"{BATCH_ID_PREFIX}{_id_prefix[1]}{next(_ids):x}"
 
 
 class Plan:

@@ -16,11 +16,18 @@ is gone is read as aborted, as the Registry does.
 
 States: planning (validation, planning, on a cluster the owners' plans), streaming (the
 status line is out), then done, failed (an error answer, or a server-side failure
-mid-stream) or aborted (the client went away, or stopped reading past `send_timeout`).
+mid-stream) or aborted (the client went away, or stopped reading past `send_timeout`, or
+someone stopped it).
+
+Stopping a job (`abort`) leaves a marker file `<dir>/<id>.abort` that any process may write;
+the flusher of the process running the job, awake every FLUSH_EVERY while a job runs, finds
+it and shuts the job's client connection down: the batch ends as if the client had left (an
+aborted stream, never a valid-looking archive) and the job says it was stopped on request.
 """
 import errno
 import logging
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -50,7 +57,7 @@ class BatchJob:
 
     __slots__ = ("id", "node", "client", "user", "bucket", "provider", "state", "total", "size",
                  "start_ns", "end_ns", "error", "out", "gather", "entries", "nbytes", "soft",
-                 "gfn", "fmt")
+                 "gfn", "fmt", "sock", "stopped")
 
     def __init__(self, node, client, bucket, provider, user=""):
         self.id = new_batch_id()
@@ -67,6 +74,8 @@ class BatchJob:
         self.out = None
         self.entries = self.nbytes = self.soft = self.gfn = 0
         self.fmt = ""
+        self.sock = None        # the client's socket, where the server gives it (abort)
+        self.stopped = False    # stopped on request (abort)
 
     def record(self):
         """The job as JSON-able dict (what the API answers)."""
@@ -128,6 +137,8 @@ class BatchJobs:
         exc = out.error
         if out.completed:
             self._end(job, DONE, "")
+        elif job.stopped:
+            self._end(job, ABORTED, "stopped on request")
         elif exc is None or isinstance(exc, OSError) and exc.errno in _CLIENT_GONE:
             # no error: the server stopped iterating because the client was gone
             self._end(job, ABORTED, f"the client ({job.client}) went away or stopped reading"
@@ -143,7 +154,9 @@ class BatchJobs:
 
     def _end(self, job, state, error):
         job.state, job.error, job.end_ns = state, error, time.time_ns()
-        job.out = None   # it holds the plan's items: not kept past the batch
+        job.out = job.sock = None   # the output holds the plan's items: not kept past the batch
+        if job.stopped:
+            self._unmark(job.id)
         with self._lock:
             self._running.pop(job.id, None)
             self._finished.append(job)
@@ -168,6 +181,7 @@ class BatchJobs:
         while True:
             self._wake.wait(FLUSH_EVERY)
             self._wake.clear()
+            self._stop_marked()
             if self._dirty or self._running:   # running: its progress moves
                 self._dirty = False
                 try:
@@ -175,6 +189,42 @@ class BatchJobs:
                 except Exception:   # a full disk must not end the thread (nor the process)
                     log.exception("cannot write the GetBatch jobs of process %d", os.getpid())
             time.sleep(MIN_GAP)
+
+    # -- stopping
+
+    def _marker(self, job_id):
+        return os.path.join(self.dir, f"{job_id}.abort")
+
+    def _unmark(self, job_id):
+        try:
+            os.unlink(self._marker(job_id))
+        except FileNotFoundError:
+            pass
+
+    def abort(self, job_id):
+        """Ask the running job `job_id` (in any process of the node) to stop; its record, or
+        None when this node has no such job. A finished job is left as it is."""
+        rec = next((r for r in self.list(finished=True) if r["id"] == job_id), None)
+        if rec is not None and rec["state"] in RUNNING_STATES:
+            open(self._marker(job_id), "w").close()
+            self._wake.set()
+        return rec
+
+    def _stop_marked(self):
+        """Shut down the client connection of each running job of this process that was
+        asked to stop (the flusher, every FLUSH_EVERY while jobs run)."""
+        with self._lock:
+            running = list(self._running.values())
+        for job in running:
+            if not job.stopped and os.path.exists(self._marker(job.id)):
+                job.stopped = True
+                log.info("GetBatch %s of %s stopped on request", job.id, job.client)
+                sock = job.sock
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
     def local(self):
         """This process's records: running jobs, then finished ones."""
@@ -190,11 +240,19 @@ class BatchJobs:
         os.replace(tmp, path)
 
     def _forget_dead(self):
-        """Delete the files of processes gone more than STALE_FILE seconds ago."""
+        """Delete the files of processes gone more than STALE_FILE seconds ago, and stop
+        markers older than that (their job ended before its process saw them)."""
         now = time.time()
         for pid, path in self._files():
             try:
                 if not _alive(pid) and now - os.stat(path).st_mtime > STALE_FILE:
+                    os.unlink(path)
+            except OSError:
+                pass
+        for name in os.listdir(self.dir):
+            path = os.path.join(self.dir, name)
+            try:
+                if name.endswith(".abort") and now - os.stat(path).st_mtime > STALE_FILE:
                     os.unlink(path)
             except OSError:
                 pass

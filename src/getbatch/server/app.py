@@ -77,7 +77,7 @@ def create_app(config, storage, cluster=None):
     app.add_route("/v1/ml/moss/{bucket}/{extra:path}", moss, suffix="extra")
     app.add_route("/v1/daemon", Daemon(node_id, cluster))
     app.add_route("/v1/health", Health(cluster))
-    app.add_route("/v1/cluster", JobQueries(jobs, config))
+    app.add_route("/v1/cluster", JobQueries(jobs, config, batch_jobs))
     if cluster is not None:
         # intra-cluster (PeerGuard checks the secret)
         app.add_route(PEER_PREFIX + "/ping", PeerPing(cluster))

@@ -15,6 +15,7 @@ Another job is "not found", word for word as a missing one, so a job cannot tell
 a bucket they may not use exists, nor who reads it.
 """
 import datetime
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
@@ -22,7 +23,9 @@ import msgspec
 from ..auth.tokens import ADMIN, READ
 from ..cluster.peers import PEER_PREFIX, PeerUnavailable
 from ..jobs import JobNotFound
-from ..jobs.batchjobs import KIND as BATCH_KIND
+from ..batch.plan import BATCH_ID_PREFIX
+from ..jobs.batchjobs import FLUSH_EVERY, MIN_GAP
+from ..jobs.batchjobs import KIND as BATCH_KIND, RUNNING_STATES as BATCH_RUNNING
 from ..jobs.registry import ABORTED, RUNNING
 from ..store import normalize_provider
 from ..store.errors import StoreError
@@ -43,13 +46,14 @@ def _rfc3339(ns):
 
 
 def job_snap(rec):
-    """An AIS JobSnap of a registry record."""
-    done = rec["state"] != RUNNING
+    """An AIS JobSnap of a registry record, or of a GetBatch job's (entries for objects)."""
+    done = rec["state"] != RUNNING and rec["state"] not in BATCH_RUNNING
     return {"id": rec["id"], "kind": rec["kind"], "start-time": _rfc3339(rec["start_ns"]),
             "end-time": _rfc3339(rec["end_ns"]),
             "bck": {"name": rec["bucket"], "provider": rec["provider"],
                     "namespace": {"uuid": "", "name": ""}} if rec["bucket"] else None,
-            "stats": {"loc-objs": rec["objects"], "loc-bytes": rec["bytes"], "out-objs": 0,
+            "stats": {"loc-objs": rec.get("objects", rec.get("entries", 0)),
+                      "loc-bytes": rec["bytes"], "out-objs": 0,
                       "out-bytes": 0, "in-objs": 0, "in-bytes": 0},
             "aborted": rec["state"] == ABORTED, "is_idle": done,
             "abort-err": rec["error"] if rec["state"] == ABORTED else "", "glob.id": 0}
@@ -91,17 +95,35 @@ def _job_args(args):
 
 
 class JobQueries:
-    """/v1/cluster: job status and stats queries, job abort."""
+    """/v1/cluster: job status and stats queries, job abort. `batch_jobs`: the node's
+    BatchJobs, whose GetBatch jobs answer status and stop too (this node's: a GetBatch is a
+    job of the node it was sent to)."""
 
-    def __init__(self, registry, config):
+    def __init__(self, registry, config, batch_jobs=None):
         self.registry = registry
         self.config = config
+        self.batch_jobs = batch_jobs
+
+    def _batch_job(self, job_id):
+        """The record of GetBatch job `job_id`, or None. Another process's jobs are read from
+        its file, up to a flush behind: a job not found is looked for again for that long."""
+        deadline = time.monotonic() + FLUSH_EVERY + MIN_GAP
+        while True:
+            rec = next((r for r in self.batch_jobs.list(finished=True) if r["id"] == job_id),
+                       None)
+            if rec is not None or time.monotonic() >= deadline:
+                return rec
+            time.sleep(0.05)
 
     def _get(self, req, job_id):
-        try:
-            rec = self.registry.get(job_id)
-        except JobNotFound as exc:
-            raise AISError(404, str(exc)) from None
+        rec = None
+        if self.batch_jobs is not None and job_id.startswith(BATCH_ID_PREFIX):
+            rec = self._batch_job(job_id)
+        if rec is None:
+            try:
+                rec = self.registry.get(job_id)
+            except JobNotFound as exc:
+                raise AISError(404, str(exc)) from None
         if not may_see(req, rec):
             raise AISError(404, str(JobNotFound(job_id)))
         return rec
@@ -132,7 +154,10 @@ class JobQueries:
         job_id, _ = _job_args(msg.get("value") or {})
         if not job_id:
             raise AISError(400, "stop needs a job id (JobArgs \"ID\")")
-        self._get(req, job_id)
+        rec = self._get(req, job_id)   # (a job the request may not see is not stopped)
+        if rec["kind"] == BATCH_KIND:
+            self.batch_jobs.abort(job_id)
+            return
         try:
             self.registry.abort(job_id)
         except JobNotFound as exc:

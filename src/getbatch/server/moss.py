@@ -45,6 +45,7 @@ class Moss:
         grant = grant_of(req)
         job = jobs.start(req.remote_addr, bucket, req.get_param("provider") or "ais",
                          grant.sub if grant is not None else "")
+        job.sock = req.env.get("gunicorn.socket")   # so that it can be stopped
         try:
             self._get(req, resp, bucket, job)
         except BaseException as exc:
