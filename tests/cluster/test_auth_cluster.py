@@ -290,3 +290,26 @@ def test_cli_rebalance_sends_the_token(acluster, filled):
                        env=dict(env, AIS_AUTHN_TOKEN=ADMIN))
     assert r.returncode == 0, r.stderr
     assert "rebalance done" in r.stdout
+
+
+def test_cluster_job_lists_keep_to_the_token(acluster, filled):
+    """GET /v1/jobs?all=true&cluster=true merges every node's jobs: a token for `sec` sees
+    its own bucket's batches from every node and none of `hidden`'s."""
+    def moss(url, tok, bucket, names):
+        r = requests.get(f"{url}/v1/ml/moss/{bucket}", json={"in": [{"objname": n} for n in names]},
+                         headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+        assert r.status_code == 200, r.text
+    for url in acluster.urls:
+        moss(url, ADMIN, "hidden", ["h"])
+        moss(url, USER, "sec", ["o/00"])
+
+    def listed(url, tok):
+        r = requests.get(f"{url}/v1/jobs", params={"all": "true", "cluster": "true"},
+                         headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()["jobs"]
+    for url in acluster.urls:
+        mine = listed(url, USER)
+        assert {j["bucket"] for j in mine} == {"sec"}
+        assert len({j["node"] for j in mine}) == 3
+        assert "hidden" in {j["bucket"] for j in listed(url, ADMIN)}
