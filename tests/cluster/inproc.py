@@ -154,3 +154,36 @@ class MiniCluster:
         for n in self.nodes:
             n.server.shutdown()
             n.server.server_close()
+
+
+class HostilePeer:
+    """A "node" on a free loopback port that answers every request with `answer(body)` (raw
+    bytes: status line, headers, body), then closes: what a buggy or hostile peer sends."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, body = data.split(b"\r\n\r\n", 1)
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                conn.sendall(self.answer(body))
+
+    def close(self):
+        self.sock.close()

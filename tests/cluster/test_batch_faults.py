@@ -13,6 +13,7 @@ import requests
 import urllib3
 
 from getbatch.cluster.smap import NodeInfo, Smap
+from getbatch.store import LocalStore
 
 from tests.server.test_metrics import parse
 
@@ -182,6 +183,42 @@ def test_peer_stalled_past_max_wait(fc):
         assert _complete(fc, "two", data)
     finally:
         fc.resume(2)
+        _whole_again(fc)
+
+
+def test_stalled_mid_item_resumes_only_from_the_same_version(fc):
+    """A 32 MiB item whose owner (node 2) is paused past max_wait inside it: resumed from its
+    second copy (node 1) when that is the same version; when node 1's copy is another
+    version of the same size (a lost overwrite leaves such copies), the answer is cut."""
+    smap = Smap(1, [NodeInfo(n.id, n.url) for n in fc.nodes], fc.nodes[0].id)
+    ids = [n.id for n in fc.nodes]
+    name = next(f"big{i}" for i in range(200)
+                if [ids.index(n.id) for n in smap.owners("ais", "two", f"big{i}", 2)] == [2, 1])
+    v0 = os.urandom(32 << 20)
+    assert requests.put(f"{fc.urls[1]}/v1/objects/two/{name}", data=v0, timeout=60,
+                        params={"provider": "ais"}).status_code == 200
+
+    def batch():
+        r = requests.get(f"{fc.urls[0]}/v1/ml/moss/two", params={"max_wait": "1s"},
+                         json={"in": [{"objname": name}], "strm": True}, stream=True, timeout=60)
+        try:
+            data = _read_then(r, FIRST, lambda: fc.pause(2))
+        except (urllib3.exceptions.ProtocolError, requests.RequestException):
+            data = None
+        finally:
+            fc.resume(2)
+        return r, data
+    try:
+        r, data = batch()
+        assert data is not None and len(data) == int(r.headers["Content-Length"])
+        assert _members(data) == [(f"two/{name}", v0)]
+        LocalStore(fc.nodes[1].data_dir).put("two", name, io.BytesIO(os.urandom(32 << 20)))
+        r, data = batch()
+        assert data is None or len(data) < int(r.headers["Content-Length"])
+    finally:
+        fc.resume(2)
+        requests.delete(f"{fc.urls[0]}/v1/objects/two/{name}", params={"provider": "ais"},
+                        timeout=30)
         _whole_again(fc)
 
 

@@ -339,3 +339,150 @@ def test_padded_placeholder(name, size):
     with tarfile.open(fileobj=io.BytesIO(frame + bytes(1024))) as tf:
         (m,) = tf.getmembers()
     assert m.name == "__404__/" + name and m.size == 0
+
+
+# -- failover inside an item: only to a copy of the same version
+
+BIG = 8 << 20
+
+
+@pytest.fixture
+def versions(mini):
+    """An 8 MiB object owned by a peer (`owner`), its second copy on the other peer; the
+    DT n0 holds none. Yields (name, owner, second); the test writes the copies."""
+    name = next(f"ver{i}" for i in range(50)
+                if "n0" not in [n.id for n in mini.smap.owners("ais", "b", f"ver{i}", 2)])
+    owner, second = [mini.by_id[n.id] for n in mini.smap.owners("ais", "b", name, 2)]
+    yield name, owner, second
+    owner.faults.cut_after = owner.faults.stall = None
+    for n in (owner, second):
+        n.store.delete("b", name)
+
+
+def _elsewhere(mini, node, k=2):
+    """`k` small objects `node` does not own."""
+    return [n for n in (f"o{i}" for i in range(150))
+            if mini.smap.owner("ais", "b", n).id != node.id][:k]
+
+
+def _cut_mid_item(mini, name, owner, tmp_path, strm=True):
+    """The batch [a, name, b] through n0 with `name`'s owner dying 3 MiB into it: the emit
+    path's outcome (bytes, or the HoleError) and the HTTP answer's bytes and headers."""
+    owner.faults.cut_after = 3 << 20
+    a, b = _elsewhere(mini, owner)
+    body = {"in": [{"objname": a}, {"objname": name}, {"objname": b}], "strm": strm}
+    try:
+        emitted = _emit(mini, body, tmp_path)[1]
+    except HoleError as exc:
+        emitted = exc
+    r = requests.get(f"{mini.nodes[0].url}/v1/ml/moss/b", json=body, stream=True)
+    assert r.status_code == 200
+    got = b""
+    try:
+        for chunk in r.iter_content(1 << 20):
+            got += chunk
+    except requests.RequestException:
+        pass
+    return emitted, got, r.headers
+
+
+def test_failover_mid_item_resumes_from_the_same_version(mini, versions, tmp_path):
+    name, owner, second = versions
+    data = os.urandom(BIG)
+    owner.put("b", name, data)
+    second.put("b", name, data)
+    emitted, got, _ = _cut_mid_item(mini, name, owner, tmp_path)
+    a, b = _elsewhere(mini, owner)
+    with tarfile.open(fileobj=io.BytesIO(got)) as tf:
+        assert [(m.name, tf.extractfile(m).read()) for m in tf] == [
+            (f"b/{a}", mini.objs[a]), (f"b/{name}", data), (f"b/{b}", mini.objs[b])]
+    assert emitted == got
+
+
+@pytest.mark.parametrize("strm", [True, False])
+def test_failover_mid_item_never_mixes_versions(mini, versions, tmp_path, strm):
+    """Copies of the same size at two versions (a lost overwrite makes them): the owner dies
+    mid-item, the other copy is another version, so the answer is cut (an incomplete TAR,
+    shorter than its Content-Length), never a whole archive with a mixed item."""
+    name, owner, second = versions
+    owner.put("b", name, os.urandom(BIG))
+    second.put("b", name, os.urandom(BIG))
+    emitted, got, headers = _cut_mid_item(mini, name, owner, tmp_path, strm)
+    assert isinstance(emitted, HoleError) and "same version" in str(emitted)
+    if strm:
+        assert len(got) < int(headers["Content-Length"])
+        with pytest.raises(tarfile.ReadError):
+            with tarfile.open(fileobj=io.BytesIO(got)) as tf:
+                for m in tf:
+                    tf.extractfile(m).read()
+    else:
+        assert not got.endswith(b"--\r\n")   # the multipart end never came
+
+
+def test_failover_mid_item_needs_a_checksum(mini, versions, tmp_path):
+    """The same bytes, but one copy has no checksum: nothing proves the version, no resume."""
+    name, owner, second = versions
+    data = os.urandom(BIG)
+    owner.put("b", name, data)
+    second.put("b", name, data)
+    os.removexattr(second.store.object_path("b", name), "user.getbatch.cksum")
+    emitted, _, _ = _cut_mid_item(mini, name, owner, tmp_path)
+    assert isinstance(emitted, HoleError)
+
+
+def test_failover_before_an_item_takes_the_other_version_whole(mini, versions, tmp_path):
+    """Nothing of the item was sent when its owner died: the other copy, of another version
+    but the same size, is served whole (one acknowledged version, not a mix)."""
+    name, owner, second = versions
+    owner.put("b", name, os.urandom(BIG))
+    other = os.urandom(BIG)
+    second.put("b", name, other)
+    owner.faults.cut_after = 600   # past its plan frame, before the item's bytes
+    a = _elsewhere(mini, owner, 1)[0]
+    body = {"in": [{"objname": a}, {"objname": name}], "strm": True}
+    _, got = _emit(mini, body, tmp_path)
+    with tarfile.open(fileobj=io.BytesIO(got)) as tf:
+        assert [(m.name, tf.extractfile(m).read()) for m in tf] == [
+            (f"b/{a}", mini.objs[a]), (f"b/{name}", other)]
+
+
+def _plan_answer(size):
+    """A peer's 200 whose plan frame gives every entry asked for `size` bytes."""
+    def answer(body):
+        names = [f"b/{e['objname']}" for e in json.loads(body)["in"]]
+        frame = json.dumps({"uuid": "x", "out": [[n, size, None] for n in names]}).encode()
+        payload = b"GBP1" + len(frame).to_bytes(4, "big") + frame
+        return (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload)) + payload
+    return answer
+
+
+@pytest.mark.parametrize("answer", [
+    lambda body: b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n",
+    lambda body: b"HTTP/1.1 404 Not Found\r\nContent-Length: 99999999\r\n\r\n",
+    _plan_answer(-5),
+    _plan_answer(2 ** 70),
+], ids=["length-abc", "huge-error", "size-minus-5", "size-huge"])
+def test_hostile_peer_is_a_failed_owner(mini, answer, tmp_path):
+    """A node answering its sub-batch with nonsense is a failed owner: its entries are
+    planned on the next candidates, never a 500."""
+    from getbatch.cluster.smap import NodeInfo, Smap
+    from .inproc import HostilePeer
+    evil = HostilePeer(answer)
+    try:
+        n0 = mini.nodes[0]
+        smap = Smap(1, [NodeInfo(n.id, n.url) for n in mini.nodes] + [NodeInfo("evil", evil.url)],
+                    "n0")
+        names = [n for n in (f"o{i}" for i in range(150))
+                 if smap.owner("ais", "b", n).id == "evil"][:5] + ["o1"]
+        body = {"in": [{"objname": n} for n in names], "strm": True}
+        req = parse(json.dumps(body).encode(), "b")
+        g = Gather(req, smap, n0.cluster.node, n0.storage, n0.config, SECRET, 5.0)
+        out = BatchOutput(g.plan(), "tar", multipart=False)
+        try:
+            emit_to_file(out, tmp_path / "out")
+        finally:
+            out.close()
+        assert "evil" in g.dead and out.plan.gfn >= 5
+        assert (tmp_path / "out").read_bytes() == single_node(mini, body)
+    finally:
+        evil.close()

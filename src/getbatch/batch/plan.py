@@ -22,6 +22,7 @@ import msgspec
 
 from ..archive import MAX_INFLATE, ArchiveError, InflateBudget, InflateLimit, MemberNotFound
 from ..store.archived import find_archived
+from ..store.attrs import identity_of_fd
 from ..store.backend import Source
 from ..store.errors import BucketNotFound, InvalidName, ObjectNotFound
 from .errors import BadRequest, NotFound, RangeNotSatisfiable
@@ -413,6 +414,17 @@ def _resolve_all(req, resolve, items, max_soft_errs):
         except ArchiveError as exc:
             raise BadRequest(f"{_ref(e)}: cannot read archived file {ap!r}: {exc.reason}")
         append(item)
+
+
+def identity(it):
+    """ObjectAttrs naming the version item `it` is read from (see store.attrs.provably_same),
+    or None where nothing can prove it: a placeholder, a file inside a shard (its bytes come
+    from the shard, or from a cache of it), a source without an fd."""
+    src = it.src
+    if not isinstance(src, Source):
+        return None
+    fd = src.fileno()
+    return None if fd is None else identity_of_fd(fd, it.size)
 
 
 def member_name(base, archpath):

@@ -32,6 +32,7 @@ from ..batch.assemble import BatchOutput
 from ..batch.errors import BatchError
 from ..batch.plan import MISSING_DIR, Item, Plan
 from ..batch.request import MossReq, subset
+from ..store.attrs import provably_same
 from .holes import padded_placeholder
 from .peerstream import WINDOW, LocalStream, PeerFailed, PeerRefused, PeerStream
 from .peerwire import sub_batch
@@ -355,7 +356,7 @@ class Gather:
             return list(indexes)
         out = BatchOutput(plan, "tar", multipart=False, end=False)
         s = LocalStream(self.me, list(indexes), plan.items, out,
-                        out.content_length, out.close)
+                        out.content_length, out.close, batch_plan.identity)
         self.streams.append(s)
         return self._assign(s, s.plan)
 
@@ -373,26 +374,35 @@ class Gather:
 
     def frame_pieces(self, it, flush):
         """Views of item `it`'s TAR frame (header, data, padding), each valid until the stream
-        next calls `flush`; its stream is failed over, inside the frame if need be. A frame
-        that fits the window comes as one view, so a failure never leaves part of it sent.
-        Yields nothing when the item became a hole (see `hole`)."""
+        next calls `flush`; its stream is failed over, inside the frame if need be, but only
+        to a copy of the version whose bytes went out first (same size, checksum and stamp):
+        an item is never a mix of versions. A frame that fits the window comes as one view,
+        so a failure never leaves part of it sent. Yields nothing when the item became a hole
+        (see `hole`)."""
         i = it.offset
         head = tar_header(it.name, it.size)
         hl = len(head)
         total = hl + it.size + (-it.size & 511)
         done = 0
+        first = None   # the version of the copy whose bytes went out first
         while done < total:
             s = self._stream_for(i, flush)
             if s is None:
                 if done:
                     raise HoleError(f"{it.name}: its node failed after {done} of its {total} "
-                                    "bytes were sent, and no other node has it")
+                                    "bytes were sent, and no other node has a copy provably "
+                                    "of the same version")
                 return
+            if done and not _same_version(first, s.ids.get(s.pos)):
+                self._refuse(i, s, done)
+                continue
             try:
                 whole = done == 0 and total <= WINDOW
                 v = s.view(total if whole else hl, flush)
                 if v[:hl] != head:
                     s._fail(f"the frame of {it.name} does not match its plan")
+                if not done:
+                    first = s.ids.get(s.pos)
                 if whole or done < hl:
                     yield v[done:]
                     done += len(v) - done
@@ -407,6 +417,15 @@ class Gather:
             s.pos += 1
             if s.pos > s.last:
                 self._finish(s, flush)
+
+    def _refuse(self, i, s, done):
+        """Stream `s` has entry `i`, but not provably the version of which `done` bytes were
+        sent: look for it on the next candidates."""
+        log.warning("batch: %s on %s is not provably the version of which %d bytes were sent; "
+                    "not resumed from there", self.name_of(i), s.node.id, done)
+        self.tried.setdefault(i, set()).add(s.node.id)
+        self.where[i] = None
+        self._locate([i])
 
     def hole(self, it):
         """The placeholder name for item `it`, which became a hole; raises HoleError where
@@ -495,6 +514,11 @@ class Gather:
         for p in self.local_plans:
             p.close()   # kept (closed): the output's items still name their items
         self.items = self.where = None
+
+
+def _same_version(a, b):
+    """True when ObjectAttrs `a` and `b` (None: unknown) provably name the same bytes."""
+    return a is not None and b is not None and provably_same(a, b)
 
 
 def _data(pieces, head_len, size):

@@ -106,6 +106,7 @@ class _Window:
                                   # holds one per entry, so no int objects)
         self.pos = 0              # the item whose frame comes next
         self.last = -1            # the last item the DT takes from this stream
+        self.ids = {}             # position -> ObjectAttrs naming the version of a big item
         self.node = None
 
     def _need(self, n, flush):
@@ -226,6 +227,8 @@ class PeerStream(_Window):
         status, length = self._read_head()
         self.left = length - (self.hi - self.lo)
         if status != 200:
+            if length > HEAD_MAX:
+                self._fail(f"error answer {status} of {length} bytes")
             self._need(length, None)
             body = bytes(self.view(length, None))
             self.release()
@@ -239,7 +242,7 @@ class PeerStream(_Window):
             body = bytearray()
             while len(body) < n:
                 body += self.view(min(WINDOW, n - len(body)), None)
-            _, plan = peerwire.parse_plan(body, len(self.indexes))
+            _, plan, self.ids = peerwire.parse_plan(body, len(self.indexes))
         except peerwire.WireError as exc:
             self._fail(str(exc))
         self.request = None   # answered: never sent again
@@ -280,7 +283,10 @@ class PeerStream(_Window):
             k, _, v = line.partition(":")
             k = k.strip().lower()
             if k == "content-length":
-                length = int(v.strip())
+                v = v.strip()
+                if not v.isdigit() or not v.isascii():
+                    self._fail(f"answer with Content-Length {v[:40]!r}")
+                length = int(v)
             elif k == "connection" and v.strip().lower() == "close":
                 self.pooled = None   # not reusable
         if length is None:
@@ -309,11 +315,14 @@ class LocalStream(_Window):
     """Frames of items this node planned itself, produced by `chunks` (an iterator of bytes:
     a TAR-framed BatchOutput without archive end) and consumed like a peer's."""
 
-    def __init__(self, node, indexes, plan_items, chunks, total, on_close):
+    def __init__(self, node, indexes, plan_items, chunks, total, on_close, identity):
+        """`identity(item)`: the ObjectAttrs naming an item's version, or None."""
         super().__init__()
         self.node = node
         self.indexes = array("q", indexes)
         self.plan = self._planned([(it.name, it.size, it.err) for it in plan_items])  # few
+        self.ids = {pos: a for pos, it in enumerate(plan_items)
+                    if it.size >= peerwire.RESUMABLE and (a := identity(it)) is not None}
         self.left = total
         self._chunks = iter(chunks)
         self._pending = memoryview(b"")

@@ -6,7 +6,8 @@ owner's sub-batch (a MossReq naming only its entries, buckets resolved, in reque
 The owner validates and plans it before its status line, so a bad entry is an ordinary AIS
 error answer; otherwise the body is
 
-    plan frame:  b"GBP1" + u32 length (big-endian) + JSON {"uuid", "out": [[name, size, err]]}
+    plan frame:  b"GBP1" + u32 length (big-endian) + JSON {"uuid", "out": [[name, size, err]],
+                 "ids": [[position, cksum type, cksum, stamp]]}
     item frames: one per entry, in order: TAR header + data + padding to 512, exactly as a
                  TAR output archive holds the entry (a placeholder is a header of size 0)
 
@@ -16,12 +17,17 @@ busy elsewhere, so the owner keeps its plan in the thread that answers, and the 
 most one window of bytes per owner. Every frame's length follows from the plan, so a short,
 broken or desynchronised stream is detected at the first frame it touches (each header is
 compared with the one the DT would write).
+
+`ids` name the object version of each item of at least `RESUMABLE` bytes (where the owner
+knows it): such an item may be cut mid-frame when its owner fails, and the DT resumes it
+from another copy only when both name the same version (store.attrs.provably_same).
 """
 import struct
-from typing import Optional
+from typing import Annotated, Optional
 
 import msgspec
 
+from ..store.attrs import ObjectAttrs
 from .peers import PEER_PREFIX
 
 PATH = PEER_PREFIX + "/batch"
@@ -37,16 +43,26 @@ class _Planned(msgspec.Struct, array_like=True, gc=False):
     """[name, size, err] of one planned item (a struct: smaller than a tuple)."""
 
     name: str
-    size: int
+    size: Annotated[int, msgspec.Meta(ge=0, le=1 << 62)]
     err: Optional[str]
 
     def __iter__(self):
         return iter((self.name, self.size, self.err))
 
 
+class _Ident(msgspec.Struct, array_like=True, gc=False):
+    """[position, cksum type, cksum, stamp] of an item's object version."""
+
+    pos: Annotated[int, msgspec.Meta(ge=0)]
+    cksum_type: str
+    cksum_value: str
+    stamp: str
+
+
 class _PlanFrame(msgspec.Struct, gc=False):
     out: list[_Planned]
     uuid: str = ""
+    ids: list[_Ident] = []
 
 
 # typed: the owner's plan is decoded once into its final tuples (a 100,000-entry batch
@@ -59,6 +75,9 @@ class WireError(Exception):
 
 
 _SLICE = 4096
+# items of this size and more may be cut inside their frame (the DT takes a frame of up to
+# peerstream.WINDOW, 1 MiB, whole): their versions are named in the plan frame
+RESUMABLE = 1 << 19
 
 
 class _SubIn(msgspec.Struct, gc=False, omit_defaults=True):
@@ -93,9 +112,17 @@ def sub_batch(entries, indexes, onob):
     return b"".join(parts)
 
 
-def plan_frame(uuid, items):
-    """The plan frame of an owner's answer: name, size and err_msg of every planned item."""
-    body = _enc.encode({"uuid": uuid, "out": [(it.name, it.size, it.err) for it in items]})
+def plan_frame(uuid, items, identity):
+    """The plan frame of an owner's answer: name, size and err_msg of every planned item, and
+    the version of each big one, `identity(item)` (an ObjectAttrs, or None when unknown)."""
+    out, ids = [], []
+    for pos, it in enumerate(items):
+        out.append((it.name, it.size, it.err))
+        if it.size >= RESUMABLE:
+            a = identity(it)
+            if a is not None:
+                ids.append((pos, a.cksum_type, a.cksum_value, a.stamp))
+    body = _enc.encode({"uuid": uuid, "out": out, "ids": ids})
     return _HEAD.pack(MAGIC, len(body)) + body
 
 
@@ -108,7 +135,8 @@ def plan_length(head):
 
 
 def parse_plan(body, expected):
-    """(uuid, [(name, size, err)]) of a plan frame's JSON, checked to hold `expected` items."""
+    """(uuid, [(name, size, err)], {position: ObjectAttrs}) of a plan frame's JSON, checked to
+    hold `expected` items of sizes from 0 to 2**62."""
     try:
         doc = _dec.decode(body)
     except msgspec.DecodeError as exc:
@@ -116,4 +144,10 @@ def parse_plan(body, expected):
     out, uuid = doc.out, doc.uuid
     if len(out) != expected:
         raise WireError(f"plan frame lists {len(out)} items, {expected} were asked for")
-    return uuid, out
+    ids = {}
+    for d in doc.ids:
+        if d.pos >= expected:
+            raise WireError(f"plan frame names the version of item {d.pos} of {expected}")
+        ids[d.pos] = ObjectAttrs(out[d.pos].size, 0, 0, cksum_type=d.cksum_type,
+                                 cksum_value=d.cksum_value, stamp=d.stamp)
+    return uuid, out, ids

@@ -31,7 +31,8 @@ class PeerBatch:
                                 max_inflate=cfg.max_inflate)
         out = BatchOutput(plan, "tar", multipart=False, window=cfg.window, end=False,
                           warmup=cfg.warmup_workers,
-                          prefix=peerwire.plan_frame(plan.uuid, plan.items))
+                          prefix=peerwire.plan_frame(plan.uuid, plan.items,
+                                                     batch_plan.identity))
         out.on_close = lambda o: _log(o, req.remote_addr, t0)
         resp.content_type = peerwire.CONTENT_TYPE
         resp.content_length = out.content_length

@@ -93,6 +93,14 @@ def write_meta(fd, version, cktype, ckval):
     return True
 
 
+def identity_of_fd(fd, size):
+    """ObjectAttrs of the version open at `fd` carrying what `provably_same` compares (its
+    `size`, checksum and stamp; no times): read from the open file, so it names the bytes
+    being read even when the object is replaced meanwhile."""
+    _, cktype, ckval = read_meta(fd)[:3]
+    return ObjectAttrs(size, 0, 0, cksum_type=cktype, cksum_value=ckval)
+
+
 def attrs_from_stat(st, meta=NO_META, name="", bucket=""):
     return ObjectAttrs(st.st_size, st.st_mtime_ns, st.st_atime_ns, meta[0], meta[1], meta[2],
                        name, bucket)
