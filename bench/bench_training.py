@@ -60,14 +60,21 @@ BUCKET = "train"
 
 # ---- data ---------------------------------------------------------------------------------
 
+def make_bucket(url, copies=1):
+    r = requests.post(f"{url}/v1/buckets/{BUCKET}", json={"action": "create-bck"}, timeout=30)
+    assert r.status_code == 200, r.text
+    if copies > 1:
+        r = requests.patch(f"{url}/v1/buckets/{BUCKET}", timeout=30, json={
+            "action": "set-bprops", "value": {"mirror": {"enabled": True, "copies": copies}}})
+        assert r.status_code == 200, r.text
+
+
 def make_shards(url, samples, size, shard_bytes):
     """PUT the shards; [(shard name, [(member, offset, size)])] (offsets for GET per sample)."""
     per = max(1, shard_bytes // (size + 512))
     rnd = random.Random(0)
     block = rnd.randbytes(size * 64)
     s = requests.Session()
-    assert s.post(f"{url}/v1/buckets/{BUCKET}", json={"action": "create-bck"},
-                  timeout=30).status_code == 200
     layout = []
     for first in range(0, samples, per):
         name = f"shard-{first // per:06d}.tar"
@@ -347,11 +354,8 @@ def kill_test(work, samples, size, shard_bytes, batch):
     c = Cluster(os.path.join(work, "cluster"), n=3)
     try:
         u = c.urls
-        make_shards(u[0], samples, size, shard_bytes)   # creates the bucket, then mirror:
-        r = requests.patch(f"{u[0]}/v1/buckets/{BUCKET}", timeout=30, json={
-            "action": "set-bprops", "value": {"mirror": {"enabled": True, "copies": 2}}})
-        assert r.status_code == 200, r.text
-        requests.post(f"{u[0]}/v1/rebalance", timeout=600)
+        make_bucket(u[0], copies=2)
+        make_shards(u[0], samples, size, shard_bytes)
         rec = create_plan(u[0], bucket=BUCKET, shards={"prefix": "shard-"}, seed=3,
                           batch_size=batch)
         ds = EpochDataset(u, rec["id"])
@@ -395,6 +399,7 @@ def main(argv=None):
                         serve_argv(workers=2, threads=8))
         ctx.url = ctx.node.url
         t0 = time.perf_counter()
+        make_bucket(ctx.url)
         ctx.layout = make_shards(ctx.url, args.samples, args.size, args.shard)
         print(f"{len(ctx.layout)} shards written in {time.perf_counter() - t0:.1f} s",
               flush=True)

@@ -204,3 +204,19 @@ def test_cli_epoch_create_show_list_and_get(node, data, tmp_path):
     assert r.returncode == 1 and "416" in r.stderr and not os.path.exists(tmp_path / "c.tar")
     r = cli("epoch", "show", "ep-nothere")
     assert r.returncode == 1 and "404" in r.stderr
+
+
+def test_cksum_in_multipart_metadata(node, data):
+    """The SDK's decoder takes metadata whose entries carry xxhash64 (an extra field)."""
+    import xxhash
+    rec = create(node.url, bucket=data.name, shards={"prefix": "train/"}, batch_size=4)
+    r = step(node.url, strm=False, plan=rec["id"], epoch=0, rank=0, step=1, cksum=True)
+    assert r.status_code == 200, r.text
+    parts = MultipartDecoder().decode(r)
+    raw = next(parts)[1]
+    meta = MossResp.model_validate_json(raw.decode())
+    import json
+    sums = [o["xxhash64"] for o in json.loads(raw)["out"]]
+    entries = tar_entries(next(parts)[1])
+    assert len(meta.out) == len(entries) == len(sums) == 4
+    assert sums == [xxhash.xxh64_hexdigest(d) for _, d in entries]

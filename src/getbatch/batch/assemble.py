@@ -130,13 +130,17 @@ class BatchOutput:
         if self.boundary is None:
             return b"", b""
         b = self.boundary
-        meta = _enc.encode({"uuid": self.plan.uuid, "out": self.plan.out()})
+        meta = _enc.encode({"uuid": self.plan.uuid, "out": self._out()})
         prefix = (f"--{b}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n".encode()
                   + meta + b"\n\r\n"
                   + f"--{b}\r\nContent-Disposition: form-data; name=\"archive\"; "
                     f"filename=\"get-batch[{self.plan.uuid}]\"\r\n"
                     f"Content-Type: application/octet-stream\r\n\r\n".encode())
         return prefix, f"\r\n--{b}--\r\n".encode()
+
+    def _out(self):
+        """The multipart metadata's `out` list."""
+        return self.plan.out()
 
     @property
     def zero_copy(self):

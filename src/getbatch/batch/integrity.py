@@ -4,14 +4,18 @@ The checksum must precede an entry's bytes (a PAX record before the TAR header, 
 field in the ZIP local header), so each item is hashed before it is written: small items
 are read once and written from memory, big ones read twice (hash, then send; the second
 read comes from the page cache or decompresses again), an item another node sends is
-received whole first (a batch's items are what a window holds; huge items are streamed by
-peers only in batches without `cksum`). The output is iterated (no zero-copy: every byte
-is hashed in this process anyway). archive/cksum.py describes the records.
+received whole first (a batch's items are what a window holds). In multipart mode the
+metadata's `out` entries carry `xxhash64` too (the SDK's MossOut ignores fields it does not
+know): every item is hashed before the status line, when this node reads them all from
+open files; when some come from other nodes (a cluster) or are opened only when sent (a
+batch past the fd budget), only the archive part's records carry them. The
+output is iterated (no zero-copy: every byte is hashed in this process anyway).
+archive/cksum.py describes the records.
 """
 import xxhash
 
-from ..archive.cksum import PAX_CKSUM_SIZE
 from ..archive import open_writer
+from ..archive.cksum import PAX_CKSUM_SIZE
 from ..archive.writers import _pread_pieces
 from .assemble import _CHUNK, BatchOutput, _ListSink, _load, _windows
 
@@ -20,6 +24,10 @@ _HOLD = 4 << 20   # items up to this size are read once, into memory
 
 class VerifiedOutput(BatchOutput):
     def __init__(self, plan, fmt, multipart, **kw):
+        self._digests = None      # every item's, when known before the body
+        if multipart and all(it.remote is None and not getattr(it.src, "lazy", False)
+                             for it in plan.items):
+            self._digests = [_digest(it) for it in plan.items]
         super().__init__(plan, fmt, multipart, **kw)
         if self.content_length is not None:
             self.content_length += PAX_CKSUM_SIZE * len(plan.items)
@@ -28,16 +36,26 @@ class VerifiedOutput(BatchOutput):
     def zero_copy(self):
         return False
 
+    def _out(self):
+        out = super()._out()
+        if self._digests is not None:
+            for o, d in zip(out, self._digests):
+                o["xxhash64"] = d
+        return out
+
     def _chunks(self):
         sink = _ListSink([])
         if self.prefix:
             yield self.prefix
         writer = open_writer(self.fmt, sink)
+        i = 0
         for window in _windows(self.plan.items, self.window, self.stream_min):
             data = _load(window, self.stream_min)
             for it in window:
                 self.done += 1
-                for _ in _write(writer, it, data):
+                known = self._digests[i] if self._digests is not None else None
+                i += 1
+                for _ in _write(writer, it, data, known):
                     if sink.size >= _CHUNK:
                         yield from sink.take()
                 if sink.size >= _CHUNK:
@@ -49,20 +67,29 @@ class VerifiedOutput(BatchOutput):
             yield self.suffix
 
 
-def _write(writer, it, data):
-    """Write item `it` with its checksum, yielding now and then."""
+def _digest(it):
+    """The XXH64 of a local item's bytes, read for that alone."""
+    h = xxhash.xxh64()
+    if it.src is not None:
+        for piece in _pread_pieces(it.src.fileno(), it.offset, it.size, it.name):
+            h.update(piece)
+    elif it.shard is not None:
+        for chunk in it.shard.iter_member(it.member, it.offset, it.size):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write(writer, it, data, known=None):
+    """Write item `it` with its checksum (`known`, or computed now), yielding now and then."""
     if it.src is not None:
         fd = it.src.fileno()
         if it.size <= _HOLD:
-            blob = _pread(fd, it.offset, it.size, it.name)
-            writer.add(it.name, blob, cksum=xxhash.xxh64_hexdigest(blob))
+            blob = b"".join(_pread_pieces(fd, it.offset, it.size, it.name))
+            writer.add(it.name, blob, cksum=known or xxhash.xxh64_hexdigest(blob))
             return
-        h = xxhash.xxh64()
-        for piece in _pread_pieces(fd, it.offset, it.size, it.name):
-            h.update(piece)
         yield from writer.add_stream_steps(it.name, it.size,
                                            _pread_pieces(fd, it.offset, it.size, it.name),
-                                           cksum=h.hexdigest())
+                                           cksum=known or _digest(it))
     elif it.remote is not None:
         got = _Received()
         for _ in it.remote.write_steps(it, got):
@@ -72,18 +99,11 @@ def _write(writer, it, data):
         writer.add(it.name, b"", cksum=xxhash.xxh64_hexdigest(b""))
     elif id(it) in data:
         blob = data[id(it)]
-        writer.add(it.name, blob, cksum=xxhash.xxh64_hexdigest(blob))
+        writer.add(it.name, blob, cksum=known or xxhash.xxh64_hexdigest(blob))
     else:
-        h = xxhash.xxh64()
-        for chunk in it.shard.iter_member(it.member, it.offset, it.size):
-            h.update(chunk)
         yield from writer.add_stream_steps(it.name, it.size,
                                            it.shard.iter_member(it.member, it.offset, it.size),
-                                           cksum=h.hexdigest())
-
-
-def _pread(fd, offset, length, name):
-    return b"".join(_pread_pieces(fd, offset, length, name))
+                                           cksum=known or _digest(it))
 
 
 class _Received:
