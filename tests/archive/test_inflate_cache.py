@@ -352,6 +352,16 @@ def test_verified_blocks_are_remembered_per_process(tmp_path, monkeypatch):
     assert len(checked) == first
 
 
+def test_verified_block_maps_are_bounded_by_bytes(tmp_path, monkeypatch):
+    monkeypatch.setattr(inflatecache, "_REMEMBERED", 10_000)
+    cache = InflateCache(tmp_path / "cache", 1 << 30)
+    for i in range(50):                              # fifty files of 1,000 blocks (250 MiB) each
+        cache._verified_map(f"f{i}", b"n", 1000)
+    assert len(cache._verified) == 10 and cache._remembered == 10_000
+    cache._verified_map("huge", b"n", 50_000)        # one map over the bound is still kept alone
+    assert list(cache._verified) == [("huge", b"n")] and cache._remembered == 50_000
+
+
 @pytest.mark.parametrize("what", ["fifo", "symlink", "fifo.tmp"])
 def test_a_fifo_or_symlink_in_place_of_a_cache_file_is_never_waited_on(tmp_path, what):
     path = zeros_then_x(tmp_path, zeros=64 * MiB)

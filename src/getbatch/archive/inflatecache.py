@@ -62,7 +62,8 @@ _FOOTER = struct.Struct("<8s32s16sQII")
 _TOUCH_AFTER = 10.0   # seconds: a file's mtime (its LRU age) is refreshed at most this often
 _SAFE = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK   # a FIFO in place of a file: no hang
 _PAUSE = 60.0         # seconds without fills after a write error
-_REMEMBERED = 1024    # cache files whose verified blocks a process remembers
+# bytes of verified-block maps a process remembers (one byte per block: 256 GiB of cache files)
+_REMEMBERED = 1 << 20
 
 
 class Stale(Exception):
@@ -104,8 +105,9 @@ class InflateCache:
         self.max_bytes = max_bytes
         self._paused_until = 0.0
         self._lock = threading.Lock()
-        # (path, nonce) -> one byte per block, 1 once verified by this process
+        # (path, nonce) -> one byte per block, 1 once verified by this process; LRU by bytes
         self._verified = OrderedDict()
+        self._remembered = 0
         if max_bytes:
             try:
                 os.makedirs(self.dir, exist_ok=True)
@@ -191,10 +193,11 @@ class InflateCache:
         with self._lock:
             seen = self._verified.get(key)
             if seen is None or len(seen) != nblocks:
+                self._remembered += nblocks - (0 if seen is None else len(seen))
                 seen = self._verified[key] = bytearray([value]) * nblocks
             self._verified.move_to_end(key)
-            while len(self._verified) > _REMEMBERED:
-                self._verified.popitem(last=False)
+            while self._remembered > _REMEMBERED and len(self._verified) > 1:
+                self._remembered -= len(self._verified.popitem(last=False)[1])
         return seen
 
     def discard(self, path, st, label, why):
