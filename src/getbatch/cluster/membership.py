@@ -68,21 +68,52 @@ def cluster_identity(etcd):
     return json.loads(kv.value)
 
 
-class Registrar:
-    """Registers this node under a lease and keeps it alive from a daemon thread."""
+def lease_fresh(path, ttl=LEASE_TTL):
+    """True when the registrar confirmed this node's lease within the last `ttl` seconds
+    (the mtime of the file it touches, `path`): only then may the node accept writes."""
+    try:
+        return time.time() - os.stat(path).st_mtime < ttl
+    except FileNotFoundError:
+        return False
 
-    def __init__(self, etcd, node, ttl=LEASE_TTL):
+
+class Registrar:
+    """Registers this node under a lease and keeps it alive from a daemon thread. Every
+    confirmation of the lease touches `lease_path`, which the workers read (lease_fresh).
+    `before_register`: called before each registration (boot, and after the lease was
+    lost): the node catches up with its peers there, before it is in the map again."""
+
+    def __init__(self, etcd, node, ttl=LEASE_TTL, lease_path=None, before_register=None):
         self.etcd = etcd
         self.node = node
         self.ttl = ttl
         self.lease = 0
+        self.lease_path = lease_path
+        self.before_register = before_register
         self._stop = threading.Event()
         self._thread = None
+        self._forget()
+
+    def _confirmed(self):
+        if self.lease_path is not None:
+            with open(self.lease_path, "a"):
+                pass
+            os.utime(self.lease_path)
+
+    def _forget(self):
+        if self.lease_path is not None:
+            try:
+                os.unlink(self.lease_path)
+            except FileNotFoundError:
+                pass
 
     def _register(self):
+        if self.before_register is not None:
+            self.before_register()
         self.lease = self.etcd.grant(self.ttl)
         self.etcd.put(NODES + self.node.id, json.dumps({"id": self.node.id, "url": self.node.url}),
                       lease=self.lease)
+        self._confirmed()
         log.info("node %s registered in etcd at %s (lease %x)", self.node.id, self.node.url,
                  self.lease)
 
@@ -101,8 +132,12 @@ class Registrar:
                 if not self.lease or self.etcd.keepalive(self.lease) <= 0:
                     if self.lease:
                         log.warning("node %s: lease expired (paused or etcd was away); "
-                                    "registering again", self.node.id)
+                                    "catching up with the peers, then registering again",
+                                    self.node.id)
+                    self._forget()
                     self._register()
+                else:
+                    self._confirmed()
                 if down:
                     log.info("etcd reachable again")
                 down = False
@@ -116,6 +151,7 @@ class Registrar:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        self._forget()
         if self.lease:
             try:
                 self.etcd.revoke(self.lease)

@@ -7,16 +7,18 @@ calls `start(storage)` after the fork: its own etcd client, its own watches of m
 bucket metadata (threads and connections do not survive a fork), its own peer sessions; it
 returns the storage the node serves, whose `ais` backend is the cluster's (`ClusterStore`).
 """
+import json
 import logging
 import os
 import time
 
 from .. import tls
 from ..store.router import Storage
+from ..store.stamps import Clock
 from .buckets import BUCKETS, BucketTable
 from .etcd import Etcd, EtcdUnavailable
-from .membership import (NODES, PrefixWatcher, Registrar, cluster_identity, smap_builder,
-                         stable_node_id)
+from .membership import (LEASE_TTL, NODES, PrefixWatcher, Registrar, cluster_identity,
+                         lease_fresh, smap_builder, stable_node_id)
 from .peers import Peers
 from .peerstream import use_tls
 from .smap import NodeInfo
@@ -40,13 +42,37 @@ def advertise_url(config):
     return f"{'https' if config.tls_cert else 'http'}://{host}:{config.port}"
 
 
+class DuplicateNode(ValueError):
+    """Another live node of the cluster has this node's id or advertise URL."""
+
+
+def check_unique(kvs, node):
+    """DuplicateNode when a live node in `kvs` (the node keys) has `node`'s id with another
+    URL, or its URL with another id (the same id and URL is this node's own earlier run)."""
+    for kv in kvs:
+        try:
+            d = json.loads(kv.value)
+        except ValueError:
+            continue
+        if d.get("id") == node.id and d.get("url", "").rstrip("/") != node.url:
+            return DuplicateNode(f"node id {node.id} is already live in the cluster at "
+                                 f"{d.get('url')}: this data dir belongs to that node (give "
+                                 "this one its own data dir, or stop the other first)")
+        if d.get("url", "").rstrip("/") == node.url and d.get("id") != node.id:
+            return DuplicateNode(f"advertise URL {node.url} is already live in the cluster as "
+                                 f"node {d.get('id')}: each node needs its own --advertise URL")
+    return None
+
+
 class Cluster:
-    def __init__(self, endpoints, node, ident, smap, etcd_tls=None, peer_tls=None):
+    def __init__(self, endpoints, node, ident, smap, etcd_tls=None, peer_tls=None,
+                 data_dir="."):
         """`etcd_tls`, `peer_tls`: getbatch.tls.ClientTLS towards etcd and the peers."""
         self.endpoints = list(endpoints)
         self.etcd_tls = etcd_tls
         self.peer_tls = peer_tls
         self.node = node
+        self.lease_path = os.path.join(data_dir, ".sys", "lease")
         self.uuid = ident["uuid"]
         self.secret = ident["secret"]
         self.created = ident["created"]
@@ -67,22 +93,36 @@ class Cluster:
         etcd_tls = tls.etcd_client(config)
         etcd = Etcd(config.etcd, tls=etcd_tls)
         deadline = time.monotonic() + wait
+        # a node refused for a duplicate id or URL waits out the other's lease first (it may
+        # be this machine's previous node, killed a moment ago)
+        dup_deadline = time.monotonic() + LEASE_TTL + 1
         while True:
             try:
                 ident = cluster_identity(etcd)
                 kvs, revision = etcd.range(NODES)
-                break
+                dup = check_unique(kvs, node)
+                if dup is None:
+                    break
+                if time.monotonic() > dup_deadline:
+                    raise dup
+                time.sleep(0.5)
             except EtcdUnavailable:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
         smap = smap_builder(node_id)({kv.key: kv for kv in kvs}, revision)
         etcd.close()
-        return cls(config.etcd, node, ident, smap, etcd_tls, tls.peer_client(config))
+        return cls(config.etcd, node, ident, smap, etcd_tls, tls.peer_client(config),
+                   os.path.abspath(config.data_dir))
 
-    def registrar(self):
+    def registrar(self, before_register=None):
         """The lease holder of this node (start it in the process that outlives the workers)."""
-        return Registrar(self._etcd(), self.node)
+        return Registrar(self._etcd(), self.node, lease_path=self.lease_path,
+                         before_register=before_register)
+
+    def lease_fresh(self):
+        """True when this node's membership lease was confirmed lately (writes need it)."""
+        return lease_fresh(self.lease_path)
 
     def reconcile(self, local):
         """At boot, drop local copies of buckets destroyed while this node was away."""
@@ -101,6 +141,7 @@ class Cluster:
         self.peers = Peers(self.secret, tls=self.peer_tls)
         if self.peer_tls is not None:
             use_tls(self.peer_tls.context())
+        storage.backends["ais"].clock = Clock(self.node.id)
         self._watcher = PrefixWatcher(self.etcd, NODES, smap_builder(self.node.id),
                                       initial=self._boot_smap)
         try:

@@ -14,7 +14,8 @@ from ..store.attrs import ObjectAttrs
 from ..store.backend import Source
 from ..store.errors import (BucketNotFound, Conflict, InsufficientStorage, ObjectNotFound,
                             StoreError, Unavailable)
-from .peers import PEER_PREFIX
+from .peers import PEER_PREFIX, STAMP_HEADER, TOMB_HEADER
+from .share import Tombstoned
 
 _CHUNK = 1 << 20
 STAT_TIMEOUT = (2.0, 5.0)  # a HEAD is quick: a node that takes longer is treated as away
@@ -147,7 +148,8 @@ def _attrs_from_headers(h, bucket, name):
     atime = int(h.get("Ais-Atime") or 0)
     return ObjectAttrs(size=int(h.get("Content-Length") or 0), mtime_ns=atime, atime_ns=atime,
                        version=h.get("Ais-Version", ""), cksum_type=h.get("Ais-Checksum-Type", ""),
-                       cksum_value=h.get("Ais-Checksum-Value", ""), name=name, bucket=bucket)
+                       cksum_value=h.get("Ais-Checksum-Value", ""), name=name, bucket=bucket,
+                       stamp=h.get(STAMP_HEADER, ""))
 
 
 class PeerBackend:
@@ -166,6 +168,8 @@ class PeerBackend:
             return r
         msg = _message(r)
         r.close()
+        if r.status_code == 404 and name is not None and r.headers.get(TOMB_HEADER):
+            raise Tombstoned(bucket, name, r.headers[TOMB_HEADER])
         if r.status_code == 404:
             if name is not None and f"{bucket}/" in msg:
                 raise ObjectNotFound(bucket, name)
@@ -218,16 +222,22 @@ class PeerBackend:
         return _attrs_from_headers(self._check_archived(r, bucket, name, archpath).headers,
                                    bucket, name)
 
-    def put(self, bucket, name, body, length=None):
+    def put(self, bucket, name, body, length=None, stamp=None):
+        """Store on the peer: a new version it stamps, or (`stamp`) a copy of one, which it
+        keeps only if newer than its own. The stamp the peer stored ("" if it kept its own)."""
         data = Body(body, length) if length is not None else _chunked(body)
-        r = self.peers.request(self.node, "PUT", self._obj(bucket, name), data=data)
-        self._check(r, bucket, name)
+        r = self.peers.request(self.node, "PUT", self._obj(bucket, name), data=data,
+                               headers={STAMP_HEADER: stamp} if stamp else None)
+        return self._check(r, bucket, name).headers.get(STAMP_HEADER, "")
 
-    def push(self, bucket, name, candidates, wanted):
+    def push(self, bucket, name, candidates, wanted, required=True):
         """Ask the peer to copy its object to `wanted` of `candidates` (node ids, in order);
-        how many copies it made."""
+        how many copies it made (fewer only when not `required`: else it answers 503)."""
+        params = {"to": ",".join(candidates), "copies": str(wanted)}
+        if not required:
+            params["required"] = "false"
         r = self.peers.request(self.node, "POST", f"{PEER_PREFIX}/push/{bucket}/{_quote(name)}",
-                               params={"to": ",".join(candidates), "copies": str(wanted)})
+                               params=params)
         return int(self._check(r, bucket, name).json()["copies"])
 
     def append(self, bucket, name, handle, body, length=None):
@@ -241,8 +251,15 @@ class PeerBackend:
                                params={"append_type": "flush", "append_handle": handle})
         self._check(r, bucket, name)
 
-    def delete(self, bucket, name):
-        self._check(self.peers.request(self.node, "DELETE", self._obj(bucket, name)), bucket, name)
+    def delete(self, bucket, name, stamp=None, keep=False):
+        """Delete on the peer (a delete it stamps, or one stamped `stamp`); with `keep` it
+        leaves a tombstone even without the object. (The delete's stamp, whether the peer
+        had the object); ObjectNotFound when it had not, without `keep`."""
+        r = self.peers.request(self.node, "DELETE", self._obj(bucket, name),
+                               headers={STAMP_HEADER: stamp} if stamp else None,
+                               params={"keep": "true"} if keep else None)
+        h = self._check(r, bucket, name).headers
+        return h.get(STAMP_HEADER, ""), h.get("Ais-Present") == "true"
 
     def destroy_bucket(self, bucket):
         r = self.peers.request(self.node, "DELETE", f"{PEER_PREFIX}/buckets/{bucket}",

@@ -14,6 +14,8 @@ from requests.adapters import HTTPAdapter
 from ..store.errors import Unavailable
 
 SECRET_HEADER = "Getbatch-Cluster-Secret"
+STAMP_HEADER = "Getbatch-Stamp"   # the version stamp of a copy sent, stored or deleted
+TOMB_HEADER = "Getbatch-Tomb"     # on a 404: the name was deleted, by the write so stamped
 PEER_PREFIX = "/v1/_peer"
 TIMEOUT = (2.0, 30.0)   # (connect, read) seconds, unless a call says otherwise
 

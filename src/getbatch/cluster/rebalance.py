@@ -1,13 +1,21 @@
-"""Rebalance: every node moves the objects it holds but does not own to their current owners.
+"""Rebalance: anti-entropy. Every node brings the owners of what it holds up to date and moves
+the objects it holds but does not own to their current owners.
 
 After a node joins or leaves, HRW names new owners for some objects; reads still find them
 (they try the ranked nodes in turn), but each such read costs extra hops and a bucket's
-`copies` may no longer be on the top nodes. A rebalance walks this node's local objects and,
-for each one, makes sure every current owner holds it (copying from here where one does not),
-then deletes the local copy if this node is not an owner.
+`copies` may no longer be on the top nodes; after faults, some copies may be older than
+others. A rebalance walks this node's local objects and, for each one, compares its stamp
+with the current owners' (store/stamps.py):
+- an owner has a newer version, or a newer tombstone: this node takes it (an owner) or
+  drops its stale copy (not an owner); never the other way round;
+- this copy is the newest: it is copied, stamp and all, to the owners that miss it or hold
+  an older one, then dropped here if this node is not an owner and every owner has it.
+It also walks this node's tombstones: owners that still hold an older version get the
+delete, and tombstones older than TOMB_TTL are collected.
 
-Safe to kill and rerun: a copy is an atomic PUT on the owner, and the local copy is deleted
-only after every owner was seen to hold the object; a rerun finds nothing left to move.
+Safe to kill and rerun: a copy is an atomic, stamped PUT on the owner (newest stamp wins, so
+it never replaces a newer version), and the local copy is dropped only if it is still the
+version every owner was seen to hold; a rerun finds nothing left to move.
 Throttled: at most `rate` objects are checked per second. One run per node at a time (a lock
 file shared by the worker processes); progress is kept in a JSON file of the data dir so that
 any worker of the node can report it.
@@ -20,7 +28,10 @@ import threading
 import time
 
 from ..store.errors import ObjectNotFound, StoreError
+from ..store.stamps import wall_ms
+from ..store.tombs import TOMB_TTL
 from .smap import placement_key
+from .store import AWAY, newest_state
 
 log = logging.getLogger("getbatch.rebalance")
 
@@ -73,7 +84,8 @@ class Rebalance:
 
     def _run(self, lock_fd, rate):
         st = {"node": self.cluster.node.id, "state": "running", "started": time.time(),
-              "checked": 0, "moved": 0, "copied": 0, "errors": 0, "smap_version": 0}
+              "checked": 0, "moved": 0, "copied": 0, "repaired": 0, "tombs_sent": 0,
+              "tombs_collected": 0, "errors": 0, "smap_version": 0}
         try:
             self._save(st)
             self.run(st, rate)
@@ -85,8 +97,10 @@ class Rebalance:
             st["finished"] = time.time()
             self._save(st)
             os.close(lock_fd)
-        log.info("rebalance %s: %d objects checked, %d moved away, %d copies made, %d errors",
-                 st["state"], st["checked"], st["moved"], st["copied"], st["errors"])
+        log.info("rebalance %s: %d objects checked, %d moved away, %d copies made, %d stale "
+                 "copies replaced here, %d deletes sent, %d tombstones collected, %d errors",
+                 st["state"], st["checked"], st["moved"], st["copied"], st["repaired"],
+                 st["tombs_sent"], st["tombs_collected"], st["errors"])
 
     def run(self, st, rate):
         """Walk every local object once (updating `st`); the caller holds the node's lock."""
@@ -115,28 +129,80 @@ class Rebalance:
                         time.sleep(pause)
                 if not token:
                     break
+            self._tombs(smap, bucket, meta.copies, st)
+
+    def _owners(self, smap, bucket, name, copies):
+        """[(node, backend)] of the name's owners other than this node (one per URL), and
+        whether this node is one."""
+        store = self.cluster.store
+        me = self.cluster.node
+        seen, owners = set(), []
+        for node in smap.ranked(placement_key("ais", bucket, name)):
+            if node.url not in seen:
+                seen.add(node.url)
+                owners.append(node)
+            if len(owners) == copies:
+                break
+        return ([(n, store._backend_of(n)) for n in owners if n.id != me.id],
+                any(n.id == me.id for n in owners))
 
     def _one(self, smap, bucket, name, copies, st):
         store = self.cluster.store
+        local = store.share.local
         me = self.cluster.node.id
-        owners = smap.ranked(placement_key("ais", bucket, name))[:copies]
+        others, owner = self._owners(smap, bucket, name, copies)
         try:
-            missing = []
-            for node in owners:
-                if node.id == me:
-                    continue
-                try:
-                    store._backend_of(node).stat(bucket, name)
-                except ObjectNotFound:
-                    missing.append(node.id)
-            if missing:
-                made = store.push(bucket, name, missing, len(missing))
-                st["copied"] += made
-            if all(n.id != me for n in owners):
-                store.share.local.delete(bucket, name)
+            mine = local.stat(bucket, name).stamp
+            states = store._states(bucket, name, others)
+            newest = newest_state(states)
+            if newest is not None and newest[0] > mine:
+                stamp, (node, backend), tomb = newest
+                if tomb:
+                    local.delete(bucket, name, stamp, keep=True)
+                elif owner:
+                    backend.push(bucket, name, [me], 1, required=False)
+                else:
+                    local.drop_copy(bucket, name, mine)
+                st["repaired"] += 1
+                return
+            stale = [t[0].id for t, s in states if s is None or s is not AWAY and s[0] < mine]
+            if stale:
+                st["copied"] += store.push(bucket, name, stale, len(stale), required=False)
+            if (not owner and len(others) == copies
+                    and self._all_hold(store, bucket, name, others, mine)
+                    and local.drop_copy(bucket, name, mine)):
                 st["moved"] += 1
         except ObjectNotFound:
             pass  # deleted meanwhile
         except StoreError as exc:
             st["errors"] += 1
             log.warning("rebalance of ais://%s/%s: %s (a rerun retries it)", bucket, name, exc)
+
+    @staticmethod
+    def _all_hold(store, bucket, name, others, stamp):
+        """True when every owner in `others` now holds `stamp` or newer."""
+        states = store._states(bucket, name, others)
+        return all(s is not None and s is not AWAY and not s[1] and s[0] >= stamp
+                   for _, s in states)
+
+    def _tombs(self, smap, bucket, copies, st):
+        """Send this node's deletes to the owners still holding an older version; collect
+        tombstones older than TOMB_TTL."""
+        store = self.cluster.store
+        local = store.share.local
+        old = (time.time() - TOMB_TTL) * 1000
+        for name, stamp in local.tombs.items(bucket):
+            if wall_ms(stamp) < old:
+                local.tombs.drop(bucket, name, stamp)
+                st["tombs_collected"] += 1
+                continue
+            others, _ = self._owners(smap, bucket, name, copies)
+            for (node, backend), s in store._states(bucket, name, others):
+                if s is not AWAY and (s is None or s[0] < stamp):
+                    try:
+                        backend.delete(bucket, name, stamp, keep=True)
+                        st["tombs_sent"] += 1
+                    except StoreError as exc:
+                        st["errors"] += 1
+                        log.warning("rebalance: delete of ais://%s/%s on %s: %s", bucket, name,
+                                    node.id, exc)

@@ -2,12 +2,24 @@
 
 A bucket exists cluster-wide (in etcd's bucket table); a node holds a local directory for it
 once it is used here. `LocalShare` is the local store with those directories made on first
-use, and with destroy meaning "drop the local copy".
+use, and with destroy meaning "drop the local copy". Writes may carry the stamp of the
+version they copy (newest stamp wins, see store/stamps.py), and a name deleted here answers
+`Tombstoned`, which tells a reader the delete's stamp.
 """
 from ..store.backend import Backend
 from ..store.errors import BucketExists, BucketNotFound, ObjectNotFound
 from ..store.local_read import LocalBatchReader
 from ..store.names import validate_bucket_name
+from .peers import TOMB_HEADER
+
+
+class Tombstoned(ObjectNotFound):
+    """The name is not here because a delete stamped `stamp` removed it."""
+
+    def __init__(self, bucket, name, stamp):
+        super().__init__(bucket, name)
+        self.stamp = stamp
+        self.headers = {TOMB_HEADER: stamp}
 
 
 class LocalShare(Backend):
@@ -45,17 +57,27 @@ class LocalShare(Backend):
         except BucketNotFound:
             pass
 
+    def _missing(self, bucket, name):
+        stamp = self.local.tombs.get(bucket, name)
+        return Tombstoned(bucket, name, stamp) if stamp else ObjectNotFound(bucket, name)
+
     def stat(self, bucket, name):
         self._dir(bucket)
-        return self.local.stat(bucket, name)
+        try:
+            return self.local.stat(bucket, name)
+        except ObjectNotFound:
+            raise self._missing(bucket, name) from None
 
     def open(self, bucket, name):
         self._dir(bucket)
-        return self.local.open(bucket, name)
+        try:
+            return self.local.open(bucket, name)
+        except ObjectNotFound:
+            raise self._missing(bucket, name) from None
 
-    def put(self, bucket, name, stream, length=None):
+    def put(self, bucket, name, stream, length=None, stamp=None):
         self._dir(bucket)
-        return self.local.put(bucket, name, stream, length)
+        return self.local.put(bucket, name, stream, length, stamp)
 
     def append(self, bucket, name, handle, stream, length=None):
         self._dir(bucket)
@@ -65,9 +87,9 @@ class LocalShare(Backend):
         self._dir(bucket)
         return self.local.flush(bucket, name, handle)
 
-    def delete(self, bucket, name):
+    def delete(self, bucket, name, stamp=None, keep=False):
         self._dir(bucket)
-        return self.local.delete(bucket, name)
+        return self.local.delete(bucket, name, stamp, keep)
 
     def list_objects(self, bucket, prefix="", page_size=0, token="", start_after="",
                      with_meta=False):

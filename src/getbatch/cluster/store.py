@@ -6,15 +6,22 @@
   HTTP, against that peer's `LocalShare`.
 - `ClusterStore` is what the server and GetBatch planning see as `ais`: for each object it
   ranks the live nodes by HRW and uses the local share or the peer backend. PUT stores the
-  object on the top-`copies` nodes (each copy atomic) before it returns; reads try the ranked
-  nodes in turn, so an object written before a membership change is still found (lazy
-  placement, until `rebalance` moves it); DELETE removes every copy; listing merges every
-  node's pages. A file inside a shard is read where the shard is (a peer streams it), and a
-  listing with shards expanded has each node expand its own: shards do not cross the network.
+  object on `copies` distinct live nodes (each copy atomic) before it returns, or fails with
+  503; reads try the ranked nodes in turn, so an object written before a membership change is
+  still found (lazy placement, until `rebalance` moves it); DELETE leaves a tombstone on every
+  live node; listing merges every node's pages. A file inside a shard is read where the shard
+  is (a peer streams it), and a listing with shards expanded has each node expand its own:
+  shards do not cross the network.
+
+Every write is a version with a stamp (store/stamps.py), given by the first owner that takes
+it and carried to every copy; newest stamp wins everywhere. A read compares the stamps of the
+name's `copies` first holders, serves the newest and repairs the older copies in the
+background (read repair). docs/consistency.md states what this guarantees.
 """
 import heapq
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ..archive import open_shard
@@ -25,11 +32,23 @@ from ..store.errors import BucketNotFound, ObjectNotFound, StoreError, Unavailab
 from ..store.names import validate_bucket_name, validate_object_name
 from .peer_backend import Body, PeerBackend
 from .peers import PeerUnavailable
+from .share import Tombstoned
 from .smap import placement_key
 
 log = logging.getLogger("getbatch.cluster")
 
 _CHUNK = 1 << 20
+REPAIRS_MAX = 64       # read repairs queued at once per process; beyond, rebalance repairs
+
+
+class TooFewNodes(Unavailable):
+    """A write that cannot reach the distinct live nodes its bucket's `copies` needs (503,
+    with Retry-After): it is not acknowledged."""
+
+
+class NotWritable(Unavailable):
+    """This node may not accept writes now: it is not in its own map, or its membership
+    lease in etcd is not fresh (etcd unreachable, or the node was paused)."""
 
 
 class ClusterStore(Backend):
@@ -42,6 +61,9 @@ class ClusterStore(Backend):
         self.share = share
         self.buckets = buckets
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fanout")
+        self._repair_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="repair")
+        self._repairs = threading.BoundedSemaphore(REPAIRS_MAX)
+        self.repaired = 0  # copies brought up to date by read repair (this process)
 
     # ---- placement
     def _ranked(self, bucket, name):
@@ -58,6 +80,27 @@ class ClusterStore(Backend):
         if node.id == self.cluster.node.id:
             return self.share
         return PeerBackend(self.cluster.peers, node)
+
+    def _write_targets(self, bucket, name, copies):
+        """[(NodeInfo, backend)] a write may go to: the live nodes in HRW order, one per
+        advertise URL; TooFewNodes when fewer than `copies`, NotWritable when this node
+        cannot vouch for its map."""
+        me = self.cluster.node
+        smap = self.cluster.smap
+        if smap.node(me.id) is None or not self.cluster.lease_fresh():
+            raise NotWritable(f"node {me.id} cannot accept writes now: its membership in etcd "
+                              "is not current (etcd unreachable, or the node was paused); "
+                              "try again")
+        seen, out = set(), []
+        for node in smap.ranked(placement_key("ais", bucket, name)):
+            if node.url not in seen:
+                seen.add(node.url)
+                out.append((node, self._backend_of(node)))
+        if len(out) < copies:
+            raise TooFewNodes(f"cannot store ais://{bucket}/{name}: {len(out)} distinct live "
+                              f"nodes reachable, {copies} needed (the bucket's mirror copies); "
+                              "nothing stored, try again")
+        return out
 
     def _everyone(self):
         smap = self.cluster.smap
@@ -100,7 +143,9 @@ class ClusterStore(Backend):
                             name, node.id, res)
 
     def bucket_props(self, name):
-        meta = self.buckets.require(name)
+        # from etcd, not this worker's watched table: a change acknowledged through another
+        # node is seen at once (read-your-write); the table when etcd is away
+        meta = self.buckets.current(name)
         return {"provider": "ais", "created": meta.props.get("created", ""),
                 "mirror": meta.props.get("mirror") or {"enabled": False, "copies": 1},
                 "version": str(meta.revision)}
@@ -119,28 +164,123 @@ class ClusterStore(Backend):
         write; reads never pay it)."""
         return self.buckets.current(bucket).copies
 
-    # ---- reads: the ranked nodes in turn
-    def _find(self, bucket, name, fn):
-        self.buckets.require(bucket)
+    # ---- reads: the ranked nodes in turn, the newest of the first `copies` holders served
+    def _find(self, bucket, name, fn, stamp_of=None, discard=None):
+        """fn(backend) on the holder of the name's newest version. The ranked nodes are
+        tried in turn (ObjectNotFound when none has it); with `copies` > 1 the stamps of the
+        first `copies` nodes are fetched meanwhile, and when one is newer than what fn
+        read (`stamp_of(result)`), the result is dropped (`discard(result)`) and fn runs on
+        the newest holder, or the name is missing when the newest is a tombstone. Older
+        copies are repaired in the background. Without `stamp_of`, the stamps are compared
+        first and fn runs on the newest holder only."""
+        copies = self.buckets.require(bucket).copies
         validate_object_name(name)
+        ranked = self._ranked(bucket, name)
+        if copies <= 1 or len(ranked) <= 1:
+            return self._first(bucket, name, ranked, fn)
+        if stamp_of is None:
+            states = self._states(bucket, name, ranked[:copies])
+            newest = newest_state(states)
+            if newest is not None and newest[2]:
+                raise ObjectNotFound(bucket, name)
+            order = ranked if newest is None else [newest[1]] + [
+                t for t in ranked if t[0].id != newest[1][0].id]
+            self._repair(bucket, name, newest, states)
+            return self._first(bucket, name, order, fn)
+        checks = [(t, self._pool.submit(_state, t[1], bucket, name)) for t in ranked[1:copies]]
+        tombs = []
+        try:
+            node_t, res = self._first(bucket, name, ranked, fn, tombs)
+            served = stamp_of(res)
+        except ObjectNotFound:
+            served = None
+        states = [(t, f.result()) for t, f in checks] + tombs
+        if served is not None:
+            states.append((node_t, (served, False)))
+        newest = newest_state(states)
+        self._repair(bucket, name, newest, states)
+        if served is not None and served >= newest[0]:
+            return res
+        if served is not None and discard is not None:
+            discard(res)
+        if newest is None or newest[2]:
+            raise ObjectNotFound(bucket, name)
+        res = fn(newest[1][1])
+        if stamp_of(res) < newest[0]:
+            if discard is not None:
+                discard(res)
+            raise Unavailable(f"the newest copy of ais://{bucket}/{name} changed while being "
+                              "read; try again")
+        return res
+
+    def _first(self, bucket, name, ranked, fn, tombs=None):
+        """fn(backend) on the first of `ranked` that has the object: its result, or with
+        `tombs` ((node, backend), result), the tombstones met on the way appended to
+        `tombs` as states."""
         unreachable = []
-        for node, backend in self._ranked(bucket, name):
+        for t in ranked:
             try:
-                return fn(backend)
+                res = fn(t[1])
+            except Tombstoned as exc:
+                if tombs is not None:
+                    tombs.append((t, (exc.stamp, True)))
+                continue
             except ObjectNotFound:
                 continue
             except Unavailable as exc:
                 unreachable.append(str(exc))
+                continue
+            return (t, res) if tombs is not None else res
         if unreachable:
             log.info("ais://%s/%s not found on the reachable nodes; unreachable: %s", bucket,
                      name, "; ".join(unreachable))
         raise ObjectNotFound(bucket, name)
 
+    def _states(self, bucket, name, targets):
+        """[((node, backend), (stamp, is_tomb) or None when missing)] of the targets that
+        answered, asked in parallel."""
+        futures = [(t, self._pool.submit(_state, t[1], bucket, name)) for t in targets]
+        return [(t, f.result()) for t, f in futures]
+
+    def _repair(self, bucket, name, newest, states):
+        """Bring the answering holders whose copy is older than `newest` (or missing) up to
+        it, in the background; at most REPAIRS_MAX at once per process (beyond that,
+        rebalance repairs them)."""
+        if newest is None:
+            return
+        stamp, (src, src_backend), tomb = newest
+        stale = [t for t, st in states
+                 if st is not AWAY and t[0].id != src.id and (st is None or st[0] < stamp)
+                 and not (tomb and st is None)]
+        if not stale or not self._repairs.acquire(blocking=False):
+            return
+
+        def run():
+            ids = [t[0].id for t in stale]
+            try:
+                if tomb:
+                    for _, backend in stale:
+                        backend.delete(bucket, name, stamp, keep=True)
+                elif src_backend is self.share:
+                    self.push(bucket, name, ids, len(ids), required=False)
+                else:
+                    src_backend.push(bucket, name, ids, len(ids), required=False)
+                self.repaired += len(stale)
+                log.info("read repair: ais://%s/%s brought to %s on %s", bucket, name, stamp,
+                         ", ".join(ids))
+            except StoreError as exc:
+                log.info("read repair of ais://%s/%s on %s failed (rebalance retries it): %s",
+                         bucket, name, ", ".join(ids), exc)
+            finally:
+                self._repairs.release()
+        self._repair_pool.submit(run)
+
     def stat(self, bucket, name):
-        return self._find(bucket, name, lambda b: b.stat(bucket, name))
+        return self._find(bucket, name, lambda b: b.stat(bucket, name), lambda a: a.stamp)
 
     def open(self, bucket, name):
-        return self._find(bucket, name, lambda b: b.open(bucket, name))
+        return self._find(bucket, name, lambda b: b.open(bucket, name), lambda r: r[1].stamp,
+                          lambda r: r[0].close())
 
     def open_archived(self, bucket, name, archpath, budget=None):
         """A file inside a shard, read where the shard is: here, or streamed from the peer
@@ -170,15 +310,16 @@ class ClusterStore(Backend):
 
     # ---- writes
     def put(self, bucket, name, stream, length=None):
-        """Store on the top-`copies` nodes before returning: the first reachable owner
-        receives the body (here, or forwarded), then copies it to the others. The attrs when
-        stored here, None when stored on peers (the server does not use them)."""
+        """Store on `copies` distinct live nodes before returning: the first reachable owner
+        receives the body (here, or forwarded) and stamps it, then copies it to the others;
+        TooFewNodes (503) when fewer copies could be made. The attrs when stored here, None
+        when stored on peers (the server does not use them)."""
         copies = self._copies(bucket)
         validate_object_name(name)
-        ranked = self._ranked(bucket, name)
+        targets = self._write_targets(bucket, name, copies)
         body = Body(stream, length)
-        for node, backend in ranked:
-            others = [n.id for n, _ in ranked if n.id != node.id]
+        for node, backend in targets:
+            others = [n.id for n, _ in targets if n.id != node.id]
             try:
                 if backend is self.share:
                     attrs = self.share.put(bucket, name, body, length)
@@ -194,38 +335,45 @@ class ClusterStore(Backend):
                 self._require_copies(bucket, name, 1 + backend.push(bucket, name, others,
                                                                     copies - 1), copies)
             return None
-        raise Unavailable(f"no node could store ais://{bucket}/{name}")
+        raise TooFewNodes(f"no node could store ais://{bucket}/{name} (0 of {copies} "
+                          "reachable); try again")
 
-    def push(self, bucket, name, candidates, wanted):
-        """Copy the local object to `wanted` of `candidates` (node ids, in order), skipping
-        those that cannot be reached; how many copies were made."""
+    def push(self, bucket, name, candidates, wanted, required=True):
+        """Copy the local object, stamp and all, to `wanted` of `candidates` (node ids, in
+        order; one per advertise URL), skipping those that cannot be reached; how many
+        copies were made (TooFewNodes when fewer than `wanted` and `required`). A node
+        holding a newer version keeps it: it still counts, the name is there."""
         if wanted <= 0:
             return 0
         smap = self.cluster.smap
         made = 0
+        used = {self.cluster.node.url}
         for node_id in candidates:
             node = smap.node(node_id)
-            if node is None or node_id == self.cluster.node.id:
+            if node is None or node_id == self.cluster.node.id or node.url in used:
                 continue
             try:
                 src, attrs = self.share.open(bucket, name)
                 with src:
-                    PeerBackend(self.cluster.peers, node).put(bucket, name, _SourceStream(src),
-                                                              attrs.size)
+                    PeerBackend(self.cluster.peers, node).put(
+                        bucket, name, _SourceStream(src), attrs.size, attrs.stamp)
                 made += 1
+                used.add(node.url)
             except Unavailable as exc:
                 log.warning("copy of ais://%s/%s to %s failed: %s", bucket, name, node_id, exc)
                 continue
             if made == wanted:
                 break
-        self._require_copies(bucket, name, 1 + made, 1 + wanted)
+        if required:
+            self._require_copies(bucket, name, 1 + made, 1 + wanted)
         return made
 
-    def _require_copies(self, bucket, name, have, want):
-        want = min(want, len(self.cluster.smap) or 1)
+    @staticmethod
+    def _require_copies(bucket, name, have, want):
         if have < want:
-            raise Unavailable(f"ais://{bucket}/{name} stored on {have} of {want} nodes "
-                              "(too few nodes reachable); try again")
+            raise TooFewNodes(f"ais://{bucket}/{name} reached {have} of the {want} distinct "
+                              "live nodes its bucket's mirror needs: not acknowledged "
+                              "(it may be on those reached); try again")
 
     def append(self, bucket, name, handle, stream, length=None):
         """Appends go to the first owner, which holds the session."""
@@ -235,11 +383,11 @@ class ClusterStore(Backend):
 
     def flush(self, bucket, name, handle):
         copies = self._copies(bucket)
-        ranked = self._ranked(bucket, name)
-        node, backend = ranked[0]
+        targets = self._write_targets(bucket, name, copies)
+        node, backend = self._ranked(bucket, name)[0]
         attrs = backend.flush(bucket, name, handle)
         if copies > 1:
-            others = [n.id for n, _ in ranked[1:]]
+            others = [n.id for n, _ in targets if n.id != node.id]
             if backend is self.share:
                 self.push(bucket, name, others, copies - 1)
             else:
@@ -248,15 +396,35 @@ class ClusterStore(Backend):
         return attrs
 
     def delete(self, bucket, name):
-        """Delete every copy, wherever it is."""
-        self.buckets.require(bucket)
+        """Delete as a version: the first reachable owner stamps the delete (newer than the
+        version it has), then every live node applies it, leaving a tombstone (a node away
+        learns it when it returns: catch-up, read repair, rebalance). Acknowledged once
+        `copies` distinct nodes hold the tombstone; ObjectNotFound when no node had the
+        object."""
+        copies = self._copies(bucket)
         validate_object_name(name)
-        found = False
-        for node, res in self._fanout(lambda n, b: b.delete(bucket, name), self._everyone()):
-            if res is None:
-                found = True
-            elif not isinstance(res, ObjectNotFound):
+        targets = self._write_targets(bucket, name, copies)
+        stamp, found, placed = None, False, set()
+        for node, backend in targets:
+            try:
+                stamp, existed = backend.delete(bucket, name, None, keep=True)
+            except Unavailable:
+                continue
+            found, first = existed, node
+            placed.add(node.url)
+            break
+        if stamp is None:
+            raise TooFewNodes(f"no node could delete ais://{bucket}/{name} (0 of {copies} "
+                              "reachable); try again")
+        rest = [t for t in self._everyone() if t[0].id != first.id]
+        for node, res in self._fanout(lambda n, b: b.delete(bucket, name, stamp, keep=True),
+                                      rest):
+            if isinstance(res, Exception):
                 log.warning("delete of ais://%s/%s on node %s: %s", bucket, name, node.id, res)
+                continue
+            found = found or res[1]
+            placed.add(node.url)
+        self._require_copies(bucket, name, len(placed), copies)
         if not found:
             raise ObjectNotFound(bucket, name)
 
@@ -343,6 +511,33 @@ def fetch_to_scratch(src, local):
         os.close(fd)
         raise
     return fd
+
+
+AWAY = object()  # the state of a holder that did not answer
+
+
+def _state(backend, bucket, name):
+    """(stamp, is_tomb) of the name on one holder, None when it has neither, AWAY when it
+    does not answer."""
+    try:
+        return backend.stat(bucket, name).stamp, False
+    except Tombstoned as t:
+        return t.stamp, True
+    except ObjectNotFound:
+        return None
+    except StoreError:
+        return AWAY
+
+
+def newest_state(states):
+    """(stamp, (node, backend), is_tomb) of the newest version among `states`, or None."""
+    best = None
+    for t, st in states:
+        if st is None or st is AWAY:
+            continue
+        if best is None or st[0] > best[0]:
+            best = (st[0], t, st[1])
+    return best
 
 
 def _limit(page_size):

@@ -81,7 +81,8 @@ def create_app(config, storage, cluster=None):
     if cluster is not None:
         # intra-cluster (PeerGuard checks the secret)
         app.add_route(PEER_PREFIX + "/ping", PeerPing(cluster))
-        app.add_route(PEER_PREFIX + "/objects/{bucket}/{obj:path}", Object(shared, config))
+        app.add_route(PEER_PREFIX + "/objects/{bucket}/{obj:path}", Object(shared, config,
+                                                                           peer=True))
         app.add_route(PEER_PREFIX + "/buckets/{bucket}", Bucket(shared, config, jobs))
         app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
         app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, live))

@@ -110,9 +110,10 @@ class PeerPing:
 
 
 class PeerPush:
-    """POST /v1/_peer/push/<bucket>/<object>?to=<ids>&copies=<n>: copy this node's object to
-    `copies` of the nodes `to` (in order, skipping unreachable ones): the second half of a
-    PUT that another node forwarded here."""
+    """POST /v1/_peer/push/<bucket>/<object>?to=<ids>&copies=<n>[&required=false]: copy this
+    node's object to `copies` of the nodes `to` (in order, skipping unreachable ones): the
+    second half of a PUT that another node forwarded here (503 when fewer were reached,
+    unless not `required`: a repair)."""
 
     def __init__(self, cluster):
         self.cluster = cluster
@@ -120,7 +121,8 @@ class PeerPush:
     def on_post(self, req, resp, bucket, obj):
         to = [i for i in (req.get_param("to") or "").split(",") if i]
         copies = req.get_param_as_int("copies", min_value=0, default=len(to))
-        made = self.cluster.store.push(bucket, obj, to, copies)
+        made = self.cluster.store.push(bucket, obj, to, copies,
+                                       req.get_param_as_bool("required", default=True))
         resp.content_type = "application/json"
         resp.data = _enc.encode({"copies": made})
 

@@ -62,7 +62,8 @@ def to_ais_error(ex):
         return AISError(404, str(ex), "ErrRemoteBckNotFound")
     for cls, status, tcode, cause in _STORE_STATUS:
         if isinstance(ex, cls):
-            return AISError(status, str(ex), tcode, cause=cause)
+            # an error may name headers of its own (a peer's tombstone stamp)
+            return AISError(status, str(ex), tcode, getattr(ex, "headers", None), cause=cause)
     if isinstance(ex, MemberNotFound):
         return AISError(404, str(ex), "ErrObjNotFound")
     if isinstance(ex, ArchiveError):

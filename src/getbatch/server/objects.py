@@ -16,6 +16,7 @@ import dataclasses
 import falcon
 
 from ..archive import InflateBudget
+from ..cluster.peers import STAMP_HEADER
 from ..store import validate_archpath
 from ..store.archived import find_archived
 from ..store.errors import InvalidName, ObjectNotFound
@@ -58,6 +59,8 @@ def _attr_headers(resp, attrs, provider):
     if attrs.cksum_value:
         resp.set_header("Ais-Checksum-Type", attrs.cksum_type)
         resp.set_header("Ais-Checksum-Value", attrs.cksum_value)
+    if attrs.stamp:
+        resp.set_header(STAMP_HEADER, attrs.stamp)
 
 
 def _byte_range(req, size):
@@ -103,11 +106,13 @@ class _Closing:
 
 
 class Object:
-    """/v1/objects/<bucket>/<object path>."""
+    """/v1/objects/<bucket>/<object path>; with `peer`, /v1/_peer/objects/...: a node's own
+    share, where writes may carry the stamp of the version they copy (cluster/share.py)."""
 
-    def __init__(self, storage, config):
+    def __init__(self, storage, config, peer=False):
         self.storage = storage
         self.config = config
+        self.peer = peer
 
     def on_put(self, req, resp, bucket, obj):
         backend, bucket = bucket_backend(self.storage, req, bucket)
@@ -115,7 +120,11 @@ class Object:
         length = req.content_length
         body = body_stream(req)
         kind = req.get_param("append_type")
-        if kind is None:
+        if kind is None and self.peer:
+            attrs = backend.put(bucket, obj, body, length, req.get_header(STAMP_HEADER))
+            if attrs is not None and attrs.stamp:
+                resp.set_header(STAMP_HEADER, attrs.stamp)
+        elif kind is None:
             backend.put(bucket, obj, body, length)
         elif kind == "append":
             handle = backend.append(bucket, obj, req.get_param("append_handle") or "", body,
@@ -224,4 +233,11 @@ class Object:
 
     def on_delete(self, req, resp, bucket, obj):
         backend, bucket = bucket_backend(self.storage, req, bucket)
-        backend.delete(bucket, object_name(req, obj))
+        if not self.peer:
+            backend.delete(bucket, object_name(req, obj))
+            return
+        stamp, existed = backend.delete(bucket, object_name(req, obj),
+                                        req.get_header(STAMP_HEADER),
+                                        req.get_param_as_bool("keep", default=False))
+        resp.set_header(STAMP_HEADER, stamp)
+        resp.set_header("Ais-Present", "true" if existed else "false")

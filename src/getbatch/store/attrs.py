@@ -2,7 +2,8 @@
 
 Checksum and version live in `user.getbatch.cksum` (`<type>:<hex>`) and
 `user.getbatch.version` (decimal) on the object file itself, so they travel with the
-file through `rename` and cost no side files. Filesystems without user xattrs get
+file through `rename` and cost no side files; on a cluster, so does the version stamp
+(`user.getbatch.stamp`, stamps.py). Filesystems without user xattrs get
 objects without checksum or version; nothing else changes.
 """
 import errno
@@ -16,6 +17,7 @@ except ImportError:  # the checksum is optional: objects are then stored without
 
 XATTR_CKSUM = "user.getbatch.cksum"
 XATTR_VERSION = "user.getbatch.version"
+XATTR_STAMP = "user.getbatch.stamp"
 
 # AIS calls XXH64 with seed 0 (cespare/xxhash/v2) "xxhash2"; the SDK shows it verbatim.
 CKSUM_TYPE = "xxhash2" if xxhash is not None else ""
@@ -60,32 +62,47 @@ def provably_same(a, b):
     return bool(a.cksum_value) and a.identity == b.identity
 
 
-NO_META = ("", "", "")
+NO_META = ("", "", "", "")
 
 
 def new_hasher():
     return xxhash.xxh64() if xxhash is not None else None
 
 
-def read_meta(target):
-    """(version, cksum_type, cksum_value) of a path or an open fd; "" where absent."""
-    version = cktype = ckval = ""
+def read_meta(target, stamp=False):
+    """(version, cksum_type, cksum_value, stamp) of a path or an open fd; "" where absent
+    (the stamp is read only when asked: single nodes have none)."""
+    version = cktype = ckval = st = ""
     try:
         version = os.getxattr(target, XATTR_VERSION).decode("ascii", "replace")
         raw = os.getxattr(target, XATTR_CKSUM).decode("ascii", "replace")
         cktype, _, ckval = raw.partition(":")
+        if stamp:
+            st = os.getxattr(target, XATTR_STAMP).decode("ascii", "replace")
     except OSError as e:
         if e.errno not in _NO_META:
             raise
-    return version, cktype, ckval
+    return version, cktype, ckval, st
 
 
-def write_meta(fd, version, cktype, ckval):
+def read_stamp(target):
+    """The stamp of a path or an open fd; "" when it has none (or is missing)."""
+    try:
+        return os.getxattr(target, XATTR_STAMP).decode("ascii", "replace")
+    except OSError as e:
+        if e.errno not in _NO_META:
+            raise
+    return ""
+
+
+def write_meta(fd, version, cktype, ckval, stamp=""):
     """Best effort: returns False when the filesystem refuses user xattrs."""
     try:
         os.setxattr(fd, XATTR_VERSION, str(version).encode("ascii"))
         if cktype:
             os.setxattr(fd, XATTR_CKSUM, f"{cktype}:{ckval}".encode("ascii"))
+        if stamp:
+            os.setxattr(fd, XATTR_STAMP, stamp.encode("ascii"))
     except OSError as e:
         if e.errno not in _NO_XATTR:
             raise
@@ -103,4 +120,4 @@ def identity_of_fd(fd, size):
 
 def attrs_from_stat(st, meta=NO_META, name="", bucket=""):
     return ObjectAttrs(st.st_size, st.st_mtime_ns, st.st_atime_ns, meta[0], meta[1], meta[2],
-                       name, bucket)
+                       name, bucket, meta[3])

@@ -9,6 +9,7 @@ Layout (everything on one filesystem, so `rename` publishes atomically):
     <data_dir>/.sys/shard-index/            persisted shard indexes
     <data_dir>/.sys/inflate-cache/          decompressed copies of compressed shards
     <data_dir>/.sys/locks/                  cross-process locks
+    <data_dir>/.sys/tombs/                  tombstones of deleted names (cluster nodes)
 
 Temp files of PUTs cut by a crash are swept at start-up and again at most every
 `RESWEEP_EVERY` seconds, on a later PUT: a node restarted within seconds of the crash (when
@@ -36,6 +37,7 @@ from .listing import walk_names
 from .local_read import OPEN_FLAGS, FileSource, LocalBatchReader, lookup_error
 from .names import validate_bucket_name, validate_object_name
 from .publish import Publisher
+from .tombs import Tombs
 
 STALE_AFTER = 3600.0  # seconds without modification before an append session is dropped
 _SWEEP_UNOWNED_AFTER = 5.0  # temp files no live process owns are leftovers after this age
@@ -66,11 +68,22 @@ class LocalStore(Backend):
         self._publisher = Publisher(self.root, os.path.join(locks, "version"),
                                     fsync=fsync, xattrs=self._probe_xattrs())
         self._xattrs = self._publisher.xattrs
+        self.tombs = Tombs(os.path.join(sysdir, "tombs"))
         self._appends = AppendSessions(self, self._publisher, os.path.join(sysdir, "append"))
         sweep(self._appends.dir, stale_after)
         sweep(self._trash, 0)
         self._inflate_cache = (InflateCache(os.path.join(sysdir, "inflate-cache"), inflate_cache)
                                if inflate_cache else None)
+
+    @property
+    def clock(self):
+        """The stamps.Clock of a cluster node (None on a single node: nothing is stamped)."""
+        return self._publisher.clock
+
+    @clock.setter
+    def clock(self, clock):
+        self._publisher.clock = clock
+        self._publisher.tombs = self.tombs
 
     def _probe_xattrs(self):
         fd, path = self._mkstemp()
@@ -96,7 +109,8 @@ class LocalStore(Backend):
         return fd
 
     def _meta(self, target):
-        return meta.read_meta(target) if self._xattrs else meta.NO_META
+        return (meta.read_meta(target, self._publisher.clock is not None) if self._xattrs
+                else meta.NO_META)
 
     # ---- buckets -------------------------------------------------------------------
 
@@ -135,6 +149,7 @@ class LocalStore(Backend):
         if self.fsync:
             fsync_dir(self.root)
         shutil.rmtree(doomed, ignore_errors=True)
+        self.tombs.drop_bucket(name)
 
     # ---- names and paths -------------------------------------------------------------
 
@@ -215,7 +230,9 @@ class LocalStore(Backend):
             raise
         return FileSource(fd, st.st_size), attrs
 
-    def put(self, bucket, name, stream, length=None):
+    def put(self, bucket, name, stream, length=None, stamp=None):
+        """`stamp`: a replica's (cluster nodes), stored only when newer than the name's
+        current version (None is returned otherwise)."""
         path = self.object_path(bucket, name)
         fd, tmp = self._mkstemp()
         try:
@@ -223,15 +240,54 @@ class LocalStore(Backend):
                 hasher = meta.new_hasher()
                 copy_stream(stream, fd, length, hasher, bucket, name)
                 cksum = hasher.hexdigest() if hasher is not None else ""
-                return self._publisher.publish(fd, tmp, bucket, name, path, cksum)
+                return self._publisher.publish(fd, tmp, bucket, name, path, cksum, stamp)
         except BaseException:
             _unlink_quietly(tmp)
             raise
         finally:
             os.close(fd)
 
-    def delete(self, bucket, name):
+    def delete(self, bucket, name, stamp=None, keep=False):
+        """Remove the object; ObjectNotFound if it is not here. On a cluster node the delete
+        is a version too: stamped here (or carrying `stamp`), it leaves a tombstone where
+        the object was (or anyway, with `keep`) and removes only an older object; it
+        returns (the delete's stamp, whether the object was here)."""
         path = self.object_path(bucket, name)
+        if self._publisher.clock is None:
+            self._unlink(bucket, name, path)
+            return None
+        with self._publisher.locked():
+            have, tomb = self._publisher.current_stamp(bucket, name, path)
+            if stamp is None:
+                stamp = self.clock.now(after=max(have, tomb))
+            else:
+                self.clock.observe(stamp)
+            try:
+                exists = st_.S_ISREG(os.lstat(path).st_mode)
+            except OSError:
+                exists = False
+            if not (exists or keep):
+                raise ObjectNotFound(bucket, name)
+            if stamp > tomb:
+                self.tombs.put(bucket, name, stamp)
+            if exists and stamp > have:
+                self._unlink(bucket, name, path)
+        return stamp, exists
+
+    def drop_copy(self, bucket, name, stamp):
+        """Remove this node's copy if it is still the version stamped `stamp`, leaving no
+        tombstone (rebalance: the owners hold that version or a newer one). True if removed."""
+        path = self.object_path(bucket, name)
+        with self._publisher.locked():
+            if meta.read_stamp(path) != stamp:
+                return False
+            try:
+                self._unlink(bucket, name, path)
+            except ObjectNotFound:
+                return False
+        return True
+
+    def _unlink(self, bucket, name, path):
         try:
             if st_.S_ISDIR(os.lstat(path).st_mode):
                 raise ObjectNotFound(bucket, name)
