@@ -101,8 +101,6 @@ def _put_all(client, url, names, vid, size=4096):
         assert client.put(url, n, vid, size) is True, client.errors
 
 
-@pytest.mark.xfail(strict=True, reason="defect 1: lost overwrite, until version stamps and "
-                   "catch-up land (cons-store)")
 def test_overwrite_while_the_owner_restarts_is_kept(cc, nem):
     create_bucket(cc.urls[0], "s1", 2)
     client = _client("s1")
@@ -140,8 +138,6 @@ def test_failover_inside_an_item_never_mixes_versions(cc, nem):
     assert found == [], "\n".join(map(str, found))
 
 
-@pytest.mark.xfail(strict=True, reason="defect 3: single copies acknowledged while etcd is "
-                   "paused, until a PUT is 503 below `copies` (cons-store)")
 def test_no_put_is_acknowledged_with_fewer_copies_while_etcd_is_paused(cc, nem):
     create_bucket(cc.urls[0], "s3", 2)
     client = _client("s3")
@@ -194,8 +190,6 @@ def test_a_delete_made_while_a_holder_was_killed_stays_deleted(cc, nem):
     assert _verdict(cc, client, names, 2, extra=back) == ""
 
 
-@pytest.mark.xfail(strict=True, reason="defect 5: racing PUTs leave copies at different "
-                   "versions, until newest-stamp-wins and anti-entropy land (cons-store)")
 def test_racing_puts_converge_on_every_copy(cc, nem):
     create_bucket(cc.urls[0], "s5", 2)
     client = _client("s5")
@@ -235,8 +229,6 @@ def test_a_bucket_destroyed_while_a_node_is_paused_is_gone_from_it(cc, nem):
     assert _verdict(cc, client, names, 2, extra=back) == ""
 
 
-@pytest.mark.xfail(strict=True, reason="defect 5: a duplicate advertise URL joins, until it "
-                   "is refused at join (cons-store)")
 def test_a_node_advertising_a_live_url_is_refused(cc, nem, tmp_path):
     taken = cc.nodes[0].url
     dup = Node(tmp_path / "data", tmp_path / "server.log",
