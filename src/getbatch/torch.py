@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .epochs.dataset import sample_key
+from .epochs.order import step_count
 from .loader.fetch import EmptyStep, Fetcher
 from .loader.plans import describe_plan
 
@@ -145,10 +146,8 @@ class EpochDataset(_Base):
         self.epoch, self.start, self.offset = epoch, 0, 0
 
     def total_steps(self):
-        left = max(0, self.samples - self.offset)
-        g = self.batch_size * self.world_size
-        full, rest = divmod(left, g)
-        return full + (1 if rest and not self.drop_last else 0)
+        return step_count(self.samples, self.batch_size, self.world_size, self.drop_last,
+                          self.offset)
 
     def _fetch(self, fetcher, k):
         return fetcher.step(self.plan, self.epoch, self.rank, k, world_size=self.world_size,
