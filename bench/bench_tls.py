@@ -11,7 +11,9 @@ serving HTTPS (tls_cert/tls_key, no client certificates), over the same data dir
   keeps its connections, so handshakes are a small part of it.
 
 The two nodes take turns, the order flipped every round, so whatever else loads the machine
-falls on both; each round prints its own ratio, and the last lines are the medians.
+falls on both; each round prints its own ratio, and the last lines are the medians. Beside
+throughput, each figure is also counted per CPU-second of the server (its process tree), which
+other load on the machine moves far less.
 """
 import json
 import os
@@ -28,7 +30,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
-from bench_server import DATA, N, NODE_DIR, OBJS, _flat, _once, _settle, _warm  # noqa: E402
+from bench_server import (DATA, N, NODE_DIR, OBJS, _flat, _once, _settle,  # noqa: E402
+                          _tree_ticks, _warm)
 from getbatch.cluster.devcerts import DevCA  # noqa: E402
 from tests.server.conftest import Node  # noqa: E402
 
@@ -100,32 +103,39 @@ def main():
         for name, (node, c) in sides.items():   # warm both workers of each node
             for _ in range(3):
                 _t1(node.port, t1_body, c)
+        hz = os.sysconf("SC_CLK_TCK")
         for r in range(ROUNDS):
             order = list(sides) if r % 2 == 0 else list(sides)[::-1]
             row = {}
             for name in order:
                 node, c = sides[name]
+                ticks = _tree_ticks(node.proc.pid)
                 secs, got = _t1(node.port, t1_body, c)
-                row.setdefault("t1", {})[name] = N / secs
-                row.setdefault("c", {})[name] = _wrk(node.url, bodies)
+                cpu = (_tree_ticks(node.proc.pid) - ticks) / hz
+                row[("t1", name)] = (N / secs, N / max(cpu, 1 / hz))
+                ticks = _tree_ticks(node.proc.pid)
+                rate = _wrk(node.url, bodies)
+                cpu = (_tree_ticks(node.proc.pid) - ticks) / hz
+                row[("c", name)] = (rate, rate * SECONDS / max(cpu, 1 / hz))
             for key, fig in zip(("t1", "c"), figures):
-                for name, v in row[key].items():
-                    figures[fig].setdefault(name, []).append(v)
-            print(f"round {r + 1}: T1 plain {row['t1']['plain']:,.0f} tls {row['t1']['tls']:,.0f} "
-                  f"({row['t1']['tls'] / row['t1']['plain']:.2f}x); C plain {row['c']['plain']:,.0f} "
-                  f"tls {row['c']['tls']:,.0f} ({row['c']['tls'] / row['c']['plain']:.2f}x)",
-                  flush=True)
+                for name in sides:
+                    figures[fig].setdefault(name, []).append(row[(key, name)])
+            print(f"round {r + 1}: " + "; ".join(
+                f"{key} plain {row[(key, 'plain')][0]:,.0f} tls {row[(key, 'tls')][0]:,.0f} "
+                f"({row[(key, 'tls')][0] / row[(key, 'plain')][0]:.2f}x, per server CPU-s "
+                f"{row[(key, 'tls')][1] / row[(key, 'plain')][1]:.2f}x)" for key in ("t1", "c")),
+                flush=True)
     finally:
         plain.stop()
         tls.stop()
     print(f"\nmedians of {ROUNDS} rounds:")
     for fig, runs in figures.items():
-        p, t = statistics.median(runs["plain"]), statistics.median(runs["tls"])
-        ratios = sorted(b / a for a, b in zip(runs["plain"], runs["tls"]))
-        print(f"  {fig}: plain {p:,.0f}, TLS {t:,.0f}: {t / p:.2f}x "
-              f"(per-round ratios {ratios[0]:.2f}-{ratios[-1]:.2f}, median "
-              f"{statistics.median(ratios):.2f})")
-
+        for i, what in ((0, "per second"), (1, "per server CPU-second")):
+            p = statistics.median(v[i] for v in runs["plain"])
+            t = statistics.median(v[i] for v in runs["tls"])
+            ratios = sorted(b[i] / a[i] for a, b in zip(runs["plain"], runs["tls"]))
+            print(f"  {fig}, {what}: plain {p:,.0f}, TLS {t:,.0f}: {t / p:.2f}x (per-round "
+                  f"ratios {ratios[0]:.2f}-{ratios[-1]:.2f}, median {statistics.median(ratios):.2f})")
 
 if __name__ == "__main__":
     main()

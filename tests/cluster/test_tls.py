@@ -5,8 +5,12 @@ a peer without a client certificate, or with one from another CA, is refused; pl
 TLS port fails with a clean 400."""
 import io
 import os
+import re
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -57,6 +61,15 @@ def test_sdk_with_the_ca_and_a_getbatch_across_three_tls_nodes(tls_cluster):
     for name, data in payloads.items():
         b.object(name).get_writer().put_content(data)
     assert b.object("o05").get_reader().read_all() == payloads["o05"]
+    # a big object whole and a range of it (files go out through the TLS socket's sendfile)
+    big = os.urandom((3 << 20) + 7)
+    b.object("big").get_writer().put_content(big)
+    for url in tls_cluster.urls[:2]:
+        r = requests.get(url + "/v1/objects/tlsdata/big", timeout=30, verify=tls_cluster.ca)
+        assert r.status_code == 200 and r.content == big
+        r = requests.get(url + "/v1/objects/tlsdata/big", timeout=30, verify=tls_cluster.ca,
+                         headers={"Range": "bytes=1000000-2999999"})
+        assert r.status_code == 206 and r.content == big[1000000:3000000]
     names = sorted(payloads)
     for url in tls_cluster.urls:   # each node as the one that gathers
         c = make_client(url, ca_cert=tls_cluster.ca)
@@ -107,3 +120,33 @@ def test_plain_http_to_a_tls_node_fails_cleanly(tls_cluster):
         with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
             s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert s.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_getbatch_cluster_tls_runs_the_development_cluster_over_tls(tmp_path):
+    from getbatch.ports import free_ports
+
+    from .test_devcluster import Output
+    port = free_ports(2)
+    p = subprocess.Popen([sys.executable, "-m", "getbatch.cli", "cluster", "--tls", "--nodes", "2",
+                          "--port", str(port), "--data-dir", str(tmp_path / "dev")],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = Output(p.stdout)
+    try:
+        out.wait_for("Ctrl-C stops the cluster")
+        text = "".join(out.lines)
+        assert re.search(r"etcd at https://127\.0\.0\.1:\d+", text), text
+        urls = re.findall(r"node \d: (https://\S+) ", text)
+        assert urls == [f"https://127.0.0.1:{port}", f"https://127.0.0.1:{port + 1}"]
+        ca = re.search(r"throwaway CA (\S+);", text).group(1)
+        assert ca == str(tmp_path / "dev" / "tls" / "ca.pem")
+        assert oct(os.stat(tmp_path / "dev" / "tls" / "node.key").st_mode & 0o777) == "0o600"
+        b = make_client(urls[0], ca_cert=ca).bucket("dev")
+        b.create()
+        b.object("a").get_writer().put_content(b"over tls")
+        assert make_client(urls[1], ca_cert=ca).bucket("dev").object("a").get_reader() \
+            .read_all() == b"over tls"
+        assert requests.get(urls[1].replace("https", "http") + "/v1/health",
+                            timeout=5).status_code == 400
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)

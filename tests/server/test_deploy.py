@@ -105,28 +105,26 @@ def test_systemd_unit_gives_the_secrets_as_credentials_never_world_readable():
         assert f"-m 0600 " in text and src in text, src
 
 
-def test_systemd_unit_sandbox_scores_well(tmp_path):
-    """`systemd-analyze security` (0 safe .. 10 exposed): the stock unit scored 8.5."""
+def _analyze(tmp_path, *args):
+    """systemd-analyze (apt package systemd) on the unit, its ExecStart pointed at a real file."""
     tool = shutil.which("systemd-analyze")
     assert tool, "systemd-analyze missing: apt-get install systemd"
     text = (DEPLOY / "systemd" / "getbatch.service").read_text()
     unit = tmp_path / "getbatch.service"
     unit.write_text(re.sub(r"(?m)^ExecStart=\S+", f"ExecStart={sys.executable}", text))
-    r = subprocess.run([tool, "security", "--offline=true", str(unit)], capture_output=True,
-                       text=True, timeout=60)
+    return subprocess.run([tool, *args, str(unit)], capture_output=True, text=True, timeout=60)
+
+
+def test_systemd_unit_sandbox_scores_well(tmp_path):
+    """`systemd-analyze security` (0 safe .. 10 exposed): the stock unit scored 8.5."""
+    r = _analyze(tmp_path, "security", "--offline=true")
     m = re.search(r"Overall exposure level for getbatch.service: ([\d.]+)", r.stdout)
     assert m, r.stdout + r.stderr
     assert float(m.group(1)) <= 2.0, r.stdout
 
 
 def test_systemd_unit_verifies(tmp_path):
-    """systemd's own checker (apt package systemd), with ExecStart pointed at a real file."""
-    tool = shutil.which("systemd-analyze")
-    assert tool, "systemd-analyze missing: apt-get install systemd"
-    text = (DEPLOY / "systemd" / "getbatch.service").read_text()
-    unit = tmp_path / "getbatch.service"
-    unit.write_text(re.sub(r"(?m)^ExecStart=\S+", f"ExecStart={sys.executable}", text))
-    r = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    r = _analyze(tmp_path, "verify")
     assert r.returncode == 0 and not r.stderr.strip() and not r.stdout.strip(), r.stderr + r.stdout
 
 

@@ -8,6 +8,7 @@ away gets a minimal AIS-style answer without ever reaching a thread. On a node t
 HTTPS the socket is a `TLSClientSocket`, whose handshake the loop drives too.
 """
 import json
+import os
 import socket
 import ssl
 import struct
@@ -24,6 +25,9 @@ RECV_SIZE = 64 << 10
 # bodies up to this size are read by the loop before a thread takes the request; larger
 # ones are read by the thread, each recv bounded by body_timeout
 BODY_BUFFER_MAX = 1 << 20
+# bytes per write to a TLS client: each write costs TLS records and a system call, so a
+# response is not sent in the small pieces it is made of (bench/RESULTS.md, "TLS")
+TLS_WRITE = 256 << 10
 
 
 def _timeval(seconds):
@@ -73,6 +77,21 @@ class TLSClientSocket(ssl.SSLSocket):
 
     def setblocking(self, flag):
         self.settimeout(self.body_timeout if flag else 0.0)
+
+    def sendfile(self, file, offset=0, count=None):
+        # socket's fallback for TLS sends 8 KiB at a time, each write its own TLS record
+        # and system call
+        fd, sent = file.fileno(), 0
+        while count is None or sent < count:
+            data = os.pread(fd, TLS_WRITE if count is None else min(TLS_WRITE, count - sent),
+                            offset + sent)
+            if not data:
+                break
+            self.sendall(data)
+            sent += len(data)
+        if sent:
+            file.seek(offset + sent)
+        return sent
 
     def send(self, data, flags=0):
         if not self.gettimeout() or self.send_timeout == self.body_timeout:

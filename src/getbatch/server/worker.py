@@ -75,8 +75,8 @@ from ..batch.assemble import BatchOutput
 from ..cluster.peers import PEER_PREFIX
 from ..config import Config, ConfigError
 from ..tls import CLIENT_CERT, server_context
-from .conn import (HEAD_MAX, RECV_SIZE, ClientSocket, Conn, TLSClientSocket, minimal_response,
-                   redirect_probe, send_and_close)
+from .conn import (HEAD_MAX, RECV_SIZE, TLS_WRITE, ClientSocket, Conn, TLSClientSocket,
+                   minimal_response, redirect_probe, send_and_close)
 from .retryafter import retry_after
 
 log = logging.getLogger("getbatch.worker")
@@ -105,7 +105,6 @@ WORKER_BOOT_ERROR = 3  # gunicorn's exit code for "worker failed to boot": the m
 # at once. A peer request waits on nothing but its own disk and its reader, so a thread per
 # request in flight is enough; this bounds them per process.
 PEER_THREADS_MAX = 128
-TLS_WRITE = 256 << 10  # bytes per write of a streamed body to a TLS client (_Joined)
 _PEER_PATH = PEER_PREFIX.encode() + b"/"
 _NOT_TLS = minimal_response(400, "Bad Request", "this node serves HTTPS: plain HTTP was sent to "
                                                 "its TLS port (use an https:// URL)")
