@@ -297,8 +297,9 @@ def parser():
     from . import epochcmd, showjob
     showjob.add_parser(sub)
     epochcmd.add_parser(sub)
-    from . import loadgen
+    from . import loadgen, shardindexcmd
     loadgen.add_parser(sub)
+    shardindexcmd.add_parser(sub)
     return p
 
 
@@ -384,6 +385,9 @@ def main(argv=None):
         return run(args)
     if args.cmd == "bench":
         from .loadgen import run
+        return run(args)
+    if args.cmd == "shard-index":
+        from .shardindexcmd import run
         return run(args)
     try:
         if args.cmd == "cluster":

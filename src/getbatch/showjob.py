@@ -20,7 +20,7 @@ import requests
 from .client import DEFAULT_URL, add_token_option, auth_headers, human
 
 COLUMNS = ("NODE", "ID", "KIND", "BUCKET", "OBJECTS", "BYTES", "START", "END", "STATE")
-RUNNING = ("planning", "streaming")
+RUNNING = ("planning", "streaming", "running")   # "running": a shard-index build
 _TIMEOUT = (5, 30)
 
 
@@ -59,7 +59,7 @@ def _time(ns):
 
 def _progress(r):
     """How far a running job is, in percent; "" while planning."""
-    if r["state"] != "streaming":
+    if r["state"] not in ("streaming", "running"):
         return ""
     if r.get("size"):
         return f" {100 * r['bytes'] // r['size']}%"

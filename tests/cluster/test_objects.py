@@ -246,3 +246,32 @@ def test_paused_node_then_restarted_node_serve_again(make_cluster):
     cl = make_client(c.nodes[2].url)
     for n, v in data.items():
         assert cl.bucket("pz").object(n).get_reader().read_all() == v
+
+
+def test_shard_index_build_and_summary_on_every_node(cluster, clients):
+    """`getbatch shard-index build` asked of one node starts a job on each, which indexes the
+    shards that node holds; the summary adds the nodes up."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.archive.tarhelp import make_tar
+    b = clients[0].bucket("idx")
+    b.create(exist_ok=True)
+    for s in range(9):
+        b.object(f"s{s}.tar").get_writer().put_content(make_tar([("a.wav", b"a" * 700),
+                                                                 ("b.wav", b"b" * 70)]))
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "getbatch.cli", "shard-index", *args,
+                            "--url", cluster.urls[1], "--bucket", "idx"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r
+    r = cli("build", "--wait")
+    assert len(r.stdout.split()) == 2 * len(cluster.urls)   # "node id" per node
+    assert sum(int(ln.split(": ")[1].split()[0]) for ln in r.stderr.splitlines()) == 9
+    doc = json.loads(cli("summary", "--json").stdout)
+    assert (doc["shards"], doc["indexed"], doc["members"]) == (9, 9, 18)
+    holders = {n for n, d in doc["nodes"].items() if d["shards"]}
+    assert len(holders) > 1 and sum(d["shards"] for d in doc["nodes"].values()) == 9

@@ -31,7 +31,7 @@ from .errors import (ArchiveError, CorruptArchive, EmitError, InflateLimit, Memb
                      NotAnArchive, UnsafeName)
 from .member import DIR, FILE, HARDLINK, OTHER, SYMLINK, Member, Shard
 from .formats import FORMATS, detect_format
-from .shards import open_shard
+from .shards import index_state, open_shard
 from .inflate import MAX_INFLATE, InflateBudget
 from .inflatecache import InflateCache
 from .tarheader import tar_entry_size, tar_header
@@ -43,7 +43,7 @@ __all__ = [
     "ArchiveError", "CorruptArchive", "EmitError", "InflateLimit", "MemberNotFound", "NotAnArchive",
     "UnsafeName", "InflateBudget", "InflateCache", "MAX_INFLATE",
     "Member", "Shard", "FILE", "DIR", "SYMLINK", "HARDLINK", "OTHER",
-    "FORMATS", "detect_format", "open_shard",
+    "FORMATS", "detect_format", "open_shard", "index_state",
     "OUTPUT_FORMATS", "open_writer", "tar_header", "tar_entry_size",
     "emit", "extract_to", "backend", "backends",
 ]

@@ -126,6 +126,25 @@ def cached(fd, ident, fmt, *, index_dir=None):
     return idx
 
 
+def persisted(fd, ident, fmt, index_dir):
+    """("fresh", ShardIndex) when the index persisted for the shard version open on `fd` is
+    usable, ("stale", None) when the file there is of another version or not usable (the next
+    open rebuilds it), ("none", None) when there is none. Builds nothing."""
+    file = _index_file(index_dir, fd)
+    if file is None:
+        return "none", None
+    try:
+        blob = _read_capped(file, file_cap(ident.size))
+    except FileNotFoundError:
+        return "none", None
+    except (OSError, _Reject):
+        return "stale", None
+    try:
+        return "fresh", decode(blob, ident, fmt)
+    except (_Stale, _Reject):
+        return "stale", None
+
+
 def store(fd, ident, fmt, members, data_len, *, index_dir=None):
     """Index freshly scanned `members` of the shard version open on `fd`: keep it in memory,
     persist it if asked. `data_len`: bytes of TAR data the members lie in (the file size

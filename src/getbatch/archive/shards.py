@@ -1,6 +1,7 @@
 """`open_shard`: opens a shard with the reader its magic bytes call for."""
 import os
 
+from . import index as _index
 from .formats import detect_format
 from .shardfile import adopt, identify
 from .tarshard import CompressedTarShard, TarShard
@@ -45,3 +46,18 @@ def open_shard(path_or_fd, *, name=None, version="", index_dir=None, budget=None
     shard.budget = budget
     shard.cache = cache
     return shard
+
+
+def index_state(fd, *, name, version="", index_dir=None):
+    """(state, members) of the shard open on `fd` (not taken over) without building anything:
+    "fresh" with its member count when a persisted index of this very version is in
+    `index_dir` (a .zip always: its central directory is its index), "stale" when the one
+    there is of another version or unusable, "none" when there is none. NotAnArchive when the
+    bytes are no shard."""
+    ident = identify(fd, name, version)
+    fmt = detect_format(os.pread(fd, 512, 0), name=name)
+    if fmt == "zip":
+        with ZipShard(os.dup(fd), name=name, version=version) as shard:
+            return "fresh", len(shard.members())
+    state, idx = _index.persisted(fd, ident, fmt, index_dir)
+    return state, len(idx) if idx is not None else 0

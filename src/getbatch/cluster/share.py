@@ -100,6 +100,10 @@ class LocalShare(Backend):
         self._dir(bucket)
         return self.local.open_shard(bucket, name, budget)
 
+    def shard_index_state(self, bucket, name):
+        self._dir(bucket)
+        return self.local.shard_index_state(bucket, name)
+
     def batch_reader(self, n_entries, budget=None):
         return _ShareReader(self, n_entries, budget)
 

@@ -292,6 +292,14 @@ class ClusterStore(Backend):
         return self._find(bucket, name, lambda b: b.stat_archived(bucket, name, archpath,
                                                                   budget))
 
+    def index_shard(self, bucket, name, budget=None):
+        """Index the copy this node holds (ObjectNotFound when it holds none): an index is
+        used where its shard is, so every node indexes its own (the CLI asks each)."""
+        return self.share.index_shard(bucket, name, budget)
+
+    def shard_index_state(self, bucket, name):
+        return self.share.shard_index_state(bucket, name)
+
     def open_shard(self, bucket, name, budget=None):
         """The shard here when this node holds it, else a copy of a peer's in an unlinked
         local temp file (the whole shard crosses the network: the object API and listings

@@ -1,4 +1,5 @@
-"""Multi-object jobs: delete, prefetch or evict a list of names, a template, or a prefix.
+"""Multi-object jobs: delete, prefetch, evict or index (shardindex.py) a list of names, a
+template, or a prefix.
 
 What the SDK's `bucket.objects(...)` sends: `{"objnames": [...]}` or `{"template": "..."}`
 (prefetch adds `coer`, `latest-ver`, ...). The selection is checked before the job starts,
@@ -13,16 +14,20 @@ Bounds: a template expands to at most `max_template` names (a 400 beyond: a typo
 (setting job_rate: four unthrottled jobs over missing names slowed the node's object GETs
 12x), and every job stops within `_ABORT_CHECK_EVERY` of an abort request, however slow.
 """
+import functools
 import logging
 import threading
 import time
 
+from ..archive import ArchiveError
 from ..store.errors import BucketNotFound, NotRemote, ObjectNotFound, StoreError
 from ..store.names import validate_object_name
+from . import shardindex
 from .template import MAX_NAMES, Template, TemplateError
 
 DELETE, PREFETCH, EVICT = "delete-listrange", "prefetch-listrange", "evict-listrange"
-KINDS = (DELETE, PREFETCH, EVICT)
+INDEX = shardindex.KIND
+KINDS = (DELETE, PREFETCH, EVICT, INDEX)
 _SHOW_ERRORS = 3          # errors quoted in a job's error message
 _ABORT_CHECK_EVERY = 0.2  # seconds between checks for an abort request
 _NAP_MIN = 0.01           # a throttled job sleeps once it is this far ahead (fewer, longer naps)
@@ -85,27 +90,35 @@ def _by_prefix(backend, bucket, prefix):
             return
 
 
-def start_checked(registry, kind, backend, bucket, value, max_names, max_template=MAX_NAMES,
-                  rate=0):
-    """Start job `kind` on `bucket` for the selection `value` (the ActionMsg value) once it
-    is checked: SelectionError for a malformed one, BucketNotFound, NotRemote for prefetch
-    or evict on a bucket that is not remote. `rate`: names a second at most (0: no limit).
-    Returns the job id."""
+def checked_selection(kind, backend, bucket, value, max_names, max_template=MAX_NAMES):
+    """The Selection of ActionMsg value `value` on an existing `bucket`: SelectionError for
+    a malformed one, BucketNotFound."""
     try:
         selection = Selection(value, max_names, max_template)
     except SelectionError as exc:
         raise SelectionError(f"{kind} on {backend.provider}://{bucket}: {exc}") from None
     backend.require_bucket(bucket)
-    if kind != DELETE and not backend.remote:
+    return selection
+
+
+def start_checked(registry, kind, backend, bucket, value, max_names, max_template=MAX_NAMES,
+                  rate=0, max_inflate=0):
+    """Start job `kind` on `bucket` for the selection `value` (the ActionMsg value) once it
+    is checked: SelectionError for a malformed one, BucketNotFound, NotRemote for prefetch
+    or evict on a bucket that is not remote. `rate`: names a second at most (0: no limit);
+    `max_inflate`: what an index build may decompress per shard. Returns the job id."""
+    selection = checked_selection(kind, backend, bucket, value, max_names, max_template)
+    if kind in (PREFETCH, EVICT) and not backend.remote:
         raise NotRemote(kind, bucket, backend.provider)
     return start(registry, kind, backend, bucket, selection, coer=bool(value.get("coer")),
-                 rate=rate)
+                 rate=rate, max_inflate=max_inflate)
 
 
-def start(registry, kind, backend, bucket, selection, coer=False, rate=0):
+def start(registry, kind, backend, bucket, selection, coer=False, rate=0, max_inflate=0):
     """Start job `kind` over `selection` in a thread; returns its id at once."""
     job = registry.start(kind, bucket, backend.provider, total=selection.total())
-    op = {DELETE: backend.delete, PREFETCH: backend.prefetch, EVICT: backend.evict}[kind]
+    op = {DELETE: backend.delete, PREFETCH: backend.prefetch, EVICT: backend.evict,
+          INDEX: functools.partial(shardindex.index_one, backend, max_inflate)}[kind]
     stop_at_first = kind == PREFETCH and not coer
     t = threading.Thread(target=_run, name=f"job-{job.id}", daemon=True,
                          args=(job, op, bucket, selection.items(backend, bucket), stop_at_first,
@@ -151,10 +164,11 @@ def _run(job, op, bucket, items, stop_at_first, rate=0):
                 err = exc
             except BucketNotFound:
                 raise  # ends the job (below): no object can follow
-            except (StoreError, OSError) as exc:
+            except (StoreError, ArchiveError, OSError) as exc:
                 err = exc
             else:
-                job.add(objects=1, nbytes=size or 0)
+                if size is not shardindex.SKIPPED:
+                    job.add(objects=1, nbytes=size or 0)
                 continue
             n_err += 1
             job.add(errors=1)

@@ -65,7 +65,7 @@ def create_app(config, storage, cluster=None):
     # GetBatch jobs: one directory per node (nodes may share a data dir)
     batch_jobs = BatchJobs(os.path.join(config.data_dir, ".sys", "jobs", "get-batch",
                                         str(config.port)), node_id)
-    app.add_route("/v1/jobs", BatchJobsAPI(batch_jobs, cluster))
+    app.add_route("/v1/jobs", BatchJobsAPI(batch_jobs, cluster, jobs, node_id))
     plans = Plans(config.data_dir, storage, cluster.etcd if on_etcd else None,
                   PlanCopies(cluster) if on_etcd else None)
     app.add_route("/v1/ml/epochs", EpochPlans(plans, config))
@@ -87,7 +87,7 @@ def create_app(config, storage, cluster=None):
         app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
         app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, live))
         app.add_route(PEER_PREFIX + "/epochs/{plan_id}", PeerPlan(plans))
-        app.add_route(PEER_PREFIX + "/jobs", BatchJobsAPI(batch_jobs))
+        app.add_route(PEER_PREFIX + "/jobs", BatchJobsAPI(batch_jobs, None, jobs, node_id))
         rebalance = Rebalance(cluster, cluster.share.local.data_dir)
         app.add_route(PEER_PREFIX + "/rebalance", PeerRebalance(rebalance))
         app.add_route("/v1/rebalance", RebalanceAPI(cluster, rebalance))

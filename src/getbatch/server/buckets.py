@@ -6,7 +6,8 @@ import logging
 import falcon
 import msgspec
 
-from ..jobs.listrange import DELETE, EVICT, PREFETCH, start_checked
+from ..jobs import shardindex
+from ..jobs.listrange import DELETE, EVICT, INDEX, PREFETCH, checked_selection, start_checked
 from ..store import normalize_provider, validate_bucket_name
 from ..store.errors import StoreError
 from ..auth.tokens import READ
@@ -52,6 +53,15 @@ def read_action(req, limit):
     if not isinstance(msg, dict):
         raise AISError(400, "malformed request body: expecting a JSON object (ActionMsg)")
     return msg
+
+
+SUMMARY = "shard-index-summary"
+
+
+def _selection(msg):
+    """The selection of an index action: its value, the whole bucket when it names none."""
+    value = msg.get("value")
+    return {"template": ""} if value is None else value
 
 
 def bucket_backend(storage, req, bucket):
@@ -109,17 +119,21 @@ class Bucket:
             backend.create_bucket(bucket)
         elif action == "destroy-bck":
             backend.destroy_bucket(bucket)
-        elif action == PREFETCH:
-            self._start_job(resp, backend, bucket, action, msg.get("value"))
+        elif action in (PREFETCH, INDEX):
+            value = _selection(msg) if action == INDEX else msg.get("value")
+            self._start_job(resp, backend, bucket, action, value)
         else:
             raise AISError(400, f'unsupported bucket action {action!r} on {backend.provider}://'
-                                f'{bucket} (supported: create-bck, destroy-bck, {PREFETCH})')
+                                f'{bucket} (supported: create-bck, destroy-bck, {PREFETCH}, '
+                                f'{INDEX})')
 
     def _start_job(self, resp, backend, bucket, action, value):
         resp.content_type = "text/plain"
         cfg = self.config
+        # an index build reads, it does not change objects: not throttled by job_rate
         resp.text = start_checked(self.jobs, action, backend, bucket, value, cfg.max_entries,
-                                  cfg.max_template, cfg.job_rate)
+                                  cfg.max_template, 0 if action == INDEX else cfg.job_rate,
+                                  cfg.max_inflate)
 
     def on_delete(self, req, resp, bucket):
         backend, bucket = bucket_backend(self.storage, req, bucket)
@@ -145,6 +159,17 @@ class Bucket:
                                 'properties, e.g. {"mirror": {"enabled": true, "copies": 2}}')
         backend.set_bucket_props(bucket, value)
 
+    def _index_summary(self, resp, backend, bucket, value):
+        cfg = self.config
+        selection = checked_selection(SUMMARY, backend, bucket, value, cfg.max_entries,
+                                      cfg.max_template)
+        found = shardindex.summary(backend, bucket, selection.items(backend, bucket))
+        if found is None:
+            raise AISError(400, f"{backend.provider}://{bucket}: this node keeps no shard "
+                                "indexes for the bucket's provider to summarize")
+        resp.content_type = "application/json"
+        resp.data = _enc.encode(dict(found, bucket=bucket, provider=backend.provider))
+
     def on_head(self, req, resp, bucket):
         backend, bucket = bucket_backend(self.storage, req, bucket)
         resp.set_header("Ais-Bucket-Props", _enc.encode(backend.bucket_props(bucket)).decode())
@@ -153,9 +178,12 @@ class Bucket:
         backend, bucket = bucket_backend(self.storage, req, bucket)
         msg = read_action(req, self.config.max_body)
         action = msg.get("action", "list")
+        if action == SUMMARY:
+            self._index_summary(resp, backend, bucket, _selection(msg))
+            return
         if action != "list":
             raise AISError(400, f'unsupported bucket action {action!r} on {backend.provider}://'
-                                f'{bucket} (supported: list)')
+                                f'{bucket} (supported: list, {SUMMARY})')
         ctype, body = list_objects(backend, bucket, msg.get("value") or {},
                                    req.get_header("Accept") or "", self.config.max_inflate)
         resp.content_type = ctype

@@ -26,7 +26,8 @@ from ..jobs import JobNotFound
 from ..batch.plan import BATCH_ID_PREFIX
 from ..jobs.batchjobs import FLUSH_EVERY, MIN_GAP
 from ..jobs.batchjobs import KIND as BATCH_KIND, RUNNING_STATES as BATCH_RUNNING
-from ..jobs.registry import ABORTED, RUNNING
+from ..jobs.registry import ABORTED, FINISHED, RUNNING
+from ..jobs.shardindex import KIND as INDEX_KIND
 from ..store import normalize_provider
 from ..store.errors import StoreError
 from .auth import grant_of
@@ -63,6 +64,17 @@ def job_status(rec):
     """An AIS JobStatus (what `client.job(id).status()` and `wait()` read)."""
     return {"uuid": rec["id"], "err": rec["error"], "end_time": rec["end_ns"],
             "aborted": rec["state"] == ABORTED}
+
+
+def _as_batch_record(rec, node_id):
+    """A registry record in the shape of a GetBatch job's (jobs/batchjobs.py)."""
+    state = {RUNNING: "running", FINISHED: "done"}.get(rec["state"], rec["state"])
+    return {"id": rec["id"], "kind": rec["kind"], "node": node_id, "pid": rec["pid"],
+            "state": state, "bucket": rec["bucket"], "provider": rec["provider"],
+            "entries": rec["objects"], "total": rec["total"], "bytes": rec["bytes"],
+            "size": None, "soft_errors": 0, "errors": rec["errors"], "gfn": 0, "client": "",
+            "user": "", "format": "", "start_ns": rec["start_ns"], "end_ns": rec["end_ns"],
+            "error": rec["error"]}
 
 
 def may_see(req, rec):
@@ -172,13 +184,22 @@ class BatchJobsAPI:
     `{"jobs": [record, ...], "errors": {node id: why it did not answer}}`, oldest first;
     the record's fields are BatchJob.record's."""
 
-    def __init__(self, jobs, cluster=None):
+    def __init__(self, jobs, cluster=None, registry=None, node_id=""):
         self.jobs = jobs
         self.cluster = cluster
+        self.registry = registry
+        self.node_id = node_id
+
+    def _index_jobs(self, finished):
+        """The node's shard-index builds, as GetBatch job records (`getbatch show job`)."""
+        if self.registry is None:
+            return []
+        return [_as_batch_record(r, self.node_id) for r in self.registry.list(INDEX_KIND)
+                if finished or r["state"] == RUNNING]
 
     def on_get(self, req, resp):
         finished = req.get_param_as_bool("all", default=False)
-        recs, errors = self.jobs.list(finished), {}
+        recs, errors = self.jobs.list(finished) + self._index_jobs(finished), {}
         if req.get_param_as_bool("cluster", default=False) and self.cluster is not None:
             me = self.cluster.node.id
             peers = [n for n in self.cluster.smap.nodes if n.id != me]

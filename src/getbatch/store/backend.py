@@ -158,6 +158,18 @@ class Backend(ABC):
         ObjectNotFound if missing, ArchiveError if it is not a readable archive. `budget`:
         an archive InflateBudget charged with what decompression the shard does."""
 
+    def index_shard(self, bucket, name, budget=None):
+        """Build (or find) the index of shard object `name` and keep it where later batches
+        look for it; returns the shard's size. Errors as `open_shard`."""
+        with self.open_shard(bucket, name, budget) as shard:
+            shard.members()
+            return shard.identity.size
+
+    def shard_index_state(self, bucket, name):
+        """(state, members, size) of shard object `name`'s index without building it (see
+        archive.index_state); None where this backend keeps no index to look at."""
+        return None
+
     def open_archived(self, bucket, name, archpath, budget=None):
         """The regular file `archpath` inside the shard object `name`, open for reading (an
         `archived.ArchivedFile`, whose size is known now). ObjectNotFound without the shard,

@@ -26,7 +26,7 @@ import shutil
 import stat as st_
 import time
 
-from ..archive import InflateCache, open_shard
+from ..archive import InflateCache, index_state, open_shard
 from . import attrs as meta
 from .append import AppendSessions
 from .attrs import attrs_from_stat
@@ -352,6 +352,16 @@ class LocalStore(Backend):
             raise
         return open_shard(fd, name=name, version=version, index_dir=self._index_dir,
                           budget=budget, cache=self._inflate_cache)
+
+    def shard_index_state(self, bucket, name):
+        fd, st = self._open_regular(bucket, name)
+        try:
+            os.set_blocking(fd, True)
+            state, members = index_state(fd, name=name, version=self._meta(fd)[0],
+                                         index_dir=self._index_dir)
+        finally:
+            os.close(fd)
+        return state, members, st.st_size
 
     def batch_reader(self, n_entries, budget=None):
         return LocalBatchReader(self, n_entries, budget)
