@@ -7,7 +7,8 @@ per key in `objects`: honest bytes with ranges and an ETag, or one lie:
 - `swap`: HEAD says ETag "v1", the GET that delivers the bytes says "v2" (other bytes, same size);
 - `bad_length`: `Content-Length: abc`;
 - `short`: announces the whole size and closes after 10 bytes;
-- `redirect`: 302 to the URL given.
+- `redirect`: 302 to the URL given;
+- `no_ranges`: ignores Range (a 200 with the whole object), as some plain origins do.
 An object made with `etag=""` sends no ETag and, as RFC 9110 says, fails any If-Match (412).
 Requests are counted per path in `hits`.
 """
@@ -65,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, hdr, data[:10], False, length_set=True)
             self.close_connection = True
             return
-        if m and not head:
+        if m and not head and obj.lie != "no_ranges":
             first, last = int(m[1]), min(int(m[2]), len(data) - 1)
             if obj.lie == "wrong_range":
                 first, last = 0, last - first

@@ -227,7 +227,8 @@ class HttpClient:
         if if_match and meta.etag != if_match:
             r.close()
             raise RemoteChanged(self.provider, bucket, name)
-        body = _Body(r, self, bucket, name, size - offset if r.status_code == 200 else
+        # the bytes this answer announced: the whole object (200) or the range (206)
+        body = _Body(r, self, bucket, name, size if r.status_code == 200 else
                      min(offset + length, size) - offset)
         if length is not None and r.status_code == 200:
             body.skip(offset)  # the origin ignored Range
