@@ -464,5 +464,5 @@ def format_value(name, value):
     if value in ("", ()):
         return "none"
     if isinstance(value, tuple):
-        return ",".join(value)
+        return redact(",".join(value))
     return str(value)
