@@ -160,9 +160,7 @@ def _join_cluster(config, storage):
     from .cluster.etcd import EtcdUnavailable
     from .cluster.node import Cluster
     try:
-        cluster = Cluster.boot(config)
-        cluster.reconcile(storage.backends["ais"])
-        return cluster
+        return Cluster.boot(config)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     except EtcdUnavailable as exc:
@@ -186,7 +184,9 @@ def serve(config):
     _check_port(config.host, config.port)
     storage = _open_storage(config)
     cluster = _join_cluster(config, storage)
-    registrar = cluster.registrar() if cluster is not None else None
+    # a node catches up with its peers before each registration (cluster/catchup.py)
+    registrar = (cluster.registrar(before_register=cluster.catch_up_self)
+                 if cluster is not None else None)
 
     def on_ready(server):
         if registrar is not None:

@@ -21,8 +21,6 @@ def _run(make_cluster, seed, duration, **kw):
     return report, text
 
 
-@pytest.mark.xfail(strict=False, reason="lost overwrites, resurrected deletes and diverged "
-                   "copies until the stamps, tombstones and catch-up land (issue 15)")
 def test_short_schedule_keeps_the_contract(make_cluster):
     report, text = _run(make_cluster, SHORT_SEED, 12, names=10, large_size=(2 << 20, 4 << 20))
     assert {"restart", "kill", "join", "etcd_pause"} <= set(report.faults), text

@@ -114,8 +114,6 @@ def test_overwrite_while_the_owner_restarts_is_kept(cc, nem):
     assert _verdict(cc, client, names, 2) == ""
 
 
-@pytest.mark.xfail(strict=True, reason="defect 2: mixed item, until failover resumes only "
-                   "from a copy of the same version (cons-batch)")
 def test_failover_inside_an_item_never_mixes_versions(cc, nem):
     create_bucket(cc.urls[0], "s2", 2)
     client = _client("s2")
@@ -172,8 +170,6 @@ def test_no_put_is_acknowledged_with_fewer_copies_while_etcd_is_paused(cc, nem):
     assert _verdict(cc, client, acked, 2, extra=few) == ""
 
 
-@pytest.mark.xfail(strict=True, reason="defect 4: deletes come back, until tombstones and "
-                   "catch-up land (cons-store)")
 def test_a_delete_made_while_a_holder_was_killed_stays_deleted(cc, nem):
     create_bucket(cc.urls[0], "s4", 2)
     client = _client("s4")
@@ -208,8 +204,6 @@ def test_racing_puts_converge_on_every_copy(cc, nem):
     assert _verdict(cc, client, names, 2) == ""
 
 
-@pytest.mark.xfail(strict=True, reason="defect 5: a bucket destroyed while a node is paused "
-                   "keeps that node's files, until catch-up drops them (cons-store)")
 def test_a_bucket_destroyed_while_a_node_is_paused_is_gone_from_it(cc, nem):
     create_bucket(cc.urls[0], "s6", 2)
     client = _client("s6")

@@ -20,13 +20,17 @@ MAX_COPIES = 3
 
 
 class BucketMeta:
-    __slots__ = ("name", "provider", "props", "revision")
+    """`revision`: the key's last change (the bucket's version); `create_revision`: when it
+    was made (which incarnation of the name this is)."""
 
-    def __init__(self, name, provider, props, revision):
+    __slots__ = ("name", "provider", "props", "revision", "create_revision")
+
+    def __init__(self, name, provider, props, revision, create_revision=0):
         self.name = name
         self.provider = provider
         self.props = props
         self.revision = revision
+        self.create_revision = create_revision
 
     @property
     def copies(self):
@@ -39,6 +43,12 @@ def _key(provider, name):
     return f"{BUCKETS}{provider}/{name}"
 
 
+def read_table(etcd, provider="ais"):
+    """{name: BucketMeta} of the provider's buckets, read from etcd now (EtcdUnavailable)."""
+    kvs, revision = etcd.range(f"{BUCKETS}{provider}/")
+    return {name: meta for (_, name), meta in _build({kv.key: kv for kv in kvs}, revision).items()}
+
+
 def _build(kvs, revision):
     table = {}
     for kv in kvs.values():
@@ -47,7 +57,8 @@ def _build(kvs, revision):
             props = json.loads(kv.value)
         except ValueError:
             continue
-        table[(provider, name)] = BucketMeta(name, provider, props, kv.mod_revision)
+        table[(provider, name)] = BucketMeta(name, provider, props, kv.mod_revision,
+                                             kv.create_revision)
     return table
 
 
@@ -67,10 +78,25 @@ def check_mirror(value):
 
 
 class BucketTable:
-    def __init__(self, etcd, provider="ais"):
+    """`on_gone(name, create_revision)`: called (from the watch thread) for each bucket of
+    the provider that the watch sees destroyed, or destroyed and made again."""
+
+    def __init__(self, etcd, provider="ais", on_gone=None):
         self.etcd = etcd
         self.provider = provider
-        self._watcher = PrefixWatcher(etcd, BUCKETS, _build, initial={})
+        self.on_gone = on_gone
+        self._watcher = None
+        self._watcher = PrefixWatcher(etcd, BUCKETS, self._rebuild, initial={})
+
+    def _rebuild(self, kvs, revision):
+        table = _build(kvs, revision)
+        if self.on_gone is not None and self._watcher is not None:
+            for (provider, name), meta in self._watcher.value.items():
+                now = table.get((provider, name))
+                if provider == self.provider and (
+                        now is None or now.create_revision != meta.create_revision):
+                    self.on_gone(name, meta.create_revision)
+        return table
 
     def start(self):
         try:
@@ -88,7 +114,8 @@ class BucketTable:
             except EtcdUnavailable:
                 return None
             if kv is not None:
-                meta = BucketMeta(name, self.provider, json.loads(kv.value), kv.mod_revision)
+                meta = BucketMeta(name, self.provider, json.loads(kv.value), kv.mod_revision,
+                                  kv.create_revision)
         return meta
 
     def require(self, name):
@@ -107,7 +134,8 @@ class BucketTable:
             return self.require(name)
         if kv is None:
             raise BucketNotFound(name, self.provider)
-        return BucketMeta(name, self.provider, json.loads(kv.value), kv.mod_revision)
+        return BucketMeta(name, self.provider, json.loads(kv.value), kv.mod_revision,
+                          kv.create_revision)
 
     def names(self):
         return sorted(n for p, n in self._watcher.value if p == self.provider)

@@ -118,14 +118,17 @@ class Registrar:
                  self.lease)
 
     def start(self):
-        try:
-            self._register()
-        except EtcdError as exc:
-            log.warning("node %s not registered yet: %s; retrying", self.node.id, exc)
         self._thread = threading.Thread(target=self._run, name="etcd-lease", daemon=True)
         self._thread.start()
 
     def _run(self):
+        try:
+            self._register()
+        except Exception as exc:  # etcd away, or the catch-up failed: retried below
+            log.warning("node %s not registered yet: %s; retrying", self.node.id, exc)
+        self._keep()
+
+    def _keep(self):
         down = False
         while not self._stop.wait(self.ttl / 4 if not down else RETRY):
             try:
@@ -134,6 +137,7 @@ class Registrar:
                         log.warning("node %s: lease expired (paused or etcd was away); "
                                     "catching up with the peers, then registering again",
                                     self.node.id)
+                    self.lease = 0
                     self._forget()
                     self._register()
                 else:
@@ -141,7 +145,7 @@ class Registrar:
                 if down:
                     log.info("etcd reachable again")
                 down = False
-            except EtcdError as exc:
+            except Exception as exc:  # etcd away, or the catch-up failed: retried
                 if not down:
                     log.warning("cannot keep node %s registered: %s", self.node.id, exc)
                 down = True

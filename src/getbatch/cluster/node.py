@@ -19,7 +19,7 @@ from .buckets import BUCKETS, BucketTable
 from .etcd import Etcd, EtcdUnavailable
 from .membership import (LEASE_TTL, NODES, PrefixWatcher, Registrar, cluster_identity,
                          lease_fresh, smap_builder, stable_node_id)
-from .peers import Peers
+from .peers import PEER_PREFIX, PeerUnavailable, Peers
 from .peerstream import use_tls
 from .smap import NodeInfo
 from .share import LocalShare
@@ -28,6 +28,12 @@ from .store import ClusterStore
 log = logging.getLogger("getbatch.cluster")
 
 BOOT_WAIT = 10.0     # seconds `serve` waits for etcd before giving up
+CATCH_UP_WAIT = 60.0       # seconds the registrar waits for a worker to take the catch-up
+CATCH_UP_TIMEOUT = 3600.0  # seconds a catch-up may take (one listing of each peer's share)
+
+
+class CatchUpFailed(Exception):
+    """A worker answered the catch-up with an error: the node does not register yet."""
 
 
 def advertise_url(config):
@@ -124,15 +130,27 @@ class Cluster:
         """True when this node's membership lease was confirmed lately (writes need it)."""
         return lease_fresh(self.lease_path)
 
-    def reconcile(self, local):
-        """At boot, drop local copies of buckets destroyed while this node was away."""
-        kvs, _ = self._etcd().range(BUCKETS + "ais/")
-        live = {kv.key.rpartition("/")[2] for kv in kvs}
-        for name in local.list_buckets():
-            if name not in live:
-                log.warning("bucket ais://%s was destroyed while this node was away: "
-                            "removing its local copy", name)
-                local.destroy_bucket(name)
+    def catch_up_self(self, wait=CATCH_UP_WAIT):
+        """Have a worker of this node catch up with its peers (catchup.py), waiting for one
+        to answer for up to `wait` seconds (the registrar calls this before registering,
+        possibly before the workers are up). Raises PeerUnavailable or CatchUpFailed."""
+        peers = Peers(self.secret, tls=self.peer_tls)
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                try:
+                    r = peers.request(self.node, "POST", PEER_PREFIX + "/catchup",
+                                      timeout=(2, CATCH_UP_TIMEOUT))
+                    break
+                except PeerUnavailable:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+        finally:
+            peers.close()
+        if r.status_code != 200:
+            raise CatchUpFailed(f"node {self.node.id} could not catch up with its peers: "
+                                f"{r.status_code} {r.text[:200]}")
 
     def start(self, storage):
         """In a worker: watch membership and buckets, open peer sessions; the Storage to
@@ -149,9 +167,9 @@ class Cluster:
         except EtcdUnavailable as exc:
             log.warning("worker starts with the membership known at boot: %s", exc)
         self._watcher.start()
-        buckets = BucketTable(self.etcd)
-        buckets.start()
+        buckets = BucketTable(self.etcd, on_gone=lambda *a: self.share.bucket_gone(*a))
         self.share = LocalShare(storage.backends["ais"], buckets)
+        buckets.start()
         self.store = ClusterStore(self, self.share, buckets)
         return Storage(dict(storage.backends, ais=self.store))
 

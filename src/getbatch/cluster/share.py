@@ -35,11 +35,14 @@ class LocalShare(Backend):
         """Make the bucket's local directory if the cluster has the bucket."""
         if not self.local.has_bucket(bucket):
             validate_bucket_name(bucket)
-            self.buckets.require(bucket)
+            meta = self.buckets.require(bucket)
             try:
                 self.local.create_bucket(bucket)
             except BucketExists:
-                pass
+                return
+            # which incarnation of the name this directory holds (catchup.py compares it)
+            if getattr(meta, "create_revision", 0):
+                self.local.set_bucket_id(bucket, meta.create_revision)
 
     def list_buckets(self):
         return self.buckets.names()
@@ -56,6 +59,12 @@ class LocalShare(Backend):
             self.local.destroy_bucket(name)
         except BucketNotFound:
             pass
+
+    def bucket_gone(self, name, create_revision):
+        """The cluster's bucket `name` made at `create_revision` is no more: drop the local
+        copy, unless it is known to be of a newer incarnation of the name."""
+        if self.local.bucket_id(name) in ("", str(create_revision)):
+            self.destroy_bucket(name)
 
     def _missing(self, bucket, name):
         stamp = self.local.tombs.get(bucket, name)

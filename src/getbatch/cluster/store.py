@@ -364,7 +364,7 @@ class ClusterStore(Backend):
                 src, attrs = self.share.open(bucket, name)
                 with src:
                     PeerBackend(self.cluster.peers, node).put(
-                        bucket, name, _SourceStream(src), attrs.size, attrs.stamp)
+                        bucket, name, SourceStream(src), attrs.size, attrs.stamp)
                 made += 1
                 used.add(node.url)
             except Unavailable as exc:
@@ -575,7 +575,7 @@ def _expanded_keys(entries, token, prefix):
     return out
 
 
-class _SourceStream:
+class SourceStream:
     """A Source read front to back as a stream (what a PUT body needs)."""
 
     def __init__(self, src):

@@ -12,8 +12,8 @@ from .auth import AuthMiddleware
 from ..store.router import Storage
 from .buckets import Bucket, BucketCollection
 from .edge import CanonicalPath
-from .cluster import (Daemon, Health, PeerGuard, PeerPing, PeerPush, PeerRebalance,
-                      RebalanceAPI)
+from .cluster import (Daemon, Health, PeerCatchUp, PeerGuard, PeerPing, PeerPush,
+                      PeerRebalance, PeerStamps, RebalanceAPI)
 from .errors import handle_exception, make_serializer
 from .jobs import BatchJobsAPI, JobQueries
 from .metrics import install as install_metrics
@@ -85,6 +85,8 @@ def create_app(config, storage, cluster=None):
                                                                            peer=True))
         app.add_route(PEER_PREFIX + "/buckets/{bucket}", Bucket(shared, config, jobs))
         app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
+        app.add_route(PEER_PREFIX + "/stamps/{bucket}", PeerStamps(cluster))
+        app.add_route(PEER_PREFIX + "/catchup", PeerCatchUp(cluster))
         app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, live))
         app.add_route(PEER_PREFIX + "/epochs/{plan_id}", PeerPlan(plans))
         app.add_route(PEER_PREFIX + "/jobs", BatchJobsAPI(batch_jobs, None, jobs, node_id))

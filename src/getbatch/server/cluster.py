@@ -8,10 +8,13 @@ import time
 import zlib
 from urllib.parse import urlsplit
 
+import msgpack
 import msgspec
 
+from ..cluster.catchup import catch_up, stamps_page
 from ..cluster.peers import PEER_PREFIX, SECRET_HEADER, PeerUnavailable, secret_ok
 from ..cluster.rebalance import DEFAULT_RATE
+from ..store.names import validate_bucket_name
 from .errors import AISError
 from ..tls import CLIENT_CERT
 
@@ -125,6 +128,36 @@ class PeerPush:
                                        req.get_param_as_bool("required", default=True))
         resp.content_type = "application/json"
         resp.data = _enc.encode({"copies": made})
+
+
+class PeerStamps:
+    """GET /v1/_peer/stamps/<bucket>?after=<name>&limit=<n>: one page of this node's stamps
+    of the bucket, objects and tombstones in name order (msgpack {"entries": [[name, stamp,
+    is_tomb]], "next": name to go on after, "" on the last page}): what a returning peer
+    catches up from (cluster/catchup.py)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def on_get(self, req, resp, bucket):
+        validate_bucket_name(bucket)
+        rows, nxt = stamps_page(self.cluster.share, bucket, req.get_param("after") or "",
+                                req.get_param_as_int("limit", min_value=1, max_value=10_000,
+                                                     default=1000))
+        resp.content_type = "application/msgpack"
+        resp.data = msgpack.packb({"entries": rows, "next": nxt})
+
+
+class PeerCatchUp:
+    """POST /v1/_peer/catchup: this node catches up with its peers now (its registrar calls
+    it before registering); the counts of what it took."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def on_post(self, req, resp):
+        resp.content_type = "application/json"
+        resp.data = _enc.encode(catch_up(self.cluster.store))
 
 
 class PeerRebalance:

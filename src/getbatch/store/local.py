@@ -42,6 +42,7 @@ from .tombs import Tombs
 STALE_AFTER = 3600.0  # seconds without modification before an append session is dropped
 _SWEEP_UNOWNED_AFTER = 5.0  # temp files no live process owns are leftovers after this age
 RESWEEP_EVERY = 60.0        # seconds between sweeps of the temp files after start-up
+_XATTR_BUCKET = "user.getbatch.bucket"  # a cluster bucket's etcd create revision
 _NAME_MAX = 255       # bytes per path component (ext4, xfs, btrfs)
 _PATH_MAX = 3072      # bytes per name: leaves room for the data dir within PATH_MAX (4096)
 
@@ -136,6 +137,20 @@ class LocalStore(Backend):
             raise BucketExists(name) from None
         if self.fsync:
             fsync_dir(self.root)
+
+    def bucket_id(self, name):
+        """What set_bucket_id recorded on the bucket's directory ("" if nothing)."""
+        try:
+            return os.getxattr(self._bucket_dir(name), _XATTR_BUCKET).decode("ascii", "replace")
+        except OSError:
+            return ""
+
+    def set_bucket_id(self, name, ident):
+        """Record which incarnation of a cluster bucket this directory holds (best effort)."""
+        try:
+            os.setxattr(self._bucket_dir(name), _XATTR_BUCKET, str(ident).encode("ascii"))
+        except OSError:
+            pass
 
     def destroy_bucket(self, name):
         """Rename the bucket away first (atomic: it is gone for every process at once),
@@ -273,6 +288,19 @@ class LocalStore(Backend):
             if exists and stamp > have:
                 self._unlink(bucket, name, path)
         return stamp, exists
+
+    def current_stamp(self, bucket, name):
+        """The stamp of the newest version of the name here (its object's or its
+        tombstone's; "" for an object without one), None when there is neither."""
+        path = self.object_path(bucket, name)
+        tomb = self.tombs.get(bucket, name)
+        try:
+            exists = st_.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            exists = False
+        if not exists:
+            return tomb or None
+        return max(meta.read_stamp(path), tomb)
 
     def drop_copy(self, bucket, name, stamp):
         """Remove this node's copy if it is still the version stamped `stamp`, leaving no
