@@ -150,3 +150,18 @@ def test_getbatch_cluster_tls_runs_the_development_cluster_over_tls(tmp_path):
     finally:
         p.send_signal(signal.SIGINT)
         p.wait(timeout=60)
+
+
+def test_tls_client_auth_asks_every_client_for_a_certificate(tmp_path):
+    from getbatch.cluster.devcluster import tls_flags
+    from tests.server.conftest import Node, serve_argv
+    _, _, http, ca = tls_flags(str(tmp_path))
+    cert, key = http["cert"]
+    node = Node(tmp_path / "data", tmp_path / "server.log", serve_argv(1, 2) + [
+        "--tls-cert", cert, "--tls-key", key, "--tls-ca", ca, "--tls-client-auth"], http=http)
+    try:
+        assert requests.get(node.url + "/v1/health", timeout=5, **http).status_code == 200
+        with pytest.raises(requests.exceptions.SSLError):   # no certificate: no handshake
+            requests.get(node.url + "/v1/health", timeout=5, verify=ca)
+    finally:
+        node.stop()
