@@ -354,8 +354,9 @@ def _add_get_command(sub):
     g.add_argument("--bucket", help="the bucket of every NAME")
     g.add_argument("-o", "--output", metavar="OUT",
                    help="the archive to write (default batch.<format extension>)")
-    g.add_argument("--format", default="tar", choices=list(FORMATS), help="default tar")
-    g.add_argument("--coer", action="store_true",
+    g.add_argument("--format", choices=list(FORMATS),
+                   help="default: the spec's, else OUT's extension, else tar")
+    g.add_argument("--coer", "--cont-on-err", dest="coer", action="store_true",
                    help="missing items become empty __404__/ entries instead of failing the batch")
     g.add_argument("--epoch", metavar="ID", help="the batch of epoch plan ID at --rank, --step "
                    "(and --epoch-number) instead of NAMEs")
@@ -363,6 +364,46 @@ def _add_get_command(sub):
                    help="with --epoch: which epoch (default 0)")
     g.add_argument("--rank", type=int, default=0, help="with --epoch: the rank (default 0)")
     g.add_argument("--step", type=int, default=0, help="with --epoch: the step (default 0)")
+    g.add_argument("--spec", metavar="FILE",
+                   help="a MossReq spec in JSON or YAML (.yaml/.yml), as `ais ml get-batch "
+                        "--spec`: its entries, then any NAMEs")
+    g.add_argument("--template", metavar="T",
+                   help="the names a range template expands to, e.g. 'a-{000..099}.wav' "
+                        "(with --bucket)")
+    g.add_argument("--omit-src-bck", action="store_true",
+                   help="name archive entries without their bucket (onob)")
+    g.add_argument("--streaming", action="store_true",
+                   help="accepted for `ais ml get-batch` scripts: getbatch get always streams")
+    add_token_option(g)
+    _add_lhotse_command(sub)
+
+
+def _add_lhotse_command(sub):
+    from .client import DEFAULT_URL
+    g = sub.add_parser(
+        "lhotse-get-batch", help="the cuts of a Lhotse manifest as archives, a batch each",
+        description="As `ais ml lhotse-get-batch`: read a Lhotse cut manifest (cuts.jsonl, "
+                    ".jsonl.gz or .jsonl.lz4), one entry per cut (its recording's source URI: "
+                    "s3://B/O, ais://B/SHARD.tar/FILE, B/O), and write them to OUT, or "
+                    "--batch-size cuts at a time to the archives --output-template names. "
+                    "An archive's format follows its extension.")
+    g.add_argument("output", nargs="?", metavar="OUT", help="one archive for every cut")
+    g.add_argument("--cuts", required=True, metavar="FILE", help="the cut manifest")
+    g.add_argument("--batch-size", type=int, metavar="N", help="cuts per archive")
+    g.add_argument("--output-template", metavar="T",
+                   help="names of the archives, e.g. 'batch-{001..999}.tar'")
+    g.add_argument("--sample-rate", type=int, metavar="HZ",
+                   help="read each cut's [start, start + duration) as bytes start*HZ on "
+                        "(one byte per sample; give bytes per second for wider ones)")
+    g.add_argument("--url", default=os.environ.get("AIS_ENDPOINT") or DEFAULT_URL,
+                   help=f"the node (default $AIS_ENDPOINT or {DEFAULT_URL})")
+    g.add_argument("--bucket", help="default bucket of the request")
+    g.add_argument("--coer", "--cont-on-err", dest="coer", action="store_true",
+                   help="missing items become empty __404__/ entries instead of failing")
+    g.add_argument("--omit-src-bck", action="store_true",
+                   help="name archive entries without their bucket (onob)")
+    g.add_argument("--streaming", action="store_true",
+                   help="accepted for `ais ml` scripts: getbatch always streams")
     add_token_option(g)
 
 
@@ -371,6 +412,9 @@ def main(argv=None):
     if args.cmd == "get":
         from .client import run
         return run(args)
+    if args.cmd == "lhotse-get-batch":
+        from .client import run_lhotse
+        return run_lhotse(args)
     if args.cmd == "config" and (args.config_cmd != "show" or args.url):
         try:
             return configcmd.run(args)

@@ -194,11 +194,11 @@ def _error_text(resp, body):
 
 
 def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120.0,
-              progress=None, step=None, token=None):
+              progress=None, step=None, token=None, onob=False):
     """Run one GetBatch of `entries` (or of `step`, {"plan", "epoch", "rank", "step"} of an
     epoch plan: then `entries` is None) and write the archive to `out` (a path); `token`:
-    see auth_headers. Returns (entries, missing, bytes). Raises GetError; `out` is then not
-    created or changed."""
+    see auth_headers; `onob`: names in the archive without their bucket. Returns (entries,
+    missing, bytes). Raises GetError; `out` is then not created or changed."""
     if fmt not in FORMATS:
         raise GetError(f"unknown format {fmt!r} (expecting {', '.join(FORMATS)})")
     u = urllib.parse.urlsplit(url)
@@ -208,7 +208,7 @@ def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120
     if bucket is not None:
         path += "/" + urllib.parse.quote(bucket, safe="")
     what = {"in": entries} if step is None else step
-    body = json.dumps(dict(what, mime=FORMATS[fmt], strm=True, coer=coer)).encode()
+    body = json.dumps(dict(what, mime=FORMATS[fmt], strm=True, coer=coer, onob=onob)).encode()
     conn_cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
     conn = conn_cls(u.hostname, u.port, timeout=timeout)
     tmp = None
@@ -319,29 +319,60 @@ def _zip_entries(path):
     return len(names), sum(1 for n in names if n.startswith(MISSING_DIR))
 
 
+def _request(args):
+    """(entries or None, epoch step or None, format, coer, onob) of `getbatch get`'s arguments:
+    NAMEs, --from, --template, --spec (AIS's `ais ml get-batch` inputs) or --epoch."""
+    from .archive.formats import format_from_name
+    from .mlspec import SpecError, load_spec, template_names
+    given = [bool(args.names), bool(args.from_file), bool(args.epoch), bool(args.template)]
+    if sum(given) > 1 or not (any(given) or args.spec) or (args.epoch and args.spec):
+        raise GetError("give names, --from FILE, --template T or --epoch ID (one of them), "
+                       "and/or --spec FILE (not with --epoch)")
+    try:
+        spec_entries, flags = load_spec(args.spec) if args.spec else ([], {})
+        if args.template:
+            if args.bucket is None:
+                raise GetError("--template needs --bucket")
+            names = template_names(args.template)
+        else:
+            names = args.names or (read_names(args.from_file) if args.from_file else [])
+            if args.from_file and not names:
+                raise GetError(f"no names in {args.from_file}")
+    except SpecError as exc:
+        raise GetError(str(exc)) from None
+    step = entries = None
+    if args.epoch:
+        step = {"plan": args.epoch, "epoch": args.epoch_number, "rank": args.rank,
+                "step": args.step}
+    else:
+        entries = spec_entries + parse_names(names, args.bucket)
+        if not entries:
+            raise GetError(f"spec {args.spec} names no entries")
+    # as AIS: the command line (--format, else OUT's extension) wins over the spec
+    fmt = args.format or (format_from_name(args.output) if args.output else None)
+    if fmt is None and flags.get("mime"):
+        fmt = str(flags["mime"]).strip().lower().lstrip(".").replace("tar.gz", "tgz")
+    fmt = fmt or "tar"
+    coer = args.coer or bool(flags.get("coer"))
+    onob = args.omit_src_bck or bool(flags.get("onob"))
+    return entries, step, fmt, coer, onob
+
+
 def run(args):
     """`getbatch get` with parsed `args`; returns the exit status."""
-    if (bool(args.names) + bool(args.from_file) + bool(args.epoch)) != 1:
-        print("getbatch get: give names, --from FILE or --epoch ID (one of them)",
-              file=sys.stderr)
+    try:
+        entries, step, fmt, coer, onob = _request(args)
+    except GetError as exc:
+        print(f"getbatch get: {exc}", file=sys.stderr)
         return 2
-    fmt = args.format
     out = args.output or "batch" + FORMATS.get(fmt, "")
     try:
-        step = entries = None
-        if args.epoch:
-            step = {"plan": args.epoch, "epoch": args.epoch_number, "rank": args.rank,
-                    "step": args.step}
-        else:
-            names = args.names or read_names(args.from_file)
-            if not names:
-                raise GetError(f"no names in {args.from_file}")
-            entries = parse_names(names, args.bucket)
         progress = _Progress(len(entries) if entries is not None else None)
         t0 = time.monotonic()
         try:
-            n, missing, nbytes = get_batch(args.url, entries, out, fmt, args.coer, args.bucket,
-                                           progress=progress, step=step, token=args.token)
+            n, missing, nbytes = get_batch(args.url, entries, out, fmt, coer, args.bucket,
+                                           progress=progress, step=step, token=args.token,
+                                           onob=onob)
         finally:
             progress.clear()
     except GetError as exc:
@@ -354,4 +385,54 @@ def run(args):
     extra = f" ({missing} missing, as __404__/ placeholders)" if missing else ""
     print(f"{out}: {n} entries{extra}, {human(nbytes)} in {secs:.2f} s "
           f"({human(nbytes / max(secs, 1e-6))}/s)", file=sys.stderr)
+    return 0
+
+
+def run_lhotse(args):
+    """`getbatch lhotse-get-batch`: the cuts of a Lhotse manifest, `--batch-size` at a time,
+    each batch into its own archive named by `--output-template` (or all into OUT); returns
+    the exit status."""
+    from .mlspec import SpecError, format_of, read_cuts, template_names
+    try:
+        if (args.output is None) == (args.output_template is None):
+            raise GetError("give an output archive OUT, or --output-template with --batch-size")
+        if args.batch_size is not None and args.batch_size < 1:
+            raise GetError(f"invalid --batch-size {args.batch_size}: expecting 1 or more")
+        if args.output_template is not None and args.batch_size is None:
+            raise GetError("--output-template needs --batch-size")
+        outs = (iter(template_names(args.output_template)) if args.output_template
+                else iter([args.output]))
+        cuts = read_cuts(args.cuts, args.sample_rate)
+        size = args.batch_size if args.output_template else None
+        batches = n_cuts = 0
+        while True:
+            batch = []
+            for entry in cuts:
+                batch.append(entry)
+                if size is not None and len(batch) == size:
+                    break
+            if not batch:
+                break
+            out = next(outs, None)
+            if out is None:
+                raise GetError(f"--output-template {args.output_template} has no name left "
+                               f"for batch {batches + 1}")
+            fmt = format_of(out)
+            n, missing, nbytes = get_batch(args.url, batch, out, fmt, args.coer, args.bucket,
+                                           token=args.token, onob=args.omit_src_bck)
+            batches += 1
+            n_cuts += len(batch)
+            extra = f" ({missing} missing)" if missing else ""
+            print(f"{out}: {n} entries{extra}, {human(nbytes)}", file=sys.stderr)
+            if size is None:
+                break
+    except (GetError, SpecError) as exc:
+        print(f"getbatch lhotse-get-batch: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if not batches:
+        print(f"getbatch lhotse-get-batch: no cuts in {args.cuts}", file=sys.stderr)
+        return 1
+    print(f"{batches} archive(s) from {n_cuts} cuts", file=sys.stderr)
     return 0

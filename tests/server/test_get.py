@@ -99,7 +99,7 @@ def test_a_missing_object_without_coer_fails_and_writes_nothing(node, data, tmp_
 
 @pytest.mark.parametrize("args,words", [
     (["a.bin"], "names no bucket"),
-    ([], "give names, --from FILE or --epoch ID"),
+    ([], "give names, --from FILE, --template T or --epoch ID"),
     (["--from", "nothere.txt"], "cannot read names from nothere.txt"),
 ])
 def test_usage_errors_are_one_line(node, tmp_path, args, words):
