@@ -61,3 +61,13 @@ def test_a_world_readable_key_is_refused_at_start(certs, tmp_path):
     assert r.returncode == 2
     assert "tls_key" in r.stderr and "readable by every user" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_tls_node_advertises_https(certs):
+    from getbatch.cluster.node import advertise_url
+    _, node = certs
+    tls_cfg = Config(dict(tls_cert=node.cert, tls_key=node.key, port=5))
+    assert advertise_url(tls_cfg) == "https://127.0.0.1:5"
+    assert advertise_url(Config(dict(port=5))) == "http://127.0.0.1:5"
+    with pytest.raises(ValueError, match="--advertise https://HOST:PORT"):
+        advertise_url(tls_cfg.replace(host="0.0.0.0"))

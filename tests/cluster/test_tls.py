@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import tarfile
+import time
 
 import pytest
 import requests
@@ -152,16 +153,26 @@ def test_getbatch_cluster_tls_runs_the_development_cluster_over_tls(tmp_path):
         p.wait(timeout=60)
 
 
-def test_tls_client_auth_asks_every_client_for_a_certificate(tmp_path):
+def test_tls_client_auth_asks_every_client_for_a_certificate_and_handshakes_have_a_deadline(
+        tmp_path):
     from getbatch.cluster.devcluster import tls_flags
     from tests.server.conftest import Node, serve_argv
     _, _, http, ca = tls_flags(str(tmp_path))
     cert, key = http["cert"]
     node = Node(tmp_path / "data", tmp_path / "server.log", serve_argv(1, 2) + [
-        "--tls-cert", cert, "--tls-key", key, "--tls-ca", ca, "--tls-client-auth"], http=http)
+        "--tls-cert", cert, "--tls-key", key, "--tls-ca", ca, "--tls-client-auth",
+        "--header-timeout", "1"], http=http)
     try:
         assert requests.get(node.url + "/v1/health", timeout=5, **http).status_code == 200
         with pytest.raises(requests.exceptions.SSLError):   # no certificate: no handshake
             requests.get(node.url + "/v1/health", timeout=5, verify=ca)
+        # a client that starts no handshake, or stops in the middle of one, is closed after
+        # header_timeout: it holds no thread, and not for long
+        for hello in (b"", b"\x16\x03\x01\x02\x00\x01"):
+            with socket.create_connection(("127.0.0.1", node.port), timeout=10) as s:
+                s.sendall(hello)
+                start = time.monotonic()
+                assert s.recv(100) == b""
+                assert time.monotonic() - start < 8
     finally:
         node.stop()

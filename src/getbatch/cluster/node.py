@@ -41,11 +41,13 @@ def advertise_url(config):
     the node listens on one address (https when it serves TLS)."""
     if config.advertise:
         return config.advertise.rstrip("/")
+    scheme = "https" if config.tls_cert else "http"
     if config.host in ("0.0.0.0", "::", ""):
         raise ValueError(f"host {config.host} listens on every address: set advertise "
-                         "(--advertise https://HOST:PORT) to the URL other nodes reach this one at")
+                         f"(--advertise {scheme}://HOST:PORT) to the URL other nodes reach this "
+                         "one at")
     host = f"[{config.host}]" if ":" in config.host else config.host
-    return f"{'https' if config.tls_cert else 'http'}://{host}:{config.port}"
+    return f"{scheme}://{host}:{config.port}"
 
 
 class DuplicateNode(ValueError):
