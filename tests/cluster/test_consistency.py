@@ -1,11 +1,15 @@
-"""The data plane's own checks of docs/consistency.md on real nodes and etcd: what a copy
-holds after overwrites across restarts, and what rebalance does with copies at different
-versions (test_nemesis_scenarios.py replays each defect of issue 15 through the nemesis)."""
+"""The data plane's own checks of docs/consistency.md on real nodes and etcd: a rolling
+restart under overwrites and deletes, what rebalance then keeps, and read repair
+(test_nemesis_scenarios.py replays each defect of issue 15 through the nemesis)."""
 import os
 import time
 
+import pytest
 import requests
 
+from tests.server.conftest import make_client
+
+from .nodes import Cluster
 from .test_objects import _set_mirror
 
 STAMP = "user.getbatch.stamp"
@@ -23,13 +27,6 @@ def _mkbucket(url, bucket, copies):
     r = requests.post(f"{url}/v1/buckets/{bucket}", json={"action": "create-bck"}, timeout=10)
     assert r.status_code == 200, r.text
     _set_mirror(url, bucket, copies)
-
-
-def _owner(c, bucket, name):
-    from getbatch.cluster.smap import NodeInfo, Smap
-    smap = Smap(1, [NodeInfo(n.id, n.url) for n in c.live()], "")
-    first = smap.owner("ais", bucket, name).id
-    return next(i for i, n in enumerate(c.nodes) if n.id == first)
 
 
 def _copies_on_disk(c, bucket, name):
@@ -56,29 +53,98 @@ def _eventually(check, timeout=30):
             time.sleep(0.2)
 
 
-def test_overwrite_survives_the_owner_restarting(make_cluster):
-    """Defect 1: v1 written while the first owner was away is what every node serves once
-    it is back, and rebalance keeps it."""
-    c = make_cluster(3)
-    _mkbucket(c.urls[0], "ow", 2)
-    assert _put(c.urls[0], "ow", "obj", b"v0").status_code == 200
-    o = _owner(c, "ow", "obj")
-    c.stop(o)
-    c.wait_members(2)
-    other = (o + 1) % 3
-    assert _put(c.urls[other], "ow", "obj", b"v1").status_code == 200
-    c.restart(o)
-    c.wait_members(3)
-    for u in c.urls:
-        r = _get(u, "ow", "obj")
-        assert r.status_code == 200 and r.content == b"v1", u
-    r = requests.post(c.urls[0] + "/v1/rebalance", timeout=10)
-    assert r.status_code == 200
+@pytest.fixture(scope="module")
+def c3(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("consistency"), n=3)
+    yield c
+    c.close()
+
+
+def test_rolling_restart_keeps_every_write(c3):
+    """Each node in turn restarts while names it owns are overwritten and deleted through
+    the others (defects 1 and 4 as a rolling restart makes them): every node then serves
+    the last write, deletes stay deleted, and rebalance keeps the newest copies only."""
+    c = c3
+    _mkbucket(c.urls[0], "roll", 2)
+    names = [f"k{i}" for i in range(9)]
+    last = {}
+    for n in names:
+        assert _put(c.urls[0], "roll", n, b"v0-" + n.encode()).status_code == 200
+        last[n] = b"v0-" + n.encode()
+    for i in range(3):
+        c.stop(i)
+        c.wait_members(2)
+        via = c.urls[(i + 1) % 3]
+        for n in names:
+            if last[n] is not None:
+                data = f"v{i + 1}-{n}".encode()
+                assert _put(via, "roll", n, data).status_code == 200
+                last[n] = data
+        gone = names[i]
+        assert requests.delete(f"{via}/v1/objects/roll/{gone}", timeout=30).status_code == 200
+        last[gone] = None
+        c.restart(i)
+        c.wait_members(3)
+    _check_served(c, "roll", last)
+    assert requests.post(c.urls[0] + "/v1/rebalance", timeout=10).status_code == 200
     _eventually(lambda: _rebalanced(c.urls[0]))
-    held = _copies_on_disk(c, "ow", "obj")
-    assert len(held) >= 2 and {v for v, _ in held.values()} == {b"v1"}, held
+    for n, data in last.items():
+        held = _copies_on_disk(c, "roll", n)
+        if data is None:
+            assert held == {}, n
+        else:
+            assert len(held) == 2 and {v for v, _ in held.values()} == {data}, (n, held)
+            assert len({s for _, s in held.values()}) == 1  # one stamp: one version
+    _check_served(c, "roll", last)
+
+
+def _check_served(c, bucket, last):
     for u in c.urls:
-        assert _get(u, "ow", "obj").content == b"v1"
+        for n, data in last.items():
+            r = _get(u, bucket, n)
+            assert (r.status_code, r.content if data else None) == \
+                ((200, data) if data else (404, None)), (u, n)
+        listed = {e.name for e in make_client(u).bucket(bucket).list_all_objects()}
+        assert listed == {n for n, d in last.items() if d is not None}, u
+
+
+def test_read_repair(c3):
+    """A GET that meets an older copy (or none) on an owner serves the newest and brings
+    that owner up to date in the background."""
+    c = c3
+    _mkbucket(c.urls[0], "rr", 2)
+    names = ["stale", "missing"]
+    for n in names:
+        assert _put(c.urls[0], "rr", n, n.encode() * 100).status_code == 200
+    for n in names:
+        first, second = (_index(c, node.id) for node in _owners(c, "rr", n, 2))
+        third = ({0, 1, 2} - {first, second}).pop()
+        path = os.path.join(c.nodes[second].data_dir, "ais", "rr", n)
+        if n == "stale":
+            with open(path, "r+b") as f:
+                f.write(b"old")
+            os.setxattr(path, STAMP, b"0000000000000001.gone")
+        else:
+            os.unlink(path)
+        r = _get(c.urls[third], "rr", n)
+        assert r.status_code == 200 and r.content == n.encode() * 100
+        _eventually(lambda: _assert_copy(path, n.encode() * 100))
+
+
+def _assert_copy(path, data):
+    assert os.path.exists(path)
+    with open(path, "rb") as f:
+        assert f.read() == data
+
+
+def _index(c, node_id):
+    return next(i for i, n in enumerate(c.nodes) if n.id == node_id)
+
+
+def _owners(c, bucket, name, copies):
+    from getbatch.cluster.smap import NodeInfo, Smap
+    return Smap(1, [NodeInfo(n.id, n.url) for n in c.nodes], "").owners("ais", bucket, name,
+                                                                         copies)
 
 
 def _rebalanced(url):
