@@ -1,5 +1,6 @@
 """TLS settings are checked before a node starts: each mistake is one ConfigError naming the
-setting (and `getbatch serve` exits 2 with it); throwaway certificates load."""
+setting (and `getbatch serve` exits 2 with it); throwaway certificates load; the AIStore SDK's
+head-only HTTPS request is recognised (and nothing else is)."""
 import os
 import subprocess
 import sys
@@ -71,3 +72,13 @@ def test_a_tls_node_advertises_https(certs):
     assert advertise_url(Config(dict(port=5))) == "http://127.0.0.1:5"
     with pytest.raises(ValueError, match="--advertise https://HOST:PORT"):
         advertise_url(tls_cfg.replace(host="0.0.0.0"))
+
+
+def test_the_sdk_head_only_request_is_told_where_to_send_its_body():
+    from getbatch.server.conn import redirect_probe
+    head = (b"PUT /v1/objects/b/xpid=1?provider=ais HTTP/1.1\r\nHost: n:5\r\n"
+            b"Connection: close\r\nContent-Length: 10")
+    assert redirect_probe(head) == ("n:5", "/v1/objects/b/xpid=1?provider=ais")
+    assert redirect_probe(head.replace(b"?provider=ais", b"?provider=ais&pid=n1")) is None
+    assert redirect_probe(head.replace(b"close", b"keep-alive")) is None
+    assert redirect_probe(head.replace(b"Length: 10", b"Length: 0")) is None

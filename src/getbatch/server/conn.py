@@ -180,7 +180,10 @@ def redirect_probe(head):
     AIS marks a request a proxy redirected)."""
     lines = bytes(head).split(b"\r\n")
     parts = lines[0].split(b" ")
-    if len(parts) != 3 or b"pid=" in parts[1]:
+    if len(parts) != 3:
+        return None
+    query = parts[1].partition(b"?")[2]
+    if any(p.partition(b"=")[0] == b"pid" for p in query.split(b"&")):
         return None
     close = length = host = None
     for line in lines[1:]:
