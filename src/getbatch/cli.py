@@ -291,6 +291,8 @@ def parser():
     rb.add_argument("--rate", type=int, default=500,
                     help="objects checked per second per node (default 500; 0: no limit)")
     rb.add_argument("--no-wait", action="store_true", help="start it and return")
+    rb.add_argument("--stop", action="store_true",
+                    help="stop a running rebalance on every node (a rerun goes on from there)")
     add_token_option(rb)
     _add_get_command(sub)
     # -- jobs: `getbatch show job`
@@ -319,6 +321,13 @@ def _rebalance(args):
     url = args.url.rstrip("/") + "/v1/rebalance"
     headers = auth_headers(args.token)
     try:
+        if args.stop:
+            r = requests.delete(url, headers=headers, timeout=30)
+            if r.status_code != 200:
+                raise CLIError(f"{url}: {r.status_code} {r.text.strip()}")
+            for node, st in sorted(r.json()["nodes"].items()):
+                print(f"node {node}: {'stopped' if st.get('stopped') else 'not running'}")
+            return 0
         r = requests.post(url, params={"rate": args.rate}, headers=headers, timeout=30)
         if r.status_code != 200:
             raise CLIError(f"{url}: {r.status_code} {r.text.strip()}")

@@ -39,6 +39,18 @@ def test_rebalance_moves_then_rerun_moves_nothing(make_cluster):
         b.object(n).get_writer().put_content(v)
     c.add()
     c.wait_members(3)
+    # a slow run (1 object/s) stopped through the CLI: the nodes end it, and it can rerun
+    r = requests.post(c.urls[1] + "/v1/rebalance", params={"rate": 1}, timeout=10)
+    assert r.status_code == 200 and all(s["started"] for s in r.json()["nodes"].values())
+    out = subprocess.run([sys.executable, "-m", "getbatch.cli", "rebalance", "--stop", "--url",
+                          c.urls[2]], capture_output=True, text=True, timeout=60)
+    # (the new node holds nothing: its run is done at once, most likely before the stop)
+    assert out.returncode == 0 and out.stdout.count(": stopped") >= 2, out.stdout + out.stderr
+    st = _wait_done(c.urls[0])
+    states = sorted(s["state"] for s in st["nodes"].values())
+    assert st["state"] == "incomplete" and states in (["done", "stopped", "stopped"],
+                                                      ["stopped"] * 3), st
+    assert sum(s["checked"] for s in st["nodes"].values()) < len(data)
     r = requests.post(c.urls[1] + "/v1/rebalance", timeout=10)
     assert r.status_code == 200 and all(s["started"] for s in r.json()["nodes"].values())
     st = _wait_done(c.urls[2])

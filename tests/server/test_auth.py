@@ -294,7 +294,8 @@ def test_every_route_has_a_permission_rule(tmp_path):
         for method, responder in node.method_map.items():
             if getattr(responder, "__self__", None) is node.resource:
                 served.add((node.uri_template, method))
-    cluster_only = {("/v1/rebalance", "GET"), ("/v1/rebalance", "POST")}
+    cluster_only = {("/v1/rebalance", "GET"), ("/v1/rebalance", "POST"),
+                    ("/v1/rebalance", "DELETE")}
     open_routes = {(path, "GET") for path in server_auth.OPEN_PATHS}
     assert served == set(server_auth.ROUTES) - cluster_only | open_routes
 

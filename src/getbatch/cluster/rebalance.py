@@ -18,7 +18,8 @@ it never replaces a newer version), and the local copy is dropped only if it is 
 version every owner was seen to hold; a rerun finds nothing left to move.
 Throttled: at most `rate` objects are checked per second. One run per node at a time (a lock
 file shared by the worker processes); progress is kept in a JSON file of the data dir so that
-any worker of the node can report it.
+any worker of the node can report it. `stop` leaves a marker file any worker may write; the
+run sees it within STOP_CHECK_EVERY and ends "stopped" (a rerun goes on where it was).
 """
 import fcntl
 import json
@@ -36,6 +37,11 @@ from .store import AWAY, newest_state
 log = logging.getLogger("getbatch.rebalance")
 
 DEFAULT_RATE = 500  # objects checked per second
+STOP_CHECK_EVERY = 0.5  # seconds between looks for a stop request (and progress writes)
+
+
+class _Stopped(Exception):
+    pass
 
 
 class Rebalance:
@@ -43,6 +49,7 @@ class Rebalance:
         self.cluster = cluster
         sysdir = os.path.join(data_dir, ".sys")
         self.status_path = os.path.join(sysdir, "rebalance.json")
+        self.stop_path = os.path.join(sysdir, "rebalance.stop")
         self.lock_path = os.path.join(sysdir, "locks", "rebalance")
 
     def status(self):
@@ -73,7 +80,18 @@ class Rebalance:
         except BlockingIOError:
             os.close(fd)
             return False
+        try:
+            os.unlink(self.stop_path)   # a stop asked of an earlier run
+        except FileNotFoundError:
+            pass
         threading.Thread(target=self._run, args=(fd, rate), name="rebalance", daemon=True).start()
+        return True
+
+    def stop(self):
+        """Ask the node's running rebalance to stop; False when none runs."""
+        if not self._locked():
+            return False
+        open(self.stop_path, "w").close()
         return True
 
     def _save(self, st):
@@ -90,6 +108,8 @@ class Rebalance:
             self._save(st)
             self.run(st, rate)
             st["state"] = "done"
+        except _Stopped:
+            st["state"] = "stopped"
         except Exception as exc:
             log.exception("rebalance failed")
             st.update(state="failed", error=str(exc))
@@ -121,9 +141,11 @@ class Rebalance:
                     t0 = time.monotonic()
                     self._one(smap, bucket, e.name, meta.copies, st)
                     st["checked"] += 1
-                    if t0 - last_save > 0.5:
+                    if t0 - last_save > STOP_CHECK_EVERY:
                         self._save(st)
                         last_save = t0
+                        if os.path.exists(self.stop_path):
+                            raise _Stopped()
                     pause = interval - (time.monotonic() - t0)
                     if pause > 0:
                         time.sleep(pause)

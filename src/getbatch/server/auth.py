@@ -61,6 +61,7 @@ ROUTES = {
     ("/v1/jobs", "GET"): AUTHENTICATED,             # GetBatch jobs of readable buckets
     ("/v1/rebalance", "GET"): AUTHENTICATED,        # progress
     ("/v1/rebalance", "POST"): CLUSTER_ADMIN,       # moves every node's data, at any rate
+    ("/v1/rebalance", "DELETE"): CLUSTER_ADMIN,     # stops it
 }
 # /metrics: Prometheus scrapes without a token by default, and the series name no bucket
 OPEN_PATHS = frozenset({"/v1/health", "/metrics"})

@@ -161,7 +161,8 @@ class PeerCatchUp:
 
 
 class PeerRebalance:
-    """/v1/_peer/rebalance: POST starts this node's part of a rebalance, GET its progress."""
+    """/v1/_peer/rebalance: POST starts this node's part of a rebalance, GET its progress,
+    DELETE stops it."""
 
     def __init__(self, rebalance):
         self.rebalance = rebalance
@@ -175,10 +176,15 @@ class PeerRebalance:
         resp.content_type = "application/json"
         resp.data = _enc.encode(self.rebalance.status())
 
+    def on_delete(self, req, resp):
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"stopped": self.rebalance.stop()})
+
 
 class RebalanceAPI:
     """/v1/rebalance: POST starts a rebalance on every live node (`?rate=` objects per second
-    per node), GET reports every node's progress and an overall `state`."""
+    per node), GET reports every node's progress and an overall `state`, DELETE stops it on
+    every node."""
 
     def __init__(self, cluster, rebalance):
         self.cluster = cluster
@@ -189,6 +195,7 @@ class RebalanceAPI:
         for node in self.cluster.smap.nodes:
             if node.id == self.cluster.node.id:
                 out[node.id] = (self.rebalance.status() if method == "GET" else
+                                {"stopped": self.rebalance.stop()} if method == "DELETE" else
                                 {"started": self.rebalance.start(params["rate"])})
                 continue
             try:
@@ -203,6 +210,10 @@ class RebalanceAPI:
         rate = req.get_param_as_int("rate", min_value=0, default=DEFAULT_RATE)
         resp.content_type = "application/json"
         resp.data = _enc.encode({"nodes": self._each("POST", {"rate": rate})})
+
+    def on_delete(self, req, resp):
+        resp.content_type = "application/json"
+        resp.data = _enc.encode({"nodes": self._each("DELETE")})
 
     def on_get(self, req, resp):
         nodes = self._each("GET")
