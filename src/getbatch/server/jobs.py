@@ -116,26 +116,32 @@ class JobQueries:
         self.config = config
         self.batch_jobs = batch_jobs
 
-    def _batch_job(self, job_id):
-        """The record of GetBatch job `job_id`, or None. Another process's jobs are read from
-        its file, up to a flush behind: a job not found is looked for again for that long."""
+    def _batch_job(self, req, job_id):
+        """The record of GetBatch job `job_id` if the request may see it, or None. Another
+        process's jobs are read from its file, up to a flush behind: a job not found is looked
+        for again for that long, and one the request may not see is refused after as long
+        (its answer must not be told apart from a missing job's, even by its time)."""
         deadline = time.monotonic() + FLUSH_EVERY + MIN_GAP
         while True:
             rec = next((r for r in self.batch_jobs.list(finished=True) if r["id"] == job_id),
                        None)
-            if rec is not None or time.monotonic() >= deadline:
+            if rec is not None and may_see(req, rec):
                 return rec
-            time.sleep(0.05)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(left, 0.05) if rec is None else left)
 
     def _get(self, req, job_id):
-        rec = None
         if self.batch_jobs is not None and job_id.startswith(BATCH_ID_PREFIX):
-            rec = self._batch_job(job_id)
-        if rec is None:
-            try:
-                rec = self.registry.get(job_id)
-            except JobNotFound as exc:
-                raise AISError(404, str(exc)) from None
+            rec = self._batch_job(req, job_id)
+            if rec is None:
+                raise AISError(404, str(JobNotFound(job_id)))
+            return rec
+        try:
+            rec = self.registry.get(job_id)
+        except JobNotFound as exc:
+            raise AISError(404, str(exc)) from None
         if not may_see(req, rec):
             raise AISError(404, str(JobNotFound(job_id)))
         return rec
