@@ -19,6 +19,7 @@ from getbatch.cluster.holes import padded_placeholder
 from getbatch.cluster.peerstream import WINDOW
 from getbatch.cluster.smap import placement_key
 from getbatch.store import LocalStore, Storage
+from getbatch.store.attrs import XATTR_CKSUM, XATTR_STAMP
 
 from ..batch.emitting import emit_to_file
 from .inproc import SECRET, MiniCluster
@@ -419,13 +420,19 @@ def test_failover_mid_item_never_mixes_versions(mini, versions, tmp_path, strm):
         assert not got.endswith(b"--\r\n")   # the multipart end never came
 
 
-def test_failover_mid_item_needs_a_checksum(mini, versions, tmp_path):
-    """The same bytes, but one copy has no checksum: nothing proves the version, no resume."""
+@pytest.mark.parametrize("change", ["no checksum", "another stamp"])
+def test_failover_mid_item_needs_a_proof(mini, versions, tmp_path, change):
+    """The same bytes, but one copy has no checksum (nothing proves its version) or another
+    version stamp (another PUT of the same bytes): no resume."""
     name, owner, second = versions
     data = os.urandom(BIG)
     owner.put("b", name, data)
     second.put("b", name, data)
-    os.removexattr(second.store.object_path("b", name), "user.getbatch.cksum")
+    for node, stamp in ((owner, b"stamp-1"), (second, b"stamp-2")):
+        os.setxattr(node.store.object_path("b", name), XATTR_STAMP, stamp)
+    if change == "no checksum":
+        os.setxattr(second.store.object_path("b", name), XATTR_STAMP, b"stamp-1")
+        os.removexattr(second.store.object_path("b", name), XATTR_CKSUM)
     emitted, _, _ = _cut_mid_item(mini, name, owner, tmp_path)
     assert isinstance(emitted, HoleError)
 

@@ -221,6 +221,25 @@ def test_coer_placeholders(client, node, bucket, shards, objs):
     assert sdk[0][0].err_msg is None and sdk[1][0].err_msg and sdk[1][1] == b""
 
 
+def test_missing_file_in_a_lone_shard(node, bucket):
+    """The seed's "a file from each shard, continue on error", in a bucket holding only that
+    shard: on a cluster the nodes holding nothing of the bucket are asked for the missing file
+    too, and lack it as a file, not as a bucket (a 404 "bucket does not exist" before)."""
+    bucket.object("t.tar").get_writer().put_content(make_tar([("a", b"x" * 10)]))
+    body = {"in": [{"objname": "t.tar", "archpath": "a"}, {"objname": "t.tar", "archpath": "zzz"}],
+            "coer": True}
+    b, p = bucket.name, bucket.provider.value
+    for strm in (True, False):
+        r = moss(node.url, dict(body, strm=strm), bucket_path(bucket))
+        assert r.status_code == 200, r.text
+        if strm:
+            arch = r.content
+        else:
+            meta, arch = split_multipart(r)
+            assert meta["out"][1]["err_msg"] == f"zzz in {p}://{b}/t.tar does not exist"
+        assert tar_members(arch) == [(f"{b}/t.tar/a", b"x" * 10), (f"__404__/{b}/t.tar/zzz", b"")]
+
+
 @BOTH_PROVIDERS
 def test_zero_size_is_not_missing(client, bucket):
     bucket.object("zero").get_writer().put_content(b"")

@@ -115,13 +115,12 @@ def sub_batch(entries, indexes, onob):
 def plan_frame(uuid, items, identity):
     """The plan frame of an owner's answer: name, size and err_msg of every planned item, and
     the version of each big one, `identity(item)` (an ObjectAttrs, or None when unknown)."""
-    out, ids = [], []
-    for pos, it in enumerate(items):
-        out.append((it.name, it.size, it.err))
-        if it.size >= RESUMABLE:
-            a = identity(it)
-            if a is not None:
-                ids.append((pos, a.cksum_type, a.cksum_value, a.stamp))
+    out = [(it.name, it.size, it.err) for it in items]
+    ids = []
+    for pos in [pos for pos, (_, size, _) in enumerate(out) if size >= RESUMABLE]:
+        a = identity(items[pos])
+        if a is not None:
+            ids.append((pos, a.cksum_type, a.cksum_value, a.stamp))
     body = _enc.encode({"uuid": uuid, "out": out, "ids": ids})
     return _HEAD.pack(MAGIC, len(body)) + body
 

@@ -114,8 +114,8 @@ def identity_of_fd(fd, size):
     """ObjectAttrs of the version open at `fd` carrying what `provably_same` compares (its
     `size`, checksum and stamp; no times): read from the open file, so it names the bytes
     being read even when the object is replaced meanwhile."""
-    _, cktype, ckval = read_meta(fd)[:3]
-    return ObjectAttrs(size, 0, 0, cksum_type=cktype, cksum_value=ckval)
+    _, cktype, ckval, stamp = read_meta(fd, stamp=True)
+    return ObjectAttrs(size, 0, 0, cksum_type=cktype, cksum_value=ckval, stamp=stamp)
 
 
 def attrs_from_stat(st, meta=NO_META, name="", bucket=""):
