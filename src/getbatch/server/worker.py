@@ -496,7 +496,9 @@ class GetBatchWorker(ThreadWorker):
             return
         # TLS: OpenSSL may take more records off the socket than one read hands out, and the
         # poller sees only the socket: read on until it wants more bytes or a thread has it
-        while self._read_once(conn) and conn.tls and conn in self.waiting:
+        # (a closing connection reads the socket itself: its TLS layer is gone)
+        while (self._read_once(conn) and conn.tls and not conn.closing
+               and conn in self.waiting):
             pass
 
     def _read_once(self, conn):
