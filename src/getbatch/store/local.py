@@ -283,10 +283,10 @@ class LocalStore(Backend):
                 exists = False
             if not (exists or keep):
                 raise ObjectNotFound(bucket, name)
-            if stamp > tomb:
+            if stamp > max(have, tomb):   # the delete is the newest version
                 self.tombs.put(bucket, name, stamp)
-            if exists and stamp > have:
-                self._unlink(bucket, name, path)
+                if exists:
+                    self._unlink(bucket, name, path)
         return stamp, exists
 
     def current_stamp(self, bucket, name):
