@@ -126,6 +126,13 @@ def _as_origins(v):
     return text
 
 
+def _as_peer_compression(v):
+    mode = _as_str(v).strip().lower()
+    if mode not in ("never", "lz4", "snappy", "auto"):
+        raise ValueError("expecting never, lz4, snappy or auto")
+    return mode
+
+
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -212,6 +219,12 @@ SETTINGS = (
             "on a cluster, entries a batch may read from a node other than their first owner "
             "(get from neighbour); -1: none, 0: AIS's default min(5, max_soft_errs)", -1,
             runtime=True),
+    Setting("peer_compression", _as_peer_compression, "never",
+            "on a cluster, how owners send their items to the DT: never, lz4, snappy, or auto "
+            "(lz4 where the link is slow enough for it to pay)", runtime=True),
+    Setting("peer_link_mbit", _as_int, 1000,
+            "the speed of the links between nodes, Mbit/s, that peer_compression=auto weighs "
+            "compression against", 1, runtime=True),
     Setting("max_entries", _as_int, 100_000, "entries one GetBatch request may name", 1,
             runtime=True),
     Setting("max_body", _as_size, 64 << 20,

@@ -166,3 +166,71 @@ def test_nodes_serving_each_others_batches_do_not_wait_on_each_other(make_cluste
         t.join()
     assert results == [True] * 6
     assert time.monotonic() - t0 < 25   # no one waited for max_wait
+
+
+def _wait_setting(urls, key, value):
+    deadline = time.monotonic() + 30
+    while True:
+        got = [requests.get(f"{u}/v1/config", timeout=10).json()["settings"][key]["value"]
+               for u in urls]
+        if got == [value] * len(urls):
+            return
+        assert time.monotonic() < deadline, got
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("mode", ["lz4", "snappy", "auto"])
+def test_compressed_peer_streams_same_bytes(cluster, spread, mode):
+    """peer_compression: owners send their items in compressed blocks; the batch is the
+    same, byte for byte (auto, told of a 10 Mbit/s link, compresses too)."""
+    entries, want = spread
+    r = requests.put(f"{cluster.urls[0]}/v1/config", timeout=10, json={
+        "action": "set-config", "value": {"peer_compression": mode, "peer_link_mbit": 10}})
+    assert r.status_code == 200, r.text
+    try:
+        _wait_setting(cluster.urls, "peer_compression", mode)
+        for url in cluster.urls[:2]:
+            r = requests.get(f"{url}/v1/ml/moss/big", timeout=120,
+                             json={"in": entries, "strm": True})
+            assert r.status_code == 200, r.text[:500]
+            assert r.content == _expected("tar", want)
+    finally:
+        r = requests.put(f"{cluster.urls[0]}/v1/config", timeout=10,
+                         json={"action": "reset-config", "value": None})
+        assert r.status_code == 200, r.text
+    _wait_setting(cluster.urls, "peer_compression", "never")
+
+
+def test_compressed_peer_answer_on_the_wire(cluster, spread):
+    """An owner asked by a DT that reads compressed blocks answers in chunks of one block
+    each, compressible items in lz4 blocks, adding up to the plain answer's length."""
+    from getbatch.cluster import peerwire, peerzip
+    from getbatch.cluster.peers import SECRET_HEADER
+    data = b"the same words again and again " * 20000
+    _put_all(cluster.urls[0], "big", {"z.txt": data})
+    smap = Smap(1, [NodeInfo(n.id, n.url) for n in cluster.nodes], cluster.nodes[0].id)
+    owner = smap.owner("ais", "big", "z.txt").url
+    r = requests.put(f"{owner}/v1/config", timeout=10, json={
+        "action": "set-config", "value": {"peer_compression": "lz4"}})
+    assert r.status_code == 200, r.text
+    try:
+        _wait_setting([owner], "peer_compression", "lz4")
+        headers = {SECRET_HEADER: cluster.secret(), peerzip.ACCEPT: "lz4, snappy"}
+        body = {"in": [{"objname": "z.txt", "bucket": "big", "provider": "ais"}]}
+        plain = requests.post(f"{owner}/v1/_peer/batch", json=body, timeout=30,
+                              headers={SECRET_HEADER: cluster.secret()})
+        r = requests.post(f"{owner}/v1/_peer/batch", json=body, headers=headers, stream=True,
+                          timeout=30)
+        assert r.status_code == 200 and r.headers["Transfer-Encoding"] == "chunked"
+        blocks = list(r.raw.read_chunked())
+        codecs = [peerzip.HEAD.unpack_from(b)[0] for b in blocks]
+        got = b"".join(bytes(peerzip.unpack(b)) for b in blocks)
+        # the same answer but for the plan's batch id: the same length, the same item frames
+        assert len(got) == len(plain.content) == int(r.headers[peerzip.RAW_LENGTH])
+        skip = peerwire.PLAN_HEAD + peerwire.plan_length(got[:peerwire.PLAN_HEAD])
+        assert got[skip:] == plain.content[skip:] and data in got
+        assert peerzip.LZ4 in codecs and sum(map(len, blocks)) < len(got) // 10
+    finally:
+        requests.put(f"{cluster.urls[0]}/v1/config", timeout=10,
+                     json={"action": "reset-config", "value": None})
+    _wait_setting(cluster.urls, "peer_compression", "never")

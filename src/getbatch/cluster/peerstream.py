@@ -10,6 +10,8 @@ refills its buffer the stream calls the caller's `flush`, which sends what still
 it. Every failure (refused, reset, closed early, no byte for `timeout` seconds, a frame that
 is not what the plan said) is a `PeerFailed` naming the peer, and the connection is dropped;
 an AIS error answer to the plan is a `PeerRefused` carrying its status and message.
+A compressed answer (peerzip.py: chunked, one block per chunk) is read block by block and the
+plain bytes go through the same window; a block that breaks the framing is a `PeerFailed`.
 
 `LocalStream` is the same interface over this node's own planned items (a stand-in owner when
 a peer fails mid-batch and this node holds a replica).
@@ -23,7 +25,7 @@ from array import array
 import msgspec
 
 from ..archive import tar_entry_size
-from . import peerwire
+from . import peerwire, peerzip
 
 WINDOW = 1 << 20
 HEAD_MAX = 64 << 10
@@ -180,10 +182,13 @@ class PeerStream(_Window):
         self.addr = _address(node.url)
         self.sock = None
         self.pooled = False
+        self.zipped = False       # the answer comes in compressed blocks (peerzip.py)
+        self.wire = bytearray()   # its bytes received and not yet unpacked
+        self.plain = memoryview(b"")   # the unpacked block not yet in the window
         extra = "".join(f"{k}: {v}\r\n" for k, v in secret_headers.items())
         self.request = (f"POST {peerwire.PATH} HTTP/1.1\r\nHost: {self.addr[1]}:{self.addr[2]}\r\n"
                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                        f"{extra}\r\n").encode() + body
+                        f"{peerzip.ACCEPT}: lz4, snappy\r\n{extra}\r\n").encode() + body
 
     def _fail(self, reason):
         self.close()
@@ -214,6 +219,8 @@ class PeerStream(_Window):
         self.send()
 
     def _read_into(self, view):
+        if self.zipped:
+            return self._unzip_into(view)
         try:
             return self.sock.recv_into(view)
         except socket.timeout:
@@ -221,10 +228,80 @@ class PeerStream(_Window):
         except OSError as exc:
             self._fail(_reason(exc))
 
+    # -- a compressed answer: chunks of one block each
+
+    def _unzip_into(self, view):
+        while not self.plain:
+            try:
+                self.plain = memoryview(peerzip.unpack(self._chunk()))
+            except peerzip.ZipError as exc:
+                self._fail(str(exc))
+            if len(self.plain) > self.left:
+                self._fail("compressed answer: more bytes than its length")
+        n = min(len(view), len(self.plain))
+        view[:n] = self.plain[:n]
+        self.plain = self.plain[n:]
+        if not self.plain and self.left - n == 0:
+            self._chunk_end()   # the last block: read the end of the chunked body too
+        return n
+
+    def _wire_more(self):
+        try:
+            got = self.sock.recv(_RECV_MIN)
+        except socket.timeout:
+            self._fail(f"no data for {self.timeout:g}s (max_wait)")
+        except OSError as exc:
+            self._fail(_reason(exc))
+        if not got:
+            self._fail(f"connection closed with {self.left} bytes of the answer missing")
+        self.wire += got
+
+    def _wire_line(self):
+        while True:
+            end = self.wire.find(b"\r\n", 0, 64)
+            if end >= 0:
+                line = bytes(self.wire[:end])
+                del self.wire[:end + 2]
+                return line
+            if len(self.wire) >= 64:
+                self._fail("compressed answer: a chunk size line too long")
+            self._wire_more()
+
+    def _chunk(self):
+        """The payload of the next HTTP chunk (one block)."""
+        line = self._wire_line()
+        try:
+            size = int(line.split(b";", 1)[0], 16)
+        except ValueError:
+            self._fail(f"compressed answer: bad chunk size {line[:20]!r}")
+        if size == 0:
+            self._fail(f"compressed answer ended with {self.left} bytes missing")
+        if size > peerzip.WIRE_MAX:
+            self._fail(f"compressed answer: a chunk of {size} bytes")
+        while len(self.wire) < size + 2:
+            self._wire_more()
+        if self.wire[size:size + 2] != b"\r\n":
+            self._fail("compressed answer: a chunk without its end")
+        block = bytes(self.wire[:size])
+        del self.wire[:size + 2]
+        return block
+
+    def _chunk_end(self):
+        line = self._wire_line()
+        if line.split(b";", 1)[0].strip(b"0") or not line.strip():
+            self._fail("compressed answer: more blocks than its length")
+        if self._wire_line():
+            self._fail("compressed answer: trailers after the last chunk")
+        if self.wire:
+            self._fail("compressed answer: bytes after its end")
+
     def read_plan(self):
         """Phase 1: the status line, then the plan frame. Raises PeerRefused for an AIS error
         answer, PeerFailed when the peer cannot answer."""
         status, length = self._read_head()
+        if self.zipped and status == 200:
+            self.wire = bytearray(self.buf[self.lo:self.hi])   # chunked bytes, not plain
+            self.lo = self.hi = 0
         self.left = length - (self.hi - self.lo)
         if status != 200:
             if length > HEAD_MAX:
@@ -278,17 +355,25 @@ class PeerStream(_Window):
             status = int(head[0].split(" ", 2)[1])
         except (IndexError, ValueError):
             self._fail(f"not an HTTP answer: {head[0][:80]!r}")
-        length = None
+        length = raw = None
+        chunked = False
         for line in head[1:]:
             k, _, v = line.partition(":")
-            k = k.strip().lower()
-            if k == "content-length":
-                v = v.strip()
+            k, v = k.strip().lower(), v.strip()
+            if k in ("content-length", peerzip.RAW_LENGTH.lower()):
                 if not v.isdigit() or not v.isascii():
-                    self._fail(f"answer with Content-Length {v[:40]!r}")
-                length = int(v)
-            elif k == "connection" and v.strip().lower() == "close":
+                    self._fail(f"answer with {k} {v[:40]!r}")
+                if k == "content-length":
+                    length = int(v)
+                else:
+                    raw = int(v)
+            elif k == "transfer-encoding":
+                chunked = v.lower() == "chunked"
+            elif k == "connection" and v.lower() == "close":
                 self.pooled = None   # not reusable
+        if chunked and raw is not None and length is None:
+            self.zipped = True
+            return status, raw
         if length is None:
             self._fail("answer without Content-Length")
         return status, length

@@ -4,7 +4,8 @@ Only for the cluster's nodes (PeerGuard refuses a request without the cluster se
 `storage` is this node's own share: an owner never looks elsewhere. The sub-batch
 is validated and planned like a client's request, before the status line (so a bad entry is
 an AIS error the DT passes on); the answer is the plan frame, then every item as a TAR
-frame, with a Content-Length: the gunicorn worker sends it through the zero-copy emit loop.
+frame, with a Content-Length: the gunicorn worker sends it through the zero-copy emit loop;
+or, with `peer_compression` set and a DT that reads it, in compressed blocks (peerzip.py).
 """
 import logging
 import time
@@ -12,7 +13,7 @@ import time
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.request import parse
-from ..cluster import peerwire
+from ..cluster import peerwire, peerzip
 from .buckets import read_body
 
 log = logging.getLogger("getbatch.batch")
@@ -35,6 +36,13 @@ class PeerBatch:
                                                      batch_plan.identity))
         out.on_close = lambda o: _log(o, req.remote_addr, t0)
         resp.content_type = peerwire.CONTENT_TYPE
+        mode = peerzip.wire_mode(cfg)
+        if mode is not None and req.get_header(peerzip.ACCEPT):
+            # compressed blocks in HTTP chunks (the worker sends an iterable of unknown
+            # length chunked); the plain length in a header of its own
+            resp.set_header(peerzip.RAW_LENGTH, str(out.content_length))
+            resp.stream = peerzip.Blocks(out, mode, cfg.peer_link_mbit)
+            return
         resp.content_length = out.content_length
         resp.stream = out
 
