@@ -51,7 +51,7 @@ def test_large_items_leave_with_sendfile(traced):
 
 def test_sendfile_policy_by_peer():
     from getbatch.config import Config
-    from getbatch.server import worker
+    from getbatch.server import wrappers
 
     config = Config()
 
@@ -62,10 +62,10 @@ def test_sendfile_policy_by_peer():
     s, _ = ls.accept()
     a, b = socket.socketpair()
     try:
-        assert worker.sendfile_min_for(s, config) == worker.NEVER       # loopback: copies are faster
-        assert worker.sendfile_min_for(a, config) == worker.NEVER       # unix socket: local too
+        assert wrappers.sendfile_min_for(s, config) == wrappers.NEVER       # loopback: copies are faster
+        assert wrappers.sendfile_min_for(a, config) == wrappers.NEVER       # unix socket: local too
         loopback = config.replace(sendfile_loopback=True, sendfile_min=4096)
-        assert worker.sendfile_min_for(s, loopback) == 4096
+        assert wrappers.sendfile_min_for(s, loopback) == 4096
     finally:
         for x in (ls, c, s, a, b):
             x.close()

@@ -1,6 +1,7 @@
 """The gunicorn worker getbatch runs under: gthread's thread pool, with request heads read
 in the event loop, deadlines and caps per connection, a stop that always completes, and
-the zero-copy path for GetBatch bodies. Settings come from the node's `Config`.
+the zero-copy path for GetBatch bodies. It builds on gthread's internals, so it runs
+under the gunicorn versions gunicorn_compat.py admits. Settings come from the node's `Config`.
 
 Slow, idle and vanishing clients. gthread hands each new connection to a pool thread,
 which then blocks reading the request head: a few dozen clients that connect and send
@@ -30,23 +31,14 @@ master's SIGQUIT) it can deadlock, and the master SIGKILLs the worker after
 graceful_timeout. The pool's threads are daemon threads, so the process never waits at
 exit for a handler that does not return.
 
-Zero copy. gunicorn's own sendfile path covers only a response that is one file. The
-worker wraps the WSGI app: when the app answers with a `BatchOutput` of known length,
-gunicorn is handed an iterator whose first (empty) item makes it send the status line and
-headers, after which the emit loop writes the body straight to the client socket: small
-items gathered with pread into one buffer, large ones with sendfile. Other responses are
-iterated as usual. Where sendfile pays depends on the peer. Over loopback, measured on
-the project's 2-core VM, copying through the 1 MiB buffer beat sendfile at every size
-(1 GiB object: 3.3 vs 2.4 GB/s; 64 KiB objects: 40K vs 30K files/s), so loopback clients
-get copies. Remote clients get sendfile for items of `sendfile_min` bytes and more,
-sparing the CPU a copy; `sendfile_loopback` uses it for loopback clients too.
+Zero copy, and the other WSGI wrappers around the app: wrappers.py. The request threads:
+daemonpool.py. This module is the event loop.
 
 TLS. With `tls_cert` the node serves HTTPS: each accepted socket is wrapped (conn.py,
 TLSClientSocket) and the event loop drives its handshake without blocking, under
 header_timeout, before it reads a head. Plain HTTP sent to it gets a plain 400 saying so.
-Bodies are encrypted in the process, so the zero-copy path is off for TLS connections (the
-batch is iterated instead, as under a stock worker). The WSGI environ says `https`, and
-carries whether the client showed a certificate the CA (tls_ca) verified, which the
+The WSGI environ says `https`, and carries whether
+the client showed a certificate the CA (tls_ca) verified (wrappers.TLSInfo), which the
 intra-cluster guard requires of peers. The AIStore SDK sends a request with a body over HTTPS
 as its head alone and waits for a redirect to a target (conn.redirect_probe): the loop
 answers it with a 307 back to this node.
@@ -54,34 +46,32 @@ answers it with a 307 back to this node.
 import errno
 import logging
 import math
-import queue
 import selectors
 import signal
 import socket
 import ssl
 import sys
-import threading
 import time
 from collections import Counter
-from concurrent.futures import Future
 from functools import partial
 from urllib.parse import quote
 
-import falcon
+from . import gunicorn_compat  # noqa: F401  (first: it checks the gunicorn version)
+
 from gunicorn import http, util
 from gunicorn.workers.gthread import ThreadWorker
 
-from ..batch.assemble import BatchOutput
 from ..cluster.peers import PEER_PREFIX
 from ..config import Config, ConfigError
-from ..tls import CLIENT_CERT, server_context
-from .conn import (HEAD_MAX, RECV_SIZE, TLS_WRITE, ClientSocket, Conn, TLSClientSocket,
+from ..tls import server_context
+from .conn import (HEAD_MAX, RECV_SIZE, ClientSocket, Conn, TLSClientSocket,
                    minimal_response, redirect_probe, send_and_close)
+from .daemonpool import DaemonPool
 from .retryafter import retry_after
+from .wrappers import BodyDeadline, TLSInfo, ZeroCopyApp
 
 log = logging.getLogger("getbatch.worker")
 
-NEVER = 1 << 62
 ACCEPT_BATCH = 1       # connections accepted per wake-up: every worker is woken, one each spreads a burst
 SWEEP_EVERY = 0.1      # deadlines are checked at most this often (their precision)
 # A closing connection drains what the client still sends (RFC 9112 9.6), as nginx's
@@ -110,252 +100,10 @@ _NOT_TLS = minimal_response(400, "Bad Request", "this node serves HTTPS: plain H
                                                 "its TLS port (use an https:// URL)")
 
 
-# -- the WSGI side -------------------------------------------------------------------
-
 def _is_peer_request(head):
     """True when the request line names an intra-cluster path."""
     parts = bytes(head[:len(_PEER_PATH) + 16]).split(b" ", 2)
     return len(parts) > 1 and parts[1].startswith(_PEER_PATH)
-
-
-def sendfile_min_for(sock, config):
-    """The item size from which the emit loop uses sendfile for this client."""
-    if config.sendfile_loopback:
-        return config.sendfile_min
-    try:
-        local = sock.family == socket.AF_UNIX or _is_loopback(sock.getpeername()[0])
-    except (OSError, IndexError, TypeError):
-        local = False
-    return NEVER if local else config.sendfile_min
-
-
-def _is_loopback(addr):
-    """127.0.0.0/8, ::1 and IPv4-mapped 127/8, by text: `ipaddress` parsing costs 10-20 µs
-    per batch request (bench/RESULTS.md, S1)."""
-    return addr.startswith(("127.", "::ffff:127.")) or addr == "::1"
-
-
-def _abort(what, sock, exc):
-    """After the status line, closing the connection is the only way left to tell the
-    client the body is incomplete (Content-Length unmet, or no final chunk)."""
-    log.warning("%s aborted after the status line, connection closed: %s", what, exc)
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class _Guarded:
-    """A streamed body (a compressed batch, a Range, an archived file): a failure mid-stream
-    closes the connection with one log line instead of a traceback from gunicorn."""
-
-    def __init__(self, body, sock, what):
-        self.body = body
-        self.sock = sock
-        self.what = what
-
-    def __iter__(self):
-        try:
-            yield from self.body
-        except Exception as exc:
-            _abort(self.what, self.sock, exc)
-
-    def close(self):
-        close = getattr(self.body, "close", None)
-        if close is not None:
-            close()
-
-
-class _Joined(_Guarded):
-    """A streamed body to a TLS client, its small chunks joined into writes of about
-    TLS_WRITE bytes: each write costs TLS records and a system call, and a TAR of small
-    items comes as three chunks an item (measured: bench/RESULTS.md, "TLS")."""
-
-    def __iter__(self):
-        parts, size = [], 0
-        try:
-            for chunk in self.body:
-                parts.append(chunk)
-                size += len(chunk)
-                if size >= TLS_WRITE:
-                    yield b"".join(parts)
-                    parts, size = [], 0
-            if parts:
-                yield b"".join(parts)
-        except Exception as exc:
-            _abort(self.what, self.sock, exc)
-
-
-class _DirectSend(_Guarded):
-    """The zero-copy path: headers through gunicorn, then the emit loop on the socket."""
-
-    def __init__(self, body, sock, config):
-        super().__init__(body, sock, f"batch {body.plan.uuid}")
-        self.config = config
-
-    def __iter__(self):
-        yield b""
-        try:
-            # every blocking send on the socket waits at most send_timeout (ClientSocket);
-            # the emit loop bounds its own waits for room the same, and turns a timeout
-            # into an EmitError: a stalled client cannot pin this thread
-            self.body.emit_to(self.sock.fileno(), sendfile_min_for(self.sock, self.config),
-                              timeout_ms=int(self.config.send_timeout * 1000))
-        except Exception as exc:
-            _abort(self.what, self.sock, exc)
-
-
-class ZeroCopyApp:
-    """WSGI middleware that routes zero-copy batch bodies to the client socket and guards
-    every other streamed body (whole bodies in a list, and files, cannot fail mid-way)."""
-
-    def __init__(self, app, config):
-        self.app = app
-        self.config = config
-
-    def __call__(self, environ, start_response):
-        result = self.app(environ, start_response)
-        sock = environ.get("gunicorn.socket")
-        if sock is None or isinstance(result, (list, tuple, environ["wsgi.file_wrapper"])):
-            return result
-        tls = isinstance(sock, ssl.SSLSocket)
-        if isinstance(result, BatchOutput):
-            if result.zero_copy and not tls:
-                return _DirectSend(result, sock, self.config)
-            return (_Joined if tls else _Guarded)(result, sock, f"batch {result.plan.uuid}")
-        return (_Joined if tls else _Guarded)(result, sock, f"{environ.get('REQUEST_METHOD')} "
-                                                           f"{environ.get('PATH_INFO')!r}")
-
-
-class _Input:
-    """wsgi.input, with the failures of a slow or vanished client turned into HTTP errors
-    the app renders (408, 400) rather than internal errors. gunicorn marks the body as
-    failed, so the connection closes after the answer."""
-
-    def __init__(self, body, environ, config):
-        self.body = body
-        self.environ = environ
-        self.config = config
-
-    def read(self, size=None):
-        return self._guard(self.body.read, size)
-
-    def readline(self, size=None):
-        return self._guard(self.body.readline, size)
-
-    def readlines(self, hint=None):
-        return self._guard(self.body.readlines, hint)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
-    def _guard(self, read, arg):
-        try:
-            return read(arg)
-        except (BlockingIOError, TimeoutError):
-            # SO_RCVTIMEO fired: no byte for body_timeout
-            secs = self.config.body_timeout
-            e = self.environ
-            log.info("%s %s from %s: request body stalled for %gs (body_timeout); request dropped",
-                     e.get("REQUEST_METHOD"), e.get("PATH_INFO"), e.get("REMOTE_ADDR"), secs)
-            raise falcon.HTTPError(falcon.HTTP_408, description=(
-                f"request body stalled: no data for {secs:g}s (body_timeout)")) from None
-        except ConnectionError:
-            raise falcon.HTTPError(falcon.HTTP_400, description=(
-                "the client closed the connection in the middle of the request body")) from None
-
-
-class BodyDeadline:
-    """WSGI middleware that hands the app the guarded wsgi.input (see _Input)."""
-
-    def __init__(self, app, config):
-        self.app = app
-        self.config = config
-
-    def __call__(self, environ, start_response):
-        environ["wsgi.input"] = _Input(environ["wsgi.input"], environ, self.config)
-        return self.app(environ, start_response)
-
-
-class TLSInfo:
-    """WSGI middleware of a node serving HTTPS: the URL scheme, and whether the client showed
-    a verified certificate (CLIENT_CERT)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def __call__(self, environ, start_response):
-        sock = environ.get("gunicorn.socket")
-        if isinstance(sock, ssl.SSLSocket):
-            environ["wsgi.url_scheme"] = "https"
-            environ[CLIENT_CERT] = sock.getpeercert(binary_form=True) is not None
-        return self.app(environ, start_response)
-
-
-# -- the worker ----------------------------------------------------------------------
-
-class _DaemonPool:
-    """The request threads: a ThreadPoolExecutor's submit(), on daemon threads. A stopping
-    worker waits for its requests as long as it decides (see _stop); an executor's
-    threads are joined at interpreter exit however long a handler blocks. With `most`
-    above `n`, one more thread starts whenever a job would otherwise wait, up to `most`."""
-
-    def __init__(self, n, most=0, name="request"):
-        self._jobs = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = self._queued = 0
-        self._most = max(n, most)
-        self._name = name
-        self._threads = []
-        for _ in range(n):
-            self._spawn()
-
-    def _spawn(self):
-        t = threading.Thread(target=self._run, name=f"{self._name}-{len(self._threads)}",
-                             daemon=True)
-        self._threads.append(t)
-        t.start()
-
-    def submit(self, fn, *args):
-        fut = Future()
-        with self._lock:
-            self._queued += 1
-            if self._queued > self._idle and len(self._threads) < self._most:
-                self._spawn()
-        self._jobs.put((fut, fn, args))
-        return fut
-
-    def _run(self):
-        while True:
-            with self._lock:
-                self._idle += 1
-            job = self._jobs.get()
-            with self._lock:
-                self._idle -= 1
-                self._queued -= job is not None
-            if job is None:
-                return
-            fut, fn, args = job
-            if fut.set_running_or_notify_cancel():
-                try:
-                    fut.set_result(fn(*args))
-                except BaseException as exc:
-                    fut.set_exception(exc)
-
-    def shutdown(self, wait=False):
-        with self._lock:
-            self._most = 0
-        for _ in self._threads:
-            self._jobs.put(None)
-        if wait:
-            for t in self._threads:
-                t.join()
 
 
 class GetBatchWorker(ThreadWorker):
@@ -389,7 +137,7 @@ class GetBatchWorker(ThreadWorker):
         self.accept_paused_until = 0.0
         self.quitting = False
         self.listener_names = {}
-        self.peer_pool = _DaemonPool(0, PEER_THREADS_MAX, "peer")
+        self.peer_pool = DaemonPool(0, PEER_THREADS_MAX, "peer")
         super().init_process()
 
     def load_wsgi(self):
@@ -400,7 +148,7 @@ class GetBatchWorker(ThreadWorker):
         self.wsgi = ZeroCopyApp(app, self.config)
 
     def get_thread_pool(self):
-        return _DaemonPool(self.cfg.threads)
+        return DaemonPool(self.cfg.threads)
 
     # signals: flags and a wake-up only (SimpleQueue.put and a non-blocking pipe write
     # are safe in a handler); the loop does the rest
