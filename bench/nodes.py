@@ -1,5 +1,6 @@
-"""Launch a gunicorn node with the project's settings (getbatch.cli.gunicorn_options) but a
-chosen app and worker class; bench_server.py starts the stock-gthread and naive nodes with it.
+"""Launch a gunicorn node with the project's settings
+(getbatch.server.startup.gunicorn_options) but a chosen app and worker class;
+bench_server.py starts the stock-gthread and naive nodes with it.
 
     python bench/nodes.py --app getbatch.server.wsgi:app --worker-class gthread \
         --port 8080 --data-dir DIR [--workers 2 --threads 4]
@@ -10,7 +11,7 @@ import os
 from gunicorn.app.base import BaseApplication
 from gunicorn.util import import_app
 
-from getbatch.cli import gunicorn_options
+from getbatch.server.startup import gunicorn_options
 from getbatch.config import Config
 
 

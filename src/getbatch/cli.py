@@ -4,33 +4,20 @@ rebalance` moves a cluster's objects to their current owners; `getbatch get` run
 GetBatch against a node (client.py).
 
 Every setting of `getbatch.config` is a flag of both commands, an environment variable
-(GETBATCH_<NAME>) and a key of the `--config` TOML file. Everything that can be checked is
-checked before gunicorn starts: a bad value, an unusable data directory or a port in use is one
-line on stderr and exit status 2 (usage) or 1 (environment), never a traceback per worker.
+(GETBATCH_<NAME>) and a key of the `--config` TOML file. A bad value is one line on stderr and
+exit status 2 (usage); a node that cannot start (server/startup.py checks before gunicorn
+starts) is one line and exit status 1 (environment), never a traceback per worker.
 """
 import argparse
-import errno
-import logging
-import math
 import os
-import resource
-import socket
 import sys
 import time
 
 from . import __version__
 from .auth import command as token_command
-from .auth.keys import signing_key
-from . import configcmd, tls
+from . import configcmd
 from .client import add_token_option, auth_headers
 from .config import SETTINGS, Config, ConfigError, format_value
-
-SNIPPET = """\
-from aistore import Client
-c = Client("{url}"); b = c.bucket("data"); b.create(exist_ok=True)
-b.object("a.bin").get_writer().put_content(b"...")
-for info, data in c.batch(["a.bin"], bucket=b).get(): print(info.obj_name, len(data))
-"""
 
 _FLAG_SETTINGS = [s for s in SETTINGS if s.name != "pure"]
 
@@ -44,179 +31,9 @@ def _backend():
     return backend()
 
 
-def gunicorn_options(config, on_ready=None):
-    """The gunicorn settings a node runs with; shared with the tests and benchmarks."""
-    opts = {
-        "bind": f"{config.host}:{config.port}",
-        "workers": config.workers,
-        "threads": config.threads,
-        "worker_class": "getbatch.server.worker.GetBatchWorker",
-        # default 75 s, well above the client's reuse window: a closed keep-alive
-        # connection costs the SDK a 1-2 s retry (ais-wire-protocol §6)
-        "keepalive": math.ceil(config.keepalive),
-        "worker_connections": config.max_connections,
-        # batches run in threads; the gthread main loop keeps heart-beating meanwhile
-        "timeout": 120,
-        "graceful_timeout": 10,
-        "backlog": 2048,
-        "control_socket_disable": True,
-        "loglevel": config.log_level.lower(),
-        "accesslog": "-" if config.access_log else None,
-        "access_log_format": '%(h)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms',
-    }
-    if on_ready is not None:
-        opts["when_ready"] = on_ready
-    return opts
-
-
-class _LineFormatter(logging.Formatter):
-    """The standard format, with the date and time part formatted once per second: there is a
-    line per GetBatch, and strftime was most of what a line cost (bench/RESULTS.md, S1)."""
-
-    _second = None
-    _text = ""
-
-    def formatTime(self, record, datefmt=None):
-        second = int(record.created)
-        if second != self._second:
-            self._text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-            self._second = second
-        return f"{self._text},{int(record.msecs):03d}"
-
-
 def _config_from(args):
     flags = {s.name: getattr(args, s.name) for s in _FLAG_SETTINGS}
     return Config.load(file=args.config, flags=flags)
-
-
-def _raise_fd_limit():
-    """Batches keep object files open between planning and sending (the store sizes its fd
-    budget from this limit), so take the hard limit the system allows."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _open_storage(config):
-    from .store import StoreError, open_storage
-    data_dir = os.path.abspath(config.data_dir)
-    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-        raise CLIError(f"data dir {data_dir} is not a directory")
-    try:
-        return open_storage(config)
-    except (OSError, StoreError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        where = getattr(exc, "filename", None) or data_dir
-        raise CLIError(f"data dir {data_dir} is not usable: {reason} ({where})") from None
-
-
-def _check_port(host, port):
-    """Fail before gunicorn does (which would retry five times, logging each)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    family, kind, proto, _, addr = infos[0]
-    with socket.socket(family, kind, proto) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(addr)
-        except OSError as exc:
-            hint = " (is another server running there?)" if exc.errno == errno.EADDRINUSE else ""
-            raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
-
-
-def _sources(config):
-    """Where the effective values came from, e.g. 'defaults, file node.toml, environment'."""
-    labels = []
-    for s in SETTINGS:
-        kind, _, rest = config.origin(s.name).partition(" ")
-        label = {"default": "defaults", "env": "environment", "flag": "flags"}.get(
-            kind, f"{kind} {rest}")
-        if label not in labels:
-            labels.append(label)
-    return ", ".join(labels)
-
-
-def banner(config, cluster=None):
-    url = f"{'https' if config.tls_cert else 'http'}://{config.host}:{config.port}"
-    where = url
-    if cluster is not None:
-        url = cluster.node.url
-        where = f"{url} as node {cluster.node.id} of cluster {cluster.uuid} (etcd {','.join(config.etcd)})"
-    return (f"getbatch {__version__} serving {where} (backend={_backend()}, data dir "
-            f"{os.path.abspath(config.data_dir)}, {config.workers} workers x {config.threads} "
-            f"threads, config from {_sources(config)}); Ctrl-C stops it.\n"
-            + ("Auth is on: every request but /v1/health needs a token "
-               "(getbatch token issue; Client(url, token=...)).\n" if config.auth else "")
-            + "Try it with the AIStore SDK (pip install aistore==2.0.0):\n\n"
-            + SNIPPET.format(url=url))
-
-
-def _join_cluster(config, storage):
-    """The node's Cluster when `etcd` is set (None otherwise); etcd must answer at start-up."""
-    if not config.etcd:
-        return None
-    from .cluster.etcd import EtcdUnavailable
-    from .cluster.node import Cluster
-    try:
-        return Cluster.boot(config)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    except EtcdUnavailable as exc:
-        raise CLIError(f"cannot join the cluster: {exc}") from None
-
-
-def serve(config):
-    from gunicorn.app.base import BaseApplication
-
-    _raise_fd_limit()
-    # A line per GetBatch: spare each record the caller and thread lookups no format here
-    # shows (the logging HOWTO's "Optimization"; gunicorn's format shows the process id)
-    logging._srcfile = None
-    logging.logThreads = False
-    handler = logging.StreamHandler()
-    handler.setFormatter(_LineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=config.log_level, handlers=[handler])
-    if config.auth:  # a missing or unusable key is one line, before any worker starts
-        signing_key(config)
-    tls.check(config)
-    _check_port(config.host, config.port)
-    storage = _open_storage(config)
-    cluster = _join_cluster(config, storage)
-    # a node catches up with its peers before each registration (cluster/catchup.py)
-    registrar = (cluster.registrar(before_register=cluster.catch_up_self)
-                 if cluster is not None else None)
-
-    def on_ready(server):
-        if registrar is not None:
-            # the arbiter holds the lease: when it is killed or stopped, the node drops out
-            registrar.start()
-        print(banner(config, cluster), flush=True)
-
-    opts = gunicorn_options(config, on_ready=on_ready)
-    if registrar is not None:
-        opts["on_exit"] = lambda server: registrar.stop()
-    # metrics: one multiprocess directory per node, emptied before the workers fork
-    from .server.metrics import mark_worker_dead, multiprocess_dir, prepare_multiprocess
-    metrics_dir = multiprocess_dir(config)
-    prepare_multiprocess(metrics_dir)
-    opts["child_exit"] = lambda server, worker: mark_worker_dead(metrics_dir, worker.pid)
-
-    class Node(BaseApplication):
-        def __init__(self):
-            self.config = config  # the worker reads its settings from here
-            super().__init__()
-
-        def load_config(self):
-            for k, v in opts.items():
-                self.cfg.set(k, v)
-
-        def load(self):
-            from .server.app import create_app
-            return create_app(config, storage, cluster)
-
-    Node().run()
 
 
 def show_config(config):
@@ -451,7 +268,11 @@ def main(argv=None):
         if args.cmd == "config":
             show_config(config)
         elif args.cmd == "serve":
-            serve(config)
+            from .server.startup import StartupError, serve
+            try:
+                serve(config)
+            except StartupError as exc:
+                raise CLIError(str(exc)) from None
         elif args.cmd == "token":
             token_command.run(args, config)
     except ConfigError as exc:

@@ -80,7 +80,7 @@ def test_systemd_unit_runs_serve_with_the_env_file_and_a_writable_data_dir():
     assert unit["KillSignal"] == "SIGTERM" and int(unit["TimeoutStopSec"]) > 10
     # a bad setting exits 2: no restart loop
     assert unit["RestartPreventExitStatus"] == "2"
-    from getbatch.cli import gunicorn_options
+    from getbatch.server.startup import gunicorn_options
     assert gunicorn_options(Config())["graceful_timeout"] < int(unit["TimeoutStopSec"])
 
 

@@ -29,7 +29,7 @@ class FdBudget:
 
     def __init__(self):
         self.free = None               # set from the fd limit at first use, after the server
-        self._lock = threading.Lock()  # has raised it (cli.py)
+        self._lock = threading.Lock()  # has raised it (server/startup.py)
 
     def take(self, n):
         with self._lock:
