@@ -6,7 +6,8 @@ it speaks S3 with boto3. Endpoint, region and credentials come from the standard
 instance roles) unless the settings `s3_endpoint` / `s3_region` name them. Each server process
 makes its own boto3 client on first use (a client made before gunicorn forks would share its
 connections between processes); its connection pool is sized to the threads that may use it.
-Errors become store errors: 404 missing, 403 denied, 503 unreachable (naming the endpoint),
+boto3 comes with the `s3` extra (pip install 'getbatch[s3]'); a node without it answers
+requests on aws:// buckets with a 400 that says so. Errors become store errors: 404 missing, 403 denied, 503 unreachable (naming the endpoint),
 502 for an answer that contradicts the request (a Content-Range other than the range asked, a
 version other than the one pinned with If-Match, a malformed size): see originreply.py.
 """
@@ -15,14 +16,24 @@ import calendar
 import os
 import threading
 
-from .errors import (AccessDenied, BucketNotFound, ObjectNotFound, RemoteBadAnswer,
-                     RemoteChanged, RemoteUnavailable)
+from .errors import (AccessDenied, BucketNotFound, NotSupported, ObjectNotFound,
+                     RemoteBadAnswer, RemoteChanged, RemoteUnavailable)
 from .originreply import BadReply, check_range
 from .remote import Meta, NotModified
 
 _SINGLE_PUT_MAX = 5 << 30   # S3's limit for one PutObject; bigger ones go multipart
 _PAGE_MAX = 1000            # S3 returns at most this many keys per page
 
+
+
+def _botocore_exceptions():
+    """botocore's exception module; NotSupported naming the extra when boto3 is not installed."""
+    try:
+        from botocore import exceptions
+    except ImportError:
+        raise NotSupported("aws:// buckets need boto3, which this node does not have: "
+                           "install the s3 extra (pip install 'getbatch[s3]')") from None
+    return exceptions
 
 class S3Client:
     provider = "aws"
@@ -45,6 +56,7 @@ class S3Client:
         return made[1]
 
     def _new_client(self):
+        _botocore_exceptions()   # says what to install when boto3 is missing
         import boto3
         from botocore.config import Config
         cfg = Config(max_pool_connections=self._pool, connect_timeout=5, read_timeout=60,
@@ -68,7 +80,7 @@ class S3Client:
 
     def _error(self, exc, bucket, name=None):
         """The store error for a botocore exception met on bucket/name."""
-        from botocore import exceptions as bx
+        bx = _botocore_exceptions()
         if isinstance(exc, bx.ClientError):
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             code = str(exc.response.get("Error", {}).get("Code", ""))
@@ -99,7 +111,7 @@ class S3Client:
         return exc
 
     def _call(self, bucket, name, op, **kw):
-        from botocore import exceptions as bx
+        bx = _botocore_exceptions()
         try:
             return getattr(self._s3(), op)(**kw)
         except (bx.ClientError, bx.BotoCoreError, OSError) as exc:
@@ -115,7 +127,7 @@ class S3Client:
         return sorted(b["Name"] for b in res.get("Buckets", []))
 
     def has_bucket(self, bucket):
-        from botocore import exceptions as bx
+        bx = _botocore_exceptions()
         try:
             self._s3().head_bucket(Bucket=bucket)
             return True
@@ -216,7 +228,7 @@ class _Body:
         self.name = name
 
     def read(self, n):
-        from botocore import exceptions as bx
+        bx = _botocore_exceptions()
         try:
             return self.raw.read(n)
         except (bx.BotoCoreError, OSError) as exc:
