@@ -6,13 +6,17 @@
 All loaders read the same samples (`--samples` of `--size` bytes, random data, one
 `<key>.bin` file a sample) packed in .tar shards of about `--shard` bytes, shuffled, into a
 DataLoader with 0, 2 and 4 workers, batches of `--batch` samples; a "training loop" that only
-counts. Per run: samples/s delivered to the loop, p50/p99 time between batches, peak RSS of
+counts, `--rounds` times, interleaved (medians reported). Per run: samples/s delivered to the loop, p50/p99 time between batches, peak RSS of
 the loader's processes (main + DataLoader workers, sampled from /proc), and the shuffle's
 locality: the mean number of distinct shards one batch reads.
 
 Loaders:
 - getbatch-epoch: getbatch.torch EpochDataset over a plan (shuffle full, verified xxhash64);
 - getbatch-shard: the same with the plan's shard shuffle (window 4096 samples);
+- getbatch-epoch-noverify: getbatch-epoch without checksums (the node sends zero-copy, the
+  client checks nothing);
+- getbatch-epoch-ahead2: getbatch-epoch with the node's look-ahead on (2 steps; what it
+  costs when the data is in the page cache anyway);
 - getbatch-names: getbatch.torch BatchesDataset, the client shuffling and sending the names
   of each batch (what aistore.pytorch and Lhotse's AISBatchLoader do against getbatch);
 - webdataset: webdataset 1.0.2 reading the shards over HTTP from nginx, shard shuffle and a
@@ -23,8 +27,8 @@ Loaders:
   random subset of `--per-sample` samples.
 
 Then two getbatch-only measurements: look-ahead (cold page cache, one rank stepping with
-20 ms of "compute" per step, with `ahead` 0 and 2: the time each step waits for its batch),
-and a kill: a 3-node cluster (copies=2) whose serving node is SIGKILLed mid-epoch while the
+`--compute-ms` of "compute" per step and no client prefetch, with `ahead` 0 and 2: the time
+each step waits for its batch), and a kill: a 3-node cluster (copies=2) whose serving node is SIGKILLed mid-epoch while the
 loader reads: every sample must arrive once.
 
 mosaicml-streaming's requirements would replace torch's CPU build: install it with
@@ -189,13 +193,13 @@ def _key(name):
 
 # ---- loaders ------------------------------------------------------------------------------
 
-def getbatch_epoch(ctx, workers, shuffle):
+def getbatch_epoch(ctx, workers, shuffle, ahead=None, verify=True):
     from getbatch.loader.plans import create_plan
     from getbatch.torch import EpochDataset, EpochLoader
     rec = create_plan(ctx.url, bucket=BUCKET, shards={"prefix": "shard-"}, seed=1,
                       batch_size=ctx.batch, shuffle=shuffle)
-    loader = EpochLoader(EpochDataset(ctx.url, rec["id"], epoch=0, prefetch=2),
-                         num_workers=workers)
+    loader = EpochLoader(EpochDataset(ctx.url, rec["id"], epoch=0, prefetch=2, ahead=ahead,
+                                      verify=verify), num_workers=workers)
     return loader, lambda b: [_key(n) for n, _ in b], ctx.samples
 
 
@@ -290,6 +294,9 @@ def per_sample_loader(ctx, workers):
 LOADERS = {
     "getbatch-epoch": lambda c, w: getbatch_epoch(c, w, {"mode": "full"}),
     "getbatch-shard": lambda c, w: getbatch_epoch(c, w, {"mode": "shard", "window": 4096}),
+    "getbatch-epoch-ahead2": lambda c, w: getbatch_epoch(c, w, {"mode": "full"}, ahead=2),
+    "getbatch-epoch-noverify": lambda c, w: getbatch_epoch(c, w, {"mode": "full"},
+                                                           verify=False),
     "getbatch-names": getbatch_names,
     "webdataset": webdataset_loader,
     "mds": mds_loader,
@@ -323,8 +330,9 @@ def start_nginx(work, root):
 
 # ---- getbatch-only measurements -----------------------------------------------------------
 
-def lookahead(ctx, steps=40, compute=0.02):
-    """Median and p99 wait per step on a cold cache, with ahead 0 and 2."""
+def lookahead(ctx, compute, steps=30):
+    """Median and p99 wait per step on a cold cache, with ahead 0 and 2 (one rank stepping
+    without prefetch, `compute` seconds of work per step)."""
     from getbatch.loader.fetch import Fetcher
     from getbatch.loader.plans import create_plan
     out = {}
@@ -381,9 +389,13 @@ def main(argv=None):
     p.add_argument("--shard", type=int, default=1 << 20, help="bytes per shard (about)")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
-    p.add_argument("--only", default=",".join(LOADERS))
+    p.add_argument("--only", default=",".join(n for n in LOADERS if "ahead2" not in n and "noverify" not in n))
+    p.add_argument("--rounds", type=int, default=1, help="runs of each loader (medians shown)")
     p.add_argument("--per-sample", type=int, default=10_000,
                    help="samples the GET-per-sample loader reads (a random subset)")
+    p.add_argument("--compute-ms", type=int, default=200,
+                   help="work per step in the look-ahead measurement")
+    p.add_argument("--skip-lookahead", action="store_true")
     p.add_argument("--skip-cluster", action="store_true")
     p.add_argument("--kill-samples", type=int, default=20_000)
     p.add_argument("--out", help="write the Markdown tables here too")
@@ -392,7 +404,8 @@ def main(argv=None):
                                 samples=args.samples, per_sample=args.per_sample)
     os.chmod(ctx.work, 0o755)    # nginx's workers run as another user
     lines = [f"{args.samples} samples of {args.size} B in .tar shards of ~{args.shard} B, "
-             f"batches of {args.batch}; {os.cpu_count()} cores (shared)", ""]
+             f"batches of {args.batch}; {os.cpu_count()} cores (shared); medians of "
+             f"{args.rounds} interleaved rounds", ""]
     nginx = None
     try:
         ctx.node = Node(os.path.join(ctx.work, "data"), os.path.join(ctx.work, "node.log"),
@@ -414,18 +427,29 @@ def main(argv=None):
             print(lines[-2], flush=True)
         lines += ["| loader | workers | samples/s | p50 step ms | p99 step ms | peak RSS MiB "
                   "| shards/batch | all once |", "|---|---|---|---|---|---|---|---|"]
-        for name in only:
-            for w in args.workers:
-                loader, keys_of, expected = LOADERS[name](ctx, w)
-                r = run_loader(loader, keys_of, shard_of)
-                ok = r["samples"] >= expected - args.batch and r["unique"] == r["samples"]
-                lines.append(f"| {name} | {w} | {r['rate']:.0f} | {r['p50'] * 1e3:.1f} | "
-                             f"{r['p99'] * 1e3:.1f} | {r['rss'] / 2**20:.0f} | "
-                             f"{r['shards_per_batch']:.1f} | {'yes' if ok else 'NO'} |")
-                print(lines[-1], flush=True)
-        if "getbatch-epoch" in only:
-            la = lookahead(ctx)
-            lines += ["", "Look-ahead, cold page cache, 20 ms compute per step (wait per step):",
+        runs = {}
+        for rnd in range(args.rounds):
+            # rounds interleave the loaders, so a burst of load elsewhere hits them alike
+            for name in only:
+                for w in args.workers:
+                    loader, keys_of, expected = LOADERS[name](ctx, w)
+                    r = run_loader(loader, keys_of, shard_of)
+                    r["ok"] = (r["samples"] >= expected - args.batch
+                               and r["unique"] == r["samples"])
+                    runs.setdefault((name, w), []).append(r)
+                    print(rnd, name, w, f"{r['rate']:.0f}/s", flush=True)
+        for (name, w), rs in runs.items():
+            med = {k: statistics.median(r[k] for r in rs)
+                   for k in ("rate", "p50", "p99", "rss", "shards_per_batch")}
+            lines.append(f"| {name} | {w} | {med['rate']:.0f} | {med['p50'] * 1e3:.1f} | "
+                         f"{med['p99'] * 1e3:.1f} | {med['rss'] / 2**20:.0f} | "
+                         f"{med['shards_per_batch']:.1f} | "
+                         f"{'yes' if all(r['ok'] for r in rs) else 'NO'} |")
+            print(lines[-1], flush=True)
+        if not args.skip_lookahead:
+            la = lookahead(ctx, args.compute_ms / 1e3)
+            lines += ["", f"Look-ahead, cold page cache, {args.compute_ms} ms compute per step, "
+                          "no client prefetch (wait per step):",
                       *(f"- ahead={a}: median {m * 1e3:.1f} ms, p99 {q * 1e3:.1f} ms"
                         for a, (m, q) in sorted(la.items()))]
             print("\n".join(lines[-3:]), flush=True)

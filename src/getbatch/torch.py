@@ -120,12 +120,14 @@ class _Base(IterableDataset):
 
 class EpochDataset(_Base):
     """The steps of rank `rank` of `world_size` (default: torch.distributed's, else 0 of the
-    plan's) in epoch `epoch` of plan `plan`, served by the nodes at `urls`."""
+    plan's) in epoch `epoch` of plan `plan`, served by the nodes at `urls`. `ahead`: steps the
+    node warms after each one it serves (None: the node's default, 0)."""
 
     def __init__(self, urls, plan, epoch=0, rank=None, world_size=None, prefetch=2,
-                 verify=True, attempts=6):
+                 verify=True, attempts=6, ahead=None):
         super().__init__(urls, prefetch, verify, attempts)
         self.plan = plan
+        self.ahead = ahead       # steps the node warms after each (None: the node's default)
         self.record = describe_plan(self.urls[0], plan)
         spec = self.record["spec"]
         if world_size is None:
@@ -151,7 +153,7 @@ class EpochDataset(_Base):
 
     def _fetch(self, fetcher, k):
         return fetcher.step(self.plan, self.epoch, self.rank, k, world_size=self.world_size,
-                            offset=self.offset)
+                            offset=self.offset, ahead=self.ahead)
 
     def _samples(self, entries):
         return group_samples(entries) if self.grouped else entries

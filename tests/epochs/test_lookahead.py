@@ -38,7 +38,7 @@ def test_next_steps_warmed_once(tmp_path):
     rec = plans.create({"bucket": "b", "shards": {"prefix": "s-"}, "batch_size": 4,
                         "shuffle": {"mode": "none"}})
     warmer = StepWarmer(plans, storage)
-    body = b'{"plan": "%s", "epoch": 0, "rank": 0, "step": 5}' % rec["id"].encode()
+    body = b'{"plan": "%s", "epoch": 0, "rank": 0, "step": 5, "ahead": 2}' % rec["id"].encode()
     _, where = parse_epoch(body, plans, 1000)
     st.opened.clear()
     warmer.after(where, workers=1)
@@ -48,7 +48,7 @@ def test_next_steps_warmed_once(tmp_path):
     assert sorted(st.opened) == ["s-6.tar", "s-7.tar"]
     _, last = parse_epoch(body.replace(b'"step": 5', b'"step": 7'), plans, 1000)
     warmer.after(last, workers=1)         # the last step: nothing after it
-    _, off = parse_epoch(body[:-1] + b', "ahead": 0}', plans, 1000)
+    _, off = parse_epoch(body.replace(b'"ahead": 2', b'"ahead": 0'), plans, 1000)
     warmer.after(off, workers=1)
     time.sleep(0.2)
     assert sorted(st.opened) == ["s-6.tar", "s-7.tar"]

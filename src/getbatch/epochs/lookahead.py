@@ -1,5 +1,6 @@
 """Look-ahead from the plan: while step n of a rank is served, warm the next steps
-(`ahead` of the request, 2 by default).
+(`ahead` of the request; 0, off, by default: on this machine it measured no gain, see
+bench/RESULTS-training.md).
 
 A node that serves a step of a plan knows the next ones. For each, on a thread of the
 warm-up pool (batch/warmup.py: best effort, under `warmup_workers`, skipped when every

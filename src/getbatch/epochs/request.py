@@ -3,7 +3,8 @@
     {"plan": ID, "epoch": E, "rank": R, "step": K,
      "world_size": W, "offset": O,     (optional: elastic resume, see order.py)
      "first": F,                       (optional: the batch from its F-th entry on)
-     "ahead": A,                       (optional: steps to warm after this one, lookahead.py)
+     "ahead": A,                       (optional: steps to warm after this one, lookahead.py;
+                                        0 by default)
      "mime": ..., "strm": ..., "coer": ..., "onob": ..., "cksum": ...}
 
 becomes the MossReq of that batch: each sample's members, in epoch order, as archived files
@@ -16,7 +17,8 @@ from ..batch.errors import BadRequest
 from ..batch.request import MossIn, MossReq, normalize_mime, parse
 from .order import step_range
 
-AHEAD = 2          # steps a node warms after the one it serves (lookahead.py)
+AHEAD = 0          # steps a node warms after the one it serves by default (lookahead.py: off,
+                   # as it measured no gain here, bench/RESULTS-training.md)
 MAX_AHEAD = 16
 
 _json = msgspec.json.Decoder()

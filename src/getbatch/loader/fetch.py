@@ -50,9 +50,13 @@ class Fetcher:
         self._at = 0          # index of the node asked first
         self.resumes = 0      # requests that went on with the rest of a batch
 
-    def step(self, plan, epoch, rank, step, world_size=None, offset=0, mime=".tar"):
-        """[(name, bytes)] of rank `rank`'s step `step` of epoch `epoch`; EmptyStep on 416."""
+    def step(self, plan, epoch, rank, step, world_size=None, offset=0, mime=".tar",
+             ahead=None):
+        """[(name, bytes)] of rank `rank`'s step `step` of epoch `epoch`; EmptyStep on 416.
+        `ahead`: steps the node warms after this one (None: its default)."""
         body = {"plan": plan, "epoch": epoch, "rank": rank, "step": step, "mime": mime}
+        if ahead is not None:
+            body["ahead"] = ahead
         if world_size is not None:
             body["world_size"] = world_size
         if offset:
