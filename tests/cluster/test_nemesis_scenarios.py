@@ -20,7 +20,7 @@ from getbatch.cluster.smap import NodeInfo, Smap
 from tests.server.conftest import Node, make_client, serve_argv
 
 from .checker import ABSENT, FEW_COPIES, RESURRECTED, Checker, Op, Violation
-from .nemesis import Nemesis, create_bucket, final_violations, holder_states, rebalance
+from .nemesis import Fault, Nemesis, create_bucket, final_violations, holder_states, rebalance
 from .nodes import LEASE_TTL, Cluster
 from .workload import Client, History, Versions
 
@@ -51,6 +51,11 @@ def _owners(cc, bucket, name, copies):
             for n in smap.owners("ais", bucket, name, copies)]
 
 
+def _holders(cc):
+    """(id, url) of each member, for holder_states."""
+    return [(cc.nodes[i].id, cc.nodes[i].url) for i in cc.nemesis.members()]
+
+
 def _first_owned_by(cc, bucket, i, count):
     """`count` names whose first HRW owner is node i."""
     out, k = [], 0
@@ -62,22 +67,33 @@ def _first_owned_by(cc, bucket, i, count):
     return out
 
 
-def _verdict(cc, client, names, copies, extra=()):
-    """Heal, read every name through every node, rebalance, then read every name through
-    every node and every holder: the violations of the whole history, as text ("" if none)."""
+def _violations(cc, client, names, copies, extra=()):
+    """Heal, read every name through every node (one GetBatch of them all, then GETs: a GET
+    repairs the copies it compares, a batch first sees them as they are), rebalance, then
+    read every name through every node and every holder: the violations of the whole
+    history."""
     cc.nemesis.heal()
     members = cc.nemesis.members()
+    for i in members:
+        client.batch(cc.nodes[i].url, names)
     for i in members:
         for name in names:
             client.get(cc.nodes[i].url, name)
     checker = Checker(client.history.ops)
     found = list(extra) + checker.check_reads()
-    st = rebalance(cc.urls[members[0]])
-    found += final_violations(cc, members, client, checker, names, copies)
+    rebalance(cc.urls[members[0]])
+    return found + final_violations(cc, members, client, checker, names, copies)
+
+
+def _text(found, client):
+    """The violations for an assertion message ("" if none)."""
     if not found:
         return ""
-    return "\n".join(map(str, found)) + (f"\n(rebalance: {st['state']}; client errors: "
-                                         f"{client.errors})")
+    return "\n".join(map(str, found)) + f"\n(client errors: {client.errors})"
+
+
+def _verdict(cc, client, names, copies, extra=()):
+    return _text(_violations(cc, client, names, copies, extra), client)
 
 
 def _until(cond, timeout):
@@ -101,17 +117,35 @@ def _put_all(client, url, names, vid, size=4096):
         assert client.put(url, n, vid, size) is True, client.errors
 
 
-def test_overwrite_while_the_owner_restarts_is_kept(cc, nem):
+@pytest.fixture(scope="module")
+def overwritten(cc):
+    """Defect 1 replayed: names written, their first owner away (a clean restart: it leaves
+    the map at once) while they are overwritten through another node, the owner back. The
+    client and the violations, GetBatch reads first."""
     create_bucket(cc.urls[0], "s1", 2)
     client = _client("s1")
     names = _first_owned_by(cc, "s1", 1, 4)
     _put_all(client, cc.urls[0], names, "v0")
-    nem.begin("restart", 1)     # a clean SIGTERM: it leaves the map at once
-    nem.settle()
+    cc.nemesis.begin("restart", 1)
+    cc.nemesis.settle()
     _put_all(client, cc.urls[2], names, "v1")
-    nem.end("restart", 1)
-    nem.settle()
-    assert _verdict(cc, client, names, 2) == ""
+    cc.nemesis.end("restart", 1)
+    cc.nemesis.settle()
+    yield client, _violations(cc, client, names, 2)
+    cc.nemesis.heal()
+
+
+def test_overwrite_while_the_owner_restarts_is_kept(overwritten):
+    client, found = overwritten
+    assert _text([v for v in found if "via GetBatch" not in v.detail], client) == ""
+
+
+@pytest.mark.xfail(strict=True, reason="defect 1 in GetBatch: a batch serves the returned "
+                   "owner's older copy until a GET repairs it (the batch path does not compare "
+                   "the first copies' stamps as GET does)")
+def test_overwrite_while_the_owner_restarts_is_kept_in_getbatch(overwritten):
+    client, found = overwritten
+    assert _text([v for v in found if "via GetBatch" in v.detail], client) == ""
 
 
 def test_failover_inside_an_item_never_mixes_versions(cc, nem):
@@ -140,7 +174,7 @@ def test_no_put_is_acknowledged_with_fewer_copies_while_etcd_is_paused(cc, nem):
     create_bucket(cc.urls[0], "s3", 2)
     client = _client("s3")
     secret = cc.secret()
-    holders = [(n.id, n.url) for n in cc.nodes]
+    holders = _holders(cc)
     few, acked = [], []
     stop = threading.Event()
 
@@ -235,7 +269,7 @@ def test_a_node_advertising_a_live_url_is_refused(cc, nem, tmp_path):
         client = _client("s7")
         acked = [n for n in (f"d{k}" for k in range(6)) if client.put(cc.urls[1], n, "v0", 2048)]
         # copies on distinct machines: ask each process for its own copy, the duplicate too
-        holders = [(n.id, n.url) for n in cc.nodes]
+        holders = _holders(cc)
         if dup.proc.poll() is None:
             holders.append(("duplicate", dup.url))
         found = []
@@ -251,3 +285,4 @@ def test_a_node_advertising_a_live_url_is_refused(cc, nem, tmp_path):
     finally:
         if dup.proc.poll() is None:
             dup.stop()
+
