@@ -20,7 +20,7 @@ from getbatch.cluster.smap import NodeInfo, Smap
 from tests.server.conftest import Node, make_client, serve_argv
 
 from .checker import ABSENT, FEW_COPIES, RESURRECTED, Checker, Op, Violation
-from .nemesis import Fault, Nemesis, create_bucket, final_violations, holder_states, rebalance
+from .nemesis import Nemesis, create_bucket, final_violations, holder_states, rebalance
 from .nodes import LEASE_TTL, Cluster
 from .workload import Client, History, Versions
 
@@ -67,11 +67,11 @@ def _first_owned_by(cc, bucket, i, count):
     return out
 
 
-def _violations(cc, client, names, copies, extra=()):
+def _verdict(cc, client, names, copies, extra=()):
     """Heal, read every name through every node (one GetBatch of them all, then GETs: a GET
     repairs the copies it compares, a batch first sees them as they are), rebalance, then
     read every name through every node and every holder: the violations of the whole
-    history."""
+    history, as text ("" if none)."""
     cc.nemesis.heal()
     members = cc.nemesis.members()
     for i in members:
@@ -82,18 +82,10 @@ def _violations(cc, client, names, copies, extra=()):
     checker = Checker(client.history.ops)
     found = list(extra) + checker.check_reads()
     rebalance(cc.urls[members[0]])
-    return found + final_violations(cc, members, client, checker, names, copies)
-
-
-def _text(found, client):
-    """The violations for an assertion message ("" if none)."""
+    found += final_violations(cc, members, client, checker, names, copies)
     if not found:
         return ""
     return "\n".join(map(str, found)) + f"\n(client errors: {client.errors})"
-
-
-def _verdict(cc, client, names, copies, extra=()):
-    return _text(_violations(cc, client, names, copies, extra), client)
 
 
 def _until(cond, timeout):
@@ -117,35 +109,17 @@ def _put_all(client, url, names, vid, size=4096):
         assert client.put(url, n, vid, size) is True, client.errors
 
 
-@pytest.fixture(scope="module")
-def overwritten(cc):
-    """Defect 1 replayed: names written, their first owner away (a clean restart: it leaves
-    the map at once) while they are overwritten through another node, the owner back. The
-    client and the violations, GetBatch reads first."""
+def test_overwrite_while_the_owner_restarts_is_kept(cc, nem):
     create_bucket(cc.urls[0], "s1", 2)
     client = _client("s1")
     names = _first_owned_by(cc, "s1", 1, 4)
     _put_all(client, cc.urls[0], names, "v0")
-    cc.nemesis.begin("restart", 1)
-    cc.nemesis.settle()
+    nem.begin("restart", 1)     # a clean SIGTERM: it leaves the map at once
+    nem.settle()
     _put_all(client, cc.urls[2], names, "v1")
-    cc.nemesis.end("restart", 1)
-    cc.nemesis.settle()
-    yield client, _violations(cc, client, names, 2)
-    cc.nemesis.heal()
-
-
-def test_overwrite_while_the_owner_restarts_is_kept(overwritten):
-    client, found = overwritten
-    assert _text([v for v in found if "via GetBatch" not in v.detail], client) == ""
-
-
-@pytest.mark.xfail(strict=True, reason="defect 1 in GetBatch: a batch serves the returned "
-                   "owner's older copy until a GET repairs it (the batch path does not compare "
-                   "the first copies' stamps as GET does)")
-def test_overwrite_while_the_owner_restarts_is_kept_in_getbatch(overwritten):
-    client, found = overwritten
-    assert _text([v for v in found if "via GetBatch" in v.detail], client) == ""
+    nem.end("restart", 1)
+    nem.settle()
+    assert _verdict(cc, client, names, 2) == ""
 
 
 def test_failover_inside_an_item_never_mixes_versions(cc, nem):
