@@ -117,9 +117,8 @@ class Gather:
         self.max_wait = max_wait
         self.multipart = not req.strm
         self.outside = smap.node(me.id) is None
-        n = len(req.entries)
-        self.items = Items(self, n)
-        self.where = [None] * n          # the stream delivering each remote item
+        self.items = None                # Items, once planning spans nodes
+        self.where = None                # the stream delivering each remote item
         self.tried = {}                  # index -> node ids that lacked it
         self.dead = set()                # nodes that failed during this request
         self.streams = []
@@ -146,8 +145,10 @@ class Gather:
             # owners' shares, without a merge
             return batch_plan.build(self.req, self.storage, self.config.max_soft_errs, checked,
                                     max_inflate=self.config.max_inflate)
+        n = len(self.req.entries)
+        self.items, self.where = Items(self, n), [None] * n
         try:
-            self._locate(range(len(self.req.entries)), checked)
+            self._locate(range(n), checked)
             soft = 0
             for i in sorted(self.items.full):
                 err = self.items.full[i].err

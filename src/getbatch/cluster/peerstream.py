@@ -406,8 +406,8 @@ class LocalStream(_Window):
         self.node = node
         self.indexes = array("q", indexes)
         self.plan = self._planned([(it.name, it.size, it.err) for it in plan_items])  # few
-        self.ids = {pos: a for pos, it in enumerate(plan_items)
-                    if it.size >= peerwire.RESUMABLE and (a := identity(it)) is not None}
+        big = [pos for pos, (_, size, _) in enumerate(self.plan) if size >= peerwire.RESUMABLE]
+        self.ids = {pos: a for pos in big if (a := identity(plan_items[pos])) is not None}
         self.left = total
         self._chunks = iter(chunks)
         self._pending = memoryview(b"")
