@@ -30,12 +30,15 @@ def test_wheelhouse_installs_offline(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = str(env_dir / "bin" / "python")
+    # A PYTHONPATH pointing at a checkout would make pip see getbatch as installed already.
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([py, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(house),
-                    "getbatch"], check=True, timeout=300, cwd=tmp_path)
+                    "getbatch"], check=True, timeout=300, cwd=tmp_path, env=clean)
     out = subprocess.run([py, "-c", "import getbatch.archive as a, getbatch.server.app, io;"
                           "b = io.BytesIO(); w = a.open_writer('tar', b); w.add('x', b'1'); w.close();"
                           "print(a.backend(), len(b.getvalue()))"],
-                         check=True, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+                         check=True, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                         env=clean)
     backend, size = out.stdout.split()
     assert backend == "cython" and int(size) == 2048
     assert os.path.exists(env_dir / "bin" / "getbatch")

@@ -60,7 +60,9 @@ def _sdk_traffic(url, i):
     return client   # still referenced: its keep-alive connections stay open over the stop
 
 
-def _assert_clean(rc, secs, out, what, limit=2.0):
+def _assert_clean(rc, secs, out, what, limit=8.0):
+    # A stop that waited on idle keep-alive connections would run into graceful_timeout (10 s);
+    # the limit stays under it but leaves a loaded machine room for a clean stop.
     assert rc == 0, f"{what}: exit code {rc}\n{out}"
     assert "SIGKILL" not in out and "Traceback" not in out, f"{what}:\n{out}"
     assert secs < limit, f"{what}: took {secs:.2f}s to stop\n{out}"
@@ -93,7 +95,7 @@ def test_sigterm_stops_promptly_after_sdk_traffic(tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
         del client
         # idle keep-alive connections stay open STOP_LINGER (0.5 s) for a request in flight
-        _assert_clean(proc.returncode, secs, out, f"SIGTERM, round {i}", limit=3.0)
+        _assert_clean(proc.returncode, secs, out, f"SIGTERM, round {i}")
 
 
 def test_sigterm_lets_the_request_in_flight_finish(tmp_path):
@@ -121,7 +123,7 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path):
     out = out.decode("utf-8", "replace")
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert closed
-    _assert_clean(proc.returncode, secs, out, "SIGTERM with a request in flight", limit=4.0)
+    _assert_clean(proc.returncode, secs, out, "SIGTERM with a request in flight")
     f, _ = LocalStore(str(tmp_path / "data")).open("inflight", "o")
     with f:
         assert f.read() == body
