@@ -19,6 +19,7 @@ from .share import Tombstoned
 
 _CHUNK = 1 << 20
 STAT_TIMEOUT = (2.0, 5.0)  # a HEAD is quick: a node that takes longer is treated as away
+DELETE_TIMEOUT = (2.0, 10.0)  # a delete too (a paused node must not hold up the others')
 _LIST_PROPS = "name,size"
 _META_PROPS = "name,size,checksum,version,atime"
 
@@ -257,7 +258,8 @@ class PeerBackend:
         had the object); ObjectNotFound when it had not, without `keep`."""
         r = self.peers.request(self.node, "DELETE", self._obj(bucket, name),
                                headers={STAMP_HEADER: stamp} if stamp else None,
-                               params={"keep": "true"} if keep else None)
+                               params={"keep": "true"} if keep else None,
+                               timeout=DELETE_TIMEOUT)
         h = self._check(r, bucket, name).headers
         return h.get(STAMP_HEADER, ""), h.get("Ais-Present") == "true"
 
