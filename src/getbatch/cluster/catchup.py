@@ -17,7 +17,7 @@ import logging
 
 import msgpack
 
-from ..store.errors import BucketNotFound, ObjectNotFound, StoreError
+from ..store.errors import BucketNotFound, ObjectNotFound
 from .buckets import read_table
 from .peers import PEER_PREFIX
 from .store import SourceStream
@@ -70,7 +70,7 @@ def catch_up(store):
         for node in peers:
             try:
                 _from_peer(store, node, bucket, st)
-            except StoreError as exc:
+            except Exception as exc:  # a peer's bad answer must not keep this node out
                 st["errors"] += 1
                 log.warning("catch-up of ais://%s from node %s: %s (reads and rebalance "
                             "repair what is left)", bucket, node.id, exc)

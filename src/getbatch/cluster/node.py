@@ -15,7 +15,7 @@ import time
 from .. import tls
 from ..store.router import Storage
 from ..store.stamps import Clock
-from .buckets import BUCKETS, BucketTable
+from .buckets import BucketTable
 from .etcd import Etcd, EtcdUnavailable
 from .membership import (LEASE_TTL, NODES, PrefixWatcher, Registrar, cluster_identity,
                          lease_fresh, smap_builder, stable_node_id)
