@@ -332,6 +332,13 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 _ENV_ONLY = {"pure"}
 
 
+def check_setting(name, value):
+    """`value` (text or a number) as setting `name` takes it, within the setting's bounds;
+    ValueError saying why not. A request parameter that overrides a setting (?max_wait=) is
+    checked by this, so the two cannot accept different values."""
+    return _BY_NAME[name].check(value)
+
+
 class Config:
     """Effective settings: attributes named as in SETTINGS, plus `origin(name)`."""
 

@@ -34,6 +34,7 @@ from .formats import FORMATS, detect_format
 from .shards import index_state, open_shard
 from .inflate import MAX_INFLATE, InflateBudget
 from .inflatecache import InflateCache
+from .tarblock import tar_pad
 from .tarheader import tar_entry_size, tar_header
 from .writers import OUTPUT_FORMATS, open_writer
 from .emit import emit
@@ -44,6 +45,6 @@ __all__ = [
     "UnsafeName", "InflateBudget", "InflateCache", "MAX_INFLATE",
     "Member", "Shard", "FILE", "DIR", "SYMLINK", "HARDLINK", "OTHER",
     "FORMATS", "detect_format", "open_shard", "index_state",
-    "OUTPUT_FORMATS", "open_writer", "tar_header", "tar_entry_size",
+    "OUTPUT_FORMATS", "open_writer", "tar_header", "tar_entry_size", "tar_pad",
     "emit", "extract_to", "backend", "backends",
 ]

@@ -21,8 +21,8 @@ import os
 
 from .errors import CorruptArchive
 from .member import DIR, FILE, HARDLINK, NAME_MAX, OTHER, SYMLINK, Member
+from .tarblock import BLOCK, tar_pad
 
-BLOCK = 512
 # Extended headers (PAX records, GNU long names/links) of one member above this in total are
 # taken as corruption: a damaged size field or a hostile shard must not make a streaming
 # reader buffer megabytes of header per member. Real ones are a few hundred bytes.
@@ -143,7 +143,7 @@ def _walk(fetch, n, base_offset, partial, members):
                     if pax is None:
                         pax = {}
                     _parse_pax(fetch(data, size), pax)
-                pos = data + (size + BLOCK - 1) // BLOCK * BLOCK
+                pos = data + size + tar_pad(size)
                 continue
             break
 
@@ -177,7 +177,7 @@ def _walk(fetch, n, base_offset, partial, members):
             raise ValueError(f"truncated: {name!r} needs {size} bytes at offset "
                              f"{base_offset + data}, archive ends at {base_offset + n}")
         members.append(Member(name, base_offset + data, size, kind))
-        pos = data + (size + BLOCK - 1) // BLOCK * BLOCK
+        pos = data + size + tar_pad(size)
 
 
 def scan(buf, base_offset=0, *, partial=False, shard="<buffer>"):

@@ -20,6 +20,7 @@ import lz4.frame
 
 from .cksum import pax_cksum, zip_cksum_extra
 from .errors import ArchiveError
+from .tarblock import BLOCK, tar_pad
 from .tarheader import tar_header
 from .zipformat import (CENTRAL, DEFLATED, DESCRIPTOR, DESCRIPTOR64, END, END64, FLAG_DESCRIPTOR,
                         FLAG_UTF8, LOCAL, LOCATOR64, STORED, U16, U32, ZIP64_EXTRA)
@@ -29,7 +30,7 @@ OUTPUT_FORMATS = {"tar": "tar", "tgz": "tgz", "tar.gz": "tgz", "tar.lz4": "tar.l
 _CAP = 1 << 20       # flush the buffer once it holds this much
 _DIRECT = 256 << 10  # pieces this big skip the buffer
 _PIECE = 1 << 20     # add_file reads at most this much per pread
-_PADS = [bytes(n) for n in range(512)]
+_PADS = [bytes(n) for n in range(BLOCK)]
 TAR_END = bytes(1024)  # two zero blocks close a TAR
 
 
@@ -173,7 +174,7 @@ class TarWriter(ArchiveWriter):
         header = tar_header(name, n, self._mtime if mtime is None else mtime, self._mode)
         if cksum is not None:
             header = pax_cksum(cksum) + header
-        pad = -n & 511
+        pad = tar_pad(n)
         if n >= _DIRECT:
             self._put(header)
             self._put(data)
@@ -206,7 +207,7 @@ class TarWriter(ArchiveWriter):
             yield
         if total != size:
             raise ArchiveError(name, f"stream gave {total} bytes, declared {size}")
-        self._put(_PADS[-size & 511])
+        self._put(_PADS[tar_pad(size)])
 
     def add_file(self, name, fd, offset, length, mtime=None):
         if length >= _DIRECT:
@@ -214,7 +215,7 @@ class TarWriter(ArchiveWriter):
         self._check_open()
         self._put(tar_header(name, length, self._mtime if mtime is None else mtime, self._mode))
         self._pread_into(fd, offset, length, name)
-        self._put(_PADS[-length & 511])
+        self._put(_PADS[tar_pad(length)])
 
     def _finish(self):
         self._put(TAR_END)

@@ -19,7 +19,7 @@ import secrets
 
 import msgspec
 
-from ..archive import ArchiveError, emit, open_writer, tar_entry_size, tar_header
+from ..archive import ArchiveError, emit, open_writer, tar_entry_size, tar_header, tar_pad
 from ..archive.writers import TAR_END
 from .warmup import STEP_BYTES, STEP_ITEMS, Lookahead
 
@@ -186,7 +186,7 @@ class BatchOutput:
                 pending += it.size
                 head = tar_header(it.name, it.size)
                 if it.src is not None:
-                    add((head, it.src, it.offset, it.size, -it.size & 511))
+                    add((head, it.src, it.offset, it.size, tar_pad(it.size)))
                     if ahead is not None:
                         # sent in steps, so that the look-ahead knows where the sending is
                         step += it.size
@@ -200,7 +200,7 @@ class BatchOutput:
                 elif it.shard is None:
                     add((head, None, 0, 0, 0))
                 elif id(it) in data:
-                    add((head, data[id(it)], 0, it.size, -it.size & 511))
+                    add((head, data[id(it)], 0, it.size, tar_pad(it.size)))
                 else:
                     # streamed: what is pending leaves with the header and the first chunk,
                     # then one emit per chunk; the padding goes with what follows
@@ -214,7 +214,7 @@ class BatchOutput:
                         send(items)
                     if sent != it.size:
                         raise ArchiveError(it.name, f"member gave {sent} bytes, {it.size} planned")
-                    add((head, None, 0, 0, -it.size & 511))
+                    add((head, None, 0, 0, tar_pad(it.size)))
             if last:
                 add((TAR_END * self.end + self.suffix, None, 0, 0, 0))
             send(items)

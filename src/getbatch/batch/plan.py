@@ -102,9 +102,9 @@ class Items:
     def _name(self, i):
         entries = self.entries
         if type(entries) is Entries:   # no MossIn built
-            return entries.names[i] if self.onob else f"{entries.bucket}/{entries.names[i]}"
+            return base_name(entries.bucket, entries.names[i], self.onob)
         e = entries[i]
-        return e.objname if self.onob else f"{e.bucket}/{e.objname}"
+        return base_name(e.bucket, e.objname, self.onob)
 
     def __iter__(self):
         for i in range(len(self.fds)):
@@ -114,11 +114,8 @@ class Items:
         """(name, size) of every item, without building Items."""
         full, sizes, name = self.full, self.sizes, self._name
         if not full and type(self.entries) is Entries:
-            names, bucket = self.entries.names, self.entries.bucket
-            if self.onob:
-                yield from zip(names, sizes)
-            else:
-                yield from ((f"{bucket}/{n}", size) for n, size in zip(names, sizes))
+            names, bucket, onob = self.entries.names, self.entries.bucket, self.onob
+            yield from ((base_name(bucket, n, onob), size) for n, size in zip(names, sizes))
             return
         for i in range(len(sizes)):
             it = full.get(i)
@@ -382,7 +379,7 @@ def _resolve_all(req, resolve, items, max_soft_errs):
                     reader = readers.get(e.provider) or resolve.reader(e.provider, e.bucket)
                     src = reader.source(e.bucket, e.objname)
                 except ObjectNotFound:
-                    base = e.objname if onob else f"{e.bucket}/{e.objname}"
+                    base = base_name(e.bucket, e.objname, onob)
                     item = resolve.implicit_member(e, base) if "/" in e.objname else None
                     if item is None:
                         raise
@@ -395,14 +392,14 @@ def _resolve_all(req, resolve, items, max_soft_errs):
                             if code is not None:
                                 add(code, src.size)
                                 continue
-                    base = e.objname if onob else f"{e.bucket}/{e.objname}"
+                    base = base_name(e.bucket, e.objname, onob)
                     item = Item(base, src.size, src, owned=True)
                     append(item)  # listed before a range error can raise: the plan closes it
                     if e.start or e.length:
                         item.offset, item.size = _apply_range(e.start, e.length, src.size, _ref(e))
                     continue
             else:
-                base = e.objname if onob else f"{e.bucket}/{e.objname}"
+                base = base_name(e.bucket, e.objname, onob)
                 item = resolve.member(e, member_name(base, ap), e.objname, ap, _ref(e))
         except (ObjectNotFound, MemberNotFound) as exc:
             msg = (f"{ap} in {_ref(e)} does not exist" if isinstance(exc, MemberNotFound)
@@ -427,6 +424,12 @@ def identity(it):
     return None if fd is None else identity_of_fd(fd, it.size)
 
 
+def base_name(bucket, objname, onob):
+    """An object's name in the output archive: `bucket/objname`, or the object name alone
+    with `onob` (AIS's only_obj_name)."""
+    return objname if onob else f"{bucket}/{objname}"
+
+
 def member_name(base, archpath):
     """The output name of a member: its shard's name, then the archpath (`/x` joins as is)."""
     return base + archpath if archpath[0] == "/" else f"{base}/{archpath}"
@@ -435,7 +438,7 @@ def member_name(base, archpath):
 def output_name(e, onob):
     """The name entry `e` has in the output archive (`onob`: without its bucket), whichever
     node reads it."""
-    base = e.objname if onob else f"{e.bucket}/{e.objname}"
+    base = base_name(e.bucket, e.objname, onob)
     return member_name(base, e.archpath) if e.archpath else base
 
 

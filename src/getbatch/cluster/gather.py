@@ -24,9 +24,7 @@ import itertools
 import logging
 from array import array
 
-import xxhash
-
-from ..archive import tar_header
+from ..archive import tar_header, tar_pad
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.errors import BatchError
@@ -36,10 +34,9 @@ from ..store.attrs import provably_same
 from .holes import padded_placeholder
 from .peerstream import WINDOW, LocalStream, PeerFailed, PeerRefused, PeerStream
 from .peerwire import sub_batch
-from .smap import placement_key
+from .smap import hrw_score, placement_key
 
 log = logging.getLogger("getbatch.cluster")
-_hrw = xxhash.xxh64_intdigest
 
 
 class HoleError(Exception):
@@ -171,7 +168,7 @@ class Gather:
         tried = self.tried.get(i, ())
         best = best_score = top_score = None
         for node in self.smap.nodes:
-            score = (_hrw(key, seed=node.seed), node.id)
+            score = hrw_score(key, node)
             if top_score is None or score > top_score:
                 top_score = score
             if node.id in tried or node.id in self.dead:
@@ -383,7 +380,7 @@ class Gather:
         i = it.offset
         head = tar_header(it.name, it.size)
         hl = len(head)
-        total = hl + it.size + (-it.size & 511)
+        total = hl + it.size + tar_pad(it.size)
         done = 0
         first = None   # the version of the copy whose bytes went out first
         while done < total:
@@ -473,7 +470,7 @@ class Gather:
     def emit(self, it, head, add, flush):
         """Queue item `it`'s frame for the emit loop (`add` takes emit items, `flush` sends
         what is queued). `head`: the header this node writes for it (the frame's length)."""
-        v = self._whole_frame(it, head, len(head) + it.size + (-it.size & 511), flush)
+        v = self._whole_frame(it, head, len(head) + it.size + tar_pad(it.size), flush)
         if v is not None:
             add((b"", v, 0, len(v), 0))
             return
@@ -484,7 +481,7 @@ class Gather:
         if got:
             return
         name = self.hole(it)
-        frame = padded_placeholder(name, len(head) + it.size + (-it.size & 511))
+        frame = padded_placeholder(name, len(head) + it.size + tar_pad(it.size))
         if frame is None:
             raise HoleError(f"{it.name}: no node could deliver it, and its placeholder does not "
                             "fit the length already announced")
@@ -493,7 +490,7 @@ class Gather:
     def write_steps(self, it, writer):
         """Write item `it` through an archive writer, yielding after each piece."""
         head = tar_header(it.name, it.size)
-        v = self._whole_frame(it, head, len(head) + it.size + (-it.size & 511), None)
+        v = self._whole_frame(it, head, len(head) + it.size + tar_pad(it.size), None)
         if v is not None:
             writer.add(it.name, v[len(head):len(head) + it.size])
             return

@@ -10,8 +10,7 @@ where the item was.
 import tarfile
 
 from ..archive import tar_header
-
-BLOCK = 512
+from ..archive.tarblock import BLOCK
 
 
 def _comment_record(length):

@@ -36,6 +36,12 @@ def placement_key(provider, bucket, name):
     return f"{provider}/{bucket}/{name}".encode()
 
 
+def hrw_score(key, node):
+    """Node `node`'s score for object key `key` (bytes, see placement_key): the highest score
+    owns the object. Ties (as good as impossible with 64-bit hashes) go to the greater id."""
+    return xxhash.xxh64_intdigest(key, seed=node.seed), node.id
+
+
 class Smap:
     """An immutable cluster map: `version` (etcd revision; 0 for a lone node), the live nodes
     sorted by id, and which of them is this node."""
@@ -63,8 +69,7 @@ class Smap:
 
     def ranked(self, key):
         """All live nodes, best HRW owner of `key` (bytes, see placement_key) first."""
-        h = xxhash.xxh64_intdigest
-        return sorted(self.nodes, key=lambda n: (h(key, seed=n.seed), n.id), reverse=True)
+        return sorted(self.nodes, key=lambda n: hrw_score(key, n), reverse=True)
 
     def owners(self, provider, bucket, name, copies=1):
         """The `copies` nodes that should hold the object, first owner first."""

@@ -5,7 +5,8 @@ became complete: (name, data, pax), where `pax` holds the PAX records that prece
 (`GETBATCH.xxhash64` when the batch was asked with `cksum`). `ended` is True once the two
 zero blocks that close a TAR were read: a stream cut before that is incomplete.
 """
-BLOCK = 512
+from ..archive.tarblock import BLOCK, tar_pad
+
 CKSUM_KEY = "GETBATCH.xxhash64"
 
 
@@ -62,7 +63,7 @@ class TarStream:
                 size = _octal(bytes(head[124:136]))
             except ValueError:
                 raise TarFormatError("not a TAR stream (bad size field)") from None
-            total = BLOCK + size + (-size & 511)
+            total = BLOCK + size + tar_pad(size)
             if len(buf) - pos < total:
                 break
             body = bytes(buf[pos + BLOCK:pos + BLOCK + size])

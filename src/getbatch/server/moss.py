@@ -17,7 +17,7 @@ from ..cluster.peers import SECRET_HEADER
 from ..cluster.smap import Smap
 from ..epochs.lookahead import StepWarmer
 from ..epochs.request import parse_any
-from ..config import ConfigError, Setting, _as_duration
+from ..config import check_setting
 from ..store import normalize_provider
 from .auth import authorize_entries, grant_of
 from .buckets import bucket_backend, read_body
@@ -104,18 +104,15 @@ class Moss:
                             "/v1/ml/moss/<bucket>")
 
 
-_MAX_WAIT = Setting("max_wait", _as_duration, None, "", 0.1, 600.0)
-
-
 def _max_wait(req, cfg):
-    """Seconds a peer may send nothing: the request's `max_wait` query parameter, else the
-    setting."""
+    """Seconds a peer may send nothing: the request's `max_wait` query parameter (with the
+    setting's bounds), else the setting."""
     raw = req.get_param("max_wait")
     if raw is None:
         return cfg.max_wait
     try:
-        return _MAX_WAIT.check(raw)
-    except (ValueError, ConfigError) as exc:
+        return check_setting("max_wait", raw)
+    except ValueError as exc:
         raise AISError(400, f"invalid max_wait={raw!r}: {exc}") from None
 
 
