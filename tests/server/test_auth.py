@@ -394,3 +394,28 @@ def test_cli_commands_send_the_token(anode, buckets, tmp_path):
     assert all(j["bucket"] in ("pub", "") for j in json.loads(r.stdout)["jobs"])
     r = cli("show", "job", "--url", anode.url, "--json", AIS_AUTHN_TOKEN=tok)
     assert r.returncode == 0, r.stderr
+
+
+def test_epoch_plans_need_read_on_their_bucket(anode, buckets):
+    """Creating a plan needs READ on its bucket; a plan of a bucket the token may not read is
+    neither listed nor shown (a 404, as a missing one), and its steps are a 403."""
+    admin = {"Authorization": "Bearer " + token({"*": "rwa"}, sub="admin")}
+    pub = {"Authorization": "Bearer " + token({"pub": "r"})}
+    spec = {"bucket": "priv", "shards": {"names": ["s.tar"]}, "batch_size": 1}
+    assert requests.post(anode.url + "/v1/ml/epochs", json=spec).status_code == 401
+    assert requests.post(anode.url + "/v1/ml/epochs", json=spec, headers=pub).status_code == 403
+    r = requests.post(anode.url + "/v1/ml/epochs", json=spec, headers=admin)
+    assert r.status_code == 200, r.text
+    pid = r.json()["id"]
+    mine = requests.post(anode.url + "/v1/ml/epochs", headers=pub,
+                         json=dict(spec, bucket="pub")).json()["id"]
+    listed = requests.get(anode.url + "/v1/ml/epochs", headers=pub).json()["plans"]
+    assert [p["id"] for p in listed] == [mine]
+    r = requests.get(f"{anode.url}/v1/ml/epochs/{pid}", headers=pub)
+    assert r.status_code == 404 and "does not exist" in r.text
+    assert requests.get(f"{anode.url}/v1/ml/epochs/{pid}", headers=admin).status_code == 200
+    step = {"plan": pid, "epoch": 0, "rank": 0, "step": 0, "strm": True}
+    assert requests.get(anode.url + "/v1/ml/moss", json=step, headers=pub).status_code == 403
+    r = requests.get(anode.url + "/v1/ml/moss", json=dict(step, plan=mine), headers=pub)
+    assert r.status_code == 200 and b"pub-x" in r.content
+    assert requests.delete(f"{anode.url}/v1/ml/epochs/{mine}", headers=pub).status_code == 403

@@ -34,6 +34,11 @@ class Conflict(BatchError):
     status = 409
 
 
+def plan_not_found(plan_id):
+    return NotFound(f"epoch plan {plan_id!r} does not exist (GET /v1/ml/epochs lists the "
+                    "plans)")
+
+
 class Plans:
     def __init__(self, data_dir, storage, etcd=None, copies=None):
         """`storage`: the Storage plans are listed from (on a cluster, the cluster's);
@@ -85,7 +90,7 @@ class Plans:
         if rec is not None:
             return rec
         if not isinstance(plan_id, str) or not plan_id.startswith("ep-") or "/" in plan_id:
-            raise NotFound(f"epoch plan {plan_id!r} does not exist")
+            raise plan_not_found(plan_id)
         if self.etcd is not None:
             try:
                 kv = self.etcd.get(EPOCHS + plan_id)
@@ -99,8 +104,7 @@ class Plans:
             except FileNotFoundError:
                 text = None
         if text is None:
-            raise NotFound(f"epoch plan {plan_id} does not exist (GET /v1/ml/epochs lists "
-                           "the plans)")
+            raise plan_not_found(plan_id)
         rec = self._records[plan_id] = json.loads(text)
         return rec
 

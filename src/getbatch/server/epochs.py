@@ -7,12 +7,14 @@
     DELETE /v1/ml/epochs/<id>
 
 A GetBatch then names a plan's step (epochs/request.py). With auth on, creating a plan needs
-READ on its bucket, deleting one ADMIN on it.
+READ on its bucket, deleting one ADMIN on it; a plan of a bucket the token may not read is
+not listed, and asking for it is word for word asking for a missing one (404).
 """
 import msgspec
 
 from ..auth.tokens import ADMIN, READ
-from .auth import authorize
+from ..epochs.plans import plan_not_found
+from .auth import authorize, permits
 from .buckets import read_body
 from .errors import AISError
 
@@ -60,12 +62,23 @@ class EpochPlans:
         _json(resp, self.plans.create(doc))
 
     def on_get(self, req, resp):
-        _json(resp, {"plans": self.plans.list()})
+        _json(resp, {"plans": [p for p in self.plans.list() if _readable(req, p)]})
 
     def on_get_one(self, req, resp, plan_id):
-        _json(resp, self.plans.get(plan_id))
+        _json(resp, self._get(req, plan_id))
 
     def on_delete_one(self, req, resp, plan_id):
-        spec = self.plans.get(plan_id)["spec"]
+        spec = self._get(req, plan_id)["spec"]
         authorize(req, spec["provider"], spec["bucket"], ADMIN)
         self.plans.delete(plan_id)
+
+    def _get(self, req, plan_id):
+        rec = self.plans.get(plan_id)
+        if not _readable(req, rec):
+            raise plan_not_found(plan_id)
+        return rec
+
+
+def _readable(req, rec):
+    spec = rec["spec"]
+    return permits(req, spec["provider"], spec["bucket"], READ)
