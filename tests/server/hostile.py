@@ -31,6 +31,30 @@ def connect(port, source="127.0.0.1", blocking=False):
     return s
 
 
+def accepted_all(port, timeout=30.0):
+    """Wait until the server listening on `port` has accepted every connection made to it
+    (its listening sockets' accept queues, /proc/net/tcp's rx_queue, are empty): a test then
+    knows its connections are the server's, not the kernel's, without sleeping a fixed time."""
+    want = f":{port:04X} "
+    deadline = time.monotonic() + timeout
+    while True:
+        queued = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as f:
+                    lines = f.readlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "0A" and (fields[1] + " ").endswith(want):   # LISTEN
+                    queued += int(fields[4].split(":")[1], 16)
+        if not queued:
+            return
+        assert time.monotonic() < deadline, f"{queued} connections not accepted in {timeout}s"
+        time.sleep(0.02)
+
+
 def rst_close(s):
     """Close with an RST (SO_LINGER 0): a client that vanishes without a FIN."""
     try:
@@ -43,7 +67,8 @@ def rst_close(s):
 class Hostile(threading.Thread):
     """Keeps `idle`, `slow`, `stalled` connections open and churns `vanishing` ones.
 
-    When the server closes a connection, the seconds it lived go to `lifetimes[kind]`
+    When the server closes a connection, the seconds it lived (at least; more when this thread
+    runs late) go to `lifetimes[kind]`
     and the first bytes it answered (if any) to `answers[kind]`; it is then replaced if
     `replace` is set."""
 
@@ -59,12 +84,15 @@ class Hostile(threading.Thread):
         self.stop_event = threading.Event()
 
     def _open(self, kind):
+        # the time is taken before the connect: a lifetime is never counted short, however
+        # late this thread runs
+        t0 = time.monotonic()
         try:
             s = connect(self.port, self.source)
         except OSError:
             return
         self.opened[kind] += 1
-        self.conns.append([s, kind, time.monotonic(), 0, b""])
+        self.conns.append([s, kind, t0, 0, b""])
 
     def _send(self, c, data):
         try:
