@@ -47,7 +47,7 @@ def _as_int(v):
     raise ValueError("expecting an integer")
 
 
-def _as_size(v):
+def as_size(v):
     """Bytes: an integer, or text such as 64MiB, 64M, 1g, 4096."""
     if isinstance(v, str):
         m = _SIZE_RE.fullmatch(v)
@@ -57,7 +57,7 @@ def _as_size(v):
     return _as_int(v)
 
 
-def _as_duration(v):
+def as_duration(v):
     """Seconds: a number, or text such as 500ms, 20s, 5m."""
     if isinstance(v, bool):
         raise ValueError("expecting a duration such as 20, 20s, 500ms or 5m")
@@ -208,7 +208,7 @@ SETTINGS = (
     Setting("max_soft_errs", _as_int, 8,
             "missing items a `coer` request may turn into placeholders (AIS default 8)", 0,
             runtime=True),
-    Setting("max_wait", _as_duration, 20.0,
+    Setting("max_wait", as_duration, 20.0,
             "on a cluster, how long a batch waits for an item from a peer; unused on one node", 0.0,
             runtime=True),
     # AIS's meaning of every value (-1 off, 0 min(5, max_soft_errs)), so a setting copied
@@ -227,12 +227,12 @@ SETTINGS = (
             "compression against", 1, runtime=True),
     Setting("max_entries", _as_int, 100_000, "entries one GetBatch request may name", 1,
             runtime=True),
-    Setting("max_body", _as_size, 64 << 20,
+    Setting("max_body", as_size, 64 << 20,
             "bytes of a request body read into memory (GetBatch, bucket actions); more is a 413", 1024),
-    Setting("window", _as_size, 32 << 20,
+    Setting("window", as_size, 32 << 20,
             "bytes of decompressed members a batch holds in memory at once", 1 << 20,
             runtime=True),
-    Setting("max_inflate", _as_size, 4 << 30,
+    Setting("max_inflate", as_size, 4 << 30,
             "bytes one request may decompress from compressed shards (0: no limit)", 0,
             runtime=True),
     # -- multi-object jobs: delete, evict, prefetch by list, template or prefix (docs/jobs.md)
@@ -246,19 +246,19 @@ SETTINGS = (
     Setting("max_batches", _as_int, 32,
             "GetBatch requests a node runs at once (all its processes); more get 429 "
             "(0: no limit)", 0, runtime=True),
-    Setting("batch_memory", _as_size, 2 << 30,
+    Setting("batch_memory", as_size, 2 << 30,
             "memory the node's running batches may reserve together, each its window + 4MiB; "
             "more get 429 (0: no limit)", 0, runtime=True),
-    Setting("min_free_memory", _as_size, 256 << 20,
+    Setting("min_free_memory", as_size, 256 << 20,
             "a new GetBatch gets 429 while the machine has less memory available (0: no check)",
             0, runtime=True),
-    Setting("min_free_disk", _as_size, 512 << 20,
+    Setting("min_free_disk", as_size, 512 << 20,
             "a new GetBatch gets 429 while the data directory's disk has less free space "
             "(0: no check)", 0, runtime=True),
     Setting("max_waiting", _as_int, 64,
             "GetBatch requests that may wait for a running one to end, beyond max_batches or "
             "batch_memory; more get 429 (0: none wait)", 0, runtime=True),
-    Setting("admit_wait", _as_duration, 1.0,
+    Setting("admit_wait", as_duration, 1.0,
             "how long a GetBatch may wait for a running one to end before it gets 429 "
             "(0: none wait)", 0.0, 60.0, runtime=True),
     # 1, not AIS's -1 (off): on a cold page cache it sped up batches of small and medium
@@ -266,25 +266,25 @@ SETTINGS = (
     Setting("warmup_workers", _as_int, 1,
             "threads per process asking the kernel to read a batch's next files ahead "
             "(-1 or 0: off)", -1, 16, runtime=True),
-    Setting("inflate_cache", _as_size, 8 << 30,
+    Setting("inflate_cache", as_size, 8 << 30,
             "disk budget for decompressed copies of compressed shards (0: none)", 0),
-    Setting("index_memory", _as_size, 64 << 20,
+    Setting("index_memory", as_size, 64 << 20,
             "memory each server process keeps parsed shard indexes and ZIP directories in "
             "(LRU by bytes; 0: none kept)", 0),
     # -- the wire
-    Setting("send_timeout", _as_duration, 120.0,
+    Setting("send_timeout", as_duration, 120.0,
             "seconds a client may accept no response data before its request is aborted", 0.1),
-    Setting("header_timeout", _as_duration, 10.0,
+    Setting("header_timeout", as_duration, 10.0,
             "seconds a new connection may take to send its first request head", 0.1),
-    Setting("body_timeout", _as_duration, 30.0,
+    Setting("body_timeout", as_duration, 30.0,
             "seconds a request body may stall (no byte arriving) before the request is dropped", 0.1),
-    Setting("keepalive", _as_duration, 75.0,
+    Setting("keepalive", as_duration, 75.0,
             "seconds an idle keep-alive connection stays open", 0.0),
     Setting("max_connections", _as_int, 4096,
             "open client connections per server process; more wait in the listen queue", 1),
     Setting("max_client_connections", _as_int, 512,
             "open connections per client address per process; more are refused", 1),
-    Setting("sendfile_min", _as_size, 1 << 20,
+    Setting("sendfile_min", as_size, 1 << 20,
             "items of this size and more go to remote clients with sendfile(2)", 0),
     Setting("sendfile_loopback", _as_bool, False,
             "use sendfile for loopback clients too (copies measured faster there)"),
@@ -300,7 +300,7 @@ SETTINGS = (
     Setting("ht_redirects", _as_int, 0,
             "redirects an ht:// origin may send a request through (0: none; never to a "
             "loopback, link-local or private address unless the origin is one)", 0, 10),
-    Setting("remote_cache", _as_size, 8 << 30,
+    Setting("remote_cache", as_size, 8 << 30,
             "disk budget for cached copies of remote objects (0: none; LRU)", 0),
     Setting("remote_inflight", _as_int, 16,
             "remote objects and shards one process fetches at once for GetBatch", 1, 256),
@@ -310,7 +310,7 @@ SETTINGS = (
     Setting("auth_key", _as_optional, "",
             "token signing key (secret; prefer auth_key_file or the environment to a flag)"),
     Setting("auth_key_file", _as_optional, "", "file holding the token signing key"),
-    Setting("auth_leeway", _as_duration, 30.0,
+    Setting("auth_leeway", as_duration, 30.0,
             "seconds a token's exp and nbf may be off, for clocks that differ", 0.0, 300.0),
     # -- TLS (docs/deploy.md): the node's listener, its peers, etcd
     Setting("tls_cert", _as_optional, "",
@@ -451,8 +451,8 @@ def describe():
     return out
 
 
-_SIZE_KEYS = {s.name for s in SETTINGS if s.parse is _as_size}
-_DURATION_KEYS = {s.name for s in SETTINGS if s.parse is _as_duration}
+_SIZE_KEYS = {s.name for s in SETTINGS if s.parse is as_size}
+_DURATION_KEYS = {s.name for s in SETTINGS if s.parse is as_duration}
 
 
 _SECRET_KEYS = {"auth_key"}

@@ -26,8 +26,8 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
-from .client import MISSING_DIR, GetError, _error_text, _receive, _retry_after, human
-from .config import ConfigError, _as_duration, _as_size
+from .client import GetError, _error_text, _receive, _retry_after, human
+from .config import ConfigError, as_duration, as_size
 
 LIST_PAGE = 10_000
 IN_ARCHIVE = 1 << 7      # LsoEntry flag: a file inside a shard (store/archlist.py)
@@ -313,8 +313,8 @@ def run(args):
         if not 1 <= args.batch_size <= 100_000:
             raise BenchError(f"invalid --batch-size {args.batch_size}: expecting 1 to 100000")
         try:
-            duration = _as_duration(args.duration)
-            size = _as_size(args.item_size)
+            duration = as_duration(args.duration)
+            size = as_size(args.item_size)
         except (ValueError, ConfigError) as exc:
             raise BenchError(f"invalid --duration or --item-size: {exc}") from None
         if duration <= 0:

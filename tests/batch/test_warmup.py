@@ -49,9 +49,9 @@ def _plan(storage):
 
 def _wait_idle():
     deadline = time.monotonic() + 5
-    while warmup._pool._busy and time.monotonic() < deadline:
+    while warmup.warm_pool._busy and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert warmup._pool._busy == 0
+    assert warmup.warm_pool._busy == 0
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -102,7 +102,7 @@ def test_a_busy_pool_drops_the_stretch_and_the_batch_goes_on(storage):
     """Best effort: with every thread busy a stretch is not queued, and is asked for again
     at the next step."""
     release = __import__("threading").Event()
-    assert warmup._pool.offer(release.wait, 1)
+    assert warmup.warm_pool.offer(release.wait, 1)
     p = _plan(storage)
     try:
         ahead = warmup.Lookahead(p.items, 1)

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from getbatch.store import BucketNotFound, LocalStore
-from getbatch.store.local import MAX_PAGE
+from getbatch.store.paging import MAX_PAGE
 
 
 def put(store, name, data=b"x", bucket="b"):

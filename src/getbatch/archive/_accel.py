@@ -11,9 +11,11 @@ silently, and `backend()` then says "python".
 import importlib
 import os
 
-from ..config import TRUE_WORDS
-
 ROLES = ("emit", "fileio", "tarheader", "tarscan", "zipcd")
+# the words of a true boolean, as the `pure` setting reads them (getbatch.config.TRUE_WORDS;
+# tests/archive/test_accel.py keeps the two equal): the library does not import the
+# server's configuration, so that it is usable on its own
+TRUE_WORDS = ("1", "true", "yes", "on")
 PURE = os.environ.get("GETBATCH_PURE", "").strip().lower() in TRUE_WORDS
 _loaded: dict[str, str] = {}
 

@@ -17,13 +17,14 @@ import tempfile
 import threading
 
 from . import index as _index
+from . import parsedcache
 from .errors import CorruptArchive
 from .member import member_range
 from .shardfile import Identity
 from .tarscan import scan_pread
 from .tarshard import TarShard
 from .zipcd import read_central_directory_pread
-from .zipshard import _Directory, _cache as _zip_dirs, ZipShard, directory_key
+from .zipshard import ZipDirectory, ZipShard, directory_key
 from .zipformat import LOCAL
 
 COALESCE = 64 << 10   # wanted ranges closer than this are fetched in one read
@@ -34,7 +35,7 @@ _REMEMBER_MAX = 64 << 20  # bigger members are not kept across requests
 _HEADERS = 3 * 512    # a header, or a PAX header, its records and the member's own header
 
 
-def _anonymous_file(directory):
+def anonymous_file(directory):
     """An fd of a new file that has no name (gone when closed)."""
     try:
         return os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
@@ -59,7 +60,7 @@ class Mirror:
         self.size = size
         self.label = label
         self.parallel = parallel
-        self.fd = _anonymous_file(tmp_dir)
+        self.fd = anonymous_file(tmp_dir)
         self.fetched = 0
         self.requests = 0
         self._have = []   # sorted, disjoint [start, end) ranges present
@@ -269,11 +270,11 @@ class RangedZipShard(ZipShard):
         self.identity = _identity(mirror.size, version)
         self._size = mirror.size
         try:
-            self._dir = _zip_dirs.get(directory_key(self.identity))
+            self._dir = parsedcache.CACHE.get(directory_key(self.identity))
             if self._dir is None:
-                self._dir = _Directory(read_central_directory_pread(mirror.pread, self._size,
+                self._dir = ZipDirectory(read_central_directory_pread(mirror.pread, self._size,
                                                                     self.name))
-                _zip_dirs.put(directory_key(self.identity), self._dir)
+                parsedcache.CACHE.put(directory_key(self.identity), self._dir)
         except BaseException:
             self.close()
             raise

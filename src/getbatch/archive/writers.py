@@ -17,6 +17,7 @@ import time
 import zlib
 
 import lz4.frame
+from typing import Protocol
 
 from .cksum import pax_cksum, zip_cksum_extra
 from .errors import ArchiveError
@@ -34,7 +35,13 @@ _PADS = [bytes(n) for n in range(BLOCK)]
 TAR_END = bytes(1024)  # two zero blocks close a TAR
 
 
-def _pread_pieces(fd, offset, length, name):
+class Sink(Protocol):
+    """Where a writer's output goes: a file, a socket's makefile, a BytesIO, ..."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+def pread_pieces(fd, offset, length, name):
     while length > 0:
         piece = os.pread(fd, min(length, _PIECE), offset)
         if not piece:
@@ -126,11 +133,11 @@ class ArchiveWriter:
 
     def add_file(self, name, fd, offset, length, mtime=None):
         """One member holding `length` bytes of open file `fd` from `offset` (read with pread)."""
-        self.add_stream(name, length, _pread_pieces(fd, offset, length, name), mtime)
+        self.add_stream(name, length, pread_pieces(fd, offset, length, name), mtime)
 
     def add_file_steps(self, name, fd, offset, length, mtime=None):
         """add_file as a generator, as add_stream_steps is to add_stream."""
-        return self.add_stream_steps(name, length, _pread_pieces(fd, offset, length, name), mtime)
+        return self.add_stream_steps(name, length, pread_pieces(fd, offset, length, name), mtime)
 
     def _finish(self):
         """Archive end (end blocks, central directory) into the buffer."""
@@ -382,7 +389,8 @@ class ZipWriter(ArchiveWriter):
                            min(cd_size, U32), min(start, U32), 0))
 
 
-def open_writer(fmt, sink, *, mtime=0, mode=0o644, compress_zip=False):
+def open_writer(fmt: str, sink: Sink, *, mtime: int = 0, mode: int = 0o644,
+                compress_zip: bool = False) -> "ArchiveWriter":
     """An ArchiveWriter for output format `fmt` (a key of OUTPUT_FORMATS, leading '.' allowed)."""
     kind = OUTPUT_FORMATS.get(fmt[1:] if fmt.startswith(".") else fmt)
     if kind is None:

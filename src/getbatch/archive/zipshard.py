@@ -2,7 +2,8 @@
 
 The central directory is parsed at most once per shard version per process while it stays in
 the process-wide LRU of parsed shards (parsedcache.py, bounded by bytes), keyed by the
-shardfile.Identity of the fd being read, so a replaced or rewritten file is parsed again. A member's data offset needs its local header
+shardfile.Identity of the fd being read, so a replaced or rewritten file is parsed again.
+A member's data offset needs its local header
 (whose name/extra lengths may differ from the central directory's); it is read on first use
 and remembered alongside the cached directory.
 
@@ -13,6 +14,7 @@ a corrupt member raises CorruptArchive before any of its bytes can be sent. The 
 remembered with the cached directory, so later extents cost nothing.
 """
 import os
+import types
 import zlib
 
 from . import zipcd
@@ -22,17 +24,17 @@ from . import parsedcache
 from .member import CHUNK, FILE, Shard, find_variant, member_range
 from .zipformat import DEFLATED, FLAG_ENCRYPTED, LOCAL, STORED
 
+_zlib: types.ModuleType
 try:  # ISA-L (python-isal, optional) inflates ~1.8x and checksums ~10x faster than zlib
     from isal import isal_zlib as _zlib
 except ImportError:
     _zlib = zlib
 
-_cache = parsedcache.CACHE
 _MAX_RATIO = 1032      # deflate cannot expand data by more than this
 _CRC_PIECE = 1 << 20   # bytes per pread while checking a stored member
 
 
-class _Directory:
+class ZipDirectory:
     """One parsed central directory, shared by every ZipShard of the same shard version."""
 
     __slots__ = ("members", "index", "data_offsets", "crc_checked", "weight")
@@ -50,7 +52,7 @@ class _Directory:
         self.crc_checked = set()  # local header offsets of stored members found intact
 
 
-_CLOSED = _Directory([])   # a closed shard's: it holds nothing
+_CLOSED = ZipDirectory([])   # a closed shard's: it holds nothing
 
 
 def directory_key(identity):
@@ -69,11 +71,11 @@ class ZipShard(Shard):
         self._attach(path_or_fd, name, version, length)
         self._size = self.identity.size
         try:
-            self._dir = _cache.get(directory_key(self.identity))
+            self._dir = parsedcache.CACHE.get(directory_key(self.identity))
             if self._dir is None:
-                self._dir = _Directory(zipcd.read_central_directory(self._fd, self._size,
+                self._dir = ZipDirectory(zipcd.read_central_directory(self._fd, self._size,
                                                                     self.name))
-                _cache.put(directory_key(self.identity), self._dir)
+                parsedcache.CACHE.put(directory_key(self.identity), self._dir)
         except BaseException:
             self.close()
             raise

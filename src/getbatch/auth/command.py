@@ -3,7 +3,7 @@ configuration (the same --config file, GETBATCH_* environment and flags as `serv
 import sys
 import time
 
-from ..config import SETTINGS, ConfigError, _as_duration
+from ..config import SETTINGS, ConfigError, as_duration
 from .keys import signing_key
 
 DEFAULT_TTL = "24h"
@@ -45,7 +45,7 @@ def run(args, config):
     # `serve` argument parsing do not need
     from .tokens import issue, parse_bucket_spec
     try:
-        ttl = _as_duration(args.ttl)
+        ttl = as_duration(args.ttl)
         perms = {}
         for spec in args.bucket:
             scope, letters = parse_bucket_spec(spec)

@@ -16,7 +16,7 @@ import xxhash
 
 from ..archive import open_writer
 from ..archive.cksum import PAX_CKSUM_SIZE
-from ..archive.writers import _pread_pieces
+from ..archive.writers import pread_pieces
 from .assemble import _CHUNK, BatchOutput, _ListSink, _load, _windows
 
 _HOLD = 4 << 20   # items up to this size are read once, into memory
@@ -71,7 +71,7 @@ def _digest(it):
     """The XXH64 of a local item's bytes, read for that alone."""
     h = xxhash.xxh64()
     if it.src is not None:
-        for piece in _pread_pieces(it.src.fileno(), it.offset, it.size, it.name):
+        for piece in pread_pieces(it.src.fileno(), it.offset, it.size, it.name):
             h.update(piece)
     elif it.shard is not None:
         for chunk in it.shard.iter_member(it.member, it.offset, it.size):
@@ -84,11 +84,11 @@ def _write(writer, it, data, known=None):
     if it.src is not None:
         fd = it.src.fileno()
         if it.size <= _HOLD:
-            blob = b"".join(_pread_pieces(fd, it.offset, it.size, it.name))
+            blob = b"".join(pread_pieces(fd, it.offset, it.size, it.name))
             writer.add(it.name, blob, cksum=known or xxhash.xxh64_hexdigest(blob))
             return
         yield from writer.add_stream_steps(it.name, it.size,
-                                           _pread_pieces(fd, it.offset, it.size, it.name),
+                                           pread_pieces(fd, it.offset, it.size, it.name),
                                            cksum=known or _digest(it))
     elif it.remote is not None:
         got = _Received()

@@ -70,7 +70,7 @@ class _Pool:
                     self._busy -= 1
 
 
-_pool = _Pool()
+warm_pool = _Pool()   # shared with epochs.lookahead
 
 
 def _advise(ranges):
@@ -107,5 +107,5 @@ class Lookahead:
                 n = min(it.size, budget, HEAD_BYTES)
                 ranges.append((fd, it.offset, n))
                 budget -= n
-        if not ranges or _pool.offer(lambda: _advise(ranges), self.workers):
+        if not ranges or warm_pool.offer(lambda: _advise(ranges), self.workers):
             self.warmed = i

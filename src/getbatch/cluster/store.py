@@ -27,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ..archive import open_shard
 from ..store.archived import archive_splits
 from ..store.archlist import IN_ARCHIVE, IS_ARCHIVE, SEP
-from ..store.backend import MAX_PAGE, Backend
+from ..store.backend import Backend
+from ..store.paging import page_limit
 from ..store.errors import BucketNotFound, ObjectNotFound, StoreError, Unavailable
 from ..store.names import validate_bucket_name, validate_object_name
 from .peer_backend import Body, PeerBackend
@@ -440,7 +441,7 @@ class ClusterStore(Backend):
     def list_objects(self, bucket, prefix="", page_size=0, token="", start_after="",
                      with_meta=False):
         """Every node's page merged in name order, copies counted once."""
-        limit = _limit(page_size)
+        limit = page_limit(page_size)
 
         def page(node, b):
             attrs, nxt = b.list_objects(bucket, prefix, limit, token, start_after, with_meta)
@@ -454,7 +455,7 @@ class ClusterStore(Backend):
         pages are merged in the order of (object, file in it), copies counted once. A node
         resumes with the merged token as with its own (see archlist): `<shard>NUL<file>`
         for a shard it does not hold just goes on after the shard."""
-        limit = _limit(page_size)
+        limit = page_limit(page_size)
 
         def page(node, b):
             entries, nxt = b.list_expanded(bucket, prefix, limit, token, start_after,
@@ -547,9 +548,6 @@ def newest_state(states):
             best = (st[0], t, st[1])
     return best
 
-
-def _limit(page_size):
-    return min(page_size, MAX_PAGE) if page_size > 0 else MAX_PAGE
 
 
 def _has_more(lists, last):

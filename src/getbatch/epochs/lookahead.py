@@ -18,7 +18,7 @@ import os
 from ..archive import ArchiveError
 from ..archive.lru import LRU
 from ..batch.errors import RangeNotSatisfiable
-from ..batch.warmup import HEAD_BYTES, _pool
+from ..batch.warmup import HEAD_BYTES, warm_pool
 from ..store.errors import StoreError
 
 log = logging.getLogger("getbatch.batch")
@@ -48,7 +48,7 @@ class StepWarmer:
                 steps.append((key, k))
         # one task warms them in order; when every warm-up thread is busy, the batches
         # themselves come first and these steps are tried again after the next one
-        if steps and _pool.offer(lambda: self.warm_steps(where, [k for _, k in steps]),
+        if steps and warm_pool.offer(lambda: self.warm_steps(where, [k for _, k in steps]),
                                  workers):
             for key, _ in steps:
                 self._warmed.put(key, True)

@@ -13,7 +13,7 @@ import msgspec
 
 from ..runtime import RuntimeConfigError
 from .auth import grant_of, require_cluster_admin
-from .buckets import read_action
+from .request_parts import read_action
 from .errors import AISError
 
 _enc = msgspec.json.Encoder()

@@ -15,7 +15,7 @@ import msgspec
 from ..auth.tokens import ADMIN, READ
 from ..epochs.plans import plan_not_found
 from .auth import authorize, permits
-from .buckets import read_body
+from .request_parts import read_body
 from .errors import AISError
 
 _enc = msgspec.json.Encoder()

@@ -31,7 +31,7 @@ from ..jobs.shardindex import KIND as INDEX_KIND
 from ..store import normalize_provider
 from ..store.errors import StoreError
 from .auth import grant_of
-from .buckets import read_action
+from .request_parts import read_action
 from .errors import AISError
 
 _enc = msgspec.json.Encoder()

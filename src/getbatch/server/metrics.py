@@ -71,7 +71,9 @@ def prepare_multiprocess(path):
     from prometheus_client import values
     # prometheus-client picks its value class when first imported (it may have been already),
     # and by default asks os.getpid() at every update: a system call that cost 3.5 us here,
-    # a third of what a counter update costs; the pid is taken once per process instead
+    # a third of what a counter update costs; the pid is taken once per process instead.
+    # Replacing the module's ValueClass is the one way to install MultiProcessValue with a
+    # process_identifier (the library offers the function but no setting that takes it).
     values.ValueClass = values.MultiProcessValue(_process_id)
 
 

@@ -20,7 +20,7 @@ from ..epochs.request import parse_any
 from ..config import check_setting
 from ..store import normalize_provider
 from .auth import authorize_entries, grant_of
-from .buckets import bucket_backend, read_body
+from .request_parts import bucket_backend, read_body
 from .errors import AISError, to_ais_error
 
 log = logging.getLogger("getbatch.batch")

@@ -20,7 +20,7 @@ from ..cluster.peers import STAMP_HEADER
 from ..store import validate_archpath
 from ..store.archived import find_archived
 from ..store.errors import InvalidName, ObjectNotFound
-from .buckets import body_stream, bucket_backend
+from .request_parts import body_stream, bucket_backend
 from .errors import AISError
 
 # Whole objects up to this size leave as bytes: one pread and one send cost less than

@@ -14,7 +14,7 @@ from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.request import parse
 from ..cluster import peerwire, peerzip
-from .buckets import read_body
+from .request_parts import read_body
 
 log = logging.getLogger("getbatch.batch")
 

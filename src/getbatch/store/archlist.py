@@ -16,8 +16,8 @@ from ..archive import FILE, ArchiveError, InflateBudget
 from ..archive.formats import format_from_name
 from .archived import archive_splits
 from .attrs import ObjectAttrs
-from .backend import MAX_PAGE
 from .errors import ObjectNotFound
+from .paging import page_limit
 
 ARCH_DIR = 1 << 3     # the LsoMsg flag asking for this listing
 # LsoEntry flags of AIS (api/apc/lsmsg.go)
@@ -57,7 +57,7 @@ class _Page:
         self.backend = backend
         self.bucket = bucket
         self.prefix = prefix or ""
-        self.limit = min(page_size, MAX_PAGE) if page_size > 0 else MAX_PAGE
+        self.limit = page_limit(page_size)
         self.with_meta = with_meta
         self.max_inflate = max_inflate
         self.out = []

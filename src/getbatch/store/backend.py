@@ -11,14 +11,22 @@ shard once per request.
 """
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 
-from ..archive import parsedcache
-from .archived import open_shard_file
+from ..archive import InflateBudget, Shard, parsedcache
+from .archived import ArchivedFile, open_shard_file
+from .attrs import ObjectAttrs
 from .errors import BucketNotFound, NotRemote, StoreError
 from .names import validate_bucket_name
 
 _CHUNK = 1 << 20
-MAX_PAGE = 10_000  # entries in one listing page when the client asks for "as many as you like"
+
+
+class Readable(Protocol):
+    """What a backend stores from: a file, a request body, ..."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class Source:
@@ -33,15 +41,15 @@ class Source:
     size: int
     lazy = False  # True when the source opens its data only when first read
 
-    def fileno(self):
+    def fileno(self) -> int | None:
         """An fd holding the object's bytes at offset 0, for pread/sendfile, or None."""
         return None
 
-    def pread(self, length, offset):
+    def pread(self, length: int, offset: int) -> bytes:
         """Up to `length` bytes from `offset` (fewer only at the end)."""
         raise NotImplementedError
 
-    def chunks(self, offset, length):
+    def chunks(self, offset: int, length: int) -> Iterator[bytes]:
         """Exactly `length` bytes from `offset`, in pieces of at most 1 MiB; raises OSError
         when the source ends early."""
         while length > 0:
@@ -52,13 +60,13 @@ class Source:
             length -= len(data)
             yield data
 
-    def close(self):
+    def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> "Source":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -69,40 +77,40 @@ class Backend(ABC):
     provider = ""
 
     @property
-    def remote(self):
+    def remote(self) -> bool:
         """True when the bucket's objects are local copies of a remote store's (every provider
         but `ais`): the buckets prefetch and evict apply to."""
         return self.provider != "ais"
 
     # ---- buckets
     @abstractmethod
-    def list_buckets(self):
+    def list_buckets(self) -> list[str]:
         """Names of the buckets, sorted."""
 
     @abstractmethod
-    def has_bucket(self, name):
+    def has_bucket(self, name: str) -> bool:
         """True when the bucket exists (False also for an invalid name)."""
 
-    def require_bucket(self, name):
+    def require_bucket(self, name: str) -> None:
         """Raise BucketNotFound (or InvalidName) unless the bucket exists."""
         validate_bucket_name(name)
         if not self.has_bucket(name):
             raise BucketNotFound(name, self.provider)
 
     @abstractmethod
-    def create_bucket(self, name):
+    def create_bucket(self, name: str) -> None:
         """Create the bucket; BucketExists if it does."""
 
     @abstractmethod
-    def destroy_bucket(self, name):
+    def destroy_bucket(self, name: str) -> None:
         """Delete the bucket and every object in it; BucketNotFound if missing."""
 
-    def bucket_props(self, name):
+    def bucket_props(self, name: str) -> dict[str, Any]:
         """The bucket's properties (AIS `BucketProps` subset) as a dict."""
         self.require_bucket(name)
         return {"provider": self.provider}
 
-    def set_bucket_props(self, name, props):
+    def set_bucket_props(self, name: str, props: dict[str, Any]) -> dict[str, Any]:
         """Change bucket properties (AIS `set-bprops`); StoreError where none can be set."""
         self.require_bucket(name)
         raise StoreError(f"bucket properties of {self.provider}://{name} cannot be changed "
@@ -110,67 +118,69 @@ class Backend(ABC):
 
     # ---- objects
     @abstractmethod
-    def stat(self, bucket, name):
+    def stat(self, bucket: str, name: str) -> ObjectAttrs:
         """ObjectAttrs of the object; ObjectNotFound if missing."""
 
     @abstractmethod
-    def open(self, bucket, name):
+    def open(self, bucket: str, name: str) -> tuple[Source, ObjectAttrs]:
         """(Source, ObjectAttrs) of the current version; the caller closes the source."""
 
     @abstractmethod
-    def put(self, bucket, name, stream, length=None):
+    def put(self, bucket: str, name: str, stream: Readable, length: int | None = None) -> ObjectAttrs:
         """Store `length` bytes (or all, to EOF) of `stream.read` as the object, atomically:
         readers see the old version or the complete new one. Returns the new ObjectAttrs."""
 
     @abstractmethod
-    def append(self, bucket, name, handle, stream, length=None):
+    def append(self, bucket: str, name: str, handle: str, stream: Readable,
+               length: int | None = None) -> str:
         """AIS append: add to session `handle` ("" starts one); returns the handle to go on."""
 
     @abstractmethod
-    def flush(self, bucket, name, handle):
+    def flush(self, bucket: str, name: str, handle: str) -> ObjectAttrs:
         """Publish an append session as the object (atomic, like put)."""
 
     @abstractmethod
-    def delete(self, bucket, name):
+    def delete(self, bucket: str, name: str) -> None:
         """Remove the object; ObjectNotFound if missing."""
 
-    def prefetch(self, bucket, name):
+    def prefetch(self, bucket: str, name: str) -> int:
         """Bring the object's current remote version into the local cache (a no-op when the
         cached copy is current); returns the bytes fetched. ObjectNotFound if missing.
         Remote backends implement it; the default refuses, as AIS does for its own buckets."""
         raise NotRemote("prefetch", bucket, self.provider)
 
-    def evict(self, bucket, name):
+    def evict(self, bucket: str, name: str) -> int:
         """Drop the object's cached copy, keeping the remote object; returns the bytes freed.
         ObjectNotFound if the object is not cached. Remote backends only."""
         raise NotRemote("evict", bucket, self.provider)
 
     @abstractmethod
-    def list_objects(self, bucket, prefix="", page_size=0, token="", start_after="",
-                     with_meta=False):
+    def list_objects(self, bucket: str, prefix: str = "", page_size: int = 0, token: str = "",
+                     start_after: str = "", with_meta: bool = False) -> tuple[list[ObjectAttrs], str]:
         """One page: ([ObjectAttrs sorted by name], next_token); next_token "" on the last page.
         `token` is the previous page's next_token; names <= max(token, start_after) are skipped."""
 
     # ---- shards and batches
     @abstractmethod
-    def open_shard(self, bucket, name, budget=None):
+    def open_shard(self, bucket: str, name: str, budget: InflateBudget | None = None) -> Shard:
         """The archive `Shard` of the object's current version (its index built or reused);
         ObjectNotFound if missing, ArchiveError if it is not a readable archive. `budget`:
         an archive InflateBudget charged with what decompression the shard does."""
 
-    def index_shard(self, bucket, name, budget=None):
+    def index_shard(self, bucket: str, name: str, budget: InflateBudget | None = None) -> int:
         """Build (or find) the index of shard object `name` and keep it where later batches
         look for it; returns the shard's size. Errors as `open_shard`."""
         with self.open_shard(bucket, name, budget) as shard:
             shard.members()
             return shard.identity.size
 
-    def shard_index_state(self, bucket, name):
+    def shard_index_state(self, bucket: str, name: str) -> tuple[str, Any, int] | None:
         """(state, members, size) of shard object `name`'s index without building it (see
         archive.index_state); None where this backend keeps no index to look at."""
         return None
 
-    def open_archived(self, bucket, name, archpath, budget=None):
+    def open_archived(self, bucket: str, name: str, archpath: str,
+                      budget: InflateBudget | None = None) -> ArchivedFile:
         """The regular file `archpath` inside the shard object `name`, open for reading (an
         `archived.ArchivedFile`, whose size is known now). ObjectNotFound without the shard,
         MemberNotFound without the file, ArchiveError when the shard is not a readable archive
@@ -178,7 +188,8 @@ class Backend(ABC):
         return open_shard_file(self.open_shard(bucket, name, budget), archpath,
                                f"{self.provider}://{bucket}/{name}")
 
-    def stat_archived(self, bucket, name, archpath, budget=None):
+    def stat_archived(self, bucket: str, name: str, archpath: str,
+                      budget: InflateBudget | None = None) -> ObjectAttrs:
         """ObjectAttrs of the file `archpath` inside the shard object `name`: its size, the
         shard's times (the shard's version and checksum are not the file's); errors as
         `open_archived`."""
@@ -188,8 +199,9 @@ class Backend(ABC):
         return dataclasses.replace(self.stat(bucket, name), size=size, version="",
                                    cksum_type="", cksum_value="")
 
-    def list_expanded(self, bucket, prefix="", page_size=0, token="", start_after="",
-                      with_meta=False, max_inflate=0):
+    def list_expanded(self, bucket: str, prefix: str = "", page_size: int = 0, token: str = "",
+                      start_after: str = "", with_meta: bool = False,
+                      max_inflate: int = 0) -> tuple[list[tuple[ObjectAttrs, int]], str]:
         """One page of a listing with each shard followed by its files (the SDK's ARCH_DIR):
         ([(ObjectAttrs, flags)], next_token); see `archlist`."""
         from .archlist import list_expanded  # archlist builds on this interface
@@ -197,7 +209,7 @@ class Backend(ABC):
                              max_inflate)
 
     @abstractmethod
-    def batch_reader(self, n_entries, budget=None):
+    def batch_reader(self, n_entries: int, budget: InflateBudget | None = None) -> "BatchReader":
         """A BatchReader for one GetBatch request naming up to `n_entries` items here."""
 
 
@@ -205,31 +217,30 @@ class Backend(ABC):
 class BatchReader(ABC):
     """Per-request reads of one backend: sources by name, shards opened once per request."""
 
-    def __init__(self, backend, budget=None):
+    def __init__(self, backend: Backend, budget: InflateBudget | None = None) -> None:
         self.backend = backend
         self.budget = budget
-        self._shards = {}
+        self._shards: dict[tuple[str, str], Shard] = {}
 
     @abstractmethod
-    def source(self, bucket, name):
+    def source(self, bucket: str, name: str) -> Source:
         """The Source of an object (ObjectNotFound if missing). The reader may open it now or
         when it is first read; `close()` releases whatever it opened."""
 
-    def prepare(self, entries):
+    def prepare(self, entries: Iterable[Any]) -> None:
         """Called once with the request entries this backend serves, before planning asks
         for any of them: a remote backend starts fetching them here. Errors surface later,
         from source() and shard(), so each is reported for its own entry."""
 
-    def shard(self, bucket, name):
+    def shard(self, bucket: str, name: str) -> Shard:
         key = (bucket, name)
         shard = self._shards.get(key)
         if shard is None:
             shard = self._shards[key] = self.backend.open_shard(bucket, name, self.budget)
         return shard
 
-    def close(self):
+    def close(self) -> None:
         shards, self._shards = self._shards, {}
-        for shard in shards.values():
-            shard.close()
-        shards = shard = None   # let go of their parsed indexes before trimming
+        while shards:   # emptied as closed: their parsed indexes are let go before trimming
+            shards.popitem()[1].close()
         parsedcache.trim()

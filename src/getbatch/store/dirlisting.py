@@ -7,7 +7,7 @@ name; a directory entry ends in `/`, which no object name does, so the next page
 after everything below it. The backend is driven by `start_after` only.
 """
 from .attrs import ObjectAttrs
-from .backend import MAX_PAGE
+from .paging import page_limit
 
 IS_DIR = 1 << 8       # LsoEntry flag of AIS (api/apc/lsmsg.go)
 _PAST = "\U0010ffff"  # sorts after every name below a directory
@@ -16,7 +16,7 @@ _PAST = "\U0010ffff"  # sorts after every name below a directory
 def list_level(backend, bucket, prefix="", page_size=0, token="", start_after="",
                with_meta=False, dirs=True):
     """One page: ([(ObjectAttrs, flags)], next_token); next_token "" on the last page."""
-    limit = min(page_size, MAX_PAGE) if page_size > 0 else MAX_PAGE
+    limit = page_limit(page_size)
     out = []
     after = _resume(max(token, start_after))
     while True:

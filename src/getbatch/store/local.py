@@ -30,12 +30,13 @@ from ..archive import InflateCache, index_state, open_shard
 from . import attrs as meta
 from .append import AppendSessions
 from .attrs import attrs_from_stat
-from .backend import MAX_PAGE, Backend
+from .backend import Backend
 from .errors import BucketExists, BucketNotFound, InvalidName, ObjectNotFound
 from .fsutil import copy_stream, fsync_dir, full_disk_is_507, own, prune_empty_dirs, sweep
 from .listing import walk_names
 from .local_read import OPEN_FLAGS, FileSource, LocalBatchReader, lookup_error
 from .names import validate_bucket_name, validate_object_name
+from .paging import page_limit
 from .publish import Publisher
 from .tombs import Tombs
 
@@ -348,7 +349,7 @@ class LocalStore(Backend):
         """Version and checksum are read only `with_meta` (two xattr reads per entry)."""
         self.require_bucket(bucket)
         bdir = self._bucket_dir(bucket)
-        limit = min(page_size, MAX_PAGE) if page_size > 0 else MAX_PAGE
+        limit = page_limit(page_size)
         broot = bdir + "/"
         entries = []
         for name, is_link in walk_names(bdir, prefix or "", max(token or "", start_after or "")):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from ..archive import InflateCache, detect_format, open_shard
 from ..archive.inflatecache import Stale
-from ..archive.ranged import Mirror, RangedTarShard, RangedZipShard, _anonymous_file
+from ..archive.ranged import Mirror, RangedTarShard, RangedZipShard, anonymous_file
 from .attrs import ObjectAttrs
 from .backend import Backend, BatchReader
 from .errors import (BucketExists, NotSupported, ObjectNotFound, RemoteBadAnswer, RemoteChanged,
@@ -235,7 +235,7 @@ class RemoteStore(Backend):
         if meta.size <= self.cache.max_bytes:
             fill = self.cache.fill(self.cache.version_digest(
                 self.provider, bucket, name, meta.etag, meta.size), self._ref(bucket, name))
-        fd = -1 if fill is not None else _anonymous_file(self._tmp)
+        fd = -1 if fill is not None else anonymous_file(self._tmp)
         try:
             got = 0
             while got < meta.size:
@@ -289,7 +289,7 @@ class RemoteStore(Backend):
                                  "ETag; nothing was kept", bucket, name)
 
     def _private(self, bucket, name, meta, body):
-        fd = _anonymous_file(self._tmp)
+        fd = anonymous_file(self._tmp)
         try:
             md5 = hashlib.md5() if _is_md5(meta.etag) else None
             copy_stream(body, fd, meta.size, md5, bucket, name)
@@ -333,7 +333,7 @@ class RemoteStore(Backend):
     def put(self, bucket, name, stream, length=None):
         """Spool, send with Content-MD5, then cache: 200 only once the remote store has it."""
         self._check(bucket, name)
-        fd = _anonymous_file(self._tmp)
+        fd = anonymous_file(self._tmp)
         try:
             md5 = hashlib.md5()
             size = copy_stream(stream, fd, length, md5, bucket, name)
