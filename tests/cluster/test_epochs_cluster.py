@@ -2,7 +2,6 @@
 has a copy of the dataset, checked against the digest in etcd), and the loader's fetcher
 resumes a step whose node is SIGKILLed mid-stream, from the first missing entry, on another
 node (copies=2): no sample lost or repeated."""
-import io
 import os
 
 import requests

@@ -21,7 +21,7 @@ from aistore.sdk.errors import AISError
 
 from tests.server.conftest import make_client
 
-from .checker import ABSENT, Op
+from .checker import Op
 
 BLOCK = 64 << 10
 _HEAD = 48   # bytes of each block's header: "name|vid|block" padded with spaces

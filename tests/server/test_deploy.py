@@ -102,7 +102,7 @@ def test_systemd_unit_gives_the_secrets_as_credentials_never_world_readable():
     assert unit["UMask"] == "0027"
     text = (DEPLOY.parent / "docs" / "deploy.md").read_text()
     for src in creds.values():   # the doc installs each credential root-only
-        assert f"-m 0600 " in text and src in text, src
+        assert "-m 0600 " in text and src in text, src
 
 
 def _analyze(tmp_path, *args):

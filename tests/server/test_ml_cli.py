@@ -2,7 +2,6 @@
 --omit-src-bck, --cont-on-err, --streaming) and `getbatch lhotse-get-batch` (a cut manifest,
 --batch-size, --sample-rate, one archive per batch), against the shared node."""
 import gzip
-import io
 import json
 import os
 import subprocess

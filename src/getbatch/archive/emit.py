@@ -5,9 +5,14 @@ emit(sink_fd, items, bufsize=1 MiB, sendfile_min=64 KiB) writes
 gathered into one reused buffer, large file-backed ones sent with sendfile(2).
 Failures raise errors.EmitError naming the item.
 """
+from typing import TYPE_CHECKING
+
 from ._accel import load
 from .errors import EmitError
 
-emit = load("emit").emit
+if TYPE_CHECKING:  # both implementations have the twin's API (_cemit.pyi says so)
+    from .emit_py import emit
+else:
+    emit = load("emit").emit
 
 __all__ = ["emit", "EmitError"]

@@ -2,6 +2,7 @@
 import errno
 import os
 import select
+from collections.abc import Iterable
 
 from .errors import EmitError
 
@@ -64,7 +65,8 @@ class _Sink:
                 self.pread_into(fd, off, n, index, what, planned)
                 return
             if sent == 0:
-                raise EmitError(index, f"{what} is shorter than the {planned} bytes planned (changed while being sent?)")
+                raise EmitError(index, f"{what} is shorter than the {planned} bytes planned "
+                                      "(changed while being sent?)")
             off += sent
             n -= sent
             self.total += sent
@@ -76,13 +78,15 @@ class _Sink:
             except OSError as exc:
                 raise EmitError(index, f"cannot read {what}: {os.strerror(exc.errno)}", exc.errno)
             if not data:
-                raise EmitError(index, f"{what} is shorter than the {planned} bytes planned (changed while being sent?)")
+                raise EmitError(index, f"{what} is shorter than the {planned} bytes planned "
+                                      "(changed while being sent?)")
             self.put(data, index)
             off += len(data)
             n -= len(data)
 
 
-def emit(sink_fd, items, bufsize=1 << 20, sendfile_min=1 << 16, timeout_ms=120000):
+def emit(sink_fd: int, items: Iterable[tuple], bufsize: int = 1 << 20, sendfile_min: int = 1 << 16,
+         timeout_ms: int = 120000) -> int:
     """See ext/_cemit.pyx: write (head, src, offset, length, pad) items to sink_fd in order."""
     s = _Sink(sink_fd, bufsize, timeout_ms)
     index = 0

@@ -7,9 +7,10 @@ partial file under a member's name. Members are streamed in archive order (a com
 shard is inflated once, and no member is held whole in memory).
 """
 import os
+from collections.abc import Iterable
 
 from .errors import UnsafeName
-from .member import FILE
+from .member import FILE, Shard
 
 
 def check_member_name(shard_label, name):
@@ -24,13 +25,14 @@ def check_member_name(shard_label, name):
     return os.path.join(*parts)
 
 
-def extract_to(shard, dest, names=None):
+def extract_to(shard: Shard, dest: str | os.PathLike[str],
+               names: Iterable[str] | None = None) -> list[str]:
     """Write the named regular-file members (default: all) under `dest`; return the paths."""
-    if names is None:
-        names = [m.name for m in shard.members() if m.kind == FILE]
+    names = ([m.name for m in shard.members() if m.kind == FILE] if names is None
+             else list(names))
     rels = [check_member_name(shard.name, n) for n in names]
     offsets = [shard.lookup(n).offset for n in names]  # a missing member fails before writing
-    out = [None] * len(names)
+    out = [""] * len(names)
     for i in sorted(range(len(names)), key=offsets.__getitem__):
         target = os.path.join(dest, rels[i])
         os.makedirs(os.path.dirname(target) or dest, exist_ok=True)

@@ -3,7 +3,7 @@ import os
 import stat
 
 
-def open_sized(path, flags):
+def open_sized(path: str | bytes, flags: int) -> tuple[int, int]:
     """(fd, size) of the regular file at `path` opened with `flags`; (-1, 0) when it exists
     but is not a regular file. Raises OSError like os.open."""
     fd = os.open(path, flags)

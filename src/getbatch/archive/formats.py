@@ -45,7 +45,7 @@ def _candidates(head):
     return found
 
 
-def detect_format(path_or_bytes, name=None):
+def detect_format(path_or_bytes: str | os.PathLike[str] | bytes, name: str | None = None) -> str:
     """'tar', 'tgz', 'tar.lz4' or 'zip' for a shard given by path or by its first bytes.
 
     `name` (default: the path) names the shard in errors and supplies the extension used when

@@ -19,11 +19,11 @@ class InflateBudget:
 
     __slots__ = ("limit", "used")
 
-    def __init__(self, limit=MAX_INFLATE):
+    def __init__(self, limit: int = MAX_INFLATE) -> None:
         self.limit = limit
         self.used = 0
 
-    def remaining(self):
+    def remaining(self) -> int | None:
         """Bytes still allowed (None: unlimited)."""
         return None if not self.limit else max(0, self.limit - self.used)
 

@@ -100,13 +100,13 @@ class InflateCache:
     claim_step = 0      # bytes a fill claims at a time (0: max_bytes/16, 1 to 64 MiB)
     seen_total = None   # bytes in the directory after the last make_room() scan
 
-    def __init__(self, directory, max_bytes):
+    def __init__(self, directory: str, max_bytes: int) -> None:
         self.dir = os.fspath(directory)
         self.max_bytes = max_bytes
         self._paused_until = 0.0
         self._lock = threading.Lock()
         # (path, nonce) -> one byte per block, 1 once verified by this process; LRU by bytes
-        self._verified = OrderedDict()
+        self._verified: OrderedDict[tuple[str, bytes], bytearray] = OrderedDict()
         self._remembered = 0
         if max_bytes:
             try:

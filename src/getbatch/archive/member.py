@@ -4,10 +4,15 @@ Every reader (TAR, compressed TAR, ZIP) returns `Member` records and implements
 `Shard`, so the batch layer never looks at formats.
 """
 import os
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import CorruptArchive
 from .shardfile import adopt, identify
+
+if TYPE_CHECKING:   # for annotations only: inflatecache imports this module
+    from .inflate import InflateBudget
+    from .inflatecache import InflateCache
 
 # Member kinds. Only FILE members are ever read as data.
 FILE = "file"
@@ -86,8 +91,8 @@ class Shard:
     # Set by open_shard. budget: an archive.inflate.InflateBudget every decompressed byte is
     # charged to (None: no limit). cache: the InflateCache compressed TAR shards keep their
     # decompressed copies in (None: none).
-    budget = None
-    cache = None
+    budget: "InflateBudget | None" = None
+    cache: "InflateCache | None" = None
 
     def _attach(self, path_or_fd, name, version, length=None):
         """Take over the shard file (a path to open, or an open fd) and learn its identity.
@@ -99,7 +104,7 @@ class Shard:
             self.close()
             raise
 
-    def members(self) -> list:
+    def members(self) -> list[Member]:
         """Every entry in archive order, directories and links included."""
         raise NotImplementedError
 
@@ -107,7 +112,7 @@ class Shard:
         """The regular-file member called `name` (or ./name, /name); raises MemberNotFound."""
         raise NotImplementedError
 
-    def extent(self, name: str):
+    def extent(self, name: str) -> tuple[int, int] | None:
         """(offset, size) of the member's bytes inside the shard file when they are stored
         uncompressed there (plain TAR, ZIP stored), so they can be served with pread/sendfile;
         None otherwise. Raises MemberNotFound."""
@@ -116,13 +121,13 @@ class Shard:
     def read(self, name: str) -> bytes:
         return self.read_many([name])[0]
 
-    def read_many(self, names) -> list:
+    def read_many(self, names: Iterable[str]) -> list[bytes]:
         """Bytes of each named member, in the caller's order (duplicates allowed).
         Compressed shards are decompressed at most once per call. Each member is held whole:
         for small members; stream big ones with iter_member."""
         raise NotImplementedError
 
-    def iter_member(self, name, offset=0, length=None):
+    def iter_member(self, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """The bytes [offset, offset+length) of a member (length None: to its end) as an
         iterator of bytes chunks of at most CHUNK bytes, in memory bounded whatever the member's
         size. Lookup and range errors raise here; errors in the data (CorruptArchive, e.g. a
@@ -130,13 +135,13 @@ class Shard:
         chunks went out: the consumer must then treat what it sent as incomplete."""
         raise NotImplementedError
 
-    def inflate_cost(self, reads) -> int:
+    def inflate_cost(self, reads: Iterable[tuple[str, int, int | None]]) -> int:
         """At least how many bytes reading each of `reads`, (name, offset, length) as
         iter_member takes them, decompresses (0 for plain TAR, stored ZIP members and cached
         shards): for a planner to compare with its budget before it commits to a response."""
         return 0
 
-    def fileno(self):
+    def fileno(self) -> int:
         """The fd `extent()` ranges refer to (the shard file itself, or for a compressed TAR
         shard served from the inflate cache, its cache file), for pread/sendfile."""
         return self._fd
@@ -152,7 +157,7 @@ class Shard:
             offset += len(data)
             length -= len(data)
 
-    def close(self):
+    def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -1,15 +1,20 @@
 """`open_shard`: opens a shard with the reader its magic bytes call for."""
 import os
+from typing import Any
 
 from . import index as _index
 from .formats import detect_format
+from .inflate import InflateBudget
+from .inflatecache import InflateCache
+from .member import Shard
 from .shardfile import adopt, identify
 from .tarshard import CompressedTarShard, TarShard
 from .zipshard import ZipShard
 
 
-def open_shard(path_or_fd, *, name=None, version="", index_dir=None, budget=None, cache=None,
-               length=None):
+def open_shard(path_or_fd: str | os.PathLike[str] | int, *, name: str | None = None, version: str = "",
+               index_dir: str | None = None, budget: InflateBudget | None = None,
+               cache: InflateCache | None = None, length: int | None = None) -> Shard:
     """A Shard for the .tar, .tgz/.tar.gz, .tar.lz4 or .zip shard at a path or open on an fd.
 
     `path_or_fd`: a path, or an fd already open read-only, which the Shard takes over: it is
@@ -35,6 +40,7 @@ def open_shard(path_or_fd, *, name=None, version="", index_dir=None, budget=None
         os.close(fd)
         raise
     # the reader owns the fd from here on, closing it itself if it fails
+    shard: Shard
     if fmt == "tar":
         shard = TarShard(fd, name=label, version=version, index_dir=index_dir, length=length)
     elif fmt == "zip":
@@ -48,7 +54,8 @@ def open_shard(path_or_fd, *, name=None, version="", index_dir=None, budget=None
     return shard
 
 
-def index_state(fd, *, name, version="", index_dir=None):
+def index_state(fd: int, *, name: str, version: str = "",
+                index_dir: str | None = None) -> tuple[str, Any]:
     """(state, members) of the shard open on `fd` (not taken over) without building anything:
     "fresh" with its member count when a persisted index of this very version is in
     `index_dir` (a .zip always: its central directory is its index), "stale" when the one

@@ -71,7 +71,8 @@ def _check_name(name):
         raise ValueError("NUL in TAR member name")
 
 
-def tar_header(name, size, mtime=0, mode=0o644, uid=0, gid=0):
+def tar_header(name: str, size: int, mtime: int = 0, mode: int = 0o644, uid: int = 0,
+               gid: int = 0) -> bytes:
     """Header bytes (512, or more with a PAX header) for a regular file `name` of `size` bytes."""
     _check_name(name)
     encoded = name.encode("utf-8", "surrogateescape")
@@ -100,7 +101,7 @@ def _pax_header(name, encoded, size, mtime, mode, uid, gid):
             + _block(ustar_name, b"", size, mtime, mode, uid, gid, 0x30))
 
 
-def tar_entry_size(name, size):
+def tar_entry_size(name: str, size: int) -> int:
     """Bytes the entry takes in the output: header(s) + data padded to 512."""
     _check_name(name)
     if size < 0:

@@ -6,12 +6,17 @@ reading only its headers; scan_pread(pread, size, *, shard=...) the same through
 `pread(length, offset)` function (a remote shard read with ranged GETs). All raise
 CorruptArchive naming the shard.
 """
+from typing import TYPE_CHECKING
+
 from ._accel import load
 # network round trips, not the parser, bound a walk through ranged reads: one implementation
 from .tarscan_py import scan_pread
 
-_impl = load("tarscan")
-scan = _impl.scan
-scan_fd = _impl.scan_fd
+if TYPE_CHECKING:  # both implementations have the twin's API (_ctarscan.pyi says so)
+    from .tarscan_py import scan, scan_fd
+else:
+    _impl = load("tarscan")
+    scan = _impl.scan
+    scan_fd = _impl.scan_fd
 
 __all__ = ["scan", "scan_fd", "scan_pread"]

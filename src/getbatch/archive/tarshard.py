@@ -16,14 +16,10 @@ installed.
 import operator
 import os
 import threading
+import types
 import zlib
 from collections import OrderedDict
 from contextlib import closing
-
-try:  # ISA-L inflates about twice as fast as zlib; optional
-    from isal import isal_zlib as _inflate
-except ImportError:
-    _inflate = zlib
 
 from . import index as _index
 from . import tarscan
@@ -32,6 +28,12 @@ from .formats import detect_format
 from .inflate import version_digest
 from .inflatecache import Stale
 from .member import FILE, Shard, member_range, name_variants
+
+_inflate: types.ModuleType
+try:  # ISA-L inflates about twice as fast as zlib; optional
+    from isal import isal_zlib as _inflate
+except ImportError:
+    _inflate = zlib
 
 _IN_CHUNK = 256 << 10  # compressed bytes per read
 # Inflated bytes per decompressor call: bounds memory on a decompression bomb, and keeps each

@@ -3,11 +3,15 @@
 read_central_directory(fd, file_size, label) -> [Member], with Member.offset the local
 header's offset; raises NotAnArchive / CorruptArchive naming the shard.
 """
-from ._accel import load
+from typing import TYPE_CHECKING
 
-_impl = load("zipcd")
-read_central_directory = _impl.read_central_directory
+from ._accel import load
 # a remote shard's directory costs two ranged reads; the parser's speed does not matter there
-from .zipcd_py import read_central_directory_pread  # noqa: E402
+from .zipcd_py import read_central_directory_pread
+
+if TYPE_CHECKING:  # both implementations have the twin's API (_czipcd.pyi says so)
+    from .zipcd_py import read_central_directory
+else:
+    read_central_directory = load("zipcd").read_central_directory
 
 __all__ = ["read_central_directory", "read_central_directory_pread"]

@@ -37,7 +37,8 @@ class Item(msgspec.Struct, gc=False):
     is a Source, or a Shard whose `fileno()` holds the member's bytes at `offset`); `shard`
     + `member` for data to decompress (then `offset` is relative to the member); `remote`
     for an item another node sends; none of them for a placeholder. `owned`: `src` is a
-    Source this plan closes once the item is sent. Untracked by the cyclic GC (it holds no cycles), so big plans trigger no collections."""
+    Source this plan closes once the item is sent. Untracked by the cyclic GC (it holds no
+    cycles), so big plans trigger no collections."""
 
     name: str
     size: int

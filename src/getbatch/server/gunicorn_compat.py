@@ -1,8 +1,9 @@
 """The gunicorn versions the worker runs under. GetBatchWorker builds on gthread's internals
 (`method_queue`, `set_accept_enabled`, a 3-argument `accept`, `_keepalive_after`,
-`unreader.take_buffered()`), which change between major versions; as gunicorn's own gevent
-worker checks the gevent it gets, the worker checks its gunicorn when this module is imported (worker.py imports it first), so a mismatched
-install fails at start-up with a line saying what to install, not mid-request."""
+`unreader.take_buffered()`), which change between major versions. As gunicorn's own gevent
+worker checks the gevent it gets, this module checks the gunicorn when it is imported
+(worker.py imports it first, and startup.serve imports the worker before anything starts),
+so a mismatched install fails at start-up with a line saying what to install."""
 import gunicorn
 
 # the range pyproject.toml pins, and the tests run under

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 try:
     import xxhash
 except ImportError:  # the checksum is optional: objects are then stored without one
-    xxhash = None
+    xxhash = None  # type: ignore[assignment]  (the module, or None without it)
 
 XATTR_CKSUM = "user.getbatch.cksum"
 XATTR_VERSION = "user.getbatch.version"

@@ -7,9 +7,10 @@ instance roles) unless the settings `s3_endpoint` / `s3_region` name them. Each 
 makes its own boto3 client on first use (a client made before gunicorn forks would share its
 connections between processes); its connection pool is sized to the threads that may use it.
 boto3 comes with the `s3` extra (pip install 'getbatch[s3]'); a node without it answers
-requests on aws:// buckets with a 400 that says so. Errors become store errors: 404 missing, 403 denied, 503 unreachable (naming the endpoint),
-502 for an answer that contradicts the request (a Content-Range other than the range asked, a
-version other than the one pinned with If-Match, a malformed size): see originreply.py.
+requests on aws:// buckets with a 400 that says so. Errors become store errors: 404 missing,
+403 denied, 503 unreachable (naming the endpoint), 502 for an answer that contradicts the
+request (a Content-Range other than the range asked, a version other than the one pinned with
+If-Match, a malformed size): see originreply.py.
 """
 import base64
 import calendar
