@@ -6,9 +6,10 @@
 All loaders read the same samples (`--samples` of `--size` bytes, random data, one
 `<key>.bin` file a sample) packed in .tar shards of about `--shard` bytes, shuffled, into a
 DataLoader with 0, 2 and 4 workers, batches of `--batch` samples; a "training loop" that only
-counts, `--rounds` times, interleaved (medians reported). Per run: samples/s delivered to the loop, p50/p99 time between batches, peak RSS of
-the loader's processes (main + DataLoader workers, sampled from /proc), and the shuffle's
-locality: the mean number of distinct shards one batch reads.
+counts, `--rounds` times, interleaved (medians reported). Per run: samples/s delivered to the
+loop, p50/p99 time between batches, peak RSS of the loader's processes (main + DataLoader
+workers, sampled from /proc), and the shuffle's locality: the mean number of distinct shards
+one batch reads.
 
 Loaders:
 - getbatch-epoch: getbatch.torch EpochDataset over a plan (shuffle full, verified xxhash64);
@@ -28,8 +29,8 @@ Loaders:
 
 Then two getbatch-only measurements: look-ahead (cold page cache, one rank stepping with
 `--compute-ms` of "compute" per step and no client prefetch, with `ahead` 0 and 2: the time
-each step waits for its batch), and a kill: a 3-node cluster (copies=2) whose serving node is SIGKILLed mid-epoch while the
-loader reads: every sample must arrive once.
+each step waits for its batch), and a kill: a 3-node cluster (copies=2) whose serving node is
+SIGKILLed mid-epoch while the loader reads: every sample must arrive once.
 
 mosaicml-streaming's requirements would replace torch's CPU build: install it with
 `pip install --no-deps mosaicml-streaming==0.13.0`. It imports torchvision for its vision
