@@ -3,6 +3,7 @@ how steps split it across ranks."""
 import io
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from getbatch.batch.errors import BadRequest, NotFound, RangeNotSatisfiable
 from getbatch.epochs import dataset as ds_mod
@@ -114,3 +115,25 @@ def test_elastic_resume_keeps_the_global_order():
                 pass
     positions = [p for a, b in before + after for p in range(a, b)]
     assert sorted(positions) == list(range(n))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 500), st.integers(1, 40), st.integers(1, 9), st.booleans(),
+       st.integers(0, 600))
+def test_steps_cover_the_order_once(n, batch, world, drop, offset):
+    """For any sizes: the steps of all ranks hold each position from `offset` on once (or,
+    with drop_last, exactly the full global steps), none past the end."""
+    steps = step_count(n, batch, world, drop, offset)
+    got = []
+    for rank in range(world):
+        for k in range(steps + 1):
+            try:
+                a, b = step_range(n, batch, world, rank, k, drop, offset)
+            except RangeNotSatisfiable:
+                assert k >= steps - 1
+                continue
+            assert k < steps and 0 < b - a <= batch
+            got += range(a, b)
+    left = max(0, n - offset)
+    want = range(offset, offset + (left // (batch * world)) * batch * world if drop else n)
+    assert sorted(got) == list(want)

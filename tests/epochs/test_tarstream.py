@@ -1,0 +1,55 @@
+"""The loader's TarStream against tarfile: any names (long, non-ASCII: PAX and GNU headers),
+checksum records, fed in pieces of any size; a cut stream never reads as ended."""
+import io
+import tarfile
+
+import xxhash
+from hypothesis import given, settings, strategies as st
+
+from getbatch.archive.cksum import PAX_KEY
+from getbatch.archive.writers import TarWriter
+from getbatch.loader.tarstream import TarStream
+
+names = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=300)
+entries = st.lists(st.tuples(names, st.binary(max_size=2000)), min_size=1, max_size=6)
+
+
+class _Sink(io.BytesIO):
+    pass
+
+
+def _feed(data, cuts):
+    ts, out, pos = TarStream(), [], 0
+    for c in sorted(cuts) + [len(data)]:
+        out += ts.feed(data[pos:c])
+        pos = max(pos, c)
+    return ts, out
+
+
+@settings(max_examples=60, deadline=None)
+@given(entries, st.lists(st.integers(0, 20000), max_size=8), st.booleans())
+def test_entries_and_checksums_in_any_pieces(items, cuts, gnu):
+    if gnu:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+            for name, data in items:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        raw = buf.getvalue()
+    else:
+        sink = _Sink()
+        with TarWriter(sink) as w:
+            for name, data in items:
+                w.add(name, data, cksum=xxhash.xxh64_hexdigest(data))
+        raw = sink.getvalue()
+    ts, got = _feed(raw, [c % (len(raw) + 1) for c in cuts])
+    assert ts.ended
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r") as tf:
+        want = [(m.name, tf.extractfile(m).read()) for m in tf]
+        end = tf.offset   # where the last entry ends, before the zero blocks
+    assert [(n, d) for n, d, _ in got] == want
+    if not gnu:
+        assert all(p[PAX_KEY] == xxhash.xxh64_hexdigest(d) for _, d, p in got)
+    cut, partial = _feed(raw[:end - 1], [])
+    assert not cut.ended and len(partial) < len(want)
