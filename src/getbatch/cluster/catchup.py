@@ -80,7 +80,7 @@ def catch_up(store):
 
 def _from_peer(store, node, bucket, st):
     local = store.share.local
-    backend = store._backend_of(node)
+    backend = store.backend_of(node)
     after = ""
     while True:
         r = store.cluster.peers.request(node, "GET", f"{PEER_PREFIX}/stamps/{bucket}",

@@ -165,7 +165,7 @@ class Rebalance:
                 owners.append(node)
             if len(owners) == copies:
                 break
-        return ([(n, store._backend_of(n)) for n in owners if n.id != me.id],
+        return ([(n, store.backend_of(n)) for n in owners if n.id != me.id],
                 any(n.id == me.id for n in owners))
 
     def _one(self, smap, bucket, name, copies, st):
@@ -175,7 +175,7 @@ class Rebalance:
         others, owner = self._owners(smap, bucket, name, copies)
         try:
             mine = local.stat(bucket, name).stamp
-            states = store._states(bucket, name, others)
+            states = store.copy_states(bucket, name, others)
             newest = newest_state(states)
             if newest is not None and newest[0] > mine:
                 stamp, (node, backend), tomb = newest
@@ -203,7 +203,7 @@ class Rebalance:
     @staticmethod
     def _all_hold(store, bucket, name, others, stamp):
         """True when every owner in `others` now holds `stamp` or newer."""
-        states = store._states(bucket, name, others)
+        states = store.copy_states(bucket, name, others)
         return all(s is not None and s is not AWAY and not s[1] and s[0] >= stamp
                    for _, s in states)
 
@@ -219,7 +219,7 @@ class Rebalance:
                 st["tombs_collected"] += 1
                 continue
             others, _ = self._owners(smap, bucket, name, copies)
-            for (node, backend), s in store._states(bucket, name, others):
+            for (node, backend), s in store.copy_states(bucket, name, others):
                 if s is not AWAY and (s is None or s[0] < stamp):
                     try:
                         backend.delete(bucket, name, stamp, keep=True)

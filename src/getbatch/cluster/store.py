@@ -75,9 +75,10 @@ class ClusterStore(Backend):
         nodes = smap.ranked(placement_key("ais", bucket, name))
         if smap.node(me.id) is None:
             nodes.append(me)
-        return [(n, self._backend_of(n)) for n in nodes]
+        return [(n, self.backend_of(n)) for n in nodes]
 
-    def _backend_of(self, node):
+    def backend_of(self, node):
+        """The backend that reads and writes `node`'s copies: this node's share, or a peer's."""
         if node.id == self.cluster.node.id:
             return self.share
         return PeerBackend(self.cluster.peers, node)
@@ -96,7 +97,7 @@ class ClusterStore(Backend):
         for node in smap.ranked(placement_key("ais", bucket, name)):
             if node.url not in seen:
                 seen.add(node.url)
-                out.append((node, self._backend_of(node)))
+                out.append((node, self.backend_of(node)))
         if len(out) < copies:
             raise TooFewNodes(f"cannot store ais://{bucket}/{name}: {len(out)} distinct live "
                               f"nodes reachable, {copies} needed (the bucket's mirror copies); "
@@ -108,7 +109,7 @@ class ClusterStore(Backend):
         nodes = list(smap.nodes)
         if smap.node(self.cluster.node.id) is None:
             nodes.append(self.cluster.node)
-        return [(n, self._backend_of(n)) for n in nodes]
+        return [(n, self.backend_of(n)) for n in nodes]
 
     def _fanout(self, fn, targets):
         """fn(node, backend) on every target in parallel; [(node, result or exception)]."""
@@ -180,7 +181,7 @@ class ClusterStore(Backend):
         if copies <= 1 or len(ranked) <= 1:
             return self._first(bucket, name, ranked, fn)
         if stamp_of is None:
-            states = self._states(bucket, name, ranked[:copies])
+            states = self.copy_states(bucket, name, ranked[:copies])
             newest = newest_state(states)
             if newest is not None and newest[2]:
                 raise ObjectNotFound(bucket, name)
@@ -237,7 +238,7 @@ class ClusterStore(Backend):
                      name, "; ".join(unreachable))
         raise ObjectNotFound(bucket, name)
 
-    def _states(self, bucket, name, targets):
+    def copy_states(self, bucket, name, targets):
         """[((node, backend), (stamp, is_tomb) or None when missing)] of the targets that
         answered, asked in parallel."""
         futures = [(t, self._pool.submit(_state, t[1], bucket, name)) for t in targets]
