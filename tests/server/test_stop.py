@@ -98,6 +98,16 @@ def test_sigterm_stops_promptly_after_sdk_traffic(tmp_path):
         _assert_clean(proc.returncode, secs, out, f"SIGTERM, round {i}")
 
 
+def _wait_for_upload(data_dir, timeout=30.0):
+    """Until the node writes an upload's first bytes (a file in its temp directory): the
+    request is then in flight, however slowly the machine runs."""
+    tmp = os.path.join(data_dir, ".sys", "tmp")
+    deadline = time.monotonic() + timeout
+    while not any(e.stat().st_size for e in os.scandir(tmp)):
+        assert time.monotonic() < deadline, "the upload did not start"
+        time.sleep(0.02)
+
+
 def test_sigterm_lets_the_request_in_flight_finish(tmp_path):
     proc, url, port = _start(tmp_path / "data")
     try:
@@ -106,7 +116,7 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path):
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(b"PUT /v1/objects/inflight/o?provider=ais HTTP/1.1\r\nHost: x\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(body) + body[:1 << 20])
-        time.sleep(0.3)
+        _wait_for_upload(tmp_path / "data")
         t0 = time.monotonic()
         os.killpg(proc.pid, signal.SIGTERM)
         time.sleep(0.3)
