@@ -181,7 +181,7 @@ def human(n):
         n /= 1024
 
 
-def _error_text(resp, body):
+def error_text(resp, body):
     """The message of an AIS error body, or the start of whatever came."""
     text = body.decode("utf-8", "replace").strip()
     try:
@@ -225,13 +225,13 @@ def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120
                 break
             # the node is at its budget: wait as it asks (as the SDK does), then ask again
             conn.close()   # the next ask on a fresh connection, whatever the node does with this one
-            time.sleep(_retry_after(resp))
+            time.sleep(retry_after_of(resp))
         if resp.status != 200:
             try:
                 text = resp.read(64 << 10)
             except (OSError, http.client.HTTPException):
                 text = b""
-            raise GetError(f"GetBatch refused: {_error_text(resp, text)}")
+            raise GetError(f"GetBatch refused: {error_text(resp, text)}")
         directory = os.path.dirname(os.path.abspath(out))
         tmp = os.path.join(directory, f".{os.path.basename(out)}.part-{secrets.token_hex(4)}")
         try:
@@ -241,7 +241,7 @@ def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120
             raise GetError(f"cannot write {out}: {exc.strerror}") from None
         try:
             with f:
-                entries_seen, missing, nbytes = _receive(resp, f, fmt, progress)
+                entries_seen, missing, nbytes = receive_batch(resp, f, fmt, progress)
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:   # writing: a full disk, say (reading errors are GetErrors)
@@ -262,7 +262,7 @@ def get_batch(url, entries, out, fmt="tar", coer=False, bucket=None, timeout=120
                 pass
 
 
-def _retry_after(resp):
+def retry_after_of(resp):
     """Seconds a 429 asks to wait (Retry-After in seconds), within [0, BUSY_WAIT_MAX]."""
     try:
         secs = float(resp.getheader("Retry-After") or BUSY_WAIT)
@@ -271,7 +271,7 @@ def _retry_after(resp):
     return min(max(secs, 0.0), BUSY_WAIT_MAX)
 
 
-def _receive(resp, f, fmt, progress):
+def receive_batch(resp, f, fmt, progress):
     """Copy the body to `f`, counting entries; (entries, missing, bytes). Raises GetError when
     the body is cut short or not a well-formed archive."""
     length = resp.getheader("Content-Length")

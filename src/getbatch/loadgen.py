@@ -26,7 +26,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
-from .client import GetError, _error_text, _receive, _retry_after, human
+from .client import GetError, error_text, receive_batch, retry_after_of, human
 from .config import ConfigError, as_duration, as_size
 
 LIST_PAGE = 10_000
@@ -102,7 +102,7 @@ def list_names(node, bucket, archived):
         status, data, resp = node.call("GET", q, body.encode(),
                                        {"Content-Type": "application/json"})
         if status != 200:
-            raise BenchError(f"cannot list {bucket}: {_error_text(resp, data)}")
+            raise BenchError(f"cannot list {bucket}: {error_text(resp, data)}")
         page = json.loads(data)
         for e in page.get("Entries") or ():
             (inside if e.get("f", 0) & IN_ARCHIVE else plain).append(e["n"])
@@ -120,7 +120,7 @@ def put_objects(node, bucket, count, size, threads=8):
         status, data, resp = node.call("POST", q, json.dumps({"action": "create-bck"}).encode(),
                                        {"Content-Type": "application/json"})
         if status != 200:
-            raise BenchError(f"cannot create {bucket}: {_error_text(resp, data)}")
+            raise BenchError(f"cannot create {bucket}: {error_text(resp, data)}")
 
     def put(chunk):
         conn = node.connect(60.0)
@@ -129,7 +129,7 @@ def put_objects(node, bucket, count, size, threads=8):
                 path = f"/v1/objects/{urllib.parse.quote(bucket, safe='')}/bench/{i:07d}"
                 st, body, r = node.call("PUT", path, os.urandom(size), conn=conn)
                 if st != 200:
-                    raise BenchError(f"cannot store bench/{i:07d}: {_error_text(r, body)}")
+                    raise BenchError(f"cannot store bench/{i:07d}: {error_text(r, body)}")
         finally:
             conn.close()
     with ThreadPoolExecutor(threads) as pool:
@@ -167,12 +167,12 @@ def _client(url, bucket, names, mix, batch_size, deadline, seed, out):
             if resp.status == 429:
                 resp.read()
                 out.put(("busy", 0, 0, 0, 0, ""))
-                time.sleep(min(_retry_after(resp), max(deadline - time.monotonic(), 0)))
+                time.sleep(min(retry_after_of(resp), max(deadline - time.monotonic(), 0)))
                 continue
             if resp.status != 200:
-                out.put(("error", 0, 0, 0, 0, _error_text(resp, resp.read())))
+                out.put(("error", 0, 0, 0, 0, error_text(resp, resp.read())))
                 continue
-            got, missing, nbytes = _receive(resp, _Discard(), "tar", None)
+            got, missing, nbytes = receive_batch(resp, _Discard(), "tar", None)
             resp.read()   # marks the response done, so the connection takes the next request
             if got != batch_size:
                 raise GetError(f"incomplete archive: {got} of {batch_size} entries")
