@@ -78,23 +78,44 @@ def _until(cond, timeout=60):
     raise AssertionError(f"not true within {timeout}s")
 
 
-def test_a_killed_node_is_named_and_restarted_and_ctrl_c_stops_all(tmp_path):
+def _start(tmp_path, nodes, *flags):
+    """A `getbatch cluster` process, its Output, its data dir and {index: (url, id, pid)} of
+    its nodes, once it says it is ready."""
     require_etcd()
-    port = free_ports(3)
-    assert port + 2 < ephemeral_range()[0]
+    port = free_ports(nodes)
+    assert port + nodes - 1 < ephemeral_range()[0]
     data = str(tmp_path / "dev")
-    p = subprocess.Popen([sys.executable, "-m", "getbatch.cli", "cluster", "--nodes", "3",
-                          "--port", str(port), "--data-dir", data],
+    p = subprocess.Popen([sys.executable, "-m", "getbatch.cli", "cluster", "--nodes", str(nodes),
+                          "--port", str(port), "--data-dir", data, *flags],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = Output(p.stdout)
     try:
-        _, at = out.wait_for("Ctrl-C stops the cluster")
-        text = "".join(out.lines)
-        assert "from aistore import Client" in text
-        nodes = {int(i): (u, nid, int(pid)) for i, u, nid, pid in re.findall(
-            r"node (\d): (http://\S+) \(id (\S+), pid (\d+)\)", text)}
+        out.wait_for("Ctrl-C stops the cluster")
+    except BaseException:
+        _stop(p, out, data)
+        raise
+    nodes = {int(i): (u, nid, int(pid)) for i, u, nid, pid in re.findall(
+        r"node (\d): (http://\S+) \(id (\S+), pid (\d+)\)", "".join(out.lines))}
+    assert nodes[0][0] == f"http://127.0.0.1:{port}"
+    return p, out, data, nodes
+
+
+def _stop(p, out, data):
+    """Ctrl-C: every process of the cluster ends."""
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=60)
+    out.wait_for("getbatch cluster: stopping", timeout=5)
+    _until(lambda: not _processes_under(data), timeout=10)
+
+
+def test_a_killed_node_is_named_and_restarted_and_ctrl_c_stops_all(tmp_path):
+    p, out, data, nodes = _start(tmp_path, 3)
+    try:
+        at = len(out.lines)
+        assert "from aistore import Client" in "".join(out.lines)
         assert sorted(nodes) == [0, 1, 2]
         urls = [nodes[i][0] for i in range(3)]
+        port = int(urls[0].rsplit(":", 1)[1])
         assert urls[2] == f"http://127.0.0.1:{port + 2}"
         make_client(urls[0]).bucket("b").create()
 
@@ -125,7 +146,18 @@ def test_a_killed_node_is_named_and_restarted_and_ctrl_c_stops_all(tmp_path):
         _until(lambda: all(_members(u) == sorted(n[1] for n in nodes.values()) for u in urls))
         assert make_client(urls[1]).bucket("b").object("o0").get_reader().read_all() == b"x" * 100
     finally:
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=60)
-    out.wait_for("getbatch cluster: stopping", timeout=5)
-    _until(lambda: not _processes_under(data), timeout=10)
+        _stop(p, out, data)
+
+
+def test_restart_exited_starts_a_killed_node_again_by_itself(tmp_path):
+    p, out, data, nodes = _start(tmp_path, 1, "--restart-exited")
+    try:
+        url, _, pid = nodes[0]
+        os.killpg(pid, signal.SIGKILL)
+        _, at = out.wait_for(r"node 0 .* exited: killed by SIGKILL; .* Restarting it "
+                             r"\(--restart-exited\)", len(out.lines))
+        m, _ = out.wait_for(r"node 0 restarted \(pid (\d+)\)", at)
+        assert int(m.group(1)) != pid
+        assert requests.get(url + "/v1/health", timeout=5).status_code == 200
+    finally:
+        _stop(p, out, data)

@@ -56,6 +56,8 @@ class Member:
         self.data_dir = data_dir     # a node's data dir (its id is kept there)
         self.proc = None
         self.started = 0.0
+        self.restarts = 0
+        self.flapping = False        # exited soon after a restart: not restarted by itself
         self.reported = False
 
     def start(self):
@@ -229,6 +231,7 @@ def _supervise(members, hangup, restart_exited, out):
         for m in members:
             if m.exited() and not m.reported:
                 m.reported = True
+                m.flapping = m.restarts > 0 and time.monotonic() - m.started < FLAP_SECONDS
                 m.reap_group()
                 _report_exit(m, members, restart_exited, out)
         exited = [m for m in members if m.exited()]
@@ -236,7 +239,7 @@ def _supervise(members, hangup, restart_exited, out):
             hangup.asked = False
             again = exited
         elif restart_exited:
-            again = [m for m in exited if time.monotonic() - m.started > FLAP_SECONDS]
+            again = [m for m in exited if not m.flapping]
         else:
             again = []
         for m in again:  # etcd first: a node needs it to join
@@ -247,7 +250,7 @@ def _supervise(members, hangup, restart_exited, out):
 def _report_exit(m, members, restart_exited, out):
     ident = f"id {m.node_id()}, " if m.data_dir else ""
     others = [o.name for o in members if o is not m and not o.exited()]
-    if restart_exited and time.monotonic() - m.started > FLAP_SECONDS:
+    if restart_exited and not m.flapping:
         how = "Restarting it (--restart-exited)."
     else:
         how = (f"To start it again: kill -HUP {os.getpid()} (this cluster restarts what "
@@ -261,6 +264,7 @@ def _report_exit(m, members, restart_exited, out):
 
 
 def _restart(m, out):
+    m.restarts += 1
     m.start()
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline and not m.exited():
