@@ -453,10 +453,11 @@ def test_failover_before_an_item_takes_the_other_version_whole(mini, versions, t
             (f"b/{a}", mini.objs[a]), (f"b/{name}", other)]
 
 
-def _plan_answer(size):
-    """A peer's 200 whose plan frame gives every entry asked for `size` bytes."""
+def _plan_answer(size, prefix="b/"):
+    """A peer's 200 whose plan frame gives every entry asked for `size` bytes, named
+    `prefix` + its object name."""
     def answer(body):
-        names = [f"b/{e['objname']}" for e in json.loads(body)["in"]]
+        names = [f"{prefix}{e['objname']}" for e in json.loads(body)["in"]]
         frame = json.dumps({"uuid": "x", "out": [[n, size, None] for n in names]}).encode()
         payload = b"GBP1" + len(frame).to_bytes(4, "big") + frame
         return (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload)) + payload
@@ -468,7 +469,8 @@ def _plan_answer(size):
     lambda body: b"HTTP/1.1 404 Not Found\r\nContent-Length: 99999999\r\n\r\n",
     _plan_answer(-5),
     _plan_answer(2 ** 70),
-], ids=["length-abc", "huge-error", "size-minus-5", "size-huge"])
+    _plan_answer(4096, "../../"),
+], ids=["length-abc", "huge-error", "size-minus-5", "size-huge", "misnamed"])
 def test_hostile_peer_is_a_failed_owner(mini, answer, tmp_path):
     """A node answering its sub-batch with nonsense is a failed owner: its entries are
     planned on the next candidates, never a 500."""

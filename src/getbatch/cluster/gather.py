@@ -77,8 +77,7 @@ class Items:
     def __setitem__(self, i, item):
         self.refs[i] = _FULL
         self.full[i] = item
-        if item.remote is self.gather and item.err is None and item.offset == i \
-                and item.name == self.gather.name_of(i):
+        if item.remote is self.gather and item.err is None and item.offset == i:
             self.refs[i] = _REMOTE
             self.sizes[i] = item.size
             del self.full[i]
@@ -246,6 +245,14 @@ class Gather:
             for i in s.indexes:
                 self.tried.setdefault(i, set()).add(s.node.id)
             return list(s.indexes)
+        name_of = self.name_of
+        for i, (name, _, err) in zip(s.indexes, plan):
+            if err is None and name != name_of(i):
+                # its frames would carry that name into the output
+                s.close()
+                self._lost(PeerFailed(s.node, f"its plan names entry {i} {name[:100]!r}, "
+                                              f"not {name_of(i)[:100]!r}"), s.indexes)
+                return list(s.indexes)
         return self._assign(s, plan)
 
     def _assign(self, s, plan):
@@ -299,7 +306,8 @@ class Gather:
         if err is not None:
             self.tried.setdefault(i, set()).add(node_id)
             if self.items[i] is None:
-                self.items[i] = Item(item.name, 0, err=err)   # the first owner's word
+                # the first owner's word, under the name this node gives the entry
+                self.items[i] = batch_plan.placeholder(self.name_of(i), err)
             return False
         if self.phase2 and (item.name, item.size) != (self.items[i].name, self.items[i].size):
             # another version on this replica: its bytes would not match what was announced
