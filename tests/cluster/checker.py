@@ -51,6 +51,7 @@ class Violation:
     kind: str
     key: str
     detail: str
+    at: object = None         # when the read that shows it started (None: after healing)
 
     def __str__(self):
         return f"{self.kind}: {self.key}: {self.detail}"
@@ -113,11 +114,11 @@ class Checker:
         out = []
         for r in self.reads:
             if r.bad:
-                out.append(Violation(MIXED, r.key, f"via {r.via}: {r.bad}"))
+                out.append(Violation(MIXED, r.key, f"via {r.via}: {r.bad}", r.start))
             elif not self.allowed(r.key, r.vid, r.start, r.end):
                 v = self._why(r.key, r.vid, r.start, r.end, final=False)
                 out.append(Violation(v.kind, v.key, f"{v.detail}; read via {r.via} at "
-                                                    f"{r.start:.3f}-{r.end:.3f}"))
+                                                    f"{r.start:.3f}-{r.end:.3f}", r.start))
         return out
 
     def check_final(self, key, answers, copies=None, holders=None):

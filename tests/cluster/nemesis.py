@@ -68,10 +68,12 @@ class Nemesis:
     """Runs a schedule against a `nodes.Cluster` in a thread; `urls()` are the nodes it has
     not taken away (where a workload sends its requests)."""
 
-    def __init__(self, cluster, faults, out=print):
+    def __init__(self, cluster, faults, out=print, clock=time.monotonic):
         self.cluster = cluster
         self.faults = faults
         self.out = out
+        self.clock = clock        # the history's clock: faults and ops on one time line
+        self.log = []             # (start, end of healing, kind, what) of each fault applied
         self.injected = Counter()
         self.removed = set()      # node indexes stopped for good (leave)
         self.away = set()         # node indexes killed, paused or stopped right now
@@ -129,6 +131,7 @@ class Nemesis:
 
     def apply(self, f):
         """Inject `f`, hold it, heal it, and wait for the members to agree."""
+        start = self.clock()
         members = self.members()
         i = members[f.slot % len(members)]
         if f.kind == "join":
@@ -142,6 +145,8 @@ class Nemesis:
             self.end(f.kind, i)
         self.injected[f.kind] += 1
         self.settle()
+        self.log.append((start, self.clock(), f.kind,
+                         "etcd" if f.kind == "etcd_pause" else f"node {i}"))
         if f.kind == "leave":
             # what the operator does after a node leaves for good: its copies are made again
             # elsewhere before another node may go (two holders gone for good lose data,
@@ -254,6 +259,16 @@ class Report:
     faults: dict
     violations: list
     rebalance: str
+    fault_log: list
+
+    def near(self, at):
+        """The last fault that began before `at`, and how long before (for triage)."""
+        before = [e for e in self.fault_log if e[0] <= at]
+        if not before:
+            return "before any fault"
+        start, healed, kind, what = before[-1]
+        when = "during it" if at <= healed else f"{at - healed:.1f} s after it healed"
+        return f"{kind} of {what} at {start:.1f} s, {when}"
 
     def lines(self):
         yield (f"seed {self.seed}, {self.duration:.0f} s: {sum(self.ops.values())} operations "
@@ -263,7 +278,7 @@ class Report:
         yield f"rebalance after healing: {self.rebalance}"
         yield f"violations: {len(self.violations)} {summary(self.violations)}"
         for v in self.violations[:20]:
-            yield f"  {v}"
+            yield f"  {v}" + (f" [{self.near(v.at)}]" if v.at is not None else "")
 
 
 def trial(cluster, seed, duration, names=12, copies=2, kinds=FAULTS, threads=3,
@@ -275,8 +290,8 @@ def trial(cluster, seed, duration, names=12, copies=2, kinds=FAULTS, threads=3,
         f"(replay: bench/nemesis_run.py --seed {seed} --duration {duration:.0f})")
     bucket = f"nem{seed}"
     create_bucket(cluster.urls[0], bucket, copies)
-    nemesis = Nemesis(cluster, faults, out=out)
     client = Client(bucket, Versions(), History())
+    nemesis = Nemesis(cluster, faults, out=out, clock=client.history.now)
     keys = [f"k{i:02d}" for i in range(names)]
     work = Workload(client, nemesis.urls, keys, seed, large_size=large_size, threads=threads)
     work.start()
@@ -293,4 +308,5 @@ def trial(cluster, seed, duration, names=12, copies=2, kinds=FAULTS, threads=3,
     violations += final_violations(cluster, nemesis.members(), client, checker, keys, copies)
     return Report(seed, duration, client.history.counts(), dict(client.errors),
                   dict(nemesis.injected), violations,
-                  f"{st['state']} (moved {st.get('moved', 0)}, copied {st.get('copied', 0)})")
+                  f"{st['state']} (moved {st.get('moved', 0)}, copied {st.get('copied', 0)})",
+                  nemesis.log)

@@ -4,7 +4,7 @@ too few copies) and accepts what it allows (reads racing a write, unknown writes
 either winner of concurrent PUTs). The nemesis schedule is a function of its seed."""
 from tests.cluster.checker import (ABSENT, DIVERGED, FEW_COPIES, LOST_OVERWRITE, LOST_WRITE,
                                    MIXED, PHANTOM, RESURRECTED, STALE, Checker, Op)
-from tests.cluster.nemesis import FAULTS, schedule
+from tests.cluster.nemesis import FAULTS, Report, schedule
 from tests.cluster.workload import BLOCK, Versions
 
 
@@ -109,3 +109,12 @@ def test_the_schedule_is_a_function_of_the_seed():
     for f in schedule(3, 600):  # never fewer than 3 nodes, nor more than 4
         nodes += {"join": 1, "leave": -1}.get(f.kind, 0)
         assert 3 <= nodes <= 4
+
+
+def test_the_report_places_each_violation_after_its_fault():
+    r = Report(1, 10, {}, {}, {}, [], "done", [(1.0, 3.0, "kill", "node 1"),
+                                              (6.0, 8.5, "etcd_pause", "etcd")])
+    assert r.near(0.5) == "before any fault"
+    assert r.near(2.0) == "kill of node 1 at 1.0 s, during it"
+    assert r.near(5.0) == "kill of node 1 at 1.0 s, 2.0 s after it healed"
+    assert r.near(9.0) == "etcd_pause of etcd at 6.0 s, 0.5 s after it healed"
