@@ -15,9 +15,10 @@ import os
 import struct
 import time
 import zlib
+from collections.abc import Iterable, Iterator
+from typing import Protocol, Union
 
 import lz4.frame
-from typing import Protocol
 
 from .cksum import pax_cksum, zip_cksum_extra
 from .errors import ArchiveError
@@ -33,6 +34,9 @@ _DIRECT = 256 << 10  # pieces this big skip the buffer
 _PIECE = 1 << 20     # add_file reads at most this much per pread
 _PADS = [bytes(n) for n in range(BLOCK)]
 TAR_END = bytes(1024)  # two zero blocks close a TAR
+
+# what members' data may be given as
+Buffer = Union[bytes, bytearray, memoryview]
 
 
 class Sink(Protocol):
@@ -116,26 +120,28 @@ class ArchiveWriter:
             raise ValueError("archive writer is closed")
 
     # -- public API
-    def add(self, name, data, mtime=None, cksum=None):
+    def add(self, name: str, data: Buffer, mtime: int | None = None, cksum: str | None = None) -> None:
         """One member holding `data` (bytes-like); `cksum`: its hex XXH64, written with it
         (archive/cksum.py)."""
         raise NotImplementedError
 
-    def add_stream(self, name, size, chunks, mtime=None):
+    def add_stream(self, name: str, size: int, chunks: Iterable[Buffer], mtime: int | None = None) -> None:
         """One member of `size` bytes given as an iterable of bytes-like chunks."""
         for _ in self.add_stream_steps(name, size, chunks, mtime):
             pass
 
-    def add_stream_steps(self, name, size, chunks, mtime=None, cksum=None):
+    def add_stream_steps(self, name: str, size: int, chunks: Iterable[Buffer], mtime: int | None = None,
+                         cksum: str | None = None) -> Iterator[None]:
         """add_stream as a generator that yields after each chunk is written, so that a caller
         streaming the output can drain its sink between chunks (and never hold the member)."""
         raise NotImplementedError
 
-    def add_file(self, name, fd, offset, length, mtime=None):
+    def add_file(self, name: str, fd: int, offset: int, length: int, mtime: int | None = None) -> None:
         """One member holding `length` bytes of open file `fd` from `offset` (read with pread)."""
         self.add_stream(name, length, pread_pieces(fd, offset, length, name), mtime)
 
-    def add_file_steps(self, name, fd, offset, length, mtime=None):
+    def add_file_steps(self, name: str, fd: int, offset: int, length: int,
+                       mtime: int | None = None) -> Iterator[None]:
         """add_file as a generator, as add_stream_steps is to add_stream."""
         return self.add_stream_steps(name, length, pread_pieces(fd, offset, length, name), mtime)
 
@@ -146,7 +152,7 @@ class ArchiveWriter:
         """Bytes the output stage still holds (compressor trailers), after the last flush."""
         return b""
 
-    def close(self, finish=True):
+    def close(self, finish: bool = True) -> None:
         """Write the archive end (unless `finish` is False: a TAR stream to continue elsewhere)
         and flush everything. The sink is left open."""
         if self._closed:
@@ -159,10 +165,10 @@ class ArchiveWriter:
             self._sink.write(tail)
         self._closed = True
 
-    def __enter__(self):
+    def __enter__(self) -> "ArchiveWriter":
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
             self.close()
         else:
