@@ -58,6 +58,7 @@ import requests
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from bench_warmup import _evict as evict  # noqa: E402  (bench/ is on the path as the script's)
 from tests.server.conftest import Node, free_port, serve_argv  # noqa: E402
 
 BUCKET = "train"
@@ -106,19 +107,6 @@ def shard_of_key(layout):
         for m, _, _ in members:
             out[m.split(".")[0]] = si
     return out
-
-
-def evict(root):
-    """Drop `root`'s files from the page cache (only them: other users' caches stay)."""
-    os.sync()
-    for d, dirs, files in os.walk(root):
-        dirs[:] = [x for x in dirs if x != ".sys"]
-        for f in files:
-            fd = os.open(os.path.join(d, f), os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
 
 
 # ---- measuring ----------------------------------------------------------------------------

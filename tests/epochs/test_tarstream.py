@@ -14,10 +14,6 @@ names = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, ma
 entries = st.lists(st.tuples(names, st.binary(max_size=2000)), min_size=1, max_size=6)
 
 
-class _Sink(io.BytesIO):
-    pass
-
-
 def _feed(data, cuts):
     ts, out, pos = TarStream(), [], 0
     for c in sorted(cuts) + [len(data)]:
@@ -38,7 +34,7 @@ def test_entries_and_checksums_in_any_pieces(items, cuts, gnu):
                 tf.addfile(info, io.BytesIO(data))
         raw = buf.getvalue()
     else:
-        sink = _Sink()
+        sink = io.BytesIO()
         with TarWriter(sink) as w:
             for name, data in items:
                 w.add(name, data, cksum=xxhash.xxh64_hexdigest(data))

@@ -245,26 +245,9 @@ class BatchOutput:
             data = _load(window, self.stream_min)
             for it in window:
                 self.done += 1   # counts items as they are written (iterating costs more)
-                if it.src is not None:
-                    if it.size > _CHUNK:
-                        for _ in _file_steps(writer, it):
-                            if sink.size >= _CHUNK:
-                                yield from sink.take()
-                    else:
-                        _add_file(writer, it)
-                elif it.remote is not None:
-                    for _ in it.remote.write_steps(it, writer):
-                        if sink.size >= _CHUNK:
-                            yield from sink.take()
-                elif it.shard is None:
-                    writer.add(it.name, b"")
-                elif id(it) in data:
-                    writer.add(it.name, data[id(it)])
-                else:
-                    member = it.shard.iter_member(it.member, it.offset, it.size)
-                    for _ in writer.add_stream_steps(it.name, it.size, member):
-                        if sink.size >= _CHUNK:
-                            yield from sink.take()
+                for _ in self._write_item(writer, it, data):
+                    if sink.size >= _CHUNK:
+                        yield from sink.take()
                 if sink.size >= _CHUNK:
                     yield from sink.take()
             self.plan.release(window)
@@ -272,6 +255,24 @@ class BatchOutput:
         yield from sink.take()
         if self.suffix:
             yield self.suffix
+
+    def _write_item(self, writer, it, data):
+        """Write item `it` through `writer` (`data`: the window's held members), yielding
+        now and then so that the caller can drain what was written."""
+        if it.src is not None:
+            if it.size > _CHUNK:
+                yield from _file_steps(writer, it)
+            else:
+                _add_file(writer, it)
+        elif it.remote is not None:
+            yield from it.remote.write_steps(it, writer)
+        elif it.shard is None:
+            writer.add(it.name, b"")
+        elif id(it) in data:
+            writer.add(it.name, data[id(it)])
+        else:
+            member = it.shard.iter_member(it.member, it.offset, it.size)
+            yield from writer.add_stream_steps(it.name, it.size, member)
 
     def also_on_close(self, fn):
         """Call `fn(self)` when the body closes, after what `on_close` already does (each

@@ -14,10 +14,9 @@ archive/cksum.py describes the records.
 """
 import xxhash
 
-from ..archive import open_writer
 from ..archive.cksum import PAX_CKSUM_SIZE
 from ..archive.writers import pread_pieces
-from .assemble import _CHUNK, BatchOutput, _ListSink, _load, _windows
+from .assemble import BatchOutput
 
 _HOLD = 4 << 20   # items up to this size are read once, into memory
 
@@ -25,6 +24,7 @@ _HOLD = 4 << 20   # items up to this size are read once, into memory
 class VerifiedOutput(BatchOutput):
     def __init__(self, plan, fmt, multipart, **kw):
         self._digests = None      # every item's, when known before the body
+        self._next = 0            # index of the next item written
         if multipart and all(it.remote is None and not getattr(it.src, "lazy", False)
                              for it in plan.items):
             self._digests = [_digest(it) for it in plan.items]
@@ -43,28 +43,10 @@ class VerifiedOutput(BatchOutput):
                 o["xxhash64"] = d
         return out
 
-    def _chunks(self):
-        sink = _ListSink([])
-        if self.prefix:
-            yield self.prefix
-        writer = open_writer(self.fmt, sink)
-        i = 0
-        for window in _windows(self.plan.items, self.window, self.stream_min):
-            data = _load(window, self.stream_min)
-            for it in window:
-                self.done += 1
-                known = self._digests[i] if self._digests is not None else None
-                i += 1
-                for _ in _write(writer, it, data, known):
-                    if sink.size >= _CHUNK:
-                        yield from sink.take()
-                if sink.size >= _CHUNK:
-                    yield from sink.take()
-            self.plan.release(window)
-        writer.close(finish=self.end)
-        yield from sink.take()
-        if self.suffix:
-            yield self.suffix
+    def _write_item(self, writer, it, data):
+        known = self._digests[self._next] if self._digests is not None else None
+        self._next += 1
+        return _write(writer, it, data, known)
 
 
 def _digest(it):

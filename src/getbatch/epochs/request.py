@@ -16,6 +16,7 @@ import msgspec
 from ..batch.errors import BadRequest
 from ..batch.request import MossIn, MossReq, normalize_mime, parse
 from .order import step_range
+from .spec import check_int
 
 AHEAD = 0          # steps a node warms after the one it serves by default (lookahead.py: off,
                    # as it measured no gain here, bench/RESULTS-training.md)
@@ -32,11 +33,7 @@ def is_epoch_request(body):
 
 
 def _int(doc, key, default, lo, hi):
-    v = doc.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise BadRequest(f'epoch GetBatch: invalid "{key}" {v!r}: expecting an integer from '
-                         f"{lo} to {hi}")
-    return v
+    return check_int(doc, key, default, lo, hi, "epoch GetBatch")
 
 
 def _bool(doc, key):

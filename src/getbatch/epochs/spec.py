@@ -51,10 +51,11 @@ class Spec:
         return re.compile(m["regex"]).search
 
 
-def _int(doc, key, default, lo, hi):
+def check_int(doc, key, default, lo, hi, what="epoch plan"):
+    """`doc[key]` (or `default`) if it is an integer in [lo, hi]; BadRequest naming it."""
     v = doc.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise BadRequest(f'epoch plan: invalid "{key}" {v!r}: expecting an integer from {lo} '
+        raise BadRequest(f'{what}: invalid "{key}" {v!r}: expecting an integer from {lo} '
                          f"to {hi}")
     return v
 
@@ -126,7 +127,7 @@ def _shuffle(v):
                          '"window": N} or {"mode": "none"}')
     if v["mode"] != "shard":
         return v["mode"], 0
-    return "shard", _int(v, "window", DEFAULT_WINDOW, 1, 1 << 24)
+    return "shard", check_int(v, "window", DEFAULT_WINDOW, 1, 1 << 24)
 
 
 def parse_spec(doc):
@@ -158,9 +159,9 @@ def parse_spec(doc):
     if s.group not in ("member", "sample"):
         raise BadRequest(f'epoch plan: invalid "group" {s.group!r}: expecting "member" or '
                          '"sample"')
-    s.seed = _int(doc, "seed", 0, 0, (1 << 63) - 1)
-    s.world_size = _int(doc, "world_size", 1, 1, MAX_WORLD)
-    s.batch_size = _int(doc, "batch_size", None, 1, MAX_BATCH) if "batch_size" in doc else None
+    s.seed = check_int(doc, "seed", 0, 0, (1 << 63) - 1)
+    s.world_size = check_int(doc, "world_size", 1, 1, MAX_WORLD)
+    s.batch_size = check_int(doc, "batch_size", None, 1, MAX_BATCH) if "batch_size" in doc else None
     if s.batch_size is None:
         raise BadRequest('epoch plan: missing "batch_size" (samples per batch of one rank)')
     s.drop_last = doc.get("drop_last", False)
