@@ -21,7 +21,7 @@ import tempfile
 
 from bench.bench_cluster import batch, dataset, place_cluster, place_lone
 from tests.cluster.nodes import Cluster
-from tests.server.conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from tests.server.conftest import Node, serve_argv  # noqa: E402
+from tests.support.nodes import Node, serve_argv  # noqa: E402
 
 BUCKET = "storm"
 N_OBJ, OBJ_SIZE, PER_BATCH = 256, 16 << 10, 32

@@ -35,7 +35,7 @@ import requests
 from getbatch.cluster.smap import NodeInfo, Smap
 from getbatch.store import LocalStore
 from tests.cluster.nodes import Cluster
-from tests.server.conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 from tests.archive.tarhelp import make_tar as _tar
 
 ROUNDS = 5

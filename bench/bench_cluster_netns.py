@@ -42,7 +42,7 @@ from bench.bench_cluster import _create, _put_local, batch, dataset
 from bench.netns import ROOT_ADDR, Hosts, available
 from getbatch.cluster.smap import NodeInfo, Smap
 from tests.cluster.nodes import EtcdServer, _node_id
-from tests.server.conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 
 PORT = 51080
 MiB = 1 << 20

@@ -35,7 +35,7 @@ import pytest
 from bench_server import (DATA, HERE, N, NODE_DIR, OBJS, _flat, _once, _own_ticks,
                           _settle, _tree_ticks, _warm)
 from bench_server import nginx  # noqa: F401  (the fixture)
-from tests.server.conftest import Node
+from tests.support.nodes import Node
 
 from getbatch.archive import backend
 from getbatch.config import Config

@@ -20,7 +20,7 @@ import time
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests.server.conftest import Node, serve_argv  # noqa: E402
+from tests.support.nodes import Node, serve_argv  # noqa: E402
 
 N_BIG, SIZE, N_SMALL = 10_000, 4096, 2000
 

@@ -32,7 +32,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
 from tests.remote_servers import boto3_client, s3_env, start_moto  # noqa: E402
-from tests.server.conftest import Node, serve_argv  # noqa: E402
+from tests.support.nodes import Node, serve_argv  # noqa: E402
 
 N_OBJ, OBJ_SIZE = 1000, 64 << 10
 N_SHARDS = 10

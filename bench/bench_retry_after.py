@@ -24,7 +24,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
 from tests.remote_servers import S3_ENV, boto3_client, free_port, start_moto  # noqa: E402
-from tests.server.conftest import Node, serve_argv  # noqa: E402
+from tests.support.nodes import Node, serve_argv  # noqa: E402
 
 BUCKET = "bench-retry"
 

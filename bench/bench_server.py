@@ -30,7 +30,7 @@ import time
 
 import pytest
 
-from tests.server.conftest import Node, free_port, make_client, serve_argv
+from tests.support.nodes import Node, free_port, make_client, serve_argv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, ".data", "server")
@@ -203,7 +203,7 @@ def nginx(data, tmp_path_factory):
         conf = string.Template(f.read()).substitute(prefix=prefix, root=OBJS, port=port)
     (prefix / "nginx.conf").write_text(conf)
     log = open(prefix / "stderr.log", "wb")
-    # its own session, as the getbatch nodes have (tests/server/conftest.py): with the kernel's
+    # its own session, as the getbatch nodes have (tests/support/nodes.py): with the kernel's
     # autogroup scheduling every session gets an equal CPU share under load, and nginx left
     # in the benchmark's session would share one with wrk while the nodes get their own
     proc = subprocess.Popen(["nginx", "-p", str(prefix), "-e", str(prefix / "error.log"),

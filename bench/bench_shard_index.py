@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from tests.server.conftest import Node, serve_argv  # noqa: E402
+from tests.support.nodes import Node, serve_argv  # noqa: E402
 
 BUCKET = "cold"
 MEMBERS, SIZE = 64, 4096

@@ -33,7 +33,7 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 from bench_server import (DATA, N, NODE_DIR, OBJS, _flat, _once, _settle,  # noqa: E402
                           _tree_ticks, _warm)
 from getbatch.cluster.devcerts import DevCA  # noqa: E402
-from tests.server.conftest import Node  # noqa: E402
+from tests.support.nodes import Node  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 7))
 SECONDS = int(os.environ.get("BENCH_SECONDS", 6))

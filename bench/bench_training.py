@@ -59,7 +59,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from bench_warmup import _evict as evict  # noqa: E402  (bench/ is on the path as the script's)
-from tests.server.conftest import Node, free_port, serve_argv  # noqa: E402
+from tests.support.nodes import Node, free_port, serve_argv  # noqa: E402
 
 BUCKET = "train"
 

@@ -15,7 +15,7 @@ import time
 
 import requests
 
-from tests.server.conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 from tests.server.hostile import Hostile
 
 

@@ -16,7 +16,7 @@ import time
 
 import requests
 
-from tests.server.conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 
 
 def _median_get_ms(session, url, n):

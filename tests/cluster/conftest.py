@@ -3,7 +3,7 @@
 import pytest
 
 from tests.remote_servers import s3_env
-from tests.server.conftest import make_client
+from tests.support.nodes import make_client
 
 from .nodes import Cluster
 

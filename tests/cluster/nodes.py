@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from getbatch.cluster.devcluster import tls_flags
-from tests.server.conftest import Node, free_port, serve_argv
+from tests.support.nodes import Node, free_port, serve_argv
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 LEASE_TTL = 4  # getbatch.cluster.membership.LEASE_TTL: how fast a dead node drops out

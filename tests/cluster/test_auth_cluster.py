@@ -18,7 +18,7 @@ from getbatch.auth.tokens import issue
 from getbatch.cluster.peers import SECRET_HEADER
 from getbatch.cluster.smap import NodeInfo, Smap
 
-from tests.server.conftest import make_client
+from tests.support.nodes import make_client
 
 from .nodes import Cluster
 from .test_objects import _local_names

@@ -17,7 +17,7 @@ from aistore.sdk.enums import Colocation
 from getbatch.archive import open_writer
 from getbatch.cluster.smap import NodeInfo, Smap
 
-from tests.server.conftest import make_client
+from tests.support.nodes import make_client
 from tests.archive.tarhelp import make_tar as _tar
 
 N_OBJECTS = 400

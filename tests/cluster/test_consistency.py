@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from tests.server.conftest import make_client
+from tests.support.nodes import make_client
 
 from .nodes import Cluster
 from .test_objects import _set_mirror

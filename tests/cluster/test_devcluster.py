@@ -13,7 +13,7 @@ import requests
 
 from getbatch.ports import ephemeral_range, free_ports
 
-from tests.server.conftest import make_client
+from tests.support.nodes import make_client
 
 from .nodes import require_etcd
 

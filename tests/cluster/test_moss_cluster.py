@@ -8,7 +8,7 @@ import pytest
 
 from tests.server import test_moss as one
 from tests.server import test_moss_validation as validation
-from tests.server.conftest import bucket, make_client  # noqa: F401  (the fixture, over `node`)
+from tests.support.nodes import make_client
 
 
 @pytest.fixture(scope="module")

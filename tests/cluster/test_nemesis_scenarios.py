@@ -17,7 +17,7 @@ import requests
 
 from getbatch.cluster.peers import SECRET_HEADER
 from getbatch.cluster.smap import NodeInfo, Smap
-from tests.server.conftest import Node, make_client, serve_argv
+from tests.support.nodes import Node, make_client, serve_argv
 
 from .checker import ABSENT, FEW_COPIES, RESURRECTED, Checker, Op, Violation
 from .nemesis import Nemesis, create_bucket, final_violations, holder_states, rebalance

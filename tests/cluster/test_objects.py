@@ -8,7 +8,7 @@ import requests
 
 from aistore.sdk.errors import AISError, ErrBckNotFound, ErrObjNotFound
 
-from tests.server.conftest import make_client
+from tests.support.nodes import make_client
 
 from .nodes import LEASE_TTL
 

@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from tests.server.conftest import make_client
+from tests.support.nodes import make_client
 
 from .test_objects import _local_names, _set_mirror
 

@@ -8,7 +8,7 @@ import tarfile
 import requests
 
 from tests.remote_servers import boto3_client, s3_env
-from tests.server.conftest import make_client
+from tests.support.nodes import make_client
 
 
 def test_batch_mixing_s3_and_local_entries_on_three_nodes(make_cluster, moto):

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from getbatch.cluster.devcerts import DevCA
-from tests.server.conftest import make_client
+from tests.support.nodes import make_client
 
 from .nodes import Cluster
 
@@ -156,7 +156,7 @@ def test_getbatch_cluster_tls_runs_the_development_cluster_over_tls(tmp_path):
 def test_tls_client_auth_asks_every_client_for_a_certificate_and_handshakes_have_a_deadline(
         tmp_path):
     from getbatch.cluster.devcluster import tls_flags
-    from tests.server.conftest import Node, serve_argv
+    from tests.support.nodes import Node, serve_argv
     _, _, http, ca = tls_flags(str(tmp_path))
     cert, key = http["cert"]
     node = Node(tmp_path / "data", tmp_path / "server.log", serve_argv(1, 2) + [

@@ -19,7 +19,7 @@ import requests
 import urllib3
 from aistore.sdk.errors import AISError
 
-from tests.server.conftest import make_client
+from tests.support.nodes import make_client
 
 from .checker import Op
 

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from .conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 
 OBJ = 1 << 20
 N_OBJ = 12      # a 12 MiB batch: more than loopback socket buffers, so an unread one stays open

@@ -16,7 +16,7 @@ from getbatch.server import auth as server_auth
 from getbatch.server.app import create_app
 from getbatch.store import open_storage
 
-from .conftest import Node, make_client, serve_argv
+from tests.support.nodes import Node, make_client, serve_argv
 from tests.archive.tarhelp import make_tar as tar_bytes
 
 KEY = b"0123456789abcdef0123456789abcdef-test-key"

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from .conftest import Node, make_client, serve_argv
+from tests.support.nodes import Node, make_client, serve_argv
 
 CLI = [sys.executable, "-m", "getbatch.cli", "show", "job"]
 MiB = 1 << 20

@@ -10,7 +10,7 @@ import zlib
 import pytest
 import requests
 
-from .conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 from tests.archive.tarhelp import bomb
 
 GiB, MiB = 1 << 30, 1 << 20

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from .conftest import free_port
+from tests.support.nodes import free_port
 
 CLI = [sys.executable, "-m", "getbatch.cli"]
 

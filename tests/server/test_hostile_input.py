@@ -11,7 +11,7 @@ import requests
 
 from aistore.sdk.errors import AISError, ErrObjNotFound
 
-from .conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 
 ODD_NAMES = ["日本語.txt", "emoji-🙂/ok", "ünï cödé/ß", "a%2Fb", "tab-free spaces  x", "x" * 200 + "é"]
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from ..hostile_origin import HostileOrigin, Obj
-from .conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 from .test_moss import moss
 
 DATA = os.urandom(16384)

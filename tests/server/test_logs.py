@@ -4,7 +4,7 @@ import time
 
 import requests
 
-from .conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 
 
 def wait_for(node, pattern, timeout=10):

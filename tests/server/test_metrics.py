@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from getbatch.server.errors import AISError
 from getbatch.server.metrics import AIS_COUNTERS, install
 
-from .conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 from tests.archive.tarhelp import make_tar as _tar
 
 NODE_ID = "t[metrics.node]"

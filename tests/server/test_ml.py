@@ -23,7 +23,7 @@ from lhotse.ais import AISBatchLoader  # noqa: E402
 from lhotse.audio import AudioSource  # noqa: E402
 from lhotse.dataset import AudioSamples, SimpleCutSampler  # noqa: E402
 
-from .conftest import Node, make_client, serve_argv  # noqa: E402
+from tests.support.nodes import Node, make_client, serve_argv  # noqa: E402
 from .shards import shard_bytes  # noqa: E402
 
 RATE = 8000

@@ -15,7 +15,7 @@ import requests
 
 from getbatch.archive import open_writer
 
-from .conftest import BOTH_PROVIDERS, Node, bucket_path, make_client, serve_argv
+from tests.support.nodes import BOTH_PROVIDERS, Node, bucket_path, make_client, serve_argv
 
 
 def moss(url, body, path=""):

@@ -9,7 +9,7 @@ from aistore.sdk.errors import AISError, ErrObjNotFound
 from getbatch.store.objcache import ObjectCache
 
 from ..remote_servers import boto3_client, free_port, S3_ENV
-from .conftest import Node, bucket_path, make_client, serve_argv
+from tests.support.nodes import Node, bucket_path, make_client, serve_argv
 from .test_moss import make_tar, moss, split_multipart, tar_members
 
 AWS = pytest.mark.parametrize("bucket", ["aws"], indirect=True)

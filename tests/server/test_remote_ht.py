@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from ..remote_servers import start_http_origin
-from .conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 from .test_moss import make_tar, moss, split_multipart, tar_members
 
 

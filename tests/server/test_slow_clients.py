@@ -12,7 +12,7 @@ import requests
 
 from getbatch.server.conn import body_length, head_end
 
-from .conftest import Node, make_client, serve_argv
+from tests.support.nodes import Node, make_client, serve_argv
 from .hostile import Hostile, accepted_all, connect
 
 HEADER_TIMEOUT = 1.5

@@ -5,47 +5,31 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import requests
 
 from getbatch.store.local import LocalStore
 
-from .conftest import free_port, make_client
+from tests.support.nodes import Node, make_client, serve_argv
 
 ROUNDS = 20
 
 
-def _start(data_dir, env=None):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "getbatch.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--workers", "1", "--threads", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        env=dict(os.environ, **(env or {})))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/v1/health", timeout=1).ok:
-                return proc, url, port
-        except requests.RequestException:
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"server did not come up:\n{proc.communicate()[0].decode()}")
+def _start(tmp_path, i=0):
+    """A node of one worker, its output in its own log file per round."""
+    return Node(tmp_path / "data", tmp_path / f"server-{i}.log", serve_argv(workers=1, threads=2))
 
 
-def _stop(proc, sig):
-    """Signal the whole group; (seconds until the server exited, its output)."""
+def _stop(node, sig):
+    """Signal the node's whole group; (seconds until the server exited, its output)."""
     t0 = time.monotonic()
-    os.killpg(proc.pid, sig)
+    os.killpg(node.proc.pid, sig)
     try:
-        out, _ = proc.communicate(timeout=15)
+        node.proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-    return time.monotonic() - t0, out.decode("utf-8", "replace")
+        pass   # node.stop() ends it; _assert_clean reports the exit code
+    return time.monotonic() - t0, node.log()
 
 
 def _sdk_traffic(url, i):
@@ -71,31 +55,31 @@ def _assert_clean(rc, secs, out, what, limit=8.0):
 def test_ctrl_c_after_sdk_traffic_stops_cleanly_every_time(tmp_path):
     times = []
     for i in range(ROUNDS):
-        proc, url, _ = _start(tmp_path / "data")
+        node = _start(tmp_path, i)
         try:
-            client = _sdk_traffic(url, i)
-            secs, out = _stop(proc, signal.SIGINT)
+            client = _sdk_traffic(node.url, i)
+            secs, out = _stop(node, signal.SIGINT)
+            rc = node.proc.returncode
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+            node.stop()
         del client
-        _assert_clean(proc.returncode, secs, out, f"Ctrl-C, round {i}")
+        _assert_clean(rc, secs, out, f"Ctrl-C, round {i}")
         times.append(secs)
     print(f"Ctrl-C stop times: max {max(times):.2f}s, mean {sum(times) / len(times):.2f}s")
 
 
 def test_sigterm_stops_promptly_after_sdk_traffic(tmp_path):
     for i in range(3):
-        proc, url, _ = _start(tmp_path / "data")
+        node = _start(tmp_path, i)
         try:
-            client = _sdk_traffic(url, i)
-            secs, out = _stop(proc, signal.SIGTERM)
+            client = _sdk_traffic(node.url, i)
+            secs, out = _stop(node, signal.SIGTERM)
+            rc = node.proc.returncode
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+            node.stop()
         del client
         # idle keep-alive connections stay open STOP_LINGER (0.5 s) for a request in flight
-        _assert_clean(proc.returncode, secs, out, f"SIGTERM, round {i}")
+        _assert_clean(rc, secs, out, f"SIGTERM, round {i}")
 
 
 def _wait_for_upload(data_dir, timeout=30.0):
@@ -109,31 +93,30 @@ def _wait_for_upload(data_dir, timeout=30.0):
 
 
 def test_sigterm_lets_the_request_in_flight_finish(tmp_path):
-    proc, url, port = _start(tmp_path / "data")
+    node = _start(tmp_path)
     try:
-        assert requests.post(url + "/v1/buckets/inflight?provider=ais", json={"action": "create-bck"}).ok
+        assert requests.post(node.url + "/v1/buckets/inflight?provider=ais", json={"action": "create-bck"}).ok
         body = os.urandom(3 << 20)    # larger than the loop buffers: a thread reads it
-        s = socket.create_connection(("127.0.0.1", port))
+        s = socket.create_connection(("127.0.0.1", node.port))
         s.sendall(b"PUT /v1/objects/inflight/o?provider=ais HTTP/1.1\r\nHost: x\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(body) + body[:1 << 20])
         _wait_for_upload(tmp_path / "data")
         t0 = time.monotonic()
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(node.proc.pid, signal.SIGTERM)
         time.sleep(0.3)
         s.sendall(body[1 << 20:])
         s.settimeout(5)
         answer = s.recv(4096)
         closed = s.recv(4096) == b""      # then the stopping worker closes the connection
         s.close()
-        out, _ = proc.communicate(timeout=15)
+        node.proc.wait(timeout=15)
         secs = time.monotonic() - t0
+        rc, out = node.proc.returncode, node.log()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    out = out.decode("utf-8", "replace")
+        node.stop()
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert closed
-    _assert_clean(proc.returncode, secs, out, "SIGTERM with a request in flight")
+    _assert_clean(rc, secs, out, "SIGTERM with a request in flight")
     f, _ = LocalStore(str(tmp_path / "data")).open("inflight", "o")
     with f:
         assert f.read() == body

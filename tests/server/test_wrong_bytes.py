@@ -7,7 +7,7 @@ import threading
 
 import requests
 
-from .conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 
 
 def shard(order, payload):

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 import requests
 
-from .conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 
 
 @pytest.fixture(scope="module")

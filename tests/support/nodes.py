@@ -1,4 +1,6 @@
-"""Fixtures that start real gunicorn nodes on free loopback ports and build SDK clients."""
+"""Test helpers for real nodes: `Node` (a server process on a free loopback port, stopped
+with its whole process group), the command lines that start one, and an SDK client that fails
+fast. Tests, the cluster harness and bench/ scripts import them from here."""
 import os
 import signal
 import subprocess
@@ -13,9 +15,10 @@ from urllib3.util.retry import Retry
 from aistore import Client
 from aistore.sdk.retry_config import RetryConfig
 
-from getbatch.ports import free_port  # noqa: F401 (tests import it from here)
+from getbatch.ports import free_port
 
-from ..remote_servers import boto3_client, s3_env
+__all__ = ["BOTH_PROVIDERS", "Node", "bucket_path", "free_port", "make_client",
+           "plain_gthread_argv", "serve_argv"]
 
 
 class Node:
@@ -97,55 +100,6 @@ def make_client(url, timeout=(5, 60), token=None, ca_cert=None):
     retry = RetryConfig(http_retry=Retry(total=0, connect=0, read=0, status_forcelist=[]),
                         network_retry=Retrying(stop=stop_after_attempt(1), reraise=True))
     return Client(url, retry_config=retry, timeout=timeout, token=token, ca_cert=ca_cert)
-
-
-@pytest.fixture(scope="session")
-def node(tmp_path_factory, moto):
-    """The shared node; its aws:// buckets live on a moto S3 server, reached through the
-    standard AWS environment alone."""
-    d = tmp_path_factory.mktemp("node")
-    n = Node(d / "data", d / "server.log", serve_argv(), env=s3_env(moto))
-    yield n
-    n.stop()
-
-
-@pytest.fixture(scope="session")
-def plain_node(node, tmp_path_factory):
-    """A second server over the SAME data dir, with the stock gthread worker."""
-    d = tmp_path_factory.mktemp("plain")
-    n = Node(node.data_dir, d / "server.log", plain_gthread_argv())
-    yield n
-    n.stop()
-
-
-@pytest.fixture
-def client(node):
-    return make_client(node.url)
-
-
-_counter = [0]
-
-
-@pytest.fixture
-def bucket(request, client, moto):
-    """A new empty bucket: ais:// by default; on S3 (moto) for tests parametrized with
-    `pytest.mark.parametrize("bucket", ["ais", "aws"], indirect=True)`."""
-    _counter[0] += 1
-    name = f"b{os.getpid()}-{_counter[0]}"
-    provider = getattr(request, "param", "ais")
-    if provider == "ais":
-        b = client.bucket(name)
-        b.create(exist_ok=True)
-        yield b
-        b.delete(missing_ok=True)
-        return
-    s3 = boto3_client(moto)
-    s3.create_bucket(Bucket=name)
-    yield client.bucket(name, provider="aws")  # a remote bucket: no create step
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for o in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=o["Key"])
-    s3.delete_bucket(Bucket=name)
 
 
 BOTH_PROVIDERS = pytest.mark.parametrize("bucket", ["ais", "aws"], indirect=True)
