@@ -13,7 +13,6 @@ from getbatch.batch.request import parse
 from getbatch.store import LocalStore, Storage
 
 from .emitting import emit_to_file
-from getbatch.store.local_read import FDS
 
 
 def open_fds():
@@ -46,7 +45,7 @@ def body_via_emit(out, tmp_path):
 
 @pytest.mark.parametrize("budget", [0, 7, 10_000])
 def test_fd_budget_bounds_open_files_and_is_returned(store, tmp_path, monkeypatch, budget):
-    monkeypatch.setattr(FDS, "free", budget)
+    monkeypatch.setattr(store.fds, "free", budget)
     before = open_fds()
     entries = [{"objname": f"o{i}"} for i in range(50)] + [{"objname": "s.tar", "archpath": "m"}]
     p = plan_mod.build(request(entries, strm=True), Storage({'ais': store}))
@@ -55,7 +54,7 @@ def test_fd_budget_bounds_open_files_and_is_returned(store, tmp_path, monkeypatc
     out = BatchOutput(p, "tar", multipart=False)
     a = body_via_emit(out, tmp_path)
     out.close()
-    assert open_fds() == before and FDS.free == budget
+    assert open_fds() == before and store.fds.free == budget
     p2 = plan_mod.build(request(entries, strm=True), Storage({'ais': store}))
     out2 = BatchOutput(p2, "tar", multipart=False)
     b = b"".join(out2)
@@ -65,18 +64,18 @@ def test_fd_budget_bounds_open_files_and_is_returned(store, tmp_path, monkeypatc
         got = [(m.name, tf.extractfile(m).read()) for m in tf.getmembers()]
     assert got[:50] == [(f"b/o{i}", bytes([i]) * (i * 37)) for i in range(50)]
     assert got[50] == ("b/s.tar/m", b"mmm")
-    assert open_fds() == before and FDS.free == budget
+    assert open_fds() == before and store.fds.free == budget
 
 
 @pytest.mark.parametrize("bad,exc", [({"objname": "missing"}, NotFound),
                                      ({"objname": "o5", "start": 1000, "length": 1}, RangeNotSatisfiable)])
 def test_failed_planning_closes_what_it_opened(store, monkeypatch, bad, exc):
-    monkeypatch.setattr(FDS, "free", 100)
+    monkeypatch.setattr(store.fds, "free", 100)
     before = open_fds()
     entries = [{"objname": f"o{i}"} for i in range(10)] + [{"objname": "s.tar", "archpath": "m"}, bad]
     with pytest.raises(exc):
         plan_mod.build(request(entries, coer=False), Storage({'ais': store}))
-    assert open_fds() == before and FDS.free == 100
+    assert open_fds() == before and store.fds.free == 100
 
 
 @pytest.mark.parametrize("fmt", ["tar", "tgz", "zip"])
@@ -85,7 +84,7 @@ def test_source_vanishing_after_planning_breaks_the_stream_not_the_archive_end(s
     """A failure after the status line must never end as a valid-looking archive."""
     from getbatch.archive import EmitError
 
-    monkeypatch.setattr(FDS, "free", 0)   # paths, not fds: the file can vanish
+    monkeypatch.setattr(store.fds, "free", 0)   # paths, not fds: the file can vanish
     entries = [{"objname": "o1"}, {"objname": "o2"}, {"objname": "o3"}]
     p = plan_mod.build(request(entries, strm=True), Storage({'ais': store}))
     os.unlink(os.path.join(store.data_dir, "ais", "b", "o2"))

@@ -272,9 +272,7 @@ def _read_source(src):
 def test_batch_reader_sources_match_stat_and_refuse_escapes(store, tmp_path, monkeypatch, fds):
     """Both ways a batch reads an object: opened while planning (within the fd budget) and
     opened when sent (past it, `lazy`)."""
-    from getbatch.store.local_read import FDS
-
-    monkeypatch.setattr(FDS, "free", fds)
+    monkeypatch.setattr(store.fds, "free", fds)
     store.create_bucket("lb")
     store.put("lb", "d/x", io.BytesIO(b"12345"), 5)
     store.put("lb", "top", io.BytesIO(b"1"), 1)
@@ -302,7 +300,7 @@ def test_batch_reader_sources_match_stat_and_refuse_escapes(store, tmp_path, mon
                 reader.source("lb", name)
     finally:
         reader.close()
-    assert FDS.free == fds
+    assert store.fds.free == fds
 
 
 def test_symlinked_bucket_directory_is_not_a_bucket(store, tmp_path):

@@ -34,7 +34,7 @@ from .backend import Backend
 from .errors import BucketExists, BucketNotFound, InvalidName, ObjectNotFound
 from .fsutil import copy_stream, fsync_dir, full_disk_is_507, own, prune_empty_dirs, sweep
 from .listing import walk_names
-from .local_read import OPEN_FLAGS, FileSource, LocalBatchReader, lookup_error
+from .local_read import OPEN_FLAGS, FdBudget, FileSource, LocalBatchReader, lookup_error
 from .names import validate_bucket_name, validate_object_name
 from .paging import page_limit
 from .publish import Publisher
@@ -57,6 +57,7 @@ class LocalStore(Backend):
         # realpath once: symlink confinement compares resolved paths against it
         self.data_dir = os.path.realpath(data_dir)
         self.fsync = fsync
+        self.fds = FdBudget()   # object fds this store's batches may hold (local_read.py)
         self.root = os.path.join(self.data_dir, "ais")
         sysdir = os.path.join(self.data_dir, ".sys")
         self._tmp = os.path.join(sysdir, "tmp")

@@ -25,11 +25,13 @@ _OPEN_NOFOLLOW = OPEN_FLAGS | os.O_NOFOLLOW
 
 
 class FdBudget:
-    """How many object fds all batches of this process may hold between planning and sending."""
+    """How many object fds the batches of one LocalStore (a node has one per process) may hold
+    between planning and sending; `free`: None until the first batch, then half the fd limit
+    (read then, after the server has raised it, server/startup.py) less what batches hold."""
 
-    def __init__(self):
-        self.free = None               # set from the fd limit at first use, after the server
-        self._lock = threading.Lock()  # has raised it (server/startup.py)
+    def __init__(self, free=None):
+        self.free = free
+        self._lock = threading.Lock()
 
     def take(self, n):
         with self._lock:
@@ -43,9 +45,6 @@ class FdBudget:
         if n:
             with self._lock:
                 self.free += n
-
-
-FDS = FdBudget()
 
 
 class FileSource(msgspec.Struct, Source, gc=False):
@@ -107,7 +106,7 @@ class LocalBatchReader(BatchReader):
         super().__init__(store, budget)
         self._root = store.root
         self._safe = set()   # (bucket, parent dir) checked to hold no symlink
-        self._taken = FDS.take(n_entries)
+        self._taken = store.fds.take(n_entries)
         self._fds = self._taken
 
     def source(self, bucket, name):
@@ -195,7 +194,7 @@ class LocalBatchReader(BatchReader):
 
     def close(self):
         super().close()
-        FDS.give(self._taken)
+        self.backend.fds.give(self._taken)
         self._taken = self._fds = 0
 
 
