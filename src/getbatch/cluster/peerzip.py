@@ -13,10 +13,13 @@ from them as before. Each block is checked: its chunk is at most WIRE_MAX bytes,
 length at most BLOCK, and it decompresses to exactly that length; the blocks add up to
 RAW_LENGTH. A DT holds one block, compressed and plain, at a time: the stream stays bounded.
 
-`auto` compresses with lz4 only where it pays: it compresses a block, times it, and keeps
-compressing while the time saved on the link (`peer_link_mbit`) is more than the time the
-compressor takes, by MARGIN; else it sends blocks plain and tries again every RESAMPLE
-blocks. A block that does not shrink goes plain whatever the codec.
+`auto` compresses with lz4 only where it pays: it compresses a block, takes the CPU time it
+cost (thread time: on a busy machine wall time would blame the codec for preemption), and
+keeps compressing while the time saved on the link (`peer_link_mbit`) is more than COST times
+that, by MARGIN; else it sends blocks plain and tries again every RESAMPLE blocks. After a
+stream where most blocks went plain, the process answers plain through the zero-copy path for
+QUIET seconds (chunked blocks cost copies even when plain). A block that does not shrink goes
+plain whatever the codec.
 """
 import struct
 import time
@@ -31,7 +34,12 @@ BLOCK = 256 << 10
 HEAD = struct.Struct(">BI")
 WIRE_MAX = HEAD.size + BLOCK + BLOCK // 255 + 64   # lz4's and snappy's worst case is less
 MARGIN = 0.10             # auto compresses when it saves this share of the block's link time
-RESAMPLE = 32             # blocks between auto's tries while it sends plain
+COST = 3.0                # ... beyond COST times the compressor's CPU time: the DT's decompress
+                          # and copy, and on a busy node the CPU taken from serving (at 1 Gbit/s
+                          # on 2 cores, lz4 on text lost 25% with COST 1)
+RESAMPLE = 8              # blocks between auto's tries while it sends plain
+QUIET = 10.0              # seconds auto answers plain (zero copy) after a stream it did not pay on
+_verdict = {"plain_until": 0.0}   # this process's last word on whether auto pays
 
 
 class ZipError(ValueError):
@@ -79,14 +87,14 @@ class Blocks:
         st["plain_bytes"] += n
         payload, codec = None, PLAIN
         if self.mode != "auto" or self.plain_left == 0:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()   # CPU time: a busy machine's preemption is not the codec's
             packed = self.compress(plain)
-            spent = time.perf_counter() - t0
+            spent = time.thread_time() - t0
             if len(packed) < n:
                 payload, codec = packed, self.codec
             if self.mode == "auto":
                 saved = (n - len(packed)) / self.link_bps
-                pays = saved - spent > MARGIN * n / self.link_bps
+                pays = saved - COST * spent > MARGIN * n / self.link_bps
                 self.plain_left = 0 if pays else RESAMPLE
                 if not pays:
                     payload, codec = None, PLAIN
@@ -100,6 +108,9 @@ class Blocks:
         return HEAD.pack(codec, n) + bytes(payload)
 
     def close(self):
+        st = self.stats
+        if self.mode == "auto" and st["blocks"] >= 2 and 2 * st["compressed"] < st["blocks"]:
+            _verdict["plain_until"] = time.monotonic() + QUIET   # did not pay: rest a while
         close = getattr(self.chunks, "close", None)
         if close is not None:
             close()
@@ -146,6 +157,10 @@ def _snappy_length(payload):
 
 
 def wire_mode(config):
-    """What an owner answers with under `config`: None (plain), or a mode of MODES."""
+    """What an owner answers with under `config`: None (plain, through the zero-copy path),
+    or a mode of MODES. `auto` answers plain for QUIET seconds after a stream on which it
+    did not pay, so where compression never pays it costs one stream in a while."""
     mode = config.peer_compression
-    return None if mode == "never" else mode
+    if mode == "never" or (mode == "auto" and time.monotonic() < _verdict["plain_until"]):
+        return None
+    return mode
