@@ -20,6 +20,12 @@ Loaders:
   costs when the data is in the page cache anyway);
 - getbatch-names: getbatch.torch BatchesDataset, the client shuffling and sending the names
   of each batch (what aistore.pytorch and Lhotse's AISBatchLoader do against getbatch);
+- aistore-pytorch: aistore 2.0.0's AISBatchIterDataset (one GetBatch per `--batch` names,
+  through the SDK's Batch API) over a source that yields the shards' members shuffled as
+  `<shard>/<member>` objects (the dataset itself neither shuffles nor reaches into shards);
+- lhotse: lhotse's AISBatchLoader on a CutSet of one Recording a sample
+  (`ais://<bucket>/<shard>/<member>`), SimpleCutSampler shuffling, one loader call per batch
+  in the DataLoader's workers, as lhotse's datasets do with `use_batch_loader=True`;
 - webdataset: webdataset 1.0.2 reading the shards over HTTP from nginx, shard shuffle and a
   1000-sample shuffle buffer;
 - mds: MosaicML Streaming 0.13.0 over MDS files converted from the shards (conversion timed
@@ -201,6 +207,76 @@ def getbatch_names(ctx, workers):
     return loader, lambda b: [_key(n) for n, _ in b], ctx.samples
 
 
+def _shuffled_members(client, names):
+    """An aistore AISSource over the shards' members, in the order given, as `<shard>/<member>`
+    objects (a name getbatch resolves into the shard)."""
+    from aistore.sdk import AISSource
+
+    class ShuffledMembers(AISSource):
+        @property
+        def client(self):
+            return client
+
+        def list_all_objects_iter(self, prefix="", props="name,size"):
+            bucket = client.bucket(BUCKET)
+            return (bucket.object(n) for n in names)
+
+        def list_urls(self, prefix="", etl=None):
+            return (f"ais://{BUCKET}/{n}" for n in names)
+
+    return ShuffledMembers()
+
+
+def aistore_pytorch_loader(ctx, workers):
+    from aistore.pytorch.batch_iter_dataset import AISBatchIterDataset
+    from aistore.sdk import Client
+    from torch.utils.data import DataLoader
+    names = [f"{s}/{m}" for s, members in ctx.layout for m, _, _ in members]
+    random.Random(1).shuffle(names)
+    client = Client(ctx.url)
+    ds = AISBatchIterDataset(_shuffled_members(client, names), client=client,
+                             max_batch_size=ctx.batch)
+    return (DataLoader(ds, batch_size=ctx.batch, num_workers=workers, collate_fn=list),
+            lambda b: [_key(n) for n, _ in b], ctx.samples)
+
+
+class _LhotseBatches:
+    """Map-style over CutSets (lhotse's sampler yields one a batch): AISBatchLoader fetches
+    the batch in one GetBatch; (cut id, bytes) out."""
+
+    def __init__(self):
+        self.loader = None
+
+    def __getitem__(self, cuts):
+        if self.loader is None:     # one client per worker process
+            from lhotse.ais.batch_loader import AISBatchLoader
+            self.loader = AISBatchLoader()
+        cuts = self.loader(cuts)
+        return [(c.id, c.recording.sources[0].source) for c in cuts]
+
+
+def lhotse_loader(ctx, workers):
+    from lhotse import CutSet, MonoCut, Recording
+    from lhotse.audio import AudioSource
+    from lhotse.dataset import SimpleCutSampler
+    from torch.utils.data import DataLoader
+    os.environ["AIS_ENDPOINT"] = ctx.url
+    cuts = []
+    # built anew for every run: AISBatchLoader rewrites the cuts it loads in place
+    for s, members in ctx.layout:
+        for m, _, size in members:
+            rec = Recording(id=_key(m), sampling_rate=8000, num_samples=size // 2,
+                            duration=size / 16000, sources=[AudioSource(
+                                type="url", channels=[0], source=f"ais://{BUCKET}/{s}/{m}")])
+            cuts.append(MonoCut(id=rec.id, start=0, duration=rec.duration, channel=0,
+                                recording=rec))
+    sampler = SimpleCutSampler(CutSet.from_cuts(cuts), max_cuts=ctx.batch, shuffle=True,
+                               seed=1)
+    return (DataLoader(_LhotseBatches(), sampler=sampler, batch_size=None,
+                       num_workers=workers),
+            lambda b: [k for k, _ in b], ctx.samples)
+
+
 def webdataset_loader(ctx, workers):
     import webdataset as wds
     from torch.utils.data import DataLoader
@@ -287,6 +363,8 @@ LOADERS = {
     "getbatch-epoch-noverify": lambda c, w: getbatch_epoch(c, w, {"mode": "full"},
                                                            verify=False),
     "getbatch-names": getbatch_names,
+    "aistore-pytorch": aistore_pytorch_loader,
+    "lhotse": lhotse_loader,
     "webdataset": webdataset_loader,
     "mds": mds_loader,
     "get-per-sample": per_sample_loader,
