@@ -32,7 +32,8 @@ from ..batch.plan import MISSING_DIR, Item, Plan
 from ..batch.request import MossReq, subset
 from ..store.attrs import provably_same
 from .holes import padded_placeholder
-from .peerstream import WINDOW, LocalStream, PeerFailed, PeerRefused, PeerStream
+from .peerstream import (WINDOW, LocalStream, PeerConnections, PeerFailed, PeerRefused,
+                         PeerStream)
 from .peerwire import sub_batch
 from .smap import hrw_score, placement_key
 
@@ -101,9 +102,11 @@ class Items:
 class Gather:
     """One cluster GetBatch on its DT: `smap` the map it keeps throughout, `me` this node's
     NodeInfo, `storage` this node's own share; `secret_headers`: what proves a peer request
-    comes from the cluster; `max_wait`: seconds a peer may send nothing before it fails."""
+    comes from the cluster; `max_wait`: seconds a peer may send nothing before it fails;
+    `connections`: the node's PeerConnections (None: new ones, for this request alone)."""
 
-    def __init__(self, req, smap, me, storage, config, secret_headers, max_wait):
+    def __init__(self, req, smap, me, storage, config, secret_headers, max_wait, *,
+                 connections=None):
         self.req = req
         self.smap = smap
         self.me = me
@@ -111,6 +114,7 @@ class Gather:
         self.config = config
         self.secret_headers = secret_headers
         self.max_wait = max_wait
+        self.connections = connections if connections is not None else PeerConnections()
         self.multipart = not req.strm
         self.outside = smap.node(me.id) is None
         self.items = None                # Items, once planning spans nodes
@@ -222,7 +226,8 @@ class Gather:
 
     def _open(self, node, indexes):
         body = sub_batch(self.req.entries, indexes, self.req.onob)
-        s = PeerStream(node, indexes, body, self.secret_headers, self.max_wait)
+        s = PeerStream(node, indexes, body, self.secret_headers, self.max_wait,
+                       self.connections)
         try:
             s.send()
         except PeerFailed as exc:

@@ -20,7 +20,7 @@ from .etcd import Etcd, EtcdUnavailable
 from .membership import (LEASE_TTL, NODES, PrefixWatcher, Registrar, cluster_identity,
                          lease_fresh, smap_builder, stable_node_id)
 from .peers import PEER_PREFIX, PeerUnavailable, Peers
-from .peerstream import use_tls
+from .peerstream import PeerConnections
 from .smap import NodeInfo
 from .share import LocalShare
 from .store import ClusterStore
@@ -87,6 +87,7 @@ class Cluster:
         self._boot_smap = smap
         self.etcd = None
         self.peers = None
+        self.connections = None   # the PeerConnections batches stream from peers over
         self.share = None   # this node's LocalShare (what peers reach)
         self.store = None   # the ClusterStore (the `ais` backend clients reach)
         self._watcher = None
@@ -159,8 +160,8 @@ class Cluster:
         serve (`storage` with its `ais` backend placed over the cluster)."""
         self.etcd = self._etcd()
         self.peers = Peers(self.secret, tls=self.peer_tls)
-        if self.peer_tls is not None:
-            use_tls(self.peer_tls.context())
+        self.connections = PeerConnections(
+            self.peer_tls.context() if self.peer_tls is not None else None)
         storage.backends["ais"].clock = Clock(self.node.id)
         self._watcher = PrefixWatcher(self.etcd, NODES, smap_builder(self.node.id),
                                       initial=self._boot_smap)

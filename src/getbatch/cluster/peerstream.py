@@ -1,8 +1,8 @@
 """Reading one owner's framed answer (peerwire.py) through a fixed window.
 
 `PeerStream` speaks just enough HTTP/1.1 for the peer protocol over a kept-alive connection
-(one pool of idle connections per process and peer; TLS to an https:// peer, with the context
-`use_tls` sets: the node's CA and client certificate): it sends the sub-batch, reads the status
+(from the node's `PeerConnections`: idle connections per peer, and TLS to an https:// peer with
+the node's CA and client certificate): it sends the sub-batch, reads the status
 line and the plan frame, then hands out item frames as views of one reused buffer of
 `WINDOW` bytes. Nothing is read before it is needed, so a peer that is ahead waits in TCP,
 not in the DT's memory. A view stays valid until the stream reads again; before it moves or
@@ -32,9 +32,6 @@ HEAD_MAX = 64 << 10
 IDLE_MAX = 8              # idle connections kept per peer
 _RECV_MIN = 64 << 10      # below this much free room, a refill moves the buffered bytes first
 
-_pool = {}
-_pool_lock = threading.Lock()
-_tls = None               # the SSLContext for https:// peers (use_tls)
 _dec = msgspec.json.Decoder()
 
 
@@ -55,44 +52,47 @@ class PeerRefused(Exception):
         self.message = message
 
 
-def use_tls(context):
-    """Speak to https:// peers with `context` (an ssl.SSLContext) in this process; until
-    then, with the system's CAs and no client certificate."""
-    global _tls
-    _tls = context
-
-
 def _address(url):
     u = urllib.parse.urlsplit(url)
     return u.scheme, u.hostname, u.port or (443 if u.scheme == "https" else 80)
 
 
-def _connect(addr, timeout):
-    scheme, host, port = addr
-    sock = socket.create_connection((host, port), timeout=timeout)
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if scheme == "https":
-            sock = (_tls or ssl.create_default_context()).wrap_socket(sock, server_hostname=host)
-    except BaseException:
+class PeerConnections:
+    """A node's connections to its peers: at most IDLE_MAX idle ones kept per peer, and TLS to
+    an https:// peer with `tls` (an ssl.SSLContext: the node's CA and client certificate;
+    None: the system's CAs, no client certificate). One per node (cluster/node.py makes it in
+    the worker), so two nodes in one process share nothing."""
+
+    def __init__(self, tls=None):
+        self.tls = tls
+        self._idle = {}
+        self._lock = threading.Lock()
+
+    def connect(self, addr, timeout):
+        scheme, host, port = addr
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                tls = self.tls or ssl.create_default_context()
+                sock = tls.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def take_idle(self, addr):
+        with self._lock:
+            idle = self._idle.get(addr)
+            return idle.pop() if idle else None
+
+    def give_back(self, addr, sock):
+        with self._lock:
+            idle = self._idle.setdefault(addr, [])
+            if len(idle) < IDLE_MAX:
+                idle.append(sock)
+                return
         sock.close()
-        raise
-    return sock
-
-
-def _take_idle(addr):
-    with _pool_lock:
-        idle = _pool.get(addr)
-        return idle.pop() if idle else None
-
-
-def _give_back(addr, sock):
-    with _pool_lock:
-        idle = _pool.setdefault(addr, [])
-        if len(idle) < IDLE_MAX:
-            idle.append(sock)
-            return
-    sock.close()
 
 
 class _Window:
@@ -170,12 +170,14 @@ class _Window:
 
 
 class PeerStream(_Window):
-    """One owner's answer to one sub-batch. `timeout`: seconds without a byte before the peer
-    counts as stalled (max_wait)."""
+    """One owner's answer to one sub-batch, over one of `connections` (PeerConnections).
+    `timeout`: seconds without a byte before the peer counts as stalled (max_wait)."""
 
-    def __init__(self, node, indexes, body, secret_headers, timeout, connect_timeout=5.0):
+    def __init__(self, node, indexes, body, secret_headers, timeout, connections,
+                 connect_timeout=5.0):
         super().__init__()
         self.node = node
+        self.connections = connections
         self.indexes = array("q", indexes)
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
@@ -196,11 +198,11 @@ class PeerStream(_Window):
 
     def send(self):
         """Send the sub-batch (on an idle pooled connection when there is one)."""
-        sock = _take_idle(self.addr)
+        sock = self.connections.take_idle(self.addr)
         self.pooled = sock is not None
         try:
             if sock is None:
-                sock = _connect(self.addr, self.connect_timeout)
+                sock = self.connections.connect(self.addr, self.connect_timeout)
             self.sock = sock
             sock.settimeout(self.timeout)
             sock.sendall(self.request)
@@ -381,7 +383,7 @@ class PeerStream(_Window):
     def release(self):
         """The answer is read to its end: keep the connection for the next sub-batch."""
         if self.sock is not None and self.done and self.pooled is not None:
-            _give_back(self.addr, self.sock)
+            self.connections.give_back(self.addr, self.sock)
         elif self.sock is not None:
             self.sock.close()
         self.sock = None

@@ -82,7 +82,8 @@ class Moss:
                 self.jobs.forget(job)   # a batch of the node redirected to
                 return
             gather = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
-                            {SECRET_HEADER: self.cluster.secret}, _max_wait(req, cfg))
+                            {SECRET_HEADER: self.cluster.secret}, _max_wait(req, cfg),
+                            connections=self.cluster.connections)
         plan = gather.plan(checked)
         plan.uuid = job.id   # logs, the multipart metadata and the job agree
         out = (VerifiedOutput if mreq.cksum else BatchOutput)(
