@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import struct
 import subprocess
@@ -159,6 +160,7 @@ def main():
                 for n in nodes:
                     n.stop()
                 etcd.stop()
+    shutil.rmtree(root, ignore_errors=True)
     print("\nMB/s of batch at the client (median), and the ratio to never:")
     for key, med in results.items():
         print(f"  {key:16s} " + "  ".join(f"{m} {med[m]:6.1f} ({med[m] / med['never']:.2f}x)"
