@@ -53,3 +53,25 @@ def test_damaged_blocks_are_refused():
     snap = next(iter(peerzip.Blocks([b"y" * 5000], "snappy", 100)))
     with pytest.raises(peerzip.ZipError, match="snappy block of another length"):
         peerzip.unpack(peerzip.HEAD.pack(peerzip.SNAPPY, 4999) + snap[5:])
+
+
+def test_auto_decides_before_the_head_on_the_items():
+    text = b"".join(b"word %d and again word %d\n" % (i, i) for i in range(20000))
+    assert peerzip.pays(text[:peerzip.BLOCK], 100)
+    assert not peerzip.pays(os.urandom(peerzip.BLOCK), 100)
+    assert not peerzip.pays(text[:peerzip.BLOCK], 10_000_000)   # faster than any codec
+    # the sample skips the plan frame; what was taken is replayed before the rest
+    chunks = [b"P" * 100, text[:50_000], text[50_000:400_000], b"rest"]
+    it = iter(chunks)
+    head, sample = peerzip.take(it, 100, 1000)
+    assert sample == text[:1000] and head == chunks[:2]
+
+    class Owner:
+        closed = False
+
+        def close(self):
+            Owner.closed = True
+    r = peerzip.Replay(head, it, Owner())
+    assert b"".join(r) == b"".join(chunks)
+    r.close()
+    assert Owner.closed

@@ -16,9 +16,11 @@ RAW_LENGTH. A DT holds one block, compressed and plain, at a time: the stream st
 `auto` compresses with lz4 only where it pays: it compresses a block, takes the CPU time it
 cost (thread time: on a busy machine wall time would blame the codec for preemption), and
 keeps compressing while the time saved on the link (`peer_link_mbit`) is more than COST times
-that, by MARGIN; else it sends blocks plain and tries again every RESAMPLE blocks. After a
-stream where most blocks went plain, the process answers plain through the zero-copy path for
-QUIET seconds (chunked blocks cost copies even when plain). A block that does not shrink goes
+that, by MARGIN; else it sends blocks plain and tries again every RESAMPLE blocks. The first try
+is made before the answer's head, on a block of its items (not the plan frame, which always
+compresses): where it does not pay, the answer goes plain with a Content-Length (chunked blocks
+cost copies at both ends even when plain). After a stream where it did not pay, the process
+answers plain through the zero-copy path for QUIET seconds. A block that does not shrink goes
 plain whatever the codec.
 """
 import struct
@@ -110,7 +112,7 @@ class Blocks:
     def close(self):
         st = self.stats
         if self.mode == "auto" and st["blocks"] >= 2 and 2 * st["compressed"] < st["blocks"]:
-            _verdict["plain_until"] = time.monotonic() + QUIET   # did not pay: rest a while
+            rest_a_while()
         close = getattr(self.chunks, "close", None)
         if close is not None:
             close()
@@ -154,6 +156,51 @@ def _snappy_length(payload):
             return n
         shift += 7
     raise ZipError("snappy block without a length")
+
+
+class Replay:
+    """`head` (bytes already taken from `rest`) then the rest of `rest`, closing `owner`."""
+
+    def __init__(self, head, rest, owner):
+        self.head, self.rest, self.owner = head, rest, owner
+
+    def __iter__(self):
+        head, self.head = self.head, []
+        yield from head
+        yield from self.rest
+
+    def close(self):
+        self.owner.close()
+
+
+def take(it, skip, n):
+    """Chunks of iterator `it` until `n` bytes beyond the first `skip` were taken: (chunks,
+    those `n` bytes or fewer at the end of the answer)."""
+    chunks, got = [], 0
+    for chunk in it:
+        chunks.append(chunk)
+        got += len(chunk)
+        if got >= skip + n:
+            break
+    return chunks, b"".join(chunks)[skip:skip + n]
+
+
+def pays(sample, link_mbit):
+    """Whether lz4 on blocks like `sample` (a slice of an answer's items) saves more link
+    time than COST times its CPU time, by MARGIN (auto's rule, decided before the answer)."""
+    if len(sample) < 4096:
+        return False
+    t0 = time.thread_time()
+    packed = lz4.block.compress(sample, store_size=False)
+    spent = time.thread_time() - t0
+    link_bps = max(link_mbit, 1) * 1e6 / 8
+    return ((len(sample) - len(packed)) / link_bps - COST * spent
+            > MARGIN * len(sample) / link_bps)
+
+
+def rest_a_while():
+    """auto did not pay here: answer plain, zero copy, for QUIET seconds."""
+    _verdict["plain_until"] = time.monotonic() + QUIET
 
 
 def wire_mode(config):

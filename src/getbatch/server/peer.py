@@ -30,21 +30,32 @@ class PeerBatch:
         mreq = parse(read_body(req, cfg.max_body), max_entries=cfg.max_entries)
         plan = batch_plan.build(mreq, self.storage, max_soft_errs=len(mreq.entries),
                                 max_inflate=cfg.max_inflate)
+        prefix = peerwire.plan_frame(plan.uuid, plan.items, batch_plan.identity)
         out = BatchOutput(plan, "tar", multipart=False, window=cfg.window, end=False,
-                          warmup=cfg.warmup_workers,
-                          prefix=peerwire.plan_frame(plan.uuid, plan.items,
-                                                     batch_plan.identity))
+                          warmup=cfg.warmup_workers, prefix=prefix)
         out.on_close = lambda o: _log(o, req.remote_addr, t0)
         resp.content_type = peerwire.CONTENT_TYPE
-        mode = peerzip.wire_mode(cfg)
-        if mode is not None and req.get_header(peerzip.ACCEPT):
-            # compressed blocks in HTTP chunks (the worker sends an iterable of unknown
-            # length chunked); the plain length in a header of its own
-            resp.set_header(peerzip.RAW_LENGTH, str(out.content_length))
-            resp.stream = peerzip.Blocks(out, mode, cfg.peer_link_mbit)
-            return
         resp.content_length = out.content_length
         resp.stream = out
+        mode = peerzip.wire_mode(cfg)
+        if mode is None or not req.get_header(peerzip.ACCEPT):
+            return
+        body = out
+        if mode == "auto":
+            # decided before the head, on the first block of items: where lz4 does not pay
+            # the answer goes plain, with its length, and the DT reads it as ever
+            it = iter(out)
+            head, sample = peerzip.take(it, len(prefix), peerzip.BLOCK)
+            body = peerzip.Replay(head, it, out)
+            if not peerzip.pays(sample, cfg.peer_link_mbit):
+                peerzip.rest_a_while()
+                resp.stream = body
+                return
+        # compressed blocks in HTTP chunks (the worker sends an iterable of unknown length
+        # chunked); the plain length in a header of its own
+        resp.content_length = None
+        resp.set_header(peerzip.RAW_LENGTH, str(out.content_length))
+        resp.stream = peerzip.Blocks(body, mode, cfg.peer_link_mbit)
 
 
 def _log(out, peer, t0):
