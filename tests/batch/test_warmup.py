@@ -47,36 +47,38 @@ def _plan(storage):
     return plan_mod.build(req, storage)
 
 
-def _wait_idle():
-    deadline = time.monotonic() + 5
-    while warmup.warm_pool._busy and time.monotonic() < deadline:
+def _wait_idle(pool):
+    deadline = time.monotonic() + 30
+    while pool.busy and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert warmup.warm_pool._busy == 0
+    assert pool.busy == 0
 
 
 @pytest.mark.parametrize("workers", [1, 3])
 def test_a_batch_with_warmup_is_byte_identical(storage, tmp_path, workers):
+    pool = warmup.WarmPool()
     bodies = []
     for w in (0, workers):
         p = _plan(storage)
-        out = BatchOutput(p, "tar", multipart=False, warmup=w)
+        out = BatchOutput(p, "tar", multipart=False, warmup=w, warm_pool=pool)
         emit_to_file(out, tmp_path / f"out{w}")
         out.close()
         bodies.append((tmp_path / f"out{w}").read_bytes())
     assert bodies[0] == bodies[1]
     with tarfile.open(fileobj=io.BytesIO(bodies[1])) as tf:
         assert len(tf.getmembers()) == len(_entries())
-    _wait_idle()
+    _wait_idle(pool)
 
 
 def test_the_lookahead_asks_for_the_next_stretch_within_its_bounds(storage, monkeypatch):
     asked = []
     monkeypatch.setattr(warmup, "_advise", lambda ranges: asked.append(ranges))
+    pool = warmup.WarmPool()
     p = _plan(storage)
     try:
-        ahead = warmup.Lookahead(p.items, 2)
+        ahead = warmup.Lookahead(p.items, 2, pool)
         ahead.advance(0)
-        _wait_idle()
+        _wait_idle(pool)
         assert len(asked) == 1
         first = asked[0]
         assert sum(n for _, _, n in first) <= warmup.AHEAD_BYTES
@@ -87,12 +89,12 @@ def test_the_lookahead_asks_for_the_next_stretch_within_its_bounds(storage, monk
         assert all(n == min(it.size, warmup.HEAD_BYTES) for (_, _, n), it in zip(first[:-1], its))
         w = ahead.warmed
         ahead.advance(1)       # the sending moved on: the next stretch starts where the last ended
-        _wait_idle()
+        _wait_idle(pool)
         nxt = next(it for it in p.items[w:] if it.src is not None and it.size)
         assert asked[1][0][:2] == (nxt.src.fileno(), nxt.offset)
         assert ahead.warmed > w
         ahead.advance(len(p.items))   # past the end: nothing more to ask
-        _wait_idle()
+        _wait_idle(pool)
         assert len(asked) == 2
     finally:
         p.close()
@@ -102,17 +104,18 @@ def test_a_busy_pool_drops_the_stretch_and_the_batch_goes_on(storage):
     """Best effort: with every thread busy a stretch is not queued, and is asked for again
     at the next step."""
     release = __import__("threading").Event()
-    assert warmup.warm_pool.offer(release.wait, 1)
+    pool = warmup.WarmPool()
+    assert pool.offer(release.wait, 1)
     p = _plan(storage)
     try:
-        ahead = warmup.Lookahead(p.items, 1)
+        ahead = warmup.Lookahead(p.items, 1, pool)
         ahead.advance(0)
         assert ahead.warmed == 0
         release.set()
-        _wait_idle()
+        _wait_idle(pool)
         ahead.advance(0)
         assert ahead.warmed > 0
-        _wait_idle()
+        _wait_idle(pool)
     finally:
         release.set()
         p.close()

@@ -3,6 +3,7 @@ its index built) and stops at the end of the epoch."""
 import io
 import time
 
+from getbatch.batch.warmup import WarmPool
 from getbatch.epochs.lookahead import StepWarmer
 from getbatch.epochs.plans import Plans
 from getbatch.epochs.request import parse_epoch
@@ -37,7 +38,7 @@ def test_next_steps_warmed_once(tmp_path):
     plans = Plans(str(tmp_path / "data"), storage)
     rec = plans.create({"bucket": "b", "shards": {"prefix": "s-"}, "batch_size": 4,
                         "shuffle": {"mode": "none"}})
-    warmer = StepWarmer(plans, storage)
+    warmer = StepWarmer(plans, storage, WarmPool())
     body = b'{"plan": "%s", "epoch": 0, "rank": 0, "step": 5, "ahead": 2}' % rec["id"].encode()
     _, where = parse_epoch(body, plans, 1000)
     st.opened.clear()

@@ -100,11 +100,13 @@ class BatchOutput:
     """The response body of one GetBatch: iterable of bytes, or emitted by `emit_to(fd)`."""
 
     def __init__(self, plan, fmt, multipart, window=WINDOW_BYTES, end=True, prefix=b"",
-                 warmup=0):
+                 warmup=0, warm_pool=None):
         """`end=False`: no archive end (a peer's framed answer, after `prefix`); `warmup`:
-        look-ahead threads (warmup.py; 0 or less: none)."""
+        look-ahead threads on `warm_pool`, the app's WarmPool (warmup.py; 0 or less, or no
+        pool: none)."""
         self.plan = plan
-        self.warmup = warmup
+        self.warmup = warmup if warm_pool is not None else 0
+        self.warm_pool = warm_pool
         self.end = end
         self.fmt = fmt
         self.window = window
@@ -166,7 +168,8 @@ class BatchOutput:
                 send(items)
 
         windows = _last_flagged(_windows(self.plan.items, self.window, self.stream_min))
-        ahead = Lookahead(self.plan.items, self.warmup) if self.warmup > 0 else None
+        ahead = (Lookahead(self.plan.items, self.warmup, self.warm_pool) if self.warmup > 0
+                 else None)
         if ahead is not None:
             ahead.advance(0)
         step = 0    # with warm-up: bytes queued since the last send

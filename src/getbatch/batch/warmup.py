@@ -8,8 +8,8 @@ ahead. At most AHEAD_BYTES and AHEAD_ITEMS are asked for beyond the item being s
 warmed pages are still in the cache when their turn comes, and of each item at most its
 first HEAD_BYTES; items of BIG_ITEM and more are not warmed.
 
-`warmup_workers` (a runtime setting, AIS's knob) is the number of look-ahead threads per
-process; -1 or 0 turn it off. As in AIS it is best effort: a batch hands a stretch to the
+`warmup_workers` (a runtime setting, AIS's knob) is the number of look-ahead threads of a
+node's `WarmPool` (one per app, server/moss.py); -1 or 0 turn it off. As in AIS it is best effort: a batch hands a stretch to the
 pool only when a thread is free, and never waits for one. Only items read from a local fd
 are warmed (objects, and members of uncompressed shards); sources not yet opened are left
 alone. The benchmark is bench/warmup.py (bench/RESULTS.md).
@@ -33,8 +33,8 @@ STEP_ITEMS = 128
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
-class _Pool:
-    """Look-ahead threads of this process: best-effort tasks, dropped when all are busy."""
+class WarmPool:
+    """Look-ahead threads of one app: best-effort tasks, dropped when all are busy."""
 
     def __init__(self):
         self._q = queue.Queue()
@@ -42,6 +42,11 @@ class _Pool:
         self._busy = 0
         self._lock = threading.Lock()
         self._pid = os.getpid()
+
+    @property
+    def busy(self):
+        """Tasks running or queued."""
+        return self._busy
 
     def offer(self, task, workers):
         """Run `task` on a free thread (starting one if fewer than `workers` exist); False
@@ -70,9 +75,6 @@ class _Pool:
                     self._busy -= 1
 
 
-warm_pool = _Pool()   # shared with epochs.lookahead
-
-
 def _advise(ranges):
     for fd, off, n in ranges:
         try:
@@ -82,11 +84,13 @@ def _advise(ranges):
 
 
 class Lookahead:
-    """The warm-up of one batch's items (a Plan's `items`); `advance(i)` as item i is sent."""
+    """The warm-up of one batch's items (a Plan's `items`) on `pool` (a WarmPool) with up to
+    `workers` threads; `advance(i)` as item i is sent."""
 
-    def __init__(self, items, workers):
+    def __init__(self, items, workers, pool):
         self.items = items
         self.workers = workers
+        self.pool = pool
         self.warmed = 0     # items before this index were asked for
 
     def advance(self, pos):
@@ -107,5 +111,5 @@ class Lookahead:
                 n = min(it.size, budget, HEAD_BYTES)
                 ranges.append((fd, it.offset, n))
                 budget -= n
-        if not ranges or warm_pool.offer(lambda: _advise(ranges), self.workers):
+        if not ranges or self.pool.offer(lambda: _advise(ranges), self.workers):
             self.warmed = i

@@ -18,7 +18,7 @@ import os
 from ..archive import ArchiveError
 from ..archive.lru import LRU
 from ..batch.errors import RangeNotSatisfiable
-from ..batch.warmup import HEAD_BYTES, warm_pool
+from ..batch.warmup import HEAD_BYTES
 from ..store.errors import StoreError
 
 log = logging.getLogger("getbatch.batch")
@@ -29,10 +29,12 @@ _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
 class StepWarmer:
-    def __init__(self, plans, storage):
-        """`storage`: what this node reads itself (on a cluster, its own share)."""
+    def __init__(self, plans, storage, pool):
+        """`storage`: what this node reads itself (on a cluster, its own share); `pool`: the
+        app's WarmPool, which batches warm their own items on too."""
         self.plans = plans
         self.storage = storage
+        self.pool = pool
         self._warmed = LRU(WARMED_KEEP)
 
     def after(self, where, workers):
@@ -48,8 +50,8 @@ class StepWarmer:
                 steps.append((key, k))
         # one task warms them in order; when every warm-up thread is busy, the batches
         # themselves come first and these steps are tried again after the next one
-        if steps and warm_pool.offer(lambda: self.warm_steps(where, [k for _, k in steps]),
-                                 workers):
+        if steps and self.pool.offer(lambda: self.warm_steps(where, [k for _, k in steps]),
+                                     workers):
             for key, _ in steps:
                 self._warmed.put(key, True)
 

@@ -11,6 +11,7 @@ import urllib.parse
 
 from ..batch.assemble import BatchOutput
 from ..batch.integrity import VerifiedOutput
+from ..batch.warmup import WarmPool
 from ..batch.request import parse_coloc
 from ..cluster.gather import Gather
 from ..cluster.peers import SECRET_HEADER
@@ -37,7 +38,9 @@ class Moss:
         self.shared = shared
         self.jobs = jobs
         self.plans = plans
-        self.warmer = StepWarmer(plans, shared or storage) if plans is not None else None
+        self.warm_pool = WarmPool()   # this app's look-ahead threads (batch/warmup.py)
+        self.warmer = (StepWarmer(plans, shared or storage, self.warm_pool)
+                       if plans is not None else None)
 
     def on_get(self, req, resp, bucket=None):
         # the one hook of batch jobs: a job from the request to the end of the body
@@ -88,7 +91,8 @@ class Moss:
         plan.uuid = job.id   # logs, the multipart metadata and the job agree
         out = (VerifiedOutput if mreq.cksum else BatchOutput)(
             plan, mreq.mime, multipart=not mreq.strm, window=cfg.window,
-            warmup=0 if req.context.get("loaded") else cfg.warmup_workers)
+            warmup=0 if req.context.get("loaded") else cfg.warmup_workers,
+            warm_pool=self.warm_pool)
         self.jobs.streaming(job, out)
 
         def closed(o):
