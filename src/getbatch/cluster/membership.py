@@ -80,16 +80,23 @@ def lease_fresh(path, ttl=LEASE_TTL):
 class Registrar:
     """Registers this node under a lease and keeps it alive from a daemon thread. Every
     confirmation of the lease touches `lease_path`, which the workers read (lease_fresh).
-    `before_register`: called before each registration (boot, and after the lease was
-    lost): the node catches up with its peers there, before it is in the map again."""
 
-    def __init__(self, etcd, node, ttl=LEASE_TTL, lease_path=None, before_register=None):
+    `catch_up`: with it, each registration (boot, and after the lease was lost) is in two
+    steps: the node registers as joining (peers send it the copies it owns, but read nothing
+    from it and it takes no writes), `catch_up()` brings what it holds up to its peers'
+    newest versions, and only then is the node live. A write acknowledged while it catches up
+    reached it (it was a write target); one acknowledged before it registered is what the
+    catch-up takes."""
+
+    def __init__(self, etcd, node, ttl=LEASE_TTL, lease_path=None, catch_up=None):
         self.etcd = etcd
         self.node = node
         self.ttl = ttl
         self.lease = 0
+        self.live = False
         self.lease_path = lease_path
-        self.before_register = before_register
+        self.catch_up = catch_up
+        self._joiner = None
         self._stop = threading.Event()
         self._thread = None
         self._forget()
@@ -107,15 +114,43 @@ class Registrar:
             except FileNotFoundError:
                 pass
 
+    def _put(self, joining):
+        entry = {"id": self.node.id, "url": self.node.url}
+        if joining:
+            entry["joining"] = True
+        self.etcd.put(NODES + self.node.id, json.dumps(entry), lease=self.lease)
+
     def _register(self):
-        if self.before_register is not None:
-            self.before_register()
+        self.live = False
         self.lease = self.etcd.grant(self.ttl)
-        self.etcd.put(NODES + self.node.id, json.dumps({"id": self.node.id, "url": self.node.url}),
-                      lease=self.lease)
+        self._put(joining=self.catch_up is not None)
         self._confirmed()
         log.info("node %s registered in etcd at %s (lease %x)", self.node.id, self.node.url,
                  self.lease)
+        self._join()
+
+    def _join(self):
+        """Turn live: at once without `catch_up`, else once it has run, in a thread of its
+        own (the lease must be kept alive meanwhile; a catch-up may take minutes)."""
+        if self.catch_up is None:
+            self.live = True
+            return
+        if self._joiner is not None and self._joiner.is_alive():
+            return
+        lease = self.lease
+
+        def run():
+            try:
+                self.catch_up()
+                if self.lease == lease:
+                    self._put(joining=False)
+                    self.live = True
+                    log.info("node %s caught up with its peers: live", self.node.id)
+            except Exception as exc:  # the lease loop starts another
+                log.warning("node %s could not catch up with its peers yet: %s; retrying",
+                            self.node.id, exc)
+        self._joiner = threading.Thread(target=run, name="catch-up", daemon=True)
+        self._joiner.start()
 
     def start(self):
         self._thread = threading.Thread(target=self._run, name="etcd-lease", daemon=True)
@@ -124,7 +159,7 @@ class Registrar:
     def _run(self):
         try:
             self._register()
-        except Exception as exc:  # etcd away, or the catch-up failed: retried below
+        except Exception as exc:  # etcd away: retried below
             log.warning("node %s not registered yet: %s; retrying", self.node.id, exc)
         self._keep()
 
@@ -135,17 +170,19 @@ class Registrar:
                 if not self.lease or self.etcd.keepalive(self.lease) <= 0:
                     if self.lease:
                         log.warning("node %s: lease expired (paused or etcd was away); "
-                                    "catching up with the peers, then registering again",
+                                    "registering again, joining until caught up",
                                     self.node.id)
                     self.lease = 0
                     self._forget()
                     self._register()
                 else:
                     self._confirmed()
+                    if not self.live:
+                        self._join()   # unless one runs: the last one failed
                 if down:
                     log.info("etcd reachable again")
                 down = False
-            except Exception as exc:  # etcd away, or the catch-up failed: retried
+            except Exception as exc:  # etcd away: retried
                 if not down:
                     log.warning("cannot keep node %s registered: %s", self.node.id, exc)
                 down = True
@@ -236,15 +273,16 @@ class PrefixWatcher:
 
 
 def smap_builder(self_id):
-    """A PrefixWatcher `build` turning node keys into the Smap as seen by `self_id`."""
+    """A PrefixWatcher `build` turning node keys into the Smap as seen by `self_id` (nodes
+    still catching up apart: see Registrar)."""
     def build(kvs, revision):
-        nodes = []
+        nodes, joining = [], []
         for kv in kvs.values():
             try:
                 d = json.loads(kv.value)
-                nodes.append(NodeInfo(d["id"], d["url"]))
-            except (ValueError, KeyError, TypeError):
+                (joining if d.get("joining") else nodes).append(NodeInfo(d["id"], d["url"]))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 log.warning("ignoring malformed node entry %s=%r in etcd", kv.key, kv.value)
-        return Smap(revision, nodes, self_id)
+        return Smap(revision, nodes, self_id, joining)
     return build
 

@@ -124,10 +124,11 @@ class Cluster:
         return cls(config.etcd, node, ident, smap, etcd_tls, tls.peer_client(config),
                    os.path.abspath(config.data_dir))
 
-    def registrar(self, before_register=None):
-        """The lease holder of this node (start it in the process that outlives the workers)."""
+    def registrar(self, catch_up=None):
+        """The lease holder of this node (start it in the process that outlives the workers);
+        `catch_up`: see Registrar."""
         return Registrar(self._etcd(), self.node, lease_path=self.lease_path,
-                         before_register=before_register)
+                         catch_up=catch_up)
 
     def lease_fresh(self):
         """True when this node's membership lease was confirmed lately (writes need it)."""
@@ -135,8 +136,9 @@ class Cluster:
 
     def catch_up_self(self, wait=CATCH_UP_WAIT):
         """Have a worker of this node catch up with its peers (catchup.py), waiting for one
-        to answer for up to `wait` seconds (the registrar calls this before registering,
-        possibly before the workers are up). Raises PeerUnavailable or CatchUpFailed."""
+        to answer for up to `wait` seconds (the registrar calls this while the node is
+        joining, possibly before the workers are up). Raises PeerUnavailable or
+        CatchUpFailed."""
         peers = Peers(self.secret, tls=self.peer_tls)
         deadline = time.monotonic() + wait
         try:

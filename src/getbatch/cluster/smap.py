@@ -44,15 +44,29 @@ def hrw_score(key, node):
 
 class Smap:
     """An immutable cluster map: `version` (etcd revision; 0 for a lone node), the live nodes
-    sorted by id, and which of them is this node."""
+    sorted by id, and which of them is this node. `joining`: nodes registered but still
+    catching up with their peers: they receive writes, nothing is read from them, and they
+    are not in `nodes`."""
 
-    __slots__ = ("version", "nodes", "self_id", "_by_id")
+    __slots__ = ("version", "nodes", "self_id", "joining", "_by_id", "_targets")
 
-    def __init__(self, version, nodes, self_id):
+    def __init__(self, version, nodes, self_id, joining=()):
         self.version = version
         self.nodes = tuple(sorted(nodes, key=lambda n: n.id))
         self.self_id = self_id
+        self.joining = tuple(sorted(joining, key=lambda n: n.id))
         self._by_id = {n.id: n for n in self.nodes}
+        self._targets = dict(self._by_id, **{n.id: n for n in self.joining})
+
+    def target(self, node_id):
+        """The NodeInfo with that id when it may take a write (live or joining), or None."""
+        return self._targets.get(node_id)
+
+    def write_ranked(self, key):
+        """The nodes a write of `key` may go to, live and joining, best HRW owner first."""
+        h = xxhash.xxh64_intdigest
+        return sorted(self.nodes + self.joining, key=lambda n: (h(key, seed=n.seed), n.id),
+                      reverse=True)
 
     @classmethod
     def single(cls, node_id, url=""):

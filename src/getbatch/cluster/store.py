@@ -84,9 +84,9 @@ class ClusterStore(Backend):
         return PeerBackend(self.cluster.peers, node)
 
     def _write_targets(self, bucket, name, copies):
-        """[(NodeInfo, backend)] a write may go to: the live nodes in HRW order, one per
-        advertise URL; TooFewNodes when fewer than `copies`, NotWritable when this node
-        cannot vouch for its map."""
+        """[(NodeInfo, backend)] a write may go to: the live and joining nodes in HRW order,
+        one per advertise URL; TooFewNodes when fewer than `copies`, NotWritable when this
+        node is not live or cannot vouch for its map."""
         me = self.cluster.node
         smap = self.cluster.smap
         if smap.node(me.id) is None or not self.cluster.lease_fresh():
@@ -94,7 +94,7 @@ class ClusterStore(Backend):
                               "is not current (etcd unreachable, or the node was paused); "
                               "try again")
         seen, out = set(), []
-        for node in smap.ranked(placement_key("ais", bucket, name)):
+        for node in smap.write_ranked(placement_key("ais", bucket, name)):
             if node.url not in seen:
                 seen.add(node.url)
                 out.append((node, self.backend_of(node)))
@@ -359,7 +359,7 @@ class ClusterStore(Backend):
         made = 0
         used = {self.cluster.node.url}
         for node_id in candidates:
-            node = smap.node(node_id)
+            node = smap.target(node_id)
             if node is None or node_id == self.cluster.node.id or node.url in used:
                 continue
             try:

@@ -201,8 +201,8 @@ def serve(config):
     _check_port(config.host, config.port)
     storage = _open_storage(config)
     cluster = _join_cluster(config)
-    # a node catches up with its peers before each registration (cluster/catchup.py)
-    registrar = (cluster.registrar(before_register=cluster.catch_up_self)
+    # a node catches up with its peers each time it joins (cluster/catchup.py)
+    registrar = (cluster.registrar(catch_up=cluster.catch_up_self)
                  if cluster is not None else None)
 
     def on_ready(server):
