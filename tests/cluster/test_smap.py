@@ -53,3 +53,24 @@ def test_lookup_and_single():
     s = Smap.single("t1", "http://h:1/")
     assert len(s) == 1 and s.me.url == "http://h:1" and s.node("zz") is None
     assert s.owner("ais", "b", "o").id == "t1"
+
+
+def test_joining_nodes_take_writes_but_serve_no_reads():
+    import json
+
+    from getbatch.cluster.membership import NODES, smap_builder
+
+    class KV:
+        def __init__(self, key, value):
+            self.key, self.value = key, value
+    entries = [{"id": "a", "url": "http://a"}, {"id": "b", "url": "http://b"},
+               {"id": "c", "url": "http://c", "joining": True}]
+    s = smap_builder("a")({NODES + e["id"]: KV(NODES + e["id"], json.dumps(e))
+                           for e in entries}, 7)
+    assert [n.id for n in s.nodes] == ["a", "b"] and [n.id for n in s.joining] == ["c"]
+    assert s.node("c") is None and s.target("c").url == "http://c"
+    whole = _smap("abc")
+    for i in range(50):
+        key = f"ais/b/o{i}".encode()
+        assert [n.id for n in s.write_ranked(key)] == [n.id for n in whole.ranked(key)]
+        assert "c" not in [n.id for n in s.ranked(key)]
