@@ -39,7 +39,7 @@ from bench.bench_cluster import _create, _put_local
 from bench.netns import ROOT_ADDR, Hosts, available
 from getbatch.cluster.smap import NodeInfo, Smap
 from tests.cluster.nodes import EtcdServer, _node_id
-from tests.server.conftest import Node, serve_argv
+from tests.support.nodes import Node, serve_argv
 
 PORT = 51080
 SIZE = 256 << 10
