@@ -7,8 +7,10 @@ All loaders read the same samples (`--samples` of `--size` bytes, random data, o
 `<key>.bin` file a sample) packed in .tar shards of about `--shard` bytes, shuffled, into a
 DataLoader with 0, 2 and 4 workers, batches of `--batch` samples; a "training loop" that only
 counts, `--rounds` times, interleaved (medians reported). Per run: samples/s delivered to the
-loop, p50/p99 time between batches, peak RSS of the loader's processes (main + DataLoader
-workers, sampled from /proc), and the shuffle's locality: the mean number of distinct shards
+loop, p50/p99 time between batches, the peak memory of the loader's processes (main +
+DataLoader workers, PSS sampled from /proc; the node and nginx left out) and how much of it
+the loader added over what the process held before the loader was built (its index, cuts,
+workers and buffers), and the shuffle's locality: the mean number of distinct shards
 one batch reads.
 
 Loaders:
@@ -43,6 +45,7 @@ mosaicml-streaming's requirements would replace torch's CPU build: install it wi
 datasets only; when torchvision is missing a stand-in module lets it import.
 """
 import argparse
+import gc
 import importlib.machinery
 import io
 import os
@@ -117,10 +120,14 @@ def shard_of_key(layout):
 
 # ---- measuring ----------------------------------------------------------------------------
 
-class RSS:
-    """Peak RSS of this process and its descendants (DataLoader workers), sampled."""
+class Memory:
+    """Peak memory of this process and its descendants (DataLoader workers), sampled: the sum
+    of their PSS, which splits the pages a forked worker shares with its parent between them
+    (RSS would count torch's pages once per worker). The trees of `exclude` (the node, nginx:
+    also children of this process) are left out."""
 
-    def __init__(self):
+    def __init__(self, exclude=()):
+        self.exclude = set(exclude)
         self.peak = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -135,10 +142,11 @@ class RSS:
 
     def _run(self):
         while not self._stop.wait(0.1):
-            self.peak = max(self.peak, _tree_rss(os.getpid()))
+            self.peak = max(self.peak, tree_pss(os.getpid(), self.exclude))
 
 
-def _tree_rss(pid):
+def tree_pss(pid, exclude=()):
+    """PSS bytes of `pid` and its descendants, less the subtrees rooted at `exclude`."""
     children = {}
     for p in os.listdir("/proc"):
         if p.isdigit():
@@ -151,21 +159,24 @@ def _tree_rss(pid):
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
+        if p in exclude:
+            continue
         todo += children.get(p, [])
         try:
-            with open(f"/proc/{p}/status") as f:
+            with open(f"/proc/{p}/smaps_rollup") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith("Pss:"):
                         total += int(line.split()[1]) << 10
+                        break
         except OSError:
             pass
     return total
 
 
-def run_loader(batches, keys_of, shard_of):
+def run_loader(batches, keys_of, shard_of, exclude=()):
     """Drive a loader; its figures."""
     gaps, seen, spread = [], [], []
-    with RSS() as rss:
+    with Memory(exclude) as mem:
         t0 = last = time.perf_counter()
         for b in batches:
             now = time.perf_counter()
@@ -179,7 +190,7 @@ def run_loader(batches, keys_of, shard_of):
     return {"samples": len(seen), "unique": len(set(seen)), "secs": secs,
             "rate": len(seen) / secs, "p50": gaps[len(gaps) // 2],
             "p99": gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))],
-            "rss": rss.peak, "shards_per_batch": statistics.mean(spread)}
+            "mem": mem.peak, "shards_per_batch": statistics.mean(spread)}
 
 
 def _key(name):
@@ -492,24 +503,31 @@ def main(argv=None):
             lines += [f"MDS conversion: {secs:.1f} s "
                       f"({args.samples / secs:.0f} samples/s, read from local shards)", ""]
             print(lines[-2], flush=True)
-        lines += ["| loader | workers | samples/s | p50 step ms | p99 step ms | peak RSS MiB "
-                  "| shards/batch | all once |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["| loader | workers | samples/s | p50 step ms | p99 step ms | peak PSS MiB "
+                  "| added MiB | shards/batch | all once |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        servers = (ctx.node.proc.pid, nginx.pid)
         runs = {}
         for rnd in range(args.rounds):
             # rounds interleave the loaders, so a burst of load elsewhere hits them alike
             for name in only:
                 for w in args.workers:
+                    gc.collect()     # the last loader's garbage is not this one's memory
+                    before = tree_pss(os.getpid(), servers)
                     loader, keys_of, expected = LOADERS[name](ctx, w)
-                    r = run_loader(loader, keys_of, shard_of)
+                    r = run_loader(loader, keys_of, shard_of, servers)
+                    del loader
+                    r["added"] = r["mem"] - before
                     r["ok"] = (r["samples"] >= expected - args.batch
                                and r["unique"] == r["samples"])
                     runs.setdefault((name, w), []).append(r)
                     print(rnd, name, w, f"{r['rate']:.0f}/s", flush=True)
         for (name, w), rs in runs.items():
             med = {k: statistics.median(r[k] for r in rs)
-                   for k in ("rate", "p50", "p99", "rss", "shards_per_batch")}
+                   for k in ("rate", "p50", "p99", "mem", "added", "shards_per_batch")}
             lines.append(f"| {name} | {w} | {med['rate']:.0f} | {med['p50'] * 1e3:.1f} | "
-                         f"{med['p99'] * 1e3:.1f} | {med['rss'] / 2**20:.0f} | "
+                         f"{med['p99'] * 1e3:.1f} | {med['mem'] / 2**20:.0f} | "
+                         f"{med['added'] / 2**20:.0f} | "
                          f"{med['shards_per_batch']:.1f} | "
                          f"{'yes' if all(r['ok'] for r in rs) else 'NO'} |")
             print(lines[-1], flush=True)
