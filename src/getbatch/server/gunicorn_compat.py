@@ -14,7 +14,7 @@ class GunicornVersionError(RuntimeError):
     """The installed gunicorn is not one the worker was built for."""
 
 
-def require_tested_gunicorn(version=None):
+def require_tested_gunicorn(version: tuple[int, ...] | None = None) -> None:
     """Raise GunicornVersionError unless `version` (default: the installed gunicorn's
     version_info) is in TESTED."""
     found = tuple(version or gunicorn.version_info)[:2]
