@@ -15,11 +15,9 @@ held here (bench/RESULTS-cluster.md).
 """
 import logging
 
-import msgpack
 
 from ..store.errors import BucketNotFound, ObjectNotFound
 from .buckets import read_table
-from .peers import PEER_PREFIX
 from .store import SourceStream
 
 log = logging.getLogger("getbatch.cluster")
@@ -83,11 +81,9 @@ def _from_peer(store, node, bucket, st):
     backend = store.backend_of(node)
     after = ""
     while True:
-        r = store.cluster.peers.request(node, "GET", f"{PEER_PREFIX}/stamps/{bucket}",
-                                        params={"after": after, "limit": str(PAGE)})
-        if r.status_code == 404:
+        page = backend.stamps_page(bucket, after, PAGE)
+        if page is None:
             return
-        page = msgpack.unpackb(backend._check(r, bucket).content)
         for name, stamp, tomb in page["entries"]:
             mine = local.current_stamp(bucket, name)
             if mine is None or stamp <= mine:

@@ -223,6 +223,16 @@ class PeerBackend:
         return _attrs_from_headers(self._check_archived(r, bucket, name, archpath).headers,
                                    bucket, name)
 
+    def stamps_page(self, bucket, after, limit):
+        """One page of the peer's stamps of `bucket`, names after `after` (GET .../stamps):
+        {"entries": [(name, stamp, is_tomb)], "next": name or ""}; None when the peer has no
+        such bucket."""
+        r = self.peers.request(self.node, "GET", f"{PEER_PREFIX}/stamps/{bucket}",
+                               params={"after": after, "limit": str(limit)})
+        if r.status_code == 404:
+            return None
+        return msgpack.unpackb(self._check(r, bucket).content)
+
     def put(self, bucket, name, body, length=None, stamp=None):
         """Store on the peer: a new version it stamps, or (`stamp`) a copy of one, which it
         keeps only if newer than its own. The stamp the peer stored ("" if it kept its own)."""
