@@ -10,9 +10,9 @@ first HEAD_BYTES; items of BIG_ITEM and more are not warmed.
 
 `warmup_workers` (a runtime setting, AIS's knob) is the number of look-ahead threads of a
 node's `WarmPool` (one per app, server/moss.py); -1 or 0 turn it off. As in AIS it is best
-effort: a batch hands a stretch to the pool only when a thread is free, and never waits for one. Only items read from a local fd
-are warmed (objects, and members of uncompressed shards); sources not yet opened are left
-alone. The benchmark is bench/warmup.py (bench/RESULTS.md).
+effort: a batch hands a stretch to the pool only when a thread is free, and never waits for
+one. Only items read from a local fd are warmed (objects, and members of uncompressed shards);
+sources not yet opened are left alone. The benchmark is bench/warmup.py (bench/RESULTS.md).
 """
 import logging
 import os
