@@ -27,7 +27,8 @@ Loaders:
   `<shard>/<member>` objects (the dataset itself neither shuffles nor reaches into shards);
 - lhotse: lhotse's AISBatchLoader on a CutSet of one Recording a sample
   (`ais://<bucket>/<shard>/<member>`), SimpleCutSampler shuffling, one loader call per batch
-  in the DataLoader's workers, as lhotse's datasets do with `use_batch_loader=True`;
+  in the DataLoader's workers, as lhotse's datasets do with `use_batch_loader=True` (with 0
+  workers it keeps every sample of the epoch in memory: `--samples` x `--size` bytes);
 - webdataset: webdataset 1.0.2 reading the shards over HTTP from nginx, shard shuffle and a
   1000-sample shuffle buffer;
 - mds: MosaicML Streaming 0.13.0 over MDS files converted from the shards (conversion timed
