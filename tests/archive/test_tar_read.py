@@ -290,10 +290,7 @@ def test_open_shard_dispatch(tmp_path):
     pz = tmp_path / "s.zip"
     with zipfile.ZipFile(pz, "w") as z:
         z.writestr("a", b"1")
-    try:
-        from getbatch.archive.zipshard import ZipShard
-    except ImportError:
-        pytest.skip("zipshard not written yet")
+    from getbatch.archive.zipshard import ZipShard
     assert isinstance(open_shard(pz), ZipShard)
 
 
