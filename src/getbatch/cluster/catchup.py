@@ -14,15 +14,18 @@ rebalance fills missing copies. The cost is one listing of each peer's share of 
 held here (bench/RESULTS-cluster.md).
 """
 import logging
+import time
 
 
-from ..store.errors import BucketNotFound, ObjectNotFound
+from ..store.errors import BucketNotFound, ObjectNotFound, Unavailable
 from .buckets import read_table
+from .peers import PeerUnavailable
 from .store import SourceStream
 
 log = logging.getLogger("getbatch.cluster")
 
 PAGE = 1000
+SEEN_WAIT = 15.0  # seconds a peer may take to see this node joining (its etcd watch)
 
 
 def bucket_gone(local, name, meta):
@@ -76,12 +79,29 @@ def catch_up(store):
     return st
 
 
+def _first_page(backend, bucket, me):
+    """The peer's first page, once the peer sees this node as a write target: a write it
+    acknowledges from then on reaches this node, one it acknowledged before is in its pages."""
+    deadline = time.monotonic() + SEEN_WAIT
+    while True:
+        try:
+            return backend.stamps_page(bucket, "", PAGE, me)
+        except PeerUnavailable:
+            raise
+        except Unavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _from_peer(store, node, bucket, st):
     local = store.share.local
     backend = store.backend_of(node)
     after = ""
+    page = _first_page(backend, bucket, store.cluster.node.id)
     while True:
-        page = backend.stamps_page(bucket, after, PAGE)
+        if after:
+            page = backend.stamps_page(bucket, after, PAGE, store.cluster.node.id)
         if page is None:
             return
         for name, stamp, tomb in page["entries"]:

@@ -223,12 +223,13 @@ class PeerBackend:
         return _attrs_from_headers(self._check_archived(r, bucket, name, archpath).headers,
                                    bucket, name)
 
-    def stamps_page(self, bucket, after, limit):
+    def stamps_page(self, bucket, after, limit, asker):
         """One page of the peer's stamps of `bucket`, names after `after` (GET .../stamps):
         {"entries": [(name, stamp, is_tomb)], "next": name or ""}; None when the peer has no
-        such bucket."""
+        such bucket. `asker`: the id of the node catching up; the peer answers 503 until its
+        own map has that node as a write target."""
         r = self.peers.request(self.node, "GET", f"{PEER_PREFIX}/stamps/{bucket}",
-                               params={"after": after, "limit": str(limit)})
+                               params={"after": after, "limit": str(limit), "for": asker})
         if r.status_code == 404:
             return None
         return msgpack.unpackb(self._check(r, bucket).content)

@@ -134,13 +134,19 @@ class PeerStamps:
     """GET /v1/_peer/stamps/<bucket>?after=<name>&limit=<n>: one page of this node's stamps
     of the bucket, objects and tombstones in name order (msgpack {"entries": [[name, stamp,
     is_tomb]], "next": name to go on after, "" on the last page}): what a returning peer
-    catches up from (cluster/catchup.py)."""
+    catches up from (cluster/catchup.py). `for=<id>`: the asking node; 503 while this node's
+    map does not have it as a write target yet."""
 
     def __init__(self, cluster):
         self.cluster = cluster
 
     def on_get(self, req, resp, bucket):
         validate_bucket_name(bucket)
+        asker = req.get_param("for")
+        if asker and self.cluster.smap.target(asker) is None:
+            # until this node sends the asker its writes, what it lists may miss one
+            raise AISError(503, f"node {asker} is not in node {self.cluster.node.id}'s map "
+                                "yet; ask again in a moment")
         rows, nxt = stamps_page(self.cluster.share, bucket, req.get_param("after") or "",
                                 req.get_param_as_int("limit", min_value=1, max_value=10_000,
                                                      default=1000))
