@@ -13,7 +13,8 @@ from dataclasses import dataclass
 try:
     import xxhash
 except ImportError:  # the checksum is optional: objects are then stored without one
-    xxhash = None  # type: ignore[assignment]  (the module, or None without it)
+    # the module, or None without it
+    xxhash = None  # type: ignore[assignment]
 
 XATTR_CKSUM = "user.getbatch.cksum"
 XATTR_VERSION = "user.getbatch.version"
