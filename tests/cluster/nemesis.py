@@ -136,7 +136,8 @@ class Nemesis:
         i = members[f.slot % len(members)]
         if f.kind == "join":
             node = self.cluster.add()
-            self.out(f"nemesis: {f}: node {node.index} ({node.id}, {node.url}) joined")
+            i = node.index
+            self.out(f"nemesis: {f}: node {i} ({node.id}, {node.url}) joined")
         else:
             self.out(f"nemesis: {f}: " + ("etcd" if f.kind == "etcd_pause" else
                                           self.node_name(i)))
