@@ -57,6 +57,7 @@ class StaticCluster:
     created = "2026-01-01T00:00:00Z"
     etcd = None     # runtime settings in the data dir, as on a single node
     secret = SECRET[SECRET_HEADER]
+    store = None    # no ClusterStore: every bucket has one copy, no versions to compare
 
     def __init__(self, smap, bucket_names):
         self.smap = smap

@@ -103,10 +103,12 @@ class Gather:
     """One cluster GetBatch on its DT: `smap` the map it keeps throughout, `me` this node's
     NodeInfo, `storage` this node's own share; `secret_headers`: what proves a peer request
     comes from the cluster; `max_wait`: seconds a peer may send nothing before it fails;
-    `connections`: the node's PeerConnections (None: new ones, for this request alone)."""
+    `connections`: the node's PeerConnections (None: new ones, for this request alone);
+    `versions`: entries -> {entry index: node holding its newest version, None when that is a
+    delete} (versions.py; None: the first holder found is read)."""
 
     def __init__(self, req, smap, me, storage, config, secret_headers, max_wait, *,
-                 connections=None):
+                 connections=None, versions=None):
         self.req = req
         self.smap = smap
         self.me = me
@@ -115,6 +117,8 @@ class Gather:
         self.secret_headers = secret_headers
         self.max_wait = max_wait
         self.connections = connections if connections is not None else PeerConnections()
+        self.versions = versions
+        self.newest = {}                 # index -> node holding its newest version (or None)
         self.multipart = not req.strm
         self.outside = smap.node(me.id) is None
         self.items = None                # Items, once planning spans nodes
@@ -148,7 +152,7 @@ class Gather:
         n = len(self.req.entries)
         self.items, self.where = Items(self, n), [None] * n
         try:
-            self._locate(range(n), checked)
+            self._locate(self._compare_versions(n), checked)
             soft = 0
             for i in sorted(self.items.full):
                 err = self.items.full[i].err
@@ -162,8 +166,27 @@ class Gather:
         self.phase2 = True
         return Plan(self.req, self.items, [self])
 
+    def _compare_versions(self, n):
+        """The entries to locate: entries whose newest version is a delete are missing
+        (placeholders here, counted as soft errors or a 404 by `plan`), the others are read
+        first from a holder of their newest version (`_candidate`)."""
+        if self.versions is None:
+            return range(n)
+        self.newest = self.versions(self.req.entries)
+        deleted = [i for i, node in self.newest.items() if node is None]
+        for i in deleted:
+            e = self.req.entries[i]
+            self.items[i] = batch_plan.placeholder(
+                self.name_of(i), f"{e.provider}://{e.bucket}/{e.objname} does not exist "
+                                 "(its newest version is a delete)")
+        if not deleted:
+            return range(n)
+        gone = set(deleted)
+        return [i for i in range(n) if i not in gone]
+
     def _candidate(self, i):
-        """The best node (HRW) not yet tried for entry `i`, or None; counts the entry in
+        """The holder of entry `i`'s newest version when known and not tried yet (see
+        `_compare_versions`), else the best node (HRW) not yet tried, or None; counts the entry in
         `gfn` when that node is not its first owner (got from a neighbour). (Smap.ranked
         sorts every node; one pass is enough here, and this runs once per entry.)"""
         e = self.req.entries[i]
@@ -178,6 +201,12 @@ class Gather:
                 continue
             if best is None or score > best_score:
                 best, best_score = node, score
+        newest = self.newest.get(i)
+        if newest is not None and newest.id not in tried and newest.id not in self.dead:
+            if hrw_score(key, newest) != top_score:
+                # counted, never refused: the first owner's copy is older, or it is away
+                self.gfn += 1
+            return newest
         if best is None and self.outside and self.me.id not in tried:
             return self.me   # not (yet) in the map: its own copies are looked at last
         if best is not None and best_score != top_score:

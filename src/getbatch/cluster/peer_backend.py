@@ -234,6 +234,15 @@ class PeerBackend:
             return None
         return msgpack.unpackb(self._check(r, bucket).content)
 
+    def states(self, pairs):
+        """The peer's (stamp, is_tomb) of each (bucket, name) of `pairs` (POST .../states),
+        None where it has neither; one request for all of them (a cluster GetBatch)."""
+        r = self.peers.request(self.node, "POST", f"{PEER_PREFIX}/states",
+                               data=msgpack.packb(pairs), timeout=STAT_TIMEOUT,
+                               headers={"Content-Type": "application/msgpack"})
+        return [st if st is None else tuple(st)
+                for st in msgpack.unpackb(self._check(r, "").content)]
+
     def put(self, bucket, name, body, length=None, stamp=None):
         """Store on the peer: a new version it stamps, or (`stamp`) a copy of one, which it
         keeps only if newer than its own. The stamp the peer stored ("" if it kept its own)."""

@@ -187,9 +187,10 @@ class ClusterStore(Backend):
                 raise ObjectNotFound(bucket, name)
             order = ranked if newest is None else [newest[1]] + [
                 t for t in ranked if t[0].id != newest[1][0].id]
-            self._repair(bucket, name, newest, states)
+            self.repair(bucket, name, newest, states)
             return self._first(bucket, name, order, fn)
-        checks = [(t, self._pool.submit(_state, t[1], bucket, name)) for t in ranked[1:copies]]
+        checks = [(t, self._pool.submit(holder_state, t[1], bucket, name))
+                  for t in ranked[1:copies]]
         tombs = []
         try:
             node_t, res = self._first(bucket, name, ranked, fn, tombs)
@@ -200,7 +201,7 @@ class ClusterStore(Backend):
         if served is not None:
             states.append((node_t, (served, False)))
         newest = newest_state(states)
-        self._repair(bucket, name, newest, states)
+        self.repair(bucket, name, newest, states)
         if served is not None and served >= newest[0]:
             return res
         if served is not None and discard is not None:
@@ -241,10 +242,10 @@ class ClusterStore(Backend):
     def copy_states(self, bucket, name, targets):
         """[((node, backend), (stamp, is_tomb) or None when missing)] of the targets that
         answered, asked in parallel."""
-        futures = [(t, self._pool.submit(_state, t[1], bucket, name)) for t in targets]
+        futures = [(t, self._pool.submit(holder_state, t[1], bucket, name)) for t in targets]
         return [(t, f.result()) for t, f in futures]
 
-    def _repair(self, bucket, name, newest, states):
+    def repair(self, bucket, name, newest, states):
         """Bring the answering holders whose copy is older than `newest` (or missing) up to
         it, in the background; at most REPAIRS_MAX at once per process (beyond that,
         rebalance repairs them)."""
@@ -526,7 +527,7 @@ def fetch_to_scratch(src, local):
 AWAY = object()  # the state of a holder that did not answer
 
 
-def _state(backend, bucket, name):
+def holder_state(backend, bucket, name):
     """(stamp, is_tomb) of the name on one holder, None when it has neither, AWAY when it
     does not answer."""
     try:

@@ -12,7 +12,7 @@ from .auth import AuthMiddleware
 from ..store.router import Storage
 from .buckets import Bucket, BucketCollection
 from .edge import CanonicalPath
-from .cluster import (Daemon, Health, PeerCatchUp, PeerGuard, PeerPing, PeerPush,
+from .cluster import (Daemon, Health, PeerCatchUp, PeerStates, PeerGuard, PeerPing, PeerPush,
                       PeerRebalance, PeerStamps, RebalanceAPI)
 from .errors import handle_exception, make_serializer
 from .jobs import BatchJobsAPI, JobQueries
@@ -87,6 +87,7 @@ def create_app(config, storage, cluster=None):
         app.add_route(PEER_PREFIX + "/push/{bucket}/{obj:path}", PeerPush(cluster))
         app.add_route(PEER_PREFIX + "/stamps/{bucket}", PeerStamps(cluster))
         app.add_route(PEER_PREFIX + "/catchup", PeerCatchUp(cluster))
+        app.add_route(PEER_PREFIX + "/states", PeerStates(cluster))
         app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, live))
         app.add_route(PEER_PREFIX + "/epochs/{plan_id}", PeerPlan(plans))
         app.add_route(PEER_PREFIX + "/jobs", BatchJobsAPI(batch_jobs, None, jobs, node_id))

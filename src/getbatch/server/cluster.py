@@ -14,6 +14,7 @@ import msgspec
 from ..cluster.catchup import catch_up, stamps_page
 from ..cluster.peers import PEER_PREFIX, SECRET_HEADER, PeerUnavailable, secret_ok
 from ..cluster.rebalance import DEFAULT_RATE
+from ..cluster.versions import local_state
 from ..store.names import validate_bucket_name
 from .errors import AISError
 from ..tls import CLIENT_CERT
@@ -152,6 +153,26 @@ class PeerStamps:
                                                      default=1000))
         resp.content_type = "application/msgpack"
         resp.data = msgpack.packb({"entries": rows, "next": nxt})
+
+
+class PeerStates:
+    """POST /v1/_peer/states, body msgpack [[bucket, name]]: this node's [stamp, is_tomb] of
+    each name, null where it has neither (msgpack): what a cluster GetBatch compares across
+    the holders of its entries (cluster/versions.py)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def on_post(self, req, resp):
+        try:
+            pairs = msgpack.unpackb(req.bounded_stream.read())
+            if not isinstance(pairs, list):
+                raise ValueError("not a list")
+            states = [local_state(self.cluster.share, b, n) for b, n in pairs]
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise AISError(400, f"bad states request: {exc}") from None
+        resp.content_type = "application/msgpack"
+        resp.data = msgpack.packb(states)
 
 
 class PeerCatchUp:

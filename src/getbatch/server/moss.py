@@ -8,6 +8,7 @@ done (sent, or aborted), one log line tells the operator what the batch was.
 import logging
 import time
 import urllib.parse
+from functools import partial
 
 from ..batch.assemble import BatchOutput
 from ..batch.integrity import VerifiedOutput
@@ -16,6 +17,7 @@ from ..batch.request import parse_coloc
 from ..cluster.gather import Gather
 from ..cluster.peers import SECRET_HEADER
 from ..cluster.smap import Smap
+from ..cluster.versions import newest_holders
 from ..epochs.lookahead import StepWarmer
 from ..epochs.request import parse_any
 from ..config import check_setting
@@ -86,7 +88,9 @@ class Moss:
                 return
             gather = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
                             {SECRET_HEADER: self.cluster.secret}, _max_wait(req, cfg),
-                            connections=self.cluster.connections)
+                            connections=self.cluster.connections,
+                            versions=None if self.cluster.store is None else
+                            partial(newest_holders, self.cluster.store, smap))
         plan = gather.plan(checked)
         plan.uuid = job.id   # logs, the multipart metadata and the job agree
         out = (VerifiedOutput if mreq.cksum else BatchOutput)(

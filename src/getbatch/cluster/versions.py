@@ -1,0 +1,61 @@
+"""Which holder of each entry of a cluster GetBatch has the entry's newest version: for
+buckets with `copies` > 1, the stamps of the first `copies` holders of every entry are
+compared (one request per holder for the whole batch, all holders asked in parallel), as a
+GET compares them (store.py), so that a GetBatch never reads a copy older than an
+acknowledged write (docs/consistency.md). Stale holders get read repair. Entries of copies=1
+buckets cost nothing."""
+from ..store.errors import StoreError
+from .smap import placement_key
+from .store import AWAY, holder_state, newest_state
+
+
+def local_state(share, bucket, name):
+    """(stamp, is_tomb) of the name in this node's share, None when it has neither."""
+    st = holder_state(share, bucket, name)
+    return None if st is AWAY else st
+
+
+def newest_holders(store, smap, entries):
+    """{entry index: NodeInfo of a holder of the entry's newest version, or None when that
+    version is a delete} for the `ais` entries of buckets with copies > 1 that some holder
+    has; `store`: the node's ClusterStore."""
+    copies, asks = {}, {}   # bucket -> copies; node id -> (node, [(entry index, rank)])
+    for i, e in enumerate(entries):
+        if e.provider != "ais":
+            continue
+        n = copies.get(e.bucket)
+        if n is None:
+            try:
+                n = copies[e.bucket] = store.buckets.require(e.bucket).copies
+            except StoreError:
+                n = copies[e.bucket] = 1   # the planner reports the bucket
+        if n > 1:
+            for r, node in enumerate(smap.ranked(placement_key("ais", e.bucket, e.objname))[:n]):
+                asks.setdefault(node.id, (node, []))[1].append((i, r))
+    if not asks:
+        return {}
+
+    def ask(node, backend):
+        pairs = [(entries[i].bucket, entries[i].objname) for i, _ in asks[node.id][1]]
+        if backend is store.share:
+            return [local_state(backend, b, n) for b, n in pairs]
+        return backend.states(pairs)
+
+    # entry index -> {rank: ((node, backend), state)}: of equal stamps, the first owner's
+    # is read
+    states = {}
+    targets = [(node, store.backend_of(node)) for node, _ in asks.values()]
+    for t, (node, got) in zip(targets, store._fanout(ask, targets)):
+        ranks = asks[node.id][1]
+        if isinstance(got, Exception):
+            got = [AWAY] * len(ranks)   # what the others hold is compared
+        for (i, r), st in zip(ranks, got):
+            states.setdefault(i, {})[r] = (t, st)
+    out = {}
+    for i, by_rank in states.items():
+        sts = [by_rank[r] for r in sorted(by_rank)]
+        newest = newest_state(sts)
+        if newest is not None:
+            out[i] = None if newest[2] else newest[1][0]
+            store.repair(entries[i].bucket, entries[i].objname, newest, sts)
+    return out
