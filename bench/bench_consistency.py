@@ -4,6 +4,7 @@ a non-owner with copies=2, objects/s, for two source trees side by side; and cat
     PYTHONPATH=src:. python bench/bench_consistency.py BEFORE_SRC AFTER_SRC   # ~6 min, 2 cores
     PYTHONPATH=src:. python bench/bench_consistency.py catchup                # catch-up alone
     PYTHONPATH=src:. python bench/bench_consistency.py stamps                 # the store alone
+    PYTHONPATH=src:. python bench/bench_consistency.py getbatch BEFORE_SRC AFTER_SRC  # ~2 min
 
 Each side is a real etcd and 3 nodes (tests/cluster/nodes.py, 1 worker x 4 threads) running the
 code of its source tree (BEFORE_SRC: a worktree of main before the stamps, e.g. made with `git
@@ -16,6 +17,11 @@ control: one holder, nothing to compare.
 stamps: the local store alone (no HTTP), 4 KiB PUT, stat and DELETE with and without a clock
 (what a cluster node pays for stamping, the newest-wins check and tombstones, against a single
 node), microseconds per operation, median of ROUNDS alternating rounds.
+
+getbatch: one GetBatch (.tar) of N_BATCH x 4 KiB objects sent to node 0, copies=2 (on 3 nodes
+node 0 is among the two holders of about 2/3 of them) and copies=1 (the control: nothing to
+compare), for the two source trees side by side; milliseconds, median of ROUNDS alternating
+rounds.
 
 catchup: 3 nodes, one bucket with copies=2 and N_CATCHUP objects; one node is stopped, every
 object is overwritten, the node is started again; the figure is the time from its start until
@@ -38,6 +44,7 @@ ROUNDS = 5
 N = 1500
 CLIENTS = 4
 N_CATCHUP = 2000
+N_BATCH = 1000
 BODY = os.urandom(4096)
 
 
@@ -123,6 +130,42 @@ def compare(before, after):
         print(f"| {k} | {b:,.0f} | {a:,.0f} | {a / b:.2f} |")
 
 
+def _batch_ms(url, bucket, names):
+    body = {"in": [{"objname": n} for n in names], "mime": ".tar", "strm": True}
+    t0 = time.perf_counter()
+    r = requests.get(f"{url}/v1/ml/moss/{bucket}", json=body, timeout=120)
+    dt = time.perf_counter() - t0
+    if r.status_code != 200 or len(r.content) < len(names) * len(BODY):
+        raise RuntimeError(f"GetBatch of {bucket}: {r.status_code} {r.text[:200]}")
+    return dt * 1000
+
+
+def getbatch(before, after):
+    root = tempfile.mkdtemp(prefix="bench-consistency-")
+    names = [f"o{i:05d}" for i in range(N_BATCH)]
+    sides = {}
+    try:
+        for label, src in (("before", before), ("after", after)):
+            env = {"PYTHONPATH": f"{os.path.abspath(src)}:{os.getcwd()}"}
+            c = sides[label] = Cluster(f"{root}/{label}", n=3, workers=1, threads=4, env=env)
+            for b, copies in (("gb2", 2), ("gb1", 1)):
+                _bucket(c.urls[0], b, copies)
+                _run("PUT", b, _non_owner(c, b, names, copies))
+        rows = {(label, b): [] for label in sides for b in ("gb2", "gb1")}
+        for _ in range(ROUNDS):
+            for (label, b), ms in rows.items():
+                ms.append(_batch_ms(sides[label].urls[0], b, names))
+    finally:
+        for c in sides.values():
+            c.close()
+    print(f"\nGetBatch of {N_BATCH} x 4 KiB through node 0, median of {ROUNDS} rounds (ms)")
+    print("| bucket | before | after | after/before |\n|---|---|---|---|")
+    for b, what in (("gb2", "copies=2"), ("gb1", "copies=1")):
+        x = statistics.median(rows[("before", b)])
+        y = statistics.median(rows[("after", b)])
+        print(f"| {what} | {x:.0f} | {y:.0f} | {y / x:.2f} |")
+
+
 def _back(c, i):
     """Seconds from starting node i again until every node's map lists it."""
     t0 = time.perf_counter()
@@ -195,5 +238,7 @@ if __name__ == "__main__":
         catchup()
     elif sys.argv[1:] == ["stamps"]:
         stamps()
+    elif sys.argv[1:2] == ["getbatch"]:
+        getbatch(*sys.argv[2:4])
     else:
         compare(*sys.argv[1:3])
