@@ -1,12 +1,15 @@
 """The data plane's own checks of docs/consistency.md on real nodes and etcd: a rolling
 restart under overwrites and deletes, what rebalance then keeps, and read repair
 (test_nemesis_scenarios.py replays each defect of issue 15 through the nemesis)."""
+import io
 import os
+import tarfile
 import time
 
 import pytest
 import requests
 
+from getbatch.store.tombs import Tombs
 from tests.support.nodes import make_client
 
 from .nodes import Cluster
@@ -129,6 +132,54 @@ def test_read_repair(c3):
         r = _get(c.urls[third], "rr", n)
         assert r.status_code == 200 and r.content == n.encode() * 100
         _eventually(lambda: _assert_copy(path, n.encode() * 100))
+
+
+def test_getbatch_reads_the_newest_copy(c3):
+    """A GetBatch whose entries' first owners hold an older copy, or the object where the
+    second owner holds its newer tombstone, serves the newest version (a 404 for the
+    deleted one, a placeholder under coer), and repairs the first owners."""
+    c = c3
+    _mkbucket(c.urls[0], "gbv", 2)
+    data = {n: n.encode() * 100 for n in ("stale", "deleted")}
+    for n, d in data.items():
+        assert _put(c.urls[0], "gbv", n, d).status_code == 200
+    first = {n: _index(c, _owners(c, "gbv", n, 2)[0].id) for n in data}
+    stale = os.path.join(c.nodes[first["stale"]].data_dir, "ais", "gbv", "stale")
+    with open(stale, "r+b") as f:
+        f.write(b"old")
+    os.setxattr(stale, STAMP, b"0000000000000001.gone")
+    gone = os.path.join(c.nodes[first["deleted"]].data_dir, "ais", "gbv", "deleted")
+    with open(gone, "rb") as f:
+        kept = f.read(), os.getxattr(gone, STAMP)
+    assert requests.delete(f"{c.urls[0]}/v1/objects/gbv/deleted", timeout=30).status_code == 200
+    # the first owner missed the delete: its object is back, its tombstone gone
+    tombs = Tombs(os.path.join(c.nodes[first["deleted"]].data_dir, ".sys", "tombs"))
+    os.unlink(tombs._path("gbv", "deleted"))
+    with open(gone, "wb") as f:
+        f.write(kept[0])
+    os.setxattr(gone, STAMP, kept[1])
+
+    def batch(names, coer=False):
+        return requests.get(f"{c.urls[0]}/v1/ml/moss/gbv", timeout=30, json={
+            "in": [{"objname": n} for n in names], "coer": coer, "onob": True, "strm": True})
+    r = batch(["stale"])
+    assert r.status_code == 200 and _members(r.content) == [("stale", data["stale"])]
+    r = batch(["stale", "deleted"])
+    assert r.status_code == 404 and "deleted" in r.json()["message"], r.text
+    r = batch(["deleted", "stale"], coer=True)
+    assert r.status_code == 200, r.text
+    assert [m for m in _members(r.content) if m[1]] == [("stale", data["stale"])]
+    _eventually(lambda: _assert_copy(stale, data["stale"]))
+    _eventually(lambda: _assert_gone(gone))
+
+
+def _members(data):
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tf:
+        return [(m.name, tf.extractfile(m).read()) for m in tf]
+
+
+def _assert_gone(path):
+    assert not os.path.exists(path)
 
 
 def _assert_copy(path, data):
