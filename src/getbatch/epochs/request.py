@@ -16,7 +16,7 @@ import msgspec
 from ..batch.errors import BadRequest
 from ..batch.request import MossIn, MossReq, normalize_mime, parse
 from .order import step_range
-from .spec import check_int
+from .spec import check_fields, check_int
 
 AHEAD = 0          # steps a node warms after the one it serves by default (lookahead.py: off,
                    # as it measured no gain here, bench/RESULTS-training.md)
@@ -74,12 +74,7 @@ def parse_epoch(body, plans, max_entries):
         doc = _json.decode(body)
     except (msgspec.DecodeError, RecursionError) as exc:
         raise BadRequest(f"epoch GetBatch: malformed JSON request: {exc}") from None
-    if not isinstance(doc, dict):
-        raise BadRequest("epoch GetBatch: expecting a JSON object")
-    unknown = set(doc) - _KEYS
-    if unknown:
-        raise BadRequest(f"epoch GetBatch: unknown field(s) {', '.join(sorted(unknown))} "
-                         f"(expecting {', '.join(sorted(_KEYS))})")
+    check_fields(doc, _KEYS, "epoch GetBatch")
     rec = plans.get(doc.get("plan"))
     spec = rec["spec"]
     world = _int(doc, "world_size", spec["world_size"], 1, 1 << 16)

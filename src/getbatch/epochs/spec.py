@@ -60,6 +60,16 @@ def check_int(doc, key, default, lo, hi, what="epoch plan"):
     return v
 
 
+def check_fields(doc, keys, what="epoch plan"):
+    """BadRequest unless `doc` is a JSON object with no field outside `keys`."""
+    if not isinstance(doc, dict):
+        raise BadRequest(f"{what}: expecting a JSON object")
+    unknown = set(doc) - keys
+    if unknown:
+        raise BadRequest(f"{what}: unknown field(s) {', '.join(sorted(unknown))} "
+                         f"(expecting {', '.join(sorted(keys))})")
+
+
 def _shards(v):
     if not isinstance(v, dict) or len(v) != 1:
         raise BadRequest('epoch plan: "shards" must be one of {"names": [...]}, {"prefix": P} '
@@ -132,12 +142,7 @@ def _shuffle(v):
 
 def parse_spec(doc):
     """The Spec of a decoded POST body; BadRequest naming what is wrong."""
-    if not isinstance(doc, dict):
-        raise BadRequest("epoch plan: expecting a JSON object")
-    unknown = set(doc) - _KEYS
-    if unknown:
-        raise BadRequest(f"epoch plan: unknown field(s) {', '.join(sorted(unknown))} "
-                         f"(expecting {', '.join(sorted(_KEYS))})")
+    check_fields(doc, _KEYS)
     s = Spec()
     s.bucket = doc.get("bucket")
     if not isinstance(s.bucket, str):
