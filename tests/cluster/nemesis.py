@@ -202,6 +202,11 @@ def create_bucket(url, bucket, copies):
 def rebalance(url, timeout=120):
     """Run a rebalance on every node (no rate limit) and wait for it: its final status."""
     requests.post(url + "/v1/rebalance", params={"rate": 0}, timeout=30).raise_for_status()
+    return wait_rebalance(url, timeout)
+
+
+def wait_rebalance(url, timeout=120):
+    """The final status of the rebalance running on the cluster of `url`, once it ends."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st = requests.get(url + "/v1/rebalance", timeout=30).json()

@@ -3,12 +3,12 @@ a rerun moves nothing; the CLI drives it; and `getbatch cluster` starts and stop
 import os
 import subprocess
 import sys
-import time
 
 import requests
 
 from tests.support.nodes import make_client
 
+from .nemesis import wait_rebalance
 from .test_objects import _local_names, _set_mirror
 
 
@@ -16,16 +16,6 @@ def _owners(c, bucket, name, copies):
     from getbatch.cluster.smap import NodeInfo, Smap
     smap = Smap(1, [NodeInfo(n.id, n.url) for n in c.live()], "")
     return {n.id for n in smap.owners("ais", bucket, name, copies)}
-
-
-def _wait_done(url):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        st = requests.get(url + "/v1/rebalance", timeout=10).json()
-        if st["state"] != "running":
-            return st
-        time.sleep(0.2)
-    raise AssertionError(f"rebalance still running: {st}")
 
 
 def test_rebalance_moves_then_rerun_moves_nothing(make_cluster):
@@ -46,14 +36,14 @@ def test_rebalance_moves_then_rerun_moves_nothing(make_cluster):
                           c.urls[2]], capture_output=True, text=True, timeout=60)
     # (the new node holds nothing: its run is done at once, most likely before the stop)
     assert out.returncode == 0 and out.stdout.count(": stopped") >= 2, out.stdout + out.stderr
-    st = _wait_done(c.urls[0])
+    st = wait_rebalance(c.urls[0])
     states = sorted(s["state"] for s in st["nodes"].values())
     assert st["state"] == "incomplete" and states in (["done", "stopped", "stopped"],
                                                       ["stopped"] * 3), st
     assert sum(s["checked"] for s in st["nodes"].values()) < len(data)
     r = requests.post(c.urls[1] + "/v1/rebalance", timeout=10)
     assert r.status_code == 200 and all(s["started"] for s in r.json()["nodes"].values())
-    st = _wait_done(c.urls[2])
+    st = wait_rebalance(c.urls[2])
     assert st["state"] == "done", st
     assert st["copied"] > 0 and st["moved"] > 0
     # every object now exactly on its two owners
@@ -64,7 +54,7 @@ def test_rebalance_moves_then_rerun_moves_nothing(make_cluster):
     out = subprocess.run([sys.executable, "-m", "getbatch.cli", "rebalance", "--url", c.urls[0]],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    st = _wait_done(c.urls[0])
+    st = wait_rebalance(c.urls[0])
     assert st["state"] == "done" and st["moved"] == 0 and st["copied"] == 0
     assert sum(s["checked"] for s in st["nodes"].values()) == 2 * len(data)
     for n, v in data.items():
