@@ -22,13 +22,17 @@ def _octal(field):
 
 
 def parse_pax(data):
-    """The records of a PAX extended header's data."""
+    """The records of a PAX extended header's data; TarFormatError for a malformed one (a
+    record must be longer than its own length field, or a reader never gets past it)."""
     out, pos = {}, 0
     while pos < len(data) and data[pos:pos + 1] not in (b"", b"\0"):
-        sp = data.index(b" ", pos)
-        n = int(data[pos:sp])
+        sp = data.find(b" ", pos)
+        field = data[pos:sp] if sp > pos else b""
+        n = int(field) if field.isdigit() else 0
+        if n <= sp - pos + 1 or pos + n > len(data) or data[pos + n - 1:pos + n] != b"\n":
+            raise TarFormatError(f"malformed PAX record at byte {pos} of its header")
         key, _, value = data[sp + 1:pos + n - 1].partition(b"=")
-        out[key.decode()] = value.decode("utf-8", "surrogateescape")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         pos += n
     return out
 
@@ -84,7 +88,7 @@ class TarStream:
             pax, self._pax = self._pax, {}
             name = pax.get("path") or self._longname or name
             self._longname = None
-            if "size" in pax and int(pax["size"]) != size:
+            if "size" in pax and (not pax["size"].isdigit() or int(pax["size"]) != size):
                 raise TarFormatError(f"{name}: PAX size does not match the header")
             if kind in (b"0", b"\0", b"7"):
                 out.append((name, body, pax))
