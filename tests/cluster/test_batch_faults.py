@@ -19,6 +19,7 @@ from tests.server.test_metrics import parse
 
 from .nodes import Cluster
 
+STAMP = "user.getbatch.stamp"
 N = 192
 SIZE = 256 << 10   # 16 MiB per peer: more than the sockets between two nodes hold, in items
                    # that fit a peer window (a bigger one cut halfway cannot become a placeholder)
@@ -186,21 +187,39 @@ def test_peer_stalled_past_max_wait(fc):
         _whole_again(fc)
 
 
-def test_stalled_mid_item_resumes_only_from_the_same_version(fc):
-    """A 32 MiB item whose owner (node 2) is paused past max_wait inside it: resumed from its
-    second copy (node 1) when that is the same version; when node 1's copy is another
-    version of the same size (a lost overwrite leaves such copies), the answer is cut."""
+def _tar(name, data):
+    """A TAR shard holding a small file, then `name` with `data`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for n, d in (("small.txt", b"x" * 100), (name, data)):
+            info = tarfile.TarInfo(n)
+            info.size = len(d)
+            tf.addfile(info, io.BytesIO(d))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["object", "file-in-shard"])
+def test_stalled_mid_item_resumes_only_from_the_same_version(fc, inside):
+    """A 32 MiB item (an object, or a file inside a shard) whose owner (node 2) is paused
+    past max_wait inside it: resumed from its second copy (node 1) when that is the same
+    version; when node 1's copy is another version of the same size (a lost overwrite leaves
+    such copies; here with the same stamp, so no read repair mends it meanwhile), the answer
+    is cut."""
     smap = Smap(1, [NodeInfo(n.id, n.url) for n in fc.nodes], fc.nodes[0].id)
     ids = [n.id for n in fc.nodes]
-    name = next(f"big{i}" for i in range(200)
-                if [ids.index(n.id) for n in smap.owners("ais", "two", f"big{i}", 2)] == [2, 1])
+    name = next(f"big{i}.tar" for i in range(200)
+                if [ids.index(n.id) for n in smap.owners("ais", "two", f"big{i}.tar", 2)]
+                == [2, 1])
     v0 = os.urandom(32 << 20)
-    assert requests.put(f"{fc.urls[1]}/v1/objects/two/{name}", data=v0, timeout=60,
+    entry, member = ({"objname": name, "archpath": "big.bin"}, f"two/{name}/big.bin") if inside \
+        else ({"objname": name}, f"two/{name}")
+    assert requests.put(f"{fc.urls[1]}/v1/objects/two/{name}", timeout=60,
+                        data=_tar("big.bin", v0) if inside else v0,
                         params={"provider": "ais"}).status_code == 200
 
     def batch():
         r = requests.get(f"{fc.urls[0]}/v1/ml/moss/two", params={"max_wait": "1s"},
-                         json={"in": [{"objname": name}], "strm": True}, stream=True, timeout=60)
+                         json={"in": [entry], "strm": True}, stream=True, timeout=60)
         try:
             data = _read_then(r, FIRST, lambda: fc.pause(2))
         except (urllib3.exceptions.ProtocolError, requests.RequestException):
@@ -211,8 +230,12 @@ def test_stalled_mid_item_resumes_only_from_the_same_version(fc):
     try:
         r, data = batch()
         assert data is not None and len(data) == int(r.headers["Content-Length"])
-        assert _members(data) == [(f"two/{name}", v0)]
-        LocalStore(fc.nodes[1].data_dir).put("two", name, io.BytesIO(os.urandom(32 << 20)))
+        assert _members(data) == [(member, v0)]
+        v1 = os.urandom(32 << 20)
+        LocalStore(fc.nodes[1].data_dir).put(
+            "two", name, io.BytesIO(_tar("big.bin", v1) if inside else v1))
+        copies = [os.path.join(fc.nodes[k].data_dir, "ais", "two", name) for k in (2, 1)]
+        os.setxattr(copies[1], STAMP, os.getxattr(copies[0], STAMP))
         r, data = batch()
         assert data is None or len(data) < int(r.headers["Content-Length"])
     finally:

@@ -146,6 +146,11 @@ class Shard:
         shard served from the inflate cache, its cache file), for pread/sendfile."""
         return self._fd
 
+    def source_fd(self) -> int:
+        """The fd of the shard file itself (never a cache of it): what its version (checksum,
+        stamp) is read from; -1 once closed."""
+        return self._fd
+
     def _pread_chunks(self, fd, offset, length):
         """`length` bytes of `fd` from `offset`, in chunks of at most CHUNK bytes."""
         while length > 0:

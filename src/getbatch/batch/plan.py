@@ -20,7 +20,8 @@ from array import array
 
 import msgspec
 
-from ..archive import MAX_INFLATE, ArchiveError, InflateBudget, InflateLimit, MemberNotFound
+from ..archive import (MAX_INFLATE, ArchiveError, InflateBudget, InflateLimit, MemberNotFound,
+                       Shard)
 from ..store.archived import find_archived
 from ..store.attrs import identity_of_fd
 from ..store.backend import Source
@@ -416,13 +417,16 @@ def _resolve_all(req, resolve, items, max_soft_errs):
 
 def identity(it):
     """ObjectAttrs naming the version item `it` is read from (see store.attrs.provably_same),
-    or None where nothing can prove it: a placeholder, a file inside a shard (its bytes come
-    from the shard, or from a cache of it), a source without an fd."""
+    or None where nothing can prove it: a placeholder, a source without an fd. A file inside
+    a shard is named by its shard's version (of `it.size` bytes): the same version of a
+    shard holds the same file, whether its bytes come from the shard or a cache of it."""
     src = it.src
-    if not isinstance(src, Source):
-        return None
-    fd = src.fileno()
-    return None if fd is None else identity_of_fd(fd, it.size)
+    if isinstance(src, Source):
+        fd = src.fileno()
+    else:
+        shard = it.shard if it.shard is not None else src
+        fd = shard.source_fd() if isinstance(shard, Shard) else None
+    return None if fd is None or fd < 0 else identity_of_fd(fd, it.size)
 
 
 def base_name(bucket, objname, onob):

@@ -19,8 +19,9 @@ broken or desynchronised stream is detected at the first frame it touches (each 
 compared with the one the DT would write).
 
 `ids` name the object version of each item of at least `RESUMABLE` bytes (where the owner
-knows it): such an item may be cut mid-frame when its owner fails, and the DT resumes it
-from another copy only when both name the same version (store.attrs.provably_same).
+knows it; a file inside a shard by its shard's version): such an item may be cut mid-frame
+when its owner fails, and the DT resumes it from another copy only when both name the same
+version (store.attrs.provably_same).
 """
 import struct
 from typing import Annotated, Optional
