@@ -245,6 +245,52 @@ def test_stalled_mid_item_resumes_only_from_the_same_version(fc, inside):
         _whole_again(fc)
 
 
+def _owned_by(fc, prefix, ranks):
+    """The first name `prefix<i>` whose two owners in bucket `two` are nodes `ranks`."""
+    smap = Smap(1, [NodeInfo(n.id, n.url) for n in fc.nodes], fc.nodes[0].id)
+    ids = [n.id for n in fc.nodes]
+    return next(f"{prefix}{i}" for i in range(200)
+                if [ids.index(n.id) for n in smap.owners("ais", "two", f"{prefix}{i}", 2)]
+                == ranks)
+
+
+def test_entry_is_not_read_older_after_its_newest_holder_failed(fc):
+    """A batch of a 32 MiB item and a small one, both on node 2 (their newest holder) and
+    node 1. Node 2 is paused past max_wait inside the big item, after node 1's copy of the
+    small one became an older version of the same size: the big item resumes from node 1
+    (same version), the small one is not taken from there (a placeholder under coer),
+    never the older bytes."""
+    big, small = _owned_by(fc, "fbig", [2, 1]), _owned_by(fc, "fsmall", [2, 1])
+    v_big, v_small = os.urandom(32 << 20), os.urandom(64 << 10)
+    for name, data in ((big, v_big), (small, v_small)):
+        assert requests.put(f"{fc.urls[1]}/v1/objects/two/{name}", data=data, timeout=60,
+                            params={"provider": "ais"}).status_code == 200
+    older = os.urandom(64 << 10)
+
+    def stale_then_pause():
+        # after the DT compared the stamps (no read repair mends it): an older copy
+        path = os.path.join(fc.nodes[1].data_dir, "ais", "two", small)
+        LocalStore(fc.nodes[1].data_dir).put("two", small, io.BytesIO(older))
+        os.setxattr(path, STAMP, b"0000000000000001.old")
+        fc.pause(2)
+    try:
+        r = requests.get(f"{fc.urls[0]}/v1/ml/moss/two", params={"max_wait": "1s"},
+                         json={"in": [{"objname": big}, {"objname": small}], "strm": True,
+                               "coer": True}, stream=True, timeout=60)
+        try:
+            data = _read_then(r, FIRST, stale_then_pause)
+        finally:
+            fc.resume(2)
+        assert len(data) == int(r.headers["Content-Length"])
+        assert _members(data) == [(f"two/{big}", v_big), (f"__404__/two/{small}", b"")]
+    finally:
+        fc.resume(2)
+        for name in (big, small):
+            requests.delete(f"{fc.urls[0]}/v1/objects/two/{name}", params={"provider": "ais"},
+                            timeout=30)
+        _whole_again(fc)
+
+
 def _fds(node):
     """Open fds of a node's processes (master and workers)."""
     total = 0

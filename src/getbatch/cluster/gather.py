@@ -104,8 +104,8 @@ class Gather:
     NodeInfo, `storage` this node's own share; `secret_headers`: what proves a peer request
     comes from the cluster; `max_wait`: seconds a peer may send nothing before it fails;
     `connections`: the node's PeerConnections (None: new ones, for this request alone);
-    `versions`: entries -> {entry index: node holding its newest version, None when that is a
-    delete} (versions.py; None: the first holder found is read)."""
+    `versions`: entries -> {entry index: (node holding its newest version, None when that is a
+    delete; its stamp)} (versions.py; None: the first holder found is read)."""
 
     def __init__(self, req, smap, me, storage, config, secret_headers, max_wait, *,
                  connections=None, versions=None):
@@ -118,7 +118,9 @@ class Gather:
         self.max_wait = max_wait
         self.connections = connections if connections is not None else PeerConnections()
         self.versions = versions
-        self.newest = {}                 # index -> node holding its newest version (or None)
+        self.newest = {}                 # index -> (node holding its newest version or None,
+                                         # its stamp)
+        self.older = {}                  # index -> nodes whose copy was not its newest version
         self.multipart = not req.strm
         self.outside = smap.node(me.id) is None
         self.items = None                # Items, once planning spans nodes
@@ -173,7 +175,7 @@ class Gather:
         if self.versions is None:
             return range(n)
         self.newest = self.versions(self.req.entries)
-        deleted = [i for i, node in self.newest.items() if node is None]
+        deleted = [i for i, (node, _) in self.newest.items() if node is None]
         for i in deleted:
             e = self.req.entries[i]
             self.items[i] = batch_plan.placeholder(
@@ -201,7 +203,7 @@ class Gather:
                 continue
             if best is None or score > best_score:
                 best, best_score = node, score
-        newest = self.newest.get(i)
+        newest = self.newest.get(i, (None,))[0]
         if newest is not None and newest.id not in tried and newest.id not in self.dead:
             if hrw_score(key, newest) != top_score:
                 # counted, never refused: the first owner's copy is older, or it is away
@@ -256,7 +258,7 @@ class Gather:
     def _open(self, node, indexes):
         body = sub_batch(self.req.entries, indexes, self.req.onob)
         s = PeerStream(node, indexes, body, self.secret_headers, self.max_wait,
-                       self.connections)
+                       self.connections, every_id=self._checks_any(indexes, node.id))
         try:
             s.send()
         except PeerFailed as exc:
@@ -293,7 +295,8 @@ class Gather:
         again = []
         s.last = -1   # the position of the last item taken from this stream
         for pos, (i, (name, size, err)) in enumerate(zip(s.indexes, plan)):
-            if self._take(i, s.node.id, Item(name, size, remote=self, offset=i), err):
+            if self._take(i, s.node.id, Item(name, size, remote=self, offset=i), err,
+                          s.ids.get(pos)):
                 self.where[i] = s
                 s.last = pos
             else:
@@ -324,8 +327,10 @@ class Gather:
         k = len(self.local_plans)
         self.local_plans.append(plan)
         again = []
+        check = self._checks_any(indexes, self.me.id)
         for j, (i, it) in enumerate(zip(indexes, plan.items)):
-            if not self._take(i, self.me.id, it, it.err):
+            ident = batch_plan.identity(it) if check and it.err is None else None
+            if not self._take(i, self.me.id, it, it.err, ident):
                 again.append(i)
             elif not self.phase2:
                 self.items.set_local(i, k, j)
@@ -335,13 +340,38 @@ class Gather:
         """The output name of entry `i` (as its owner names it)."""
         return batch_plan.output_name(self.req.entries[i], self.req.onob)
 
-    def _take(self, i, node_id, item, err):
-        """Record where entry `i` was planned; False when that node lacks it."""
+    def _newest_stamp(self, i, node_id):
+        """The stamp entry `i`'s copy on `node_id` must carry to be read: its newest
+        version's, when known and held elsewhere (versions.py); None: nothing to check."""
+        newest = self.newest.get(i)
+        if newest is None or newest[0] is None or newest[0].id == node_id:
+            return None
+        return newest[1]
+
+    def _checks_any(self, indexes, node_id):
+        """Whether some entry of `indexes` must have its version checked on `node_id`
+        (then that node is asked to name the version of every item, not only big ones)."""
+        return bool(self.newest) and any(self._newest_stamp(i, node_id) is not None
+                                         for i in indexes)
+
+    def _take(self, i, node_id, item, err, ident=None):
+        """Record where entry `i` was planned; False when that node lacks it, or holds
+        another version than its newest (`ident`: ObjectAttrs naming the version there)."""
         if err is not None:
             self.tried.setdefault(i, set()).add(node_id)
             if self.items[i] is None:
                 # the first owner's word, under the name this node gives the entry
                 self.items[i] = batch_plan.placeholder(self.name_of(i), err)
+            return False
+        want = self._newest_stamp(i, node_id) if self.newest else None
+        if want is not None and (ident is None or ident.stamp != want):
+            # the holder of its newest version failed: an older copy, even of the same
+            # size, would be a read back in time
+            self.tried.setdefault(i, set()).add(node_id)
+            self.older.setdefault(i, []).append(node_id)
+            log.warning("batch: %s on %s is not its newest version (stamp %s, %s wanted); "
+                        "not taken from there", self.name_of(i), node_id,
+                        ident.stamp if ident is not None else "unknown", want)
             return False
         if self.phase2 and (item.name, item.size) != (self.items[i].name, self.items[i].size):
             # another version on this replica: its bytes would not match what was announced
@@ -359,6 +389,9 @@ class Gather:
         msg = f"{e.provider}://{e.bucket}/{e.objname} does not exist on any node"
         if self.dead:
             msg += f" that could be reached (failed: {', '.join(sorted(self.dead))})"
+        if i in self.older:
+            msg += (f"; {', '.join(self.older[i])} only hold an older version than the "
+                    "newest, which was not read")
         limited = f"; {_gfn_spent(self.config)}" if self.gfn_limited else ""
         if self.phase2:
             self.where[i] = None
@@ -396,7 +429,8 @@ class Gather:
             return list(indexes)
         out = BatchOutput(plan, "tar", multipart=False, end=False)
         s = LocalStream(self.me, list(indexes), plan.items, out,
-                        out.content_length, out.close, batch_plan.identity)
+                        out.content_length, out.close, batch_plan.identity,
+                        every_id=self._checks_any(indexes, self.me.id))
         self.streams.append(s)
         return self._assign(s, s.plan)
 

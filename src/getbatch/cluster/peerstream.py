@@ -171,10 +171,11 @@ class _Window:
 
 class PeerStream(_Window):
     """One owner's answer to one sub-batch, over one of `connections` (PeerConnections).
-    `timeout`: seconds without a byte before the peer counts as stalled (max_wait)."""
+    `timeout`: seconds without a byte before the peer counts as stalled (max_wait);
+    `every_id`: the owner names the version of every item, not only of big ones."""
 
     def __init__(self, node, indexes, body, secret_headers, timeout, connections,
-                 connect_timeout=5.0):
+                 connect_timeout=5.0, every_id=False):
         super().__init__()
         self.node = node
         self.connections = connections
@@ -188,7 +189,8 @@ class PeerStream(_Window):
         self.wire = bytearray()   # its bytes received and not yet unpacked
         self.plain = memoryview(b"")   # the unpacked block not yet in the window
         extra = "".join(f"{k}: {v}\r\n" for k, v in secret_headers.items())
-        self.request = (f"POST {peerwire.PATH} HTTP/1.1\r\nHost: {self.addr[1]}:{self.addr[2]}\r\n"
+        path = peerwire.PATH + (f"?{peerwire.IDS_PARAM}={peerwire.IDS_ALL}" if every_id else "")
+        self.request = (f"POST {path} HTTP/1.1\r\nHost: {self.addr[1]}:{self.addr[2]}\r\n"
                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                         f"{peerzip.ACCEPT}: lz4, snappy\r\n{extra}\r\n").encode() + body
 
@@ -402,14 +404,18 @@ class LocalStream(_Window):
     """Frames of items this node planned itself, produced by `chunks` (an iterator of bytes:
     a TAR-framed BatchOutput without archive end) and consumed like a peer's."""
 
-    def __init__(self, node, indexes, plan_items, chunks, total, on_close, identity):
-        """`identity(item)`: the ObjectAttrs naming an item's version, or None."""
+    def __init__(self, node, indexes, plan_items, chunks, total, on_close, identity,
+                 every_id=False):
+        """`identity(item)`: the ObjectAttrs naming an item's version, or None; known for
+        big items (`every_id`: for every item)."""
         super().__init__()
         self.node = node
         self.indexes = array("q", indexes)
         self.plan = self._planned([(it.name, it.size, it.err) for it in plan_items])  # few
-        big = [pos for pos, (_, size, _) in enumerate(self.plan) if size >= peerwire.RESUMABLE]
-        self.ids = {pos: a for pos in big if (a := identity(plan_items[pos])) is not None}
+        least = 0 if every_id else peerwire.RESUMABLE
+        named = [pos for pos, (_, size, err) in enumerate(self.plan)
+                 if size >= least and err is None]
+        self.ids = {pos: a for pos in named if (a := identity(plan_items[pos])) is not None}
         self.left = total
         self._chunks = iter(chunks)
         self._pending = memoryview(b"")

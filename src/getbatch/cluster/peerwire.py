@@ -21,7 +21,9 @@ compared with the one the DT would write).
 `ids` name the object version of each item of at least `RESUMABLE` bytes (where the owner
 knows it; a file inside a shard by its shard's version): such an item may be cut mid-frame
 when its owner fails, and the DT resumes it from another copy only when both name the same
-version (store.attrs.provably_same).
+version (store.attrs.provably_same). With `?ids=all` the owner names the
+version of every item: the DT asks so of a node standing in for the holder of an entry's
+newest version, whose copy it takes only when it carries that version's stamp.
 """
 import struct
 from typing import Annotated, Optional
@@ -32,6 +34,7 @@ from ..store.attrs import ObjectAttrs
 from .peers import PEER_PREFIX
 
 PATH = PEER_PREFIX + "/batch"
+IDS_PARAM, IDS_ALL = "ids", "all"   # ?ids=all: the owner names every item's version
 CONTENT_TYPE = "application/x-getbatch-frames"
 MAGIC = b"GBP1"
 _HEAD = struct.Struct(">4sI")
@@ -113,12 +116,14 @@ def sub_batch(entries, indexes, onob):
     return b"".join(parts)
 
 
-def plan_frame(uuid, items, identity):
+def plan_frame(uuid, items, identity, every_id=False):
     """The plan frame of an owner's answer: name, size and err_msg of every planned item, and
-    the version of each big one, `identity(item)` (an ObjectAttrs, or None when unknown)."""
+    the version of each big one (`every_id`: of every one), `identity(item)` (an
+    ObjectAttrs, or None when unknown)."""
     out = [(it.name, it.size, it.err) for it in items]
     ids = []
-    for pos in [pos for pos, (_, size, _) in enumerate(out) if size >= RESUMABLE]:
+    least = 0 if every_id else RESUMABLE
+    for pos in [pos for pos, (_, size, err) in enumerate(out) if size >= least and err is None]:
         a = identity(items[pos])
         if a is not None:
             ids.append((pos, a.cksum_type, a.cksum_value, a.stamp))

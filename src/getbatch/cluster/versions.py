@@ -16,9 +16,9 @@ def local_state(share, bucket, name):
 
 
 def newest_holders(store, smap, entries):
-    """{entry index: NodeInfo of a holder of the entry's newest version, or None when that
-    version is a delete} for the `ais` entries of buckets with copies > 1 that some holder
-    has; `store`: the node's ClusterStore."""
+    """{entry index: (NodeInfo of a holder of the entry's newest version, or None when that
+    version is a delete; its stamp)} for the `ais` entries of buckets with copies > 1 that
+    some holder has; `store`: the node's ClusterStore."""
     copies, asks = {}, {}   # bucket -> copies; node id -> (node, [(entry index, rank)])
     for i, e in enumerate(entries):
         if e.provider != "ais":
@@ -56,6 +56,6 @@ def newest_holders(store, smap, entries):
         sts = [by_rank[r] for r in sorted(by_rank)]
         newest = newest_state(sts)
         if newest is not None:
-            out[i] = None if newest[2] else newest[1][0]
+            out[i] = (None if newest[2] else newest[1][0], newest[0])
             store.repair(entries[i].bucket, entries[i].objname, newest, sts)
     return out

@@ -30,7 +30,8 @@ class PeerBatch:
         mreq = parse(read_body(req, cfg.max_body), max_entries=cfg.max_entries)
         plan = batch_plan.build(mreq, self.storage, max_soft_errs=len(mreq.entries),
                                 max_inflate=cfg.max_inflate)
-        prefix = peerwire.plan_frame(plan.uuid, plan.items, batch_plan.identity)
+        prefix = peerwire.plan_frame(plan.uuid, plan.items, batch_plan.identity,
+                                     every_id=req.get_param(peerwire.IDS_PARAM) == peerwire.IDS_ALL)
         out = BatchOutput(plan, "tar", multipart=False, window=cfg.window, end=False,
                           warmup=cfg.warmup_workers, prefix=prefix)
         out.on_close = lambda o: _log(o, req.remote_addr, t0)
