@@ -51,7 +51,7 @@ def _windows(items, window, stream_min):
         cost = lz = 0
         if it.shard is not None:
             cost = _held_size(it, stream_min)
-        elif it.owned and it.src.lazy:
+        elif it.unopened:
             lz = 1
         if run and (held + cost > window or len(run) >= WINDOW_ITEMS
                     or lazy + lz > WINDOW_LAZY):
@@ -62,12 +62,6 @@ def _windows(items, window, stream_min):
         lazy += lz
     if run:
         yield run
-
-
-def _names_sizes(items):
-    """(name, size) of each item; a plan's Items gives them without building Items."""
-    names_sizes = getattr(items, "names_sizes", None)
-    return names_sizes() if names_sizes is not None else ((it.name, it.size) for it in items)
 
 
 def _last_flagged(windows):
@@ -119,7 +113,7 @@ class BatchOutput:
             # sized without packing: headers are packed per window as they are sent, so a
             # huge batch does not hold 512 bytes per item
             self.content_length = (len(self.prefix) + len(TAR_END) * end + len(self.suffix)
-                                   + sum(tar_entry_size(n, s) for n, s in _names_sizes(plan.items)))
+                                   + sum(tar_entry_size(n, s) for n, s in plan.items.names_sizes()))
         self.content_type = (f"multipart/mixed; boundary={self.boundary}" if multipart
                              else CONTENT_TYPES[fmt])
         self.sent = 0            # body bytes handed to the client so far

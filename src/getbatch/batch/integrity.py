@@ -25,7 +25,7 @@ class VerifiedOutput(BatchOutput):
     def __init__(self, plan, fmt, multipart, **kw):
         self._digests = None      # every item's, when known before the body
         self._next = 0            # index of the next item written
-        if multipart and all(it.remote is None and not getattr(it.src, "lazy", False)
+        if multipart and all(it.remote is None and not it.unopened
                              for it in plan.items):
             self._digests = [_digest(it) for it in plan.items]
         super().__init__(plan, fmt, multipart, **kw)

@@ -16,167 +16,20 @@ file ranges of the cache file (served zero-copy).
 import itertools
 import os
 import threading
-from array import array
-
-import msgspec
 
 from ..archive import (MAX_INFLATE, ArchiveError, InflateBudget, InflateLimit, MemberNotFound,
                        Shard)
 from ..store.archived import find_archived
 from ..store.attrs import identity_of_fd
-from ..store.backend import Source
+from ..store.backend import BatchReader, Source
 from ..store.errors import BucketNotFound, InvalidName, ObjectNotFound
 from .errors import BadRequest, NotFound, RangeNotSatisfiable
+from .items import Item, Items, base_name, member_name, output_name
 from .request import Entries
+from .seams import PlanItems, RemotePart
 
 MISSING_DIR = "__404__/"
 DEFAULT_MAX_SOFT_ERRS = 8
-
-
-class Item(msgspec.Struct, gc=False):
-    """One output entry. `src` + `offset` for data read from an fd or a store Source (`src`
-    is a Source, or a Shard whose `fileno()` holds the member's bytes at `offset`); `shard`
-    + `member` for data to decompress (then `offset` is relative to the member); `remote`
-    for an item another node sends; none of them for a placeholder. `owned`: `src` is a
-    Source this plan closes once the item is sent. Untracked by the cyclic GC (it holds no
-    cycles), so big plans trigger no collections."""
-
-    name: str
-    size: int
-    src: object = None
-    offset: int = 0
-    shard: object = None
-    member: object = None
-    err: object = None          # err_msg of a placeholder
-    owned: bool = False
-    remote: object = None       # on a cluster DT: what delivers the item (then `offset` is its
-                                # index in the request), see cluster/gather.py
-
-
-# what Items.fds holds for an entry besides an open fd
-LAZY = -1      # found, opened only when sent
-CLOSED = -2    # sent (or the plan closed): its fd is closed
-FULL = -3      # an Item of its own, in Items.full
-
-
-class Items:
-    """A plan's items, in request order, without an object per entry.
-
-    A whole object of the local store (most entries of most batches) costs 12 bytes here:
-    its fd (or LAZY: opened when sent) and its size, in arrays; its name follows from its
-    request entry. Everything else (members, ranges, placeholders, other backends) is a full
-    Item. Indexing and iteration build each Item when asked, whose `src` (a `Slot`) reads and
-    updates the arrays, so the output holds Items only one window at a time."""
-
-    __slots__ = ("entries", "onob", "reader", "fds", "sizes", "full")
-
-    def __init__(self, entries, onob):
-        self.entries = entries
-        self.onob = onob
-        self.reader = None      # the one BatchReader whose sources are kept as columns
-        self.fds = array("i")
-        self.sizes = array("q")
-        self.full = {}          # index -> Item
-
-    def __len__(self):
-        return len(self.fds)
-
-    def append(self, item):
-        self.full[len(self.fds)] = item
-        self.fds.append(FULL)
-        self.sizes.append(0)
-
-    def add(self, code, size):
-        """A whole object of `self.reader`: `code` an fd this plan now owns, or LAZY."""
-        self.fds.append(code)
-        self.sizes.append(size)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self.fds)))]
-        code = self.fds[i]
-        if code == FULL:
-            return self.full[i % len(self.fds)]
-        size = self.sizes[i]
-        return Item(self._name(i), size, Slot(self, i % len(self.fds), size),
-                    owned=code != CLOSED)
-
-    def _name(self, i):
-        entries = self.entries
-        if type(entries) is Entries:   # no MossIn built
-            return base_name(entries.bucket, entries.names[i], self.onob)
-        e = entries[i]
-        return base_name(e.bucket, e.objname, self.onob)
-
-    def __iter__(self):
-        for i in range(len(self.fds)):
-            yield self[i]
-
-    def names_sizes(self):
-        """(name, size) of every item, without building Items."""
-        full, sizes, name = self.full, self.sizes, self._name
-        if not full and type(self.entries) is Entries:
-            names, bucket, onob = self.entries.names, self.entries.bucket, self.onob
-            yield from ((base_name(bucket, n, onob), size) for n, size in zip(names, sizes))
-            return
-        for i in range(len(sizes)):
-            it = full.get(i)
-            yield (it.name, it.size) if it is not None else (name(i), sizes[i])
-
-    def fulls(self):
-        return self.full.values()
-
-    def close(self):
-        fds = self.fds
-        for i, code in enumerate(fds):
-            if code >= 0:
-                fds[i] = CLOSED
-                os.close(code)
-        for it in self.full.values():
-            if it.owned:
-                it.src.close()
-                it.owned = False
-
-
-class Slot(msgspec.Struct, Source, gc=False):
-    """The store Source of a column entry of Items: its fd lives in the arrays, so every
-    Item built for the entry sees it opened or closed once."""
-
-    items: Items
-    i: int
-    size: int
-
-    @property
-    def lazy(self):
-        return self.items.fds[self.i] == LAZY
-
-    def fileno(self):
-        items, i = self.items, self.i
-        code = items.fds[i]
-        if code == LAZY:
-            e = items.entries[i]
-            code = items.fds[i] = items.reader.open_found(e.bucket, e.objname)
-        elif code < 0:
-            raise ValueError(f"item {i} was already sent: its file is closed")
-        return code
-
-    def pread(self, length, offset):
-        return os.pread(self.fileno(), length, offset)
-
-    def close(self):
-        items, i = self.items, self.i
-        code = items.fds[i]
-        if code != FULL:
-            items.fds[i] = CLOSED
-            if code >= 0:
-                os.close(code)
-
-
-def _fulls(items):
-    """The items that may be anything but a whole object (all of them in a plain list);
-    `items` an Items, a list, or a cluster DT's items (gather.Items)."""
-    fulls = getattr(items, "fulls", None)
-    return items if fulls is None else fulls()
 
 
 BATCH_ID_PREFIX = "gbt-"
@@ -196,26 +49,34 @@ def new_batch_id():
 
 
 class Plan:
-    __slots__ = ("req", "items", "uuid", "_readers", "_gfn", "_holes")
+    """A request resolved: `items` (one per entry, in request order) and what reads them,
+    the store's BatchReaders and, on a cluster's designated target, the `remote` part
+    delivering the items other nodes send (cluster/gather.py)."""
 
-    def __init__(self, req, items, readers):
+    __slots__ = ("req", "items", "uuid", "_readers", "_remote", "_gfn", "_holes")
+
+    def __init__(self, req, items: PlanItems, readers: "list[BatchReader]",
+                 remote: RemotePart | None = None) -> None:
         self.req = req
-        self.items = items          # one per request entry, in request order
+        self.items = items
         self.uuid = new_batch_id()
         self._readers = readers
+        self._remote = remote
         self._gfn = self._holes = 0
 
     @property
-    def gfn(self):
+    def gfn(self) -> int:
         """Entries read from a node other than their first owner (get-from-neighbour; a
-        cluster's reader counts them, a single node has none); kept once the plan closes."""
-        return self._gfn + sum(getattr(r, "gfn", 0) for r in self._readers)
+        cluster's remote part counts them, a single node has none); kept once the plan closes."""
+        remote = self._remote
+        return self._gfn + (remote.gfn if remote is not None else 0)
 
     @property
-    def holes(self):
+    def holes(self) -> int:
         """Placeholders that stood in while sending for items no node could deliver (a
-        cluster's reader counts them); kept once the plan closes."""
-        return self._holes + sum(getattr(r, "holes", 0) for r in self._readers)
+        cluster's remote part counts them); kept once the plan closes."""
+        remote = self._remote
+        return self._holes + (remote.holes if remote is not None else 0)
 
     def out(self):
         """The MossResp `out` list (buffered mode only, so streaming never builds it)."""
@@ -232,24 +93,23 @@ class Plan:
         return res
 
     @property
-    def soft_errors(self):
-        return sum(1 for it in _fulls(self.items) if it.err is not None) + self.holes
+    def soft_errors(self) -> int:
+        return sum(1 for it in self.items.fulls() if it.err is not None) + self.holes
 
-    def release(self, items):
+    def release(self, items: "list[Item]") -> None:
         """Close the sources this plan opened for `items` (once they are sent)."""
         for it in items:
             if it.owned:
                 it.src.close()
                 it.owned = False
 
-    def close(self):
-        close = getattr(self.items, "close", None)
-        if close is not None:
-            close()
-        else:
-            self.release(self.items)
+    def close(self) -> None:
+        self.items.close()
         self._gfn, self._holes = self.gfn, self.holes
+        remote, self._remote = self._remote, None
         readers, self._readers = self._readers, []
+        if remote is not None:
+            remote.close()
         for r in readers:
             r.close()
 
@@ -355,7 +215,7 @@ def build(req, storage, max_soft_errs=DEFAULT_MAX_SOFT_ERRS, checked=(), *,
 def _require_inflate(items, budget):
     """400 now when the members to decompress certainly need more than the budget allows."""
     wanted = {}
-    for it in _fulls(items):
+    for it in items.fulls():
         if it.shard is not None:
             wanted.setdefault(id(it.shard), (it.shard, []))[1].append(
                 (it.member, it.offset, it.size))
@@ -386,14 +246,14 @@ def _resolve_all(req, resolve, items, max_soft_errs):
                     if item is None:
                         raise
                 else:
-                    if not (e.start or e.length):
-                        if items.reader is None and hasattr(reader, "slot"):
+                    if not (e.start or e.length) and (items.reader is None
+                                                      or reader is items.reader):
+                        # kept as a column of one reader (the first that offers it)
+                        code = reader.slot(src, e.bucket, e.objname)
+                        if code is not None:
                             items.reader = reader
-                        if reader is items.reader:
-                            code = reader.slot(src, e.bucket, e.objname)
-                            if code is not None:
-                                add(code, src.size)
-                                continue
+                            add(code, src.size)
+                            continue
                     base = base_name(e.bucket, e.objname, onob)
                     item = Item(base, src.size, src, owned=True)
                     append(item)  # listed before a range error can raise: the plan closes it
@@ -427,24 +287,6 @@ def identity(it):
         shard = it.shard if it.shard is not None else src
         fd = shard.source_fd() if isinstance(shard, Shard) else None
     return None if fd is None or fd < 0 else identity_of_fd(fd, it.size)
-
-
-def base_name(bucket, objname, onob):
-    """An object's name in the output archive: `bucket/objname`, or the object name alone
-    with `onob` (AIS's only_obj_name)."""
-    return objname if onob else f"{bucket}/{objname}"
-
-
-def member_name(base, archpath):
-    """The output name of a member: its shard's name, then the archpath (`/x` joins as is)."""
-    return base + archpath if archpath[0] == "/" else f"{base}/{archpath}"
-
-
-def output_name(e, onob):
-    """The name entry `e` has in the output archive (`onob`: without its bucket), whichever
-    node reads it."""
-    base = base_name(e.bucket, e.objname, onob)
-    return member_name(base, e.archpath) if e.archpath else base
 
 
 def placeholder(name, msg):

@@ -58,7 +58,7 @@ class _NameIn(msgspec.Struct, gc=False, forbid_unknown_fields=True):
 
 
 # a Literal decodes to one shared str, where a str field would be a new str per entry
-_Provider = Optional[Literal[tuple(PROVIDERS)]]
+_Provider = Optional[Literal[tuple(PROVIDERS)]]  # type: ignore[valid-type]  # built from the list
 
 
 def _bucket_in(bucket_type):
@@ -79,7 +79,7 @@ def _plain_req(entry):
 # 100,000-entry batch costs its names and little more.
 _plain = (_plain_req(_NameIn), _plain_req(_bucket_in(Optional[str])))
 _BIG_BODY = 1 << 16         # worth a decoder of its own bucket (a few ms, then cached)
-_by_bucket = {}             # bucket name -> decoder whose `bucket` is a Literal of it
+_by_bucket: dict = {}       # bucket name -> decoder whose `bucket` is a Literal of it
 _FIRST_BUCKET = re.compile(rb'"bucket"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 

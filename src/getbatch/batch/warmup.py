@@ -103,8 +103,7 @@ class Lookahead:
             it = self.items[i]
             src = it.src
             i += 1
-            if (src is None or not it.size or it.size >= BIG_ITEM
-                    or getattr(src, "lazy", False)):
+            if src is None or not it.size or it.size >= BIG_ITEM or it.unopened:
                 continue  # nothing to read, left to readahead, or not open yet (the sender's)
             fd = src.fileno()
             if fd is not None and fd >= 0:

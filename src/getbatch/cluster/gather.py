@@ -92,6 +92,9 @@ class Items:
         for i in range(len(self.refs)):
             yield self[i]
 
+    def names_sizes(self):
+        return ((it.name, it.size) for it in self)
+
     def fulls(self):
         return self.full.values()
 
@@ -166,7 +169,7 @@ class Gather:
             self.close()
             raise
         self.phase2 = True
-        return Plan(self.req, self.items, [self])
+        return Plan(self.req, self.items, [], remote=self)
 
     def _compare_versions(self, n):
         """The entries to locate: entries whose newest version is a delete are missing
@@ -293,30 +296,16 @@ class Gather:
 
     def _assign(self, s, plan):
         again = []
-        s.last = -1   # the position of the last item taken from this stream
         for pos, (i, (name, size, err)) in enumerate(zip(s.indexes, plan)):
             if self._take(i, s.node.id, Item(name, size, remote=self, offset=i), err,
                           s.ids.get(pos)):
                 self.where[i] = s
-                s.last = pos
+                s.take(pos)
             else:
                 again.append(i)
-        if s.last < 0:
-            self._finish(s, None)
+        if not s.taken:
+            s.finish(None)
         return again
-
-    def _finish(self, s, flush):
-        """Nothing more is taken from stream `s`: read what it still sends (placeholders of
-        entries it lacked, found elsewhere) so that its connection serves the next batch and
-        the owner sees its answer taken whole; a stream with more than a window left is cut."""
-        rest = sum(s.frames[s.pos:])
-        try:
-            if rest <= WINDOW:
-                s.skip(rest, flush)
-                s.pos = len(s.indexes)
-        except PeerFailed:
-            pass
-        s.close()
 
     def _plan_local(self, indexes, checked):
         """Plan entries this node owns with the single-node planner (placeholders, not 404s:
@@ -410,7 +399,7 @@ class Gather:
 
     def _relocate(self, s, exc):
         """Stream `s` failed: plan what it still owed on the next candidates."""
-        rest = [i for i in s.indexes[s.pos:] if self.where[i] is s]
+        rest = [i for i in s.owed() if self.where[i] is s]
         self._lost(exc, rest)
         for i in rest:
             self.where[i] = None
@@ -467,16 +456,16 @@ class Gather:
                                     "bytes were sent, and no other node has a copy provably "
                                     "of the same version")
                 return
-            if done and not _same_version(first, s.ids.get(s.pos)):
+            if done and not _same_version(first, s.version()):
                 self._refuse(i, s, done)
                 continue
             try:
                 whole = done == 0 and total <= WINDOW
                 v = s.view(total if whole else hl, flush)
                 if v[:hl] != head:
-                    s._fail(f"the frame of {it.name} does not match its plan")
+                    s.fail(f"the frame of {it.name} does not match its plan")
                 if not done:
-                    first = s.ids.get(s.pos)
+                    first = s.version()
                 if whole or done < hl:
                     yield v[done:]
                     done += len(v) - done
@@ -488,9 +477,7 @@ class Gather:
             except PeerFailed as exc:
                 self._relocate(s, exc)
                 continue
-            s.pos += 1
-            if s.pos > s.last:
-                self._finish(s, flush)
+            s.frame_done(flush)
 
     def _refuse(self, i, s, done):
         """Stream `s` has entry `i`, but not provably the version of which `done` bytes were
@@ -525,7 +512,7 @@ class Gather:
         stream is positioned at it. Its view, or None (then frame_pieces does the rest)."""
         i = it.offset
         s = self.where[i]
-        if total > WINDOW or s is None or s.pos >= len(s.indexes) or s.indexes[s.pos] != i:
+        if total > WINDOW or s is None or not s.at(i):
             return None
         try:
             v = s.view(total, flush)
@@ -534,13 +521,11 @@ class Gather:
             return None
         if v[:len(head)] != head:
             try:
-                s._fail(f"the frame of {it.name} does not match its plan")
+                s.fail(f"the frame of {it.name} does not match its plan")
             except PeerFailed as exc:
                 self._relocate(s, exc)
             return None
-        s.pos += 1
-        if s.pos > s.last:
-            self._finish(s, flush)
+        s.frame_done(flush)
         return v
 
     def emit(self, it, head, add, flush):

@@ -97,7 +97,7 @@ class PeerConnections:
 
 class _Window:
     """The buffer and frame accessors shared by both stream kinds; subclasses define `_read_into`
-    (at least one byte into the view, or 0 at the end) and `_fail`."""
+    (at least one byte into the view, or 0 at the end) and `fail`."""
 
     def __init__(self):
         self.buf = bytearray(WINDOW)
@@ -115,7 +115,7 @@ class _Window:
         """At least `n` (<= WINDOW) bytes buffered from `lo`."""
         while self.hi - self.lo < n:
             if self.left <= 0:
-                self._fail(f"stream ended {n - (self.hi - self.lo)} bytes before the frame "
+                self.fail(f"stream ended {n - (self.hi - self.lo)} bytes before the frame "
                            "it announced")
             if WINDOW - self.hi < max(_RECV_MIN, n - (self.hi - self.lo)):
                 if flush is not None:
@@ -126,7 +126,7 @@ class _Window:
             with memoryview(self.buf) as whole:
                 got = self._read_into(whole[self.hi:self.hi + min(WINDOW - self.hi, self.left)])
             if got <= 0:
-                self._fail(f"connection closed with {self.left} bytes of the answer missing")
+                self.fail(f"connection closed with {self.left} bytes of the answer missing")
             self.hi += got
             self.left -= got
 
@@ -159,6 +159,47 @@ class _Window:
             self.pos += 1
         if self.pos >= len(self.indexes):
             raise RuntimeError(f"item {index} is not in the stream of {self.node.id}")
+
+    def take(self, pos):
+        """The DT takes the item at position `pos` (and so every frame up to it) from here."""
+        self.last = pos
+
+    @property
+    def taken(self):
+        """Whether the DT takes any item from this stream."""
+        return self.last >= 0
+
+    def at(self, index):
+        """Whether the next frame is that of request index `index`."""
+        return self.pos < len(self.indexes) and self.indexes[self.pos] == index
+
+    def owed(self):
+        """Request indexes of the items whose frames have not been read yet."""
+        return self.indexes[self.pos:]
+
+    def version(self):
+        """ObjectAttrs naming the version of the next frame's item (None: not known)."""
+        return self.ids.get(self.pos)
+
+    def frame_done(self, flush):
+        """The next frame was read whole: move past it; after the last item taken, finish."""
+        self.pos += 1
+        if self.pos > self.last:
+            self.finish(flush)
+
+    def finish(self, flush):
+        """Nothing more is taken from here: read what is still sent (placeholders of
+        entries this owner lacked, found elsewhere) so that the connection serves the next
+        batch and the owner sees its answer taken whole; a stream with more than a window
+        left is cut. Then close."""
+        rest = sum(self.frames[self.pos:])
+        try:
+            if rest <= WINDOW:
+                self.skip(rest, flush)
+                self.pos = len(self.indexes)
+        except PeerFailed:
+            pass
+        self.close()
 
     def _planned(self, plan):
         self.frames = array("Q", (tar_entry_size(name, size) for name, size, _ in plan))
@@ -194,7 +235,7 @@ class PeerStream(_Window):
                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                         f"{peerzip.ACCEPT}: lz4, snappy\r\n{extra}\r\n").encode() + body
 
-    def _fail(self, reason):
+    def fail(self, reason):
         self.close()
         raise PeerFailed(self.node, reason)
 
@@ -212,7 +253,7 @@ class PeerStream(_Window):
         except OSError as exc:
             if self.pooled:
                 return self._resend()
-            self._fail(f"cannot send the sub-batch: {_reason(exc)}")
+            self.fail(f"cannot send the sub-batch: {_reason(exc)}")
 
     def _resend(self):
         """A pooled connection the peer had closed meanwhile: once more on a new one."""
@@ -228,9 +269,9 @@ class PeerStream(_Window):
         try:
             return self.sock.recv_into(view)
         except socket.timeout:
-            self._fail(f"no data for {self.timeout:g}s (max_wait)")
+            self.fail(f"no data for {self.timeout:g}s (max_wait)")
         except OSError as exc:
-            self._fail(_reason(exc))
+            self.fail(_reason(exc))
 
     # -- a compressed answer: chunks of one block each
 
@@ -239,9 +280,9 @@ class PeerStream(_Window):
             try:
                 self.plain = memoryview(peerzip.unpack(self._chunk()))
             except peerzip.ZipError as exc:
-                self._fail(str(exc))
+                self.fail(str(exc))
             if len(self.plain) > self.left:
-                self._fail("compressed answer: more bytes than its length")
+                self.fail("compressed answer: more bytes than its length")
         n = min(len(view), len(self.plain))
         view[:n] = self.plain[:n]
         self.plain = self.plain[n:]
@@ -253,11 +294,11 @@ class PeerStream(_Window):
         try:
             got = self.sock.recv(_RECV_MIN)
         except socket.timeout:
-            self._fail(f"no data for {self.timeout:g}s (max_wait)")
+            self.fail(f"no data for {self.timeout:g}s (max_wait)")
         except OSError as exc:
-            self._fail(_reason(exc))
+            self.fail(_reason(exc))
         if not got:
-            self._fail(f"connection closed with {self.left} bytes of the answer missing")
+            self.fail(f"connection closed with {self.left} bytes of the answer missing")
         self.wire += got
 
     def _wire_line(self):
@@ -268,7 +309,7 @@ class PeerStream(_Window):
                 del self.wire[:end + 2]
                 return line
             if len(self.wire) >= 64:
-                self._fail("compressed answer: a chunk size line too long")
+                self.fail("compressed answer: a chunk size line too long")
             self._wire_more()
 
     def _chunk(self):
@@ -277,15 +318,15 @@ class PeerStream(_Window):
         try:
             size = int(line.split(b";", 1)[0], 16)
         except ValueError:
-            self._fail(f"compressed answer: bad chunk size {line[:20]!r}")
+            self.fail(f"compressed answer: bad chunk size {line[:20]!r}")
         if size == 0:
-            self._fail(f"compressed answer ended with {self.left} bytes missing")
+            self.fail(f"compressed answer ended with {self.left} bytes missing")
         if size > peerzip.WIRE_MAX:
-            self._fail(f"compressed answer: a chunk of {size} bytes")
+            self.fail(f"compressed answer: a chunk of {size} bytes")
         while len(self.wire) < size + 2:
             self._wire_more()
         if self.wire[size:size + 2] != b"\r\n":
-            self._fail("compressed answer: a chunk without its end")
+            self.fail("compressed answer: a chunk without its end")
         block = bytes(self.wire[:size])
         del self.wire[:size + 2]
         return block
@@ -293,11 +334,11 @@ class PeerStream(_Window):
     def _chunk_end(self):
         line = self._wire_line()
         if line.split(b";", 1)[0].strip(b"0") or not line.strip():
-            self._fail("compressed answer: more blocks than its length")
+            self.fail("compressed answer: more blocks than its length")
         if self._wire_line():
-            self._fail("compressed answer: trailers after the last chunk")
+            self.fail("compressed answer: trailers after the last chunk")
         if self.wire:
-            self._fail("compressed answer: bytes after its end")
+            self.fail("compressed answer: bytes after its end")
 
     def read_plan(self):
         """Phase 1: the status line, then the plan frame. Raises PeerRefused for an AIS error
@@ -309,7 +350,7 @@ class PeerStream(_Window):
         self.left = length - (self.hi - self.lo)
         if status != 200:
             if length > HEAD_MAX:
-                self._fail(f"error answer {status} of {length} bytes")
+                self.fail(f"error answer {status} of {length} bytes")
             self._need(length, None)
             body = bytes(self.view(length, None))
             self.release()
@@ -325,7 +366,7 @@ class PeerStream(_Window):
                 body += self.view(min(WINDOW, n - len(body)), None)
             _, plan, self.ids = peerwire.parse_plan(body, len(self.indexes))
         except peerwire.WireError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
         self.request = None   # answered: never sent again
         return self._planned(plan)
 
@@ -336,20 +377,20 @@ class PeerStream(_Window):
             if end >= 0:
                 break
             if self.hi >= HEAD_MAX:
-                self._fail("answer head too long")
+                self.fail("answer head too long")
             try:
                 got = self.sock.recv_into(memoryview(self.buf)[self.hi:HEAD_MAX])
             except socket.timeout:
-                self._fail(f"no answer for {self.timeout:g}s (max_wait)")
+                self.fail(f"no answer for {self.timeout:g}s (max_wait)")
             except OSError as exc:
                 got = 0
                 if not self.pooled:
-                    self._fail(_reason(exc))
+                    self.fail(_reason(exc))
             if got == 0:
                 if self.pooled and self.hi == 0:
                     self._resend()
                     continue
-                self._fail("connection closed before the answer")
+                self.fail("connection closed before the answer")
             self.hi += got
         head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
         self.lo = end + 4
@@ -358,7 +399,7 @@ class PeerStream(_Window):
         try:
             status = int(head[0].split(" ", 2)[1])
         except (IndexError, ValueError):
-            self._fail(f"not an HTTP answer: {head[0][:80]!r}")
+            self.fail(f"not an HTTP answer: {head[0][:80]!r}")
         length = raw = None
         chunked = False
         for line in head[1:]:
@@ -366,7 +407,7 @@ class PeerStream(_Window):
             k, v = k.strip().lower(), v.strip()
             if k in ("content-length", peerzip.RAW_LENGTH.lower()):
                 if not v.isdigit() or not v.isascii():
-                    self._fail(f"answer with {k} {v[:40]!r}")
+                    self.fail(f"answer with {k} {v[:40]!r}")
                 if k == "content-length":
                     length = int(v)
                 else:
@@ -379,7 +420,7 @@ class PeerStream(_Window):
             self.zipped = True
             return status, raw
         if length is None:
-            self._fail("answer without Content-Length")
+            self.fail("answer without Content-Length")
         return status, length
 
     def release(self):
@@ -421,7 +462,7 @@ class LocalStream(_Window):
         self._pending = memoryview(b"")
         self._on_close = on_close
 
-    def _fail(self, reason):
+    def fail(self, reason):
         self.close()
         raise PeerFailed(self.node, reason)
 
@@ -432,7 +473,7 @@ class LocalStream(_Window):
             except StopIteration:
                 return 0
             except Exception as exc:  # a local read failing: as for a peer, try elsewhere
-                self._fail(f"local read failed: {exc}")
+                self.fail(f"local read failed: {exc}")
         n = min(len(view), len(self._pending))
         view[:n] = self._pending[:n]
         self._pending = self._pending[n:]

@@ -232,6 +232,17 @@ class BatchReader(ABC):
         for any of them: a remote backend starts fetching them here. Errors surface later,
         from source() and shard(), so each is reported for its own entry."""
 
+    def slot(self, src: Source, bucket: str, name: str) -> int | None:
+        """What a plan may keep of `src` (a whole object this reader gave for (bucket, name))
+        instead of the Source: an fd the plan now owns, -1 (LAZY: the plan opens it with
+        `open_found` when sent), or None when only the Source itself can read it (the
+        default: the plan keeps the Source)."""
+        return None
+
+    def open_found(self, bucket: str, name: str) -> int:
+        """An fd of an object `slot` gave -1 for, when it is sent."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no object as a plan's column")
+
     def shard(self, bucket: str, name: str) -> Shard:
         key = (bucket, name)
         shard = self._shards.get(key)

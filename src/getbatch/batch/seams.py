@@ -1,0 +1,74 @@
+"""The seams of a GetBatch: what planning, assembly and a cluster's gather expect of each other.
+
+Where a GetBatch goes:
+- planned: `plan.build` (one node) or `cluster.gather.Gather.plan` (a cluster's designated
+  target) makes a `plan.Plan`: its `items` (a `PlanItems`, in request order), the store's
+  `BatchReader`s the items were read through, and on a cluster the `RemotePart` that
+  delivers the items other nodes send;
+- assembled and sent: `assemble.BatchOutput` writes each item to the client socket (the
+  emit loop) or through an archive writer (the byte iterator); an item with `remote` set
+  is written by its RemotePart.
+
+Nothing here has behaviour: the Protocols name what each side relies on, so that a type
+checker, and a reader, can follow the calls without guessing from attribute probes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, overload
+
+if TYPE_CHECKING:
+    from .items import Item
+
+Flush = Callable[[], None]
+"""Sends what the emit loop has queued: called by a RemotePart before the views it handed
+out stop being valid (None on the iterated path, which copies as it writes)."""
+
+
+class PlanItems(Protocol):
+    """A plan's items in request order (batch.items.Items; a cluster DT's merge of its own
+    and its peers' items)."""
+
+    def __len__(self) -> int: ...
+
+    @overload
+    def __getitem__(self, i: int) -> Item: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Item]: ...
+
+    def __iter__(self) -> Iterator[Item]: ...
+
+    def names_sizes(self) -> Iterable[tuple[str, int]]:
+        """(name, size) of every item, in order (the output's length is known from them)."""
+        ...
+
+    def fulls(self) -> Iterable[Item]:
+        """Every item that may be anything but a whole local object (placeholders, members,
+        ranges): what counts soft errors and decompression."""
+        ...
+
+    def close(self) -> None:
+        """Close every source the items still hold open."""
+        ...
+
+
+class RemotePart(Protocol):
+    """What delivers the items other nodes send (cluster.gather.Gather). An Item whose
+    `remote` is set is entry `offset` of the request; its bytes come from here."""
+
+    gfn: int      # entries read from a node other than their first owner
+    holes: int    # placeholders that stood in, while sending, for items no node delivered
+
+    def emit(self, it: Item, head: bytes, add: Callable[[tuple[Any, ...]], None],
+             flush: Flush) -> None:
+        """Queue item `it`'s frame for the emit loop."""
+        ...
+
+    def write_steps(self, it: Item, writer: Any) -> Iterator[None]:
+        """Write item `it` through an archive writer, yielding after each piece."""
+        ...
+
+    def close(self) -> None:
+        """Drop whatever the delivery holds (connections to peers, this node's share)."""
+        ...
