@@ -18,7 +18,7 @@ import pytest
 
 import zlib
 
-from getbatch.archive import backend, index, open_shard, tarshard
+from getbatch.archive import backend, memory, open_shard, tarshard
 from getbatch.archive.tarshard import CompressedTarShard, TarShard
 
 try:
@@ -154,7 +154,7 @@ def test_t5_ours(benchmark, shards):
         for p in shards:
             TarShard(p + ".tar").close()
     run(benchmark, ("T5", "ours: cold TarShard (header scan)"), scan, N_SHARDS,
-        setup=lambda: (index.clear_cache(), ((), {}))[1])
+        setup=lambda: (memory.DEFAULT.clear(), ((), {}))[1])
 
 
 def test_t5_ours_index_load(benchmark, shards, tmp_path_factory):
@@ -166,7 +166,7 @@ def test_t5_ours_index_load(benchmark, shards, tmp_path_factory):
         for p in shards:
             TarShard(p + ".tar", index_dir=idx_dir).close()
     run(benchmark, ("T5", "ours: persisted index load"), load, N_SHARDS,
-        setup=lambda: (index.clear_cache(), ((), {}))[1])
+        setup=lambda: (memory.DEFAULT.clear(), ((), {}))[1])
 
 
 def test_t5_tarfile_getmembers(benchmark, shards):
@@ -201,7 +201,7 @@ def test_t67_ours(benchmark, shards, ext, target, cold):
     if ext == ".tgz":
         label += f", {tarshard._inflate.__name__.split('.')[-1]}"
     run(benchmark, (target, f"ours: read_many(all, shuffled), {label}"), read_all,
-        N_SHARDS * N_MEMBERS, setup=(lambda: (index.clear_cache(), ((), {}))[1]) if cold else None)
+        N_SHARDS * N_MEMBERS, setup=(lambda: (memory.DEFAULT.clear(), ((), {}))[1]) if cold else None)
 
 
 @pytest.mark.skipif(tarshard._inflate is zlib, reason="isal not installed: zlib is the default")

@@ -34,7 +34,7 @@ import lz4.frame  # noqa: E402
 import msgpack  # noqa: E402
 
 with atheris.instrument_imports(include=["getbatch"]):
-    from getbatch.archive import index  # noqa: E402
+    from getbatch.archive import index, memory  # noqa: E402
 
 import fuzzcheck  # noqa: E402
 from tarhelp import make_tar  # noqa: E402
@@ -75,7 +75,7 @@ def index_target():
     with open(shard, "wb") as f:
         f.write(make_tar([("a", b"alpha"), ("b/" + "n" * 120, b"beta" * 200), ("a", b"dup")],
                          tarfile.GNU_FORMAT))
-    index.clear_cache()
+    memory.DEFAULT.clear()
     _, members, _, contents, _, _ = fuzzcheck.read_all(shard, "", index_dir=idx)
     (true_blob,) = [open(os.path.join(idx, n), "rb").read() for n in os.listdir(idx)]
     true_fields = msgpack.unpackb(true_blob[len(index._MAGIC) + index._DIGEST:], use_list=False)

@@ -30,7 +30,7 @@ import zlib
 
 import lz4.frame
 
-from getbatch.archive import ArchiveError, _accel, index, open_shard
+from getbatch.archive import ArchiveError, _accel, index, memory, open_shard
 from getbatch.archive.member import FILE
 
 _version = itertools.count()  # a fresh shard version per input: files get reused inodes
@@ -333,12 +333,12 @@ def check_index(index_blob, shard_path, idx_dir, truth, sealed):
     with open(target + ".tmp", "wb") as f:
         f.write(index_blob)
     os.replace(target + ".tmp", target)
-    index.clear_cache()
+    memory.DEFAULT.clear()
     members, contents = truth
-    loads = index.STATS["loads"]
+    loads = memory.DEFAULT.stats["loads"]
     with bounded(), memory_cap(4 * MiB + 4 * len(index_blob)):
         got = outcome(read_all, shard_path, "", index_dir=idx_dir)
-    used = index.STATS["loads"] > loads
+    used = memory.DEFAULT.stats["loads"] > loads
     if not sealed:
         assert not used, "a damaged index was used"
         assert got[0] == "ok" and got[1][1] == members

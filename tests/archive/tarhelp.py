@@ -14,7 +14,7 @@ try:
 except ImportError:
     _crc32 = zlib.crc32
 
-from getbatch.archive import index
+from getbatch.archive import memory
 
 
 def text(n, seed=0):
@@ -67,7 +67,7 @@ SUFFIX = {"tar": ".tar", "tgz": ".tgz", "tar.lz4": ".tar.lz4"}
 
 def write_shard(directory, stem, tar_bytes, fmt="tar"):
     """Write the shard in `fmt` and forget any cached index (paths get reused by tests)."""
-    index.clear_cache()
+    memory.DEFAULT.clear()
     path = directory / (stem + SUFFIX[fmt])
     path.write_bytes(tar_bytes if fmt == "tar" else compress(tar_bytes, fmt))
     return path

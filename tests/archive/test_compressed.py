@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from getbatch.archive import CorruptArchive, MemberNotFound, index, open_shard
+from getbatch.archive import CorruptArchive, MemberNotFound, memory, open_shard
 from getbatch.archive import tarshard
 from tarhelp import compress, make_tar, special, text, write_shard
 
@@ -133,7 +133,7 @@ def test_tar_gz_extension_and_concatenated_gzip_members(tmp_path, inflater):
     tail = make_tar([("b", b"second")])
     path = tmp_path / "multi.tar.gz"
     path.write_bytes(gzip.compress(body) + gzip.compress(tail))
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with open_shard(path) as sh:
         assert sh.format == "tgz"
         assert sh.read_many(["b", "a"]) == [b"second", b"first"]
@@ -143,7 +143,7 @@ def test_trailing_garbage_after_gzip_is_ignored(tmp_path):
     tar = make_tar([("a", b"x")])
     path = tmp_path / "g.tgz"
     path.write_bytes(gzip.compress(tar) + b"\0" * 100)
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with open_shard(path) as sh:
         assert sh.read("a") == b"x"
 
@@ -161,7 +161,7 @@ def test_truncated_compressed_stream(tmp_path, fmt, inflater):
     blob = compress(tar, fmt)
     path = tmp_path / ("t." + fmt)
     path.write_bytes(blob[: len(blob) // 2])
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with open_shard(path) as sh:
         with pytest.raises(CorruptArchive) as exc:
             sh.members()
@@ -171,7 +171,7 @@ def test_truncated_compressed_stream(tmp_path, fmt, inflater):
 def test_compressed_non_tar_payload(tmp_path):
     path = tmp_path / "notatar.tgz"
     path.write_bytes(gzip.compress(b"just some text, not a tar archive" * 40))
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with pytest.raises(CorruptArchive):
         open_shard(path).members()
     empty = tmp_path / "empty.tgz"

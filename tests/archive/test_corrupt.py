@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from getbatch.archive import (CorruptArchive, MemberNotFound, NotAnArchive, _accel, index,
+from getbatch.archive import (CorruptArchive, MemberNotFound, NotAnArchive, _accel, memory,
                               open_shard)
 from fuzzcheck import bounded, outcome
 from tarhelp import compress, header, make_tar, pad, pax_record, special, text
@@ -27,7 +27,7 @@ SLOW = settings(max_examples=40, deadline=None,
 def exercise(path):
     """Open, list and read every file; return the members and the bytes read (None for
     members not found)."""
-    index.clear_cache()
+    memory.DEFAULT.clear()
     out = {}
     with bounded(), open_shard(path) as sh:
         members = sh.members()
@@ -129,7 +129,7 @@ def test_crafted_corruption(tmp_path, what):
         assert "crafted.tar" in str(exc.value)
     path = tmp_path / "c.tar"
     path.write_bytes(data)
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with pytest.raises(CorruptArchive, match=what):
         open_shard(path)
 
@@ -137,7 +137,7 @@ def test_crafted_corruption(tmp_path, what):
 def test_shard_changed_after_indexing(tmp_path):
     path = tmp_path / "shrink.tar"
     path.write_bytes(TAR)
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with open_shard(path) as sh:
         path.write_bytes(TAR[:1024])  # same inode, truncated under the open shard
         with pytest.raises(CorruptArchive, match="truncated"):

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import fuzzcheck
-from getbatch.archive import index
+from getbatch.archive import index, memory
 from tarhelp import compress
 
 EXAMPLES = int(os.environ.get("GETBATCH_FUZZ_EXAMPLES", "0"))
@@ -185,12 +185,12 @@ def indexed(tmp_path_factory):
         path = base / ("s." + fmt)
         path.write_bytes(data)
         idx_dir = base / ("idx-" + fmt)
-        index.clear_cache()
+        memory.DEFAULT.clear()
         _, members, _, contents, _, _ = fuzzcheck.read_all(str(path), "", index_dir=idx_dir)
         (blob,) = [f.read_bytes() for f in idx_dir.iterdir()]
-        index.clear_cache()
+        memory.DEFAULT.clear()
         fuzzcheck.check_index(blob, str(path), idx_dir, (members, contents), sealed=True)
-        assert index.STATS["loads"] >= 1  # the intact index is used as it is
+        assert memory.DEFAULT.stats["loads"] >= 1  # the intact index is used as it is
         out[fmt] = (str(path), idx_dir, blob, (members, contents))
     return out
 

@@ -11,7 +11,7 @@ import zlib
 
 import pytest
 
-from getbatch.archive import CorruptArchive, index, open_shard
+from getbatch.archive import CorruptArchive, memory, open_shard
 from getbatch.archive.member import NAME_MAX
 from getbatch.archive.tarscan_py import EXT_MAX
 from tarhelp import header, pad, pax_record
@@ -125,7 +125,7 @@ def test_name_longer_than_the_limit_is_corrupt(tmp_path, kind):
     name = b"d/" + b"x" * NAME_MAX
     path = tmp_path / "long.tar"
     path.write_bytes(long_named(kind, name))
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with pytest.raises(CorruptArchive, match=f"{NAME_MAX + 2} bytes long") as exc:
         open_shard(path)
     assert "long.tar" in str(exc.value)

@@ -7,7 +7,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from getbatch.archive import index, open_shard
+from getbatch.archive import index, memory, open_shard
 from getbatch.archive.shardfile import identify
 from fuzzcheck import bounded
 from tarhelp import compress, make_tar, write_shard
@@ -15,9 +15,9 @@ from tarhelp import compress, make_tar, write_shard
 
 @pytest.fixture
 def stats():
-    index.clear_cache()
-    before = dict(index.STATS)
-    return lambda: {k: index.STATS[k] - before[k] for k in before}
+    memory.DEFAULT.clear()
+    before = dict(memory.DEFAULT.stats)
+    return lambda: {k: memory.DEFAULT.stats[k] - before[k] for k in before}
 
 
 def counts(hits=0, loads=0, builds=0, saves=0, rejects=0):
@@ -69,7 +69,7 @@ def test_persisted_and_reloaded(tmp_path, stats, fmt):
         first = sh.members()
     files = os.listdir(idx_dir)
     assert len(files) == 1 and files[0].endswith(".gbidx")
-    index.clear_cache()  # as in a new process
+    memory.DEFAULT.clear()  # as in a new process
     with open_shard(path, index_dir=idx_dir) as sh:
         assert sh.members() == first
         assert sh.read("m/007.txt") == b"7" * 8
@@ -85,7 +85,7 @@ def test_rebuilt_when_mtime_or_content_changes(tmp_path, stats):
         assert sh.read("m/003.txt") == b"3333"
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with open_shard(path, index_dir=idx_dir) as sh:
         sh.read("m/003.txt")
     assert stats()["builds"] == 2 and stats()["loads"] == 0
@@ -132,7 +132,7 @@ def test_same_size_same_mtime_reupload_is_a_new_version(tmp_path, stats, persist
         assert sh.read(names[5]) == b"old005" * 6
     replace_keeping_times(path, new, tmp_path)
     if persisted:
-        index.clear_cache()
+        memory.DEFAULT.clear()
     with open_shard(path, index_dir=idx_dir) as sh:
         assert sh.read_many(names) == [b"new%03d" % i * (i + 1) for i in range(len(names))]
 
@@ -164,7 +164,7 @@ def test_in_place_rewrite_with_same_size_and_mtime(tmp_path, stats):
     for _ in range(2):
         with open_shard(path, index_dir=idx_dir) as sh:
             assert sh.read(names[0]) == b"new000"
-        index.clear_cache()
+        memory.DEFAULT.clear()
 
 
 def test_version_string_is_part_of_the_identity(tmp_path, stats):
@@ -272,14 +272,14 @@ def body_fields(file):
 
 def check_rebuilt(idx_dir, path, file, truth, stats, fmt="tar"):
     """The shard reads correctly, the bad index was rejected and replaced by a good one."""
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with bounded(), open_shard(path, index_dir=idx_dir) as sh:
         assert sh.members() == truth
         assert sh.read("m/009.txt") == b"9" * 10
         assert sh.read_many(["m/049.txt", "m/000.txt"]) == [b"49" * 50, b"0"]
     assert stats()["rejects"] == 1 and stats()["builds"] == 2 and stats()["saves"] == 2
     assert file.is_file() and not file.is_symlink()
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with open_shard(path, index_dir=idx_dir) as sh:
         assert sh.members() == truth
     assert stats()["loads"] == 1
@@ -324,7 +324,7 @@ def test_index_of_another_version_is_stale_not_rejected(tmp_path, stats):
     fields = body_fields(file)
     fields[1] = fields[1][:5] + ("other-version",)
     file.write_bytes(index.seal(msgpack.packb(fields)))
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with open_shard(path, index_dir=idx_dir) as sh:
         assert sh.members() == truth
     assert stats()["rejects"] == 0 and stats()["loads"] == 0 and stats()["builds"] == 2
@@ -353,9 +353,8 @@ def test_oversized_index_file_is_not_read(tmp_path, stats, monkeypatch):
     real_read = os.read
     with monkeypatch.context() as m:
         m.setattr(os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
-        assert index._load(file, identity_of(path), "tar") is None
+        assert index._load(file, identity_of(path), "tar", memory.ShardMemory()) is None
     assert not reads  # refused on its fstat size, before reading a byte
-    index.STATS["rejects"] -= 1
     check_rebuilt(idx_dir, path, file, truth, stats)
 
 
@@ -365,7 +364,7 @@ def test_symlinked_shard_shares_index(tmp_path, stats):
     link = tmp_path / "link.tar"
     link.symlink_to(path)
     open_shard(path, index_dir=idx_dir).close()
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with open_shard(link, index_dir=idx_dir) as sh:
         assert sh.read("m/000.txt") == b"0"
     assert stats()["loads"] == 1 and len(os.listdir(idx_dir)) == 1
@@ -393,22 +392,22 @@ def test_undecodable_names_persist(tmp_path, stats):
     name = "bad\udcff/name"
     path = write_shard(tmp_path, "s", make_tar([(name, b"v"), ("ok", b"w")]))
     open_shard(path, index_dir=idx_dir).close()
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with open_shard(path, index_dir=idx_dir) as sh:
         assert sh.read(name) == b"v"
         assert [m.name for m in sh.members()] == [name, "ok"]
     assert stats()["loads"] == 1
 
 
-def test_lru_is_bounded_by_bytes(tmp_path, monkeypatch):
-    index.clear_cache()
+def test_lru_is_bounded_by_bytes(tmp_path):
     with open_shard(write_shard(tmp_path, "w", shard_bytes(3))) as sh:
         one = index.ShardIndex.from_members(sh.members()).weight
-    monkeypatch.setattr(index._cache, "maxsize", 3 * one)
+    mine = memory.ShardMemory(3 * one)
     paths = [write_shard(tmp_path, f"s{i}", shard_bytes(3)) for i in range(6)]
     for p in paths:
-        open_shard(p).close()
-    assert len(index._cache) == 3 and index._cache.weight == 3 * one
+        open_shard(p, memory=mine).close()
+    assert len(mine.parsed) == 3 and mine.parsed.weight == 3 * one
+    assert mine.stats["builds"] == 6
 
 
 def test_first_regular_file_wins_in_index(tmp_path):
@@ -416,7 +415,7 @@ def test_first_regular_file_wins_in_index(tmp_path):
     idx_dir = tmp_path / "idx"
     path = write_shard(tmp_path, "dup", data)
     open_shard(path, index_dir=idx_dir).close()
-    index.clear_cache()
+    memory.DEFAULT.clear()
     with open_shard(path, index_dir=idx_dir) as sh:
         assert sh.read("d") == b"one"
 

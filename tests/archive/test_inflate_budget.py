@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from getbatch.archive import InflateBudget, InflateLimit, index, open_shard
+from getbatch.archive import InflateBudget, InflateLimit, memory, open_shard
 from tarhelp import bomb, bulk, make_tar, write_shard
 
 BOMBS = {"tgz": ".tgz", "tar.lz4": ".tar.lz4", "zip": ".zip"}
@@ -18,7 +18,7 @@ MiB = 1 << 20
 def write_bomb(tmp_path, fmt, size, **kw):
     path = tmp_path / ("bomb" + BOMBS[fmt])
     path.write_bytes(bomb(fmt, size, **kw))
-    index.clear_cache()
+    memory.DEFAULT.clear()
     return path
 
 

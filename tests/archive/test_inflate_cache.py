@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from getbatch.archive import InflateBudget, InflateCache, index, open_shard
+from getbatch.archive import InflateBudget, InflateCache, memory, open_shard
 from getbatch.archive import inflatecache
 from tarhelp import bomb, bulk, compress, make_tar, write_shard
 
@@ -23,7 +23,7 @@ def zeros_then_x(tmp_path, fmt="tgz", zeros=256 * MiB, stem="z"):
     """A shard whose member x lies after `zeros` bytes of zeros."""
     path = tmp_path / (stem + {"tgz": ".tgz", "tar.lz4": ".tar.lz4"}[fmt])
     path.write_bytes(bomb(fmt, zeros, name="zeros", after=[("x", X), ("y", b"why")]))
-    index.clear_cache()
+    memory.DEFAULT.clear()
     return path
 
 
@@ -131,7 +131,7 @@ def test_a_replaced_shard_is_decompressed_again(tmp_path):
             with open(path, "r+b") as f:
                 f.write(new.read_bytes())
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-        index.clear_cache()
+        memory.DEFAULT.clear()
         with open_shard(path, cache=cache) as sh:
             assert sh.extent("x") is not None and sh.passes == 1, how
             assert sh.read("x") == items[1][1], how
@@ -302,7 +302,7 @@ def test_concurrent_builders_never_corrupt(tmp_path):
     assert all(ok for _, _, ok in results)
     assert len(cache_files(cdir)) == 1 and not cache_files(cdir, ".tmp")
     # threads of one process: one fills, the others stream meanwhile
-    index.clear_cache()
+    memory.DEFAULT.clear()
     for name in cache_files(cdir):
         os.unlink(os.path.join(cdir, name))
     cache = InflateCache(cdir, 1 << 30)

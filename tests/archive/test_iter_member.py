@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from getbatch.archive import CorruptArchive, open_shard
-from getbatch.archive import tarshard
+from getbatch.archive import ShardMemory
 from getbatch.archive.member import CHUNK
 from tarhelp import bulk, make_tar, write_shard
 
@@ -92,20 +92,20 @@ def test_interleaved_readers_of_one_shard(tmp_path, fmt):
         assert got == {"m1": items[1][1], "m0": items[0][1]}
 
 
-def test_parked_passes_are_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(tarshard, "_PARKED_MAX", 2)
+def test_parked_passes_are_bounded(tmp_path):
+    mine = ShardMemory(parked=2)
     items = [("a", bulk(2_500_000, seed=1)), ("b", b"bb")]
     tar = make_tar(items)
-    opened = [open_shard(write_shard(tmp_path, f"s{i}", tar, "tgz")) for i in range(5)]
+    opened = [open_shard(write_shard(tmp_path, f"s{i}", tar, "tgz"), memory=mine)
+              for i in range(5)]
     try:
         for sh in opened:
             assert b"".join(sh.iter_member("a", 0, 10)) == items[0][1][:10]
-        assert len(tarshard._parked) == 2
-        assert set(tarshard._parked) == set(opened[-2:])
+        assert mine.parked() == opened[-2:]
     finally:
         for sh in opened:
             sh.close()
-    assert not set(tarshard._parked) & set(opened)
+    assert mine.parked() == []
 
 
 @pytest.mark.parametrize("fmt", ["tgz", "tar.lz4"])

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from getbatch.archive import CorruptArchive, NotAnArchive, index, open_shard
+from getbatch.archive import CorruptArchive, NotAnArchive, memory, open_shard
 from getbatch.archive.tarshard import CompressedTarShard, TarShard
 from getbatch.archive.zipshard import ZipShard
 from fuzzcheck import bounded
@@ -60,7 +60,7 @@ def test_fd_shard_errors_name_the_shard(tmp_path):
 def test_failed_open_closes_the_fd(tmp_path, content):
     path = tmp_path / "bad.tar"
     path.write_bytes(content)
-    index.clear_cache()
+    memory.DEFAULT.clear()
     fd = os.open(path, os.O_RDONLY)
     with pytest.raises((NotAnArchive, CorruptArchive)):
         open_shard(fd, name="bad.tar")

@@ -1,7 +1,7 @@
-"""Parsed shards (TAR indexes, ZIP central directories) are kept per process within
-`index_memory` bytes, whatever their count: many shards of many tiny members, one member read
-from each (issue 16: twelve such .zip shards kept ~600 MiB in a worker), leave at most the
-budget behind, measured with tracemalloc (deterministic where RSS is not)."""
+"""Parsed shards (TAR indexes, ZIP central directories) are kept in a ShardMemory (a server
+app has one, sized by `index_memory`) within its bytes, whatever their count: many shards of
+many tiny members, one member read from each (issue 16: twelve such .zip shards kept ~600 MiB
+in a worker), leave at most the budget behind, measured with tracemalloc (deterministic where RSS is not)."""
 import gc
 import io
 import tarfile
@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from getbatch.archive import MemberNotFound, open_shard, parsedcache
+from getbatch.archive import MemberNotFound, ShardMemory, open_shard
 
 SHARDS = 8
 MEMBERS = 2000
@@ -30,57 +30,43 @@ def make(path, fmt):
     return path
 
 
-@pytest.fixture
-def budget(monkeypatch):
-    monkeypatch.setattr(parsedcache.CACHE, "maxsize", BUDGET)
-    parsedcache.CACHE.clear()
-    yield
-    parsedcache.CACHE.clear()
-
-
 @pytest.mark.parametrize("fmt", ["zip", "tar"])
-def test_parsed_shards_kept_within_the_budget(tmp_path, budget, fmt):
+def test_parsed_shards_kept_within_the_budget(tmp_path, fmt):
+    budget = ShardMemory(BUDGET)
     paths = [make(tmp_path / f"s{i}.{fmt}", fmt) for i in range(SHARDS)]
     gc.collect()
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
         for p in paths:
-            with open_shard(str(p)) as sh:
+            with open_shard(str(p), memory=budget) as sh:
                 assert sh.read("m0000042.bin") == b""
         gc.collect()
         kept = tracemalloc.get_traced_memory()[0] - base
     finally:
         tracemalloc.stop()
-    assert parsedcache.CACHE.weight <= BUDGET and 2 <= len(parsedcache.CACHE) < SHARDS
+    assert budget.parsed.weight <= BUDGET and 2 <= len(budget.parsed) < SHARDS
     assert kept <= BUDGET * 1.1, f"{kept} bytes kept for a budget of {BUDGET}"
 
 
-def test_a_shard_heavier_than_the_budget_is_read_and_not_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(parsedcache.CACHE, "maxsize", 100_000)
-    parsedcache.CACHE.clear()
+def test_a_shard_heavier_than_the_budget_is_read_and_not_kept(tmp_path):
+    small = ShardMemory(100_000)
     path = make(tmp_path / "big.zip", "zip")
     for _ in range(2):
-        with open_shard(str(path)) as sh:
+        with open_shard(str(path), memory=small) as sh:
             assert sh.read("m0001999.bin") == b""
-        assert len(parsedcache.CACHE) == 0
-
-
-def test_configure_sets_the_budget(monkeypatch):
-    monkeypatch.setattr(parsedcache.CACHE, "maxsize", parsedcache.CACHE.maxsize)
-    parsedcache.configure(123)
-    assert parsedcache.CACHE.maxsize == 123
+        assert len(small.parsed) == 0
 
 
 @pytest.mark.parametrize("fmt", ["zip", "tar"])
-def test_a_closed_shard_still_referenced_holds_no_evicted_index(tmp_path, monkeypatch, fmt):
-    monkeypatch.setattr(parsedcache.CACHE, "maxsize", 0)   # nothing kept: only shards hold them
+def test_a_closed_shard_still_referenced_holds_no_evicted_index(tmp_path, fmt):
+    nothing = ShardMemory(0)   # nothing kept: only shards hold them
     path = make(tmp_path / f"one.{fmt}", fmt)
     gc.collect()
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        sh = open_shard(str(path))
+        sh = open_shard(str(path), memory=nothing)
         assert sh.read("m0000042.bin") == b""
         sh.close()                       # a finished request's plan may hold it a while
         gc.collect()

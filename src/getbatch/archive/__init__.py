@@ -18,6 +18,10 @@ Reading::
 
     open_shard(fd, name="bucket/shard-000.tar", version="7")   # an open fd, taken over
 
+    # parsed indexes are kept in a ShardMemory: the library's unless one is passed
+    mine = ShardMemory(max_bytes=16 << 20)
+    open_shard(path, memory=mine)
+
 Every cached index belongs to one version of one shard: it is keyed by the identity of the
 fd being read (device, inode, size, mtime, ctime) plus the caller's `version` string.
 
@@ -34,6 +38,7 @@ from .formats import FORMATS, detect_format
 from .shards import index_state, open_shard
 from .inflate import MAX_INFLATE, InflateBudget
 from .inflatecache import InflateCache
+from .memory import ShardMemory
 from .tarblock import tar_pad
 from .tarheader import tar_entry_size, tar_header
 from .writers import OUTPUT_FORMATS, open_writer
@@ -42,7 +47,7 @@ from .extract import extract_to
 
 __all__ = [
     "ArchiveError", "CorruptArchive", "EmitError", "InflateLimit", "MemberNotFound", "NotAnArchive",
-    "UnsafeName", "InflateBudget", "InflateCache", "MAX_INFLATE",
+    "UnsafeName", "InflateBudget", "InflateCache", "MAX_INFLATE", "ShardMemory",
     "Member", "Shard", "FILE", "DIR", "SYMLINK", "HARDLINK", "OTHER",
     "FORMATS", "detect_format", "open_shard", "index_state",
     "OUTPUT_FORMATS", "open_writer", "tar_header", "tar_entry_size", "tar_pad",

@@ -4,11 +4,11 @@ An index belongs to one version of one shard: it is keyed by the shardfile.Ident
 fd the shard is read through (device, inode, size, mtime, ctime and the caller's version
 string), so the offsets used for a read always come from the bytes that are read.
 
-Loaded indexes live in a process-wide LRU bounded by bytes (parsedcache.py: a hot shard costs
-one fstat to find again). With
-an `index_dir` they are also persisted there, one file per shard path (named after a hash of
-the path the fd resolves to, so a new version replaces the old file), written atomically
-(temp + rename). A persisted index is a cache and is verified before use, never trusted:
+Loaded indexes live in the LRU of a ShardMemory, bounded by bytes (memory.py: a hot shard
+costs one fstat to find again). With an `index_dir` they are also persisted there, one file
+per shard path (named after a hash of the path the fd resolves to, so a new version replaces
+the old file), written atomically (temp + rename). A persisted index is a cache and is
+verified before use, never trusted:
 
 - it is read with O_NOFOLLOW | O_NONBLOCK, only if fstat says regular file and it is no
   larger than `file_cap(shard size)` (a FIFO, a device or a symlink in its place is a miss);
@@ -33,7 +33,7 @@ import tempfile
 
 import msgpack
 
-from . import parsedcache
+from .memory import ShardMemory, estimate
 from .member import DIR, FILE, HARDLINK, NAME_MAX, OTHER, SYMLINK, Member, find_variant
 
 log = logging.getLogger("getbatch.archive")
@@ -45,10 +45,6 @@ _DIGEST = 32
 _SUFFIX = ".gbidx"
 _BLOCK = 512
 _READ_OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-
-STATS = {"hits": 0, "loads": 0, "builds": 0, "saves": 0, "rejects": 0}  # tests, diagnostics
-
-_cache = parsedcache.CACHE  # shared with the ZIP directories, within index_memory bytes
 
 
 def file_cap(shard_size):
@@ -69,7 +65,7 @@ class ShardIndex:
         self.offsets = offsets      # array('q')
         self.sizes = sizes          # array('q')
         self.kinds = kinds          # bytes: index into _KINDS
-        self.weight = parsedcache.estimate(names)
+        self.weight = estimate(names)
         n = len(names)
         if kinds.count(0) == n:
             # reversed so that the first of duplicate names is the one that stays
@@ -106,23 +102,23 @@ class ShardIndex:
 EMPTY = ShardIndex([], array.array("q"), array.array("q"), b"")   # a closed shard's
 
 
-def cached(fd, ident, fmt, *, index_dir=None):
-    """The index of the shard version open on `fd` (identity `ident`) if in memory or
+def cached(fd, ident, fmt, memory: ShardMemory, *, index_dir=None):
+    """The index of the shard version open on `fd` (identity `ident`) if in `memory` or
     persisted (and verified), else None."""
     key = (ident, fmt)
-    idx = _cache.get(key)
+    idx = memory.parsed.get(key)
     if idx is not None:
-        STATS["hits"] += 1
+        memory.stats["hits"] += 1
         return idx
     if index_dir is None:
         return None
     file = _index_file(index_dir, fd)
     if file is None:
         return None
-    idx = _load(file, ident, fmt)
+    idx = _load(file, ident, fmt, memory)
     if idx is not None:
-        STATS["loads"] += 1
-        _cache.put(key, idx)
+        memory.stats["loads"] += 1
+        memory.parsed.put(key, idx)
     return idx
 
 
@@ -145,31 +141,27 @@ def persisted(fd, ident, fmt, index_dir):
         return "stale", None
 
 
-def store(fd, ident, fmt, members, data_len, *, index_dir=None):
-    """Index freshly scanned `members` of the shard version open on `fd`: keep it in memory,
+def store(fd, ident, fmt, members, data_len, memory: ShardMemory, *, index_dir=None):
+    """Index freshly scanned `members` of the shard version open on `fd`: keep it in `memory`,
     persist it if asked. `data_len`: bytes of TAR data the members lie in (the file size
     for plain TAR, the decompressed length seen by the scan for compressed shards)."""
     idx = ShardIndex.from_members(members)
-    STATS["builds"] += 1
-    _cache.put((ident, fmt), idx)
+    memory.stats["builds"] += 1
+    memory.parsed.put((ident, fmt), idx)
     if index_dir is not None:
         file = _index_file(index_dir, fd)
-        if file is not None:
-            _save(file, ident, fmt, data_len, idx)
+        if file is not None and _save(file, ident, fmt, data_len, idx):
+            memory.stats["saves"] += 1
     return idx
 
 
-def get(fd, ident, fmt, build, *, index_dir=None):
+def get(fd, ident, fmt, build, memory: ShardMemory, *, index_dir=None):
     """The index of the plain TAR open on `fd`, calling `build()` -> [Member] only when none
-    is usable."""
-    idx = cached(fd, ident, fmt, index_dir=index_dir)
+    is usable (in `memory` or persisted)."""
+    idx = cached(fd, ident, fmt, memory, index_dir=index_dir)
     if idx is None:
-        idx = store(fd, ident, fmt, build(), ident.size, index_dir=index_dir)
+        idx = store(fd, ident, fmt, build(), ident.size, memory, index_dir=index_dir)
     return idx
-
-
-def clear_cache():
-    _cache.clear()
 
 
 def _index_file(index_dir, fd):
@@ -210,9 +202,10 @@ def seal(body):
 
 
 def _save(file, ident, fmt, data_len, idx):
+    """Whether `idx` was written to `file`."""
     blob = encode(ident, fmt, data_len, idx)
     if len(blob) > file_cap(ident.size):
-        return  # would be refused when loaded: keep it in memory only
+        return False  # would be refused when loaded: keep it in memory only
     try:
         os.makedirs(os.path.dirname(file), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(file), prefix=".tmp-", suffix=_SUFFIX)
@@ -223,9 +216,9 @@ def _save(file, ident, fmt, data_len, idx):
         except BaseException:
             os.unlink(tmp)
             raise
-        STATS["saves"] += 1
+        return True
     except OSError:
-        pass  # read-only or full cache dir: the index stays in memory only
+        return False  # read-only or full cache dir: the index stays in memory only
 
 
 class _Reject(Exception):
@@ -255,23 +248,23 @@ def _read_capped(file, cap):
         os.close(fd)
 
 
-def _load(file, ident, fmt):
+def _load(file, ident, fmt, memory):
     try:
         blob = _read_capped(file, file_cap(ident.size))
     except FileNotFoundError:
         return None
     except (OSError, _Reject) as exc:  # ELOOP for a symlink, EACCES, ...
-        return _rejected(file, exc)
+        return _rejected(file, exc, memory)
     try:
         return decode(blob, ident, fmt)
     except _Stale:
         return None  # another version of the shard (or another shard at that path)
     except _Reject as exc:
-        return _rejected(file, exc)
+        return _rejected(file, exc, memory)
 
 
-def _rejected(file, why):
-    STATS["rejects"] += 1
+def _rejected(file, why, memory):
+    memory.stats["rejects"] += 1
     log.warning("shard index %s is not usable (%s); rebuilding it from the shard", file, why)
     return None
 

@@ -12,6 +12,7 @@ from .shardfile import adopt, identify
 
 if TYPE_CHECKING:   # for annotations only: inflatecache imports this module
     from .inflate import InflateBudget
+    from .memory import ShardMemory
     from .inflatecache import InflateCache
 
 # Member kinds. Only FILE members are ever read as data.
@@ -93,6 +94,7 @@ class Shard:
     # decompressed copies in (None: none).
     budget: "InflateBudget | None" = None
     cache: "InflateCache | None" = None
+    memory: "ShardMemory"  # where its parsed index is kept (memory.py), set by the reader
 
     def _attach(self, path_or_fd, name, version, length=None):
         """Take over the shard file (a path to open, or an open fd) and learn its identity.
@@ -170,7 +172,7 @@ class Shard:
 
     def _let_go(self):
         """Drop this shard's references to its parsed index: a closed shard that a finished
-        request still holds must not keep an index the cache evicted alive (parsedcache.py).
+        request still holds must not keep an index the cache evicted alive (memory.py).
         Lookups on a closed shard then find nothing."""
 
     def __enter__(self):

@@ -17,9 +17,9 @@ import tempfile
 import threading
 
 from . import index as _index
-from . import parsedcache
 from .errors import CorruptArchive
 from .member import member_range
+from .memory import or_default
 from .shardfile import Identity
 from .tarscan import scan_pread
 from .tarshard import TarShard
@@ -200,16 +200,17 @@ def _identity(size, version):
 class RangedTarShard(TarShard):
     """A remote plain .tar read through a Mirror."""
 
-    def __init__(self, mirror, *, name, version, index_dir=None, key=None):
+    def __init__(self, mirror, *, name, version, index_dir=None, key=None, memory=None):
         self._mirror = mirror
         self._fd = mirror.fd
         self.path = None
         self.name = name
         self.identity = _identity(mirror.size, version)
         self.size = mirror.size
+        self.memory = or_default(memory)
         try:
             self._index = _index.get(key if key is not None else -1, self.identity, self.format,
-                                     self._scan, index_dir=index_dir if key else None)
+                                     self._scan, self.memory, index_dir=index_dir if key else None)
         except BaseException:
             self.close()
             raise
@@ -262,19 +263,20 @@ class RangedZipShard(ZipShard):
 
     _SLACK = 256  # bytes of local extra field fetched beyond the central directory's guess
 
-    def __init__(self, mirror, *, name, version, index_dir=None, key=None):
+    def __init__(self, mirror, *, name, version, index_dir=None, key=None, memory=None):
         self._mirror = mirror
         self._fd = mirror.fd
         self.path = None
         self.name = name
         self.identity = _identity(mirror.size, version)
         self._size = mirror.size
+        self.memory = or_default(memory)
         try:
-            self._dir = parsedcache.CACHE.get(directory_key(self.identity))
+            self._dir = self.memory.parsed.get(directory_key(self.identity))
             if self._dir is None:
                 self._dir = ZipDirectory(read_central_directory_pread(mirror.pread, self._size,
                                                                     self.name))
-                parsedcache.CACHE.put(directory_key(self.identity), self._dir)
+                self.memory.parsed.put(directory_key(self.identity), self._dir)
         except BaseException:
             self.close()
             raise

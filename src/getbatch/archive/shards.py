@@ -7,6 +7,7 @@ from .formats import detect_format
 from .inflate import InflateBudget
 from .inflatecache import InflateCache
 from .member import Shard
+from .memory import ShardMemory
 from .shardfile import adopt, identify
 from .tarshard import CompressedTarShard, TarShard
 from .zipshard import ZipShard
@@ -14,7 +15,8 @@ from .zipshard import ZipShard
 
 def open_shard(path_or_fd: str | os.PathLike[str] | int, *, name: str | None = None, version: str = "",
                index_dir: str | None = None, budget: InflateBudget | None = None,
-               cache: InflateCache | None = None, length: int | None = None) -> Shard:
+               cache: InflateCache | None = None, length: int | None = None,
+               memory: ShardMemory | None = None) -> Shard:
     """A Shard for the .tar, .tgz/.tar.gz, .tar.lz4 or .zip shard at a path or open on an fd.
 
     `path_or_fd`: a path, or an fd already open read-only, which the Shard takes over: it is
@@ -26,7 +28,8 @@ def open_shard(path_or_fd: str | os.PathLike[str] | int, *, name: str | None = N
     persisted between processes. `budget`: an InflateBudget every decompressed byte is charged
     to (one per request: pass the same one to every shard a request opens). `cache`: an
     InflateCache for decompressed copies of .tgz and .tar.lz4 shards. `length`: the shard is
-    the first `length` bytes of the file (default: all of it).
+    the first `length` bytes of the file (default: all of it). `memory`: the ShardMemory its
+    parsed index is kept in and found again (default: the library's, memory.DEFAULT).
     Raises NotAnArchive when the file is not a regular file or its bytes match no supported
     format. A shard opened before (same identity) costs an open, an fstat, a pread of its
     first block and an fstat.
@@ -42,29 +45,31 @@ def open_shard(path_or_fd: str | os.PathLike[str] | int, *, name: str | None = N
     # the reader owns the fd from here on, closing it itself if it fails
     shard: Shard
     if fmt == "tar":
-        shard = TarShard(fd, name=label, version=version, index_dir=index_dir, length=length)
+        shard = TarShard(fd, name=label, version=version, index_dir=index_dir, length=length,
+                         memory=memory)
     elif fmt == "zip":
-        shard = ZipShard(fd, name=label, version=version, index_dir=index_dir, length=length)
+        shard = ZipShard(fd, name=label, version=version, index_dir=index_dir, length=length,
+                         memory=memory)
     else:
         shard = CompressedTarShard(fd, name=label, version=version, index_dir=index_dir,
-                                   format=fmt, length=length)
+                                   format=fmt, length=length, memory=memory)
     shard.path = path
     shard.budget = budget
     shard.cache = cache
     return shard
 
 
-def index_state(fd: int, *, name: str, version: str = "",
-                index_dir: str | None = None) -> tuple[str, Any]:
+def index_state(fd: int, *, name: str, version: str = "", index_dir: str | None = None,
+                memory: ShardMemory | None = None) -> tuple[str, Any]:
     """(state, members) of the shard open on `fd` (not taken over) without building anything:
     "fresh" with its member count when a persisted index of this very version is in
     `index_dir` (a .zip always: its central directory is its index), "stale" when the one
     there is of another version or unusable, "none" when there is none. NotAnArchive when the
-    bytes are no shard."""
+    bytes are no shard. `memory`: as open_shard's (a .zip's directory is parsed into it)."""
     ident = identify(fd, name, version)
     fmt = detect_format(os.pread(fd, 512, 0), name=name)
     if fmt == "zip":
-        with ZipShard(os.dup(fd), name=name, version=version) as shard:
+        with ZipShard(os.dup(fd), name=name, version=version, memory=memory) as shard:
             return "fresh", len(shard.members())
     state, idx = _index.persisted(fd, ident, fmt, index_dir)
     return state, len(idx) if idx is not None else 0

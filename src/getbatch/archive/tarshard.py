@@ -15,10 +15,8 @@ installed.
 """
 import operator
 import os
-import threading
 import types
 import zlib
-from collections import OrderedDict
 from contextlib import closing
 
 from . import index as _index
@@ -28,6 +26,7 @@ from .formats import detect_format
 from .inflate import version_digest
 from .inflatecache import Stale
 from .member import FILE, Shard, member_range, name_variants
+from .memory import or_default
 
 _inflate: types.ModuleType
 try:  # ISA-L inflates about twice as fast as zlib; optional
@@ -39,8 +38,6 @@ _IN_CHUNK = 256 << 10  # compressed bytes per read
 # Inflated bytes per decompressor call: bounds memory on a decompression bomb, and keeps each
 # chunk cache-sized for the copies out of it.
 _OUT_CHUNK = 1 << 20
-# Passes kept for resuming, per process: each holds its last chunk and a decompressor.
-_PARKED_MAX = 8
 _GZIP_MAGIC = b"\x1f\x8b"
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"
 
@@ -50,14 +47,16 @@ class TarShard(Shard):
 
     format = "tar"
 
-    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, length=None):
+    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, length=None,
+                 memory=None):
         """`path_or_fd`: the shard's path, or an open read-only fd that the shard takes over
-        (and closes, also when opening fails). `version`, `length`: see open_shard."""
+        (and closes, also when opening fails). `version`, `length`, `memory`: see open_shard."""
+        self.memory = or_default(memory)
         self._attach(path_or_fd, name, version, length)
         try:
             self.size = self.identity.size
             self._index = _index.get(self._fd, self.identity, self.format, self._scan,
-                                     index_dir=index_dir)
+                                     self.memory, index_dir=index_dir)
         except BaseException:
             self.close()
             raise
@@ -244,23 +243,6 @@ class _Cursor:
         self.chunk = b""
 
 
-_parked: "OrderedDict[CompressedTarShard, _Cursor]" = OrderedDict()  # idle passes, LRU
-_parked_lock = threading.Lock()
-
-
-def _park(shard, cur):
-    with _parked_lock:
-        _parked[shard] = cur
-        _parked.move_to_end(shard)
-        while len(_parked) > _PARKED_MAX:
-            _parked.popitem(last=False)
-
-
-def _unpark(shard):
-    with _parked_lock:
-        return _parked.pop(shard, None)
-
-
 class CompressedTarShard(Shard):
     """A .tgz/.tar.gz or .tar.lz4 shard. Offsets in members() are in the decompressed stream.
 
@@ -274,9 +256,10 @@ class CompressedTarShard(Shard):
     _end = None          # end of the last member's data in the stream
 
     def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, format=None,
-                 length=None):
-        """`path_or_fd`, `name`, `version`, `length`: as TarShard's; `format` is 'tgz' or
-        'tar.lz4' (detected when None)."""
+                 length=None, memory=None):
+        """`path_or_fd`, `name`, `version`, `length`, `memory`: as TarShard's; `format` is
+        'tgz' or 'tar.lz4' (detected when None)."""
+        self.memory = or_default(memory)
         self._attach(path_or_fd, name, version, length)
         self._index_dir = index_dir
         self.passes = 0
@@ -284,7 +267,7 @@ class CompressedTarShard(Shard):
             self.format = format or detect_format(os.pread(self._fd, 512, 0), self.name)
             if self.format not in ("tgz", "tar.lz4"):
                 raise ValueError(f"{self.name}: not a compressed tar ({self.format})")
-            self._index = _index.cached(self._fd, self.identity, self.format,
+            self._index = _index.cached(self._fd, self.identity, self.format, self.memory,
                                         index_dir=index_dir)
         except BaseException:
             self.close()
@@ -296,7 +279,7 @@ class CompressedTarShard(Shard):
     def _store_index(self, members, data_len):
         """Keep the index a scan pass built; `data_len`: decompressed bytes it covered."""
         self._index = _index.store(self._fd, self.identity, self.format, members, data_len,
-                                   index_dir=self._index_dir)
+                                   self.memory, index_dir=self._index_dir)
 
     def _ensure_index(self):
         if self._index is None:
@@ -395,7 +378,7 @@ class CompressedTarShard(Shard):
                                         f"the end of a member's data at {end}")
 
     def close(self):
-        _unpark(self)
+        self.memory.unpark(self)
         if self._entry is not None:
             self._entry.close()
         super().close()
@@ -410,9 +393,9 @@ class CompressedTarShard(Shard):
     def _chunks_from(self, pos):
         """(start, chunk) pairs of the decompressed stream, from the chunk holding `pos` on.
         Continues this shard's last pass when it has not gone past `pos` (a pass left before
-        the stream's end is parked for that, in a small per-process LRU); readers may
+        the stream's end is parked for that, in the shard's ShardMemory); readers may
         interleave: each one takes the parked pass, or starts its own."""
-        cur = _unpark(self)
+        cur = self.memory.unpark(self)
         if cur is None or cur.start > pos:
             cur = _Cursor(self._chunks())
         try:
@@ -433,7 +416,7 @@ class CompressedTarShard(Shard):
                 cur.start, cur.chunk = end, chunk
         finally:
             if cur is not None and self._fd >= 0:
-                _park(self, cur)
+                self.memory.park(self, cur)
 
     def _copy_pass(self, copier):
         pos = copier.targets[copier.first][0]

@@ -1,7 +1,7 @@
 """ZipShard: members of a .zip shard by name, read with pread (stored) or inflated (deflated).
 
-The central directory is parsed at most once per shard version per process while it stays in
-the process-wide LRU of parsed shards (parsedcache.py, bounded by bytes), keyed by the
+The central directory is parsed at most once per shard version while it stays in the LRU of
+parsed shards of the shard's ShardMemory (memory.py, bounded by bytes), keyed by the
 shardfile.Identity of the fd being read, so a replaced or rewritten file is parsed again.
 A member's data offset needs its local header
 (whose name/extra lengths may differ from the central directory's); it is read on first use
@@ -20,8 +20,8 @@ import zlib
 from . import zipcd
 from .errors import CorruptArchive, MemberNotFound
 from .inflate import charge
-from . import parsedcache
 from .member import CHUNK, FILE, Shard, find_variant, member_range
+from .memory import estimate, or_default
 from .zipformat import DEFLATED, FLAG_ENCRYPTED, LOCAL, STORED
 
 _zlib: types.ModuleType
@@ -42,7 +42,7 @@ class ZipDirectory:
     def __init__(self, members):
         self.members = members
         # data_offsets and crc_checked grow as members are read: within the per-member estimate
-        self.weight = parsedcache.estimate([m.name for m in members])
+        self.weight = estimate([m.name for m in members])
         index = {}
         for m in members:
             if m.kind == FILE and m.name not in index:   # first of duplicates wins
@@ -65,17 +65,19 @@ class ZipShard(Shard):
 
     format = "zip"
 
-    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, length=None):
+    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, length=None,
+                 memory=None):
         """Arguments as TarShard's. `index_dir` is accepted and unused: the central directory
         is the index."""
+        self.memory = or_default(memory)
         self._attach(path_or_fd, name, version, length)
         self._size = self.identity.size
         try:
-            self._dir = parsedcache.CACHE.get(directory_key(self.identity))
+            self._dir = self.memory.parsed.get(directory_key(self.identity))
             if self._dir is None:
                 self._dir = ZipDirectory(zipcd.read_central_directory(self._fd, self._size,
                                                                     self.name))
-                parsedcache.CACHE.put(directory_key(self.identity), self._dir)
+                self.memory.parsed.put(directory_key(self.identity), self._dir)
         except BaseException:
             self.close()
             raise

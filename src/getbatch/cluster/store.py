@@ -316,7 +316,8 @@ class ClusterStore(Backend):
             src, _ = b.open(bucket, name)
             with src:
                 fd = fetch_to_scratch(src, self.share.local)
-            return open_shard(fd, name=name, budget=budget)
+            return open_shard(fd, name=name, budget=budget,
+                              memory=self.share.local.shard_memory)
         return self._find(bucket, name, fetch)
 
     # ---- writes

@@ -5,7 +5,7 @@
 `ais` backend over a local data directory. No HTTP here: the server maps these exceptions
 to AIS-style responses.
 """
-from ..archive import parsedcache
+from ..archive import ShardMemory
 from .attrs import ObjectAttrs
 from .backend import Backend, BatchReader, Source
 from .errors import (BadAppendHandle, BucketExists, BucketNotFound, Conflict,
@@ -29,18 +29,20 @@ __all__ = [
 def open_storage(config):
     """The Storage a node serves with `config`: the local data directory as `ais`, S3 as
     `aws` (always: its endpoint and credentials may come from the environment alone), and
-    HTTP origins as `ht` when `ht_origins` names some."""
-    parsedcache.configure(config.index_memory)
-    backends = {"ais": LocalStore(config.data_dir, inflate_cache=config.inflate_cache)}
-    backends.update(_remote_backends(config))
+    HTTP origins as `ht` when `ht_origins` names some. The backends keep their parsed
+    shards in one ShardMemory of `index_memory` bytes."""
+    memory = ShardMemory(config.index_memory)
+    backends = {"ais": LocalStore(config.data_dir, inflate_cache=config.inflate_cache,
+                                  shard_memory=memory)}
+    backends.update(_remote_backends(config, memory))
     return Storage(backends)
 
 
-def _remote_backends(config):
+def _remote_backends(config, memory):
     from .remote import RemoteStore
     from .s3 import S3Client
     common = dict(cache_bytes=config.remote_cache, inflate_cache=config.inflate_cache,
-                  inflight=config.remote_inflight)
+                  inflight=config.remote_inflight, shard_memory=memory)
     # a request thread and every GetBatch fetch of each may hold a connection at once
     pool = config.threads * (1 + config.remote_inflight) + 2 * config.remote_inflight
     out = {"aws": RemoteStore(S3Client(config.s3_endpoint, config.s3_region, pool,

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-from ..archive import InflateBudget, Shard, parsedcache
+from ..archive import InflateBudget, Shard
 from .archived import ArchivedFile, open_shard_file
 from .attrs import ObjectAttrs
 from .errors import BucketNotFound, NotRemote, StoreError
@@ -252,6 +252,10 @@ class BatchReader(ABC):
 
     def close(self) -> None:
         shards, self._shards = self._shards, {}
+        memories = {}
         while shards:   # emptied as closed: their parsed indexes are let go before trimming
-            shards.popitem()[1].close()
-        parsedcache.trim()
+            shard = shards.popitem()[1]
+            shard.close()
+            memories[id(shard.memory)] = shard.memory
+        for memory in memories.values():
+            memory.trim()

@@ -26,7 +26,7 @@ import shutil
 import stat as st_
 import time
 
-from ..archive import InflateCache, index_state, open_shard
+from ..archive import InflateCache, ShardMemory, index_state, open_shard
 from . import attrs as meta
 from .append import AppendSessions
 from .attrs import attrs_from_stat
@@ -51,13 +51,16 @@ _PATH_MAX = 3072      # bytes per name: leaves room for the data dir within PATH
 class LocalStore(Backend):
     provider = "ais"
 
-    def __init__(self, data_dir, *, fsync=True, stale_after=STALE_AFTER, inflate_cache=0):
+    def __init__(self, data_dir, *, fsync=True, stale_after=STALE_AFTER, inflate_cache=0,
+                 shard_memory=None):
         """`inflate_cache`: bytes of disk the decompressed copies of compressed shards may
-        take (0: none; members are then decompressed for every request)."""
+        take (0: none; members are then decompressed for every request). `shard_memory`:
+        the ShardMemory its shards' parsed indexes are kept in (default: a new one)."""
         # realpath once: symlink confinement compares resolved paths against it
         self.data_dir = os.path.realpath(data_dir)
         self.fsync = fsync
         self.fds = FdBudget()   # object fds this store's batches may hold (local_read.py)
+        self.shard_memory = ShardMemory() if shard_memory is None else shard_memory
         self.root = os.path.join(self.data_dir, "ais")
         sysdir = os.path.join(self.data_dir, ".sys")
         self._tmp = os.path.join(sysdir, "tmp")
@@ -381,14 +384,14 @@ class LocalStore(Backend):
             os.close(fd)
             raise
         return open_shard(fd, name=name, version=version, index_dir=self._index_dir,
-                          budget=budget, cache=self._inflate_cache)
+                          budget=budget, cache=self._inflate_cache, memory=self.shard_memory)
 
     def shard_index_state(self, bucket, name):
         fd, st = self._open_regular(bucket, name)
         try:
             os.set_blocking(fd, True)
             state, members = index_state(fd, name=name, version=self._meta(fd)[0],
-                                         index_dir=self._index_dir)
+                                         index_dir=self._index_dir, memory=self.shard_memory)
         finally:
             os.close(fd)
         return state, members, st.st_size

@@ -26,7 +26,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..archive import InflateCache, detect_format, open_shard
+from ..archive import InflateCache, ShardMemory, detect_format, open_shard
 from ..archive.inflatecache import Stale
 from ..archive.ranged import Mirror, RangedTarShard, RangedZipShard, anonymous_file
 from .attrs import ObjectAttrs
@@ -99,8 +99,12 @@ def _pool(workers, name):
 class RemoteStore(Backend):
     whole_below = 32 << 20  # shards up to this size are fetched (and cached) whole
 
-    def __init__(self, client, data_dir, *, cache_bytes, inflate_cache=0, inflight=16):
+    def __init__(self, client, data_dir, *, cache_bytes, inflate_cache=0, inflight=16,
+                 shard_memory=None):
+        """`shard_memory`: the ShardMemory its shards' parsed indexes are kept in (default: a
+        new one)."""
         self.client = client
+        self.shard_memory = ShardMemory() if shard_memory is None else shard_memory
         self.provider = client.provider
         sysdir = os.path.join(os.path.realpath(data_dir), ".sys")
         self._tmp = os.path.join(sysdir, "remote-tmp")
@@ -425,7 +429,8 @@ class RemoteStore(Backend):
         try:
             fmt = detect_format(mirror.pread(min(512, meta.size), 0), name=name)
             kw = dict(name=name, version=f"{self._ref(bucket, name)}#{meta.etag}",
-                      index_dir=self._index_dir, key=self._ref(bucket, name))
+                      index_dir=self._index_dir, key=self._ref(bucket, name),
+                      memory=self.shard_memory)
             if fmt == "tar":
                 shard = RangedTarShard(mirror, **kw)
             elif fmt == "zip":
@@ -479,7 +484,8 @@ class RemoteStore(Backend):
         fd = os.dup(src.fileno())
         src.close()
         return open_shard(fd, name=name, version=meta.etag, index_dir=self._index_dir,
-                          budget=budget, cache=self._inflate, length=src.size)
+                          budget=budget, cache=self._inflate, length=src.size,
+                          memory=self.shard_memory)
 
     def batch_reader(self, n_entries, budget=None):
         return RemoteBatchReader(self, budget)
