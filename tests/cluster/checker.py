@@ -14,6 +14,8 @@ contract is stated in terms a client observes.
   delete (the delete came back), a put over a version (a stale version: a lost overwrite when
   it is the final state), a put over ABSENT (an acknowledged write lost).
 - Bytes matching no version of the name are a violation on their own (a mixed or corrupt item).
+- A valid write refused with a 4xx is a violation on its own: a fault must be a retryable 503
+  (the write counts as unknown: it may have taken effect).
 - After healing: every node answers the same state, one the name may have at the end; every
   holder's copy is that state, and there are at least `copies` of it.
 """
@@ -32,6 +34,7 @@ MIXED = "bytes of no single version (mixed or corrupt item)"
 DIVERGED = "copies differ after healing"
 FEW_COPIES = "fewer copies than the bucket keeps"
 UNREADABLE = "not readable after healing"
+REFUSED = "valid write refused with a 4xx (a fault must be a retryable 503)"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class Op:
     ok: object = True         # writes: True acknowledged, False refused (no effect), None unknown
     vid: object = ABSENT      # put: the version written; read: the version read (ABSENT: 404)
     via: str = ""             # who served it (for the report)
-    bad: str = ""             # read: what the bytes were when they match no version
+    bad: str = ""             # read: what the bytes were when they match no version;
+                              # write: the 4xx a valid write was refused with
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,14 @@ class Checker:
     def __init__(self, ops):
         self.writes = defaultdict(list)
         self.reads = []
+        self.refused = []
         for op in ops:
             if op.kind == "read":
                 self.reads.append(op)
-            elif op.ok is not False:
+                continue
+            if op.bad:
+                self.refused.append(op)
+            if op.ok is not False:
                 self.writes[op.key].append(op)
         self._sup = {}
 
@@ -108,6 +116,11 @@ class Checker:
         after = f"{o.kind} {o.vid!r}" if o.kind == "put" else "delete"
         return Violation(kind, key, f"read {state!r} although {after} (via {o.via or '?'}, "
                                     f"done at {o.end:.3f}) was acknowledged")
+
+    def check_writes(self):
+        """Violations among the recorded writes: valid ones refused with a 4xx."""
+        return [Violation(REFUSED, op.key, f"{op.kind} via {op.via}: {op.bad}", op.start)
+                for op in self.refused]
 
     def check_reads(self):
         """Violations among the recorded reads."""

@@ -310,7 +310,7 @@ def trial(cluster, seed, duration, names=12, copies=2, kinds=FAULTS, threads=3,
         nemesis.heal()
     st = rebalance(cluster.urls[nemesis.members()[0]])
     checker = Checker(client.history.ops)
-    violations = checker.check_reads()
+    violations = checker.check_writes() + checker.check_reads()
     violations += final_violations(cluster, nemesis.members(), client, checker, keys, copies)
     return Report(seed, duration, client.history.counts(), dict(client.errors),
                   dict(nemesis.injected), violations,

@@ -3,7 +3,7 @@ overwrite, a stale read, a delete that came back, a lost write, a mixed item, di
 too few copies) and accepts what it allows (reads racing a write, unknown writes either way,
 either winner of concurrent PUTs). The nemesis schedule is a function of its seed."""
 from tests.cluster.checker import (ABSENT, DIVERGED, FEW_COPIES, LOST_OVERWRITE, LOST_WRITE,
-                                   MIXED, PHANTOM, RESURRECTED, STALE, Checker, Op)
+                                   MIXED, PHANTOM, REFUSED, RESURRECTED, STALE, Checker, Op)
 from tests.cluster.nemesis import FAULTS, Report, schedule
 from tests.cluster.workload import BLOCK, Versions
 
@@ -66,6 +66,13 @@ def test_unknown_writes_may_or_may_not_have_happened_and_refused_ones_did_not():
     c = Checker(ops)
     assert kinds(c.check_reads()) == [PHANTOM]
     assert c.check_final("k", {0: "v0"}) == [] and c.check_final("k", {0: "v1"}) == []
+
+
+def test_a_valid_write_refused_with_a_4xx_is_flagged_and_may_have_happened():
+    ops = [put("v0", 0, 1), Op("put", "k", 2, 3, None, "v1", "n0", "404: ErrObjNotFound"),
+           read("v1", 4, 5)]
+    c = Checker(ops)
+    assert kinds(c.check_writes()) == [REFUSED] and c.check_reads() == []
 
 
 def test_a_version_read_before_it_was_written_is_a_phantom():

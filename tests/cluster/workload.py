@@ -91,12 +91,13 @@ class History:
         return out
 
 
-def _outcome(exc):
-    """ok of a write that raised `exc`: False when refused (4xx), None when unknown."""
+def _refusal(exc):
+    """What a valid write that raised `exc` was refused with (a 4xx: a violation, see
+    checker.py), else ""."""
     status = getattr(exc, "status_code", None)
     if status is None and isinstance(exc, requests.HTTPError) and exc.response is not None:
         status = exc.response.status_code
-    return False if status is not None and 400 <= status < 500 else None
+    return f"{status}: {str(exc)[:200]}" if status is not None and 400 <= status < 500 else ""
 
 
 def _status(exc):
@@ -130,18 +131,18 @@ class Client:
     def put(self, url, name, vid, size):
         data = self.versions.new(name, vid, size)
         start = self.history.now()
-        ok = True
+        ok, refused = True, ""
         try:
             self._obj(url, name).get_writer().put_content(data)
         except (AISError, requests.RequestException) as exc:
             self._error("put", exc)
-            ok = _outcome(exc)
-        self.history.add(Op("put", name, start, self.history.now(), ok, vid, url))
+            ok, refused = None, _refusal(exc)   # unknown: it may have taken effect
+        self.history.add(Op("put", name, start, self.history.now(), ok, vid, url, refused))
         return ok
 
     def delete(self, url, name):
         start = self.history.now()
-        ok = True
+        ok, refused = True, ""
         try:
             self._obj(url, name).delete()
         except (AISError, requests.RequestException) as exc:
@@ -151,8 +152,9 @@ class Client:
                 self.history.add(Op("delete", name, start, end, None, via=url))
                 return None
             self._error("delete", exc)
-            ok = _outcome(exc)
-        self.history.add(Op("delete", name, start, self.history.now(), ok, via=url))
+            ok, refused = None, _refusal(exc)
+        self.history.add(Op("delete", name, start, self.history.now(), ok, via=url,
+                            bad=refused))
         return ok
 
     def get(self, url, name):

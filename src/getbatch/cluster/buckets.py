@@ -107,19 +107,30 @@ class BucketTable:
 
     def get(self, name):
         """The BucketMeta, or None. A cache miss is checked in etcd (when reachable)."""
+        try:
+            return self._lookup(name)
+        except EtcdUnavailable:
+            return None
+
+    def _lookup(self, name):
+        """The BucketMeta from the table, else from etcd; None when etcd has none either.
+        EtcdUnavailable when the table misses it and etcd cannot say."""
         meta = self._watcher.value.get((self.provider, name))
         if meta is None:
-            try:
-                kv = self.etcd.get(_key(self.provider, name))
-            except EtcdUnavailable:
-                return None
+            kv = self.etcd.get(_key(self.provider, name))
             if kv is not None:
                 meta = BucketMeta(name, self.provider, json.loads(kv.value), kv.mod_revision,
                                   kv.create_revision)
         return meta
 
     def require(self, name):
-        meta = self.get(name)
+        """The BucketMeta; BucketNotFound when etcd has no such bucket, Unavailable (503)
+        when this node's table misses it and etcd cannot be asked (a node that started or
+        joined while etcd was away): an existing bucket is never answered with a 404."""
+        try:
+            meta = self._lookup(name)
+        except EtcdUnavailable:
+            raise _unknown(self.provider, name) from None
         if meta is None:
             raise BucketNotFound(name, self.provider)
         return meta
@@ -173,3 +184,8 @@ class BucketTable:
             return fn(*args)
         except EtcdUnavailable as exc:
             raise Unavailable(f"cannot change bucket metadata now: {exc}; reads go on") from None
+
+
+def _unknown(provider, name):
+    return Unavailable(f"bucket {provider}://{name}: bucket metadata unavailable (not in this "
+                       "node's table yet, and etcd cannot be reached); try again")

@@ -29,10 +29,10 @@ from ..store.archived import archive_splits
 from ..store.archlist import IN_ARCHIVE, IS_ARCHIVE, SEP
 from ..store.backend import Backend
 from ..store.paging import page_limit
-from ..store.errors import BucketNotFound, ObjectNotFound, StoreError, Unavailable
+from ..store.errors import (BucketNotFound, IncompleteUpload, ObjectNotFound, StoreError,
+                            Unavailable)
 from ..store.names import validate_bucket_name, validate_object_name
 from .peer_backend import Body, PeerBackend
-from .peers import PeerUnavailable
 from .share import Tombstoned
 from .smap import placement_key
 
@@ -179,7 +179,7 @@ class ClusterStore(Backend):
         validate_object_name(name)
         ranked = self._ranked(bucket, name)
         if copies <= 1 or len(ranked) <= 1:
-            return self._first(bucket, name, ranked, fn)
+            return self._first(bucket, name, ranked, fn, copies=copies)
         if stamp_of is None:
             states = self.copy_states(bucket, name, ranked[:copies])
             newest = newest_state(states)
@@ -188,12 +188,12 @@ class ClusterStore(Backend):
             order = ranked if newest is None else [newest[1]] + [
                 t for t in ranked if t[0].id != newest[1][0].id]
             self.repair(bucket, name, newest, states)
-            return self._first(bucket, name, order, fn)
+            return self._first(bucket, name, order, fn, copies=copies)
         checks = [(t, self._pool.submit(holder_state, t[1], bucket, name))
                   for t in ranked[1:copies]]
         tombs = []
         try:
-            node_t, res = self._first(bucket, name, ranked, fn, tombs)
+            node_t, res = self._first(bucket, name, ranked, fn, tombs, copies)
             served = stamp_of(res)
         except ObjectNotFound:
             served = None
@@ -216,15 +216,18 @@ class ClusterStore(Backend):
                               "read; try again")
         return res
 
-    def _first(self, bucket, name, ranked, fn, tombs=None):
+    def _first(self, bucket, name, ranked, fn, tombs=None, copies=1):
         """fn(backend) on the first of `ranked` that has the object: its result, or with
         `tombs` ((node, backend), result), the tombstones met on the way appended to
-        `tombs` as states."""
-        unreachable = []
+        `tombs` as states. ObjectNotFound when no node has it, Unavailable when as many
+        nodes as the bucket keeps `copies` could not be asked (every holder may be among
+        them) and no node knew of a delete."""
+        unreachable, deleted = [], False
         for t in ranked:
             try:
                 res = fn(t[1])
             except Tombstoned as exc:
+                deleted = True
                 if tombs is not None:
                     tombs.append((t, (exc.stamp, True)))
                 continue
@@ -234,6 +237,10 @@ class ClusterStore(Backend):
                 unreachable.append(str(exc))
                 continue
             return (t, res) if tombs is not None else res
+        if len(unreachable) >= copies and not deleted:
+            raise Unavailable(f"ais://{bucket}/{name} is on none of the reachable nodes, and "
+                              f"{len(unreachable)} node(s) that may hold it could not be asked "
+                              f"({'; '.join(unreachable)}); try again")
         if unreachable:
             log.info("ais://%s/%s not found on the reachable nodes; unreachable: %s", bucket,
                      name, "; ".join(unreachable))
@@ -332,20 +339,27 @@ class ClusterStore(Backend):
         body = Body(stream, length)
         for node, backend in targets:
             others = [n.id for n, _ in targets if n.id != node.id]
+            if backend is self.share:
+                attrs = self.share.put(bucket, name, body, length)
+                self.push(bucket, name, others, copies - 1)
+                return attrs
             try:
-                if backend is self.share:
-                    attrs = self.share.put(bucket, name, body, length)
-                    self.push(bucket, name, others, copies - 1)
-                    return attrs
                 backend.put(bucket, name, body, length)
-            except PeerUnavailable:
+            except (Unavailable, *_PEER_REFUSALS) as exc:
                 if body.consumed:
-                    raise Unavailable(f"node {node.id} went away while receiving "
-                                      f"ais://{bucket}/{name}; try again") from None
+                    raise Unavailable(f"node {node.id} could not take ais://{bucket}/{name} "
+                                      f"({exc}); try again") from None
+                log.info("put of ais://%s/%s: node %s cannot take it now: %s", bucket, name,
+                         node.id, exc)
                 continue
             if copies > 1:
-                self._require_copies(bucket, name, 1 + backend.push(bucket, name, others,
-                                                                    copies - 1), copies)
+                try:
+                    made = backend.push(bucket, name, others, copies - 1)
+                except _PEER_REFUSALS as exc:
+                    raise Unavailable(f"node {node.id} stored ais://{bucket}/{name} but could "
+                                      f"not copy it on ({exc}); not acknowledged, try again"
+                                      ) from None
+                self._require_copies(bucket, name, 1 + made, copies)
             return None
         raise TooFewNodes(f"no node could store ais://{bucket}/{name} (0 of {copies} "
                           "reachable); try again")
@@ -366,12 +380,20 @@ class ClusterStore(Backend):
                 continue
             try:
                 src, attrs = self.share.open(bucket, name)
+            except ObjectNotFound:
+                # replaced meanwhile by a newer delete: this version is no more
+                raise Unavailable(f"ais://{bucket}/{name} was deleted while its copies were "
+                                  "being made (a newer delete); not acknowledged, try again"
+                                  ) from None
+            try:
                 with src:
                     PeerBackend(self.cluster.peers, node).put(
                         bucket, name, SourceStream(src), attrs.size, attrs.stamp)
                 made += 1
                 used.add(node.url)
-            except Unavailable as exc:
+            except (Unavailable, *_PEER_REFUSALS) as exc:
+                # a peer that cannot take the copy now (away, or its bucket table not
+                # current yet) is skipped, as an unreachable one
                 log.warning("copy of ais://%s/%s to %s failed: %s", bucket, name, node_id, exc)
                 continue
             if made == wanted:
@@ -422,6 +444,10 @@ class ClusterStore(Backend):
                 stamp, existed = backend.delete(bucket, name, None, keep=True)
             except Unavailable:
                 continue
+            except _PEER_REFUSALS:
+                if backend is self.share:
+                    raise   # this node's own answer
+                continue
             found, first = existed, node
             placed.add(node.url)
             break
@@ -429,15 +455,19 @@ class ClusterStore(Backend):
             raise TooFewNodes(f"no node could delete ais://{bucket}/{name} (0 of {copies} "
                               "reachable); try again")
         rest = [t for t in self._everyone() if t[0].id != first.id]
+        missed = False
         for node, res in self._fanout(lambda n, b: b.delete(bucket, name, stamp, keep=True),
                                       rest):
             if isinstance(res, Exception):
                 log.warning("delete of ais://%s/%s on node %s: %s", bucket, name, node.id, res)
+                missed = True
                 continue
             found = found or res[1]
             placed.add(node.url)
         self._require_copies(bucket, name, len(placed), copies)
-        if not found:
+        if not found and not missed:
+            # every node answered that it had none (a node that did not answer may have
+            # held a copy: the delete then stands, its tombstone newer than that copy)
             raise ObjectNotFound(bucket, name)
 
     # ---- listing
@@ -526,6 +556,11 @@ def fetch_to_scratch(src, local):
 
 
 AWAY = object()  # the state of a holder that did not answer
+
+# what a peer answers a valid write when its view is not current (its bucket table misses
+# the bucket, the object was replaced meanwhile) or the forwarded body was cut: a 4xx on
+# the peer, a 503 for the client, who did nothing wrong
+_PEER_REFUSALS = (BucketNotFound, ObjectNotFound, IncompleteUpload)
 
 
 def holder_state(backend, bucket, name):

@@ -1,0 +1,125 @@
+"""A valid write or read of an existing bucket is answered 200 or a retryable 503 under
+faults, never a 404 or 400 (docs/consistency.md): a peer whose bucket table is not current
+yet, an object replaced by a newer delete while its copies are made, holders that cannot be
+asked, etcd away from a node that has not loaded its bucket table. The cluster store runs
+in the test (as node `me`) against a real peer serving HTTP (tests/cluster/inproc.py) whose
+bucket table lacks the bucket, as a node's does when it started or joined while etcd was
+away."""
+import io
+import socket
+
+import pytest
+
+from getbatch.cluster.buckets import BucketMeta, BucketTable
+from getbatch.cluster.etcd import Etcd
+from getbatch.cluster.peers import Peers
+from getbatch.cluster.share import LocalShare
+from getbatch.cluster.smap import NodeInfo, Smap
+from getbatch.cluster.store import ClusterStore
+from getbatch.store import LocalStore
+from getbatch.store.stamps import Clock
+from getbatch.store.errors import ObjectNotFound, Unavailable
+
+from .inproc import SECRET, MiniCluster
+
+
+class _Table:
+    """This node's bucket table: `fresh` exists, with `copies` copies."""
+
+    def __init__(self, copies):
+        self.meta = BucketMeta("fresh", "ais", {"mirror": {"enabled": True, "copies": copies}},
+                               1)
+
+    def get(self, name):
+        return self.meta if name == "fresh" else None
+
+    def require(self, name):
+        return self.meta
+
+    current = require
+
+
+class _Me:
+    """What ClusterStore takes of its node's Cluster: the map and a fresh lease."""
+
+    def __init__(self, smap):
+        self.smap = smap
+        self.node = smap.node(smap.self_id)
+        self.peers = Peers(SECRET["Getbatch-Cluster-Secret"])
+
+    def lease_fresh(self):
+        return True
+
+
+def _dead_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory):
+    mini = MiniCluster(tmp_path_factory.mktemp("status"), n=1)   # its table: no buckets
+    yield mini.nodes[0]
+    mini.stop()
+
+
+def _store(tmp_path, others, copies=2):
+    me = NodeInfo("me", "http://127.0.0.1:9")   # never dialled: this process is `me`
+    smap = Smap(1, [me, *others], "me")
+    table = _Table(copies)
+    local = LocalStore(tmp_path / "me")
+    local.clock = Clock("me")   # stamps, as on a cluster node
+    return ClusterStore(_Me(smap), LocalShare(local, table), table)
+
+
+def _first_owned_by(store, node_id):
+    return next(n for n in (f"o{i}" for i in range(100))
+                if store.cluster.smap.owners("ais", "fresh", n)[0].id == node_id)
+
+
+@pytest.mark.parametrize("first", ["peer", "me"])
+def test_put_a_peer_refuses_is_a_503(tmp_path, peer, first):
+    store = _store(tmp_path, [NodeInfo(peer.id, peer.url)])
+    name = _first_owned_by(store, peer.id if first == "peer" else "me")
+    # the peer reads the body before it answers: a 503 saying which node could not take it
+    with pytest.raises(Unavailable, match="could not take|reached 1 of the 2"):
+        store.put("fresh", name, io.BytesIO(b"x" * 1000), 1000)
+
+
+def test_delete_a_peer_refuses_is_a_503(tmp_path, peer):
+    store = _store(tmp_path, [NodeInfo(peer.id, peer.url)])
+    name = _first_owned_by(store, peer.id)
+    with pytest.raises(Unavailable, match="reached 1 of the 2"):
+        store.delete("fresh", name)
+
+
+def test_copy_of_a_version_deleted_meanwhile_is_a_503(tmp_path, peer):
+    store = _store(tmp_path, [NodeInfo(peer.id, peer.url)])
+    with pytest.raises(Unavailable, match="deleted while its copies were being made"):
+        store.push("fresh", "gone", [peer.id], 1)
+
+
+def test_delete_with_a_node_away_is_not_a_404(tmp_path):
+    """A node that did not answer may hold the object: the delete stands (its tombstone on
+    enough nodes), it is not answered "no such object"."""
+    store = _store(tmp_path, [NodeInfo("away", _dead_url())], copies=1)
+    store.delete("fresh", _first_owned_by(store, "me"))
+    alone = _store(tmp_path / "alone", [], copies=1)
+    with pytest.raises(ObjectNotFound):
+        alone.delete("fresh", "never")
+
+
+def test_get_with_every_possible_holder_away_is_a_503(tmp_path):
+    store = _store(tmp_path, [NodeInfo("away", _dead_url())], copies=1)
+    with pytest.raises(Unavailable, match="could not be asked"):
+        store.stat("fresh", "x")
+    store.share.put("fresh", "x", io.BytesIO(b"here"), 4)
+    assert store.stat("fresh", "x").size == 4
+
+
+def test_bucket_unknown_here_while_etcd_is_away_is_a_503():
+    table = BucketTable(Etcd([_dead_url()], timeout=(0.5, 0.5)))
+    with pytest.raises(Unavailable, match="bucket metadata unavailable"):
+        table.require("b")
+    assert table.get("b") is None
