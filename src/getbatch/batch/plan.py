@@ -13,9 +13,6 @@ checked up front against what the planned members need at least, so a decompress
 a 400 before the status line; members of compressed TAR shards in an InflateCache are plain
 file ranges of the cache file (served zero-copy).
 """
-import itertools
-import os
-import threading
 
 from ..archive import (MAX_INFLATE, ArchiveError, InflateBudget, InflateLimit, MemberNotFound,
                        Shard)
@@ -32,22 +29,6 @@ MISSING_DIR = "__404__/"
 DEFAULT_MAX_SOFT_ERRS = 8
 
 
-BATCH_ID_PREFIX = "gbt-"
-_ids = itertools.count(1)
-_id_lock = threading.Lock()
-_id_prefix = None
-
-
-def new_batch_id():
-    """A batch id unique on this node: a random prefix per process (drawn again after a fork)
-    and a counter; cheaper than uuid4 (a getrandom syscall per request)."""
-    global _id_prefix
-    with _id_lock:
-        if _id_prefix is None or _id_prefix[0] != os.getpid():
-            _id_prefix = (os.getpid(), os.urandom(4).hex())
-        return f"{BATCH_ID_PREFIX}{_id_prefix[1]}{next(_ids):x}"
-
-
 class Plan:
     """A request resolved: `items` (one per entry, in request order) and what reads them,
     the store's BatchReaders and, on a cluster's designated target, the `remote` part
@@ -59,7 +40,7 @@ class Plan:
                  remote: RemotePart | None = None) -> None:
         self.req = req
         self.items = items
-        self.uuid = new_batch_id()
+        self.uuid = ""   # the batch's id (batch/ids.py), given by whoever serves the plan
         self._readers = readers
         self._remote = remote
         self._gfn = self._holes = 0

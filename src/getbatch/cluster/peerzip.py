@@ -41,11 +41,25 @@ COST = 1.5                # ... beyond COST times the compressor's CPU time (the
                           # 2.36x on an idle VM and 1.25x on a loaded one
 RESAMPLE = 8              # blocks between auto's tries while it sends plain
 QUIET = 10.0              # seconds auto answers plain (zero copy) after a stream it did not pay on
-_verdict = {"plain_until": 0.0}   # this process's last word on whether auto pays
 
 
 class ZipError(ValueError):
     """A block that is not what the framing allows."""
+
+
+class Verdict:
+    """An owner's last word on whether `auto` pays: after a stream where it did not, answer
+    plain, zero copy, for QUIET seconds. One per app (server/noderuntime.py)."""
+
+    def __init__(self) -> None:
+        self.plain_until = 0.0
+
+    def rest_a_while(self) -> None:
+        """auto did not pay here: answer plain for QUIET seconds."""
+        self.plain_until = time.monotonic() + QUIET
+
+    def resting(self) -> bool:
+        return time.monotonic() < self.plain_until
 
 
 def _snappy():
@@ -63,8 +77,10 @@ class Blocks:
     """The owner's side: the plain answer `chunks` (an iterable of bytes, closed with it) as
     the payloads of HTTP chunks, one block each."""
 
-    def __init__(self, chunks, mode, link_mbit):
+    def __init__(self, chunks, mode, link_mbit, verdict=None):
+        """`verdict`: the app's Verdict, told when auto did not pay on this stream."""
         self.chunks = chunks
+        self.verdict = verdict
         self.mode = mode
         self.codec = SNAPPY if mode == "snappy" else LZ4
         self.compress = _compressor(self.codec)
@@ -111,8 +127,9 @@ class Blocks:
 
     def close(self):
         st = self.stats
-        if self.mode == "auto" and st["blocks"] >= 2 and 2 * st["compressed"] < st["blocks"]:
-            rest_a_while()
+        if (self.verdict is not None and self.mode == "auto" and st["blocks"] >= 2
+                and 2 * st["compressed"] < st["blocks"]):
+            self.verdict.rest_a_while()
         close = getattr(self.chunks, "close", None)
         if close is not None:
             close()
@@ -198,16 +215,11 @@ def pays(sample, link_mbit):
             > MARGIN * len(sample) / link_bps)
 
 
-def rest_a_while():
-    """auto did not pay here: answer plain, zero copy, for QUIET seconds."""
-    _verdict["plain_until"] = time.monotonic() + QUIET
-
-
-def wire_mode(config):
+def wire_mode(config, verdict):
     """What an owner answers with under `config`: None (plain, through the zero-copy path),
-    or a mode of MODES. `auto` answers plain for QUIET seconds after a stream on which it
-    did not pay, so where compression never pays it costs one stream in a while."""
+    or a mode of MODES. `auto` answers plain while `verdict` (a Verdict) rests after a stream
+    on which it did not pay, so where compression never pays it costs one stream in a while."""
     mode = config.peer_compression
-    if mode == "never" or (mode == "auto" and time.monotonic() < _verdict["plain_until"]):
+    if mode == "never" or (mode == "auto" and verdict.resting()):
         return None
     return mode

@@ -34,7 +34,7 @@ from collections import deque
 
 import msgspec
 
-from ..batch.plan import new_batch_id
+from ..batch.ids import BatchIds
 from .registry import _alive
 
 KIND = "get-batch"
@@ -59,8 +59,8 @@ class BatchJob:
                  "start_ns", "end_ns", "error", "out", "gather", "entries", "nbytes", "soft",
                  "gfn", "fmt", "sock", "stopped")
 
-    def __init__(self, node, client, bucket, provider, user=""):
-        self.id = new_batch_id()
+    def __init__(self, job_id, node, client, bucket, provider, user=""):
+        self.id = job_id
         self.node = node
         self.client = client or ""
         self.user = user
@@ -95,9 +95,11 @@ class BatchJobs:
     """The GetBatch jobs of this process, and the reader of every process of the node.
     `directory`: the node's (one per node: nodes may share a data dir)."""
 
-    def __init__(self, directory, node_id):
+    def __init__(self, directory, node_id, ids: BatchIds):
+        """`ids`: the app's BatchIds, which its jobs' ids are drawn from."""
         self.dir = directory
         self.node_id = node_id
+        self.ids = ids
         self._running = {}
         self._finished = deque(maxlen=KEEP)
         self._lock = threading.Lock()
@@ -110,7 +112,7 @@ class BatchJobs:
 
     def start(self, client, bucket, provider, user=""):
         """A new job in state planning; `user`: the token's, with auth on."""
-        job = BatchJob(self.node_id, client, bucket, provider, user)
+        job = BatchJob(self.ids.next(), self.node_id, client, bucket, provider, user)
         with self._lock:
             self._running[job.id] = job
         self._changed()

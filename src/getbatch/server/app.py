@@ -21,6 +21,7 @@ from .epochs import EpochPlans, PeerPlan
 from ..epochs.plans import Plans
 from ..epochs.replicas import PlanCopies
 from .moss import Moss
+from .noderuntime import NodeRuntime
 from ..runtime import FileStore, LiveConfig
 from ..cluster.runtimeconf import EtcdStore
 from .admit import Admission, Admitted
@@ -29,9 +30,12 @@ from .objects import Object
 from .peer import PeerBatch
 
 
-def create_app(config, storage, cluster=None):
+def create_app(config, storage, cluster=None, runtime=None):
     """The WSGI app serving `storage` (a store Storage) with `config` (a Config); on a cluster,
-    `cluster` is the node's `getbatch.cluster.Cluster`, started here (in the worker process)."""
+    `cluster` is the node's `getbatch.cluster.Cluster`, started here (in the worker process).
+    What the app keeps in memory is its `runtime`'s (a new NodeRuntime unless given), its
+    storage's and its cluster's."""
+    runtime = NodeRuntime() if runtime is None else runtime
     node_id = config.node_id
     shared = None
     if cluster is not None:
@@ -64,13 +68,13 @@ def create_app(config, storage, cluster=None):
     app.add_route("/v1/cluster/{action}", ClusterConfigAction(live))
     # GetBatch jobs: one directory per node (nodes may share a data dir)
     batch_jobs = BatchJobs(os.path.join(config.data_dir, ".sys", "jobs", "get-batch",
-                                        str(config.port)), node_id)
+                                        str(config.port)), node_id, runtime.batch_ids)
     app.add_route("/v1/jobs", BatchJobsAPI(batch_jobs, cluster, jobs, node_id))
     plans = Plans(config.data_dir, storage, cluster.etcd if on_etcd else None,
                   PlanCopies(cluster) if on_etcd else None)
     app.add_route("/v1/ml/epochs", EpochPlans(plans, config))
     app.add_route("/v1/ml/epochs/{plan_id}", EpochPlans(plans, config), suffix="one")
-    moss = Admitted(Moss(storage, live, batch_jobs, cluster, shared, plans),
+    moss = Admitted(Moss(storage, live, batch_jobs, runtime.warm_pool, cluster, shared, plans),
                     Admission(live, config.data_dir))
     app.add_route("/v1/ml/moss", moss)
     app.add_route("/v1/ml/moss/{bucket}", moss)
@@ -88,7 +92,7 @@ def create_app(config, storage, cluster=None):
         app.add_route(PEER_PREFIX + "/stamps/{bucket}", PeerStamps(cluster))
         app.add_route(PEER_PREFIX + "/catchup", PeerCatchUp(cluster))
         app.add_route(PEER_PREFIX + "/states", PeerStates(cluster))
-        app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, live))
+        app.add_route(PEER_PREFIX + "/batch", PeerBatch(shared, live, runtime))
         app.add_route(PEER_PREFIX + "/epochs/{plan_id}", PeerPlan(plans))
         app.add_route(PEER_PREFIX + "/jobs", BatchJobsAPI(batch_jobs, None, jobs, node_id))
         rebalance = Rebalance(cluster, cluster.share.local.data_dir)

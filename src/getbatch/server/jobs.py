@@ -23,7 +23,7 @@ import msgspec
 from ..auth.tokens import ADMIN, READ
 from ..cluster.peers import PEER_PREFIX, PeerUnavailable
 from ..jobs import JobNotFound
-from ..batch.plan import BATCH_ID_PREFIX
+from ..batch.ids import BATCH_ID_PREFIX
 from ..jobs.batchjobs import FLUSH_EVERY, MIN_GAP
 from ..jobs.batchjobs import KIND as BATCH_KIND, RUNNING_STATES as BATCH_RUNNING
 from ..jobs.registry import ABORTED, FINISHED, RUNNING

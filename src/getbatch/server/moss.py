@@ -12,7 +12,6 @@ from functools import partial
 
 from ..batch.assemble import BatchOutput
 from ..batch.integrity import VerifiedOutput
-from ..batch.warmup import WarmPool
 from ..batch.request import parse_coloc
 from ..cluster.gather import Gather
 from ..cluster.peers import SECRET_HEADER
@@ -30,17 +29,18 @@ log = logging.getLogger("getbatch.batch")
 
 
 class Moss:
-    def __init__(self, storage, config, jobs, cluster=None, shared=None, plans=None):
+    def __init__(self, storage, config, jobs, warm_pool, cluster=None, shared=None, plans=None):
         """`cluster`, `shared`: on a cluster, the node's Cluster and the Storage of its own
         share (what it plans itself); `jobs`: the node's BatchJobs (every batch is a job);
-        `plans`: the epoch Plans a request may name a step of."""
+        `warm_pool`: the app's look-ahead threads (batch/warmup.py); `plans`: the epoch
+        Plans a request may name a step of."""
         self.storage = storage
         self.config = config
         self.cluster = cluster
         self.shared = shared
         self.jobs = jobs
         self.plans = plans
-        self.warm_pool = WarmPool()   # this app's look-ahead threads (batch/warmup.py)
+        self.warm_pool = warm_pool
         self.warmer = (StepWarmer(plans, shared or storage, self.warm_pool)
                        if plans is not None else None)
 

@@ -20,9 +20,11 @@ log = logging.getLogger("getbatch.batch")
 
 
 class PeerBatch:
-    def __init__(self, storage, config):
+    def __init__(self, storage, config, runtime):
+        """`runtime`: the app's NodeRuntime (batch ids, look-ahead threads, peerzip verdict)."""
         self.storage = storage
         self.config = config
+        self.runtime = runtime
 
     def on_post(self, req, resp):
         t0 = time.monotonic()
@@ -30,15 +32,18 @@ class PeerBatch:
         mreq = parse(read_body(req, cfg.max_body), max_entries=cfg.max_entries)
         plan = batch_plan.build(mreq, self.storage, max_soft_errs=len(mreq.entries),
                                 max_inflate=cfg.max_inflate)
+        plan.uuid = self.runtime.batch_ids.next()
         prefix = peerwire.plan_frame(plan.uuid, plan.items, batch_plan.identity,
                                      every_id=req.get_param(peerwire.IDS_PARAM) == peerwire.IDS_ALL)
         out = BatchOutput(plan, "tar", multipart=False, window=cfg.window, end=False,
-                          warmup=cfg.warmup_workers, prefix=prefix)
+                          warmup=cfg.warmup_workers, warm_pool=self.runtime.warm_pool,
+                          prefix=prefix)
         out.on_close = lambda o: _log(o, req.remote_addr, t0)
         resp.content_type = peerwire.CONTENT_TYPE
         resp.content_length = out.content_length
         resp.stream = out
-        mode = peerzip.wire_mode(cfg)
+        verdict = self.runtime.peer_compression
+        mode = peerzip.wire_mode(cfg, verdict)
         if mode is None or not req.get_header(peerzip.ACCEPT):
             return
         body = out
@@ -49,14 +54,14 @@ class PeerBatch:
             head, sample = peerzip.take(it, len(prefix), peerzip.BLOCK)
             body = peerzip.Replay(head, it, out)
             if not peerzip.pays(sample, cfg.peer_link_mbit):
-                peerzip.rest_a_while()
+                verdict.rest_a_while()
                 resp.stream = body
                 return
         # compressed blocks in HTTP chunks (the worker sends an iterable of unknown length
         # chunked); the plain length in a header of its own
         resp.content_length = None
         resp.set_header(peerzip.RAW_LENGTH, str(out.content_length))
-        resp.stream = peerzip.Blocks(body, mode, cfg.peer_link_mbit)
+        resp.stream = peerzip.Blocks(body, mode, cfg.peer_link_mbit, verdict)
 
 
 def _log(out, peer, t0):
