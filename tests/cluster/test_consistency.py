@@ -3,16 +3,18 @@ restart under overwrites and deletes, what rebalance then keeps, and read repair
 (test_nemesis_scenarios.py replays each defect of issue 15 through the nemesis)."""
 import io
 import os
+import signal
 import tarfile
 import time
 
 import pytest
 import requests
 
+from getbatch.cluster.peers import SECRET_HEADER, STAMP_HEADER
 from getbatch.store.tombs import Tombs
 from tests.support.nodes import make_client
 
-from .nodes import Cluster
+from .nodes import LEASE_TTL, Cluster
 from .test_objects import _set_mirror
 
 STAMP = "user.getbatch.stamp"
@@ -171,6 +173,71 @@ def test_getbatch_reads_the_newest_copy(c3):
     assert [m for m in _members(r.content) if m[1]] == [("stale", data["stale"])]
     _eventually(lambda: _assert_copy(stale, data["stale"]))
     _eventually(lambda: _assert_gone(gone))
+
+
+def test_reads_right_after_an_etcd_pause(c3):
+    """etcd paused past the lease: every node's registration lapses and each registers
+    again, so for a moment a reader's map lacks the holders of a name's newest version
+    while a node keeps an older copy (it held the name before, off its owners now). Here
+    the two owners' lease holders (their gunicorn arbiters; the workers go on serving) stay
+    stopped while etcd resumes, which holds that moment open: GET, HEAD and GetBatch through
+    every node, the one with the older copy and the owners now outside their own maps,
+    serve the newest version (issue 15). One name per node and kind of read, so that no
+    read repair of an earlier read helps a later one."""
+    c = c3
+    _mkbucket(c.urls[0], "ep", 2)
+    third = 2
+    reads = [(i, kind) for i in (third, 0, 1) for kind in ("GetBatch", "GET", "HEAD")]
+    names = [n for n in (f"e{k}" for k in range(200))
+             if third not in {_index(c, o.id) for o in _owners(c, "ep", n, 2)}][:len(reads)]
+    secret = c.secret()
+    for n in names:
+        assert _put(c.urls[0], "ep", n, b"v0-" + n.encode()).status_code == 200
+        held = requests.get(f"{c.urls[0]}/v1/objects/ep/{n}", timeout=30)
+        r = requests.put(f"{c.urls[third]}/v1/_peer/objects/ep/{n}", data=held.content,
+                         timeout=30, headers={SECRET_HEADER: secret,
+                                              STAMP_HEADER: held.headers[STAMP_HEADER]})
+        assert r.status_code == 200, r.text
+        assert _put(c.urls[1], "ep", n, _newer(n)).status_code == 200
+    assert {n: _copies_on_disk(c, "ep", n)[third][0] for n in names} == \
+        {n: b"v0-" + n.encode() for n in names}
+    stopped = [c.etcd.proc.pid, c.nodes[0].proc.pid, c.nodes[1].proc.pid]
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    got = []
+    try:
+        time.sleep(LEASE_TTL + 1.5)
+        os.kill(c.etcd.proc.pid, signal.SIGCONT)
+        # the third node registers again; the owners' leases are revoked and stay so
+        _eventually(lambda: _assert_members(c, third, [c.nodes[third].id]), timeout=20)
+        for (i, kind), n in zip(reads, names):
+            if kind == "GetBatch":
+                r = requests.get(f"{c.urls[i]}/v1/ml/moss/ep", timeout=30, json={
+                    "in": [{"objname": n}], "onob": True, "strm": True})
+                got.append((i, kind, n, r.status_code,
+                            _members(r.content) if r.status_code == 200 else r.text))
+            elif kind == "GET":
+                r = _get(c.urls[i], "ep", n)
+                got.append((i, kind, n, r.status_code, r.content))
+            else:
+                r = requests.head(f"{c.urls[i]}/v1/objects/ep/{n}", timeout=30)
+                got.append((i, kind, n, r.status_code, r.headers.get("Content-Length")))
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    want = [(i, kind, n, 200, {"GetBatch": [(n, _newer(n))], "GET": _newer(n),
+                               "HEAD": str(len(_newer(n)))}[kind])
+            for (i, kind), n in zip(reads, names)]
+    assert got == want
+    c.wait_members(3)
+
+
+def _newer(name):
+    return b"v1-" + name.encode() + b" (newer, longer)"
+
+
+def _assert_members(c, i, ids):
+    assert sorted(c.smap(c.urls[i])["tmap"]) == sorted(ids)
 
 
 def _members(data):

@@ -55,18 +55,25 @@ def test_lookup_and_single():
     assert s.owner("ais", "b", "o").id == "t1"
 
 
-def test_joining_nodes_take_writes_but_serve_no_reads():
+class _KV:
+    def __init__(self, key, value):
+        self.key, self.value = key, value
+
+
+def _kvs(entries):
+    """etcd's node keys of `entries` ({"id", "url"[, "joining"]})."""
     import json
 
-    from getbatch.cluster.membership import NODES, smap_builder
+    from getbatch.cluster.membership import NODES
+    return {NODES + e["id"]: _KV(NODES + e["id"], json.dumps(e)) for e in entries}
 
-    class KV:
-        def __init__(self, key, value):
-            self.key, self.value = key, value
+
+def test_joining_nodes_take_writes_but_serve_no_reads():
+    from getbatch.cluster.membership import smap_builder
+
     entries = [{"id": "a", "url": "http://a"}, {"id": "b", "url": "http://b"},
                {"id": "c", "url": "http://c", "joining": True}]
-    s = smap_builder("a")({NODES + e["id"]: KV(NODES + e["id"], json.dumps(e))
-                           for e in entries}, 7)
+    s = smap_builder("a")(_kvs(entries), 7)
     assert [n.id for n in s.nodes] == ["a", "b"] and [n.id for n in s.joining] == ["c"]
     assert s.node("c") is None and s.target("c").url == "http://c"
     whole = _smap("abc")
@@ -74,3 +81,37 @@ def test_joining_nodes_take_writes_but_serve_no_reads():
         key = f"ais/b/o{i}".encode()
         assert [n.id for n in s.write_ranked(key)] == [n.id for n in whole.ranked(key)]
         assert "c" not in [n.id for n in s.ranked(key)]
+
+
+def test_reads_compare_joining_and_lately_gone_nodes():
+    """After an etcd pause every node's key is revoked and registered again (joining): the
+    nodes whose stamps a read compares still include the name's first owners meanwhile, and
+    the reader's own copy; a node gone for longer than LEFT_GRACE drops out."""
+    import time
+
+    from getbatch.cluster.membership import smap_builder
+    from getbatch.cluster.smap import LEFT_GRACE
+
+    every = [{"id": i, "url": f"http://{i}"} for i in "abcd"]
+    back_entries = [every[2], dict(every[0], joining=True)]
+    keys = [f"ais/b/o{i}".encode() for i in range(60)]
+    build = smap_builder("c")
+    whole = build(_kvs(every), 1)
+    assert all(whole.compared(k, 2) == whole.ranked(k)[:2] for k in keys)
+    assert not whole.left and not whole.alone("c")
+    gone = build(_kvs([every[2]]), 2)             # only "c" registered again so far
+    back = build(_kvs(back_entries), 3)
+    for k in keys:
+        hrw = [n.id for n in whole.ranked(k)]
+        for s in (gone, back):
+            ids = [n.id for n in s.compared(k, 2, whole.node("c"))]
+            assert set(hrw[:2]) <= set(ids) and ids == [i for i in hrw if i in ids], (k, ids)
+    assert not gone.alone("c") and [n.id for n in gone.nodes] == ["c"]
+    # the same, the others gone LEFT_GRACE ago
+    build = smap_builder("c", clock=lambda: time.monotonic() - LEFT_GRACE)
+    build(_kvs(every), 1)
+    back = build(_kvs(back_entries), 2)
+    for k in keys:
+        assert {n.id for n in back.compared(k, 2)} == {"a", "c"}, k
+    assert back.recently_left() == [] and not back.alone("c")
+    assert smap_builder("c")(_kvs([every[2]]), 1).alone("c")

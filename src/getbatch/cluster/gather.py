@@ -143,9 +143,9 @@ class Gather:
 
     @property
     def alone(self):
-        """A cluster of one: every entry is this node's, and there is nowhere else to look."""
-        nodes = self.smap.nodes
-        return len(nodes) == 1 and nodes[0].id == self.me.id
+        """A cluster of one: every entry is this node's, and there is nowhere else to look
+        (no other node live, joining or lately gone, whose copy may be newer)."""
+        return self.smap.alone(self.me.id)
 
     def plan(self, checked=()):
         """The merged Plan (every item in request order), or a BatchError."""

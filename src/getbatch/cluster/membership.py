@@ -24,7 +24,7 @@ import threading
 import time
 
 from .etcd import EtcdError
-from .smap import NodeInfo, Smap
+from .smap import LEFT_GRACE, NodeInfo, Smap
 
 log = logging.getLogger("getbatch.cluster")
 
@@ -272,9 +272,11 @@ class PrefixWatcher:
         self._stop.set()
 
 
-def smap_builder(self_id):
+def smap_builder(self_id, clock=time.monotonic):
     """A PrefixWatcher `build` turning node keys into the Smap as seen by `self_id` (nodes
-    still catching up apart: see Registrar)."""
+    still catching up apart: see Registrar; nodes gone from the keys lately in `left`)."""
+    last, left = {}, {}   # id -> NodeInfo of the last map; id -> (NodeInfo, when it left)
+
     def build(kvs, revision):
         nodes, joining = [], []
         for kv in kvs.values():
@@ -283,6 +285,16 @@ def smap_builder(self_id):
                 (joining if d.get("joining") else nodes).append(NodeInfo(d["id"], d["url"]))
             except (ValueError, KeyError, TypeError, AttributeError):
                 log.warning("ignoring malformed node entry %s=%r in etcd", kv.key, kv.value)
-        return Smap(revision, nodes, self_id, joining)
+        now = clock()
+        current = {n.id: n for n in nodes + joining}
+        for nid, node in last.items():
+            if nid not in current:
+                left[nid] = (node, now)
+        for nid, (_, when) in list(left.items()):
+            if nid in current or now - when >= LEFT_GRACE:
+                del left[nid]
+        last.clear()
+        last.update(current)
+        return Smap(revision, nodes, self_id, joining, left.values())
     return build
 

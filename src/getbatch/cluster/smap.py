@@ -7,7 +7,14 @@ Placement is highest-random-weight (rendezvous) hashing: every node scores every
 the highest scores own it. Adding or removing a node moves only the objects that node wins or held,
 and the next-ranked nodes are where replicas go and where a read looks when the first owner misses.
 """
+import time
+
 import xxhash
+
+# seconds a node that left the map is still asked for its stamps: etcd paused past the lease
+# drops every node at once, and each registers again (joining) within about a second, while
+# readers go on (two lease TTLs; a node away for good costs a refused connection meanwhile)
+LEFT_GRACE = 8.0
 
 
 class NodeInfo:
@@ -46,15 +53,17 @@ class Smap:
     """An immutable cluster map: `version` (etcd revision; 0 for a lone node), the live nodes
     sorted by id, and which of them is this node. `joining`: nodes registered but still
     catching up with their peers: they receive writes, nothing is read from them, and they
-    are not in `nodes`."""
+    are not in `nodes`. `left`: (NodeInfo, time.monotonic() when it left this map) of the
+    nodes that were in an earlier map, neither live nor joining now."""
 
-    __slots__ = ("version", "nodes", "self_id", "joining", "_by_id", "_targets")
+    __slots__ = ("version", "nodes", "self_id", "joining", "left", "_by_id", "_targets")
 
-    def __init__(self, version, nodes, self_id, joining=()):
+    def __init__(self, version, nodes, self_id, joining=(), left=()):
         self.version = version
         self.nodes = tuple(sorted(nodes, key=lambda n: n.id))
         self.self_id = self_id
         self.joining = tuple(sorted(joining, key=lambda n: n.id))
+        self.left = tuple(left)
         self._by_id = {n.id: n for n in self.nodes}
         self._targets = dict(self._by_id, **{n.id: n for n in self.joining})
 
@@ -84,6 +93,36 @@ class Smap:
     def ranked(self, key):
         """All live nodes, best HRW owner of `key` (bytes, see placement_key) first."""
         return sorted(self.nodes, key=lambda n: hrw_score(key, n), reverse=True)
+
+    def recently_left(self, now=None):
+        """The nodes that left this map less than LEFT_GRACE seconds ago."""
+        now = time.monotonic() if now is None else now
+        return [n for n, when in self.left if now - when < LEFT_GRACE]
+
+    def compared(self, key, copies, me=None):
+        """The nodes whose stamps decide which version of `key` a read serves, best HRW
+        owner first: the first `copies` live nodes, and the first `copies` of every node
+        that may hold a copy: live, joining (it holds what it held), left this map less than
+        LEFT_GRACE seconds ago (after an etcd pause each node registers again: a read must
+        not miss the holders of the newest version meanwhile), and `me` (the reading node's
+        NodeInfo: its own copy counts also when it is not in its map). A node away answers
+        nothing: the others decide."""
+        ranked = self.ranked(key)
+        first = ranked[:copies]
+        extra = list(self.joining) + self.recently_left()
+        if me is not None and me.id not in self._targets and all(n.id != me.id for n in extra):
+            extra.append(me)
+        if not extra:
+            return first
+        every = sorted(ranked + extra, key=lambda n: hrw_score(key, n), reverse=True)
+        chosen = {n.id for n in first} | {n.id for n in every[:copies]}
+        return [n for n in every if n.id in chosen]
+
+    def alone(self, node_id):
+        """True when `node_id` is the only node this map knows of (live, joining, or left
+        lately): there is nobody else to read from or compare with."""
+        return ([n.id for n in self.nodes] == [node_id] and not self.joining
+                and not self.recently_left())
 
     def owners(self, provider, bucket, name, copies=1):
         """The `copies` nodes that should hold the object, first owner first."""

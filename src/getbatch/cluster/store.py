@@ -170,18 +170,26 @@ class ClusterStore(Backend):
     def _find(self, bucket, name, fn, stamp_of=None, discard=None):
         """fn(backend) on the holder of the name's newest version. The ranked nodes are
         tried in turn (ObjectNotFound when none has it); with `copies` > 1 the stamps of the
-        first `copies` nodes are fetched meanwhile, and when one is newer than what fn
-        read (`stamp_of(result)`), the result is dropped (`discard(result)`) and fn runs on
-        the newest holder, or the name is missing when the newest is a tombstone. Older
-        copies are repaired in the background. Without `stamp_of`, the stamps are compared
-        first and fn runs on the newest holder only."""
+        compared nodes (Smap.compared: the first `copies` live ones, and any joining or
+        lately gone that rank among the first `copies`) are fetched meanwhile, and when one
+        is newer than what fn read (`stamp_of(result)`), the result is dropped
+        (`discard(result)`) and fn runs on the newest holder, or the name is missing when the
+        newest is a tombstone. Older copies are repaired in the background. Without
+        `stamp_of`, the stamps are compared first and fn runs on the newest holder only.
+        Unavailable when none of the compared nodes answers: what any other node holds may
+        be older than an acknowledged write."""
         copies = self.buckets.require(bucket).copies
         validate_object_name(name)
         ranked = self._ranked(bucket, name)
-        if copies <= 1 or len(ranked) <= 1:
+        me = self.cluster.node
+        compared = [] if copies <= 1 else [
+            (n, self.backend_of(n)) for n in
+            self.cluster.smap.compared(placement_key("ais", bucket, name), copies, me)]
+        if all(t[0].id == me.id for t in compared):
             return self._first(bucket, name, ranked, fn, copies=copies)
         if stamp_of is None:
-            states = self.copy_states(bucket, name, ranked[:copies])
+            states = self.copy_states(bucket, name, compared)
+            _answered(bucket, name, compared, states)
             newest = newest_state(states)
             if newest is not None and newest[2]:
                 raise ObjectNotFound(bucket, name)
@@ -189,17 +197,25 @@ class ClusterStore(Backend):
                 t for t in ranked if t[0].id != newest[1][0].id]
             self.repair(bucket, name, newest, states)
             return self._first(bucket, name, order, fn, copies=copies)
+        first = ranked[0][0].id
         checks = [(t, self._pool.submit(holder_state, t[1], bucket, name))
-                  for t in ranked[1:copies]]
-        tombs = []
+                  for t in compared if t[0].id != first]
+        seen = []
         try:
-            node_t, res = self._first(bucket, name, ranked, fn, tombs, copies)
+            node_t, res = self._first(bucket, name, ranked, fn, seen, copies)
             served = stamp_of(res)
         except ObjectNotFound:
             served = None
-        states = [(t, f.result()) for t, f in checks] + tombs
+        states = [(t, f.result()) for t, f in checks]
         if served is not None:
-            states.append((node_t, (served, False)))
+            seen.append((node_t, (served, False)))
+        try:
+            _answered(bucket, name, compared, states + seen)
+        except Unavailable:
+            if served is not None and discard is not None:
+                discard(res)
+            raise
+        states += [(t, st) for t, st in seen if st is not None and st is not AWAY]
         newest = newest_state(states)
         self.repair(bucket, name, newest, states)
         if served is not None and served >= newest[0]:
@@ -216,27 +232,32 @@ class ClusterStore(Backend):
                               "read; try again")
         return res
 
-    def _first(self, bucket, name, ranked, fn, tombs=None, copies=1):
+    def _first(self, bucket, name, ranked, fn, seen=None, copies=1):
         """fn(backend) on the first of `ranked` that has the object: its result, or with
-        `tombs` ((node, backend), result), the tombstones met on the way appended to
-        `tombs` as states. ObjectNotFound when no node has it, Unavailable when as many
-        nodes as the bucket keeps `copies` could not be asked (every holder may be among
-        them) and no node knew of a delete."""
+        `seen` ((node, backend), result), what each node tried before said appended to
+        `seen` as states (a tombstone, None when missing, AWAY when unreachable).
+        ObjectNotFound when no node has it, Unavailable when as many nodes as the bucket
+        keeps `copies` could not be asked (every holder may be among them) and no node knew
+        of a delete."""
         unreachable, deleted = [], False
         for t in ranked:
             try:
                 res = fn(t[1])
             except Tombstoned as exc:
                 deleted = True
-                if tombs is not None:
-                    tombs.append((t, (exc.stamp, True)))
+                if seen is not None:
+                    seen.append((t, (exc.stamp, True)))
                 continue
             except ObjectNotFound:
+                if seen is not None:
+                    seen.append((t, None))
                 continue
             except Unavailable as exc:
+                if seen is not None:
+                    seen.append((t, AWAY))
                 unreachable.append(str(exc))
                 continue
-            return (t, res) if tombs is not None else res
+            return (t, res) if seen is not None else res
         if len(unreachable) >= copies and not deleted:
             raise Unavailable(f"ais://{bucket}/{name} is on none of the reachable nodes, and "
                               f"{len(unreachable)} node(s) that may hold it could not be asked "
@@ -574,6 +595,15 @@ def holder_state(backend, bucket, name):
         return None
     except StoreError:
         return AWAY
+
+
+def _answered(bucket, name, compared, states):
+    """Unavailable unless one of the `compared` nodes answered in `states`."""
+    ids = {t[0].id for t in compared}
+    if not any(st is not AWAY and t[0].id in ids for t, st in states):
+        raise Unavailable(f"none of the nodes that may hold the newest version of "
+                          f"ais://{bucket}/{name} answered "
+                          f"({', '.join(sorted(ids))}); try again")
 
 
 def newest_state(states):

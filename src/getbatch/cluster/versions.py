@@ -1,10 +1,11 @@
 """Which holder of each entry of a cluster GetBatch has the entry's newest version: for
-buckets with `copies` > 1, the stamps of the first `copies` holders of every entry are
+buckets with `copies` > 1, the stamps of every entry's compared holders (Smap.compared: the
+first `copies` live nodes, and joining or lately gone ones among the first `copies`) are
 compared (one request per holder for the whole batch, all holders asked in parallel), as a
 GET compares them (store.py), so that a GetBatch never reads a copy older than an
 acknowledged write (docs/consistency.md). Stale holders get read repair. Entries of copies=1
 buckets cost nothing."""
-from ..store.errors import StoreError
+from ..store.errors import StoreError, Unavailable
 from .smap import placement_key
 from .store import AWAY, holder_state, newest_state
 
@@ -18,7 +19,10 @@ def local_state(share, bucket, name):
 def newest_holders(store, smap, entries):
     """{entry index: (NodeInfo of a holder of the entry's newest version, or None when that
     version is a delete; its stamp)} for the `ais` entries of buckets with copies > 1 that
-    some holder has; `store`: the node's ClusterStore."""
+    some holder has; `store`: the node's ClusterStore. Unavailable when none of an entry's
+    compared holders answers (what another node holds may be older than an acknowledged
+    write)."""
+    me = store.cluster.node
     copies, asks = {}, {}   # bucket -> copies; node id -> (node, [(entry index, rank)])
     for i, e in enumerate(entries):
         if e.provider != "ais":
@@ -30,7 +34,8 @@ def newest_holders(store, smap, entries):
             except StoreError:
                 n = copies[e.bucket] = 1   # the planner reports the bucket
         if n > 1:
-            for r, node in enumerate(smap.ranked(placement_key("ais", e.bucket, e.objname))[:n]):
+            key = placement_key("ais", e.bucket, e.objname)
+            for r, node in enumerate(smap.compared(key, n, me)):
                 asks.setdefault(node.id, (node, []))[1].append((i, r))
     if not asks:
         return {}
@@ -54,6 +59,11 @@ def newest_holders(store, smap, entries):
     out = {}
     for i, by_rank in states.items():
         sts = [by_rank[r] for r in sorted(by_rank)]
+        if all(st is AWAY for _, st in sts):
+            e = entries[i]
+            raise Unavailable(f"none of the nodes that may hold the newest version of "
+                              f"ais://{e.bucket}/{e.objname} answered "
+                              f"({', '.join(sorted(t[0].id for t, _ in sts))}); try again")
         newest = newest_state(sts)
         if newest is not None:
             out[i] = (None if newest[2] else newest[1][0], newest[0])
