@@ -298,7 +298,7 @@ class Gather:
         again = []
         for pos, (i, (name, size, err)) in enumerate(zip(s.indexes, plan)):
             if self._take(i, s.node.id, Item(name, size, remote=self, offset=i), err,
-                          s.ids.get(pos)):
+                          s.version(pos)):
                 self.where[i] = s
                 s.take(pos)
             else:

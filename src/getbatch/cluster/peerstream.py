@@ -177,9 +177,10 @@ class _Window:
         """Request indexes of the items whose frames have not been read yet."""
         return self.indexes[self.pos:]
 
-    def version(self):
-        """ObjectAttrs naming the version of the next frame's item (None: not known)."""
-        return self.ids.get(self.pos)
+    def version(self, pos=None):
+        """ObjectAttrs naming the version of the item at position `pos` (default: the next
+        frame's), or None when not known."""
+        return self.ids.get(self.pos if pos is None else pos)
 
     def frame_done(self, flush):
         """The next frame was read whole: move past it; after the last item taken, finish."""
