@@ -21,6 +21,8 @@ import msgspec
 
 from ..archive import ArchiveError, emit, open_writer, tar_entry_size, tar_header, tar_pad
 from ..archive.writers import TAR_END
+from .errors import HoleError
+from .seams import EMPTY, FILE, HELD, STREAM
 from .warmup import STEP_BYTES, STEP_ITEMS, Lookahead
 
 WINDOW_BYTES = 32 << 20
@@ -88,6 +90,22 @@ def _load(window, stream_min):
         for it, blob in zip(its, blobs):
             data[id(it)] = memoryview(blob)[it.offset:it.offset + it.size]
     return data
+
+
+def segment(it, data, flush):
+    """Item `it`'s bytes as (kind, payload) (kinds: seams.py), whichever sink writes them:
+    the one place that tells item kinds apart. `data`: the window's held members (`_load`);
+    `flush`: sends what the emit loop queued (None when iterating)."""
+    if it.src is not None:
+        return FILE, it.src
+    if it.remote is not None:
+        return it.remote.segment(it, flush)
+    if it.shard is None:
+        return EMPTY, None
+    held = data.get(id(it))
+    if held is not None:
+        return HELD, held
+    return STREAM, it.shard.iter_member(it.member, it.offset, it.size)
 
 
 class BatchOutput:
@@ -182,8 +200,9 @@ class BatchOutput:
                 n += 1
                 pending += it.size
                 head = tar_header(it.name, it.size)
-                if it.src is not None:
-                    add((head, it.src, it.offset, it.size, tar_pad(it.size)))
+                kind, body = segment(it, data, flush)
+                if kind == FILE:
+                    add((head, body, it.offset, it.size, tar_pad(it.size)))
                     if ahead is not None:
                         # sent in steps, so that the look-ahead knows where the sending is
                         step += it.size
@@ -191,18 +210,15 @@ class BatchOutput:
                             ahead.advance(n)
                             send(items)
                             self.done, pending, step = n, 0, 0
-                    continue
-                if it.remote is not None:
-                    it.remote.emit(it, head, add, flush)
-                elif it.shard is None:
+                elif kind == HELD:
+                    add((head, body, 0, it.size, tar_pad(it.size)))
+                elif kind == EMPTY:
                     add((head, None, 0, 0, 0))
-                elif id(it) in data:
-                    add((head, data[id(it)], 0, it.size, tar_pad(it.size)))
-                else:
-                    # streamed: what is pending leaves with the header and the first chunk,
-                    # then one emit per chunk; the padding goes with what follows
+                elif kind == STREAM:
+                    # what is pending leaves with the header and the first chunk, then one
+                    # emit per chunk; the padding goes with what follows
                     sent = 0
-                    for chunk in it.shard.iter_member(it.member, it.offset, it.size):
+                    for chunk in body:
                         sent += len(chunk)
                         if sent > it.size:
                             break
@@ -212,6 +228,8 @@ class BatchOutput:
                     if sent != it.size:
                         raise ArchiveError(it.name, f"member gave {sent} bytes, {it.size} planned")
                     add((head, None, 0, 0, tar_pad(it.size)))
+                else:   # HOLE
+                    add((_hole_frame(it, body), None, 0, 0, 0))
             if last:
                 add((TAR_END * self.end + self.suffix, None, 0, 0, 0))
             send(items)
@@ -256,20 +274,20 @@ class BatchOutput:
     def _write_item(self, writer, it, data):
         """Write item `it` through `writer` (`data`: the window's held members), yielding
         now and then so that the caller can drain what was written."""
-        if it.src is not None:
+        kind, body = segment(it, data, None)
+        if kind == FILE:
             if it.size > _CHUNK:
-                yield from _file_steps(writer, it)
+                yield from writer.add_file_steps(it.name, body.fileno(), it.offset, it.size)
             else:
-                _add_file(writer, it)
-        elif it.remote is not None:
-            yield from it.remote.write_steps(it, writer)
-        elif it.shard is None:
+                writer.add_file(it.name, body.fileno(), it.offset, it.size)
+        elif kind == HELD:
+            writer.add(it.name, body)
+        elif kind == EMPTY:
             writer.add(it.name, b"")
-        elif id(it) in data:
-            writer.add(it.name, data[id(it)])
-        else:
-            member = it.shard.iter_member(it.member, it.offset, it.size)
-            yield from writer.add_stream_steps(it.name, it.size, member)
+        elif kind == STREAM:
+            yield from writer.add_stream_steps(it.name, it.size, body)
+        else:   # HOLE: the placeholder's name
+            writer.add(body[0], b"")
 
     def also_on_close(self, fn):
         """Call `fn(self)` when the body closes, after what `on_close` already does (each
@@ -291,13 +309,13 @@ class BatchOutput:
             on_close(self)
 
 
-def _add_file(writer, it):
-    writer.add_file(it.name, it.src.fileno(), it.offset, it.size)
-
-
-def _file_steps(writer, it):
-    """_add_file for a big file: yields after each piece written."""
-    yield from writer.add_file_steps(it.name, it.src.fileno(), it.offset, it.size)
+def _hole_frame(it, hole):
+    """The frame a HOLE segment puts in item `it`'s place in a sized TAR."""
+    name, frame = hole
+    if frame is None:
+        raise HoleError(f"{it.name}: no node could deliver it, and its placeholder "
+                        f"{name[:100]!r} does not fit the length already announced")
+    return frame
 
 
 class _ListSink:

@@ -21,3 +21,8 @@ class NotFound(BatchError):
 
 class RangeNotSatisfiable(BatchError):
     status = 416
+
+
+class HoleError(Exception):
+    """An item no node could deliver after the status line, where no placeholder may stand
+    (the server aborts the connection: never a well-formed shorter archive)."""

@@ -16,7 +16,8 @@ import xxhash
 
 from ..archive.cksum import PAX_CKSUM_SIZE
 from ..archive.writers import pread_pieces
-from .assemble import BatchOutput
+from .assemble import BatchOutput, segment
+from .seams import FILE, HELD, HOLE, STREAM
 
 _HOLD = 4 << 20   # items up to this size are read once, into memory
 
@@ -63,8 +64,9 @@ def _digest(it):
 
 def _write(writer, it, data, known=None):
     """Write item `it` with its checksum (`known`, or computed now), yielding now and then."""
-    if it.src is not None:
-        fd = it.src.fileno()
+    kind, body = segment(it, data, None)
+    if kind == FILE:
+        fd = body.fileno()
         if it.size <= _HOLD:
             blob = b"".join(pread_pieces(fd, it.offset, it.size, it.name))
             writer.add(it.name, blob, cksum=known or xxhash.xxh64_hexdigest(blob))
@@ -72,33 +74,16 @@ def _write(writer, it, data, known=None):
         yield from writer.add_stream_steps(it.name, it.size,
                                            pread_pieces(fd, it.offset, it.size, it.name),
                                            cksum=known or _digest(it))
-    elif it.remote is not None:
-        got = _Received()
-        for _ in it.remote.write_steps(it, got):
-            pass
-        writer.add(got.name, got.data, cksum=xxhash.xxh64_hexdigest(got.data))
-    elif it.shard is None:
-        writer.add(it.name, b"", cksum=xxhash.xxh64_hexdigest(b""))
-    elif id(it) in data:
-        blob = data[id(it)]
-        writer.add(it.name, blob, cksum=known or xxhash.xxh64_hexdigest(blob))
+    elif kind == STREAM and it.shard is not None and it.size > _HOLD:
+        # a big member: hashed in a read of its own, then streamed
+        yield from writer.add_stream_steps(it.name, it.size, body, cksum=known or _digest(it))
     else:
-        yield from writer.add_stream_steps(it.name, it.size,
-                                           it.shard.iter_member(it.member, it.offset, it.size),
-                                           cksum=known or _digest(it))
-
-
-class _Received:
-    """A writer stand-in that keeps the one entry a peer's frame gives (its name may be a
-    placeholder's, when no node could deliver it)."""
-
-    def __init__(self):
-        self.name, self.data = None, b""
-
-    def add(self, name, data, mtime=None, cksum=None):
-        self.name, self.data = name, bytes(data)
-
-    def add_stream_steps(self, name, size, chunks, mtime=None, cksum=None):
-        self.name = name
-        self.data = b"".join(bytes(c) for c in chunks)
-        yield
+        # in memory: held, empty, a placeholder, or received whole (from another node)
+        name, blob = it.name, b""
+        if kind == HELD:
+            blob = body
+        elif kind == STREAM:
+            blob = b"".join(bytes(chunk) for chunk in body)
+        elif kind == HOLE:
+            name = body[0]
+        writer.add(name, blob, cksum=known or xxhash.xxh64_hexdigest(blob))

@@ -5,9 +5,10 @@ Where a GetBatch goes:
   target) makes a `plan.Plan`: its `items` (a `PlanItems`, in request order), the store's
   `BatchReader`s the items were read through, and on a cluster the `RemotePart` that
   delivers the items other nodes send;
-- assembled and sent: `assemble.BatchOutput` writes each item to the client socket (the
-  emit loop) or through an archive writer (the byte iterator); an item with `remote` set
-  is written by its RemotePart.
+- assembled and sent: `assemble.BatchOutput` turns each item into one segment
+  (`assemble.segment`, the one place that tells item kinds apart; an item with `remote` set
+  asks its RemotePart) and writes it to the client socket (the emit loop) or through an
+  archive writer (the byte iterator, and integrity.py's checksummed one).
 
 Nothing here has behaviour: the Protocols name what each side relies on, so that a type
 checker, and a reader, can follow the calls without guessing from attribute probes.
@@ -19,6 +20,16 @@ from typing import TYPE_CHECKING, Any, Protocol, overload
 
 if TYPE_CHECKING:
     from .items import Item
+
+# The segment kinds: what an item's bytes are, as (kind, payload), for any sink.
+FILE = 0     # payload: a Source or Shard whose fd holds the item's bytes at the item's offset
+HELD = 1     # payload: the item's bytes (a bytes-like object, valid until the next flush)
+STREAM = 2   # payload: an iterator of bytes-like chunks, the item's bytes in order
+EMPTY = 3    # payload: None; a zero-length entry under the item's name (a placeholder)
+HOLE = 4     # payload: (name, frame): a placeholder standing, after the status line, for an
+             # item no node delivered: `name` for a writer, `frame` the TAR frame of exactly
+             # the item's announced length for the emit loop (None: none fits)
+Segment = tuple[int, Any]
 
 Flush = Callable[[], None]
 """Sends what the emit loop has queued: called by a RemotePart before the views it handed
@@ -60,13 +71,9 @@ class RemotePart(Protocol):
     gfn: int      # entries read from a node other than their first owner
     holes: int    # placeholders that stood in, while sending, for items no node delivered
 
-    def emit(self, it: Item, head: bytes, add: Callable[[tuple[Any, ...]], None],
-             flush: Flush) -> None:
-        """Queue item `it`'s frame for the emit loop."""
-        ...
-
-    def write_steps(self, it: Item, writer: Any) -> Iterator[None]:
-        """Write item `it` through an archive writer, yielding after each piece."""
+    def segment(self, it: Item, flush: Flush | None) -> Segment:
+        """Item `it`'s bytes as one segment: HELD or STREAM, or HOLE when no node could
+        deliver it (raises HoleError where no placeholder may stand)."""
         ...
 
     def close(self) -> None:

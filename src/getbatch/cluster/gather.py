@@ -27,9 +27,10 @@ from array import array
 from ..archive import tar_header, tar_pad
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
-from ..batch.errors import BatchError
+from ..batch.errors import BatchError, HoleError
 from ..batch.plan import MISSING_DIR, Item, Plan
 from ..batch.request import MossReq, subset
+from ..batch.seams import HELD, HOLE, STREAM
 from ..store.attrs import provably_same
 from .holes import padded_placeholder
 from .peerstream import (WINDOW, LocalStream, PeerConnections, PeerFailed, PeerRefused,
@@ -38,10 +39,6 @@ from .peerwire import sub_batch
 from .smap import hrw_score, placement_key
 
 log = logging.getLogger("getbatch.cluster")
-
-
-class HoleError(Exception):
-    """An item no node could deliver after the status line, where no placeholder may stand."""
 
 
 _NONE, _REMOTE, _FULL = -1, -2, -3   # Items.refs codes besides a local item's place
@@ -528,41 +525,22 @@ class Gather:
         s.frame_done(flush)
         return v
 
-    def emit(self, it, head, add, flush):
-        """Queue item `it`'s frame for the emit loop (`add` takes emit items, `flush` sends
-        what is queued). `head`: the header this node writes for it (the frame's length)."""
-        v = self._whole_frame(it, head, len(head) + it.size + tar_pad(it.size), flush)
-        if v is not None:
-            add((b"", v, 0, len(v), 0))
-            return
-        got = False
-        for piece in self.frame_pieces(it, flush):
-            add((b"", piece, 0, len(piece), 0))
-            got = True
-        if got:
-            return
-        name = self.hole(it)
-        frame = padded_placeholder(name, len(head) + it.size + tar_pad(it.size))
-        if frame is None:
-            raise HoleError(f"{it.name}: no node could deliver it, and its placeholder does not "
-                            "fit the length already announced")
-        add((frame, None, 0, 0, 0))
-
-    def write_steps(self, it, writer):
-        """Write item `it` through an archive writer, yielding after each piece."""
+    def segment(self, it, flush):
+        """Item `it`'s bytes for any sink (seams.RemotePart): its frame's data, HELD when
+        the frame fits the window, else STREAM (failed over inside if need be); HOLE when
+        no node could deliver it."""
         head = tar_header(it.name, it.size)
-        v = self._whole_frame(it, head, len(head) + it.size + tar_pad(it.size), None)
+        hl = len(head)
+        total = hl + it.size + tar_pad(it.size)
+        v = self._whole_frame(it, head, total, flush)
         if v is not None:
-            writer.add(it.name, v[len(head):len(head) + it.size])
-            return
-        frames = self.frame_pieces(it, None)
+            return HELD, v[hl:hl + it.size]
+        frames = self.frame_pieces(it, flush)
         first = next(frames, None)
         if first is None:
-            writer.add(self.hole(it), b"")
-            return
-        hl = len(tar_header(it.name, it.size))
-        yield from writer.add_stream_steps(it.name, it.size,
-                                           _data(itertools.chain((first,), frames), hl, it.size))
+            name = self.hole(it)
+            return HOLE, (name, padded_placeholder(name, total))
+        return STREAM, _data(itertools.chain((first,), frames), hl, it.size)
 
     def close(self):
         """Drop every peer stream (a peer still sending stops at once) and this node's plans;
