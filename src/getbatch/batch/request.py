@@ -6,6 +6,7 @@ Beyond the reference: `mime` is case-insensitive and `application/gzip` means .t
 """
 import base64
 import binascii
+import functools
 import re
 from typing import Literal, Optional
 
@@ -79,7 +80,6 @@ def _plain_req(entry):
 # 100,000-entry batch costs its names and little more.
 _plain = (_plain_req(_NameIn), _plain_req(_bucket_in(Optional[str])))
 _BIG_BODY = 1 << 16         # worth a decoder of its own bucket (a few ms, then cached)
-_by_bucket: dict = {}       # bucket name -> decoder whose `bucket` is a Literal of it
 _FIRST_BUCKET = re.compile(rb'"bucket"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 
@@ -96,12 +96,15 @@ def _decoders(body):
         bucket = msgspec.json.decode(m.group(1), type=str)
     except msgspec.DecodeError:
         return _plain
-    dec = _by_bucket.get(bucket)
-    if dec is None:
-        if len(_by_bucket) >= 64:
-            _by_bucket.clear()
-        dec = _by_bucket[bucket] = _plain_req(_bucket_in(Optional[Literal[bucket]]))
-    return (dec,) + _plain
+    return (_bucket_decoder(bucket),) + _plain
+
+
+# A memo of a pure function, not state: a decoder is immutable and the same for every caller,
+# so apps sharing it see nothing of each other; bounded, and thread-safe as lru_cache is.
+@functools.lru_cache(maxsize=64)
+def _bucket_decoder(bucket):
+    """A decoder of plain requests whose `bucket` is a Literal of `bucket`."""
+    return _plain_req(_bucket_in(Optional[Literal[bucket]]))
 
 
 class Entries:

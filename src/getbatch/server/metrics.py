@@ -77,6 +77,8 @@ def prepare_multiprocess(path):
     values.ValueClass = values.MultiProcessValue(_process_id)
 
 
+# The one process-wide value here, by nature: prometheus-client's multiprocess mode keeps one
+# file set per process and one ValueClass per process (set above), whatever the apps in it.
 _pid = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
