@@ -376,8 +376,8 @@ class Gather:
         if self.dead:
             msg += f" that could be reached (failed: {', '.join(sorted(self.dead))})"
         if i in self.older:
-            msg += (f"; {', '.join(self.older[i])} only hold an older version than the "
-                    "newest, which was not read")
+            msg += (f"; {', '.join(self.older[i])} hold only an older version (the newest "
+                    "was on a node that failed)")
         limited = f"; {_gfn_spent(self.config)}" if self.gfn_limited else ""
         if self.phase2:
             self.where[i] = None
