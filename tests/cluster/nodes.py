@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from getbatch.cluster.devcluster import tls_flags
-from tests.support.nodes import Node, free_port, serve_argv
+from tests.support.nodes import Node, free_port, serve_argv, stop_nodes
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 LEASE_TTL = 4  # getbatch.cluster.membership.LEASE_TTL: how fast a dead node drops out
@@ -191,8 +191,7 @@ class Cluster:
         for node in self.nodes:
             if getattr(node, "paused", False):
                 self.resume(node.index)
-            if node.proc.poll() is None:
-                node.stop()
+        stop_nodes([n for n in self.nodes if n.proc.poll() is None])
         self.etcd.stop()
 
     def __enter__(self):

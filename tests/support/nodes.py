@@ -18,7 +18,7 @@ from aistore.sdk.retry_config import RetryConfig
 from getbatch.ports import free_port
 
 __all__ = ["BOTH_PROVIDERS", "Node", "bucket_path", "free_port", "make_client",
-           "plain_gthread_argv", "serve_argv"]
+           "plain_gthread_argv", "serve_argv", "stop_nodes"]
 
 
 class Node:
@@ -57,21 +57,32 @@ class Node:
             return f.read().decode("utf-8", "replace")
 
     def stop(self):
-        """Stop the whole process group: gunicorn's workers, and for a traced node the
-        server under strace (which would outlive strace if only strace were signalled)."""
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        stop_nodes([self])
+
+
+def stop_nodes(nodes):
+    """Stop nodes' whole process groups (gunicorn's workers, and for a traced node the server
+    under strace, which would outlive strace if only strace were signalled): SIGTERM, then
+    SIGKILL for any still there after 15 s. The nodes stop together, not one after another."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        alive = [n for n in nodes if _group_alive(n.proc.pid)]
+        for n in alive:
             try:
-                os.killpg(self.proc.pid, sig)
+                os.killpg(n.proc.pid, sig)
             except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and _group_alive(self.proc.pid):
-                self.proc.poll()
+                pass
+        deadline = time.monotonic() + wait
+        while alive and time.monotonic() < deadline:
+            for n in alive:
+                n.proc.poll()
+            alive = [n for n in alive if _group_alive(n.proc.pid)]
+            if alive:
                 time.sleep(0.05)
-            if not _group_alive(self.proc.pid):
-                break
-        self.proc.wait()
-        self._log.close()
+        if not alive:
+            break
+    for n in nodes:
+        n.proc.wait()
+        n._log.close()
 
 
 def _group_alive(pgid):
