@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
@@ -52,34 +53,37 @@ def _assert_clean(rc, secs, out, what, limit=8.0):
     assert secs < limit, f"{what}: took {secs:.2f}s to stop\n{out}"
 
 
+def _round(base, i, sig):
+    """One node started, used by the SDK, then sent `sig` (to its whole group); the
+    seconds it took to stop."""
+    base.mkdir()
+    node = _start(base, i)
+    try:
+        client = _sdk_traffic(node.url, i)
+        secs, out = _stop(node, sig)
+        rc = node.proc.returncode
+    finally:
+        node.stop()
+    del client
+    _assert_clean(rc, secs, out, f"{sig.name}, round {i}")
+    return secs
+
+
+def _rounds(tmp_path, n, sig):
+    """`n` rounds, two at a time (a round mostly waits on its node), each node on its own
+    data dir; their stop times."""
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda i: _round(tmp_path / f"round{i}", i, sig), range(n)))
+
+
 def test_ctrl_c_after_sdk_traffic_stops_cleanly_every_time(tmp_path):
-    times = []
-    for i in range(ROUNDS):
-        node = _start(tmp_path, i)
-        try:
-            client = _sdk_traffic(node.url, i)
-            secs, out = _stop(node, signal.SIGINT)
-            rc = node.proc.returncode
-        finally:
-            node.stop()
-        del client
-        _assert_clean(rc, secs, out, f"Ctrl-C, round {i}")
-        times.append(secs)
+    times = _rounds(tmp_path, ROUNDS, signal.SIGINT)
     print(f"Ctrl-C stop times: max {max(times):.2f}s, mean {sum(times) / len(times):.2f}s")
 
 
 def test_sigterm_stops_promptly_after_sdk_traffic(tmp_path):
-    for i in range(3):
-        node = _start(tmp_path, i)
-        try:
-            client = _sdk_traffic(node.url, i)
-            secs, out = _stop(node, signal.SIGTERM)
-            rc = node.proc.returncode
-        finally:
-            node.stop()
-        del client
-        # idle keep-alive connections stay open STOP_LINGER (0.5 s) for a request in flight
-        _assert_clean(rc, secs, out, f"SIGTERM, round {i}")
+    # idle keep-alive connections stay open STOP_LINGER (0.5 s) for a request in flight
+    _rounds(tmp_path, 3, signal.SIGTERM)
 
 
 def _wait_for_upload(data_dir, timeout=30.0):
