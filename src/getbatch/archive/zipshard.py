@@ -9,7 +9,7 @@ and remembered alongside the cached directory.
 
 CRC-32: `read` checks every member it returns. A stored member served zero-copy through
 `extent()` (pread/sendfile of the shard's own bytes by the caller) is CRC-checked by
-`extent()` itself the first time it is asked for in this process for this shard version:
+`extent()` itself the first time it is asked for while this shard version's directory is kept:
 a corrupt member raises CorruptArchive before any of its bytes can be sent. The check is
 remembered with the cached directory, so later extents cost nothing.
 """

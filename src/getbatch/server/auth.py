@@ -72,7 +72,7 @@ def _exempt(path):
     the cluster secret instead (PeerGuard, which runs first, refuses them without it)."""
     return path in OPEN_PATHS or path.startswith(PEER_PREFIX + "/")
 
-_VERIFIED_TOKENS = 1024   # per process
+_VERIFIED_TOKENS = 1024   # per app (its AuthMiddleware's)
 _VERBS = {READ: "read", WRITE: "write to", ADMIN: "administer"}
 _CHALLENGE = 'Bearer realm="getbatch"'
 
