@@ -180,6 +180,24 @@ def test_object_off_its_owner_is_found(mini):
         other.store.delete("b", name)
 
 
+def test_each_node_indexes_only_the_shards_it_holds(mini):
+    """Per-node state in one process: whichever node is the DT, only the owner of shard.tar
+    opens it and finds its index in its own ShardMemory; the others' stay untouched."""
+    owner = mini.smap.owner("ais", "b", "shard.tar").id
+    body = {"in": [{"objname": "shard.tar", "archpath": "a/x.txt"}], "strm": True}
+
+    def used():
+        return {n.id: sum(n.store.shard_memory.stats[k] for k in ("hits", "loads", "builds"))
+                for n in mini.nodes}
+    before = used()
+    for dt in range(len(mini.nodes)):
+        r = moss(mini, body, dt)
+        assert r.status_code == 200 and r.content[512:1512] == b"x" * 1000
+    after = used()
+    assert {i: after[i] - before[i] for i in after} == {
+        n.id: 3 if n.id == owner else 0 for n in mini.nodes}
+
+
 def test_peer_without_secret_refused(mini):
     r = requests.post(f"{mini.nodes[1].url}/v1/_peer/batch", data=b'{"in":[{"objname":"o1"}]}')
     assert r.status_code == 403
