@@ -74,17 +74,16 @@ def prepare_multiprocess(path):
     # a third of what a counter update costs; the pid is taken once per process instead.
     # Replacing the module's ValueClass is the one way to install MultiProcessValue with a
     # process_identifier (the library offers the function but no setting that takes it).
-    values.ValueClass = values.MultiProcessValue(_process_id)
+    values.ValueClass = values.MultiProcessValue(_kept_pid())
 
 
-# The one process-wide value here, by nature: prometheus-client's multiprocess mode keeps one
-# file set per process and one ValueClass per process (set above), whatever the apps in it.
-_pid = [os.getpid()]
-os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
-
-
-def _process_id():
-    return _pid[0]
+def _kept_pid():
+    """A function answering this process's pid without a system call: the pid is kept, and
+    taken again in each child after a fork (prometheus-client's multiprocess mode keeps one
+    file set per process, whatever the apps in it)."""
+    pid = [os.getpid()]
+    os.register_at_fork(after_in_child=lambda: pid.__setitem__(0, os.getpid()))
+    return lambda: pid[0]
 
 
 def mark_worker_dead(path, pid):
