@@ -1,6 +1,7 @@
 """The shared fixtures, a pytest plugin (registered in tests/conftest.py): `moto` (a real S3
 server), `node` (one real node for the session, its aws:// buckets on moto), `plain_node` (the
-same data dir under gunicorn's stock gthread worker), `client` and `bucket`. A test module
+same data dir under gunicorn's stock gthread worker), `client` and `bucket`; `app_node` (a
+node's app in process, through falcon.testing: apps.py). A test module
 overrides `node` or `client` with its own fixture of that name (tests/cluster/test_moss_cluster.py
 runs the single node's tests against a cluster so)."""
 import os
@@ -9,6 +10,7 @@ import pytest
 
 from tests.remote_servers import boto3_client, s3_env, start_moto
 
+from .apps import app_client
 from .nodes import Node, make_client, plain_gthread_argv, serve_argv
 
 
@@ -36,6 +38,13 @@ def plain_node(node, tmp_path_factory):
     n = Node(node.data_dir, d / "server.log", plain_gthread_argv())
     yield n
     n.stop()
+
+
+@pytest.fixture(scope="module")
+def app_node(tmp_path_factory):
+    """A single node's app in this process (a falcon.testing.TestClient), its own data dir,
+    shared by a module's tests."""
+    return app_client(tmp_path_factory.mktemp("app") / "data")
 
 
 @pytest.fixture
