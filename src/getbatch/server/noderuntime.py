@@ -1,8 +1,10 @@
 """NodeRuntime: what an app keeps in memory while it serves, made once per app.
 
-`create_app` makes one (in the gunicorn worker process, after the fork: nothing of it is
-inherited) and passes its parts to the resources that use them; no module holds any of it, so
-two apps in one process (the nodes of tests/cluster/inproc.py) share nothing.
+`create_app` makes one and passes its parts to the resources that use them; no module holds
+any of it, so two apps in one process (the nodes of tests/cluster/inproc.py) share nothing.
+Under `getbatch serve` the app is made in each gunicorn worker, after the fork; a WSGI server
+that preloads getbatch.server.wsgi forks after, so the parts that cannot be shared by two
+processes (the look-ahead threads, the batch ids' random prefix) renew themselves in a child.
 
 Here: the batch ids (batch/ids.py), the look-ahead threads (batch/warmup.py) and peer
 compression's last verdict (cluster/peerzip.py). What belongs to an object the app is given
