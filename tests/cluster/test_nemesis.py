@@ -21,11 +21,6 @@ def _run(make_cluster, seed, duration, **kw):
     return report, text
 
 
-@pytest.mark.xfail(strict=False, reason="often: right after the etcd pause ends (t~14.6 s), "
-                   "while every node re-registers as joining, a GetBatch reads an older version "
-                   "of a name: the reading node's map briefly lacks the holders of the newest "
-                   "one, so neither the stamp comparison (first `copies` live holders) nor the "
-                   "fallback sees them; seed 29 replays with bench/nemesis_run.py")
 def test_short_schedule_keeps_the_contract(make_cluster):
     report, text = _run(make_cluster, SHORT_SEED, 12, names=10, large_size=(2 << 20, 4 << 20))
     assert {"restart", "kill", "join", "etcd_pause"} <= set(report.faults), text
