@@ -111,8 +111,10 @@ def test_peer_killed_before_the_batch(fc):
         assert r.status_code == 200 and _complete(fc, "two", r.content)
         # the dead node's entries were read from their next owners: counted as AIS counts GFN
         assert _gfn_count(fc.urls[0]) - gfn_before == len(fc.victims_two)
+        # an entry only the dead node may hold: not "no such object" but "try again"
         r = _get(fc, "one")
-        assert r.status_code == 404 and "does not exist" in r.json()["message"]
+        assert r.status_code == 503 and "try again" in r.json()["message"], r.text
+        assert "Retry-After" in r.headers
         r = _get(fc, "one", coer=True)
         got = _members(r.content)
         assert [n for n, _ in got] == [(f"__404__/one/{n}" if n in fc.victims else f"one/{n}")

@@ -8,8 +8,9 @@ entry an owner does not have is looked for on the next HRW candidates (objects w
 an older membership, replicas), one sub-batch per candidate and round; an owner that cannot
 answer (down, stalled past `max_wait`) has its entries planned on the next candidates the
 same way. Only then is an entry missing: a placeholder with `coer` (counted against
-`max_soft_errs`), else a 404 naming it, and an owner's AIS error (bad range, not an archive)
-is this request's error, all before the status line, as on one node.
+`max_soft_errs`), else a 404 naming it (a 503 when a node that may hold it failed), and an
+owner's AIS error (bad range, not an archive) is this request's error, all before the status
+line, as on one node.
 
 Phase 2 (the output, assemble.py): local items take the single-node path; a remote item's
 frame is read from its owner's stream (peerstream.py) when its turn comes. An owner that
@@ -121,6 +122,8 @@ class Gather:
         self.newest = {}                 # index -> (node holding its newest version or None,
                                          # its stamp)
         self.older = {}                  # index -> nodes whose copy was not its newest version
+        self.unsure = {}                 # index -> why it is missing though a node that may
+                                         # hold it failed (phase 1: a 503, not a 404)
         self.multipart = not req.strm
         self.outside = smap.node(me.id) is None
         self.items = None                # Items, once planning spans nodes
@@ -155,18 +158,33 @@ class Gather:
         self.items, self.where = Items(self, n), [None] * n
         try:
             self._locate(self._compare_versions(n), checked)
-            soft = 0
-            for i in sorted(self.items.full):
-                err = self.items.full[i].err
-                if err is not None:
-                    soft = batch_plan.count_soft_error(soft, err, self.req.coer,
-                                                       self.config.max_soft_errs)
-            self.soft = soft
+            self.soft = self._count_missing()
         except BaseException:
             self.close()
             raise
         self.phase2 = True
         return Plan(self.req, self.items, [], remote=self)
+
+    def _count_missing(self):
+        """The placeholders planned, by the soft-error rules; an entry missing while a node
+        that may hold it failed is a 503 instead of a 404 (and so is the soft-error limit
+        reached with such entries): the request is not wrong, the cluster is short of a node."""
+        soft = 0
+        for i in sorted(self.items.full):
+            err = self.items.full[i].err
+            if err is None:
+                continue
+            if i in self.unsure and not self.req.coer:
+                raise BatchError(self.unsure[i], 503)
+            try:
+                soft = batch_plan.count_soft_error(soft, err, self.req.coer,
+                                                   self.config.max_soft_errs)
+            except BatchError as exc:
+                if not self.unsure or exc.status != 400:
+                    raise
+                raise BatchError(f"{exc.message}; {len(self.unsure)} of the missing entries may "
+                                 "be on nodes that failed; try again", 503) from None
+        return soft
 
     def _compare_versions(self, n):
         """The entries to locate: entries whose newest version is a delete are missing
@@ -379,6 +397,11 @@ class Gather:
             msg += (f"; {', '.join(self.older[i])} hold only an older version (the newest "
                     "was on a node that failed)")
         limited = f"; {_gfn_spent(self.config)}" if self.gfn_limited else ""
+        maybe = self.dead.difference(self.tried.get(i, ()))
+        if maybe and not self.phase2:
+            self.unsure[i] = (f"{e.provider}://{e.bucket}/{e.objname} is on none of the nodes "
+                              f"that answered, and {', '.join(sorted(maybe))} failed before "
+                              "saying whether it holds it; try again")
         if self.phase2:
             self.where[i] = None
             self.hole_msg[i] = msg + limited
