@@ -10,7 +10,7 @@ Each entry's XXH64 (seed 0, 16 lower-case hex digits: the hash the store keeps, 
 """
 import struct
 
-from .tarheader_py import BLOCK, _PAX_NAME, _block, _pax_record
+from .tarheader_py import BLOCK, pax_extended, pax_record
 
 PAX_KEY = "GETBATCH.xxhash64"
 ZIP_EXTRA_ID = 0x4247
@@ -19,8 +19,7 @@ PAX_CKSUM_SIZE = 2 * BLOCK     # what the record adds to a TAR entry
 
 def pax_cksum(hexdigest):
     """The PAX extended header (header block and padded data) carrying `hexdigest`."""
-    rec = _pax_record(PAX_KEY.encode(), hexdigest.encode())
-    return _block(_PAX_NAME, b"", len(rec), 0, 0o644, 0, 0, 0x78) + rec + bytes(-len(rec) % BLOCK)
+    return pax_extended(pax_record(PAX_KEY.encode(), hexdigest.encode()))
 
 
 def zip_cksum_extra(hexdigest):

@@ -58,7 +58,8 @@ def _split(encoded):
     return encoded[:cut], encoded[cut + 1:]
 
 
-def _pax_record(key, value):
+def pax_record(key, value):
+    """One PAX record `<length> key=value\\n` (bytes): the length counts its own digits."""
     payload = b" %s=%s\n" % (key, value)
     length = len(payload) + 1
     while len(str(length)) + len(payload) != length:
@@ -92,13 +93,17 @@ def _pax_header(name, encoded, size, mtime, mode, uid, gid):
     if name.isascii() and len(encoded) <= 100:
         records, ustar_name = b"", encoded
     else:
-        records, ustar_name = _pax_record(b"path", encoded), ascii_name[:100]
+        records, ustar_name = pax_record(b"path", encoded), ascii_name[:100]
     if size >= _OCTAL11:
-        records += _pax_record(b"size", b"%d" % size)
-    pad = -len(records) % BLOCK
-    return (_block(_PAX_NAME, b"", len(records), mtime, mode, uid, gid, 0x78)
-            + records + bytes(pad)
+        records += pax_record(b"size", b"%d" % size)
+    return (pax_extended(records, mtime, mode, uid, gid)
             + _block(ustar_name, b"", size, mtime, mode, uid, gid, 0x30))
+
+
+def pax_extended(records, mtime=0, mode=0o644, uid=0, gid=0):
+    """A PAX extended header: its 'x' block, then `records` (pax_record's) padded to 512."""
+    return (_block(_PAX_NAME, b"", len(records), mtime, mode, uid, gid, 0x78)
+            + records + bytes(-len(records) % BLOCK))
 
 
 def tar_entry_size(name: str, size: int) -> int:
@@ -114,8 +119,8 @@ def tar_entry_size(name: str, size: int) -> int:
         return BLOCK + data
     records = 0
     if not (name.isascii() and len(encoded) <= 100):
-        records += len(_pax_record(b"path", encoded))
+        records += len(pax_record(b"path", encoded))
     if big:
-        records += len(_pax_record(b"size", b"%d" % size))
+        records += len(pax_record(b"size", b"%d" % size))
     return 2 * BLOCK + records + (-records % BLOCK) + data
 

@@ -111,7 +111,7 @@ class ClusterStore(Backend):
             nodes.append(self.cluster.node)
         return [(n, self.backend_of(n)) for n in nodes]
 
-    def _fanout(self, fn, targets):
+    def fanout(self, fn, targets):
         """fn(node, backend) on every target in parallel; [(node, result or exception)]."""
         def run(t):
             try:
@@ -139,7 +139,7 @@ class ClusterStore(Backend):
         validate_bucket_name(name)
         self.buckets.destroy(name)
         # every live node drops its copy now (a node away meanwhile drops it when it boots)
-        for node, res in self._fanout(lambda n, b: b.destroy_bucket(name), self._everyone()):
+        for node, res in self.fanout(lambda n, b: b.destroy_bucket(name), self._everyone()):
             if isinstance(res, Exception):
                 log.warning("bucket ais://%s destroyed, but node %s kept its copy for now: %s",
                             name, node.id, res)
@@ -477,8 +477,8 @@ class ClusterStore(Backend):
                               "reachable); try again")
         rest = [t for t in self._everyone() if t[0].id != first.id]
         missed = False
-        for node, res in self._fanout(lambda n, b: b.delete(bucket, name, stamp, keep=True),
-                                      rest):
+        for node, res in self.fanout(lambda n, b: b.delete(bucket, name, stamp, keep=True),
+                                     rest):
             if isinstance(res, Exception):
                 log.warning("delete of ais://%s/%s on node %s: %s", bucket, name, node.id, res)
                 missed = True
@@ -531,7 +531,7 @@ class ClusterStore(Backend):
         # with n copies, n-1 nodes away still leave a copy of every object to list
         tolerate = self.buckets.require(bucket).copies - 1
         lists, bound = [], None
-        for node, res in self._fanout(page, self._everyone()):
+        for node, res in self.fanout(page, self._everyone()):
             if isinstance(res, BucketNotFound):
                 continue
             if isinstance(res, Unavailable) and tolerate > 0:

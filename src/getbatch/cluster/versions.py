@@ -50,7 +50,7 @@ def newest_holders(store, smap, entries):
     # is read
     states = {}
     targets = [(node, store.backend_of(node)) for node, _ in asks.values()]
-    for t, (node, got) in zip(targets, store._fanout(ask, targets)):
+    for t, (node, got) in zip(targets, store.fanout(ask, targets)):
         ranks = asks[node.id][1]
         if isinstance(got, Exception):
             got = [AWAY] * len(ranks)   # what the others hold is compared

@@ -35,7 +35,7 @@ from collections import deque
 import msgspec
 
 from ..batch.ids import BatchIds
-from .registry import _alive
+from .registry import process_alive
 
 KIND = "get-batch"
 PLANNING, STREAMING, DONE, FAILED, ABORTED = "planning", "streaming", "done", "failed", "aborted"
@@ -247,7 +247,7 @@ class BatchJobs:
         now = time.time()
         for pid, path in self._files():
             try:
-                if not _alive(pid) and now - os.stat(path).st_mtime > STALE_FILE:
+                if not process_alive(pid) and now - os.stat(path).st_mtime > STALE_FILE:
                     os.unlink(path)
             except OSError:
                 pass
@@ -279,7 +279,7 @@ class BatchJobs:
                     theirs = msgspec.json.decode(f.read())
             except (OSError, msgspec.DecodeError):
                 continue   # gone meanwhile
-            if not _alive(pid):
+            if not process_alive(pid):
                 for r in theirs:
                     if r["state"] in RUNNING_STATES:
                         r.update(state=ABORTED, end_ns=r["end_ns"] or _mtime_ns(path),

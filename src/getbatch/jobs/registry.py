@@ -122,7 +122,7 @@ class Registry:
         except (FileNotFoundError, ValueError):
             # ValueError: a record cut short by a crash mid-write is no record
             raise JobNotFound(job_id) from None
-        if rec["state"] == RUNNING and not _alive(rec["pid"]):
+        if rec["state"] == RUNNING and not process_alive(rec["pid"]):
             rec.update(state=ABORTED, end_ns=rec["end_ns"] or int(os.stat(self.path(job_id))
                                                                    .st_mtime_ns),
                        error=rec["error"] or f"the server process running it (pid {rec['pid']}) "
@@ -167,7 +167,8 @@ class Registry:
                     pass
 
 
-def _alive(pid):
+def process_alive(pid):
+    """True while a process `pid` exists (a job's, on this machine)."""
     try:
         os.kill(pid, 0)  # PermissionError: alive, another user's
     except ProcessLookupError:

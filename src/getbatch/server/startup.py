@@ -77,14 +77,19 @@ class LineFormatter(logging.Formatter):
 
 
 def _configure_logging(level):
-    # A line per GetBatch: spare each record the caller and thread lookups no format here
-    # shows. `logging._srcfile = None` is the switch the logging HOWTO documents for this
-    # ("Optimization"); the module has no public one.
-    logging._srcfile = None
-    logging.logThreads = False
+    _skip_caller_lookup()
+    logging.logThreads = False   # nor its thread, which no format here shows either
     handler = logging.StreamHandler()
     handler.setFormatter(LineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
+
+
+def _skip_caller_lookup():
+    """A line per GetBatch: spare each log record the lookup of its caller (sys._getframe),
+    which no format here shows."""
+    # `logging._srcfile = None` is the switch the Python logging HOWTO documents for this
+    # (section "Optimization"); the module has no public one.
+    logging._srcfile = None
 
 
 def _raise_fd_limit():
