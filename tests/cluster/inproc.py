@@ -9,8 +9,7 @@ import time
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from getbatch.cluster.peers import SECRET_HEADER
-from getbatch.cluster.peerstream import PeerConnections
+from getbatch.cluster.peers import SECRET_HEADER, Peers
 from getbatch.cluster.share import LocalShare
 from getbatch.cluster.smap import NodeInfo, Smap
 from getbatch.config import Config
@@ -64,7 +63,7 @@ class StaticCluster:
         self.node = smap.me
         self.bucket_names = bucket_names
         self.share = None
-        self.connections = PeerConnections()   # this node's own, as a real node's
+        self.peers = Peers(self.secret)   # this node's own, as a real node's
 
     def start(self, storage):
         self.share = LocalShare(storage.backends["ais"], _Buckets(self.bucket_names))

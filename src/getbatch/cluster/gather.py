@@ -34,8 +34,8 @@ from ..batch.request import MossReq, subset
 from ..batch.seams import HELD, HOLE, STREAM
 from ..store.attrs import provably_same
 from .holes import padded_placeholder
-from .peerstream import (WINDOW, LocalStream, PeerConnections, PeerFailed, PeerRefused,
-                         PeerStream)
+from .peers import Peers
+from .peerstream import WINDOW, LocalStream, PeerFailed, PeerRefused, PeerStream
 from .peerwire import sub_batch
 from .smap import hrw_score, placement_key
 
@@ -104,7 +104,7 @@ class Gather:
     """One cluster GetBatch on its DT: `smap` the map it keeps throughout, `me` this node's
     NodeInfo, `storage` this node's own share; `secret_headers`: what proves a peer request
     comes from the cluster; `max_wait`: seconds a peer may send nothing before it fails;
-    `connections`: the node's PeerConnections (None: new ones, for this request alone);
+    `connections`: the node's peers.Peers (None: new ones, for this request alone);
     `versions`: entries -> {entry index: (node holding its newest version, None when that is a
     delete; its stamp)} (versions.py; None: the first holder found is read)."""
 
@@ -117,7 +117,7 @@ class Gather:
         self.config = config
         self.secret_headers = secret_headers
         self.max_wait = max_wait
-        self.connections = connections if connections is not None else PeerConnections()
+        self.connections = connections if connections is not None else Peers()
         self.versions = versions
         self.newest = {}                 # index -> (node holding its newest version or None,
                                          # its stamp)

@@ -4,7 +4,7 @@
 settles the node id, reads (or creates) the cluster identity in etcd and takes a first map.
 `registrar()` is then started in that same process (it holds the lease). Each worker process
 calls `start(storage)` after the fork: its own etcd client, its own watches of membership and
-bucket metadata (threads and connections do not survive a fork), its own peer sessions; it
+bucket metadata (threads and connections do not survive a fork), its own peer client; it
 returns the storage the node serves, whose `ais` backend is the cluster's (`ClusterStore`).
 """
 import json
@@ -20,7 +20,6 @@ from .etcd import Etcd, EtcdUnavailable
 from .membership import (LEASE_TTL, NODES, PrefixWatcher, Registrar, cluster_identity,
                          lease_fresh, smap_builder, stable_node_id)
 from .peers import PEER_PREFIX, PeerUnavailable, Peers
-from .peerstream import PeerConnections
 from .smap import NodeInfo
 from .share import LocalShare
 from .store import ClusterStore
@@ -86,8 +85,7 @@ class Cluster:
         self.created = ident["created"]
         self._boot_smap = smap
         self.etcd = None
-        self.peers = None
-        self.connections = None   # the PeerConnections batches stream from peers over
+        self.peers = None   # the node's peer client (control calls and sub-batch streams)
         self.share = None   # this node's LocalShare (what peers reach)
         self.store = None   # the ClusterStore (the `ais` backend clients reach)
         self._watcher = None
@@ -158,12 +156,10 @@ class Cluster:
                                 f"{r.status_code} {r.text[:200]}")
 
     def start(self, storage):
-        """In a worker: watch membership and buckets, open peer sessions; the Storage to
+        """In a worker: watch membership and buckets, make the peer client; the Storage to
         serve (`storage` with its `ais` backend placed over the cluster)."""
         self.etcd = self._etcd()
         self.peers = Peers(self.secret, tls=self.peer_tls)
-        self.connections = PeerConnections(
-            self.peer_tls.context() if self.peer_tls is not None else None)
         storage.backends["ais"].clock = Clock(self.node.id)
         self._watcher = PrefixWatcher(self.etcd, NODES, smap_builder(self.node.id),
                                       initial=self._boot_smap)

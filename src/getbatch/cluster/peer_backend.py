@@ -29,7 +29,7 @@ def _quote(name):
 
 
 class Body:
-    """A request body for `requests`: reads `length` bytes of `stream` (all of it when None),
+    """A request body for Peers.request: reads `length` bytes of `stream` (all of it when None),
     counting what was read, so a failed forward knows whether it can be retried."""
 
     def __init__(self, stream, length):
@@ -138,7 +138,7 @@ class PeerFile(ArchivedFile):
 def _message(r):
     """The AIS error message of a peer's answer: the body's, or a HEAD's Hdr-Error header's."""
     try:
-        if r.request.method == "HEAD":
+        if r.method == "HEAD":
             return json.loads(r.headers.get("Hdr-Error") or "{}").get("message", "")
         return r.json().get("message", "")
     except ValueError:

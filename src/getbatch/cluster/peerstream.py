@@ -1,8 +1,8 @@
 """Reading one owner's framed answer (peerwire.py) through a fixed window.
 
 `PeerStream` speaks just enough HTTP/1.1 for the peer protocol over a kept-alive connection
-(from the node's `PeerConnections`: idle connections per peer, and TLS to an https:// peer with
-the node's CA and client certificate): it sends the sub-batch, reads the status
+(from the node's peer client, peers.Peers: idle connections per peer, and TLS to an https://
+peer with the node's CA and client certificate): it sends the sub-batch, reads the status
 line and the plan frame, then hands out item frames as views of one reused buffer of
 `WINDOW` bytes. Nothing is read before it is needed, so a peer that is ahead waits in TCP,
 not in the DT's memory. A view stays valid until the stream reads again; before it moves or
@@ -17,19 +17,16 @@ plain bytes go through the same window; a block that breaks the framing is a `Pe
 a peer fails mid-batch and this node holds a replica).
 """
 import socket
-import ssl
-import threading
-import urllib.parse
 from array import array
 
 import msgspec
 
 from ..archive import tar_entry_size
 from . import peerwire, peerzip
+from .peers import address, describe
 
 WINDOW = 1 << 20
 HEAD_MAX = 64 << 10
-IDLE_MAX = 8              # idle connections kept per peer
 _RECV_MIN = 64 << 10      # below this much free room, a refill moves the buffered bytes first
 
 _dec = msgspec.json.Decoder()
@@ -50,49 +47,6 @@ class PeerRefused(Exception):
         self.node = node
         self.status = status
         self.message = message
-
-
-def _address(url):
-    u = urllib.parse.urlsplit(url)
-    return u.scheme, u.hostname, u.port or (443 if u.scheme == "https" else 80)
-
-
-class PeerConnections:
-    """A node's connections to its peers: at most IDLE_MAX idle ones kept per peer, and TLS to
-    an https:// peer with `tls` (an ssl.SSLContext: the node's CA and client certificate;
-    None: the system's CAs, no client certificate). One per node (cluster/node.py makes it in
-    the worker), so two nodes in one process share nothing."""
-
-    def __init__(self, tls=None):
-        self.tls = tls
-        self._idle = {}
-        self._lock = threading.Lock()
-
-    def connect(self, addr, timeout):
-        scheme, host, port = addr
-        sock = socket.create_connection((host, port), timeout=timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if scheme == "https":
-                tls = self.tls or ssl.create_default_context()
-                sock = tls.wrap_socket(sock, server_hostname=host)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    def take_idle(self, addr):
-        with self._lock:
-            idle = self._idle.get(addr)
-            return idle.pop() if idle else None
-
-    def give_back(self, addr, sock):
-        with self._lock:
-            idle = self._idle.setdefault(addr, [])
-            if len(idle) < IDLE_MAX:
-                idle.append(sock)
-                return
-        sock.close()
 
 
 class _Window:
@@ -212,8 +166,8 @@ class _Window:
 
 
 class PeerStream(_Window):
-    """One owner's answer to one sub-batch, over one of `connections` (PeerConnections).
-    `timeout`: seconds without a byte before the peer counts as stalled (max_wait);
+    """One owner's answer to one sub-batch, over a connection of `connections` (the node's
+    peers.Peers). `timeout`: seconds without a byte before the peer counts as stalled (max_wait);
     `every_id`: the owner names the version of every item, not only of big ones."""
 
     def __init__(self, node, indexes, body, secret_headers, timeout, connections,
@@ -224,7 +178,7 @@ class PeerStream(_Window):
         self.indexes = array("q", indexes)
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
-        self.addr = _address(node.url)
+        self.addr = address(node.url)
         self.sock = None
         self.pooled = False
         self.zipped = False       # the answer comes in compressed blocks (peerzip.py)
@@ -254,7 +208,7 @@ class PeerStream(_Window):
         except OSError as exc:
             if self.pooled:
                 return self._resend()
-            self.fail(f"cannot send the sub-batch: {_reason(exc)}")
+            self.fail(f"cannot send the sub-batch: {describe(exc)}")
 
     def _resend(self):
         """A pooled connection the peer had closed meanwhile: once more on a new one."""
@@ -272,7 +226,7 @@ class PeerStream(_Window):
         except socket.timeout:
             self.fail(f"no data for {self.timeout:g}s (max_wait)")
         except OSError as exc:
-            self.fail(_reason(exc))
+            self.fail(describe(exc))
 
     # -- a compressed answer: chunks of one block each
 
@@ -297,7 +251,7 @@ class PeerStream(_Window):
         except socket.timeout:
             self.fail(f"no data for {self.timeout:g}s (max_wait)")
         except OSError as exc:
-            self.fail(_reason(exc))
+            self.fail(describe(exc))
         if not got:
             self.fail(f"connection closed with {self.left} bytes of the answer missing")
         self.wire += got
@@ -386,7 +340,7 @@ class PeerStream(_Window):
             except OSError as exc:
                 got = 0
                 if not self.pooled:
-                    self.fail(_reason(exc))
+                    self.fail(describe(exc))
             if got == 0:
                 if self.pooled and self.hi == 0:
                     self._resend()
@@ -485,6 +439,3 @@ class LocalStream(_Window):
         if on_close is not None:
             on_close()
 
-
-def _reason(exc):
-    return exc.strerror or str(exc) or type(exc).__name__

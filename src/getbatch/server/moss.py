@@ -88,7 +88,7 @@ class Moss:
                 return
             gather = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
                             {SECRET_HEADER: self.cluster.secret}, _max_wait(req, cfg),
-                            connections=self.cluster.connections,
+                            connections=self.cluster.peers,
                             versions=None if self.cluster.store is None else
                             partial(newest_holders, self.cluster.store, smap))
         plan = gather.plan(checked)
