@@ -7,7 +7,10 @@ Placement is highest-random-weight (rendezvous) hashing: every node scores every
 the highest scores own it. Adding or removing a node moves only the objects that node wins or held,
 and the next-ranked nodes are where replicas go and where a read looks when the first owner misses.
 """
+from __future__ import annotations
+
 import time
+from collections.abc import Iterable
 
 import xxhash
 
@@ -22,28 +25,32 @@ class NodeInfo:
 
     __slots__ = ("id", "url", "seed")
 
-    def __init__(self, id, url):
+    id: str
+    url: str
+    seed: int
+
+    def __init__(self, id: str, url: str) -> None:
         self.id = id
         self.url = url.rstrip("/")
         self.seed = xxhash.xxh64_intdigest(id.encode())
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, NodeInfo) and (self.id, self.url) == (other.id, other.url)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self.id, self.url))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"NodeInfo({self.id!r}, {self.url!r})"
 
 
-def placement_key(provider, bucket, name):
+def placement_key(provider: str, bucket: str, name: str) -> bytes:
     """The bytes HRW scores for an object: provider, bucket and name, unambiguous because bucket
     names cannot contain '/'."""
     return f"{provider}/{bucket}/{name}".encode()
 
 
-def hrw_score(key, node):
+def hrw_score(key: bytes, node: NodeInfo) -> tuple[int, str]:
     """Node `node`'s score for object key `key` (bytes, see placement_key): the highest score
     owns the object. Ties (as good as impossible with 64-bit hashes) go to the greater id."""
     return xxhash.xxh64_intdigest(key, seed=node.seed), node.id
@@ -58,7 +65,15 @@ class Smap:
 
     __slots__ = ("version", "nodes", "self_id", "joining", "left", "_by_id", "_targets")
 
-    def __init__(self, version, nodes, self_id, joining=(), left=()):
+    version: int
+    nodes: tuple[NodeInfo, ...]
+    self_id: str
+    joining: tuple[NodeInfo, ...]
+    left: tuple[tuple[NodeInfo, float], ...]
+
+    def __init__(self, version: int, nodes: Iterable[NodeInfo], self_id: str,
+                 joining: Iterable[NodeInfo] = (),
+                 left: Iterable[tuple[NodeInfo, float]] = ()) -> None:
         self.version = version
         self.nodes = tuple(sorted(nodes, key=lambda n: n.id))
         self.self_id = self_id
@@ -67,39 +82,37 @@ class Smap:
         self._by_id = {n.id: n for n in self.nodes}
         self._targets = dict(self._by_id, **{n.id: n for n in self.joining})
 
-    def target(self, node_id):
+    def target(self, node_id: str) -> NodeInfo | None:
         """The NodeInfo with that id when it may take a write (live or joining), or None."""
         return self._targets.get(node_id)
 
-    def write_ranked(self, key):
+    def write_ranked(self, key: bytes) -> list[NodeInfo]:
         """The nodes a write of `key` may go to, live and joining, best HRW owner first."""
-        h = xxhash.xxh64_intdigest
-        return sorted(self.nodes + self.joining, key=lambda n: (h(key, seed=n.seed), n.id),
-                      reverse=True)
+        return sorted(self.nodes + self.joining, key=lambda n: hrw_score(key, n), reverse=True)
 
     @classmethod
-    def single(cls, node_id, url=""):
+    def single(cls, node_id: str, url: str = "") -> Smap:
         """The map of a node that is not part of a cluster."""
         return cls(0, [NodeInfo(node_id, url)], node_id)
 
-    def node(self, node_id):
+    def node(self, node_id: str) -> NodeInfo | None:
         """The NodeInfo with that id, or None when it is not live."""
         return self._by_id.get(node_id)
 
     @property
-    def me(self):
+    def me(self) -> NodeInfo | None:
         return self._by_id.get(self.self_id)
 
-    def ranked(self, key):
+    def ranked(self, key: bytes) -> list[NodeInfo]:
         """All live nodes, best HRW owner of `key` (bytes, see placement_key) first."""
         return sorted(self.nodes, key=lambda n: hrw_score(key, n), reverse=True)
 
-    def recently_left(self, now=None):
+    def recently_left(self, now: float | None = None) -> list[NodeInfo]:
         """The nodes that left this map less than LEFT_GRACE seconds ago."""
         now = time.monotonic() if now is None else now
         return [n for n, when in self.left if now - when < LEFT_GRACE]
 
-    def compared(self, key, copies, me=None):
+    def compared(self, key: bytes, copies: int, me: NodeInfo | None = None) -> list[NodeInfo]:
         """The nodes whose stamps decide which version of `key` a read serves, best HRW
         owner first: the first `copies` live nodes, and the first `copies` of every node
         that may hold a copy: live, joining (it holds what it held), left this map less than
@@ -118,21 +131,21 @@ class Smap:
         chosen = {n.id for n in first} | {n.id for n in every[:copies]}
         return [n for n in every if n.id in chosen]
 
-    def alone(self, node_id):
+    def alone(self, node_id: str) -> bool:
         """True when `node_id` is the only node this map knows of (live, joining, or left
         lately): there is nobody else to read from or compare with."""
         return ([n.id for n in self.nodes] == [node_id] and not self.joining
                 and not self.recently_left())
 
-    def owners(self, provider, bucket, name, copies=1):
+    def owners(self, provider: str, bucket: str, name: str, copies: int = 1) -> list[NodeInfo]:
         """The `copies` nodes that should hold the object, first owner first."""
         return self.ranked(placement_key(provider, bucket, name))[:copies]
 
-    def owner(self, provider, bucket, name):
+    def owner(self, provider: str, bucket: str, name: str) -> NodeInfo:
         return self.ranked(placement_key(provider, bucket, name))[0]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.nodes)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Smap(v{self.version}, {[n.id for n in self.nodes]}, self={self.self_id})"

@@ -8,9 +8,16 @@ after the name itself was not found, try each `/` whose left part has a shard ex
 (.tar, .tgz, .tar.gz, .tar.lz4, .zip), the shortest first; the first existing shard that
 holds the rest as a regular file wins.
 """
-from ..archive import MemberNotFound
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from ..archive import MemberNotFound, Shard
 from ..archive.formats import format_from_name
 from .errors import ObjectNotFound
+
+T = TypeVar("T")
 
 
 class ArchivedFile:
@@ -20,35 +27,35 @@ class ArchivedFile:
 
     size = 0
 
-    def chunks(self):
+    def chunks(self) -> Iterator[bytes]:
         raise NotImplementedError
 
-    def close(self):
+    def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> ArchivedFile:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 class ShardFile(ArchivedFile):
     """A file of a shard open here (the shard is taken over: closed with this)."""
 
-    def __init__(self, shard, archpath, size):
+    def __init__(self, shard: Shard, archpath: str, size: int) -> None:
         self.shard = shard
         self.archpath = archpath
         self.size = size
 
-    def chunks(self):
+    def chunks(self) -> Iterator[bytes]:
         return self.shard.iter_member(self.archpath)
 
-    def close(self):
+    def close(self) -> None:
         self.shard.close()
 
 
-def open_shard_file(shard, archpath, ref, check_budget=True):
+def open_shard_file(shard: Shard, archpath: str, ref: str, check_budget: bool = True) -> ShardFile:
     """ShardFile of `archpath` in `shard` (taken over: closed on error too), once what
     reading it decompresses was checked against the shard's budget (unless `check_budget` is
     false: for its size alone); MemberNotFound names the shard as `ref`
@@ -66,7 +73,7 @@ def open_shard_file(shard, archpath, ref, check_budget=True):
         raise
 
 
-def archive_splits(name, *, empty_rest=False):
+def archive_splits(name: str, *, empty_rest: bool = False) -> Iterator[tuple[str, str]]:
     """(shard name, rest) for each `/` in `name` whose left part has a shard extension, the
     shortest first; `empty_rest`: also when nothing follows the `/`."""
     i = name.find("/")
@@ -77,7 +84,7 @@ def archive_splits(name, *, empty_rest=False):
         i = name.find("/", i + 1)
 
 
-def find_archived(name, probe):
+def find_archived(name: str, probe: Callable[[str, str], T]) -> tuple[T, str, str] | None:
     """(probe's result, shard name, archpath) for the file `name` names inside a shard, or
     None.
 

@@ -6,6 +6,8 @@ file through `rename` and cost no side files; on a cluster, so does the version 
 (`user.getbatch.stamp`, stamps.py). Filesystems without user xattrs get
 objects without checksum or version; nothing else changes.
 """
+from __future__ import annotations
+
 import errno
 import os
 from dataclasses import dataclass
@@ -51,14 +53,14 @@ class ObjectAttrs:
     stamp: str = ""
 
     @property
-    def identity(self):
+    def identity(self) -> tuple[int, str, str, str]:
         """What two copies must share to hold the same bytes: a reader that fails over from
         one copy to another inside an object may resume only when both have this, complete
         (a copy without a checksum proves nothing: see `provably_same`)."""
         return (self.size, self.cksum_type, self.cksum_value, self.stamp)
 
 
-def provably_same(a, b):
+def provably_same(a: ObjectAttrs, b: ObjectAttrs) -> bool:
     """True when copies with attrs `a` and `b` are known to hold the same bytes."""
     return bool(a.cksum_value) and a.identity == b.identity
 
@@ -66,11 +68,11 @@ def provably_same(a, b):
 NO_META = ("", "", "", "")
 
 
-def new_hasher():
+def new_hasher() -> xxhash.xxh64 | None:
     return xxhash.xxh64() if xxhash is not None else None
 
 
-def read_meta(target, stamp=False):
+def read_meta(target: str | int, stamp: bool = False) -> tuple[str, str, str, str]:
     """(version, cksum_type, cksum_value, stamp) of a path or an open fd; "" where absent
     (the stamp is read only when asked: single nodes have none)."""
     version = cktype = ckval = st = ""
@@ -86,7 +88,7 @@ def read_meta(target, stamp=False):
     return version, cktype, ckval, st
 
 
-def read_stamp(target):
+def read_stamp(target: str | int) -> str:
     """The stamp of a path or an open fd; "" when it has none (or is missing)."""
     try:
         return os.getxattr(target, XATTR_STAMP).decode("ascii", "replace")
@@ -96,7 +98,7 @@ def read_stamp(target):
     return ""
 
 
-def write_meta(fd, version, cktype, ckval, stamp=""):
+def write_meta(fd: int, version: int | str, cktype: str, ckval: str, stamp: str = "") -> bool:
     """Best effort: returns False when the filesystem refuses user xattrs."""
     try:
         os.setxattr(fd, XATTR_VERSION, str(version).encode("ascii"))
@@ -111,7 +113,7 @@ def write_meta(fd, version, cktype, ckval, stamp=""):
     return True
 
 
-def identity_of_fd(fd, size):
+def identity_of_fd(fd: int, size: int) -> ObjectAttrs:
     """ObjectAttrs of the version open at `fd` carrying what `provably_same` compares (its
     `size`, checksum and stamp; no times): read from the open file, so it names the bytes
     being read even when the object is replaced meanwhile."""
@@ -119,6 +121,7 @@ def identity_of_fd(fd, size):
     return ObjectAttrs(size, 0, 0, cksum_type=cktype, cksum_value=ckval, stamp=stamp)
 
 
-def attrs_from_stat(st, meta=NO_META, name="", bucket=""):
+def attrs_from_stat(st: os.stat_result, meta: tuple[str, str, str, str] = NO_META, name: str = "",
+                    bucket: str = "") -> ObjectAttrs:
     return ObjectAttrs(st.st_size, st.st_mtime_ns, st.st_atime_ns, meta[0], meta[1], meta[2],
                        name, bucket, meta[3])
