@@ -53,6 +53,8 @@ class Item(msgspec.Struct, gc=False):
 LAZY = -1      # found, opened only when sent
 CLOSED = -2    # sent (or the plan closed): its fd is closed
 FULL = -3      # an Item of its own, in Items.full
+REMOTE = -4    # delivered by Items.remote (its size in Items.sizes)
+UNPLANNED = -5 # not planned yet (a cluster DT's merge, while it locates entries)
 
 
 class Items:
@@ -60,18 +62,26 @@ class Items:
 
     A whole object of the local store (most entries of most batches) costs 12 bytes here:
     its fd (or LAZY: opened when sent) and its size, in arrays; its name follows from its
-    request entry. Everything else (members, ranges, placeholders, other backends) is a full
-    Item. Indexing and iteration build each Item when asked, whose `src` (a `Slot`) reads and
-    updates the arrays, so the output holds Items only one window at a time."""
+    request entry. So does an item another node sends, on a cluster's designated target (its
+    size, and REMOTE: `remote` delivers it). Everything else (members, ranges, placeholders,
+    other backends) is a full Item. Indexing and iteration build each Item when asked, whose
+    `src` (a `Slot`) reads and updates the arrays, so the output holds Items only one window
+    at a time.
 
-    __slots__ = ("entries", "onob", "reader", "fds", "sizes", "full")
+    A single node's plan appends its items in order (`add`, `append`); a cluster's merge
+    starts with `n` entries not planned yet (see `planned`) and sets each where it is
+    found (`__setitem__`, `adopt`)."""
 
-    def __init__(self, entries: Any, onob: bool) -> None:
+    __slots__ = ("entries", "onob", "reader", "remote", "fds", "sizes", "full")
+
+    def __init__(self, entries: Any, onob: bool, n: int = 0,
+                 remote: RemotePart | None = None) -> None:
         self.entries = entries
         self.onob = onob
         self.reader: Any = None     # the one BatchReader whose sources are kept as columns
-        self.fds = array("i")
-        self.sizes = array("q")
+        self.remote = remote        # what delivers the REMOTE entries
+        self.fds = array("i", [UNPLANNED]) * n
+        self.sizes = array("q", bytes(8 * n))
         self.full: dict[int, Item] = {}
 
     def __len__(self) -> int:
@@ -87,6 +97,30 @@ class Items:
         self.fds.append(code)
         self.sizes.append(size)
 
+    def __setitem__(self, i: int, item: Item) -> None:
+        """Entry `i` is `item` (kept as a column when it is one `remote` delivers)."""
+        if item.remote is not None and item.remote is self.remote and item.err is None \
+                and item.offset == i:
+            self.full.pop(i, None)
+            self.fds[i] = REMOTE
+            self.sizes[i] = item.size
+        else:
+            self.full[i] = item
+            self.fds[i] = FULL
+
+    def adopt(self, i: int, other: Items, j: int) -> None:
+        """Entry `i` is item `j` of `other` (a plan of some entries of the same request):
+        a whole object moves over as a column (this plan closes it then), anything else is
+        kept as the Item `other` gives."""
+        code = other.fds[j]
+        if code in (FULL, REMOTE, UNPLANNED) or self.reader not in (None, other.reader):
+            self[i] = other[j]
+            return
+        self.full.pop(i, None)
+        self.reader = other.reader
+        self.fds[i], self.sizes[i] = code, other.sizes[j]
+        other.fds[j] = CLOSED
+
     @overload
     def __getitem__(self, i: int) -> Item: ...
 
@@ -100,15 +134,22 @@ class Items:
         if code == FULL:
             return self.full[i % len(self.fds)]
         size = self.sizes[i]
+        if code == REMOTE:
+            return Item(self._name(i), size, remote=self.remote, offset=i % len(self.fds))
+        if code == UNPLANNED:
+            raise LookupError(f"entry {i} is not planned yet")
         return Item(self._name(i), size, Slot(self, i % len(self.fds), size),
                     owned=code != CLOSED)
+
+    def planned(self, i: int) -> bool:
+        """Whether entry `i` has an item yet."""
+        return self.fds[i] != UNPLANNED
 
     def _name(self, i: int) -> str:
         entries = self.entries
         if type(entries) is Entries:   # no MossIn built
             return base_name(entries.bucket, entries.names[i], self.onob)
-        e = entries[i]
-        return base_name(e.bucket, e.objname, self.onob)
+        return output_name(entries[i], self.onob)
 
     def __iter__(self) -> Iterator[Item]:
         for i in range(len(self.fds)):

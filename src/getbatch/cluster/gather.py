@@ -29,7 +29,8 @@ from ..archive import tar_header, tar_pad
 from ..batch import plan as batch_plan
 from ..batch.assemble import BatchOutput
 from ..batch.errors import BatchError, HoleError
-from ..batch.plan import MISSING_DIR, Item, Plan
+from ..batch.items import Item, Items
+from ..batch.plan import MISSING_DIR, Plan
 from ..batch.request import MossReq, subset
 from ..batch.seams import HELD, HOLE, STREAM
 from ..store.attrs import provably_same
@@ -40,64 +41,6 @@ from .peerwire import sub_batch
 from .smap import hrw_score, placement_key
 
 log = logging.getLogger("getbatch.cluster")
-
-
-_NONE, _REMOTE, _FULL = -1, -2, -3   # Items.refs codes besides a local item's place
-
-
-class Items:
-    """The DT's items in request order, without an object per entry. An item an owner
-    sends costs its size (its name follows from its entry, as the owner's does: checked), an
-    item of this node's own its place in one of the local plans; anything else (placeholders)
-    is a full Item. Indexing builds the Item; None for an entry not planned yet."""
-
-    __slots__ = ("gather", "sizes", "refs", "full")
-
-    def __init__(self, gather, n):
-        self.gather = gather
-        self.sizes = array("q", bytes(8 * n))
-        self.refs = array("q", [_NONE]) * n
-        self.full = {}
-
-    def __len__(self):
-        return len(self.refs)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self.refs)))]
-        r = self.refs[i]
-        if r == _REMOTE:
-            return Item(self.gather.name_of(i), self.sizes[i], remote=self.gather,
-                        offset=i % len(self.refs))
-        if r >= 0:
-            return self.gather.local_plans[r >> 32].items[r & 0xFFFFFFFF]
-        return self.full.get(i % len(self.refs)) if r == _FULL else None
-
-    def __setitem__(self, i, item):
-        self.refs[i] = _FULL
-        self.full[i] = item
-        if item.remote is self.gather and item.err is None and item.offset == i:
-            self.refs[i] = _REMOTE
-            self.sizes[i] = item.size
-            del self.full[i]
-
-    def set_local(self, i, k, j):
-        """Entry `i` is item `j` of local plan `k`."""
-        self.full.pop(i, None)
-        self.refs[i] = k << 32 | j
-
-    def __iter__(self):
-        for i in range(len(self.refs)):
-            yield self[i]
-
-    def names_sizes(self):
-        return ((it.name, it.size) for it in self)
-
-    def fulls(self):
-        return self.full.values()
-
-    def close(self):
-        """Nothing: what is open belongs to the local plans, which Gather.close closes."""
 
 
 class Gather:
@@ -155,7 +98,8 @@ class Gather:
             return batch_plan.build(self.req, self.storage, self.config.max_soft_errs, checked,
                                     max_inflate=self.config.max_inflate)
         n = len(self.req.entries)
-        self.items, self.where = Items(self, n), [None] * n
+        self.items = Items(self.req.entries, self.req.onob, n, remote=self)
+        self.where = [None] * n
         try:
             self._locate(self._compare_versions(n), checked)
             self.soft = self._count_missing()
@@ -328,7 +272,6 @@ class Gather:
         sub = MossReq(subset(self.req.entries, indexes), "tar", True, self.req.onob, True)
         plan = batch_plan.build(sub, self.storage, max_soft_errs=len(indexes), checked=checked,
                                 max_inflate=self.config.max_inflate)
-        k = len(self.local_plans)
         self.local_plans.append(plan)
         again = []
         check = self._checks_any(indexes, self.me.id)
@@ -337,7 +280,7 @@ class Gather:
             if not self._take(i, self.me.id, it, it.err, ident):
                 again.append(i)
             elif not self.phase2:
-                self.items.set_local(i, k, j)
+                self.items.adopt(i, plan.items, j)
         return again
 
     def name_of(self, i):
@@ -363,7 +306,7 @@ class Gather:
         another version than its newest (`ident`: ObjectAttrs naming the version there)."""
         if err is not None:
             self.tried.setdefault(i, set()).add(node_id)
-            if self.items[i] is None:
+            if not self.items.planned(i):
                 # the first owner's word, under the name this node gives the entry
                 self.items[i] = batch_plan.placeholder(self.name_of(i), err)
             return False
@@ -405,7 +348,7 @@ class Gather:
         if self.phase2:
             self.where[i] = None
             self.hole_msg[i] = msg + limited
-        elif self.items[i] is None:
+        elif not self.items.planned(i):
             self.items[i] = batch_plan.placeholder(self.name_of(i), msg + limited)
         elif limited and self.items[i].err is not None:
             # this node's own planner wrote the placeholder; say why no other node was asked
@@ -566,11 +509,14 @@ class Gather:
         return STREAM, _data(itertools.chain((first,), frames), hl, it.size)
 
     def close(self):
-        """Drop every peer stream (a peer still sending stops at once) and this node's plans;
-        its items point back here, so the lists go too (no cycle outlives the request)."""
+        """Drop every peer stream (a peer still sending stops at once), the merged items'
+        open files (this node's objects moved there from its plans) and this node's plans;
+        the items point back here, so the lists go too (no cycle outlives the request)."""
         for s in self.streams:
             s.close()
         self.streams = []
+        if self.items is not None:
+            self.items.close()
         for p in self.local_plans:
             p.close()   # kept (closed): the output's items still name their items
         self.items = self.where = None
