@@ -13,6 +13,7 @@ import requests
 
 from getbatch.batch import plan as batch_plan
 from getbatch.batch.assemble import BatchOutput
+from getbatch.batch.errors import BatchError
 from getbatch.batch.request import parse
 from getbatch.cluster.gather import Gather, HoleError
 from getbatch.cluster.holes import padded_placeholder
@@ -158,6 +159,41 @@ def test_errors_from_owners_are_the_requests(mini):
     assert r.status_code == 416
     r = moss(mini, {"in": [{"objname": "o1", "bucket": "nob"}]})
     assert r.status_code == 404
+
+
+def _held_under(root):
+    """Files under `root` this process holds open."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue   # the listing's own fd, closed meanwhile
+        if target.startswith(f"{root}/"):
+            held.append(target)
+    return held
+
+
+def test_dt_plan_closes_this_nodes_files(mini):
+    """The DT's own objects move from its local plan into the merged items: closing the plan
+    unsent, or a peer's error after the local plan opened them, leaves none open."""
+    n0 = mini.nodes[0]
+    root = n0.store.root
+    theirs = next(f"o{i}" for i in range(150) if mini.smap.owner("ais", "b", f"o{i}").id != "n0")
+    ins = [{"objname": f"o{i}"} for i in range(150)]
+    assert _held_under(root) == []
+    for extra, status in (([], None), ([{"objname": theirs, "start": 10 ** 9, "length": 1}], 416)):
+        req = parse(json.dumps({"in": ins + extra}).encode(), "b")
+        g = Gather(req, n0.cluster.smap, n0.cluster.node, n0.storage, n0.config, SECRET, 5.0)
+        if status is None:
+            p = g.plan()
+            assert len(p.items) == len(ins)
+            p.close()
+        else:
+            with pytest.raises(BatchError) as exc:
+                g.plan()
+            assert exc.value.status == status
+        assert _held_under(root) == []
 
 
 def test_object_off_its_owner_is_found(mini):

@@ -153,8 +153,9 @@ def _plain_entries(body):
         if not ins:
             return None
         first = ins[0]
-        bucket, provider = getattr(first, "bucket", None), getattr(first, "provider", None)
+        bucket = provider = None   # a bare name list names neither
         if type(first) is not _NameIn:
+            bucket, provider = first.bucket, first.provider
             for e in ins:
                 if e.bucket != bucket or e.provider != provider:
                     return None
