@@ -7,6 +7,7 @@ import threading
 
 import requests
 
+from tests.support.apps import app_client, create_bucket
 from tests.support.nodes import Node, serve_argv
 
 
@@ -78,17 +79,23 @@ def test_same_size_reuploads_never_mix_versions(tmp_path):
         n.stop()
 
 
+def _moss_members(app, bucket, obj, names):
+    body = {"in": [{"objname": obj, "archpath": k} for k in names], "strm": True}
+    r = app.simulate_get(f"/v1/ml/moss/{bucket}", json=body)
+    assert r.status_code == 200, r.text
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as tf:
+        return [tf.extractfile(m).read() for m in tf.getmembers()]
+
+
 def test_tampered_persisted_indexes_are_rebuilt(tmp_path):
+    """In process: each app is a node started afresh over the data dir (its own shard memory),
+    so what it knows of the shard comes from the persisted index."""
     payload = {f"f{i}": os.urandom(700 + i) for i in range(8)}
     blob = shard(sorted(payload), payload)
-    n = Node(tmp_path / "data", tmp_path / "server.log", serve_argv(workers=1, threads=2))
-    try:
-        base = f"{n.url}/v1/objects/tb"
-        requests.post(f"{n.url}/v1/buckets/tb", json={"action": "create-bck"}).raise_for_status()
-        requests.put(f"{base}/s.tar", data=blob).raise_for_status()
-        assert requests.get(f"{base}/s.tar", params={"archpath": "f3"}).content == payload["f3"]
-    finally:
-        n.stop()
+    app = app_client(tmp_path / "data")
+    create_bucket(app, "tb")
+    assert app.simulate_put("/v1/objects/tb/s.tar", body=blob).status_code == 200
+    assert app.simulate_get("/v1/objects/tb/s.tar", params={"archpath": "f3"}).content == payload["f3"]
     index_dir = tmp_path / "data" / ".sys" / "shard-index"
     files = [p for p in index_dir.iterdir() if p.is_file()]
     assert files, "the index was not persisted"
@@ -103,17 +110,8 @@ def test_tampered_persisted_indexes_are_rebuilt(tmp_path):
     for tamper in tamperings:
         for p, data in originals.items():
             p.write_bytes(tamper(data))
-        n = Node(tmp_path / "data", tmp_path / "server.log", serve_argv(workers=1, threads=2))
-        try:
-            for name in ("f3", "f4", "f0", "f7"):
-                r = requests.get(f"{n.url}/v1/objects/tb/s.tar", params={"archpath": name})
-                assert r.status_code == 200 and r.content == payload[name], (tamper, name)
-            body = {"in": [{"objname": "s.tar", "archpath": k} for k in sorted(payload)],
-                    "strm": True}
-            got = requests.get(f"{n.url}/v1/ml/moss/tb", json=body).content
-            with tarfile.open(fileobj=io.BytesIO(got)) as tf:
-                assert [tf.extractfile(m).read() for m in tf.getmembers()] == \
-                    [payload[k] for k in sorted(payload)]
-            assert "Traceback" not in n.log()
-        finally:
-            n.stop()
+        app = app_client(tmp_path / "data")
+        for name in ("f3", "f4", "f0", "f7"):
+            r = app.simulate_get("/v1/objects/tb/s.tar", params={"archpath": name})
+            assert r.status_code == 200 and r.content == payload[name], (tamper, name)
+        assert _moss_members(app, "tb", "s.tar", sorted(payload)) == [payload[k] for k in sorted(payload)]
