@@ -154,8 +154,8 @@ def test_nodes_serving_each_others_batches_do_not_wait_on_each_other(make_cluste
     results = []
 
     def run(url):
-        r = requests.get(f"{url}/v1/ml/moss/dl", json=body, params={"max_wait": "30s"},
-                         timeout=60)
+        r = requests.get(f"{url}/v1/ml/moss/dl", json=body, params={"max_wait": "120s"},
+                         timeout=240)
         results.append(r.content == want)
 
     threads = [threading.Thread(target=run, args=(u,)) for u in c.urls * 2]
@@ -165,7 +165,7 @@ def test_nodes_serving_each_others_batches_do_not_wait_on_each_other(make_cluste
     for t in threads:
         t.join()
     assert results == [True] * 6
-    assert time.monotonic() - t0 < 25   # no one waited for max_wait
+    assert time.monotonic() - t0 < 100   # no one waited for max_wait (a loaded machine has room)
 
 
 def _wait_setting(urls, key, value):

@@ -176,7 +176,8 @@ def test_peer_stalled_past_max_wait(fc):
         t0 = time.monotonic()
         r = _get(fc, "two", params={"max_wait": "1s"})
         assert r.status_code == 200 and _complete(fc, "two", r.content)
-        assert time.monotonic() - t0 < 15
+        # the paused peer is never waited out (until the request's own 120 s timeout)
+        assert time.monotonic() - t0 < 60
     finally:
         fc.resume(2)
     _whole_again(fc)
