@@ -297,9 +297,10 @@ class Gather:
 
     def _checks_any(self, indexes, node_id):
         """Whether some entry of `indexes` must have its version checked on `node_id`
-        (then that node is asked to name the version of every item, not only big ones)."""
-        return bool(self.newest) and any(self._newest_stamp(i, node_id) is not None
-                                         for i in indexes)
+        (then that node is asked to name the version of every item, not only big ones).
+        Never in the first round: every entry goes to the holder of its newest version."""
+        return bool(self.newest and (self.tried or self.dead)) and any(
+            self._newest_stamp(i, node_id) is not None for i in indexes)
 
     def _take(self, i, node_id, item, err, ident=None):
         """Record where entry `i` was planned; False when that node lacks it, or holds
