@@ -27,7 +27,7 @@ def _stop(node, sig):
     t0 = time.monotonic()
     os.killpg(node.proc.pid, sig)
     try:
-        node.proc.wait(timeout=15)
+        node.proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         pass   # node.stop() ends it; _assert_clean reports the exit code
     return time.monotonic() - t0, node.log()
@@ -45,9 +45,11 @@ def _sdk_traffic(url, i):
     return client   # still referenced: its keep-alive connections stay open over the stop
 
 
-def _assert_clean(rc, secs, out, what, limit=8.0):
-    # A stop that waited on idle keep-alive connections would run into graceful_timeout (10 s);
-    # the limit stays under it but leaves a loaded machine room for a clean stop.
+def _assert_clean(rc, secs, out, what, limit=30.0):
+    # A stop that waited on idle keep-alive connections runs into gunicorn's deadline
+    # (graceful_timeout, or 2 s after Ctrl-C), which SIGKILLs the workers and logs it: the log
+    # check finds that, however loaded the machine. The time bound only catches a stop that
+    # hangs.
     assert rc == 0, f"{what}: exit code {rc}\n{out}"
     assert "SIGKILL" not in out and "Traceback" not in out, f"{what}:\n{out}"
     assert secs < limit, f"{what}: took {secs:.2f}s to stop\n{out}"
@@ -113,7 +115,7 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path):
         answer = s.recv(4096)
         closed = s.recv(4096) == b""      # then the stopping worker closes the connection
         s.close()
-        node.proc.wait(timeout=15)
+        node.proc.wait(timeout=60)
         secs = time.monotonic() - t0
         rc, out = node.proc.returncode, node.log()
     finally:
