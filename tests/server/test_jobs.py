@@ -8,6 +8,8 @@ from aistore.sdk.multiobj import ObjectRange
 
 from getbatch.jobs.registry import Registry
 
+from tests.support.apps import create_bucket
+
 
 def _fill(bucket, names):
     for n in names:
@@ -85,6 +87,12 @@ def test_prefetch_and_evict_on_local_bucket(client, bucket, node):
     assert _names(bucket) == ["a"]
 
 
+@pytest.fixture(scope="module")
+def app_bucket(app_node):
+    create_bucket(app_node, "sel")
+    return app_node, "sel"
+
+
 @pytest.mark.parametrize("value, words", [
     ({}, "exactly one of"),
     ({"objnames": [], }, "non-empty list"),
@@ -95,10 +103,11 @@ def test_prefetch_and_evict_on_local_bucket(client, bucket, node):
     ({"template": "x-{0..999999999999}"}, "over the limit of 1000000 (setting max_template)"),
     ("names", "must be an object"),
 ])
-def test_bad_selections_are_400(node, bucket, value, words):
-    r = requests.delete(f"{node.url}/v1/buckets/{bucket.name}",
-                        json={"action": "delete-listrange", "value": value})
-    assert r.status_code == 400 and words in r.json()["message"]
+def test_bad_selections_are_400(app_bucket, value, words):
+    """In process (a request's validation; the SDK's jobs run against the real node above)."""
+    app, name = app_bucket
+    r = app.simulate_delete(f"/v1/buckets/{name}", json={"action": "delete-listrange", "value": value})
+    assert r.status_code == 400 and words in r.json["message"]
 
 
 def test_unknown_job_and_missing_bucket(client, node):
