@@ -50,6 +50,7 @@ def test_wheelhouse_installs_offline(tmp_path):
     assert os.path.exists(env_dir / "bin" / "getbatch")
 
 
+@pytest.mark.slow
 def test_failed_cython_build_is_announced_and_falls_back(tmp_path):
     src = tmp_path / "src"
     subprocess.run(["git", "clone", "--quiet", ROOT, str(src)], check=True, timeout=60)

@@ -8,6 +8,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from getbatch.store.local import LocalStore
@@ -78,6 +79,7 @@ def _rounds(tmp_path, n, sig):
         return list(pool.map(lambda i: _round(tmp_path / f"round{i}", i, sig), range(n)))
 
 
+@pytest.mark.slow
 def test_ctrl_c_after_sdk_traffic_stops_cleanly_every_time(tmp_path):
     times = _rounds(tmp_path, ROUNDS, signal.SIGINT)
     print(f"Ctrl-C stop times: max {max(times):.2f}s, mean {sum(times) / len(times):.2f}s")

@@ -5,6 +5,7 @@ import os
 import tarfile
 import threading
 
+import pytest
 import requests
 
 from tests.support.apps import app_client, create_bucket
@@ -24,6 +25,7 @@ def shard(order, payload):
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_same_size_reuploads_never_mix_versions(tmp_path):
     a_payload = {f"m{i}": bytes([65 + i]) * 1500 for i in range(6)}
     b_payload = {f"m{i}": bytes([97 + i]) * 1500 for i in range(6)}
