@@ -122,9 +122,10 @@ def test_hostile_connections_do_not_stall_normal_clients(guarded):
         {k: len(v) for k, v in life.items()}
     for kind, limit in (("idle", HEADER_TIMEOUT), ("slow", HEADER_TIMEOUT), ("stalled", BODY_TIMEOUT)):
         # lifetimes are counted from before the connect, so a late client thread makes them
-        # longer, never shorter: the lower bound holds on any machine
+        # longer, never shorter: the lower bound holds on any machine. The upper one has room
+        # for a busy machine and still fails a node that lets them run to the end (8 s)
         shortest, typical = min(life[kind]), statistics.median(life[kind])
-        assert limit - 0.15 < shortest and typical < limit + 1.5, (kind, shortest, typical)
+        assert limit - 0.15 < shortest and typical < limit + 3.5, (kind, shortest, typical)
     # a partial head or a stalled body is told why; an idle connection is just closed
     assert all(a.startswith(b"HTTP/1.1 408") for a in hostile.answers["slow"] + hostile.answers["stalled"])
     # (a byte the client sends after the close may reset the connection before it reads the 408)
