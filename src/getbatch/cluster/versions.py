@@ -5,25 +5,45 @@ compared (one request per holder for the whole batch, all holders asked in paral
 GET compares them (store.py), so that a GetBatch never reads a copy older than an
 acknowledged write (docs/consistency.md). Stale holders get read repair. Entries of copies=1
 buckets cost nothing."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
 from ..store.errors import StoreError, Unavailable
-from .smap import placement_key
+from .smap import NodeInfo, Smap, placement_key
 from .store import AWAY, holder_state, newest_state
 
+if TYPE_CHECKING:
+    from .share import LocalShare
+    from .store import ClusterStore
 
-def local_state(share, bucket, name):
+State = tuple[str, bool]   # (stamp, is_tomb) of a name on one holder
+
+
+class Entry(Protocol):
+    """What is compared of a GetBatch entry (batch.request's entries have it)."""
+    provider: str
+    bucket: str
+    objname: str
+
+
+def local_state(share: LocalShare, bucket: str, name: str) -> State | None:
     """(stamp, is_tomb) of the name in this node's share, None when it has neither."""
     st = holder_state(share, bucket, name)
     return None if st is AWAY else st
 
 
-def newest_holders(store, smap, entries):
+def newest_holders(store: ClusterStore, smap: Smap,
+                   entries: Sequence[Entry]) -> dict[int, tuple[NodeInfo | None, str]]:
     """{entry index: (NodeInfo of a holder of the entry's newest version, or None when that
     version is a delete; its stamp)} for the `ais` entries of buckets with copies > 1 that
     some holder has; `store`: the node's ClusterStore. Unavailable when none of an entry's
     compared holders answers (what another node holds may be older than an acknowledged
     write)."""
     me = store.cluster.node
-    copies, asks = {}, {}   # bucket -> copies; node id -> (node, [(entry index, rank)])
+    copies: dict[str, int] = {}
+    asks: dict[str, tuple[NodeInfo, list[tuple[int, int]]]] = {}   # node id -> (node, [(entry, rank)])
     for i, e in enumerate(entries):
         if e.provider != "ais":
             continue
@@ -40,7 +60,7 @@ def newest_holders(store, smap, entries):
     if not asks:
         return {}
 
-    def ask(node, backend):
+    def ask(node: NodeInfo, backend: Any) -> list[State | None]:
         pairs = [(entries[i].bucket, entries[i].objname) for i, _ in asks[node.id][1]]
         if backend is store.share:
             return [local_state(backend, b, n) for b, n in pairs]
@@ -48,7 +68,7 @@ def newest_holders(store, smap, entries):
 
     # entry index -> {rank: ((node, backend), state)}: of equal stamps, the first owner's
     # is read
-    states = {}
+    states: dict[int, dict[int, tuple[Any, Any]]] = {}
     targets = [(node, store.backend_of(node)) for node, _ in asks.values()]
     for t, (node, got) in zip(targets, store.fanout(ask, targets)):
         ranks = asks[node.id][1]

@@ -4,6 +4,8 @@ Pure functions that raise `InvalidName` or return the name unchanged. They run o
 batch item, so they use plain `str` operations (no regex, no splitting unless a `.` is
 present): validating 10,000 names takes a few milliseconds.
 """
+from __future__ import annotations
+
 import re
 
 from .errors import InvalidName
@@ -12,7 +14,7 @@ _BUCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def validate_bucket_name(name):
+def validate_bucket_name(name: str) -> str:
     if type(name) is not str:
         raise InvalidName("bucket name", name, "must be a string")
     if not _BUCKET_RE.fullmatch(name):
@@ -23,7 +25,7 @@ def validate_bucket_name(name):
     return name
 
 
-def _dot_component(name):
+def _dot_component(name: str) -> str | None:
     """The first `.` or `..` component of `name`, or None."""
     if "." not in name:
         return None
@@ -35,7 +37,7 @@ def _dot_component(name):
     return None
 
 
-def validate_object_name(name):
+def validate_object_name(name: str) -> str:
     """AIS rules (non-empty, no trailing `/`, no leading `~/`, no `.`/`..` component) plus
     ours for names that become files and travel in headers and listings: valid UTF-8, no
     control characters (NUL, CR, LF, ...), no leading `/`, no empty component."""
@@ -67,7 +69,7 @@ def validate_object_name(name):
     return name
 
 
-def validate_archpath(path):
+def validate_archpath(path: str) -> str:
     """Rules for a member path inside a shard. Never touches the filesystem, so a leading
     `/` and `./x` are fine (archives store both); only what could climb out or cannot name
     a file is refused. The empty string means "no archpath" and passes."""

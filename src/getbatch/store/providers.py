@@ -1,4 +1,6 @@
 """Bucket providers as AIS names them, and their SDK aliases."""
+from __future__ import annotations
+
 from .errors import InvalidProvider
 
 # alias -> canonical name; "" is what an empty or absent `provider` means
@@ -6,7 +8,7 @@ PROVIDERS = {"": "ais", "ais": "ais", "aws": "aws", "s3": "aws", "gcp": "gcp", "
              "azure": "azure", "az": "azure", "oci": "oci", "oc": "oci", "ht": "ht"}
 
 
-def normalize_provider(p):
+def normalize_provider(p: str | None) -> str:
     """The canonical provider for `p` (None and "" mean ais); InvalidProvider otherwise."""
     if p is None:
         return "ais"
