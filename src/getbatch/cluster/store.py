@@ -374,13 +374,7 @@ class ClusterStore(Backend):
                          node.id, exc)
                 continue
             if copies > 1:
-                try:
-                    made = backend.push(bucket, name, others, copies - 1)
-                except _PEER_REFUSALS as exc:
-                    raise Unavailable(f"node {node.id} stored ais://{bucket}/{name} but could "
-                                      f"not copy it on ({exc}); not acknowledged, try again"
-                                      ) from None
-                self._require_copies(bucket, name, 1 + made, copies)
+                self._copies_from(node, backend, bucket, name, others, copies)
             return None
         raise TooFewNodes(f"no node could store ais://{bucket}/{name} (0 of {copies} "
                           "reachable); try again")
@@ -423,6 +417,17 @@ class ClusterStore(Backend):
             self._require_copies(bucket, name, 1 + made, 1 + wanted)
         return made
 
+    def _copies_from(self, node, backend, bucket, name, others, copies):
+        """Have peer `node` (its `backend`), which stored the version, copy it to
+        `copies` - 1 of `others`; TooFewNodes when fewer were made, Unavailable when the
+        peer no longer has it (a newer delete) or does not know the bucket yet."""
+        try:
+            made = backend.push(bucket, name, others, copies - 1)
+        except _PEER_REFUSALS as exc:
+            raise Unavailable(f"node {node.id} stored ais://{bucket}/{name} but could not copy "
+                              f"it on ({exc}); not acknowledged, try again") from None
+        self._require_copies(bucket, name, 1 + made, copies)
+
     @staticmethod
     def _require_copies(bucket, name, have, want):
         if have < want:
@@ -446,8 +451,7 @@ class ClusterStore(Backend):
             if backend is self.share:
                 self.push(bucket, name, others, copies - 1)
             else:
-                self._require_copies(bucket, name,
-                                     1 + backend.push(bucket, name, others, copies - 1), copies)
+                self._copies_from(node, backend, bucket, name, others, copies)
         return attrs
 
     def delete(self, bucket, name):
