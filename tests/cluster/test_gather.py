@@ -550,3 +550,36 @@ def test_hostile_peer_is_a_failed_owner(mini, answer, tmp_path):
         assert (tmp_path / "out").read_bytes() == single_node(mini, body)
     finally:
         evil.close()
+
+
+def test_missing_while_a_node_that_may_hold_it_failed_is_a_503(mini):
+    """Entries no node that answered holds, while a node failed before saying: a 503 to
+    retry (also when placeholders would pass the soft-error limit), not a 404; without a
+    failed node the same request is a 404."""
+    import socket
+
+    from getbatch.cluster.smap import NodeInfo, Smap
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        gone = NodeInfo("gone", f"http://127.0.0.1:{s.getsockname()[1]}")
+    n0 = mini.nodes[0]
+    live = [NodeInfo(n.id, n.url) for n in mini.nodes]
+
+    def plan(nodes, coer, max_soft_errs=10):
+        body = {"in": [{"objname": "nope1"}, {"objname": "nope2"}, {"objname": "o1"}],
+                "coer": coer}
+        g = Gather(parse(json.dumps(body).encode(), "b"), Smap(1, nodes, "n0"),
+                   n0.cluster.node, n0.storage, n0.config.replace(max_soft_errs=max_soft_errs),
+                   SECRET, 5.0)
+        try:
+            p = g.plan()
+            return [it.name for it in p.items]
+        except BatchError as exc:
+            return exc.status, exc.message
+        finally:
+            g.close()
+    status, msg = plan(live + [gone], coer=False)
+    assert status == 503 and "gone failed" in msg and "try again" in msg
+    assert plan(live + [gone], coer=True, max_soft_errs=1)[0] == 503
+    assert plan(live + [gone], coer=True) == ["__404__/b/nope1", "__404__/b/nope2", "b/o1"]
+    assert plan(live, coer=False)[0] == 404
