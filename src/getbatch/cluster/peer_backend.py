@@ -2,7 +2,12 @@
 (its intra-cluster endpoints). Answers come back as the store's exceptions; a peer that does
 not answer is `PeerUnavailable`.
 """
+from __future__ import annotations
+
 import json
+from collections.abc import Iterable, Iterator
+from email.message import Message
+from typing import Any
 from urllib.parse import quote
 
 import msgpack
@@ -10,11 +15,12 @@ import msgpack
 from ..archive import MemberNotFound
 from ..store.archived import ArchivedFile
 from ..store.archlist import ARCH_DIR
+from ..archive import InflateBudget
 from ..store.attrs import ObjectAttrs
-from ..store.backend import Source
+from ..store.backend import Readable, Source
 from ..store.errors import (BucketNotFound, Conflict, InsufficientStorage, ObjectNotFound,
                             StoreError, Unavailable)
-from .peers import PEER_PREFIX, STAMP_HEADER, TOMB_HEADER
+from .peers import PEER_PREFIX, STAMP_HEADER, TOMB_HEADER, Node, PeerResponse, Peers
 from .share import Tombstoned
 
 _CHUNK = 1 << 20
@@ -24,7 +30,10 @@ _LIST_PROPS = "name,size"
 _META_PROPS = "name,size,checksum,version,atime"
 
 
-def _quote(name):
+State = tuple[str, bool]   # (stamp, is_tomb) of a name on the peer
+
+
+def _quote(name: str) -> str:
     return quote(name, safe="/")
 
 
@@ -32,15 +41,17 @@ class Body:
     """A request body for Peers.request: reads `length` bytes of `stream` (all of it when None),
     counting what was read, so a failed forward knows whether it can be retried."""
 
-    def __init__(self, stream, length):
+    def __init__(self, stream: Readable, length: int | None) -> None:
         self.stream = stream
         self.length = length
         self.consumed = 0
 
-    def __len__(self):
+    def __len__(self) -> int:
+        if self.length is None:   # only read: put sends such a body chunked
+            raise TypeError("a Body of unknown length has no len()")
         return self.length
 
-    def read(self, n=_CHUNK):
+    def read(self, n: int = _CHUNK) -> bytes:
         if self.length is not None:
             n = min(n, self.length - self.consumed)
             if n <= 0:
@@ -50,7 +61,7 @@ class Body:
         return data
 
 
-def _chunked(stream):
+def _chunked(stream: Readable) -> Iterator[bytes]:
     while True:
         data = stream.read(_CHUNK)
         if not data:
@@ -64,14 +75,15 @@ class PeerSource(Source):
 
     __slots__ = ("peer", "bucket", "name", "size", "_resp")
 
-    def __init__(self, peer, bucket, name, size, resp=None):
+    def __init__(self, peer: PeerBackend, bucket: str, name: str, size: int,
+                 resp: PeerResponse | None = None) -> None:
         self.peer = peer
         self.bucket = bucket
         self.name = name
         self.size = size
         self._resp = resp
 
-    def _take(self, offset, length):
+    def _take(self, offset: int, length: int) -> PeerResponse:
         r, self._resp = self._resp, None
         if r is not None and offset == 0 and length == self.size:
             return r
@@ -79,7 +91,7 @@ class PeerSource(Source):
             r.close()
         return self.peer.get(self.bucket, self.name, offset, length)
 
-    def pread(self, length, offset):
+    def pread(self, length: int, offset: int) -> bytes:
         length = max(0, min(length, self.size - offset))
         if length == 0:
             return b""
@@ -91,19 +103,19 @@ class PeerSource(Source):
                           f"{self.peer.node.id}: {exc}") from None
         return data
 
-    def chunks(self, offset, length):
+    def chunks(self, offset: int, length: int) -> Iterator[bytes]:
         if length <= 0:
             return
         yield from _stream(self._take(offset, length), length,
                            f"ais://{self.bucket}/{self.name}", self.peer.node.id)
 
-    def close(self):
+    def close(self) -> None:
         r, self._resp = self._resp, None
         if r is not None:
             r.close()
 
 
-def _stream(r, length, what, node_id):
+def _stream(r: PeerResponse, length: int, what: str, node_id: str) -> Iterator[bytes]:
     """The body of the streamed response `r`, which must be `length` bytes (OSError when it
     is not, or breaks off); `r` is closed at the end."""
     got = 0
@@ -122,20 +134,20 @@ def _stream(r, length, what, node_id):
 class PeerFile(ArchivedFile):
     """A file inside a shard held by a peer: the peer's answer to GET ?archpath=, streamed."""
 
-    def __init__(self, resp, what, node_id):
+    def __init__(self, resp: PeerResponse, what: str, node_id: str) -> None:
         self._resp = resp
         self.what = what
         self.node_id = node_id
         self.size = int(resp.headers.get("Content-Length") or 0)
 
-    def chunks(self):
+    def chunks(self) -> Iterator[bytes]:
         return _stream(self._resp, self.size, self.what, self.node_id)
 
-    def close(self):
+    def close(self) -> None:
         self._resp.close()
 
 
-def _message(r):
+def _message(r: PeerResponse) -> str:
     """The AIS error message of a peer's answer: the body's, or a HEAD's Hdr-Error header's."""
     try:
         if r.method == "HEAD":
@@ -145,7 +157,7 @@ def _message(r):
         return r.text[:200]
 
 
-def _attrs_from_headers(h, bucket, name):
+def _attrs_from_headers(h: Message, bucket: str, name: str) -> ObjectAttrs:
     atime = int(h.get("Ais-Atime") or 0)
     return ObjectAttrs(size=int(h.get("Content-Length") or 0), mtime_ns=atime, atime_ns=atime,
                        version=h.get("Ais-Version", ""), cksum_type=h.get("Ais-Checksum-Type", ""),
@@ -157,14 +169,14 @@ class PeerBackend:
     """One peer's LocalShare over its intra-cluster endpoints. Errors come back as the
     store's exceptions; an unreachable peer is PeerUnavailable."""
 
-    def __init__(self, peers, node):
+    def __init__(self, peers: Peers, node: Node) -> None:
         self.peers = peers
         self.node = node
 
-    def _obj(self, bucket, name):
+    def _obj(self, bucket: str, name: str) -> str:
         return f"{PEER_PREFIX}/objects/{bucket}/{_quote(name)}"
 
-    def _check(self, r, bucket, name=None):
+    def _check(self, r: PeerResponse, bucket: str, name: str | None = None) -> PeerResponse:
         if r.status_code < 300:
             return r
         msg = _message(r)
@@ -185,23 +197,24 @@ class PeerBackend:
             raise StoreError(msg)
         raise Unavailable(f"peer {self.node.id}: {r.status_code} {msg}")
 
-    def stat(self, bucket, name):
+    def stat(self, bucket: str, name: str) -> ObjectAttrs:
         r = self.peers.request(self.node, "HEAD", self._obj(bucket, name), timeout=STAT_TIMEOUT)
         return _attrs_from_headers(self._check(r, bucket, name).headers, bucket, name)
 
-    def open(self, bucket, name):
+    def open(self, bucket: str, name: str) -> tuple[PeerSource, ObjectAttrs]:
         """(PeerSource, attrs) with the GET already under way."""
         r = self.peers.request(self.node, "GET", self._obj(bucket, name), stream=True)
         self._check(r, bucket, name)
         attrs = _attrs_from_headers(r.headers, bucket, name)
         return PeerSource(self, bucket, name, attrs.size, r), attrs
 
-    def get(self, bucket, name, offset, length):
+    def get(self, bucket: str, name: str, offset: int, length: int) -> PeerResponse:
         r = self.peers.request(self.node, "GET", self._obj(bucket, name), stream=True,
                                headers={"Range": f"bytes={offset}-{offset + length - 1}"})
         return self._check(r, bucket, name)
 
-    def _check_archived(self, r, bucket, name, archpath):
+    def _check_archived(self, r: PeerResponse, bucket: str, name: str,
+                        archpath: str) -> PeerResponse:
         """`_check`, and a 404 saying the shard does not hold the file is MemberNotFound (the
         shard is there: no other node needs asking)."""
         missing = MemberNotFound(f"ais://{bucket}/{name}", archpath)
@@ -210,20 +223,23 @@ class PeerBackend:
             raise missing
         return self._check(r, bucket, name)
 
-    def open_archived(self, bucket, name, archpath, budget=None):
+    def open_archived(self, bucket: str, name: str, archpath: str,
+                      budget: InflateBudget | None = None) -> PeerFile:
         """PeerFile with the GET already under way (the peer applies its own max_inflate)."""
         r = self.peers.request(self.node, "GET", self._obj(bucket, name),
                                params={"archpath": archpath}, stream=True)
         self._check_archived(r, bucket, name, archpath)
         return PeerFile(r, f"{archpath} in ais://{bucket}/{name}", self.node.id)
 
-    def stat_archived(self, bucket, name, archpath, budget=None):
+    def stat_archived(self, bucket: str, name: str, archpath: str,
+                      budget: InflateBudget | None = None) -> ObjectAttrs:
         r = self.peers.request(self.node, "HEAD", self._obj(bucket, name),
                                params={"archpath": archpath}, timeout=STAT_TIMEOUT)
         return _attrs_from_headers(self._check_archived(r, bucket, name, archpath).headers,
                                    bucket, name)
 
-    def stamps_page(self, bucket, after, limit, asker):
+    def stamps_page(self, bucket: str, after: str, limit: int,
+                    asker: str) -> dict[str, Any] | None:
         """One page of the peer's stamps of `bucket`, names after `after` (GET .../stamps):
         {"entries": [(name, stamp, is_tomb)], "next": name or ""}; None when the peer has no
         such bucket. `asker`: the id of the node catching up; the peer answers 503 until its
@@ -234,7 +250,7 @@ class PeerBackend:
             return None
         return msgpack.unpackb(self._check(r, bucket).content)
 
-    def states(self, pairs):
+    def states(self, pairs: list[tuple[str, str]]) -> list[State | None]:
         """The peer's (stamp, is_tomb) of each (bucket, name) of `pairs` (POST .../states),
         None where it has neither; one request for all of them (a cluster GetBatch)."""
         r = self.peers.request(self.node, "POST", f"{PEER_PREFIX}/states",
@@ -243,7 +259,8 @@ class PeerBackend:
         return [st if st is None else tuple(st)
                 for st in msgpack.unpackb(self._check(r, "").content)]
 
-    def put(self, bucket, name, body, length=None, stamp=None):
+    def put(self, bucket: str, name: str, body: Readable, length: int | None = None,
+            stamp: str | None = None) -> str:
         """Store on the peer: a new version it stamps, or (`stamp`) a copy of one, which it
         keeps only if newer than its own. The stamp the peer stored ("" if it kept its own)."""
         data = Body(body, length) if length is not None else _chunked(body)
@@ -251,7 +268,8 @@ class PeerBackend:
                                headers={STAMP_HEADER: stamp} if stamp else None)
         return self._check(r, bucket, name).headers.get(STAMP_HEADER, "")
 
-    def push(self, bucket, name, candidates, wanted, required=True):
+    def push(self, bucket: str, name: str, candidates: Iterable[str], wanted: int,
+             required: bool = True) -> int:
         """Ask the peer to copy its object to `wanted` of `candidates` (node ids, in order);
         how many copies it made (fewer only when not `required`: else it answers 503)."""
         params = {"to": ",".join(candidates), "copies": str(wanted)}
@@ -261,18 +279,20 @@ class PeerBackend:
                                params=params)
         return int(self._check(r, bucket, name).json()["copies"])
 
-    def append(self, bucket, name, handle, body, length=None):
+    def append(self, bucket: str, name: str, handle: str, body: Readable,
+               length: int | None = None) -> str:
         data = Body(body, length) if length is not None else _chunked(body)
         r = self.peers.request(self.node, "PUT", self._obj(bucket, name), data=data,
                                params={"append_type": "append", "append_handle": handle})
         return self._check(r, bucket, name).headers.get("Ais-Append-Handle", "")
 
-    def flush(self, bucket, name, handle):
+    def flush(self, bucket: str, name: str, handle: str) -> None:
         r = self.peers.request(self.node, "PUT", self._obj(bucket, name),
                                params={"append_type": "flush", "append_handle": handle})
         self._check(r, bucket, name)
 
-    def delete(self, bucket, name, stamp=None, keep=False):
+    def delete(self, bucket: str, name: str, stamp: str | None = None,
+               keep: bool = False) -> tuple[str, bool]:
         """Delete on the peer (a delete it stamps, or one stamped `stamp`); with `keep` it
         leaves a tombstone even without the object. (The delete's stamp, whether the peer
         had the object); ObjectNotFound when it had not, without `keep`."""
@@ -283,13 +303,13 @@ class PeerBackend:
         h = self._check(r, bucket, name).headers
         return h.get(STAMP_HEADER, ""), h.get("Ais-Present") == "true"
 
-    def destroy_bucket(self, bucket):
+    def destroy_bucket(self, bucket: str) -> None:
         r = self.peers.request(self.node, "DELETE", f"{PEER_PREFIX}/buckets/{bucket}",
                                json={"action": "destroy-bck"})
         if r.status_code != 404:
             self._check(r, bucket)
 
-    def _list(self, bucket, lso):
+    def _list(self, bucket: str, lso: dict[str, str | int]) -> tuple[list[tuple[ObjectAttrs, int]], str]:
         """([(ObjectAttrs, flags)], next token) of the peer's listing page for LsoMsg `lso`."""
         r = self.peers.request(self.node, "GET", f"{PEER_PREFIX}/buckets/{bucket}",
                                json={"action": "list", "value": lso},
@@ -305,18 +325,21 @@ class PeerBackend:
         return out, res.get("ContinuationToken", "")
 
     @staticmethod
-    def _lso(prefix, page_size, token, start_after, with_meta, flags=0):
+    def _lso(prefix: str, page_size: int, token: str, start_after: str, with_meta: bool,
+             flags: int = 0) -> dict[str, str | int]:
         return {"prefix": prefix, "pagesize": page_size, "continuation_token": token,
                 "start_after": start_after, "props": _META_PROPS if with_meta else _LIST_PROPS,
                 "flags": str(flags)}
 
-    def list_objects(self, bucket, prefix, page_size, token, start_after, with_meta):
+    def list_objects(self, bucket: str, prefix: str, page_size: int, token: str, start_after: str,
+                     with_meta: bool) -> tuple[list[ObjectAttrs], str]:
         entries, nxt = self._list(bucket, self._lso(prefix, page_size, token, start_after,
                                                     with_meta))
         return [a for a, _ in entries], nxt
 
-    def list_expanded(self, bucket, prefix, page_size, token, start_after, with_meta,
-                      max_inflate=0):
+    def list_expanded(self, bucket: str, prefix: str, page_size: int, token: str,
+                      start_after: str, with_meta: bool,
+                      max_inflate: int = 0) -> tuple[list[tuple[ObjectAttrs, int]], str]:
         """The peer's own shards expanded (ARCH_DIR); the peer applies its own max_inflate."""
         return self._list(bucket, self._lso(prefix, page_size, token, start_after, with_meta,
                                             ARCH_DIR))
