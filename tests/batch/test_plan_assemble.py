@@ -101,6 +101,22 @@ def test_source_vanishing_after_planning_breaks_the_stream_not_the_archive_end(s
     out.close()
 
 
+def test_identity_of_a_source_vanished_after_planning_is_unknown(store, monkeypatch):
+    """What names an item's version for failover (plan.identity): nothing proves the version
+    of an object gone since it was planned (its send fails later), which is not an error of
+    the plan frame naming it; a file inside a shard is named by its shard's checksum."""
+    monkeypatch.setattr(store.fds, "free", 0)   # paths, not fds: the file can vanish
+    p = plan_mod.build(request([{"objname": "o1"}, {"objname": "s.tar", "archpath": "m"}]),
+                       Storage({'ais': store}))
+    try:
+        member = plan_mod.identity(p.items[1])
+        assert member.size == 3 and member.cksum_value == store.stat("b", "s.tar").cksum_value
+        os.unlink(os.path.join(store.data_dir, "ais", "b", "o1"))
+        assert plan_mod.identity(p.items[0]) is None
+    finally:
+        p.close()
+
+
 def test_corrupt_tar_shard_is_a_request_error(store):
     from getbatch.batch.errors import BadRequest
 

@@ -263,7 +263,10 @@ def identity(it):
     shard holds the same file, whether its bytes come from the shard or a cache of it."""
     src = it.src
     if isinstance(src, Source):
-        fd = src.fileno()
+        try:
+            fd = src.fileno()
+        except OSError:
+            return None   # gone since it was planned: sending it fails, its answer is cut
     else:
         shard = it.shard if it.shard is not None else src
         fd = shard.source_fd() if isinstance(shard, Shard) else None
