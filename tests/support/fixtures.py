@@ -1,9 +1,9 @@
 """The shared fixtures, a pytest plugin (registered in tests/conftest.py): `moto` (a real S3
 server), `node` (one real node for the session, its aws:// buckets on moto), `plain_node` (the
 same data dir under gunicorn's stock gthread worker), `client` and `bucket`; `app_node` (a
-node's app in process, through falcon.testing: apps.py). A test module
-overrides `node` or `client` with its own fixture of that name (tests/cluster/test_moss_cluster.py
-runs the single node's tests against a cluster so)."""
+node's app in process, through falcon.testing: apps.py). A test module overrides `node` or
+`client` with its own fixture of that name (tests/cluster/test_moss_cluster.py runs the single
+node's tests against a cluster so)."""
 import os
 
 import pytest
