@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.support.nodes import Node, serve_argv
+from tests.support.waiting import until
 
 OBJ = 1 << 20
 N_OBJ = 12      # a 12 MiB batch: more than loopback socket buffers, so an unread one stays open
@@ -246,6 +247,13 @@ def test_beyond_max_batches_a_batch_waits_for_a_slot_then_runs(anode):
     assert _batch(url).status_code == 200
 
 
+def _moss_429s(url):
+    """The node's count of GetBatch requests refused with a 429 (all workers)."""
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+               if ln.startswith("getbatch_http_429_total{") and 'path="moss"' in ln)
+
+
 def test_the_sdk_retries_a_429_and_gets_its_batch(anode):
     url = anode.url
     _set(url, max_batches=1, admit_wait=0)
@@ -263,9 +271,10 @@ def test_the_sdk_retries_a_429_and_gets_its_batch(anode):
                 batch.add(f"o{i}")
             result["items"] = [(info.obj_name, data) for info, data in batch.get()]
 
+        refused = _moss_429s(url)
         t = threading.Thread(target=run)
         t.start()
-        time.sleep(1.5)
+        until(lambda: _moss_429s(url) > refused, "the SDK's batch was not refused")
         _check_archive(held.content)  # releases the slot
         t.join(30)
         assert not t.is_alive()

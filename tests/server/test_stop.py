@@ -14,6 +14,7 @@ import requests
 from getbatch.store.local import LocalStore
 
 from tests.support.nodes import Node, make_client, serve_argv
+from tests.support.waiting import until
 
 ROUNDS = 20
 
@@ -90,14 +91,10 @@ def test_sigterm_stops_promptly_after_sdk_traffic(tmp_path):
     _rounds(tmp_path, 3, signal.SIGTERM)
 
 
-def _wait_for_upload(data_dir, timeout=30.0):
-    """Until the node writes an upload's first bytes (a file in its temp directory): the
+def _upload_started(data_dir):
+    """Whether the node wrote an upload's first bytes (a file in its temp directory): the
     request is then in flight, however slowly the machine runs."""
-    tmp = os.path.join(data_dir, ".sys", "tmp")
-    deadline = time.monotonic() + timeout
-    while not any(e.stat().st_size for e in os.scandir(tmp)):
-        assert time.monotonic() < deadline, "the upload did not start"
-        time.sleep(0.02)
+    return any(e.stat().st_size for e in os.scandir(os.path.join(data_dir, ".sys", "tmp")))
 
 
 def test_sigterm_lets_the_request_in_flight_finish(tmp_path):
@@ -108,7 +105,7 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path):
         s = socket.create_connection(("127.0.0.1", node.port))
         s.sendall(b"PUT /v1/objects/inflight/o?provider=ais HTTP/1.1\r\nHost: x\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(body) + body[:1 << 20])
-        _wait_for_upload(tmp_path / "data")
+        until(lambda: _upload_started(tmp_path / "data"), "the upload did not start")
         t0 = time.monotonic()
         os.killpg(node.proc.pid, signal.SIGTERM)
         time.sleep(0.3)
