@@ -4,7 +4,6 @@ import os
 import re
 import signal
 import socket
-import time
 
 import falcon
 import falcon.testing
@@ -16,6 +15,7 @@ from getbatch.server.errors import AISError
 from getbatch.server.metrics import AIS_COUNTERS, install
 
 from tests.support.nodes import Node, serve_argv
+from tests.support.waiting import until
 from tests.archive.tarhelp import make_tar as _tar
 
 NODE_ID = "t[metrics.node]"
@@ -74,6 +74,12 @@ def diff(before, after, names):
     return {n: value(after, n) - value(before, n) for n in names}
 
 
+def _counted(url, before, names):
+    """diff() since `before` once the node has counted a batch, else None."""
+    got = diff(before, scrape(url)[0], names)
+    return got if got["ais_target_getbatch_count"] else None
+
+
 def _put(url, bucket, name, data):
     r = requests.put(f"{url}/v1/objects/{bucket}/{name}", data=data, timeout=10)
     assert r.status_code == 200, r.text
@@ -124,13 +130,9 @@ def test_a_batch_is_counted_by_kind_with_soft_errors_and_histograms(mnode):
               strm=True, coer=True)
     assert r.status_code == 200
     r.close()
-    got = None
-    for _ in range(50):   # counted when the body closes, just after the client has it
-        after, _, _ = scrape(url)
-        got = diff(before, after, names)
-        if got["ais_target_getbatch_count"]:
-            break
-        time.sleep(0.05)
+    # counted when the body closes, just after the client has it
+    got = until(lambda: _counted(url, before, names), "the batch was not counted")
+    after, _, _ = scrape(url)
     assert got == {
         "ais_target_getbatch_count": 1, "ais_target_err_getbatch_count": 0,
         # the empty object is not counted (zero-size deliveries are not, as in AIS)
@@ -179,13 +181,7 @@ def test_a_batch_cut_short_by_its_client_is_a_hard_error(mnode):
                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
         assert s.recv(12).startswith(b"HTTP/1.1 200")
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    got = None
-    for _ in range(100):
-        after, _, _ = scrape(url)
-        got = diff(before, after, names)
-        if got["ais_target_getbatch_count"]:
-            break
-        time.sleep(0.05)
+    got = until(lambda: _counted(url, before, names), "the batch was not counted")
     assert got == {"ais_target_getbatch_count": 1, "ais_target_err_getbatch_count": 1,
                    "ais_target_getbatch_obj_count": 0}
 
@@ -223,24 +219,16 @@ def test_object_requests_sum_over_workers_and_survive_a_killed_worker(mnode):
     files = set(os.listdir(metrics_dir))
     assert {f"counter_{w}.db" for w in workers} <= files, files
     os.kill(workers[0], signal.SIGKILL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        now = _workers(mnode.proc.pid)
-        if len(now) == 2 and workers[0] not in now:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("the killed worker was not replaced")
+    until(lambda: (now := _workers(mnode.proc.pid)) and len(now) == 2 and workers[0] not in now,
+          "the killed worker was not replaced")
     final, _, _ = scrape(url)
     for key in ("getbatch_object_requests_total", "getbatch_object_bytes_total"):
         assert value(final, key, op="get") == value(after, key, op="get"), key
     for name, _ in AIS_COUNTERS:
         assert value(final, name) == value(after, name), name
     # the dead worker's live gauge is gone (child_exit); its counters stay
-    deadline = time.monotonic() + 5
-    while f"gauge_livesum_{workers[0]}.db" in os.listdir(metrics_dir):
-        assert time.monotonic() < deadline, "child_exit did not mark the worker dead"
-        time.sleep(0.05)
+    until(lambda: f"gauge_livesum_{workers[0]}.db" not in os.listdir(metrics_dir),
+          "child_exit did not mark the worker dead")
     assert f"counter_{workers[0]}.db" in os.listdir(metrics_dir)
     assert value(final, "getbatch_batches_running") == 0
 
