@@ -1,7 +1,6 @@
 """The object and bucket API on a cluster, driven by the SDK against any node: it behaves as
 one node; objects live on their HRW owners; mirror copies survive a killed node."""
 import os
-import time
 
 import pytest
 import requests
@@ -9,6 +8,7 @@ import requests
 from aistore.sdk.errors import AISError, ErrBckNotFound, ErrObjNotFound
 
 from tests.support.nodes import make_client
+from tests.support.waiting import until
 
 from .nodes import LEASE_TTL
 
@@ -60,10 +60,8 @@ def test_buckets_are_cluster_wide(cluster, clients):
     clients[1].bucket("wide").head()
     clients[2].bucket("wide").object("x").get_writer().put_content(b"x")
     # the listing of buckets comes from each node's watched table: current within moments
-    deadline = time.monotonic() + 3
-    while "wide" not in [b.name for b in clients[2].cluster().list_buckets()]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    until(lambda: "wide" in [b.name for b in clients[2].cluster().list_buckets()],
+          "a new bucket is not listed by another node")
     with pytest.raises(AISError) as e:
         clients[1].bucket("wide").create()
     assert e.value.status_code == 409

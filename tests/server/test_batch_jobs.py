@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests.support.nodes import Node, make_client, serve_argv
+from tests.support.waiting import until
 
 CLI = [sys.executable, "-m", "getbatch.cli", "show", "job"]
 MiB = 1 << 20
@@ -115,10 +116,8 @@ def test_running_batch_streams_with_progress_then_done(jnode):
     assert (done["entries"], done["bytes"], done["error"]) == (N_BIG, length, "")
     assert done["end_ns"] >= done["start_ns"] > 0
     # finished: listed with --all only (once every process's file says so: a flush behind)
-    deadline = time.monotonic() + 5
-    while job["id"] in {j["id"] for j in jobs(jnode.url, finished=False)}:
-        assert time.monotonic() < deadline, "a finished job still listed as running"
-        time.sleep(0.05)
+    until(lambda: job["id"] not in {j["id"] for j in jobs(jnode.url, finished=False)},
+          "a finished job still listed as running")
 
 
 def test_client_that_goes_away_aborts_the_job(jnode):
