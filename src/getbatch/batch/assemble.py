@@ -22,8 +22,10 @@ import msgspec
 from ..archive import ArchiveError, emit, open_writer, tar_entry_size, tar_header, tar_pad
 from ..archive.writers import TAR_END
 from .errors import HoleError
-from .seams import EMPTY, FILE, HELD, STREAM
-from .warmup import STEP_BYTES, STEP_ITEMS, Lookahead
+from .items import Item
+from .plan import Plan
+from .seams import EMPTY, FILE, HELD, STREAM, Flush, Segment
+from .warmup import STEP_BYTES, STEP_ITEMS, Lookahead, WarmPool
 
 WINDOW_BYTES = 32 << 20
 WINDOW_ITEMS = 4096
@@ -92,7 +94,7 @@ def _load(window, stream_min):
     return data
 
 
-def segment(it, data, flush):
+def segment(it: Item, data: dict[int, memoryview], flush: Flush | None) -> Segment:
     """Item `it`'s bytes as (kind, payload) (kinds: seams.py), whichever sink writes them:
     the one place that tells item kinds apart. `data`: the window's held members (`_load`);
     `flush`: sends what the emit loop queued (None when iterating)."""
@@ -111,8 +113,9 @@ def segment(it, data, flush):
 class BatchOutput:
     """The response body of one GetBatch: iterable of bytes, or emitted by `emit_to(fd)`."""
 
-    def __init__(self, plan, fmt, multipart, window=WINDOW_BYTES, end=True, prefix=b"",
-                 warmup=0, warm_pool=None):
+    def __init__(self, plan: Plan, fmt: str, multipart: bool, window: int = WINDOW_BYTES,
+                 end: bool = True, prefix: bytes = b"", warmup: int = 0,
+                 warm_pool: WarmPool | None = None) -> None:
         """`end=False`: no archive end (a peer's framed answer, after `prefix`); `warmup`:
         look-ahead threads on `warm_pool`, the app's WarmPool (warmup.py; 0 or less, or no
         pool: none)."""

@@ -35,11 +35,18 @@ class Item(msgspec.Struct, gc=False):
     src: Source | Shard | None = None
     offset: int = 0
     shard: Shard | None = None
-    member: str | None = None
+    member: str = ""                # with `shard`: the member's name in it
     err: str | None = None          # err_msg of a placeholder
     owned: bool = False
     remote: RemotePart | None = None   # on a cluster DT: what delivers the item (then
                                        # `offset` is its index in the request)
+
+    def release(self) -> None:
+        """Close the Source the plan opened for this item (once it is sent); nothing when
+        the plan owns none."""
+        if self.owned:   # then `src` is a store Source
+            self.src.close()  # type: ignore[union-attr]
+            self.owned = False
 
     @property
     def unopened(self) -> bool:
@@ -177,9 +184,7 @@ class Items:
                 fds[i] = CLOSED
                 os.close(code)
         for it in self.full.values():
-            if it.owned:   # then `src` is a store Source
-                it.src.close()  # type: ignore[union-attr]
-                it.owned = False
+            it.release()
 
 
 class Slot(msgspec.Struct, Source, gc=False):

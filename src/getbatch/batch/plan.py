@@ -80,9 +80,7 @@ class Plan:
     def release(self, items: "list[Item]") -> None:
         """Close the sources this plan opened for `items` (once they are sent)."""
         for it in items:
-            if it.owned:
-                it.src.close()
-                it.owned = False
+            it.release()
 
     def close(self) -> None:
         self.items.close()
