@@ -2,8 +2,9 @@
 
 `Item` says where an entry's bytes come from (see its docstring); `Items` keeps a batch's
 items without an object per entry (most entries are whole local objects: an fd and a size in
-arrays); the naming rules give each entry its name in the output archive whichever node
-reads it. seams.py declares what an Item's parts must offer.
+arrays; on a cluster's designated target, items other nodes send: a size), the one such type
+for a node's plan and a DT's merge; the naming rules give each entry its name in the output
+archive whichever node reads it. seams.py declares what an Item's parts must offer.
 """
 from __future__ import annotations
 

@@ -37,8 +37,8 @@ out stop being valid (None on the iterated path, which copies as it writes)."""
 
 
 class PlanItems(Protocol):
-    """A plan's items in request order (batch.items.Items; a cluster DT's merge of its own
-    and its peers' items)."""
+    """A plan's items in request order: batch.items.Items, for one node's plan and for a
+    cluster DT's merge of its own and its peers' items alike."""
 
     def __len__(self) -> int: ...
 
