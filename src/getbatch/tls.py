@@ -8,10 +8,15 @@ certificate signed by it; `etcd_ca`/`etcd_cert`/`etcd_key` are etcd's. `check(co
 every mistake (a key without its certificate, an unreadable or world-readable key, a bad PEM,
 an http:// advertise on an HTTPS node) as one ConfigError before any worker starts.
 """
+from __future__ import annotations
+
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
+from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 
 from .config import ConfigError
@@ -22,6 +27,18 @@ MIN_VERSION = ssl.TLSVersion.TLSv1_2
 CLIENT_CERT = "getbatch.client_cert"
 
 
+class TLSSettings(Protocol):
+    """What TLS reads of a node's Config (config.py: the settings named above)."""
+    tls_cert: str
+    tls_key: str
+    tls_ca: str
+    tls_client_auth: bool
+    etcd_ca: str
+    etcd_cert: str
+    etcd_key: str
+    advertise: str
+
+
 @dataclass(frozen=True)
 class ClientTLS:
     """What a client side of the node presents and trusts: `ca` ("" for the system's CAs), and
@@ -30,7 +47,7 @@ class ClientTLS:
     cert: str = ""
     key: str = ""
 
-    def context(self):
+    def context(self) -> ssl.SSLContext:
         """An ssl.SSLContext for https:// URLs (hostnames checked)."""
         ctx = ssl.create_default_context(cafile=self.ca or None)
         ctx.minimum_version = MIN_VERSION
@@ -38,7 +55,7 @@ class ClientTLS:
             ctx.load_cert_chain(self.cert, self.key or None)
         return ctx
 
-    def adapter(self, **pool):
+    def adapter(self, **pool: Any) -> HTTPAdapter:
         """A requests HTTPAdapter (`pool`: its pool options) that trusts `ca` and shows the
         client certificate on every https:// request it sends."""
         return _PinnedAdapter(self, **pool)
@@ -48,28 +65,29 @@ class _PinnedAdapter(HTTPAdapter):
     """The node's CA and certificate, whatever the environment says: requests lets
     REQUESTS_CA_BUNDLE override a session's `verify`."""
 
-    def __init__(self, tls, **pool):
+    def __init__(self, tls: ClientTLS, **pool: Any) -> None:
         self._verify = tls.ca or None
         self._cert = (tls.cert, tls.key) if tls.cert else None
         super().__init__(**pool)
 
-    def send(self, request, **kw):
+    # the keyword arguments pass through as sent: the base's named ones are not restated
+    def send(self, request: PreparedRequest, **kw: Any) -> Response:  # type: ignore[override]
         if self._verify:
             kw["verify"] = self._verify
         kw["cert"] = self._cert
         return super().send(request, **kw)
 
 
-def peer_client(config):
+def peer_client(config: TLSSettings) -> ClientTLS:
     """The node's client side towards its peers: tls_ca, and its own certificate."""
     return ClientTLS(config.tls_ca, config.tls_cert, config.tls_key)
 
 
-def etcd_client(config):
+def etcd_client(config: TLSSettings) -> ClientTLS:
     return ClientTLS(config.etcd_ca, config.etcd_cert, config.etcd_key)
 
 
-def server_context(config):
+def server_context(config: TLSSettings) -> ssl.SSLContext | None:
     """The listener's ssl.SSLContext, or None when the node serves plain HTTP. With `tls_ca`
     a client certificate is checked when one is shown (peers show theirs) and, with
     `tls_client_auth`, required."""
@@ -84,7 +102,7 @@ def server_context(config):
     return ctx
 
 
-def check(config):
+def check(config: TLSSettings) -> None:
     """Raise ConfigError for the first TLS setting that cannot work; else return."""
     _pair(config, "tls_cert", "tls_key")
     _pair(config, "etcd_cert", "etcd_key")
@@ -107,13 +125,13 @@ def check(config):
     _load("etcd_cert", config.etcd_cert, lambda _: etcd_client(config).context())
 
 
-def _pair(config, cert, key):
+def _pair(config: TLSSettings, cert: str, key: str) -> None:
     if bool(getattr(config, cert)) != bool(getattr(config, key)):
         have, missing = (cert, key) if getattr(config, cert) else (key, cert)
         raise ConfigError(f"{have} is set but {missing} is not: set both or neither")
 
 
-def _private(config, name):
+def _private(config: TLSSettings, name: str) -> None:
     path = getattr(config, name)
     if not path:
         return
@@ -126,7 +144,7 @@ def _private(config, name):
                           f"chmod o-rwx {path} (0600 or 0640)")
 
 
-def _load(name, path, load):
+def _load(name: str, path: str, load: Callable[[str], object]) -> None:
     if not path:
         return
     try:
