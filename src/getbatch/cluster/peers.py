@@ -142,6 +142,12 @@ class Peers:
         self._idle: dict[Address, list[socket.socket]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def secret_headers(self) -> dict[str, str]:
+        """The header that proves a call comes from the cluster (none without a secret):
+        every control call carries it, and a GetBatch's streams are given it."""
+        return {SECRET_HEADER: self.secret} if self.secret is not None else {}
+
     # -- connections (PeerStream uses these directly)
 
     def connect(self, addr: Address, timeout: float) -> socket.socket:
@@ -203,7 +209,7 @@ class Peers:
         connect_timeout, read_timeout = _timeouts(self.timeout if timeout is None else timeout)
         if params:
             path += "?" + urllib.parse.urlencode(params)
-        hdrs = {SECRET_HEADER: self.secret} if self.secret is not None else {}
+        hdrs = self.secret_headers
         if json is not None:
             data = _json_bytes(json)
             hdrs["Content-Type"] = "application/json"

@@ -14,7 +14,6 @@ from ..batch.assemble import BatchOutput
 from ..batch.integrity import VerifiedOutput
 from ..batch.request import parse_coloc
 from ..cluster.gather import Gather
-from ..cluster.peers import SECRET_HEADER
 from ..cluster.smap import Smap
 from ..cluster.versions import newest_holders
 from ..epochs.lookahead import StepWarmer
@@ -87,7 +86,7 @@ class Moss:
                 self.jobs.forget(job)   # a batch of the node redirected to
                 return
             gather = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
-                            {SECRET_HEADER: self.cluster.secret}, _max_wait(req, cfg),
+                            self.cluster.peers.secret_headers, _max_wait(req, cfg),
                             connections=self.cluster.peers,
                             versions=None if self.cluster.store is None else
                             partial(newest_holders, self.cluster.store, smap))
