@@ -63,7 +63,8 @@ class Smap:
     are not in `nodes`. `left`: (NodeInfo, time.monotonic() when it left this map) of the
     nodes that were in an earlier map, neither live nor joining now."""
 
-    __slots__ = ("version", "nodes", "self_id", "joining", "left", "_by_id", "_targets")
+    __slots__ = ("version", "nodes", "self_id", "joining", "left", "_left_until", "_by_id",
+                 "_targets")
 
     version: int
     nodes: tuple[NodeInfo, ...]
@@ -79,6 +80,7 @@ class Smap:
         self.self_id = self_id
         self.joining = tuple(sorted(joining, key=lambda n: n.id))
         self.left = tuple(left)
+        self._left_until = max((when for _, when in self.left), default=0.0) + LEFT_GRACE
         self._by_id = {n.id: n for n in self.nodes}
         self._targets = dict(self._by_id, **{n.id: n for n in self.joining})
 
@@ -122,6 +124,9 @@ class Smap:
         nothing: the others decide."""
         ranked = self.ranked(key)
         first = ranked[:copies]
+        if (not self.joining and (me is None or me.id in self._by_id)
+                and not (self.left and time.monotonic() < self._left_until)):
+            return first   # steady state: the live nodes alone (a GetBatch asks per entry)
         extra = list(self.joining) + self.recently_left()
         if me is not None and me.id not in self._targets and all(n.id != me.id for n in extra):
             extra.append(me)
