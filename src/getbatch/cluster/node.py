@@ -143,7 +143,7 @@ class Cluster:
             while True:
                 try:
                     r = peers.request(self.node, "POST", PEER_PREFIX + "/catchup",
-                                      timeout=(2, CATCH_UP_TIMEOUT))
+                                      timeout=CATCH_UP_TIMEOUT)
                     break
                 except PeerUnavailable:
                     if time.monotonic() > deadline:

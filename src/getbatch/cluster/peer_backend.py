@@ -24,8 +24,8 @@ from .peers import PEER_PREFIX, STAMP_HEADER, TOMB_HEADER, Node, PeerResponse, P
 from .share import Tombstoned
 
 _CHUNK = 1 << 20
-STAT_TIMEOUT = (2.0, 5.0)  # a HEAD is quick: a node that takes longer is treated as away
-DELETE_TIMEOUT = (2.0, 10.0)  # a delete too (a paused node must not hold up the others')
+STAT_TIMEOUT = 5.0  # a HEAD is quick: a node that takes longer is treated as away
+DELETE_TIMEOUT = 10.0  # a delete too (a paused node must not hold up the others')
 _LIST_PROPS = "name,size"
 _META_PROPS = "name,size,checksum,version,atime"
 

@@ -25,7 +25,7 @@ import ssl
 import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from ..store.errors import Unavailable
 from ..tls import ClientTLS
@@ -34,12 +34,12 @@ SECRET_HEADER = "Getbatch-Cluster-Secret"
 STAMP_HEADER = "Getbatch-Stamp"   # the version stamp of a copy sent, stored or deleted
 TOMB_HEADER = "Getbatch-Tomb"     # on a 404: the name was deleted, by the write so stamped
 PEER_PREFIX = "/v1/_peer"
-TIMEOUT = (2.0, 30.0)   # (connect, read) seconds, unless a call says otherwise
+CONNECT_TIMEOUT = 2.0   # seconds a control call waits for a new connection to a peer
+TIMEOUT = 30.0          # seconds a control call waits for each read, unless it says otherwise
 IDLE_MAX = 16           # idle connections kept per peer
 BODY_CHUNK = 1 << 20    # a streamed request body is sent in reads of this size
 
 Address = tuple[str, str, int]             # (scheme, host, port)
-Timeout = Union[float, tuple[float, float]]  # seconds, or (connect, read)
 
 
 class Node(Protocol):
@@ -134,7 +134,7 @@ class Peers:
     node's ClientTLS towards https:// peers (None: the system's CAs, no client certificate)."""
 
     def __init__(self, secret: str | None = None, tls: ClientTLS | None = None,
-                 timeout: Timeout = TIMEOUT) -> None:
+                 timeout: float = TIMEOUT) -> None:
         self.secret = secret
         self.timeout = timeout
         self._tls = tls
@@ -199,14 +199,15 @@ class Peers:
 
     def request(self, node: Node, method: str, path: str, *,
                 params: Mapping[str, str] | None = None, data: Any = None, json: Any = None,
-                headers: Mapping[str, str] | None = None, timeout: Timeout | None = None,
+                headers: Mapping[str, str] | None = None, timeout: float | None = None,
                 stream: bool = False) -> PeerResponse:
         """`method` `node.url + path` (`params`: its query); the answer, any status. `data`:
         bytes, a file-like with a length (a peer_backend.Body; sent with Content-Length) or an
-        iterable of bytes (sent chunked); `json`: an object sent as JSON. Without `stream` the
-        body is read here. Raises PeerUnavailable when the peer cannot be reached or stops
-        answering."""
-        connect_timeout, read_timeout = _timeouts(self.timeout if timeout is None else timeout)
+        iterable of bytes (sent chunked); `json`: an object sent as JSON. `timeout`: seconds
+        each read may wait (the client's `timeout` when None; a new connection waits
+        CONNECT_TIMEOUT). Without `stream` the body is read here. Raises PeerUnavailable when
+        the peer cannot be reached or stops answering."""
+        read_timeout = self.timeout if timeout is None else timeout
         if params:
             path += "?" + urllib.parse.urlencode(params)
         hdrs = self.secret_headers
@@ -219,7 +220,7 @@ class Peers:
             hdrs["Content-Length"] = str(len(data))
         addr = address(node.url)
         try:
-            r = self._exchange(addr, method, path, data, hdrs, connect_timeout, read_timeout)
+            r = self._exchange(addr, method, path, data, hdrs, read_timeout)
             if not stream:
                 r.content
             return r
@@ -227,15 +228,15 @@ class Peers:
             raise PeerUnavailable(node, describe(exc)) from None
 
     def _exchange(self, addr: Address, method: str, path: str, data: Any,
-                  headers: dict[str, str], connect_timeout: float,
-                  read_timeout: float, reuse: bool = True) -> PeerResponse:
+                  headers: dict[str, str], read_timeout: float,
+                  reuse: bool = True) -> PeerResponse:
         """Send the request and read the answer's head, on an idle connection when there is
         one; once more on a new one when that connection fails before answering and the body
         can be sent again."""
         sock = self.take_idle(addr) if reuse else None
         pooled = sock is not None
         if sock is None:
-            sock = self.connect(addr, connect_timeout)
+            sock = self.connect(addr, CONNECT_TIMEOUT)
         sock.settimeout(read_timeout)
         conn = http.client.HTTPConnection(addr[1], addr[2], blocksize=BODY_CHUNK)
         conn.sock = sock
@@ -245,17 +246,13 @@ class Peers:
         except (ConnectionError, http.client.BadStatusLine):
             sock.close()
             if pooled and (data is None or isinstance(data, (bytes, bytearray))):
-                return self._exchange(addr, method, path, data, headers, connect_timeout,
-                                      read_timeout, reuse=False)
+                return self._exchange(addr, method, path, data, headers, read_timeout,
+                                      reuse=False)
             raise
         except BaseException:
             sock.close()
             raise
         return PeerResponse(self, addr, sock, resp, method)
-
-
-def _timeouts(timeout: Timeout) -> tuple[float, float]:
-    return timeout if isinstance(timeout, tuple) else (timeout, timeout)
 
 
 def _json_bytes(obj: Any) -> bytes:

@@ -12,7 +12,7 @@ import logging
 from ..cluster.peers import PEER_PREFIX, PeerUnavailable
 
 log = logging.getLogger("getbatch.cluster")
-_TIMEOUT = (2.0, 60.0)
+_TIMEOUT = 60.0   # seconds a peer may take to store or send a plan's dataset
 
 
 class PlanCopies:

@@ -227,7 +227,7 @@ class RebalanceAPI:
                 continue
             try:
                 r = self.cluster.peers.request(node, method, PEER_PREFIX + "/rebalance",
-                                               params=params, timeout=(2, 10))
+                                               params=params, timeout=10)
                 out[node.id] = r.json()
             except (PeerUnavailable, ValueError) as exc:
                 out[node.id] = {"state": "unreachable", "error": str(exc)}

@@ -36,7 +36,7 @@ from .errors import AISError
 
 _enc = msgspec.json.Encoder()
 _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
-_PEER_TIMEOUT = (2.0, 10.0)   # (connect, read) seconds a peer has to list its jobs
+_PEER_TIMEOUT = 10.0   # seconds a peer has to list its jobs
 
 
 def _rfc3339(ns):
