@@ -178,6 +178,14 @@ class Items:
         """The items that may be anything but a whole local object."""
         return self.full.values()
 
+    def placeholders(self) -> Iterator[tuple[int, str]]:
+        """(index, err_msg) of every placeholder, in request order."""
+        full = self.full
+        for i in sorted(full):
+            err = full[i].err
+            if err is not None:
+                yield i, err
+
     def close(self) -> None:
         fds = self.fds
         for i, code in enumerate(fds):

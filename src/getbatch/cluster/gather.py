@@ -114,10 +114,7 @@ class Gather:
         that may hold it failed is a 503 instead of a 404 (and so is the soft-error limit
         reached with such entries): the request is not wrong, the cluster is short of a node."""
         soft = 0
-        for i in sorted(self.items.full):
-            err = self.items.full[i].err
-            if err is None:
-                continue
+        for i, err in self.items.placeholders():
             if i in self.unsure and not self.req.coer:
                 raise BatchError(self.unsure[i], 503)
             try:
