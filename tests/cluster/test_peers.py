@@ -1,17 +1,21 @@
 """The peer client (cluster/peers.py) against a small real HTTP/1.1 server in a thread: one
-kept-alive connection per peer carrying the secret, a connection the peer closed while idle
-replaced without the call failing, request bodies sent with a length or chunked, a chunked
-answer streamed, and a peer that cannot be reached reported as PeerUnavailable."""
+kept-alive connection per peer carrying the secret (over TLS too, with the node's client
+certificate), a connection the peer closed while idle replaced without the call failing,
+request bodies sent with a length or chunked, a chunked answer streamed, and a peer that
+cannot be reached reported as PeerUnavailable."""
 import io
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from getbatch.cluster.devcerts import DevCA
 from getbatch.cluster.peers import SECRET_HEADER, PeerUnavailable, Peers
 from getbatch.cluster.peer_backend import Body
 from getbatch.cluster.smap import NodeInfo
+from getbatch.tls import ClientTLS
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -58,13 +62,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(b"%d:%s" % (len(body := self._body()), body[:8]))
 
 
-@pytest.fixture
-def peer():
+def _serve(tls=None):
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.seen = []
-    t = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    t.start()
-    yield srv, NodeInfo("p1", f"http://127.0.0.1:{srv.server_address[1]}")
+    if tls is not None:
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
+    scheme = "https" if tls is not None else "http"
+    return srv, NodeInfo("p1", f"{scheme}://127.0.0.1:{srv.server_address[1]}")
+
+
+@pytest.fixture
+def peer():
+    srv, node = _serve()
+    yield srv, node
     srv.shutdown()
     srv.server_close()
 
@@ -81,6 +92,27 @@ def test_calls_share_one_connection_and_carry_the_secret(peer):
         assert {s[3] for s in srv.seen} == {"s3cret"}
     finally:
         peers.close()
+
+
+def test_https_calls_share_one_connection_and_show_the_client_certificate(tmp_path):
+    ca = DevCA(tmp_path)
+    server, client = ca.issue("server"), ca.issue("client")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(server.cert, server.key)
+    tls.load_verify_locations(cafile=ca.cert)
+    tls.verify_mode = ssl.CERT_REQUIRED   # no client certificate, no answer
+    srv, node = _serve(tls)
+    peers = Peers("s", tls=ClientTLS(ca.cert, client.cert, client.key))
+    try:
+        for _ in range(3):
+            assert peers.request(node, "GET", "/ping").content == b"pong"
+        assert len({s[2] for s in srv.seen}) == 1   # one TLS connection, kept alive
+        with pytest.raises(PeerUnavailable):        # the CA is checked: not the system's
+            Peers("s").request(node, "GET", "/ping")
+    finally:
+        peers.close()
+        srv.shutdown()
+        srv.server_close()
 
 
 def test_a_connection_the_peer_closed_while_idle_is_replaced(peer):
