@@ -24,6 +24,7 @@ connection: never a well-formed shorter archive.
 import itertools
 import logging
 from array import array
+from collections.abc import Iterable
 
 from ..archive import tar_header, tar_pad
 from ..batch import plan as batch_plan
@@ -32,7 +33,7 @@ from ..batch.errors import BatchError, HoleError
 from ..batch.items import Item, Items
 from ..batch.plan import MISSING_DIR, Plan
 from ..batch.request import MossReq, subset
-from ..batch.seams import HELD, HOLE, STREAM
+from ..batch.seams import HELD, HOLE, STREAM, Flush, Segment
 from ..store.attrs import provably_same
 from .holes import padded_placeholder
 from .peers import Peers
@@ -90,7 +91,7 @@ class Gather:
         (no other node live, joining or lately gone, whose copy may be newer)."""
         return self.smap.alone(self.me.id)
 
-    def plan(self, checked=()):
+    def plan(self, checked: Iterable[tuple[str, str]] = ()) -> Plan:
         """The merged Plan (every item in request order), or a BatchError."""
         if self.alone:
             # this node plans the request as it is: the same planner and rules as for the
@@ -489,7 +490,7 @@ class Gather:
         s.frame_done(flush)
         return v
 
-    def segment(self, it, flush):
+    def segment(self, it: Item, flush: Flush | None) -> Segment:
         """Item `it`'s bytes for any sink (seams.RemotePart): its frame's data, HELD when
         the frame fits the window, else STREAM (failed over inside if need be); HOLE when
         no node could deliver it."""
