@@ -4,34 +4,35 @@ The server maps each class to an HTTP status and sends `str(exc)` as the AIS err
 message, so the wording matters: the AIS SDK classifies a 404/409 by a regex over the
 body, where `<provider>://<b>` followed by `/` means an object and anything else a bucket.
 """
-
+from __future__ import annotations
 
 from ..redact import redact
 
 
 class StoreError(Exception):
-    """Base class of every store error. `bucket` and `name` are set where meaningful."""
+    """Base class of every store error. `bucket` and `name` are set where meaningful (an
+    InvalidName's `name` is the offending value, whatever its type)."""
 
-    bucket = None
-    name = None
+    bucket: str | None = None
+    name: object = None
 
 
 class BucketNotFound(StoreError):
-    def __init__(self, bucket, provider="ais", detail=""):
+    def __init__(self, bucket: str, provider: str = "ais", detail: str = "") -> None:
         self.bucket = bucket
         self.provider = provider
         super().__init__(f'bucket "{provider}://{bucket}" does not exist{detail}')
 
 
 class BucketExists(StoreError):
-    def __init__(self, bucket, provider="ais"):
+    def __init__(self, bucket: str, provider: str = "ais") -> None:
         self.bucket = bucket
         self.provider = provider
         super().__init__(f'bucket "{provider}://{bucket}" already exists')
 
 
 class ObjectNotFound(StoreError):
-    def __init__(self, bucket, name, provider="ais"):
+    def __init__(self, bucket: str, name: str, provider: str = "ais") -> None:
         self.bucket = bucket
         self.name = name
         self.provider = provider
@@ -45,7 +46,7 @@ class InvalidName(StoreError, ValueError):
     string, `reason` says which rule it breaks.
     """
 
-    def __init__(self, what, name, reason, bucket=None):
+    def __init__(self, what: str, name: object, reason: str, bucket: str | None = None) -> None:
         self.what = what
         self.name = name
         self.reason = reason
@@ -53,7 +54,7 @@ class InvalidName(StoreError, ValueError):
         super().__init__(f"invalid {what} {_quote(name)}: {reason}")
 
 
-def _quote(name):
+def _quote(name: object) -> str:
     """The name as one line of text can show it: quoted, with control characters and lone
     surrogates escaped, and very long names shortened."""
     if not isinstance(name, str):
@@ -71,7 +72,7 @@ def _quote(name):
 class InvalidProvider(StoreError, ValueError):
     """A provider name that is not one of AIS's."""
 
-    def __init__(self, provider):
+    def __init__(self, provider: object) -> None:
         self.provider = provider
         super().__init__(f'invalid bucket provider {_quote(provider)} '
                          '(expecting ais, aws/s3, gcp/gs, azure/az, oci/oc or ht)')
@@ -81,7 +82,7 @@ class NotRemote(StoreError):
     """Prefetch or evict on a bucket that is not a cache of a remote store (AIS refuses
     them on its own `ais://` buckets too)."""
 
-    def __init__(self, action, bucket, provider="ais"):
+    def __init__(self, action: str, bucket: str, provider: str = "ais") -> None:
         self.bucket = bucket
         self.provider = provider
         super().__init__(f"{action}: {provider}://{bucket} is not a remote bucket (prefetch and "
@@ -92,7 +93,7 @@ class Conflict(StoreError):
     """The name collides with the filesystem layout: an object `a` and an object `a/b`
     cannot both exist, because `a` would have to be a file and a directory."""
 
-    def __init__(self, msg, bucket=None, name=None):
+    def __init__(self, msg: str, bucket: str | None = None, name: str | None = None) -> None:
         self.bucket = bucket
         self.name = name
         super().__init__(msg)
@@ -102,7 +103,8 @@ class BadAppendHandle(StoreError, ValueError):
     """An append/flush named a handle that is malformed, unknown (flushed, expired) or
     that belongs to another object."""
 
-    def __init__(self, bucket, name, handle, reason="unknown or expired handle"):
+    def __init__(self, bucket: str, name: str, handle: str,
+                 reason: str = "unknown or expired handle") -> None:
         self.bucket = bucket
         self.name = name
         self.handle = handle
@@ -112,7 +114,7 @@ class BadAppendHandle(StoreError, ValueError):
 class IncompleteUpload(StoreError):
     """The request body ended before `length` bytes arrived; nothing was stored."""
 
-    def __init__(self, bucket, name, expected, received):
+    def __init__(self, bucket: str, name: str, expected: int, received: int) -> None:
         self.bucket = bucket
         self.name = name
         self.expected = expected
@@ -124,7 +126,7 @@ class IncompleteUpload(StoreError):
 class InsufficientStorage(StoreError):
     """The filesystem is full (or over quota): nothing was stored, the old version is intact."""
 
-    def __init__(self, bucket, name):
+    def __init__(self, bucket: str, name: str | None) -> None:
         self.bucket = bucket
         self.name = name
         super().__init__(f"cannot store ais://{bucket}/{name}: no space left on the node's "
@@ -141,7 +143,8 @@ class Unavailable(StoreError):
 class AccessDenied(StoreError):
     """The remote store refused the credentials this node uses (403)."""
 
-    def __init__(self, provider, bucket, name=None, detail=""):
+    def __init__(self, provider: str, bucket: str, name: str | None = None,
+                 detail: str = "") -> None:
         self.bucket = bucket
         self.name = name
         where = f"{provider}://{bucket}" + (f"/{name}" if name else "")
@@ -154,7 +157,8 @@ class RemoteUnavailable(Unavailable):
 
     failure = "is unreachable or failing"
 
-    def __init__(self, provider, endpoint, reason, bucket=None, name=None):
+    def __init__(self, provider: str, endpoint: str, reason: str, bucket: str | None = None,
+                 name: str | None = None) -> None:
         self.bucket = bucket
         self.name = name
         self.endpoint = redact(endpoint)
@@ -173,7 +177,7 @@ class RemoteChanged(Conflict):
     """The remote object was replaced while this node was reading it (409): nothing of the
     new version was mixed into what was read."""
 
-    def __init__(self, provider, bucket, name):
+    def __init__(self, provider: str, bucket: str, name: str) -> None:
         super().__init__(f"{provider}://{bucket}/{name} changed while being read; try again",
                          bucket, name)
 
