@@ -583,3 +583,61 @@ def test_missing_while_a_node_that_may_hold_it_failed_is_a_503(mini):
     assert plan(live + [gone], coer=True, max_soft_errs=1)[0] == 503
     assert plan(live + [gone], coer=True) == ["__404__/b/nope1", "__404__/b/nope2", "b/o1"]
     assert plan(live, coer=False)[0] == 404
+
+
+def test_only_an_older_copy_after_the_newest_holder_failed_is_a_503(mini):
+    """The node holding an entry's newest version fails before planning it, and the copy the
+    others hold is older: a 503 saying so (the request is not wrong), under coer a
+    placeholder saying so, never "does not exist"."""
+    import socket
+
+    from getbatch.cluster.smap import NodeInfo, Smap
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        gone = NodeInfo("gone", f"http://127.0.0.1:{s.getsockname()[1]}")
+    n0 = mini.nodes[0]
+    smap = Smap(1, [NodeInfo(n.id, n.url) for n in mini.nodes] + [gone], "n0")
+
+    def plan(coer):
+        body = {"in": [{"objname": "o1"}, {"objname": "o2"}], "coer": coer}
+        g = Gather(parse(json.dumps(body).encode(), "b"), smap, n0.cluster.node, n0.storage,
+                   n0.config, SECRET, 5.0,
+                   versions=lambda entries: {0: (gone, "9999999999999999.gone")})
+        try:
+            return [(it.name, it.err) for it in g.plan().items]
+        except BatchError as exc:
+            return exc.status, exc.message
+        finally:
+            g.close()
+    want = ("ais://b/o1: gone, the node holding its newest version, did not answer; "
+            f"{mini.smap.owner('ais', 'b', 'o1').id} holds only an older version")
+    status, msg = plan(coer=False)
+    assert status == 503 and msg.startswith(want) and msg.endswith("try again")
+    (name, err), second = plan(coer=True)
+    assert name == "__404__/b/o1" and err.startswith(want) and second == ("b/o2", None)
+
+
+@pytest.mark.parametrize("status", [500, 503, 403])
+def test_a_peer_failing_its_sub_batch_is_a_502_or_503(mini, status):
+    """A peer answering its sub-batch with its own error (not one about the entries) is
+    the cluster's failure, not the client's: a 502 (503 when the peer said so) naming the
+    peer and what it said, never a 500 or the peer's 403."""
+    from getbatch.cluster.smap import NodeInfo, Smap
+    from .inproc import HostilePeer
+    said = json.dumps({"message": "boom", "status": status}).encode()
+    evil = HostilePeer(lambda body: b"HTTP/1.1 %d Oops\r\nContent-Length: %d\r\n\r\n%s"
+                       % (status, len(said), said))
+    try:
+        n0 = mini.nodes[0]
+        smap = Smap(1, [NodeInfo(n.id, n.url) for n in mini.nodes] + [NodeInfo("evil", evil.url)],
+                    "n0")
+        name = next(n for n in mini.objs if smap.owner("ais", "b", n).id == "evil")
+        g = Gather(parse(json.dumps({"in": [{"objname": name}]}).encode(), "b"), smap,
+                   n0.cluster.node, n0.storage, n0.config, SECRET, 5.0)
+        with pytest.raises(BatchError) as got:
+            g.plan()
+        assert got.value.status == (503 if status == 503 else 502)
+        assert f"peer evil ({evil.url})" in got.value.message
+        assert f"{status} boom" in got.value.message
+    finally:
+        evil.close()

@@ -236,7 +236,7 @@ class Gather:
             return list(s.indexes)
         except PeerRefused as exc:
             if not self.phase2:
-                raise BatchError(exc.message, exc.status) from None
+                raise _refusal(exc, len(s.indexes)) from None
             log.warning("batch: %s refused to stand in: %s", s.node.id, exc.message)
             for i in s.indexes:
                 self.tried.setdefault(i, set()).add(s.node.id)
@@ -336,22 +336,38 @@ class Gather:
         if self.dead:
             msg += f" that could be reached (failed: {', '.join(sorted(self.dead))})"
         if i in self.older:
-            msg += (f"; {', '.join(self.older[i])} hold only an older version (the newest "
+            msg += (f"; {_hold(self.older[i])} only an older version (the newest "
                     "was on a node that failed)")
         limited = f"; {_gfn_spent(self.config)}" if self.gfn_limited else ""
         maybe = self.dead.difference(self.tried.get(i, ()))
         if maybe and not self.phase2:
-            self.unsure[i] = (f"{e.provider}://{e.bucket}/{e.objname} is on none of the nodes "
-                              f"that answered, and {', '.join(sorted(maybe))} failed before "
-                              "saying whether it holds it; try again")
+            self.unsure[i] = self._unsure(i, maybe)
         if self.phase2:
             self.where[i] = None
             self.hole_msg[i] = msg + limited
-        elif not self.items.planned(i):
-            self.items[i] = batch_plan.placeholder(self.name_of(i), msg + limited)
+        elif i in self.unsure or not self.items.planned(i):
+            # under coer the placeholder says why it is missing: "try again", not "no such
+            # object", when a node that may hold it failed (another node's "not here" or
+            # older copy is no answer)
+            self.items[i] = batch_plan.placeholder(self.name_of(i),
+                                                   self.unsure.get(i, msg) + limited)
         elif limited and self.items[i].err is not None:
             # this node's own planner wrote the placeholder; say why no other node was asked
             self.items[i] = Item(self.items[i].name, 0, err=self.items[i].err + limited)
+
+    def _unsure(self, i, maybe):
+        """Why entry `i` is missing though nodes `maybe`, which failed, may hold it."""
+        e = self.req.entries[i]
+        ref = f"{e.provider}://{e.bucket}/{e.objname}"
+        newest = self.newest.get(i, (None,))[0]
+        if newest is None or newest.id not in maybe:
+            return (f"{ref} is on none of the nodes that answered, and "
+                    f"{', '.join(sorted(maybe))} failed before saying whether it holds it; "
+                    "try again")
+        older = (f"; {_hold(self.older[i])} only an older version, which is not read"
+                 if i in self.older else "")
+        return (f"{ref}: {newest.id}, the node holding its newest version, did not answer"
+                f"{older}; try again")
 
     def _lost(self, exc, indexes):
         self.dead.add(exc.node.id)
@@ -521,6 +537,18 @@ class Gather:
         self.items = self.where = None
 
 
+def _refusal(exc, n):
+    """This request's error for a peer's error answer (PeerRefused) to its sub-batch of `n`
+    entries, before the status line: an AIS error about the entries (a bad range, not an
+    archive) is the request's, passed on; the peer's own failure (a 5xx, or its refusal of
+    this node) is not the client's: a 502 naming the peer and what it said, a 503 (to retry)
+    when the peer said so."""
+    if exc.status < 500 and exc.status not in (401, 403):
+        return BatchError(exc.message, exc.status)
+    return BatchError(f"peer {exc.node.id} ({exc.node.url}) failed to plan its {n} entries of "
+                      f"this batch: {exc.status} {exc.message}", 503 if exc.status == 503 else 502)
+
+
 def _same_version(a, b):
     """True when ObjectAttrs `a` and `b` (None: unknown) provably name the same bytes."""
     return a is not None and b is not None and provably_same(a, b)
@@ -534,6 +562,11 @@ def _data(pieces, head_len, size):
         pos += len(piece)
         if a < b:
             yield piece[a:b]
+
+
+def _hold(node_ids):
+    """"n1 holds" or "n1, n2 hold"."""
+    return f"{', '.join(node_ids)} {'holds' if len(node_ids) == 1 else 'hold'}"
 
 
 def _gfn_spent(config):
