@@ -42,10 +42,10 @@ class _Table:
 class _Me:
     """What ClusterStore takes of its node's Cluster: the map and a fresh lease."""
 
-    def __init__(self, smap):
+    def __init__(self, smap, secret=SECRET["Getbatch-Cluster-Secret"]):
         self.smap = smap
         self.node = smap.node(smap.self_id)
-        self.peers = Peers(SECRET["Getbatch-Cluster-Secret"])
+        self.peers = Peers(secret)
 
     def lease_fresh(self):
         return True
@@ -64,13 +64,13 @@ def peer(tmp_path_factory):
     mini.stop()
 
 
-def _store(tmp_path, others, copies=2):
-    me = NodeInfo("me", "http://127.0.0.1:9")   # never dialled: this process is `me`
-    smap = Smap(1, [me, *others], "me")
+def _store(tmp_path, others, copies=2, **me):
+    node = NodeInfo("me", "http://127.0.0.1:9")   # never dialled: this process is `me`
+    smap = Smap(1, [node, *others], "me")
     table = _Table(copies)
     local = LocalStore(tmp_path / "me")
     local.clock = Clock("me")   # stamps, as on a cluster node
-    return ClusterStore(_Me(smap), LocalShare(local, table), table)
+    return ClusterStore(_Me(smap, **me), LocalShare(local, table), table)
 
 
 def _first_owned_by(store, node_id):
@@ -84,6 +84,16 @@ def test_put_a_peer_refuses_is_a_503(tmp_path, peer, first):
     name = _first_owned_by(store, peer.id if first == "peer" else "me")
     # the peer reads the body before it answers: a 503 saying which node could not take it
     with pytest.raises(Unavailable, match="could not take|reached 1 of the 2"):
+        store.put("fresh", name, io.BytesIO(b"x" * 1000), 1000)
+
+
+@pytest.mark.parametrize("first", ["peer", "me"])
+def test_put_a_peer_refuses_this_node_is_a_503(tmp_path, peer, first):
+    """A peer refusing this node (403: another cluster secret) is not the client's fault:
+    a 503 naming the node (not the 400 a peer's unexplained 4xx is elsewhere)."""
+    store = _store(tmp_path, [NodeInfo(peer.id, peer.url)], secret="not-the-cluster's")
+    name = _first_owned_by(store, peer.id if first == "peer" else "me")
+    with pytest.raises(Unavailable, match=f"node {peer.id} could not take|reached 1 of the 2"):
         store.put("fresh", name, io.BytesIO(b"x" * 1000), 1000)
 
 

@@ -147,6 +147,18 @@ class PeerFile(ArchivedFile):
         self._resp.close()
 
 
+class PeerRefusal(StoreError):
+    """A peer's 4xx without a meaning of its own (not a missing bucket or object, a name
+    collision or a full disk): a 400 with the peer's message where it judged what the
+    client asked (a bad archpath), a 503 where the client's request was valid and the
+    peer refused this node (cluster/store.py's writes)."""
+
+    def __init__(self, node: Node, status: int, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+        self.status = status
+
+
 def _message(r: PeerResponse) -> str:
     """The AIS error message of a peer's answer: the body's, or a HEAD's Hdr-Error header's."""
     try:
@@ -194,7 +206,7 @@ class PeerBackend:
         if r.status_code == 507:
             raise InsufficientStorage(bucket, name)
         if 400 <= r.status_code < 500:
-            raise StoreError(msg)
+            raise PeerRefusal(self.node, r.status_code, msg)
         raise Unavailable(f"peer {self.node.id}: {r.status_code} {msg}")
 
     def stat(self, bucket: str, name: str) -> ObjectAttrs:

@@ -32,7 +32,7 @@ from ..store.paging import page_limit
 from ..store.errors import (BucketNotFound, IncompleteUpload, ObjectNotFound, StoreError,
                             Unavailable)
 from ..store.names import validate_bucket_name, validate_object_name
-from .peer_backend import Body, PeerBackend
+from .peer_backend import Body, PeerBackend, PeerRefusal
 from .share import Tombstoned
 from .smap import placement_key
 
@@ -583,9 +583,11 @@ def fetch_to_scratch(src, local):
 AWAY = object()  # the state of a holder that did not answer
 
 # what a peer answers a valid write when its view is not current (its bucket table misses
-# the bucket, the object was replaced meanwhile) or the forwarded body was cut: a 4xx on
-# the peer, a 503 for the client, who did nothing wrong
-_PEER_REFUSALS = (BucketNotFound, ObjectNotFound, IncompleteUpload)
+# the bucket, the object was replaced meanwhile), the forwarded body was cut, or it refuses
+# this node (another cluster secret, no client certificate): a 4xx on the peer, a 503 for
+# the client, who did nothing wrong. A peer's 409 (the name collides with an object there)
+# and 507 (its disk is full) are what one node would answer, and pass on.
+_PEER_REFUSALS = (BucketNotFound, ObjectNotFound, IncompleteUpload, PeerRefusal)
 
 
 def holder_state(backend, bucket, name):

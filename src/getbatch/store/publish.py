@@ -15,7 +15,7 @@ import os
 from contextlib import contextmanager
 
 from . import attrs as meta
-from .errors import BucketNotFound, Conflict
+from .errors import BucketNotFound, Conflict, Unavailable
 from .fsutil import fsync_dir, make_parents
 
 _RETRIES = 5
@@ -69,8 +69,10 @@ class Publisher:
                                f"the name collides with a directory of other objects",
                                bucket, name) from None
         else:
-            raise Conflict(f"cannot store ais://{bucket}/{name}: "
-                           f"its directory keeps disappearing", bucket, name)
+            # deletes of its neighbours keep pruning its directory: a race that passes, not
+            # a name that collides (409)
+            raise Unavailable(f"cannot store ais://{bucket}/{name}: concurrent deletes kept "
+                              f"removing its directory ({_RETRIES} tries); try again")
         if self.fsync:
             if self.xattrs:
                 os.fsync(fd)  # the xattrs set after the data fsync
