@@ -133,3 +133,37 @@ def test_bucket_unknown_here_while_etcd_is_away_is_a_503():
     with pytest.raises(Unavailable, match="bucket metadata unavailable"):
         table.require("b")
     assert table.get("b") is None
+
+
+def test_getbatch_versions_none_answered_is_a_503_naming_what_failed(tmp_path):
+    """A GetBatch's states round (cluster/versions.py) where every compared holder of an
+    entry fails, one with its own 500, one with an answer that is no list of states (once
+    compared with another holder's stamp, a TypeError: a 500 for the client): a 503 naming
+    each and what it answered."""
+    import json
+    from types import SimpleNamespace
+
+    import msgpack
+
+    from getbatch.cluster.versions import newest_holders
+
+    from .inproc import HostilePeer
+    said = json.dumps({"message": "boom", "status": 500}).encode()
+    nonsense = msgpack.packb([[1, 2]])
+    evil = [HostilePeer(lambda body: b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n%s"
+                        % (len(said), said)),
+            HostilePeer(lambda body: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                        % (len(nonsense), nonsense))]
+    try:
+        store = _store(tmp_path, [NodeInfo("e500", evil[0].url), NodeInfo("e200", evil[1].url)])
+        name = next(n for n in (f"o{i}" for i in range(100))
+                    if {o.id for o in store.cluster.smap.owners("ais", "fresh", n, 2)}
+                    == {"e500", "e200"})
+        with pytest.raises(Unavailable) as got:
+            newest_holders(store, store.cluster.smap,
+                           [SimpleNamespace(provider="ais", bucket="fresh", objname=name)])
+        msg = str(got.value)
+        assert "peer e500: 500 boom" in msg and "peer e200: its answer" in msg, msg
+    finally:
+        for e in evil:
+            e.close()

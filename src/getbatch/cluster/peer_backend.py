@@ -159,6 +159,11 @@ class PeerRefusal(StoreError):
         self.status = status
 
 
+def _is_state(st: Any) -> bool:
+    return (isinstance(st, list) and len(st) == 2 and isinstance(st[0], str)
+            and isinstance(st[1], bool))
+
+
 def _message(r: PeerResponse) -> str:
     """The AIS error message of a peer's answer: the body's, or a HEAD's Hdr-Error header's."""
     try:
@@ -268,8 +273,13 @@ class PeerBackend:
         r = self.peers.request(self.node, "POST", f"{PEER_PREFIX}/states",
                                data=msgpack.packb(pairs), timeout=STAT_TIMEOUT,
                                headers={"Content-Type": "application/msgpack"})
-        return [st if st is None else tuple(st)
-                for st in msgpack.unpackb(self._check(r, "").content)]
+        got = msgpack.unpackb(self._check(r, "").content)
+        if not (isinstance(got, list) and len(got) == len(pairs)
+                and all(st is None or _is_state(st) for st in got)):
+            # compared as it is, it would fail the GetBatch with a 500: a peer that fails
+            raise Unavailable(f"peer {self.node.id}: its answer for {len(pairs)} names is not "
+                              "as many [stamp, is_tomb] or null")
+        return [st if st is None else tuple(st) for st in got]
 
     def put(self, bucket: str, name: str, body: Readable, length: int | None = None,
             stamp: str | None = None) -> str:

@@ -69,10 +69,12 @@ def newest_holders(store: ClusterStore, smap: Smap,
     # entry index -> {rank: ((node, backend), state)}: of equal stamps, the first owner's
     # is read
     states: dict[int, dict[int, tuple[Any, Any]]] = {}
+    failed: dict[str, str] = {}   # node id -> why it did not answer
     targets = [(node, store.backend_of(node)) for node, _ in asks.values()]
     for t, (node, got) in zip(targets, store.fanout(ask, targets)):
         ranks = asks[node.id][1]
         if isinstance(got, Exception):
+            failed[node.id] = str(got)
             got = [AWAY] * len(ranks)   # what the others hold is compared
         for (i, r), st in zip(ranks, got):
             states.setdefault(i, {})[r] = (t, st)
@@ -81,9 +83,10 @@ def newest_holders(store: ClusterStore, smap: Smap,
         sts = [by_rank[r] for r in sorted(by_rank)]
         if all(st is AWAY for _, st in sts):
             e = entries[i]
+            ids = sorted(t[0].id for t, _ in sts)
             raise Unavailable(f"none of the nodes that may hold the newest version of "
                               f"ais://{e.bucket}/{e.objname} answered "
-                              f"({', '.join(sorted(t[0].id for t, _ in sts))}); try again")
+                              f"({'; '.join(failed.get(n, n) for n in ids)}); try again")
         newest = newest_state(sts)
         if newest is not None:
             out[i] = (None if newest[2] else newest[1][0], newest[0])
