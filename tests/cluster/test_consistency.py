@@ -232,6 +232,50 @@ def test_reads_right_after_an_etcd_pause(c3):
     c.wait_members(3)
 
 
+def test_a_joining_node_gets_the_delete(c3):
+    """A node catching up (joining) is a write target: a delete acknowledged meanwhile reaches
+    it too, as a PUT does (its catch-up may already have listed that name: it would go live
+    holding the object, and a delete whose other holders are away could not be
+    acknowledged at all). The joining node is held so by a third node whose worker is
+    frozen (its catch-up waits for that node's listing)."""
+    c = c3
+    _mkbucket(c.urls[0], "dj", 2)
+    name = next(n for n in (f"d{k}" for k in range(200))
+                if [_index(c, o.id) for o in _owners(c, "dj", n, 2)] == [0, 1])
+    assert _put(c.urls[0], "dj", name, b"doomed").status_code == 200
+    joining, frozen = c.nodes[1], _workers(c.nodes[2])
+    secret = c.secret()
+    try:
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        c.restart(1)
+        joining = c.nodes[1]
+        # node 0 sends the joining node its writes once it lists its stamps to it
+        _eventually(lambda: _assert_status(requests.get(
+            f"{c.urls[0]}/v1/_peer/stamps/dj", params={"for": joining.id}, timeout=10,
+            headers={SECRET_HEADER: secret}), 200), timeout=20)
+        assert '"joining": true' in c.etcd.get("getbatch/nodes/" + joining.id)
+        r = requests.delete(f"{c.urls[0]}/v1/objects/dj/{name}", timeout=60)
+        assert r.status_code == 200, r.text
+        assert '"joining": true' in c.etcd.get("getbatch/nodes/" + joining.id)
+        assert Tombs(os.path.join(joining.data_dir, ".sys", "tombs")).get("dj", name)
+        assert not os.path.exists(os.path.join(joining.data_dir, "ais", "dj", name))
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    c.wait_members(3)
+
+
+def _workers(node):
+    """The pids of a node's gunicorn workers (children of its arbiter)."""
+    with open(f"/proc/{node.proc.pid}/task/{node.proc.pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _assert_status(r, status):
+    assert r.status_code == status, r.text
+
+
 def _newer(name):
     return b"v1-" + name.encode() + b" (newer, longer)"
 

@@ -104,10 +104,13 @@ class ClusterStore(Backend):
                               "nothing stored, try again")
         return out
 
-    def _everyone(self):
+    def _everyone(self, joining=False):
+        """[(NodeInfo, backend)] of every live node (and with `joining`, every node catching
+        up: a delete or a bucket's destruction reaches them as a write does), this node
+        included."""
         smap = self.cluster.smap
-        nodes = list(smap.nodes)
-        if smap.node(self.cluster.node.id) is None:
+        nodes = list(smap.nodes) + (list(smap.joining) if joining else [])
+        if all(n.id != self.cluster.node.id for n in nodes):
             nodes.append(self.cluster.node)
         return [(n, self.backend_of(n)) for n in nodes]
 
@@ -138,8 +141,10 @@ class ClusterStore(Backend):
     def destroy_bucket(self, name):
         validate_bucket_name(name)
         self.buckets.destroy(name)
-        # every live node drops its copy now (a node away meanwhile drops it when it boots)
-        for node, res in self.fanout(lambda n, b: b.destroy_bucket(name), self._everyone()):
+        # every live and joining node drops its copy now (a node away meanwhile drops it when
+        # it boots)
+        for node, res in self.fanout(lambda n, b: b.destroy_bucket(name),
+                                      self._everyone(joining=True)):
             if isinstance(res, Exception):
                 log.warning("bucket ais://%s destroyed, but node %s kept its copy for now: %s",
                             name, node.id, res)
@@ -456,8 +461,8 @@ class ClusterStore(Backend):
 
     def delete(self, bucket, name):
         """Delete as a version: the first reachable owner stamps the delete (newer than the
-        version it has), then every live node applies it, leaving a tombstone (a node away
-        learns it when it returns: catch-up, read repair, rebalance). Acknowledged once
+        version it has), then every live and joining node applies it, leaving a tombstone (a
+        node away learns it when it returns: catch-up, read repair, rebalance). Acknowledged once
         `copies` distinct nodes hold the tombstone; ObjectNotFound when no node had the
         object."""
         copies = self._copies(bucket)
@@ -479,7 +484,7 @@ class ClusterStore(Backend):
         if stamp is None:
             raise TooFewNodes(f"no node could delete ais://{bucket}/{name} (0 of {copies} "
                               "reachable); try again")
-        rest = [t for t in self._everyone() if t[0].id != first.id]
+        rest = [t for t in self._everyone(joining=True) if t[0].id != first.id]
         missed = False
         for node, res in self.fanout(lambda n, b: b.delete(bucket, name, stamp, keep=True),
                                      rest):
