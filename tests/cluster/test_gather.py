@@ -641,3 +641,25 @@ def test_a_peer_failing_its_sub_batch_is_a_502_or_503(mini, status):
         assert f"{status} boom" in got.value.message
     finally:
         evil.close()
+
+
+def test_a_peer_without_the_bucket_yet_is_a_503(mini, tmp_path):
+    """A peer whose bucket table is not current (started or joined while etcd was away)
+    answers its sub-batch 404 "bucket does not exist" while this node knows the bucket: a
+    503 to retry, not the 404 the request would get for a bucket that does not exist."""
+    from getbatch.cluster.smap import NodeInfo, Smap
+    from .inproc import MiniCluster
+    lone = MiniCluster(tmp_path, n=1)   # its table: no buckets
+    try:
+        n0, peer = mini.nodes[0], lone.nodes[0]
+        smap = Smap(1, [NodeInfo(n.id, n.url) for n in mini.nodes]
+                    + [NodeInfo("lone", peer.url)], "n0")
+        name = next(n for n in mini.objs if smap.owner("ais", "b", n).id == "lone")
+        g = Gather(parse(json.dumps({"in": [{"objname": name}]}).encode(), "b"), smap,
+                   n0.cluster.node, n0.storage, n0.config, SECRET, 5.0)
+        with pytest.raises(BatchError) as got:
+            g.plan()
+        assert got.value.status == 503, got.value.message
+        assert "peer lone" in got.value.message and "not current yet" in got.value.message
+    finally:
+        lone.stop()

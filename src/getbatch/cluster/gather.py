@@ -236,7 +236,7 @@ class Gather:
             return list(s.indexes)
         except PeerRefused as exc:
             if not self.phase2:
-                raise _refusal(exc, len(s.indexes)) from None
+                raise self._refusal(exc, s.indexes) from None
             log.warning("batch: %s refused to stand in: %s", s.node.id, exc.message)
             for i in s.indexes:
                 self.tried.setdefault(i, set()).add(s.node.id)
@@ -250,6 +250,26 @@ class Gather:
                                               f"not {name_of(i)[:100]!r}"), s.indexes)
                 return list(s.indexes)
         return self._assign(s, plan)
+
+    def _refusal(self, exc, indexes):
+        """This request's error for a peer's error answer (PeerRefused) to its sub-batch of
+        `indexes`, before the status line: an AIS error about the entries (a bad range, not
+        an archive) is the request's, passed on; the peer's own failure is not the client's:
+        a 5xx or its refusal of this node is a 502 naming it and what it said (a 503, to
+        retry, when it said 503), a bucket it does not know while this node does (its bucket
+        table not current yet) a 503."""
+        said = (f"peer {exc.node.id} ({exc.node.url}) failed to plan its {len(indexes)} "
+                f"entries of this batch: {exc.status} {exc.message}")
+        if exc.status == 404 and self._buckets_known(indexes):
+            return BatchError(f"{said} (its bucket table is not current yet); try again", 503)
+        if exc.status < 500 and exc.status not in (401, 403):
+            return BatchError(exc.message, exc.status)
+        return BatchError(said, 503 if exc.status == 503 else 502)
+
+    def _buckets_known(self, indexes):
+        """Whether this node knows every bucket of the entries `indexes` (all `ais://`)."""
+        named = {(self.req.entries[i].provider, self.req.entries[i].bucket) for i in indexes}
+        return all(p == "ais" and self.storage.backend(p, b).has_bucket(b) for p, b in named)
 
     def _assign(self, s, plan):
         again = []
@@ -535,18 +555,6 @@ class Gather:
         for p in self.local_plans:
             p.close()   # kept (closed): the output's items still name their items
         self.items = self.where = None
-
-
-def _refusal(exc, n):
-    """This request's error for a peer's error answer (PeerRefused) to its sub-batch of `n`
-    entries, before the status line: an AIS error about the entries (a bad range, not an
-    archive) is the request's, passed on; the peer's own failure (a 5xx, or its refusal of
-    this node) is not the client's: a 502 naming the peer and what it said, a 503 (to retry)
-    when the peer said so."""
-    if exc.status < 500 and exc.status not in (401, 403):
-        return BatchError(exc.message, exc.status)
-    return BatchError(f"peer {exc.node.id} ({exc.node.url}) failed to plan its {n} entries of "
-                      f"this batch: {exc.status} {exc.message}", 503 if exc.status == 503 else 502)
 
 
 def _same_version(a, b):
