@@ -128,6 +128,15 @@ def test_get_with_every_possible_holder_away_is_a_503(tmp_path):
     assert store.stat("fresh", "x").size == 4
 
 
+def test_get_from_a_peer_refusing_this_node_is_a_503(tmp_path, peer):
+    """A holder that refuses this node (403: another cluster secret) could not be asked,
+    as one away: a 503, not the 400 of a peer's unexplained 4xx."""
+    store = _store(tmp_path, [NodeInfo(peer.id, peer.url)], copies=1,
+                   secret="not-the-cluster's")
+    with pytest.raises(Unavailable, match=f"peer {peer.id} refused this node: 403"):
+        store.stat("fresh", _first_owned_by(store, peer.id))
+
+
 def test_bucket_unknown_here_while_etcd_is_away_is_a_503():
     table = BucketTable(Etcd([_dead_url()], timeout=(0.5, 0.5)))
     with pytest.raises(Unavailable, match="bucket metadata unavailable"):

@@ -149,9 +149,9 @@ class PeerFile(ArchivedFile):
 
 class PeerRefusal(StoreError):
     """A peer's 4xx without a meaning of its own (not a missing bucket or object, a name
-    collision or a full disk): a 400 with the peer's message where it judged what the
-    client asked (a bad archpath), a 503 where the client's request was valid and the
-    peer refused this node (cluster/store.py's writes)."""
+    collision, nor its refusal of this node): a 400 with the peer's message where it
+    judged what the client asked (a bad archpath), a 503 where the client's write was
+    valid (cluster/store.py)."""
 
     def __init__(self, node: Node, status: int, message: str) -> None:
         super().__init__(message)
@@ -210,6 +210,10 @@ class PeerBackend:
             raise Conflict(msg, bucket, name)
         if r.status_code == 507:
             raise InsufficientStorage(bucket, name)
+        if r.status_code in (401, 403):
+            # the intra-cluster routes check nothing of the client's, only that this node
+            # is of the cluster (its secret, its certificate): as good as unreachable
+            raise Unavailable(f"peer {self.node.id} refused this node: {r.status_code} {msg}")
         if 400 <= r.status_code < 500:
             raise PeerRefusal(self.node, r.status_code, msg)
         raise Unavailable(f"peer {self.node.id}: {r.status_code} {msg}")

@@ -588,9 +588,9 @@ def fetch_to_scratch(src, local):
 AWAY = object()  # the state of a holder that did not answer
 
 # what a peer answers a valid write when its view is not current (its bucket table misses
-# the bucket, the object was replaced meanwhile), the forwarded body was cut, or it refuses
-# this node (another cluster secret, no client certificate): a 4xx on the peer, a 503 for
-# the client, who did nothing wrong. A peer's 409 (the name collides with an object there)
+# the bucket, the object was replaced meanwhile), the forwarded body was cut, or any 4xx of
+# its own: a 503 for the client, who did nothing wrong (a peer refusing this node is
+# Unavailable already). A peer's 409 (the name collides with an object there)
 # and 507 (its disk is full) are what one node would answer, and pass on.
 _PEER_REFUSALS = (BucketNotFound, ObjectNotFound, IncompleteUpload, PeerRefusal)
 
