@@ -1,14 +1,17 @@
 """The seams of a GetBatch: what planning, assembly and a cluster's gather expect of each other.
 
-Where a GetBatch goes:
-- planned: `plan.build` (one node) or `cluster.gather.Gather.plan` (a cluster's designated
-  target) makes a `plan.Plan`: its `items` (a `PlanItems`, in request order), the store's
+Where a GetBatch goes (server/moss.py drives it):
+- planned: `cluster.gather.Gather.plan` (a cluster's designated target; alone, it calls
+  `plan.build`, the single node's planner, which also plans each node's share) makes a
+  `plan.Plan`: its `items` (a `PlanItems`, in request order), the store's
   `BatchReader`s the items were read through, and on a cluster the `RemotePart` that
   delivers the items other nodes send;
-- assembled and sent: `assemble.BatchOutput` turns each item into one segment
+- assembled: `assemble.BatchOutput` turns each item into one segment
   (`assemble.segment`, the one place that tells item kinds apart; an item with `remote` set
   asks its RemotePart) and writes it to the client socket (the emit loop) or through an
-  archive writer (the byte iterator, and integrity.py's checksummed one).
+  archive writer (the byte iterator, and integrity.py's checksummed one);
+- sent: server/wrappers.py hands a plain-TAR output to the emit loop on the client socket
+  (`BatchOutput.emit_to`); anything else, and any other WSGI server, iterates it.
 
 Nothing here has behaviour: the Protocols name what each side relies on, so that a type
 checker, and a reader, can follow the calls without guessing from attribute probes.
