@@ -10,7 +10,8 @@ Each entry's XXH64 (seed 0, 16 lower-case hex digits: the hash the store keeps, 
 """
 import struct
 
-from .tarheader_py import BLOCK, pax_extended, pax_record
+from .tarblock import BLOCK
+from .tarheader_py import pax_extended, pax_record
 
 PAX_KEY = "GETBATCH.xxhash64"
 ZIP_EXTRA_ID = 0x4247

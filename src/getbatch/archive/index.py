@@ -35,6 +35,7 @@ import msgpack
 
 from .memory import ShardMemory, estimate
 from .member import DIR, FILE, HARDLINK, NAME_MAX, OTHER, SYMLINK, Member, find_variant
+from .tarblock import BLOCK, tar_pad
 
 log = logging.getLogger("getbatch.archive")
 
@@ -43,7 +44,6 @@ _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
 _MAGIC = b"GBIDX\x00\x02\n"   # format 2: digest + identity-keyed body
 _DIGEST = 32
 _SUFFIX = ".gbidx"
-_BLOCK = 512
 _READ_OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
@@ -326,8 +326,8 @@ def _check_names(names, raw):
 def _check_extents(offsets, sizes, data_len):
     """Every member's data is block-aligned, after its own header and the previous member's
     data, and inside the first `data_len` bytes."""
-    low = _BLOCK  # the first data block follows at least one header
+    low = BLOCK  # the first data block follows at least one header
     for off, size in zip(offsets, sizes):
-        if off < low or off % _BLOCK or size < 0 or off + size > data_len:
+        if off < low or off % BLOCK or size < 0 or off + size > data_len:
             raise _Reject(f"member extent {off}+{size} impossible in {data_len} bytes of data")
-        low = off + size + (-size % _BLOCK) + _BLOCK
+        low = off + size + tar_pad(size) + BLOCK

@@ -6,8 +6,8 @@ PAX extended header ('x' block carrying `path=`) precedes the ustar block. Sizes
 8 GiB and more go into a PAX `size=` record and a base-256 size field. Output is
 deterministic: only the arguments reach the header (uname/gname empty).
 """
+from .tarblock import BLOCK, tar_pad
 
-BLOCK = 512
 _OCTAL11 = 8 ** 11          # first value that no longer fits 11 octal digits
 _PAX_NAME = b"././@PaxHeader"
 _HEAD = b"ustar\x0000"       # magic + version, at offset 257
@@ -103,7 +103,7 @@ def _pax_header(name, encoded, size, mtime, mode, uid, gid):
 def pax_extended(records, mtime=0, mode=0o644, uid=0, gid=0):
     """A PAX extended header: its 'x' block, then `records` (pax_record's) padded to 512."""
     return (_block(_PAX_NAME, b"", len(records), mtime, mode, uid, gid, 0x78)
-            + records + bytes(-len(records) % BLOCK))
+            + records + bytes(tar_pad(len(records))))
 
 
 def tar_entry_size(name: str, size: int) -> int:
@@ -111,7 +111,7 @@ def tar_entry_size(name: str, size: int) -> int:
     _check_name(name)
     if size < 0:
         raise ValueError(f"negative size: {size}")
-    data = size + (-size % BLOCK)
+    data = size + tar_pad(size)
     encoded = name.encode("utf-8", "surrogateescape")
     big = size >= _OCTAL11
     if name.isascii() and not big and (len(encoded) <= 100
@@ -122,5 +122,5 @@ def tar_entry_size(name: str, size: int) -> int:
         records += len(pax_record(b"path", encoded))
     if big:
         records += len(pax_record(b"size", b"%d" % size))
-    return 2 * BLOCK + records + (-records % BLOCK) + data
+    return 2 * BLOCK + records + tar_pad(records) + data
 
