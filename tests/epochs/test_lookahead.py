@@ -9,6 +9,7 @@ from getbatch.epochs.plans import Plans
 from getbatch.epochs.request import parse_epoch
 from getbatch.store import LocalStore, Storage
 from tests.archive.tarhelp import make_tar
+from tests.support.waiting import until
 
 
 class CountingStore(LocalStore):
@@ -19,13 +20,6 @@ class CountingStore(LocalStore):
     def open_shard(self, bucket, name, budget=None):
         self.opened.append(name)
         return super().open_shard(bucket, name, budget)
-
-
-def _wait(cond, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
 
 
 def test_next_steps_warmed_once(tmp_path):
@@ -43,7 +37,7 @@ def test_next_steps_warmed_once(tmp_path):
     _, where = parse_epoch(body, plans, 1000)
     st.opened.clear()
     warmer.after(where, workers=1)
-    _wait(lambda: sorted(set(st.opened)) == ["s-6.tar", "s-7.tar"])
+    until(lambda: sorted(set(st.opened)) == ["s-6.tar", "s-7.tar"], "the next steps were not warmed")
     warmer.after(where, workers=1)        # warmed already: nothing more
     time.sleep(0.2)
     assert sorted(st.opened) == ["s-6.tar", "s-7.tar"]
