@@ -110,7 +110,8 @@ def test_missing_member_on_cold_shard(tmp_path, fmt):
         assert "missing" in str(exc.value) and sh.passes == 1
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
 @given(fmt=st.sampled_from(COMPRESSED), out_chunk=st.integers(1, 5000),
        picks=st.lists(st.integers(0, 44), min_size=1, max_size=20))
 def test_chunk_boundaries_anywhere(tmp_path, monkeypatch, fmt, out_chunk, picks):

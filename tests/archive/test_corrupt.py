@@ -21,7 +21,7 @@ TAR = make_tar(ENTRIES, tarfile.PAX_FORMAT)
 FILES = {n: d for n, d in ENTRIES[:14]}
 ALL = tarscan.scan(TAR)
 SLOW = settings(max_examples=40, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def exercise(path):

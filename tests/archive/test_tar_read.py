@@ -54,7 +54,8 @@ names = st.lists(segment, min_size=1, max_size=12).map("/".join)
 sizes = st.one_of(st.sampled_from([0, 1, 511, 512, 513, 1024, 10240]), st.integers(0, 40000))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
 @given(fmt=st.sampled_from(sorted(FORMATS)),
        files=st.lists(st.tuples(names, sizes), min_size=1, max_size=6,
                       unique_by=lambda t: t[0]))

@@ -83,7 +83,8 @@ entry_st = st.tuples(name_st, st.binary(max_size=3000) | st.sampled_from([b"", b
                      st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
 @given(entries=st.lists(entry_st, max_size=10),
        comment=st.binary(max_size=300).filter(lambda c: b"PK\x05\x06" not in c),   # zipfile can't
        zip64=st.booleans())
@@ -239,7 +240,8 @@ def _exercise(path):
                 pass
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
 @given(cut=st.integers(0, len(SAMPLE)), flips=st.lists(st.tuples(st.integers(0, len(SAMPLE) - 1),
                                                                    st.integers(1, 255)), max_size=4))
 def test_damage_raises_only_archive_errors(tmp_path, cut, flips):

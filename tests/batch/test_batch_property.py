@@ -83,7 +83,8 @@ def scenario(draw):
     return objects, members, entries, want, fmt
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
 @given(scenario())
 def test_random_batches_match_the_model(tmp_path_factory, sc):
     objects, members, entries, want, fmt = sc

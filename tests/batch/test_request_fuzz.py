@@ -17,7 +17,7 @@ from getbatch.batch.request import parse
 from getbatch.store import InvalidName, InvalidProvider, LocalStore, validate_object_name
 
 DOCUMENTED = (BadRequest, InvalidName, InvalidProvider)
-FAST = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 
 names = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
     ["a", "a/b", "../x", "./x", "a//b", "/abs", "~/x", "x/..", "日本/語", "a\r\nb", "a\x00b", ""])

@@ -3,15 +3,23 @@ server), `node` (one real node for the session, its aws:// buckets on moto), `pl
 same data dir under gunicorn's stock gthread worker), `client` and `bucket`; `app_node` (a
 node's app in process, through falcon.testing: apps.py). A test module overrides `node` or
 `client` with its own fixture of that name (tests/cluster/test_moss_cluster.py runs the single
-node's tests against a cluster so)."""
+node's tests against a cluster so).
+
+Hypothesis runs under the "suite" profile: no per-example deadline and no health check that
+times data generation, since on a busy machine those fail for the machine, not the code
+(a test's own @settings that names suppress_health_check lists too_slow as well)."""
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.remote_servers import boto3_client, s3_env, start_moto
 
 from .apps import app_client
 from .nodes import Node, make_client, plain_gthread_argv, serve_argv
+
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")
