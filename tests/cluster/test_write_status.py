@@ -97,6 +97,15 @@ def test_put_a_peer_refuses_this_node_is_a_503(tmp_path, peer, first):
         store.put("fresh", name, io.BytesIO(b"x" * 1000), 1000)
 
 
+def test_put_with_fewer_live_nodes_than_copies_is_a_503_naming_them(tmp_path):
+    """A map smaller than the bucket's copies (etcd paused past the lease shrinks it to this
+    node): the PUT is refused, naming how many nodes were reachable, and nothing is stored."""
+    store = _store(tmp_path, [], copies=2)
+    with pytest.raises(Unavailable, match="1 distinct live nodes reachable, 2 needed"):
+        store.put("fresh", "o1", io.BytesIO(b"x" * 1000), 1000)
+    assert not [p for p in (tmp_path / "me").rglob("o1")]
+
+
 def test_delete_a_peer_refuses_is_a_503(tmp_path, peer):
     store = _store(tmp_path, [NodeInfo(peer.id, peer.url)])
     name = _first_owned_by(store, peer.id)
