@@ -82,6 +82,10 @@ class Shard:
 
     Small members are read whole (`read`, `read_many`); any member can be streamed in bounded
     memory (`iter_member`), which is how big members and decompression bombs are read.
+
+    A reader (subclass) takes its file with `_attach` (a path or fd) or `_adopt` (an fd and
+    identity it has already), overrides `_let_go` to drop its parsed index on close, and
+    `_release` when its fd belongs to something else that must close it.
     """
 
     format: str            # "tar", "tgz", "tar.lz4" or "zip"
@@ -105,6 +109,10 @@ class Shard:
         except BaseException:
             self.close()
             raise
+
+    def _adopt(self, fd, name, identity):
+        """Read the shard from `fd` (no path), whose identity the reader knows already."""
+        self._fd, self.path, self.name, self.identity = fd, None, name, identity
 
     def members(self) -> list[Member]:
         """Every entry in archive order, directories and links included."""
@@ -153,10 +161,10 @@ class Shard:
         stamp) is read from; -1 once closed."""
         return self._fd
 
-    def _pread_chunks(self, fd, offset, length):
-        """`length` bytes of `fd` from `offset`, in chunks of at most CHUNK bytes."""
+    def file_chunks(self, offset: int, length: int) -> Iterator[bytes]:
+        """`length` bytes of the shard file from `offset`, in chunks of at most CHUNK bytes."""
         while length > 0:
-            data = os.pread(fd, min(length, CHUNK), offset)
+            data = os.pread(self._fd, min(length, CHUNK), offset)
             if not data:
                 raise CorruptArchive(self.name, f"truncated: member data at {offset} is past the "
                                                 "end of the file (shard changed after indexing?)")
@@ -165,10 +173,14 @@ class Shard:
             length -= len(data)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            self._release(fd)
         self._let_go()
+
+    def _release(self, fd):
+        """Close the shard file."""
+        os.close(fd)
 
     def _let_go(self):
         """Drop this shard's references to its parsed index: a closed shard that a finished

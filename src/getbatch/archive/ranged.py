@@ -16,7 +16,6 @@ import os
 import tempfile
 import threading
 
-from . import index as _index
 from .errors import CorruptArchive
 from .member import member_range
 from .memory import or_default
@@ -24,7 +23,7 @@ from .shardfile import Identity
 from .tarscan import scan_pread
 from .tarshard import TarShard
 from .zipcd import read_central_directory_pread
-from .zipshard import ZipDirectory, ZipShard, directory_key
+from .zipshard import ZipShard
 from .zipformat import LOCAL
 
 COALESCE = 64 << 10   # wanted ranges closer than this are fetched in one read
@@ -202,19 +201,9 @@ class RangedTarShard(TarShard):
 
     def __init__(self, mirror, *, name, version, index_dir=None, key=None, memory=None):
         self._mirror = mirror
-        self._fd = mirror.fd
-        self.path = None
-        self.name = name
-        self.identity = _identity(mirror.size, version)
-        self.size = mirror.size
         self.memory = or_default(memory)
-        try:
-            self._index = _index.get(key if key is not None else -1, self.identity, self.format,
-                                     self._scan, self.memory, index_dir=index_dir if key else None)
-        except BaseException:
-            self.close()
-            raise
-        self._files = self._index.files
+        self._adopt(mirror.fd, name, _identity(mirror.size, version))
+        self._load_index(key if key is not None else -1, index_dir if key else None)
 
     def _scan(self):
         return scan_pread(self._mirror.scanner(), self.size, shard=self.name)
@@ -239,22 +228,19 @@ class RangedTarShard(TarShard):
     def iter_member(self, name, offset=0, length=None):
         m = self.lookup(name)
         start, n = member_range(m, offset, length)
-        return _mirrored_chunks(self, m.offset + start, n)
+        return self._mirrored_chunks(m.offset + start, n)
 
-    def close(self):
+    def _mirrored_chunks(self, offset, length):
+        """The bytes [offset, offset+length) of the shard, fetched PIECE by PIECE as they go."""
+        while length > 0:
+            k = min(length, PIECE)
+            self._mirror.ensure(offset, k)
+            yield from self.file_chunks(offset, k)
+            offset += k
+            length -= k
+
+    def _release(self, fd):
         self._mirror.close()
-        self._fd = -1
-        self._let_go()
-
-
-def _mirrored_chunks(shard, offset, length):
-    """The bytes [offset, offset+length) of the shard, fetched PIECE by PIECE as they go."""
-    while length > 0:
-        k = min(length, PIECE)
-        shard._mirror.ensure(offset, k)
-        yield from shard._pread_chunks(shard._fd, offset, k)
-        offset += k
-        length -= k
 
 
 class RangedZipShard(ZipShard):
@@ -265,32 +251,23 @@ class RangedZipShard(ZipShard):
 
     def __init__(self, mirror, *, name, version, index_dir=None, key=None, memory=None):
         self._mirror = mirror
-        self._fd = mirror.fd
-        self.path = None
-        self.name = name
-        self.identity = _identity(mirror.size, version)
-        self._size = mirror.size
         self.memory = or_default(memory)
-        try:
-            self._dir = self.memory.parsed.get(directory_key(self.identity))
-            if self._dir is None:
-                self._dir = ZipDirectory(read_central_directory_pread(mirror.pread, self._size,
-                                                                    self.name))
-                self.memory.parsed.put(directory_key(self.identity), self._dir)
-        except BaseException:
-            self.close()
-            raise
-        self._index = self._dir.index
-        self._offsets = self._dir.data_offsets
+        self._adopt(mirror.fd, name, _identity(mirror.size, version))
+        self._load_directory()
+
+    def _read_directory(self):
+        return read_central_directory_pread(self._mirror.pread, self.identity.size, self.name)
 
     def _span(self, m):
         """(offset, length) likely holding the member's local header and data."""
         return m.offset, LOCAL.size + len(m.name.encode("utf-8", "surrogateescape")) + \
             self._SLACK + max(m.csize, 0)
 
+    def _local_header(self, offset):
+        self._mirror.ensure(offset, LOCAL.size)
+        return super()._local_header(offset)
+
     def _data_offset(self, m):
-        if m.offset not in self._offsets and m.offset >= 0:
-            self._mirror.ensure(m.offset, LOCAL.size)
         off = super()._data_offset(m)
         self._mirror.ensure(off, m.csize)
         return off
@@ -313,7 +290,5 @@ class RangedZipShard(ZipShard):
         self._data_offset(self.lookup(name))
         return super().iter_member(name, offset, length)
 
-    def close(self):
+    def _release(self, fd):
         self._mirror.close()
-        self._fd = -1
-        self._let_go()

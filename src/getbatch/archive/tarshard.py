@@ -53,10 +53,15 @@ class TarShard(Shard):
         (and closes, also when opening fails). `version`, `length`, `memory`: see open_shard."""
         self.memory = or_default(memory)
         self._attach(path_or_fd, name, version, length)
+        self._load_index(self._fd, index_dir)
+
+    def _load_index(self, key, index_dir):
+        """Find the index (in memory, or persisted in `index_dir` under `key`: the fd, whose
+        path names it, or a str) or build it with `_scan`; on failure the shard is closed."""
         try:
             self.size = self.identity.size
-            self._index = _index.get(self._fd, self.identity, self.format, self._scan,
-                                     self.memory, index_dir=index_dir)
+            self._index = _index.get(key, self.identity, self.format, self._scan, self.memory,
+                                     index_dir=index_dir)
         except BaseException:
             self.close()
             raise
@@ -107,7 +112,7 @@ class TarShard(Shard):
     def iter_member(self, name, offset=0, length=None):
         m = self.lookup(name)
         start, n = member_range(m, offset, length)
-        return self._pread_chunks(self._fd, m.offset + start, n)
+        return self.file_chunks(m.offset + start, n)
 
     def _short(self, ext):
         raise CorruptArchive(self.name, f"truncated: member data at {ext[0]}+{ext[1]} is past the "

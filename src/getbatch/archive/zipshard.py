@@ -71,18 +71,26 @@ class ZipShard(Shard):
         is the index."""
         self.memory = or_default(memory)
         self._attach(path_or_fd, name, version, length)
+        self._load_directory()
+
+    def _load_directory(self):
+        """Find the parsed central directory in memory or read it (`_read_directory`); on
+        failure the shard is closed."""
         self._size = self.identity.size
         try:
             self._dir = self.memory.parsed.get(directory_key(self.identity))
             if self._dir is None:
-                self._dir = ZipDirectory(zipcd.read_central_directory(self._fd, self._size,
-                                                                    self.name))
+                self._dir = ZipDirectory(self._read_directory())
                 self.memory.parsed.put(directory_key(self.identity), self._dir)
         except BaseException:
             self.close()
             raise
         self._index = self._dir.index
         self._offsets = self._dir.data_offsets
+
+    def _read_directory(self):
+        """The central directory's members, read from the shard file."""
+        return zipcd.read_central_directory(self._fd, self._size, self.name)
 
     def members(self):
         return list(self._dir.members)
@@ -99,7 +107,7 @@ class ZipShard(Shard):
     def _data_offset(self, m):
         off = self._offsets.get(m.offset)
         if off is None:
-            head = os.pread(self._fd, LOCAL.size, m.offset) if m.offset >= 0 else b""
+            head = self._local_header(m.offset) if m.offset >= 0 else b""
             if len(head) != LOCAL.size or head[:4] != LOCAL.signature:
                 raise CorruptArchive(self.name, f"bad local header for {m.name}")
             fields = LOCAL.struct.unpack(head)
@@ -111,6 +119,10 @@ class ZipShard(Shard):
         if off + m.csize > self._size or m.csize < 0:
             raise CorruptArchive(self.name, f"data of {m.name} runs past the end of the file")
         return off
+
+    def _local_header(self, offset):
+        """The bytes of the local header at `offset` (fewer at the end of the file)."""
+        return os.pread(self._fd, LOCAL.size, offset)
 
     def _stored_extent(self, m):
         if m.csize != m.size:
@@ -187,7 +199,7 @@ class ZipShard(Shard):
         start, n = member_range(m, offset, length)
         if m.method == STORED:
             data_offset, _ = self._stored_extent(m)
-            chunks = self._pread_chunks(self._fd, data_offset + start, n)
+            chunks = self.file_chunks(data_offset + start, n)
             return _last_held(self._checked(m, chunks)) if n == m.size else chunks
         if m.method == DEFLATED:
             if m.size > m.csize * _MAX_RATIO + 64:
