@@ -27,7 +27,7 @@ class InflateBudget:
         """Bytes still allowed (None: unlimited)."""
         return None if not self.limit else max(0, self.limit - self.used)
 
-    def charge(self, n, shard):
+    def charge(self, n: int, shard: object) -> None:
         """Count `n` freshly decompressed bytes of `shard`; InflateLimit once over the limit."""
         self.used += n
         if self.limit and self.used > self.limit:
@@ -35,7 +35,7 @@ class InflateBudget:
                                       "the max_inflate limit (a decompression bomb, or a shard "
                                       "that needs a larger max_inflate)")
 
-    def require(self, n, shard):
+    def require(self, n: int, shard: object) -> None:
         """InflateLimit now if `n` more bytes will certainly be decompressed and do not fit."""
         if self.limit and self.used + n > self.limit:
             raise InflateLimit(shard, f"reading the requested members decompresses at least "

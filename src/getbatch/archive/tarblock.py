@@ -4,6 +4,6 @@
 BLOCK = 512
 
 
-def tar_pad(size):
+def tar_pad(size: int) -> int:
     """Zero bytes that follow `size` bytes of member data, up to the next block boundary."""
     return -size & (BLOCK - 1)
