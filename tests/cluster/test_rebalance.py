@@ -1,5 +1,5 @@
 """`rebalance` after a join: misplaced objects move to their owners, copies are completed,
-a rerun moves nothing; the CLI drives it; and `getbatch cluster` starts and stops a cluster."""
+a rerun moves nothing; the CLI drives it. (`getbatch cluster` itself: test_devcluster.py.)"""
 import os
 import subprocess
 import sys
