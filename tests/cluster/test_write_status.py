@@ -106,6 +106,18 @@ def test_put_with_fewer_live_nodes_than_copies_is_a_503_naming_them(tmp_path):
     assert not [p for p in (tmp_path / "me").rglob("o1")]
 
 
+def test_writes_without_a_fresh_lease_are_503s(tmp_path):
+    """A node whose etcd lease was not confirmed within the TTL (etcd away, the node paused)
+    takes no PUT or DELETE: a 503 saying why, and nothing is stored."""
+    store = _store(tmp_path, [], copies=1)
+    store.cluster.lease_fresh = lambda: False
+    with pytest.raises(Unavailable, match="node me cannot accept writes now"):
+        store.put("fresh", "o1", io.BytesIO(b"x" * 1000), 1000)
+    with pytest.raises(Unavailable, match="node me cannot accept writes now"):
+        store.delete("fresh", "o1")
+    assert not [p for p in (tmp_path / "me").rglob("o1")]
+
+
 def test_delete_a_peer_refuses_is_a_503(tmp_path, peer):
     store = _store(tmp_path, [NodeInfo(peer.id, peer.url)])
     name = _first_owned_by(store, peer.id)
