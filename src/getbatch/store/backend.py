@@ -140,8 +140,9 @@ class Backend(ABC):
         """Publish an append session as the object (atomic, like put)."""
 
     @abstractmethod
-    def delete(self, bucket: str, name: str) -> None:
-        """Remove the object; ObjectNotFound if missing."""
+    def delete(self, bucket: str, name: str) -> tuple[str, bool] | None:
+        """Remove the object; ObjectNotFound if missing. A store that stamps its versions (a
+        cluster node's) returns (the delete's stamp, whether the object was here)."""
 
     def prefetch(self, bucket: str, name: str) -> int:
         """Bring the object's current remote version into the local cache (a no-op when the
