@@ -3,6 +3,7 @@ restart under overwrites and deletes, what rebalance then keeps, and read repair
 (test_nemesis_scenarios.py replays each defect of issue 15 through the nemesis)."""
 import io
 import os
+import shutil
 import signal
 import tarfile
 import time
@@ -134,6 +135,39 @@ def test_read_repair(c3):
         r = _get(c.urls[third], "rr", n)
         assert r.status_code == 200 and r.content == n.encode() * 100
         _eventually(lambda: _assert_copy(path, n.encode() * 100))
+
+
+def test_rebalance_alone_repairs_stale_copies_and_drops_older_ones(c3):
+    """Anti-entropy with no read first (a read would repair): an owner holding an older copy
+    or none gets the newest, and a non-owner's leftover older copy is dropped, never copied
+    over the owners' newer one."""
+    c = c3
+    _mkbucket(c.urls[0], "ae", 2)
+    names = ["stale", "missing", "leftover"]
+    for n in names:
+        assert _put(c.urls[0], "ae", n, n.encode() * 100).status_code == 200
+    for n in names:
+        owners = [_index(c, node.id) for node in _owners(c, "ae", n, 2)]
+        third = ({0, 1, 2} - set(owners)).pop()
+        where = {"stale": owners[1], "missing": owners[0], "leftover": third}[n]
+        path = os.path.join(c.nodes[where].data_dir, "ais", "ae", n)
+        if n == "missing":
+            os.unlink(path)
+            continue
+        if n == "leftover":   # a copy as a node keeps it (xattrs and all), then made older
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            shutil.copy2(os.path.join(c.nodes[owners[0]].data_dir, "ais", "ae", n), path)
+        with open(path, "r+b") as f:
+            f.write(b"old")
+        os.setxattr(path, STAMP, b"0000000000000001.gone")
+    assert requests.post(c.urls[0] + "/v1/rebalance", timeout=10).status_code == 200
+    _eventually(lambda: _rebalanced(c.urls[0]), timeout=60)
+    for n in names:
+        held = _copies_on_disk(c, "ae", n)
+        owners = {_index(c, node.id) for node in _owners(c, "ae", n, 2)}
+        assert set(held) == owners, (n, held)
+        assert {v for v, _ in held.values()} == {n.encode() * 100}, (n, held)
+        assert len({s for _, s in held.values()}) == 1, (n, held)
 
 
 def test_getbatch_reads_the_newest_copy(c3):
