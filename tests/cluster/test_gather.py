@@ -23,7 +23,7 @@ from getbatch.store import LocalStore, Storage
 from getbatch.store.attrs import XATTR_CKSUM, XATTR_STAMP
 
 from ..batch.emitting import emit_to_file
-from .inproc import SECRET, MiniCluster
+from .inproc import MiniCluster
 from tests.archive.tarhelp import make_tar
 
 
@@ -102,7 +102,7 @@ def test_emit_path_same_bytes(mini, tmp_path):
     req = parse(json.dumps(body).encode(), "b")
     n0 = mini.nodes[0]
     out = BatchOutput(Gather(req, n0.cluster.smap, n0.cluster.node, n0.storage, n0.config,
-                             SECRET, 5.0).plan(), "tar", multipart=False)
+                             n0.cluster.peers, 5.0).plan(), "tar", multipart=False)
     n = emit_to_file(out, tmp_path / "out.tar")
     out.close()
     got = (tmp_path / "out.tar").read_bytes()
@@ -184,7 +184,7 @@ def test_dt_plan_closes_this_nodes_files(mini):
     assert _held_under(root) == []
     for extra, status in (([], None), ([{"objname": theirs, "start": 10 ** 9, "length": 1}], 416)):
         req = parse(json.dumps({"in": ins + extra}).encode(), "b")
-        g = Gather(req, n0.cluster.smap, n0.cluster.node, n0.storage, n0.config, SECRET, 5.0)
+        g = Gather(req, n0.cluster.smap, n0.cluster.node, n0.storage, n0.config, n0.cluster.peers, 5.0)
         if status is None:
             p = g.plan()
             assert len(p.items) == len(ins)
@@ -256,7 +256,8 @@ def test_max_gfn_limits_reads_from_neighbours(mini):
 
     def plan(max_gfn, max_soft_errs=8):
         g = Gather(parse(body, "b"), n0.cluster.smap, n0.cluster.node, n0.storage,
-                   n0.config.replace(max_gfn=max_gfn, max_soft_errs=max_soft_errs), SECRET, 5.0)
+                   n0.config.replace(max_gfn=max_gfn, max_soft_errs=max_soft_errs),
+                   n0.cluster.peers, 5.0)
         p = g.plan()
         p.close()
         return p
@@ -293,7 +294,7 @@ def _emit(mini, body, tmp_path, max_wait=5.0):
     req = parse(json.dumps(body).encode(), "b")
     n0 = mini.nodes[0]
     out = BatchOutput(Gather(req, n0.cluster.smap, n0.cluster.node, n0.storage, n0.config,
-                             SECRET, max_wait).plan(), req.mime, multipart=not req.strm)
+                             n0.cluster.peers, max_wait).plan(), req.mime, multipart=not req.strm)
     try:
         emit_to_file(out, tmp_path / "out")
     finally:
@@ -540,7 +541,7 @@ def test_hostile_peer_is_a_failed_owner(mini, answer, tmp_path):
                  if smap.owner("ais", "b", n).id == "evil"][:5] + ["o1"]
         body = {"in": [{"objname": n} for n in names], "strm": True}
         req = parse(json.dumps(body).encode(), "b")
-        g = Gather(req, smap, n0.cluster.node, n0.storage, n0.config, SECRET, 5.0)
+        g = Gather(req, smap, n0.cluster.node, n0.storage, n0.config, n0.cluster.peers, 5.0)
         out = BatchOutput(g.plan(), "tar", multipart=False)
         try:
             emit_to_file(out, tmp_path / "out")
@@ -570,7 +571,7 @@ def test_missing_while_a_node_that_may_hold_it_failed_is_a_503(mini):
                 "coer": coer}
         g = Gather(parse(json.dumps(body).encode(), "b"), Smap(1, nodes, "n0"),
                    n0.cluster.node, n0.storage, n0.config.replace(max_soft_errs=max_soft_errs),
-                   SECRET, 5.0)
+                   n0.cluster.peers, 5.0)
         try:
             p = g.plan()
             return [it.name for it in p.items]
@@ -601,7 +602,7 @@ def test_only_an_older_copy_after_the_newest_holder_failed_is_a_503(mini):
     def plan(coer):
         body = {"in": [{"objname": "o1"}, {"objname": "o2"}], "coer": coer}
         g = Gather(parse(json.dumps(body).encode(), "b"), smap, n0.cluster.node, n0.storage,
-                   n0.config, SECRET, 5.0,
+                   n0.config, n0.cluster.peers, 5.0,
                    versions=lambda entries: {0: (gone, "9999999999999999.gone")})
         try:
             return [(it.name, it.err) for it in g.plan().items]
@@ -633,7 +634,7 @@ def test_a_peer_failing_its_sub_batch_is_a_502_or_503(mini, status):
                     "n0")
         name = next(n for n in mini.objs if smap.owner("ais", "b", n).id == "evil")
         g = Gather(parse(json.dumps({"in": [{"objname": name}]}).encode(), "b"), smap,
-                   n0.cluster.node, n0.storage, n0.config, SECRET, 5.0)
+                   n0.cluster.node, n0.storage, n0.config, n0.cluster.peers, 5.0)
         with pytest.raises(BatchError) as got:
             g.plan()
         assert got.value.status == (503 if status == 503 else 502)
@@ -656,7 +657,7 @@ def test_a_peer_without_the_bucket_yet_is_a_503(mini, tmp_path):
                     + [NodeInfo("lone", peer.url)], "n0")
         name = next(n for n in mini.objs if smap.owner("ais", "b", n).id == "lone")
         g = Gather(parse(json.dumps({"in": [{"objname": name}]}).encode(), "b"), smap,
-                   n0.cluster.node, n0.storage, n0.config, SECRET, 5.0)
+                   n0.cluster.node, n0.storage, n0.config, n0.cluster.peers, 5.0)
         with pytest.raises(BatchError) as got:
             g.plan()
         assert got.value.status == 503, got.value.message

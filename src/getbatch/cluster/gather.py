@@ -36,7 +36,6 @@ from ..batch.request import MossReq, subset
 from ..batch.seams import HELD, HOLE, STREAM, Flush, Segment
 from ..store.attrs import provably_same
 from .holes import padded_placeholder
-from .peers import Peers
 from .peerstream import WINDOW, LocalStream, PeerFailed, PeerRefused, PeerStream
 from .peerwire import sub_batch
 from .smap import hrw_score, placement_key
@@ -46,22 +45,20 @@ log = logging.getLogger("getbatch.cluster")
 
 class Gather:
     """One cluster GetBatch on its DT: `smap` the map it keeps throughout, `me` this node's
-    NodeInfo, `storage` this node's own share; `secret_headers`: what proves a peer request
-    comes from the cluster; `max_wait`: seconds a peer may send nothing before it fails;
-    `connections`: the node's peers.Peers (None: new ones, for this request alone);
+    NodeInfo, `storage` this node's own share; `peers`: the node's peers.Peers (its pooled
+    connections, and the secret that proves a peer request comes from the cluster);
+    `max_wait`: seconds a peer may send nothing before it fails;
     `versions`: entries -> {entry index: (node holding its newest version, None when that is a
     delete; its stamp)} (versions.py; None: the first holder found is read)."""
 
-    def __init__(self, req, smap, me, storage, config, secret_headers, max_wait, *,
-                 connections=None, versions=None):
+    def __init__(self, req, smap, me, storage, config, peers, max_wait, *, versions=None):
         self.req = req
         self.smap = smap
         self.me = me
         self.storage = storage
         self.config = config
-        self.secret_headers = secret_headers
         self.max_wait = max_wait
-        self.connections = connections if connections is not None else Peers()
+        self.peers = peers
         self.versions = versions
         self.newest = {}                 # index -> (node holding its newest version or None,
                                          # its stamp)
@@ -217,8 +214,7 @@ class Gather:
 
     def _open(self, node, indexes):
         body = sub_batch(self.req.entries, indexes, self.req.onob)
-        s = PeerStream(node, indexes, body, self.secret_headers, self.max_wait,
-                       self.connections, every_id=self._checks_any(indexes, node.id))
+        s = PeerStream(node, indexes, body, self.peers, self.max_wait, every_id=self._checks_any(indexes, node.id))
         try:
             s.send()
         except PeerFailed as exc:

@@ -166,15 +166,14 @@ class _Window:
 
 
 class PeerStream(_Window):
-    """One owner's answer to one sub-batch, over a connection of `connections` (the node's
-    peers.Peers). `timeout`: seconds without a byte before the peer counts as stalled (max_wait);
+    """One owner's answer to one sub-batch, over a connection of `peers` (the node's
+    peers.Peers, whose secret it shows). `timeout`: seconds without a byte before the peer counts as stalled (max_wait);
     `every_id`: the owner names the version of every item, not only of big ones."""
 
-    def __init__(self, node, indexes, body, secret_headers, timeout, connections,
-                 connect_timeout=5.0, every_id=False):
+    def __init__(self, node, indexes, body, peers, timeout, connect_timeout=5.0, every_id=False):
         super().__init__()
         self.node = node
-        self.connections = connections
+        self.peers = peers
         self.indexes = array("q", indexes)
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
@@ -184,7 +183,7 @@ class PeerStream(_Window):
         self.zipped = False       # the answer comes in compressed blocks (peerzip.py)
         self.wire = bytearray()   # its bytes received and not yet unpacked
         self.plain = memoryview(b"")   # the unpacked block not yet in the window
-        extra = "".join(f"{k}: {v}\r\n" for k, v in secret_headers.items())
+        extra = "".join(f"{k}: {v}\r\n" for k, v in peers.secret_headers.items())
         path = peerwire.PATH + (f"?{peerwire.IDS_PARAM}={peerwire.IDS_ALL}" if every_id else "")
         self.request = (f"POST {path} HTTP/1.1\r\nHost: {self.addr[1]}:{self.addr[2]}\r\n"
                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -196,11 +195,11 @@ class PeerStream(_Window):
 
     def send(self):
         """Send the sub-batch (on an idle pooled connection when there is one)."""
-        sock = self.connections.take_idle(self.addr)
+        sock = self.peers.take_idle(self.addr)
         self.pooled = sock is not None
         try:
             if sock is None:
-                sock = self.connections.connect(self.addr, self.connect_timeout)
+                sock = self.peers.connect(self.addr, self.connect_timeout)
             self.sock = sock
             sock.settimeout(self.timeout)
             sock.sendall(self.request)
@@ -381,7 +380,7 @@ class PeerStream(_Window):
     def release(self):
         """The answer is read to its end: keep the connection for the next sub-batch."""
         if self.sock is not None and self.done and self.pooled is not None:
-            self.connections.give_back(self.addr, self.sock)
+            self.peers.give_back(self.addr, self.sock)
         elif self.sock is not None:
             self.sock.close()
         self.sock = None

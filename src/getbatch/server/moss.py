@@ -14,6 +14,7 @@ from ..batch.assemble import BatchOutput
 from ..batch.integrity import VerifiedOutput
 from ..batch.request import parse_coloc
 from ..cluster.gather import Gather
+from ..cluster.peers import Peers
 from ..cluster.smap import Smap
 from ..cluster.versions import newest_holders
 from ..epochs.lookahead import StepWarmer
@@ -74,7 +75,7 @@ class Moss:
         if self.cluster is None:
             # a single node is a cluster of one: the same planner, rules and output
             alone = Smap.single(cfg.node_id)
-            gather = Gather(mreq, alone, alone.me, self.storage, cfg, {}, cfg.max_wait)
+            gather = Gather(mreq, alone, alone.me, self.storage, cfg, Peers(), cfg.max_wait)
         else:
             smap = self.cluster.smap
             # with auth on, or credentials sent (a front proxy may check them), never redirect:
@@ -85,10 +86,8 @@ class Moss:
             if coloc and not stay and len(smap) > 1 and _colocate(req, resp, mreq, smap):
                 self.jobs.forget(job)   # a batch of the node redirected to
                 return
-            gather = Gather(mreq, smap, self.cluster.node, self.shared, cfg,
-                            self.cluster.peers.secret_headers, _max_wait(req, cfg),
-                            connections=self.cluster.peers,
-                            versions=None if self.cluster.store is None else
+            gather = Gather(mreq, smap, self.cluster.node, self.shared, cfg, self.cluster.peers,
+                            _max_wait(req, cfg), versions=None if self.cluster.store is None else
                             partial(newest_holders, self.cluster.store, smap))
         plan = gather.plan(checked)
         plan.uuid = job.id   # logs, the multipart metadata and the job agree
