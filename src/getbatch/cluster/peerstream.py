@@ -18,12 +18,17 @@ a peer fails mid-batch and this node holds a replica).
 """
 import socket
 from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NoReturn
 
 import msgspec
 
 from ..archive import tar_entry_size
+from ..batch.items import Item
+from ..store.attrs import ObjectAttrs
 from . import peerwire, peerzip
-from .peers import address, describe
+from .peers import Peers, address, describe
+from .smap import NodeInfo
 
 WINDOW = 1 << 20
 HEAD_MAX = 64 << 10
@@ -31,9 +36,12 @@ _RECV_MIN = 64 << 10      # below this much free room, a refill moves the buffer
 
 _dec = msgspec.json.Decoder()
 
+Flush = Callable[[], None] | None   # sends what still points into the window (None: nothing)
+PlanRows = Sequence[Any]             # each planned item's (name, size, err), as peerwire's
+
 
 class PeerFailed(Exception):
-    def __init__(self, node, reason):
+    def __init__(self, node: NodeInfo, reason: str) -> None:
         super().__init__(f"peer {node.id} ({node.url}): {reason}")
         self.node = node
         self.reason = reason
@@ -42,7 +50,7 @@ class PeerFailed(Exception):
 class PeerRefused(Exception):
     """The peer answered the plan with an AIS error (a bad entry, a missing bucket, ...)."""
 
-    def __init__(self, node, status, message):
+    def __init__(self, node: NodeInfo, status: int, message: str) -> None:
         super().__init__(message)
         self.node = node
         self.status = status
@@ -53,19 +61,31 @@ class _Window:
     """The buffer and frame accessors shared by both stream kinds; subclasses define `_read_into`
     (at least one byte into the view, or 0 at the end) and `fail`."""
 
-    def __init__(self):
+    def __init__(self, node: NodeInfo, indexes: Iterable[int]) -> None:
         self.buf = bytearray(WINDOW)
         self.lo = self.hi = 0
         self.left = 0             # body bytes not yet read into the buffer
-        self.frames = None        # the TAR frame length of each planned item, in stream order
-        self.indexes = ()         # request index of each planned item (an array: a batch
-                                  # holds one per entry, so no int objects)
+        # the TAR frame length of each planned item, in stream order
+        self.frames: array[int] | None = None
+        # request index of each planned item (an array: a batch holds one per entry, so no
+        # int objects)
+        self.indexes = array("q", indexes)
         self.pos = 0              # the item whose frame comes next
         self.last = -1            # the last item the DT takes from this stream
-        self.ids = {}             # position -> ObjectAttrs naming the version of a big item
-        self.node = None
+        # position -> ObjectAttrs naming the version of a big item
+        self.ids: dict[int, ObjectAttrs] = {}
+        self.node = node
 
-    def _need(self, n, flush):
+    def _read_into(self, view: memoryview) -> int:
+        raise NotImplementedError
+
+    def fail(self, reason: str) -> NoReturn:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _need(self, n: int, flush: Flush) -> None:
         """At least `n` (<= WINDOW) bytes buffered from `lo`."""
         while self.hi - self.lo < n:
             if self.left <= 0:
@@ -84,14 +104,14 @@ class _Window:
             self.hi += got
             self.left -= got
 
-    def view(self, n, flush):
+    def view(self, n: int, flush: Flush) -> memoryview:
         """The next `n` (<= WINDOW) bytes, as a view valid until the next read."""
         self._need(n, flush)
         v = memoryview(self.buf)[self.lo:self.lo + n]
         self.lo += n
         return v
 
-    def pieces(self, n, flush):
+    def pieces(self, n: int, flush: Flush) -> Iterator[memoryview]:
         """The next `n` bytes, in views of at most WINDOW bytes (each valid until the next)."""
         while n > 0:
             if self.hi == self.lo:
@@ -102,51 +122,53 @@ class _Window:
             n -= step
             yield v
 
-    def skip(self, n, flush):
+    def skip(self, n: int, flush: Flush) -> None:
         for _ in self.pieces(n, flush):
             pass
 
-    def seek(self, index, flush):
+    def seek(self, index: int, flush: Flush) -> None:
         """Skip the frames of items before request index `index` (taken from another node)."""
+        assert self.frames is not None, "seek before the plan was read"
         while self.pos < len(self.indexes) and self.indexes[self.pos] != index:
             self.skip(self.frames[self.pos], flush)
             self.pos += 1
         if self.pos >= len(self.indexes):
             raise RuntimeError(f"item {index} is not in the stream of {self.node.id}")
 
-    def take(self, pos):
+    def take(self, pos: int) -> None:
         """The DT takes the item at position `pos` (and so every frame up to it) from here."""
         self.last = pos
 
     @property
-    def taken(self):
+    def taken(self) -> bool:
         """Whether the DT takes any item from this stream."""
         return self.last >= 0
 
-    def at(self, index):
+    def at(self, index: int) -> bool:
         """Whether the next frame is that of request index `index`."""
         return self.pos < len(self.indexes) and self.indexes[self.pos] == index
 
-    def owed(self):
+    def owed(self) -> Sequence[int]:
         """Request indexes of the items whose frames have not been read yet."""
         return self.indexes[self.pos:]
 
-    def version(self, pos=None):
+    def version(self, pos: int | None = None) -> ObjectAttrs | None:
         """ObjectAttrs naming the version of the item at position `pos` (default: the next
         frame's), or None when not known."""
         return self.ids.get(self.pos if pos is None else pos)
 
-    def frame_done(self, flush):
+    def frame_done(self, flush: Flush) -> None:
         """The next frame was read whole: move past it; after the last item taken, finish."""
         self.pos += 1
         if self.pos > self.last:
             self.finish(flush)
 
-    def finish(self, flush):
+    def finish(self, flush: Flush) -> None:
         """Nothing more is taken from here: read what is still sent (placeholders of
         entries this owner lacked, found elsewhere) so that the connection serves the next
         batch and the owner sees its answer taken whole; a stream with more than a window
         left is cut. Then close."""
+        assert self.frames is not None, "finish before the plan was read"
         rest = sum(self.frames[self.pos:])
         try:
             if rest <= WINDOW:
@@ -156,30 +178,30 @@ class _Window:
             pass
         self.close()
 
-    def _planned(self, plan):
+    def _planned(self, plan: PlanRows) -> PlanRows:
         self.frames = array("Q", (tar_entry_size(name, size) for name, size, _ in plan))
         return plan
 
     @property
-    def done(self):
+    def done(self) -> bool:
         return self.left == 0 and self.lo == self.hi
 
 
 class PeerStream(_Window):
     """One owner's answer to one sub-batch, over a connection of `peers` (the node's
-    peers.Peers, whose secret it shows). `timeout`: seconds without a byte before the peer counts as stalled (max_wait);
-    `every_id`: the owner names the version of every item, not only of big ones."""
+    peers.Peers, whose secret it shows). `timeout`: seconds without a byte before the peer
+    counts as stalled (max_wait); `every_id`: the owner names the version of every item, not
+    only of big ones."""
 
-    def __init__(self, node, indexes, body, peers, timeout, connect_timeout=5.0, every_id=False):
-        super().__init__()
-        self.node = node
+    def __init__(self, node: NodeInfo, indexes: Iterable[int], body: bytes, peers: Peers,
+                 timeout: float, connect_timeout: float = 5.0, every_id: bool = False) -> None:
+        super().__init__(node, indexes)
         self.peers = peers
-        self.indexes = array("q", indexes)
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
         self.addr = address(node.url)
-        self.sock = None
-        self.pooled = False
+        self.sock: socket.socket | None = None
+        self.pooled: bool | None = False   # None: the peer closes the connection after
         self.zipped = False       # the answer comes in compressed blocks (peerzip.py)
         self.wire = bytearray()   # its bytes received and not yet unpacked
         self.plain = memoryview(b"")   # the unpacked block not yet in the window
@@ -189,11 +211,11 @@ class PeerStream(_Window):
                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                         f"{peerzip.ACCEPT}: lz4, snappy\r\n{extra}\r\n").encode() + body
 
-    def fail(self, reason):
+    def fail(self, reason: str) -> NoReturn:
         self.close()
         raise PeerFailed(self.node, reason)
 
-    def send(self):
+    def send(self) -> None:
         """Send the sub-batch (on an idle pooled connection when there is one)."""
         sock = self.peers.take_idle(self.addr)
         self.pooled = sock is not None
@@ -209,7 +231,7 @@ class PeerStream(_Window):
                 return self._resend()
             self.fail(f"cannot send the sub-batch: {describe(exc)}")
 
-    def _resend(self):
+    def _resend(self) -> None:
         """A pooled connection the peer had closed meanwhile: once more on a new one."""
         if self.sock is not None:
             self.sock.close()
@@ -217,11 +239,15 @@ class PeerStream(_Window):
         self.pooled = False
         self.send()
 
-    def _read_into(self, view):
+    def _connected(self) -> socket.socket:
+        assert self.sock is not None, "read from a stream not sent or already closed"
+        return self.sock
+
+    def _read_into(self, view: memoryview) -> int:
         if self.zipped:
             return self._unzip_into(view)
         try:
-            return self.sock.recv_into(view)
+            return self._connected().recv_into(view)
         except socket.timeout:
             self.fail(f"no data for {self.timeout:g}s (max_wait)")
         except OSError as exc:
@@ -229,7 +255,7 @@ class PeerStream(_Window):
 
     # -- a compressed answer: chunks of one block each
 
-    def _unzip_into(self, view):
+    def _unzip_into(self, view: memoryview) -> int:
         while not self.plain:
             try:
                 self.plain = memoryview(peerzip.unpack(self._chunk()))
@@ -244,9 +270,9 @@ class PeerStream(_Window):
             self._chunk_end()   # the last block: read the end of the chunked body too
         return n
 
-    def _wire_more(self):
+    def _wire_more(self) -> None:
         try:
-            got = self.sock.recv(_RECV_MIN)
+            got = self._connected().recv(_RECV_MIN)
         except socket.timeout:
             self.fail(f"no data for {self.timeout:g}s (max_wait)")
         except OSError as exc:
@@ -255,7 +281,7 @@ class PeerStream(_Window):
             self.fail(f"connection closed with {self.left} bytes of the answer missing")
         self.wire += got
 
-    def _wire_line(self):
+    def _wire_line(self) -> bytes:
         while True:
             end = self.wire.find(b"\r\n", 0, 64)
             if end >= 0:
@@ -266,7 +292,7 @@ class PeerStream(_Window):
                 self.fail("compressed answer: a chunk size line too long")
             self._wire_more()
 
-    def _chunk(self):
+    def _chunk(self) -> bytes:
         """The payload of the next HTTP chunk (one block)."""
         line = self._wire_line()
         try:
@@ -285,7 +311,7 @@ class PeerStream(_Window):
         del self.wire[:size + 2]
         return block
 
-    def _chunk_end(self):
+    def _chunk_end(self) -> None:
         line = self._wire_line()
         if line.split(b";", 1)[0].strip(b"0") or not line.strip():
             self.fail("compressed answer: more blocks than its length")
@@ -294,7 +320,7 @@ class PeerStream(_Window):
         if self.wire:
             self.fail("compressed answer: bytes after its end")
 
-    def read_plan(self):
+    def read_plan(self) -> PlanRows:
         """Phase 1: the status line, then the plan frame. Raises PeerRefused for an AIS error
         answer, PeerFailed when the peer cannot answer."""
         status, length = self._read_head()
@@ -315,16 +341,15 @@ class PeerStream(_Window):
             raise PeerRefused(self.node, status, msg)
         try:
             n = peerwire.plan_length(self.view(peerwire.PLAN_HEAD, None))
-            body = bytearray()
-            while len(body) < n:
-                body += self.view(min(WINDOW, n - len(body)), None)
-            _, plan, self.ids = peerwire.parse_plan(body, len(self.indexes))
+            frame = bytearray()
+            while len(frame) < n:
+                frame += self.view(min(WINDOW, n - len(frame)), None)
+            _, plan, self.ids = peerwire.parse_plan(frame, len(self.indexes))
         except peerwire.WireError as exc:
             self.fail(str(exc))
-        self.request = None   # answered: never sent again
         return self._planned(plan)
 
-    def _read_head(self):
+    def _read_head(self) -> tuple[int, int]:
         """(status, Content-Length) of the answer; the bytes after the head stay buffered."""
         while True:
             end = self.buf.find(b"\r\n\r\n", 0, self.hi)
@@ -333,7 +358,7 @@ class PeerStream(_Window):
             if self.hi >= HEAD_MAX:
                 self.fail("answer head too long")
             try:
-                got = self.sock.recv_into(memoryview(self.buf)[self.hi:HEAD_MAX])
+                got = self._connected().recv_into(memoryview(self.buf)[self.hi:HEAD_MAX])
             except socket.timeout:
                 self.fail(f"no answer for {self.timeout:g}s (max_wait)")
             except OSError as exc:
@@ -354,7 +379,8 @@ class PeerStream(_Window):
             status = int(head[0].split(" ", 2)[1])
         except (IndexError, ValueError):
             self.fail(f"not an HTTP answer: {head[0][:80]!r}")
-        length = raw = None
+        length: int | None = None
+        raw: int | None = None
         chunked = False
         for line in head[1:]:
             k, _, v = line.partition(":")
@@ -377,7 +403,7 @@ class PeerStream(_Window):
             self.fail("answer without Content-Length")
         return status, length
 
-    def release(self):
+    def release(self) -> None:
         """The answer is read to its end: keep the connection for the next sub-batch."""
         if self.sock is not None and self.done and self.pooled is not None:
             self.peers.give_back(self.addr, self.sock)
@@ -385,7 +411,7 @@ class PeerStream(_Window):
             self.sock.close()
         self.sock = None
 
-    def close(self):
+    def close(self) -> None:
         """Drop the connection (unless the answer was read whole, then it is kept)."""
         if self.sock is not None:
             if self.done and self.frames is not None:
@@ -399,13 +425,12 @@ class LocalStream(_Window):
     """Frames of items this node planned itself, produced by `chunks` (an iterator of bytes:
     a TAR-framed BatchOutput without archive end) and consumed like a peer's."""
 
-    def __init__(self, node, indexes, plan_items, chunks, total, on_close, identity,
-                 every_id=False):
+    def __init__(self, node: NodeInfo, indexes: Iterable[int], plan_items: Sequence[Item],
+                 chunks: Iterable[bytes], total: int, on_close: Callable[[], None] | None,
+                 identity: Callable[[Item], ObjectAttrs | None], every_id: bool = False) -> None:
         """`identity(item)`: the ObjectAttrs naming an item's version, or None; known for
         big items (`every_id`: for every item)."""
-        super().__init__()
-        self.node = node
-        self.indexes = array("q", indexes)
+        super().__init__(node, indexes)
         self.plan = self._planned([(it.name, it.size, it.err) for it in plan_items])  # few
         least = 0 if every_id else peerwire.RESUMABLE
         named = [pos for pos, (_, size, err) in enumerate(self.plan)
@@ -416,11 +441,11 @@ class LocalStream(_Window):
         self._pending = memoryview(b"")
         self._on_close = on_close
 
-    def fail(self, reason):
+    def fail(self, reason: str) -> NoReturn:
         self.close()
         raise PeerFailed(self.node, reason)
 
-    def _read_into(self, view):
+    def _read_into(self, view: memoryview) -> int:
         if not self._pending:
             try:
                 self._pending = memoryview(next(self._chunks))
@@ -433,7 +458,7 @@ class LocalStream(_Window):
         self._pending = self._pending[n:]
         return n
 
-    def close(self):
+    def close(self) -> None:
         on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close()
