@@ -10,6 +10,7 @@ silently, and `backend()` then says "python".
 """
 import importlib
 import os
+from types import ModuleType
 
 ROLES = ("emit", "fileio", "tarheader", "tarscan", "zipcd")
 # the words of a true boolean, as the `pure` setting reads them (getbatch.config.TRUE_WORDS;
@@ -20,12 +21,12 @@ PURE = os.environ.get("GETBATCH_PURE", "").strip().lower() in TRUE_WORDS
 _loaded: dict[str, str] = {}
 
 
-def _module(role, kind):
+def _module(role: str, kind: str) -> ModuleType:
     name = f"_c{role}" if kind == "cython" else f"{role}_py"
     return importlib.import_module(f"getbatch.archive.{name}")
 
 
-def load(role):
+def load(role: str) -> ModuleType:
     """The implementation of `role` in use: the extension unless it is missing or PURE."""
     if not PURE:
         try:
@@ -38,7 +39,7 @@ def load(role):
     return _module(role, "python")
 
 
-def implementations(role):
+def implementations(role: str) -> dict[str, ModuleType]:
     """{"python": twin, "cython": extension (when built)}, for cross-checking the two."""
     found = {"python": _module(role, "python")}
     try:

@@ -18,16 +18,16 @@ ZIP_EXTRA_ID = 0x4247
 PAX_CKSUM_SIZE = 2 * BLOCK     # what the record adds to a TAR entry
 
 
-def pax_cksum(hexdigest):
+def pax_cksum(hexdigest: str) -> bytes:
     """The PAX extended header (header block and padded data) carrying `hexdigest`."""
     return pax_extended(pax_record(PAX_KEY.encode(), hexdigest.encode()))
 
 
-def zip_cksum_extra(hexdigest):
+def zip_cksum_extra(hexdigest: str) -> bytes:
     return struct.pack("<HHQ", ZIP_EXTRA_ID, 8, int(hexdigest, 16))
 
 
-def zip_cksum_of(extra):
+def zip_cksum_of(extra: bytes) -> str | None:
     """The hex XXH64 in a ZIP extra field blob, or None."""
     pos = 0
     while pos + 4 <= len(extra):

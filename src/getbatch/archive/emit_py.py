@@ -2,9 +2,13 @@
 import errno
 import os
 import select
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from .errors import EmitError
+
+
+_R = TypeVar("_R")
 
 
 class _NoSendfile(Exception):
@@ -12,19 +16,19 @@ class _NoSendfile(Exception):
 
 
 class _Sink:
-    def __init__(self, fd, bufsize, timeout_ms):
+    def __init__(self, fd: int, bufsize: int, timeout_ms: int) -> None:
         self.fd = fd
         self.cap = bufsize
         self.buf = bytearray()
         self.total = 0
         self.timeout = timeout_ms / 1000.0
 
-    def _wait(self, index):
+    def _wait(self, index: int) -> None:
         _, w, _ = select.select([], [self.fd], [], self.timeout)
         if not w:
             raise EmitError(index, "client did not accept data before the send timeout", errno.ETIMEDOUT)
 
-    def _retry(self, call, index, *args):
+    def _retry(self, call: Callable[..., _R], index: int, *args: object) -> _R:
         """call(*args) until it neither is interrupted nor would block (then wait for room)."""
         while True:
             try:
@@ -36,26 +40,28 @@ class _Sink:
             except OSError as exc:
                 if call is os.sendfile and exc.errno in (errno.EINVAL, errno.ENOSYS):
                     raise _NoSendfile() from None
-                raise EmitError(index, f"cannot write to the client: {os.strerror(exc.errno)}", exc.errno)
+                # an OSError from os.write/sendfile always carries an errno
+                raise EmitError(index, f"cannot write to the client: {os.strerror(exc.errno)}",  # type: ignore[arg-type]
+                                exc.errno)
 
-    def write_all(self, data, index):
+    def write_all(self, data: bytes | bytearray | memoryview, index: int) -> None:
         view = memoryview(data)
         while view:
             n = self._retry(os.write, index, self.fd, view)
             view = view[n:]
             self.total += n
 
-    def flush(self, index):
+    def flush(self, index: int) -> None:
         if self.buf:
             self.write_all(self.buf, index)
             self.buf = bytearray()
 
-    def put(self, data, index):
+    def put(self, data: bytes | bytearray | memoryview, index: int) -> None:
         self.buf += data
         if len(self.buf) >= self.cap:
             self.flush(index)
 
-    def send_file(self, fd, off, n, index, what, planned):
+    def send_file(self, fd: int, off: int, n: int, index: int, what: str, planned: int) -> None:
         self.flush(index)
         while n > 0:
             try:
@@ -71,12 +77,13 @@ class _Sink:
             n -= sent
             self.total += sent
 
-    def pread_into(self, fd, off, n, index, what, planned):
+    def pread_into(self, fd: int, off: int, n: int, index: int, what: str, planned: int) -> None:
         while n > 0:
             try:
                 data = os.pread(fd, min(n, self.cap), off)
             except OSError as exc:
-                raise EmitError(index, f"cannot read {what}: {os.strerror(exc.errno)}", exc.errno)
+                raise EmitError(index, f"cannot read {what}: {os.strerror(exc.errno)}",  # type: ignore[arg-type]
+                                exc.errno)
             if not data:
                 raise EmitError(index, f"{what} is shorter than the {planned} bytes planned "
                                       "(changed while being sent?)")

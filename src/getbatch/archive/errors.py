@@ -9,7 +9,7 @@ broken shard stays a hard one.
 class ArchiveError(Exception):
     """Base class: something is wrong with a shard or an archive being written."""
 
-    def __init__(self, shard, reason):
+    def __init__(self, shard: object, reason: str) -> None:
         self.shard = str(shard)
         self.reason = reason
         super().__init__(f"{self.shard}: {reason}")
@@ -26,11 +26,11 @@ class CorruptArchive(ArchiveError):
 class MemberNotFound(ArchiveError, KeyError):
     """The shard is readable but holds no regular file of that name."""
 
-    def __init__(self, shard, name):
+    def __init__(self, shard: object, name: str) -> None:
         self.name = name
         super().__init__(shard, f"{name} does not exist")
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.name} in {self.shard} does not exist"
 
 
@@ -47,10 +47,10 @@ class EmitError(OSError):
     """The emit loop could not send an item; `index` is its position in the sequence.
     Bytes before it may already be on the wire, so the caller must abort the response."""
 
-    def __init__(self, index, message, err=0):
+    def __init__(self, index: int, message: str, err: int | None = 0) -> None:
         super().__init__(err, message)
         self.index = index
         self.message = message
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message

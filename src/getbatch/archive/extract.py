@@ -13,7 +13,7 @@ from .errors import UnsafeName
 from .member import FILE, Shard
 
 
-def check_member_name(shard_label, name):
+def check_member_name(shard_label: object, name: str) -> str:
     """The relative path to write `name` at; raises UnsafeName."""
     if not name or "\0" in name:
         raise UnsafeName(shard_label, f"member name {name!r} is empty or contains NUL")

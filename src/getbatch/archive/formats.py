@@ -10,7 +10,7 @@ _EXTENSIONS = ((".tar.gz", "tgz"), (".tgz", "tgz"), (".tar.lz4", "tar.lz4"), (".
 _HEAD = 512
 
 
-def format_from_name(name):
+def format_from_name(name: object) -> str | None:
     """The format a file name's extension suggests, or None."""
     lower = str(name).lower()
     for ext, fmt in _EXTENSIONS:
@@ -19,7 +19,7 @@ def format_from_name(name):
     return None
 
 
-def _tar_header_valid(head):
+def _tar_header_valid(head: bytes) -> bool:
     """A complete first block whose stored checksum matches (signed or unsigned sum)."""
     if len(head) < _HEAD:
         return False
@@ -32,7 +32,7 @@ def _tar_header_valid(head):
     return stored in (unsigned, unsigned - 256 * high)
 
 
-def _candidates(head):
+def _candidates(head: bytes) -> list[str]:
     found = []
     if head[:2] == b"\x1f\x8b":
         found.append("tgz")

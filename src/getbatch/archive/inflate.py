@@ -6,6 +6,7 @@ naming the shard and the limit. A planner also asks up front (`require`) for the
 items will need at least, so a decompression bomb is refused before any response is started.
 """
 import hashlib
+from collections.abc import Iterable
 
 from .errors import InflateLimit
 
@@ -43,13 +44,13 @@ class InflateBudget:
                                       f"{self.limit} bytes per request")
 
 
-def charge(budget, n, shard):
+def charge(budget: InflateBudget | None, n: int, shard: object) -> None:
     """`budget.charge(n, shard)` when the shard has a budget."""
     if budget is not None:
         budget.charge(n, shard)
 
 
-def version_digest(fmt, identity):
+def version_digest(fmt: str, identity: Iterable[object]) -> bytes:
     """32-byte digest of a shard version (its shardfile.Identity) and its format, naming
     derived data (cache files)."""
     return hashlib.sha256(repr((fmt,) + tuple(identity)).encode()).digest()

@@ -1,9 +1,11 @@
 """LRU: a small thread-safe least-recently-used map, for the per-process caches."""
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
 
 
-def _one(value):
+def _one(value: Any) -> int:
     return 1
 
 
@@ -13,16 +15,17 @@ class LRU:
     beyond the limit, and does not keep a value heavier than the whole limit. `maxsize` may be
     changed at any time (the next `put` applies it)."""
 
-    def __init__(self, maxsize, weigh=_one, dropped=None):
+    def __init__(self, maxsize: int, weigh: Callable[[Any], int] = _one,
+                 dropped: Callable[[int], object] | None = None) -> None:
         """`dropped(weight)`: called for each value evicted, or not kept for its weight."""
         self.maxsize = maxsize
         self.weight = 0
         self._weigh = weigh
         self._dropped = dropped
-        self._data = OrderedDict()   # key -> (value, weight)
+        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()  # key -> (value, weight)
         self._lock = threading.Lock()
 
-    def get(self, key):
+    def get(self, key: Hashable) -> Any:
         with self._lock:
             item = self._data.get(key)
             if item is None:
@@ -30,9 +33,9 @@ class LRU:
             self._data.move_to_end(key)
             return item[0]
 
-    def put(self, key, value):
+    def put(self, key: Hashable, value: Any) -> None:
         w = self._weigh(value)
-        gone = []
+        gone: list[int] = []
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
@@ -49,10 +52,10 @@ class LRU:
             for w in gone:
                 self._dropped(w)
 
-    def clear(self):
+    def clear(self) -> None:
         with self._lock:
             self._data.clear()
             self.weight = 0
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._data)

@@ -5,10 +5,10 @@ Every reader (TAR, compressed TAR, ZIP) returns `Member` records and implements
 """
 import os
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from .errors import CorruptArchive
-from .shardfile import adopt, identify
+from .shardfile import Identity, adopt, identify
 
 if TYPE_CHECKING:   # for annotations only: inflatecache imports this module
     from .inflate import InflateBudget
@@ -27,6 +27,9 @@ CHUNK = 1 << 20  # the most bytes iter_member yields at once
 # hostile archive must not make a reader hold or index megabytes of name per member.
 NAME_MAX = 4096
 
+_V = TypeVar("_V")
+_S = TypeVar("_S", bound="Shard")
+
 
 class Member(NamedTuple):
     name: str        # as stored in the archive (after PAX/GNU long-name resolution)
@@ -39,7 +42,7 @@ class Member(NamedTuple):
     crc: int = -1    # ZIP CRC-32; -1 for TAR
 
 
-def name_variants(name: str):
+def name_variants(name: str) -> list[str]:
     """Names under which a lookup of `name` also finds a member.
 
     Archives made with `tar -C dir .` store `./x`; some tools store `/x`. A lookup
@@ -53,7 +56,7 @@ def name_variants(name: str):
     return [n for n in out if n != name]
 
 
-def member_range(m, offset, length):
+def member_range(m: Member, offset: int, length: int | None) -> tuple[int, int]:
     """(offset, count) of the sub-range of member `m` that starts at `offset` and holds `length`
     bytes (None: to the end); ValueError when it does not fit in the member."""
     if length is None:
@@ -61,7 +64,7 @@ def member_range(m, offset, length):
     if offset < 0 or length < 0 or offset + length > m.size:
         raise ValueError(f"range [{offset}, {offset}+{length}) outside {m.name} ({m.size} bytes)")
     return offset, length
-def find_variant(table, name):
+def find_variant(table: dict[str, _V], name: str) -> tuple[str, _V] | None:
     """(key, value) of `name` in `table` (a dict keyed by member name), else of the first of
     its name_variants present; None when neither is."""
     value = table.get(name)
@@ -91,7 +94,8 @@ class Shard:
     format: str            # "tar", "tgz", "tar.lz4" or "zip"
     path: str | None       # None when opened from an fd
     name: str              # names the shard in errors
-    identity = None        # shardfile.Identity of the version being read
+    # shardfile.Identity of the version being read (None only until _attach or _adopt)
+    identity: Identity = None  # type: ignore[assignment]
     _fd = -1               # the shard file, open while the Shard is
     # Set by open_shard. budget: an archive.inflate.InflateBudget every decompressed byte is
     # charged to (None: no limit). cache: the InflateCache compressed TAR shards keep their
@@ -100,7 +104,8 @@ class Shard:
     cache: "InflateCache | None" = None
     memory: "ShardMemory"  # where its parsed index is kept (memory.py), set by the reader
 
-    def _attach(self, path_or_fd, name, version, length=None):
+    def _attach(self, path_or_fd: int | str | os.PathLike[str], name: str | None, version: str,
+                length: int | None = None) -> None:
         """Take over the shard file (a path to open, or an open fd) and learn its identity.
         On failure the fd is closed, even one the caller handed over."""
         self._fd, self.path, self.name = adopt(path_or_fd, name)
@@ -110,7 +115,7 @@ class Shard:
             self.close()
             raise
 
-    def _adopt(self, fd, name, identity):
+    def _adopt(self, fd: int, name: str, identity: Identity) -> None:
         """Read the shard from `fd` (no path), whose identity the reader knows already."""
         self._fd, self.path, self.name, self.identity = fd, None, name, identity
 
@@ -178,17 +183,17 @@ class Shard:
             self._release(fd)
         self._let_go()
 
-    def _release(self, fd):
+    def _release(self, fd: int) -> None:
         """Close the shard file."""
         os.close(fd)
 
-    def _let_go(self):
+    def _let_go(self) -> None:
         """Drop this shard's references to its parsed index: a closed shard that a finished
         request still holds must not keep an index the cache evicted alive (memory.py).
         Lookups on a closed shard then find nothing."""
 
-    def __enter__(self):
+    def __enter__(self: _S) -> _S:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

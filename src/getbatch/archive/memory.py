@@ -23,6 +23,7 @@ import ctypes
 import ctypes.util
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Collection
 from typing import Any
 
 from .lru import LRU
@@ -33,12 +34,12 @@ PER_MEMBER = 256        # bytes of Python objects per member besides its name (m
 TRIM_AFTER = 16 << 20   # bytes of parsed shards dropped after which trim() returns memory
 
 
-def estimate(names):
+def estimate(names: Collection[str]) -> int:
     """Bytes a parsed shard with member names `names` holds."""
     return PER_MEMBER * len(names) + sum(map(len, names))
 
 
-def _malloc_trim():
+def _malloc_trim() -> Callable[[int], int] | None:
     try:
         return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
     except (OSError, AttributeError, TypeError):  # not glibc: nothing to ask
@@ -67,7 +68,7 @@ class ShardMemory:
     def max_bytes(self, n: int) -> None:
         self.parsed.maxsize = n
 
-    def _dropped(self, weight):
+    def _dropped(self, weight: int) -> None:
         with self._lock:
             self._dropped_bytes += weight
 

@@ -28,18 +28,20 @@ class Identity(NamedTuple):
     version: str
 
 
-def adopt(path_or_fd, name=None):
+def adopt(path_or_fd: int | str | os.PathLike[str],
+          name: str | None = None) -> tuple[int, str | None, str]:
     """(fd, path, label) of a shard given by path (opened here) or by an open read-only fd
     (taken over: the caller must not close it). `label` names the shard in errors: `name`,
     else the path, else "<fd N>"."""
     if isinstance(path_or_fd, int) and not isinstance(path_or_fd, bool):
         label = name if name is not None else f"<fd {path_or_fd}>"
         return path_or_fd, None, label
-    path = os.fspath(path_or_fd)
+    path = os.fspath(path_or_fd)  # type: ignore[arg-type]  # a bool: fspath's TypeError
     return os.open(path, _OPEN), path, name if name is not None else path
 
 
-def identify(fd, label, version="", length=None):
+def identify(fd: int, label: object, version: str = "",
+             length: int | None = None) -> Identity:
     """The Identity of the shard open on `fd`; NotAnArchive unless it is a regular file.
     `length`: the shard is only the first `length` bytes of the file (a cache file holding
     a copy of a remote shard keeps its trailer after them); default: the whole file."""

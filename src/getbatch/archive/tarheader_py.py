@@ -13,7 +13,7 @@ _PAX_NAME = b"././@PaxHeader"
 _HEAD = b"ustar\x0000"       # magic + version, at offset 257
 
 
-def _numeric(value, width):
+def _numeric(value: int, width: int) -> bytes:
     """A numeric field: octal digits + NUL, or GNU base-256 when too big for octal."""
     if value < 0:
         raise ValueError(f"negative header field: {value}")
@@ -24,7 +24,8 @@ def _numeric(value, width):
     return b"\x80" + value.to_bytes(width - 1, "big")
 
 
-def _block(name, prefix, size, mtime, mode, uid, gid, typeflag):
+def _block(name: bytes, prefix: bytes, size: int, mtime: int, mode: int, uid: int, gid: int,
+           typeflag: int) -> bytes:
     block = bytearray(BLOCK)
     block[0:len(name)] = name
     block[100:108] = _numeric(mode, 8)
@@ -41,7 +42,7 @@ def _block(name, prefix, size, mtime, mode, uid, gid, typeflag):
     return bytes(block)
 
 
-def _split(encoded):
+def _split(encoded: bytes) -> tuple[bytes, bytes] | None:
     """(prefix, name) for a name of 101..255 bytes, or None when no '/' splits it.
 
     The split takes the first '/' that leaves <= 100 bytes after it (the shortest
@@ -58,7 +59,7 @@ def _split(encoded):
     return encoded[:cut], encoded[cut + 1:]
 
 
-def pax_record(key, value):
+def pax_record(key: bytes, value: bytes) -> bytes:
     """One PAX record `<length> key=value\\n` (bytes): the length counts its own digits."""
     payload = b" %s=%s\n" % (key, value)
     length = len(payload) + 1
@@ -67,7 +68,7 @@ def pax_record(key, value):
     return b"%d%s" % (length, payload)
 
 
-def _check_name(name):
+def _check_name(name: str) -> None:
     if "\x00" in name:
         raise ValueError("NUL in TAR member name")
 
@@ -88,7 +89,8 @@ def tar_header(name: str, size: int, mtime: int = 0, mode: int = 0o644, uid: int
     return _pax_header(name, encoded, size, mtime, mode, uid, gid)
 
 
-def _pax_header(name, encoded, size, mtime, mode, uid, gid):
+def _pax_header(name: str, encoded: bytes, size: int, mtime: int, mode: int, uid: int,
+                gid: int) -> bytes:
     ascii_name = name.encode("ascii", "replace")
     if name.isascii() and len(encoded) <= 100:
         records, ustar_name = b"", encoded
@@ -100,7 +102,8 @@ def _pax_header(name, encoded, size, mtime, mode, uid, gid):
             + _block(ustar_name, b"", size, mtime, mode, uid, gid, 0x30))
 
 
-def pax_extended(records, mtime=0, mode=0o644, uid=0, gid=0):
+def pax_extended(records: bytes, mtime: int = 0, mode: int = 0o644, uid: int = 0,
+                 gid: int = 0) -> bytes:
     """A PAX extended header: its 'x' block, then `records` (pax_record's) padded to 512."""
     return (_block(_PAX_NAME, b"", len(records), mtime, mode, uid, gid, 0x78)
             + records + bytes(tar_pad(len(records))))

@@ -18,6 +18,8 @@ CorruptArchive. So a reader holds at most EXT_MAX bytes of header per member, an
 at most NAME_MAX bytes of name per member.
 """
 import os
+from collections.abc import Callable
+from typing import Literal, overload
 
 from .errors import CorruptArchive
 from .member import DIR, FILE, HARDLINK, NAME_MAX, OTHER, SYMLINK, Member
@@ -40,7 +42,7 @@ _NO_DATA = frozenset(b"123456")
 _TYPE_L, _TYPE_K, _TYPE_X, _TYPE_XS, _TYPE_G = b"LKxXg"
 
 
-def _octal(field, what):
+def _octal(field: bytes, what: str) -> int:
     """Value of a numeric header field: octal text (NUL/space padded) or GNU base-256."""
     first = field[0]
     if first == 0x80:
@@ -61,7 +63,7 @@ def _octal(field, what):
     return value
 
 
-def _check_header(hdr):
+def _check_header(hdr: bytes) -> None:
     """Raise ValueError unless the stored checksum matches the signed or unsigned byte sum."""
     stored = _octal(hdr[148:156], "checksum")
     unsigned = sum(hdr) - sum(hdr[148:156]) + 8 * 0x20
@@ -73,7 +75,7 @@ def _check_header(hdr):
         raise ValueError("header checksum mismatch")
 
 
-def _parse_pax(payload, out):
+def _parse_pax(payload: bytes, out: dict[bytes, bytes]) -> None:
     """Merge the records of one PAX extended header into `out` (key bytes -> value bytes)."""
     pos, end = 0, len(payload)
     while pos < end:
@@ -95,18 +97,19 @@ def _parse_pax(payload, out):
         pos = rec_end
 
 
-def _cstr(field):
+def _cstr(field: bytes) -> bytes:
     return field.split(b"\0", 1)[0]
 
 
-def _walk(fetch, n, base_offset, partial, members):
+def _walk(fetch: Callable[[int, int], bytes], n: int, base_offset: int, partial: bool,
+          members: list[Member]) -> tuple[int, bool]:
     """Parse headers from position 0 of a source of `n` bytes; `fetch(pos, length)` returns
     exactly those bytes. Returns (next header position, saw end-of-archive)."""
     pos = 0
     while True:
         group = pos
         long_name = None
-        pax = None
+        pax: dict[bytes, bytes] | None = None
         ext_total = 0
         while True:
             if pos + BLOCK > n:
@@ -180,7 +183,18 @@ def _walk(fetch, n, base_offset, partial, members):
         pos = data + size + tar_pad(size)
 
 
-def scan(buf, base_offset=0, *, partial=False, shard="<buffer>"):
+@overload
+def scan(buf: bytes | bytearray | memoryview, base_offset: int = 0, *,
+         partial: Literal[False] = False, shard: object = "<buffer>") -> list[Member]: ...
+
+
+@overload
+def scan(buf: bytes | bytearray | memoryview, base_offset: int = 0, *, partial: Literal[True],
+         shard: object = "<buffer>") -> tuple[list[Member], int, bool]: ...
+
+
+def scan(buf: bytes | bytearray | memoryview, base_offset: int = 0, *, partial: bool = False,
+         shard: object = "<buffer>") -> list[Member] | tuple[list[Member], int, bool]:
     """Members of the TAR data in `buf`; offsets are `base_offset` + position in `buf`.
 
     With `partial=True` the buffer is a window of a longer stream: returns
@@ -188,7 +202,7 @@ def scan(buf, base_offset=0, *, partial=False, shard="<buffer>"):
     to `buf` (it may lie beyond the buffer when the last member's data does) and done tells
     that the end-of-archive block was seen. Raises CorruptArchive naming `shard`.
     """
-    members = []
+    members: list[Member] = []
     with memoryview(buf) as mv, mv.cast("B") as view:
         try:
             pos, done = _walk(lambda p, k: bytes(view[p:p + k]), len(view), base_offset,
@@ -198,21 +212,22 @@ def scan(buf, base_offset=0, *, partial=False, shard="<buffer>"):
     return (members, pos, done) if partial else members
 
 
-def scan_fd(fd, size, *, shard="<fd>"):
+def scan_fd(fd: int, size: int, *, shard: object = "<fd>") -> list[Member]:
     """Members of the plain TAR file open on `fd`, `size` bytes long, read header by header."""
     return scan_pread(lambda length, pos: os.pread(fd, length, pos), size, shard=shard)
 
 
-def scan_pread(pread, size, *, shard="<pread>"):
+def scan_pread(pread: Callable[[int, int], bytes], size: int, *,
+               shard: object = "<pread>") -> list[Member]:
     """Members of a plain TAR of `size` bytes read through `pread(length, offset) -> bytes`
     (a remote shard's ranged reads), header by header."""
-    def fetch(pos, length):
+    def fetch(pos: int, length: int) -> bytes:
         chunk = pread(length, pos)
         if len(chunk) != length:
             raise ValueError(f"short read at offset {pos} (file changed while scanned?)")
         return chunk
 
-    members = []
+    members: list[Member] = []
     try:
         _walk(fetch, size, 0, False, members)
     except ValueError as exc:

@@ -10,17 +10,20 @@ longer than member.NAME_MAX bytes is CorruptArchive.
 """
 import os
 import struct
+from collections.abc import Callable, Sequence
 
 from .errors import CorruptArchive, NotAnArchive
 from .member import DIR, FILE, NAME_MAX, Member
 from .zipformat import (CENTRAL, END, END64, FLAG_UTF8, LOCATOR64, MAX_COMMENT, U32,
                         ZIP64_EXTRA)
 
+# pread(length, offset) -> the bytes there (fewer at the end of the file)
+Pread = Callable[[int, int], bytes]
 _TAIL = END.size + MAX_COMMENT             # the end record + the longest comment
 _COMMENT_LEN = END.offset["comment_len"]
 
 
-def _find_end(tail):
+def _find_end(tail: bytes) -> int:
     """Offset of the end record in `tail`: the last one whose comment length reaches exactly
     to the end of the file (so a comment may contain the signature), else the last one."""
     last = pos = tail.rfind(END.signature, 0, max(len(tail) - END.size + 4, 0))
@@ -32,7 +35,7 @@ def _find_end(tail):
     return last
 
 
-def _end_record(pread, file_size, label):
+def _end_record(pread: Pread, file_size: int, label: object) -> tuple[int, int, int]:
     """(cd size, cd offset, where the central directory must end)."""
     tail_len = min(file_size, _TAIL)
     tail = pread(tail_len, file_size - tail_len)
@@ -57,7 +60,8 @@ def _end_record(pread, file_size, label):
     return cd_size, cd_offset, end
 
 
-def _zip64_extra(extra, usize, csize, offset, label):
+def _zip64_extra(extra: bytes, usize: int, csize: int, offset: int,
+                 label: object) -> Sequence[int]:
     """Replace the 0xFFFFFFFF fields from the ZIP64 extra field, in APPNOTE order."""
     p, n = 0, len(extra)
     while p + 4 <= n:
@@ -79,12 +83,12 @@ def _zip64_extra(extra, usize, csize, offset, label):
     return usize, csize, offset
 
 
-def read_central_directory(fd, file_size, label):
+def read_central_directory(fd: int, file_size: int, label: object) -> list[Member]:
     """Every entry of the ZIP open as `fd` (of `file_size` bytes), in directory order."""
     return read_central_directory_pread(lambda n, off: os.pread(fd, n, off), file_size, label)
 
 
-def read_central_directory_pread(pread, file_size, label):
+def read_central_directory_pread(pread: Pread, file_size: int, label: object) -> list[Member]:
     """read_central_directory through `pread(length, offset) -> bytes` (a remote shard's
     ranged reads): the end records and the directory are the only bytes read."""
     cd_size, cd_offset, end = _end_record(pread, file_size, label)

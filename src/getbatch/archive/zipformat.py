@@ -20,19 +20,19 @@ STORED, DEFLATED = 0, 8
 class Record:
     __slots__ = ("signature", "struct", "size", "offset", "_magic")
 
-    def __init__(self, signature, fields):
+    def __init__(self, signature: bytes, fields: list[tuple[str, str]]) -> None:
         self.signature = signature
         self._magic = int.from_bytes(signature, "little")
         codes = "".join(code for _, code in fields)
         self.struct = struct.Struct("<I" + codes)
         self.size = self.struct.size
-        self.offset = {}
+        self.offset: dict[str, int] = {}
         pos = 4
         for name, code in fields:
             self.offset[name] = pos
             pos += struct.calcsize("<" + code)
 
-    def pack(self, *fields):
+    def pack(self, *fields: int) -> bytes:
         return self.struct.pack(self._magic, *fields)
 
 
