@@ -30,11 +30,14 @@ import logging
 import os
 import stat
 import tempfile
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import msgpack
 
 from .memory import ShardMemory, estimate
 from .member import DIR, FILE, HARDLINK, NAME_MAX, OTHER, SYMLINK, Member, find_variant
+from .shardfile import Identity
 from .tarblock import BLOCK, tar_pad
 
 log = logging.getLogger("getbatch.archive")
@@ -47,7 +50,7 @@ _SUFFIX = ".gbidx"
 _READ_OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
-def file_cap(shard_size):
+def file_cap(shard_size: int) -> int:
     """Largest persisted index accepted for a shard of `shard_size` bytes. An index holds
     about the names plus 17 bytes per member; even a .tgz of empty members with long names
     that compress well stays far below 16 bytes of index per byte of shard."""
@@ -60,7 +63,8 @@ class ShardIndex:
 
     __slots__ = ("names", "offsets", "sizes", "kinds", "files", "weight")
 
-    def __init__(self, names, offsets, sizes, kinds):
+    def __init__(self, names: list[str], offsets: "array.array[int]", sizes: "array.array[int]",
+                 kinds: bytes) -> None:
         self.names = names          # list[str]
         self.offsets = offsets      # array('q')
         self.sizes = sizes          # array('q')
@@ -69,40 +73,41 @@ class ShardIndex:
         n = len(names)
         if kinds.count(0) == n:
             # reversed so that the first of duplicate names is the one that stays
-            self.files = dict(zip(reversed(names), reversed(list(zip(offsets, sizes)))))
+            self.files: dict[str, tuple[int, int]] = dict(zip(reversed(names), reversed(list(zip(offsets, sizes)))))
         else:
-            files = {}
+            files: dict[str, tuple[int, int]] = {}
             for i in range(n - 1, -1, -1):
                 if kinds[i] == 0:
                     files[names[i]] = (offsets[i], sizes[i])
             self.files = files
 
     @classmethod
-    def from_members(cls, members):
+    def from_members(cls, members: list[Member]) -> "ShardIndex":
         return cls([m.name for m in members], array.array("q", [m.offset for m in members]),
                    array.array("q", [m.size for m in members]),
                    bytes(_KIND_CODE[m.kind] for m in members))
 
-    def members(self):
+    def members(self) -> list[Member]:
         """A new list of the Members (not kept: it would double the index's memory)."""
         return [Member(n, o, s, _KINDS[k]) for n, o, s, k in
                 zip(self.names, self.offsets, self.sizes, self.kinds)]
 
-    def find(self, name):
+    def find(self, name: str) -> Member | None:
         """The regular-file Member called `name` or one of its name_variants, else None."""
         found = find_variant(self.files, name)
         if found is None:
             return None
         return Member(found[0], found[1][0], found[1][1], FILE)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.names)
 
 
 EMPTY = ShardIndex([], array.array("q"), array.array("q"), b"")   # a closed shard's
 
 
-def cached(fd, ident, fmt, memory: ShardMemory, *, index_dir=None):
+def cached(fd: int | str, ident: Identity, fmt: str, memory: ShardMemory, *,
+           index_dir: str | None = None) -> ShardIndex | None:
     """The index of the shard version open on `fd` (identity `ident`) if in `memory` or
     persisted (and verified), else None."""
     key = (ident, fmt)
@@ -122,11 +127,12 @@ def cached(fd, ident, fmt, memory: ShardMemory, *, index_dir=None):
     return idx
 
 
-def persisted(fd, ident, fmt, index_dir):
+def persisted(fd: int | str, ident: Identity, fmt: str,
+              index_dir: str | None) -> tuple[str, ShardIndex | None]:
     """("fresh", ShardIndex) when the index persisted for the shard version open on `fd` is
     usable, ("stale", None) when the file there is of another version or not usable (the next
     open rebuilds it), ("none", None) when there is none. Builds nothing."""
-    file = _index_file(index_dir, fd)
+    file = _index_file(index_dir, fd)  # type: ignore[arg-type]  # None: fspath's TypeError
     if file is None:
         return "none", None
     try:
@@ -141,7 +147,8 @@ def persisted(fd, ident, fmt, index_dir):
         return "stale", None
 
 
-def store(fd, ident, fmt, members, data_len, memory: ShardMemory, *, index_dir=None):
+def store(fd: int | str, ident: Identity, fmt: str, members: list[Member], data_len: int,
+          memory: ShardMemory, *, index_dir: str | None = None) -> ShardIndex:
     """Index freshly scanned `members` of the shard version open on `fd`: keep it in `memory`,
     persist it if asked. `data_len`: bytes of TAR data the members lie in (the file size
     for plain TAR, the decompressed length seen by the scan for compressed shards)."""
@@ -155,7 +162,8 @@ def store(fd, ident, fmt, members, data_len, memory: ShardMemory, *, index_dir=N
     return idx
 
 
-def get(fd, ident, fmt, build, memory: ShardMemory, *, index_dir=None):
+def get(fd: int | str, ident: Identity, fmt: str, build: Callable[[], list[Member]],
+        memory: ShardMemory, *, index_dir: str | None = None) -> ShardIndex:
     """The index of the plain TAR open on `fd`, calling `build()` -> [Member] only when none
     is usable (in `memory` or persisted)."""
     idx = cached(fd, ident, fmt, memory, index_dir=index_dir)
@@ -164,7 +172,7 @@ def get(fd, ident, fmt, build, memory: ShardMemory, *, index_dir=None):
     return idx
 
 
-def _index_file(index_dir, fd):
+def _index_file(index_dir: str | os.PathLike[str], fd: int | str) -> str | None:
     """The persisted index's path for the shard open on `fd`, named after the path the fd
     resolves to; None when it has none (unlinked, or no /proc): such an index stays in memory.
     `fd` may instead be a str naming the shard (a remote shard's URL: it has no local file)."""
@@ -181,8 +189,8 @@ def _index_file(index_dir, fd):
     return os.path.join(os.fspath(index_dir), digest + _SUFFIX)
 
 
-def _body(ident, fmt, data_len, idx):
-    head = [fmt, list(ident), data_len]
+def _body(ident: Identity, fmt: str, data_len: int, idx: ShardIndex) -> bytes:
+    head: list[Any] = [fmt, list(ident), data_len]
     tail = [idx.offsets.tobytes(), idx.sizes.tobytes(), idx.kinds]
     try:
         return msgpack.packb(head + [False, idx.names] + tail)
@@ -191,17 +199,17 @@ def _body(ident, fmt, data_len, idx):
         return msgpack.packb(head + [True, raw] + tail)
 
 
-def encode(ident, fmt, data_len, idx):
+def encode(ident: Identity, fmt: str, data_len: int, idx: ShardIndex) -> bytes:
     """The persisted form of `idx`."""
     return seal(_body(ident, fmt, data_len, idx))
 
 
-def seal(body):
+def seal(body: bytes) -> bytes:
     """Magic, blake2b digest of `body`, `body`: the file form of an index body."""
     return _MAGIC + hashlib.blake2b(body, digest_size=_DIGEST).digest() + body
 
 
-def _save(file, ident, fmt, data_len, idx):
+def _save(file: str, ident: Identity, fmt: str, data_len: int, idx: ShardIndex) -> bool:
     """Whether `idx` was written to `file`."""
     blob = encode(ident, fmt, data_len, idx)
     if len(blob) > file_cap(ident.size):
@@ -225,7 +233,7 @@ class _Reject(Exception):
     """A persisted index that must not be used; the message says why."""
 
 
-def _read_capped(file, cap):
+def _read_capped(file: str, cap: int) -> bytes:
     """The bytes of regular file `file` if it is at most `cap` bytes, else _Reject."""
     fd = os.open(file, _READ_OPEN)
     try:
@@ -234,7 +242,8 @@ def _read_capped(file, cap):
             raise _Reject("not a regular file")
         if st.st_size > cap:
             raise _Reject(f"{st.st_size} bytes, more than the {cap} allowed for this shard")
-        chunks, total = [], 0
+        chunks: list[bytes] = []
+        total = 0
         while True:
             chunk = os.read(fd, cap + 1 - total)
             if not chunk:
@@ -248,22 +257,24 @@ def _read_capped(file, cap):
         os.close(fd)
 
 
-def _load(file, ident, fmt, memory):
+def _load(file: str, ident: Identity, fmt: str, memory: ShardMemory) -> ShardIndex | None:
     try:
         blob = _read_capped(file, file_cap(ident.size))
     except FileNotFoundError:
         return None
     except (OSError, _Reject) as exc:  # ELOOP for a symlink, EACCES, ...
-        return _rejected(file, exc, memory)
+        _rejected(file, exc, memory)
+        return None
     try:
         return decode(blob, ident, fmt)
     except _Stale:
         return None  # another version of the shard (or another shard at that path)
     except _Reject as exc:
-        return _rejected(file, exc, memory)
+        _rejected(file, exc, memory)
+        return None
 
 
-def _rejected(file, why, memory):
+def _rejected(file: str, why: Exception, memory: ShardMemory) -> None:
     memory.stats["rejects"] += 1
     log.warning("shard index %s is not usable (%s); rebuilding it from the shard", file, why)
     return None
@@ -273,7 +284,7 @@ class _Stale(Exception):
     """An intact index of another shard version."""
 
 
-def decode(blob, ident, fmt):
+def decode(blob: bytes, ident: Identity, fmt: str) -> ShardIndex:
     """The ShardIndex in `blob` if it is intact and describes shard version `ident` read as
     `fmt`. Raises _Stale for an intact index of another version, _Reject for anything else."""
     if blob[:len(_MAGIC)] != _MAGIC:
@@ -308,14 +319,15 @@ def decode(blob, ident, fmt):
     return ShardIndex(names, offsets, sz, kinds)
 
 
-def _check_names(names, raw):
+def _check_names(names: tuple[Any, ...], raw: bool) -> list[str]:
     want = bytes if raw else str
     short = NAME_MAX // 4  # a str this short cannot exceed NAME_MAX bytes in UTF-8
     for name in names:
         if type(name) is not want:
             raise _Reject("a member name of the wrong type")
         if len(name) > (NAME_MAX if raw else short):
-            size = len(name) if raw else len(name.encode("utf-8", "surrogateescape"))
+            # not raw: `want` is str, so name is one
+            size = len(name) if raw else len(name.encode("utf-8", "surrogateescape"))  # type: ignore[union-attr]
             if size > NAME_MAX:
                 raise _Reject(f"a member name of {size} bytes")
     if raw:
@@ -323,7 +335,7 @@ def _check_names(names, raw):
     return list(names)
 
 
-def _check_extents(offsets, sizes, data_len):
+def _check_extents(offsets: Iterable[int], sizes: Iterable[int], data_len: int) -> None:
     """Every member's data is block-aligned, after its own header and the previous member's
     data, and inside the first `data_len` bytes."""
     low = BLOCK  # the first data block follows at least one header

@@ -43,6 +43,8 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
+from typing import NoReturn
 
 try:  # ISA-L checksums ~10x faster than zlib; optional
     from isal.isal_zlib import crc32 as _crc
@@ -70,7 +72,7 @@ class Stale(Exception):
     """A cache file failed verification while being read; it has been discarded."""
 
 
-def _names_file(path, fd):
+def _names_file(path: str, fd: int) -> bool:
     """True while `path` still names the file open on `fd`."""
     try:
         a, b = os.stat(path), os.fstat(fd)
@@ -79,7 +81,7 @@ def _names_file(path, fd):
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def _write_all(fd, data):
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -98,7 +100,7 @@ class InflateCache:
     instead = "the shard is decompressed instead"
     paused = "compressed shards are streamed without it"
     claim_step = 0      # bytes a fill claims at a time (0: max_bytes/16, 1 to 64 MiB)
-    seen_total = None   # bytes in the directory after the last make_room() scan
+    seen_total: int | None = None   # bytes in the directory after the last make_room() scan
 
     def __init__(self, directory: str, max_bytes: int) -> None:
         self.dir = os.fspath(directory)
@@ -114,17 +116,17 @@ class InflateCache:
             except OSError as exc:
                 self._pause(f"cannot create {self.dir}", exc)
 
-    def _path(self, digest):
+    def _path(self, digest: bytes) -> str:
         return os.path.join(self.dir, digest.hex()[:40] + self.suffix)
 
-    def _pause(self, what, exc):
+    def _pause(self, what: str, exc: OSError) -> None:
         self._paused_until = time.monotonic() + _PAUSE
         log.warning("%s: %s (%s); %s for %ds", self.what, what, exc.strerror or exc,
                     self.paused, _PAUSE)
 
     # -- reading
 
-    def open(self, digest, need, label):
+    def open(self, digest: bytes, need: int, label: object) -> "CacheEntry | None":
         """The checked cache file of a shard version, holding at least `need` stream bytes, as
         a CacheEntry; None when there is none (a broken one is discarded). `label` names the
         shard in log lines."""
@@ -147,10 +149,12 @@ class InflateCache:
             os.close(fd)
         return entry
 
-    def _check(self, fd, path, digest, need, label):
+    def _check(self, fd: int, path: str, digest: bytes, need: int,
+               label: object) -> "CacheEntry | None":
         st = os.fstat(fd)
         size = st.st_size
-        why = raw = None
+        why: str | None = None
+        raw = b""  # the block table: read once the trailer checks out
         if not stat.S_ISREG(st.st_mode):
             why = "not a regular file"
         elif size < _FOOTER.size:
@@ -188,7 +192,7 @@ class InflateCache:
         return CacheEntry(self, fd, path, st, label, length, table,
                           self._verified_map(path, nonce, nblocks))
 
-    def _verified_map(self, path, nonce, nblocks, value=0):
+    def _verified_map(self, path: str, nonce: bytes, nblocks: int, value: int = 0) -> bytearray:
         key = (path, nonce)
         with self._lock:
             seen = self._verified.get(key)
@@ -200,7 +204,7 @@ class InflateCache:
                 self._remembered -= len(self._verified.popitem(last=False)[1])
         return seen
 
-    def discard(self, path, st, label, why):
+    def discard(self, path: str, st: os.stat_result, label: object, why: str) -> None:
         """Remove the cache file `st` (if `path` still names it) and say why."""
         log.warning("%s: %s of %s is %s: discarded, %s", self.what, path, label, why,
                     self.instead)
@@ -213,7 +217,7 @@ class InflateCache:
 
     # -- writing
 
-    def fill(self, digest, label):
+    def fill(self, digest: bytes, label: object) -> "CacheFill | None":
         """A CacheFill writing the cache file of a shard version, or None: no cache, fills
         paused after an error, or someone else is writing that file right now."""
         if not self.max_bytes or time.monotonic() < self._paused_until:
@@ -251,7 +255,7 @@ class InflateCache:
             return None
         return CacheFill(self, fd, path, tmp, digest, label)
 
-    def make_room(self, extra, own=0):
+    def make_room(self, extra: int, own: int = 0) -> bool:
         """Evict least recently used cache files until `extra` more bytes fit within max_bytes
         (counting every file in the directory, in-progress ones included); False if they
         cannot fit. `own`: bytes the requesting file already holds (nothing is evicted for a
@@ -265,7 +269,9 @@ class InflateCache:
             return False
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            done, temps, total = [], [], 0
+            done: list[tuple[int, int, str]] = []
+            temps: list[tuple[int, int, str]] = []
+            total = 0
             with os.scandir(self.dir) as it:
                 for e in it:
                     if not (e.name.endswith(self.suffix) or e.name.endswith(self.suffix + _TMP)):
@@ -298,7 +304,7 @@ class InflateCache:
             os.close(lock)
 
 
-def _remove_abandoned(tmp):
+def _remove_abandoned(tmp: str) -> bool:
     """Remove an in-progress file whose builder is gone (its lock is free); False if in use."""
     try:
         fd = os.open(tmp, os.O_RDONLY | _SAFE)
@@ -323,7 +329,8 @@ class CacheEntry:
 
     __slots__ = ("cache", "fd", "path", "st", "label", "length", "table", "verified", "bad")
 
-    def __init__(self, cache, fd, path, st, label, length, table, verified):
+    def __init__(self, cache: InflateCache, fd: int, path: str, st: os.stat_result, label: object,
+                 length: int, table: "array.array[int]", verified: bytearray) -> None:
         self.cache = cache
         self.fd = fd
         self.path = path
@@ -334,13 +341,13 @@ class CacheEntry:
         self.verified = verified
         self.bad = False
 
-    def _stale(self, why):
+    def _stale(self, why: str) -> NoReturn:
         if not self.bad:
             self.bad = True
             self.cache.discard(self.path, self.st, self.label, why)
         raise Stale(why)
 
-    def _pread(self, n, off):
+    def _pread(self, n: int, off: int) -> bytes:
         try:
             data = os.pread(self.fd, n, off)
         except OSError as exc:
@@ -349,7 +356,7 @@ class CacheEntry:
             self._stale("shorter than recorded")
         return data
 
-    def read(self, off, n):
+    def read(self, off: int, n: int) -> bytes:
         """Bytes [off, off+n) of the stream, every block they touch verified."""
         if n <= 0:
             return b""
@@ -372,7 +379,7 @@ class CacheEntry:
                 self.verified[b] = 1
         return span if (lo, hi) == (off, end) else span[off - lo:end - lo]
 
-    def chunks(self, off, n):
+    def chunks(self, off: int, n: int) -> Iterator[bytes]:
         """read() of [off, off+n) in chunks of at most 1 MiB."""
         end = off + n
         while off < end:
@@ -380,7 +387,7 @@ class CacheEntry:
             yield data
             off += len(data)
 
-    def verify(self, off, n):
+    def verify(self, off: int, n: int) -> None:
         """Verify the blocks of [off, off+n) this process has not verified yet; Stale if any
         does not match."""
         end = off + n
@@ -390,7 +397,7 @@ class CacheEntry:
                 self.read(off, step)
             off += step
 
-    def close(self):
+    def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -401,7 +408,8 @@ class CacheFill:
     decompressed chunk in order (False once the fill is abandoned: no room, a write error),
     then `commit()` (publishes it; returns its CacheEntry) or `abort()`."""
 
-    def __init__(self, cache, fd, path, tmp, digest, label):
+    def __init__(self, cache: InflateCache, fd: int, path: str, tmp: str, digest: bytes,
+                 label: object) -> None:
         self.cache = cache
         self.fd = fd
         self.path = path
@@ -415,7 +423,7 @@ class CacheFill:
         self.filled = 0           # its bytes
         self.active = True
 
-    def write(self, chunk):
+    def write(self, chunk: bytes | bytearray | memoryview) -> bool:
         if not self.active:
             return False
         n = len(chunk)
@@ -446,7 +454,7 @@ class CacheFill:
                 self.crc = self.filled = 0
         return True
 
-    def commit(self):
+    def commit(self) -> CacheEntry | None:
         """Publish the file (atomically, by rename); its CacheEntry, or None if that failed."""
         if not self.active:
             return None
@@ -479,7 +487,7 @@ class CacheFill:
         seen = self.cache._verified_map(self.path, nonce, len(table), 1)
         return CacheEntry(self.cache, self.fd, self.path, st, self.label, self.written, table, seen)
 
-    def abort(self):
+    def abort(self) -> None:
         if self.active:
             self.active = False
             try:
