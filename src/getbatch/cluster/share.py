@@ -105,7 +105,7 @@ class LocalShare(Backend):
         return self.local.flush(bucket, name, handle)
 
     def delete(self, bucket: str, name: str, stamp: str | None = None,
-               keep: bool = False) -> tuple[str, bool] | None:
+               keep: bool = False) -> tuple[str, bool]:
         self._dir(bucket)
         return self.local.delete(bucket, name, stamp, keep)
 

@@ -18,28 +18,64 @@ it and carried to every copy; newest stamp wins everywhere. A read compares the 
 name's `copies` first holders, serves the newest and repairs the older copies in the
 background (read repair). docs/consistency.md states what this guarantees.
 """
+import enum
 import heapq
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
-from ..archive import open_shard
-from ..store.archived import archive_splits
+from ..archive import InflateBudget, Shard, open_shard
+from ..store.archived import ArchivedFile, archive_splits
 from ..store.archlist import IN_ARCHIVE, IS_ARCHIVE, SEP
-from ..store.backend import Backend
+from ..store.attrs import ObjectAttrs
+from ..store.backend import Backend, BatchReader, Readable, Source
 from ..store.paging import page_limit
 from ..store.errors import (BucketNotFound, IncompleteUpload, ObjectNotFound, StoreError,
                             Unavailable)
+from ..store.local import LocalStore
 from ..store.names import validate_bucket_name, validate_object_name
+from .buckets import BucketTable, check_mirror
 from .peer_backend import Body, PeerBackend, PeerRefusal
-from .share import Tombstoned
-from .smap import placement_key
+from .peers import Peers
+from .share import LocalShare, Tombstoned
+from .smap import NodeInfo, Smap, placement_key
 
 log = logging.getLogger("getbatch.cluster")
 
 _CHUNK = 1 << 20
 REPAIRS_MAX = 64       # read repairs queued at once per process; beyond, rebalance repairs
+
+Holder = LocalShare | PeerBackend          # a node's copies: this node's share, or a peer's
+Target = tuple[NodeInfo, Holder]
+T = TypeVar("T")
+K = TypeVar("K", str, tuple[str, str])   # a merged listing's sort key
+E = TypeVar("E")   # a merged listing's entry
+
+
+class _Away(enum.Enum):
+    AWAY = "away"
+
+
+AWAY = _Away.AWAY  # the state of a holder that did not answer
+# (stamp, is_tomb) of the name on one holder, None when it has neither, AWAY when it did
+# not answer
+HolderState = tuple[str, bool] | None | _Away
+Newest = tuple[str, Target, bool]   # (stamp, holder, is_tomb) of the newest version
+
+
+class NodeView(Protocol):
+    """What the store reads of its node's Cluster (node.py)."""
+
+    node: NodeInfo
+    peers: Peers
+
+    @property
+    def smap(self) -> Smap: ...
+
+    def lease_fresh(self) -> bool: ...
 
 
 class TooFewNodes(Unavailable):
@@ -57,7 +93,7 @@ class ClusterStore(Backend):
 
     provider = "ais"
 
-    def __init__(self, cluster, share, buckets):
+    def __init__(self, cluster: NodeView, share: LocalShare, buckets: BucketTable) -> None:
         self.cluster = cluster
         self.share = share
         self.buckets = buckets
@@ -67,7 +103,7 @@ class ClusterStore(Backend):
         self.repaired = 0  # copies brought up to date by read repair (this process)
 
     # ---- placement
-    def _ranked(self, bucket, name):
+    def _ranked(self, bucket: str, name: str) -> list[Target]:
         """[(NodeInfo, backend)] of every live node, HRW order for the object. This node is
         in it even when not (yet) in the map, last, so its own copy is always looked at."""
         smap = self.cluster.smap
@@ -77,13 +113,13 @@ class ClusterStore(Backend):
             nodes.append(me)
         return [(n, self.backend_of(n)) for n in nodes]
 
-    def backend_of(self, node):
+    def backend_of(self, node: NodeInfo) -> Holder:
         """The backend that reads and writes `node`'s copies: this node's share, or a peer's."""
         if node.id == self.cluster.node.id:
             return self.share
         return PeerBackend(self.cluster.peers, node)
 
-    def _write_targets(self, bucket, name, copies):
+    def _write_targets(self, bucket: str, name: str, copies: int) -> list[Target]:
         """[(NodeInfo, backend)] a write may go to: the live and joining nodes in HRW order,
         one per advertise URL; TooFewNodes when fewer than `copies`, NotWritable when this
         node is not live or cannot vouch for its map."""
@@ -93,7 +129,8 @@ class ClusterStore(Backend):
             raise NotWritable(f"node {me.id} cannot accept writes now: its membership in etcd "
                               "is not current (etcd unreachable, or the node was paused); "
                               "try again")
-        seen, out = set(), []
+        seen: set[str] = set()
+        out: list[Target] = []
         for node in smap.write_ranked(placement_key("ais", bucket, name)):
             if node.url not in seen:
                 seen.add(node.url)
@@ -104,7 +141,7 @@ class ClusterStore(Backend):
                               "nothing stored, try again")
         return out
 
-    def _everyone(self, joining=False):
+    def _everyone(self, joining: bool = False) -> list[Target]:
         """[(NodeInfo, backend)] of every live node (and with `joining`, every node catching
         up: a delete or a bucket's destruction reaches them as a write does), this node
         included."""
@@ -114,9 +151,10 @@ class ClusterStore(Backend):
             nodes.append(self.cluster.node)
         return [(n, self.backend_of(n)) for n in nodes]
 
-    def fanout(self, fn, targets):
+    def fanout(self, fn: Callable[[NodeInfo, Holder], T],
+               targets: Iterable[Target]) -> list[tuple[NodeInfo, T | Exception]]:
         """fn(node, backend) on every target in parallel; [(node, result or exception)]."""
-        def run(t):
+        def run(t: Target) -> tuple[NodeInfo, T | Exception]:
             try:
                 return t[0], fn(*t)
             except Exception as exc:
@@ -124,21 +162,21 @@ class ClusterStore(Backend):
         return list(self._pool.map(run, targets))
 
     # ---- buckets
-    def list_buckets(self):
+    def list_buckets(self) -> list[str]:
         return self.buckets.names()
 
-    def has_bucket(self, name):
+    def has_bucket(self, name: str) -> bool:
         try:
             validate_bucket_name(name)
         except StoreError:
             return False
         return self.buckets.get(name) is not None
 
-    def create_bucket(self, name):
+    def create_bucket(self, name: str) -> None:
         validate_bucket_name(name)
         self.buckets.create(name)
 
-    def destroy_bucket(self, name):
+    def destroy_bucket(self, name: str) -> None:
         validate_bucket_name(name)
         self.buckets.destroy(name)
         # every live and joining node drops its copy now (a node away meanwhile drops it when
@@ -149,7 +187,7 @@ class ClusterStore(Backend):
                 log.warning("bucket ais://%s destroyed, but node %s kept its copy for now: %s",
                             name, node.id, res)
 
-    def bucket_props(self, name):
+    def bucket_props(self, name: str) -> dict[str, Any]:
         # from etcd, not this worker's watched table: a change acknowledged through another
         # node is seen at once (read-your-write); the table when etcd is away
         meta = self.buckets.current(name)
@@ -157,8 +195,7 @@ class ClusterStore(Backend):
                 "mirror": meta.props.get("mirror") or {"enabled": False, "copies": 1},
                 "version": str(meta.revision)}
 
-    def set_bucket_props(self, name, props):
-        from .buckets import check_mirror
+    def set_bucket_props(self, name: str, props: dict[str, Any]) -> None:
         unknown = set(props) - {"mirror"}
         if unknown:
             raise StoreError(f"bucket property {sorted(unknown)[0]!r} cannot be set here "
@@ -166,13 +203,15 @@ class ClusterStore(Backend):
         self.buckets.require(name)
         self.buckets.set_props(name, {"mirror": check_mirror(props["mirror"])})
 
-    def _copies(self, bucket):
+    def _copies(self, bucket: str) -> int:
         """Copies a write makes: from etcd's current bucket properties (one round trip per
         write; reads never pay it)."""
         return self.buckets.current(bucket).copies
 
     # ---- reads: the ranked nodes in turn, the newest of the first `copies` holders served
-    def _find(self, bucket, name, fn, stamp_of=None, discard=None):
+    def _find(self, bucket: str, name: str, fn: Callable[[Holder], T],
+              stamp_of: Callable[[T], str] | None = None,
+              discard: Callable[[T], object] | None = None) -> T:
         """fn(backend) on the holder of the name's newest version. The ranked nodes are
         tried in turn (ObjectNotFound when none has it); with `copies` > 1 the stamps of the
         compared nodes (Smap.compared: the first `copies` live ones, and any joining or
@@ -187,7 +226,7 @@ class ClusterStore(Backend):
         validate_object_name(name)
         ranked = self._ranked(bucket, name)
         me = self.cluster.node
-        compared = [] if copies <= 1 else [
+        compared: list[Target] = [] if copies <= 1 else [
             (n, self.backend_of(n)) for n in
             self.cluster.smap.compared(placement_key("ais", bucket, name), copies, me)]
         if all(t[0].id == me.id for t in compared):
@@ -205,10 +244,10 @@ class ClusterStore(Backend):
         first = ranked[0][0].id
         checks = [(t, self._pool.submit(holder_state, t[1], bucket, name))
                   for t in compared if t[0].id != first]
-        seen = []
+        seen: list[tuple[Target, HolderState]] = []
         try:
-            node_t, res = self._first(bucket, name, ranked, fn, seen, copies)
-            served = stamp_of(res)
+            node_t, res = self._first_found(bucket, name, ranked, fn, seen, copies)
+            served: str | None = stamp_of(res)
         except ObjectNotFound:
             served = None
         states = [(t, f.result()) for t, f in checks]
@@ -223,7 +262,7 @@ class ClusterStore(Backend):
         states += [(t, st) for t, st in seen if st is not None and st is not AWAY]
         newest = newest_state(states)
         self.repair(bucket, name, newest, states)
-        if served is not None and served >= newest[0]:
+        if served is not None and (newest is None or served >= newest[0]):
             return res
         if served is not None and discard is not None:
             discard(res)
@@ -237,14 +276,21 @@ class ClusterStore(Backend):
                               "read; try again")
         return res
 
-    def _first(self, bucket, name, ranked, fn, seen=None, copies=1):
-        """fn(backend) on the first of `ranked` that has the object: its result, or with
-        `seen` ((node, backend), result), what each node tried before said appended to
-        `seen` as states (a tombstone, None when missing, AWAY when unreachable).
-        ObjectNotFound when no node has it, Unavailable when as many nodes as the bucket
-        keeps `copies` could not be asked (every holder may be among them) and no node knew
-        of a delete."""
-        unreachable, deleted = [], False
+    def _first(self, bucket: str, name: str, ranked: Sequence[Target], fn: Callable[[Holder], T],
+               copies: int = 1) -> T:
+        """fn(backend) on the first of `ranked` that has the object: see _first_found."""
+        return self._first_found(bucket, name, ranked, fn, None, copies)[1]
+
+    def _first_found(self, bucket: str, name: str, ranked: Sequence[Target],
+                     fn: Callable[[Holder], T], seen: list[tuple[Target, HolderState]] | None,
+                     copies: int = 1) -> tuple[Target, T]:
+        """((node, backend), fn(backend)) of the first of `ranked` that has the object, what
+        each node tried before said appended to `seen` (unless None) as states (a
+        tombstone, None when missing, AWAY when unreachable). ObjectNotFound when no node
+        has it, Unavailable when as many nodes as the bucket keeps `copies` could not be
+        asked (every holder may be among them) and no node knew of a delete."""
+        unreachable: list[str] = []
+        deleted = False
         for t in ranked:
             try:
                 res = fn(t[1])
@@ -262,7 +308,7 @@ class ClusterStore(Backend):
                     seen.append((t, AWAY))
                 unreachable.append(str(exc))
                 continue
-            return (t, res) if seen is not None else res
+            return t, res
         if len(unreachable) >= copies and not deleted:
             raise Unavailable(f"ais://{bucket}/{name} is on none of the reachable nodes, and "
                               f"{len(unreachable)} node(s) that may hold it could not be asked "
@@ -272,13 +318,15 @@ class ClusterStore(Backend):
                      name, "; ".join(unreachable))
         raise ObjectNotFound(bucket, name)
 
-    def copy_states(self, bucket, name, targets):
+    def copy_states(self, bucket: str, name: str,
+                    targets: Iterable[Target]) -> list[tuple[Target, HolderState]]:
         """[((node, backend), (stamp, is_tomb) or None when missing)] of the targets that
         answered, asked in parallel."""
         futures = [(t, self._pool.submit(holder_state, t[1], bucket, name)) for t in targets]
         return [(t, f.result()) for t, f in futures]
 
-    def repair(self, bucket, name, newest, states):
+    def repair(self, bucket: str, name: str, newest: Newest | None,
+               states: Sequence[tuple[Target, HolderState]]) -> None:
         """Bring the answering holders whose copy is older than `newest` (or missing) up to
         it, in the background; at most REPAIRS_MAX at once per process (beyond that,
         rebalance repairs them)."""
@@ -286,21 +334,21 @@ class ClusterStore(Backend):
             return
         stamp, (src, src_backend), tomb = newest
         stale = [t for t, st in states
-                 if st is not AWAY and t[0].id != src.id and (st is None or st[0] < stamp)
-                 and not (tomb and st is None)]
+                 if not isinstance(st, _Away) and t[0].id != src.id
+                 and (st is None or st[0] < stamp) and not (tomb and st is None)]
         if not stale or not self._repairs.acquire(blocking=False):
             return
 
-        def run():
+        def run() -> None:
             ids = [t[0].id for t in stale]
             try:
                 if tomb:
                     for _, backend in stale:
                         backend.delete(bucket, name, stamp, keep=True)
-                elif src_backend is self.share:
-                    self.push(bucket, name, ids, len(ids), required=False)
-                else:
+                elif isinstance(src_backend, PeerBackend):
                     src_backend.push(bucket, name, ids, len(ids), required=False)
+                else:   # this node's share
+                    self.push(bucket, name, ids, len(ids), required=False)
                 self.repaired += len(stale)
                 log.info("read repair: ais://%s/%s brought to %s on %s", bucket, name, stamp,
                          ", ".join(ids))
@@ -311,32 +359,35 @@ class ClusterStore(Backend):
                 self._repairs.release()
         self._repair_pool.submit(run)
 
-    def stat(self, bucket, name):
+    def stat(self, bucket: str, name: str) -> ObjectAttrs:
         return self._find(bucket, name, lambda b: b.stat(bucket, name), lambda a: a.stamp)
 
-    def open(self, bucket, name):
-        return self._find(bucket, name, lambda b: b.open(bucket, name), lambda r: r[1].stamp,
-                          lambda r: r[0].close())
+    def open(self, bucket: str, name: str) -> tuple[Source, ObjectAttrs]:
+        def opened(b: Holder) -> tuple[Source, ObjectAttrs]:
+            return b.open(bucket, name)
+        return self._find(bucket, name, opened, lambda r: r[1].stamp, lambda r: r[0].close())
 
-    def open_archived(self, bucket, name, archpath, budget=None):
+    def open_archived(self, bucket: str, name: str, archpath: str,
+                      budget: InflateBudget | None = None) -> ArchivedFile:
         """A file inside a shard, read where the shard is: here, or streamed from the peer
         that holds it (its answer to GET ?archpath=, which checks its own max_inflate)."""
         return self._find(bucket, name, lambda b: b.open_archived(bucket, name, archpath,
                                                                   budget))
 
-    def stat_archived(self, bucket, name, archpath, budget=None):
+    def stat_archived(self, bucket: str, name: str, archpath: str,
+                      budget: InflateBudget | None = None) -> ObjectAttrs:
         return self._find(bucket, name, lambda b: b.stat_archived(bucket, name, archpath,
                                                                   budget))
 
-    def index_shard(self, bucket, name, budget=None):
+    def index_shard(self, bucket: str, name: str, budget: InflateBudget | None = None) -> int:
         """Index the copy this node holds (ObjectNotFound when it holds none): an index is
         used where its shard is, so every node indexes its own (the CLI asks each)."""
         return self.share.index_shard(bucket, name, budget)
 
-    def shard_index_state(self, bucket, name):
+    def shard_index_state(self, bucket: str, name: str) -> tuple[str, Any, int] | None:
         return self.share.shard_index_state(bucket, name)
 
-    def open_shard(self, bucket, name, budget=None):
+    def open_shard(self, bucket: str, name: str, budget: InflateBudget | None = None) -> Shard:
         """The shard here when this node holds it, else a copy of a peer's in an unlinked
         local temp file (the whole shard crosses the network: the object API and listings
         use open_archived and list_expanded instead, which leave it where it is)."""
@@ -345,7 +396,7 @@ class ClusterStore(Backend):
         except (ObjectNotFound, BucketNotFound):
             pass
 
-        def fetch(b):
+        def fetch(b: Holder) -> Shard:
             src, _ = b.open(bucket, name)
             with src:
                 fd = fetch_to_scratch(src, self.share.local)
@@ -354,7 +405,8 @@ class ClusterStore(Backend):
         return self._find(bucket, name, fetch)
 
     # ---- writes
-    def put(self, bucket, name, stream, length=None):
+    def put(self, bucket: str, name: str, stream: Readable,
+            length: int | None = None) -> ObjectAttrs | None:
         """Store on `copies` distinct live nodes before returning: the first reachable owner
         receives the body (here, or forwarded) and stamps it, then copies it to the others;
         TooFewNodes (503) when fewer copies could be made. The attrs when stored here, None
@@ -365,7 +417,7 @@ class ClusterStore(Backend):
         body = Body(stream, length)
         for node, backend in targets:
             others = [n.id for n, _ in targets if n.id != node.id]
-            if backend is self.share:
+            if isinstance(backend, LocalShare):   # this node's share
                 attrs = self.share.put(bucket, name, body, length)
                 self.push(bucket, name, others, copies - 1)
                 return attrs
@@ -384,7 +436,8 @@ class ClusterStore(Backend):
         raise TooFewNodes(f"no node could store ais://{bucket}/{name} (0 of {copies} "
                           "reachable); try again")
 
-    def push(self, bucket, name, candidates, wanted, required=True):
+    def push(self, bucket: str, name: str, candidates: Iterable[str], wanted: int,
+             required: bool = True) -> int:
         """Copy the local object, stamp and all, to `wanted` of `candidates` (node ids, in
         order; one per advertise URL), skipping those that cannot be reached; how many
         copies were made (TooFewNodes when fewer than `wanted` and `required`). A node
@@ -422,7 +475,8 @@ class ClusterStore(Backend):
             self._require_copies(bucket, name, 1 + made, 1 + wanted)
         return made
 
-    def _copies_from(self, node, backend, bucket, name, others, copies):
+    def _copies_from(self, node: NodeInfo, backend: PeerBackend, bucket: str, name: str,
+                     others: list[str], copies: int) -> None:
         """Have peer `node` (its `backend`), which stored the version, copy it to
         `copies` - 1 of `others`; TooFewNodes when fewer were made, Unavailable when the
         peer no longer has it (a newer delete) or does not know the bucket yet."""
@@ -434,32 +488,33 @@ class ClusterStore(Backend):
         self._require_copies(bucket, name, 1 + made, copies)
 
     @staticmethod
-    def _require_copies(bucket, name, have, want):
+    def _require_copies(bucket: str, name: str, have: int, want: int) -> None:
         if have < want:
             raise TooFewNodes(f"ais://{bucket}/{name} reached {have} of the {want} distinct "
                               "live nodes its bucket's mirror needs: not acknowledged "
                               "(it may be on those reached); try again")
 
-    def append(self, bucket, name, handle, stream, length=None):
+    def append(self, bucket: str, name: str, handle: str, stream: Readable,
+               length: int | None = None) -> str:
         """Appends go to the first owner, which holds the session."""
         self.buckets.require(bucket)
         node, backend = self._ranked(bucket, name)[0]
         return backend.append(bucket, name, handle, stream, length)
 
-    def flush(self, bucket, name, handle):
+    def flush(self, bucket: str, name: str, handle: str) -> ObjectAttrs | None:
         copies = self._copies(bucket)
         targets = self._write_targets(bucket, name, copies)
         node, backend = self._ranked(bucket, name)[0]
         attrs = backend.flush(bucket, name, handle)
         if copies > 1:
             others = [n.id for n, _ in targets if n.id != node.id]
-            if backend is self.share:
-                self.push(bucket, name, others, copies - 1)
-            else:
+            if isinstance(backend, PeerBackend):
                 self._copies_from(node, backend, bucket, name, others, copies)
+            else:   # this node's share
+                self.push(bucket, name, others, copies - 1)
         return attrs
 
-    def delete(self, bucket, name):
+    def delete(self, bucket: str, name: str) -> None:
         """Delete as a version: the first reachable owner stamps the delete (newer than the
         version it has), then every live and joining node applies it, leaving a tombstone (a
         node away learns it when it returns: catch-up, read repair, rebalance). Acknowledged once
@@ -468,7 +523,8 @@ class ClusterStore(Backend):
         copies = self._copies(bucket)
         validate_object_name(name)
         targets = self._write_targets(bucket, name, copies)
-        stamp, found, placed = None, False, set()
+        stamp: str | None = None
+        found, placed = False, set()
         for node, backend in targets:
             try:
                 stamp, existed = backend.delete(bucket, name, None, keep=True)
@@ -501,26 +557,28 @@ class ClusterStore(Backend):
             raise ObjectNotFound(bucket, name)
 
     # ---- listing
-    def list_objects(self, bucket, prefix="", page_size=0, token="", start_after="",
-                     with_meta=False):
+    def list_objects(self, bucket: str, prefix: str = "", page_size: int = 0, token: str = "",
+                     start_after: str = "", with_meta: bool = False) -> tuple[list[ObjectAttrs], str]:
         """Every node's page merged in name order, copies counted once."""
         limit = page_limit(page_size)
 
-        def page(node, b):
+        def page(node: NodeInfo, b: Holder) -> tuple[list[tuple[str, ObjectAttrs]], bool]:
             attrs, nxt = b.list_objects(bucket, prefix, limit, token, start_after, with_meta)
             return [(a.name, a) for a in attrs], bool(nxt)
         out, last = self._merged(bucket, limit, page)
         return out, last or ""
 
-    def list_expanded(self, bucket, prefix="", page_size=0, token="", start_after="",
-                      with_meta=False, max_inflate=0):
+    def list_expanded(self, bucket: str, prefix: str = "", page_size: int = 0, token: str = "",
+                      start_after: str = "", with_meta: bool = False,
+                      max_inflate: int = 0) -> tuple[list[tuple[ObjectAttrs, int]], str]:
         """ARCH_DIR: each node expands the shards it holds (no shard leaves its node); the
         pages are merged in the order of (object, file in it), copies counted once. A node
         resumes with the merged token as with its own (see archlist): `<shard>NUL<file>`
         for a shard it does not hold just goes on after the shard."""
         limit = page_limit(page_size)
 
-        def page(node, b):
+        def page(node: NodeInfo,
+                 b: Holder) -> tuple[list[tuple[tuple[str, str], tuple[ObjectAttrs, int]]], bool]:
             entries, nxt = b.list_expanded(bucket, prefix, limit, token, start_after,
                                            with_meta, max_inflate)
             return _expanded_keys(entries, token, prefix), bool(nxt)
@@ -532,14 +590,17 @@ class ClusterStore(Backend):
             return out, f"{shard}{SEP}{file}"
         return out, f"{shard}{SEP}" if out[-1][1] & IS_ARCHIVE else shard
 
-    def _merged(self, bucket, limit, page):
+    def _merged(self, bucket: str, limit: int,
+                page: Callable[[NodeInfo, Holder], tuple[list[tuple[K, E]], bool]]
+                ) -> tuple[list[E], K | None]:
         """Every node's page, `page(node, backend)` -> ([(key, entry)] in key order, more),
         merged in key order with equal keys once: (entries, key of the last one when there
         are more, else None). A node that still has more bounds the page: entries beyond its
         last one may be missing from it."""
         # with n copies, n-1 nodes away still leave a copy of every object to list
         tolerate = self.buckets.require(bucket).copies - 1
-        lists, bound = [], None
+        lists: list[list[tuple[K, E]]] = []
+        bound: K | None = None
         for node, res in self.fanout(page, self._everyone()):
             if isinstance(res, BucketNotFound):
                 continue
@@ -552,7 +613,8 @@ class ClusterStore(Backend):
             lists.append(keyed)
             if more and keyed and (bound is None or keyed[-1][0] < bound):
                 bound = keyed[-1][0]
-        out, last = [], None
+        out: list[E] = []
+        last: K | None = None
         for key, entry in heapq.merge(*lists, key=lambda kv: kv[0]):
             if bound is not None and key > bound:
                 break
@@ -562,17 +624,19 @@ class ClusterStore(Backend):
             last = key
             if len(out) == limit:
                 break
-        more = bound is not None or len(out) == limit and _has_more(lists, last)
+        # a full page (limit >= 1) has a last key
+        more = bound is not None or (last is not None and len(out) == limit
+                                     and _has_more(lists, last))
         return out, (last if more and out else None)
 
     # ---- batches
-    def batch_reader(self, n_entries, budget=None):
+    def batch_reader(self, n_entries: int, budget: InflateBudget | None = None) -> BatchReader:
         """This node's share: a cluster GetBatch plans each entry where it lives
         (cluster/gather.py), so what reaches a reader here is this node's own."""
         return self.share.batch_reader(n_entries, budget)
 
 
-def fetch_to_scratch(src, local):
+def fetch_to_scratch(src: Source, local: LocalStore) -> int:
     """An fd of an unlinked temp file of `local` holding all of `src`."""
     fd = local.scratch_fd()
     try:
@@ -585,8 +649,6 @@ def fetch_to_scratch(src, local):
     return fd
 
 
-AWAY = object()  # the state of a holder that did not answer
-
 # what a peer answers a valid write when its view is not current (its bucket table misses
 # the bucket, the object was replaced meanwhile), the forwarded body was cut, or any 4xx of
 # its own: a 503 for the client, who did nothing wrong (a peer refusing this node is
@@ -595,7 +657,7 @@ AWAY = object()  # the state of a holder that did not answer
 _PEER_REFUSALS = (BucketNotFound, ObjectNotFound, IncompleteUpload, PeerRefusal)
 
 
-def holder_state(backend, bucket, name):
+def holder_state(backend: Holder, bucket: str, name: str) -> HolderState:
     """(stamp, is_tomb) of the name on one holder, None when it has neither, AWAY when it
     does not answer."""
     try:
@@ -608,7 +670,8 @@ def holder_state(backend, bucket, name):
         return AWAY
 
 
-def _answered(bucket, name, compared, states):
+def _answered(bucket: str, name: str, compared: Sequence[Target],
+              states: Sequence[tuple[Target, HolderState]]) -> None:
     """Unavailable unless one of the `compared` nodes answered in `states`."""
     ids = {t[0].id for t in compared}
     if not any(st is not AWAY and t[0].id in ids for t, st in states):
@@ -617,28 +680,28 @@ def _answered(bucket, name, compared, states):
                           f"({', '.join(sorted(ids))}); try again")
 
 
-def newest_state(states):
+def newest_state(states: Iterable[tuple[Target, HolderState]]) -> Newest | None:
     """(stamp, (node, backend), is_tomb) of the newest version among `states`, or None."""
-    best = None
+    best: Newest | None = None
     for t, st in states:
-        if st is None or st is AWAY:
+        if st is None or isinstance(st, _Away):
             continue
         if best is None or st[0] > best[0]:
             best = (st[0], t, st[1])
     return best
 
 
-
-def _has_more(lists, last):
+def _has_more(lists: Sequence[Sequence[tuple[K, Any]]], last: K) -> bool:
     return any(keyed and keyed[-1][0] > last for keyed in lists)
 
 
-def _expanded_keys(entries, token, prefix):
+def _expanded_keys(entries: Iterable[tuple[ObjectAttrs, int]], token: str, prefix: str
+                   ) -> list[tuple[tuple[str, str], tuple[ObjectAttrs, int]]]:
     """[((object, file or ""), entry)] of one node's expanded page: each file keyed under its
     shard, which is the last shard listed before it, else the one the page resumed in (the
     token's), else the one the prefix reaches into (the first the node would try)."""
     shard = token.split(SEP, 1)[0] if SEP in token else None
-    out = []
+    out: list[tuple[tuple[str, str], tuple[ObjectAttrs, int]]] = []
     for attrs, flags in entries:
         if not flags & IN_ARCHIVE:
             if flags & IS_ARCHIVE:
@@ -655,11 +718,11 @@ def _expanded_keys(entries, token, prefix):
 class SourceStream:
     """A Source read front to back as a stream (what a PUT body needs)."""
 
-    def __init__(self, src):
-        self._chunks = src.chunks(0, src.size)
+    def __init__(self, src: Source) -> None:
+        self._chunks: Iterator[bytes] = src.chunks(0, src.size)
         self._buf = b""
 
-    def read(self, n=_CHUNK):
+    def read(self, n: int = _CHUNK) -> bytes:
         if not self._buf:
             self._buf = next(self._chunks, b"")
         data, self._buf = self._buf[:n], self._buf[n:]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..store.errors import StoreError, Unavailable
 from .smap import NodeInfo, Smap, placement_key
-from .store import AWAY, holder_state, newest_state
+from .store import AWAY, HolderState, holder_state, newest_state
 
 if TYPE_CHECKING:
     from .share import LocalShare
@@ -60,7 +60,7 @@ def newest_holders(store: ClusterStore, smap: Smap,
     if not asks:
         return {}
 
-    def ask(node: NodeInfo, backend: Any) -> list[State | None]:
+    def ask(node: NodeInfo, backend: Any) -> list[HolderState]:
         pairs = [(entries[i].bucket, entries[i].objname) for i, _ in asks[node.id][1]]
         if backend is store.share:
             return [local_state(backend, b, n) for b, n in pairs]

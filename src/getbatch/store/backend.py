@@ -110,7 +110,7 @@ class Backend(ABC):
         self.require_bucket(name)
         return {"provider": self.provider}
 
-    def set_bucket_props(self, name: str, props: dict[str, Any]) -> dict[str, Any]:
+    def set_bucket_props(self, name: str, props: dict[str, Any]) -> None:
         """Change bucket properties (AIS `set-bprops`); StoreError where none can be set."""
         self.require_bucket(name)
         raise StoreError(f"bucket properties of {self.provider}://{name} cannot be changed "
@@ -126,9 +126,12 @@ class Backend(ABC):
         """(Source, ObjectAttrs) of the current version; the caller closes the source."""
 
     @abstractmethod
-    def put(self, bucket: str, name: str, stream: Readable, length: int | None = None) -> ObjectAttrs:
+    def put(self, bucket: str, name: str, stream: Readable,
+            length: int | None = None) -> ObjectAttrs | None:
         """Store `length` bytes (or all, to EOF) of `stream.read` as the object, atomically:
-        readers see the old version or the complete new one. Returns the new ObjectAttrs."""
+        readers see the old version or the complete new one. Returns the new ObjectAttrs, or
+        None when the store does not have them at hand (a cluster's, which stored the object
+        on other nodes)."""
 
     @abstractmethod
     def append(self, bucket: str, name: str, handle: str, stream: Readable,
@@ -136,8 +139,9 @@ class Backend(ABC):
         """AIS append: add to session `handle` ("" starts one); returns the handle to go on."""
 
     @abstractmethod
-    def flush(self, bucket: str, name: str, handle: str) -> ObjectAttrs:
-        """Publish an append session as the object (atomic, like put)."""
+    def flush(self, bucket: str, name: str, handle: str) -> ObjectAttrs | None:
+        """Publish an append session as the object (atomic, like put); its ObjectAttrs, or
+        None as put's."""
 
     @abstractmethod
     def delete(self, bucket: str, name: str) -> tuple[str, bool] | None:
