@@ -42,10 +42,10 @@ Buffer = Union[bytes, bytearray, memoryview]
 class Sink(Protocol):
     """Where a writer's output goes: a file, a socket's makefile, a BytesIO, ..."""
 
-    def write(self, data: bytes, /) -> object: ...
+    def write(self, data: Buffer, /) -> object: ...
 
 
-def pread_pieces(fd, offset, length, name):
+def pread_pieces(fd: int, offset: int, length: int, name: str) -> Iterator[bytes]:
     while length > 0:
         piece = os.pread(fd, min(length, _PIECE), offset)
         if not piece:
@@ -55,7 +55,7 @@ def pread_pieces(fd, offset, length, name):
         length -= len(piece)
 
 
-def _as_bytes(data):
+def _as_bytes(data: Buffer) -> bytes | memoryview:
     """`data` itself when it is bytes, else a flat byte view of it (len = byte count)."""
     return data if type(data) is bytes else memoryview(data).cast("B")
 
@@ -65,7 +65,7 @@ class ArchiveWriter:
 
     format = ""
 
-    def __init__(self, sink, mtime=0, mode=0o644):
+    def __init__(self, sink: Sink, mtime: int = 0, mode: int = 0o644) -> None:
         self._sink = sink
         self._mtime = mtime
         self._mode = mode
@@ -74,10 +74,10 @@ class ArchiveWriter:
         self._closed = False
 
     # -- output path: _put stages, _emit is what leaves the buffer (compressors hook here)
-    def _emit(self, data):
+    def _emit(self, data: Buffer) -> None:
         self._sink.write(data)
 
-    def _flush(self):
+    def _flush(self) -> None:
         if not self._n:
             return
         with memoryview(self._buf) as whole, whole[:self._n] as view:
@@ -89,7 +89,7 @@ class ArchiveWriter:
         except BufferError:
             self._buf = bytearray(_CAP)
 
-    def _put(self, data):
+    def _put(self, data: Buffer) -> None:
         n = len(data)
         if n >= _DIRECT:
             self._flush()
@@ -100,7 +100,7 @@ class ArchiveWriter:
         self._buf[self._n:self._n + n] = data
         self._n += n
 
-    def _pread_into(self, fd, offset, length, name):
+    def _pread_into(self, fd: int, offset: int, length: int, name: str) -> None:
         """pread `length` bytes straight into the staging buffer (length < _DIRECT)."""
         if self._n + length > _CAP:
             self._flush()
@@ -115,7 +115,7 @@ class ArchiveWriter:
             offset += got
             length -= got
 
-    def _check_open(self):
+    def _check_open(self) -> None:
         if self._closed:
             raise ValueError("archive writer is closed")
 
@@ -145,10 +145,10 @@ class ArchiveWriter:
         """add_file as a generator, as add_stream_steps is to add_stream."""
         return self.add_stream_steps(name, length, pread_pieces(fd, offset, length, name), mtime)
 
-    def _finish(self):
+    def _finish(self) -> None:
         """Archive end (end blocks, central directory) into the buffer."""
 
-    def _trailer(self):
+    def _trailer(self) -> bytes:
         """Bytes the output stage still holds (compressor trailers), after the last flush."""
         return b""
 
@@ -180,7 +180,8 @@ class TarWriter(ArchiveWriter):
 
     format = "tar"
 
-    def add(self, name, data, mtime=None, cksum=None):
+    def add(self, name: str, data: Buffer, mtime: int | None = None,
+            cksum: str | None = None) -> None:
         self._check_open()
         data = _as_bytes(data)
         n = len(data)
@@ -205,7 +206,8 @@ class TarWriter(ArchiveWriter):
         buf[mid + n:end] = _PADS[pad]
         self._n = end
 
-    def add_stream_steps(self, name, size, chunks, mtime=None, cksum=None):
+    def add_stream_steps(self, name: str, size: int, chunks: Iterable[Buffer], mtime: int | None = None,
+                         cksum: str | None = None) -> Iterator[None]:
         self._check_open()
         if cksum is not None:
             self._put(pax_cksum(cksum))
@@ -222,7 +224,8 @@ class TarWriter(ArchiveWriter):
             raise ArchiveError(name, f"stream gave {total} bytes, declared {size}")
         self._put(_PADS[tar_pad(size)])
 
-    def add_file(self, name, fd, offset, length, mtime=None):
+    def add_file(self, name: str, fd: int, offset: int, length: int,
+                 mtime: int | None = None) -> None:
         if length >= _DIRECT:
             return super().add_file(name, fd, offset, length, mtime)
         self._check_open()
@@ -230,7 +233,7 @@ class TarWriter(ArchiveWriter):
         self._pread_into(fd, offset, length, name)
         self._put(_PADS[tar_pad(length)])
 
-    def _finish(self):
+    def _finish(self) -> None:
         self._put(TAR_END)
 
 
@@ -239,16 +242,16 @@ class TgzWriter(TarWriter):
 
     format = "tgz"
 
-    def __init__(self, sink, mtime=0, mode=0o644):
+    def __init__(self, sink: Sink, mtime: int = 0, mode: int = 0o644) -> None:
         super().__init__(sink, mtime, mode)
         self._z = zlib.compressobj(1, zlib.DEFLATED, 31)
 
-    def _emit(self, data):
+    def _emit(self, data: Buffer) -> None:
         out = self._z.compress(data)
         if out:
             self._sink.write(out)
 
-    def _trailer(self):
+    def _trailer(self) -> bytes:
         return self._z.flush()
 
 
@@ -257,20 +260,20 @@ class TarLz4Writer(TarWriter):
 
     format = "tar.lz4"
 
-    def __init__(self, sink, mtime=0, mode=0o644):
+    def __init__(self, sink: Sink, mtime: int = 0, mode: int = 0o644) -> None:
         super().__init__(sink, mtime, mode)
         self._c = lz4.frame.LZ4FrameCompressor(block_size=lz4.frame.BLOCKSIZE_MAX256KB,
                                                content_checksum=False)
         self._head = self._c.begin()
 
-    def _emit(self, data):
+    def _emit(self, data: Buffer) -> None:
         out = self._c.compress(data)
         if self._head:
             out, self._head = self._head + out, b""
         if out:
             self._sink.write(out)
 
-    def _trailer(self):
+    def _trailer(self) -> bytes:
         return self._head + self._c.flush()
 
 
@@ -278,7 +281,7 @@ _ZIP64_LOCAL_EXTRA = struct.pack("<HHQQ", ZIP64_EXTRA, 16, 0, 0)
 _DOS_MIN = 315532800  # 1980-01-01 00:00:00 UTC, the earliest DOS timestamp
 
 
-def _dos_time(mtime):
+def _dos_time(mtime: int) -> tuple[int, int]:
     """(time, date) DOS fields for a POSIX time, in UTC so output does not depend on the host."""
     t = time.gmtime(max(mtime, _DOS_MIN))
     year = min(t.tm_year, 2107)
@@ -296,29 +299,32 @@ class ZipWriter(ArchiveWriter):
 
     format = "zip"
 
-    def __init__(self, sink, mtime=0, mode=0o644, compress=False):
+    def __init__(self, sink: Sink, mtime: int = 0, mode: int = 0o644,
+                 compress: bool = False) -> None:
         super().__init__(sink, mtime, mode)
         self._method = DEFLATED if compress else STORED
         self._pos = 0          # bytes of archive produced so far (= next local header offset)
-        self._central = []     # one tuple per entry for the central directory
-        self._dos_cache = (None, None)
+        # one tuple per entry for the central directory
+        self._central: list[tuple[bytes, int, int, int, int, int, int, int, bool, bytes]] = []
+        self._dos_cache: tuple[int | None, tuple[int, int]] = (None, (0, 0))
         self._attr = ((0o100000 | mode) & 0xFFFF) << 16
 
-    def _put(self, data):
+    def _put(self, data: Buffer) -> None:
         self._pos += len(data)
         super()._put(data)
 
-    def _dos(self, mtime):
+    def _dos(self, mtime: int) -> tuple[int, int]:
         if mtime != self._dos_cache[0]:
             self._dos_cache = (mtime, _dos_time(mtime))
         return self._dos_cache[1]
 
-    def _zip64_needed(self, size):
+    def _zip64_needed(self, size: int) -> bool:
         # deflate can grow incompressible data slightly; leave room for that
         bound = size + (size >> 10) + 64 if self._method else size
         return bound >= U32
 
-    def _entry_steps(self, name, size, pieces, mtime, cksum=None):
+    def _entry_steps(self, name: str, size: int, pieces: Iterable[Buffer], mtime: int | None,
+                     cksum: str | None = None) -> Iterator[None]:
         """Write one entry, yielding after each piece of its data."""
         self._check_open()
         own = zip_cksum_extra(cksum) if cksum is not None else b""
@@ -361,26 +367,28 @@ class ZipWriter(ArchiveWriter):
         self._central.append((encoded, flags, dtime, ddate, crc, csize, size, offset, zip64,
                               own))
 
-    def add(self, name, data, mtime=None, cksum=None):
+    def add(self, name: str, data: Buffer, mtime: int | None = None,
+            cksum: str | None = None) -> None:
         data = _as_bytes(data)
         for _ in self._entry_steps(name, len(data), (data,), mtime, cksum):
             pass
 
-    def add_stream_steps(self, name, size, chunks, mtime=None, cksum=None):
+    def add_stream_steps(self, name: str, size: int, chunks: Iterable[Buffer], mtime: int | None = None,
+                         cksum: str | None = None) -> Iterator[None]:
         return self._entry_steps(name, size, chunks, mtime, cksum)
 
-    def _finish(self):
+    def _finish(self) -> None:
         start = self._pos
         for encoded, flags, dtime, ddate, crc, csize, size, offset, zip64, own in self._central:
-            extra = []
+            wide: list[int] = []   # the fields too big for theirs, in the ZIP64 extra field
             if zip64:
-                extra += [size, csize]
+                wide += [size, csize]
                 size = csize = U32
             if offset >= U32:
-                extra.append(offset)
+                wide.append(offset)
                 offset = U32
-            extra = (struct.pack("<HH%dQ" % len(extra), ZIP64_EXTRA, 8 * len(extra), *extra)
-                     if extra else b"")
+            extra = (struct.pack("<HH%dQ" % len(wide), ZIP64_EXTRA, 8 * len(wide), *wide)
+                     if wide else b"")
             version = 45 if extra else 20
             extra += own
             self._put(CENTRAL.pack((3 << 8) | version, version, flags, self._method,
