@@ -16,12 +16,15 @@ remembered with the cached directory, so later extents cost nothing.
 import os
 import types
 import zlib
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any
 
 from . import zipcd
 from .errors import CorruptArchive, MemberNotFound
 from .inflate import charge
-from .member import CHUNK, FILE, Shard, find_variant, member_range
-from .memory import estimate, or_default
+from .member import CHUNK, FILE, Member, Shard, find_variant, member_range
+from .memory import ShardMemory, estimate, or_default
+from .shardfile import Identity
 from .zipformat import DEFLATED, FLAG_ENCRYPTED, LOCAL, STORED
 
 _zlib: types.ModuleType
@@ -39,23 +42,23 @@ class ZipDirectory:
 
     __slots__ = ("members", "index", "data_offsets", "crc_checked", "weight")
 
-    def __init__(self, members):
+    def __init__(self, members: list[Member]) -> None:
         self.members = members
         # data_offsets and crc_checked grow as members are read: within the per-member estimate
         self.weight = estimate([m.name for m in members])
-        index = {}
+        index: dict[str, Member] = {}
         for m in members:
             if m.kind == FILE and m.name not in index:   # first of duplicates wins
                 index[m.name] = m
         self.index = index
-        self.data_offsets = {}  # local header offset -> data offset
-        self.crc_checked = set()  # local header offsets of stored members found intact
+        self.data_offsets: dict[int, int] = {}  # local header offset -> data offset
+        self.crc_checked: set[int] = set()  # local header offsets of stored members found intact
 
 
 _CLOSED = ZipDirectory([])   # a closed shard's: it holds nothing
 
 
-def directory_key(identity):
+def directory_key(identity: Identity) -> Hashable:
     """The key of a shard version's directory in the cache it shares with TAR indexes."""
     return ("zip-directory", identity)
 
@@ -65,15 +68,16 @@ class ZipShard(Shard):
 
     format = "zip"
 
-    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, length=None,
-                 memory=None):
+    def __init__(self, path_or_fd: int | str | os.PathLike[str], *, name: str | None = None,
+                 version: str = "", index_dir: str | None = None, length: int | None = None,
+                 memory: ShardMemory | None = None) -> None:
         """Arguments as TarShard's. `index_dir` is accepted and unused: the central directory
         is the index."""
         self.memory = or_default(memory)
         self._attach(path_or_fd, name, version, length)
         self._load_directory()
 
-    def _load_directory(self):
+    def _load_directory(self) -> None:
         """Find the parsed central directory in memory or read it (`_read_directory`); on
         failure the shard is closed."""
         self._size = self.identity.size
@@ -88,23 +92,23 @@ class ZipShard(Shard):
         self._index = self._dir.index
         self._offsets = self._dir.data_offsets
 
-    def _read_directory(self):
+    def _read_directory(self) -> list[Member]:
         """The central directory's members, read from the shard file."""
         return zipcd.read_central_directory(self._fd, self._size, self.name)
 
-    def members(self):
+    def members(self) -> list[Member]:
         return list(self._dir.members)
 
-    def _let_go(self):
+    def _let_go(self) -> None:
         self._dir, self._index, self._offsets = _CLOSED, {}, {}
 
-    def lookup(self, name):
+    def lookup(self, name: str) -> Member:
         found = find_variant(self._index, name)
         if found is None:
             raise MemberNotFound(self.name, name)
         return found[1]
 
-    def _data_offset(self, m):
+    def _data_offset(self, m: Member) -> int:
         off = self._offsets.get(m.offset)
         if off is None:
             head = self._local_header(m.offset) if m.offset >= 0 else b""
@@ -120,16 +124,16 @@ class ZipShard(Shard):
             raise CorruptArchive(self.name, f"data of {m.name} runs past the end of the file")
         return off
 
-    def _local_header(self, offset):
+    def _local_header(self, offset: int) -> bytes:
         """The bytes of the local header at `offset` (fewer at the end of the file)."""
         return os.pread(self._fd, LOCAL.size, offset)
 
-    def _stored_extent(self, m):
+    def _stored_extent(self, m: Member) -> tuple[int, int]:
         if m.csize != m.size:
             raise CorruptArchive(self.name, f"stored member {m.name} has csize != size")
         return self._data_offset(m), m.size
 
-    def extent(self, name):
+    def extent(self, name: str) -> tuple[int, int] | None:
         m = self.lookup(name)
         if m.method != STORED:
             return None
@@ -139,7 +143,7 @@ class ZipShard(Shard):
             self._dir.crc_checked.add(m.offset)
         return ext
 
-    def _check_stored(self, m, offset, size):
+    def _check_stored(self, m: Member, offset: int, size: int) -> None:
         """CRC-32 of a stored member's bytes in the shard, read piece by piece."""
         crc = 0
         end = offset + size
@@ -153,7 +157,7 @@ class ZipShard(Shard):
         if crc != m.crc:
             raise CorruptArchive(self.name, f"CRC-32 mismatch in {m.name}")
 
-    def _read(self, m):
+    def _read(self, m: Member) -> bytes:
         if m.method == STORED:
             offset, size = self._stored_extent(m)
             data = os.pread(self._fd, size, offset)
@@ -178,23 +182,23 @@ class ZipShard(Shard):
             raise CorruptArchive(self.name, f"CRC-32 mismatch in {m.name}")
         return data
 
-    def read(self, name):
+    def read(self, name: str) -> bytes:
         return self._read(self.lookup(name))
 
-    def read_many(self, names):
+    def read_many(self, names: Iterable[str]) -> list[bytes]:
         wanted = [self.lookup(n) for n in names]
-        out = [None] * len(wanted)
+        out: list[Any] = [None] * len(wanted)   # every slot is filled below
         # file order keeps the disk reading forward; results go back to the caller's order
         for i in sorted(range(len(wanted)), key=lambda i: wanted[i].offset):
             out[i] = self._read(wanted[i])
         return out
 
-    def inflate_cost(self, reads):
+    def inflate_cost(self, reads: Iterable[tuple[str, int, int | None]]) -> int:
         # a deflated member is inflated whole, whatever part of it is read (its CRC-32)
         wanted = {m.offset: m for m in (self.lookup(r[0]) for r in reads)}
         return sum(m.size for m in wanted.values() if m.method == DEFLATED)
 
-    def iter_member(self, name, offset=0, length=None):
+    def iter_member(self, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         m = self.lookup(name)
         start, n = member_range(m, offset, length)
         if m.method == STORED:
@@ -207,7 +211,7 @@ class ZipShard(Shard):
             return _last_held(_part(self._checked(m, self._inflate(m)), start, n))
         raise CorruptArchive(self.name, f"unsupported compression method {m.method}")
 
-    def _inflate(self, m):
+    def _inflate(self, m: Member) -> Iterator[bytes]:
         """The deflated member's bytes, chunk by chunk, each charged to the budget."""
         pos, left = self._data_offset(m), m.csize
         inflater = _zlib.decompressobj(-15)
@@ -238,7 +242,7 @@ class ZipShard(Shard):
         except _zlib.error as exc:
             raise CorruptArchive(self.name, f"bad deflate data in {m.name}: {exc}") from None
 
-    def _checked(self, m, chunks):
+    def _checked(self, m: Member, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """`chunks` of the whole member, then its size and CRC-32 checked: a mismatch raises
         CorruptArchive (see _last_held for why the caller still sees an incomplete member)."""
         crc = total = 0
@@ -252,7 +256,7 @@ class ZipShard(Shard):
             raise CorruptArchive(self.name, f"CRC-32 mismatch in {m.name}")
 
 
-def _last_held(chunks):
+def _last_held(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """`chunks`, the last one handed on only once `chunks` is exhausted, so a check that fails
     at its end raises before the final bytes leave: whoever sends the member (with its size
     announced) sends fewer bytes, and the failure is detectable."""
@@ -265,7 +269,7 @@ def _last_held(chunks):
         yield pending
 
 
-def _part(chunks, start, n):
+def _part(chunks: Iterable[bytes], start: int, n: int) -> Iterator[bytes]:
     """Bytes [start, start+n) of the stream `chunks`, which is still read to its end (its
     checks come last)."""
     pos, end = 0, start + n
