@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from getbatch.cluster.devcerts import DevCA
-from getbatch.cluster.peers import SECRET_HEADER, PeerUnavailable, Peers
+from getbatch.cluster.peers import SECRET_HEADER, PeerUnavailable, Peers, address
+from getbatch.cluster.peerstream import PeerRefused, PeerStream
 from getbatch.cluster.peer_backend import Body
 from getbatch.cluster.smap import NodeInfo
 from getbatch.tls import ClientTLS
@@ -150,3 +151,58 @@ def test_a_peer_that_cannot_be_reached_is_unavailable():
         with pytest.raises(PeerUnavailable, match=r"peer p1 at http://127.0.0.1:\d+ is "
                                                   r"unreachable \(Connection refused\)"):
             peers.request(NodeInfo("p1", f"http://127.0.0.1:{port}"), "GET", "/ping")
+
+
+def _read_request(conn):
+    """A whole request (head and Content-Length body) from `conn`, or what came before EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        got = conn.recv(65536)
+        if not got:
+            return data
+        data += got
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        got = conn.recv(65536)
+        if not got:
+            break
+        body += got
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_sub_batch_whose_pooled_connection_closes_unanswered_is_sent_again_whole():
+    # the peer takes the sub-batch on an idle kept-alive connection and closes it without an
+    # answer (its keep-alive ended as the request came): the stream sends it again on a new
+    # connection, whole (it once sent an empty request and then waited out max_wait)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(2)
+        node = NodeInfo("p1", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        received = []
+
+        def serve():
+            first, _ = listener.accept()
+            received.append(_read_request(first))
+            first.close()
+            second, _ = listener.accept()
+            received.append(_read_request(second))
+            second.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+            second.close()
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        peers = Peers("s")
+        peers.give_back(address(node.url), peers.connect(address(node.url), 5))
+        stream = PeerStream(node, [0], b'{"in": []}', peers, timeout=10)
+        try:
+            stream.send()
+            with pytest.raises(PeerRefused) as refused:
+                stream.read_plan()
+            assert refused.value.status == 503
+        finally:
+            stream.close()
+            peers.close()
+        server.join(10)
+        assert len(received) == 2 and received[0] == received[1]
+        assert received[1].endswith(b'\r\n\r\n{"in": []}')

@@ -225,7 +225,6 @@ class PeerStream(_Window):
             self.sock = sock
             sock.settimeout(self.timeout)
             sock.sendall(self.request)
-            self.request = b""   # sent: the sub-batch is not held while the stream lasts
         except OSError as exc:
             if self.pooled:
                 return self._resend()
@@ -371,6 +370,9 @@ class PeerStream(_Window):
                     continue
                 self.fail("connection closed before the answer")
             self.hi += got
+        # answered: the sub-batch is not held while the stream lasts (until now a pooled
+        # connection the peer had closed may need it sent again)
+        self.request = b""
         head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
         self.lo = end + 4
         if head[0].startswith("HTTP/1.0"):
