@@ -17,16 +17,19 @@ import operator
 import os
 import types
 import zlib
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import closing
+from typing import Any, NoReturn
 
 from . import index as _index
 from . import tarscan
 from .errors import ArchiveError, CorruptArchive, MemberNotFound
 from .formats import detect_format
-from .inflate import version_digest
-from .inflatecache import Stale
-from .member import FILE, Shard, member_range, name_variants
-from .memory import or_default
+from .inflate import InflateBudget, version_digest
+from .index import ShardIndex
+from .inflatecache import CacheEntry, CacheFill, Stale
+from .member import FILE, Member, Shard, member_range, name_variants
+from .memory import ShardMemory, or_default
 
 _inflate: types.ModuleType
 try:  # ISA-L inflates about twice as fast as zlib; optional
@@ -47,15 +50,16 @@ class TarShard(Shard):
 
     format = "tar"
 
-    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, length=None,
-                 memory=None):
+    def __init__(self, path_or_fd: int | str | os.PathLike[str], *, name: str | None = None,
+                 version: str = "", index_dir: str | None = None, length: int | None = None,
+                 memory: ShardMemory | None = None) -> None:
         """`path_or_fd`: the shard's path, or an open read-only fd that the shard takes over
         (and closes, also when opening fails). `version`, `length`, `memory`: see open_shard."""
         self.memory = or_default(memory)
         self._attach(path_or_fd, name, version, length)
         self._load_index(self._fd, index_dir)
 
-    def _load_index(self, key, index_dir):
+    def _load_index(self, key: int | str, index_dir: str | None) -> None:
         """Find the index (in memory, or persisted in `index_dir` under `key`: the fd, whose
         path names it, or a str) or build it with `_scan`; on failure the shard is closed."""
         try:
@@ -67,40 +71,40 @@ class TarShard(Shard):
             raise
         self._files = self._index.files
 
-    def _scan(self):
+    def _scan(self) -> list[Member]:
         return tarscan.scan_fd(self._fd, self.size, shard=self.name)
 
-    def _let_go(self):
+    def _let_go(self) -> None:
         self._index, self._files = _index.EMPTY, {}
 
-    def members(self):
+    def members(self) -> list[Member]:
         return self._index.members()
 
-    def lookup(self, name):
+    def lookup(self, name: str) -> Member:
         m = self._index.find(name)
         if m is None:
             raise MemberNotFound(self.name, name)
         return m
 
-    def extent(self, name):
+    def extent(self, name: str) -> tuple[int, int]:
         ext = self._files.get(name)
         if ext is None:
             m = self.lookup(name)
             ext = (m.offset, m.size)
         return ext
 
-    def read(self, name):
+    def read(self, name: str) -> bytes:
         ext = self._files.get(name) or self.extent(name)
         data = os.pread(self._fd, ext[1], ext[0])
         if len(data) != ext[1]:
             self._short(ext)
         return data
 
-    def read_many(self, names):
+    def read_many(self, names: Iterable[str]) -> list[bytes]:
         files = self._files
         pread = os.pread
         fd = self._fd
-        out = []
+        out: list[bytes] = []
         for name in names:
             ext = files.get(name) or self.extent(name)
             data = pread(fd, ext[1], ext[0])
@@ -109,24 +113,24 @@ class TarShard(Shard):
             out.append(data)
         return out
 
-    def iter_member(self, name, offset=0, length=None):
+    def iter_member(self, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         m = self.lookup(name)
         start, n = member_range(m, offset, length)
         return self.file_chunks(m.offset + start, n)
 
-    def _short(self, ext):
+    def _short(self, ext: tuple[int, int]) -> NoReturn:
         raise CorruptArchive(self.name, f"truncated: member data at {ext[0]}+{ext[1]} is past the "
                                         "end of the file (shard changed after indexing?)")
 
 
-def _decompressor(fmt):
+def _decompressor(fmt: str) -> Any:
     if fmt == "tgz":
         return _inflate.decompressobj(31)
     import lz4.frame  # only .tar.lz4 shards need it
     return lz4.frame.LZ4FrameDecompressor()
 
 
-def _stream(fd, fmt, shard, end):
+def _stream(fd: int, fmt: str, shard: object, end: int) -> Iterator[bytes]:
     """Decompressed chunks of the shard open on `fd` (its first `end` bytes), from offset 0
     of the stream.
 
@@ -166,10 +170,10 @@ def _stream(fd, fmt, shard, end):
                     break
                 # the output limit was hit: more is pending for the input already given
                 if gz:
-                    more = dec.unconsumed_tail or len(out) == _OUT_CHUNK
+                    pending = dec.unconsumed_tail or len(out) == _OUT_CHUNK
                 else:
-                    more = not dec.needs_input
-                if not more:
+                    pending = not dec.needs_input
+                if not pending:
                     break
                 if not out:  # never spin on a decompressor that makes no progress
                     raise CorruptArchive(shard, "decompressor made no progress")
@@ -192,20 +196,20 @@ class _Copier:
 
     __slots__ = ("targets", "bufs", "first")
 
-    def __init__(self):
-        self.targets = []   # [(offset, size)]
-        self.bufs = []      # bytes when complete, else [bytearray, filled]
+    def __init__(self) -> None:
+        self.targets: list[tuple[int, int]] = []
+        self.bufs: list[Any] = []      # bytes when complete, else [bytearray, filled]
         self.first = 0      # index of the first incomplete target
 
-    def add(self, offset, size):
+    def add(self, offset: int, size: int) -> None:
         self.targets.append((offset, size))
         self.bufs.append(b"" if size == 0 else None)
 
     @property
-    def done(self):
+    def done(self) -> bool:
         return self.first == len(self.targets)
 
-    def feed(self, start, chunk):
+    def feed(self, start: int, chunk: bytes) -> None:
         end = start + len(chunk)
         targets, bufs = self.targets, self.bufs
         i = self.first
@@ -232,7 +236,7 @@ class _Copier:
             i += 1
             self.first = i
 
-    def result(self, i):
+    def result(self, i: int) -> bytes:
         return self.bufs[i]
 
 
@@ -242,7 +246,7 @@ class _Cursor:
 
     __slots__ = ("chunks", "start", "chunk")
 
-    def __init__(self, chunks):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
         self.chunks = chunks
         self.start = 0
         self.chunk = b""
@@ -256,12 +260,15 @@ class CompressedTarShard(Shard):
     pass, a cache fill); reads served from the inflate cache start none.
     """
 
-    _entry = None        # the CacheEntry members are served from
+    _entry: CacheEntry | None = None        # the CacheEntry members are served from
     _cache_tried = False
-    _end = None          # end of the last member's data in the stream
+    _end: int | None = None          # end of the last member's data in the stream
 
-    def __init__(self, path_or_fd, *, name=None, version="", index_dir=None, format=None,
-                 length=None, memory=None):
+    _index: ShardIndex | None   # None until the first scan pass builds it
+
+    def __init__(self, path_or_fd: int | str | os.PathLike[str], *, name: str | None = None,
+                 version: str = "", index_dir: str | None = None, format: str | None = None,
+                 length: int | None = None, memory: ShardMemory | None = None) -> None:
         """`path_or_fd`, `name`, `version`, `length`, `memory`: as TarShard's; `format` is
         'tgz' or 'tar.lz4' (detected when None)."""
         self.memory = or_default(memory)
@@ -278,29 +285,29 @@ class CompressedTarShard(Shard):
             self.close()
             raise
 
-    def _let_go(self):
+    def _let_go(self) -> None:
         self._index = _index.EMPTY
 
-    def _store_index(self, members, data_len):
+    def _store_index(self, members: list[Member], data_len: int) -> None:
         """Keep the index a scan pass built; `data_len`: decompressed bytes it covered."""
         self._index = _index.store(self._fd, self.identity, self.format, members, data_len,
                                    self.memory, index_dir=self._index_dir)
 
-    def _ensure_index(self):
+    def _ensure_index(self) -> ShardIndex:
         if self._index is None:
             self._scan_pass(())
-        return self._index
+        return self._index  # type: ignore[return-value]  # the pass stored it
 
-    def members(self):
+    def members(self) -> list[Member]:
         return self._ensure_index().members()
 
-    def lookup(self, name):
+    def lookup(self, name: str) -> Member:
         m = self._ensure_index().find(name)
         if m is None:
             raise MemberNotFound(self.name, name)
         return m
 
-    def extent(self, name):
+    def extent(self, name: str) -> tuple[int, int] | None:
         """(offset, size) of the member in the shard's inflate-cache file when the shard is
         served from one (fileno() is then that file's fd), else None: it must be inflated."""
         m = self.lookup(name)
@@ -313,23 +320,23 @@ class CompressedTarShard(Shard):
                 pass  # discarded (and logged): the member is decompressed instead
         return None
 
-    def fileno(self):
+    def fileno(self) -> int:
         # once a cache entry was used, extent() ranges handed out refer to it, even if it has
         # been found stale since (those ranges were verified before they were handed out)
         return self._entry.fd if self._entry is not None else self._fd
 
-    def inflate_cost(self, reads):
+    def inflate_cost(self, reads: Iterable[tuple[str, int, int | None]]) -> int:
         if self._cached() is not None:
             return 0
         # one pass from the start up to the furthest byte wanted
-        ends = []
+        ends: list[int] = []
         for name, offset, length in reads:
             m = self.lookup(name)
             start, n = member_range(m, offset, length)
             ends.append(m.offset + start + n)
         return max(ends, default=0)
 
-    def read_many(self, names):
+    def read_many(self, names: Iterable[str]) -> list[bytes]:
         names = list(names)
         if self._index is None:
             return self._scan_pass(names)
@@ -342,7 +349,7 @@ class CompressedTarShard(Shard):
                 pass
         order = sorted({m.offset: m for m in wanted}.values(), key=lambda m: m.offset)
         copier = _Copier()
-        slot = {}
+        slot: dict[int, int] = {}
         for m in order:
             slot[m.offset] = len(copier.targets)
             copier.add(m.offset, m.size)
@@ -350,12 +357,12 @@ class CompressedTarShard(Shard):
             self._copy_pass(copier)
         return [copier.result(slot[m.offset]) for m in wanted]
 
-    def iter_member(self, name, offset=0, length=None):
+    def iter_member(self, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         m = self.lookup(name)
         start, n = member_range(m, offset, length)
         return self._member_chunks(self._cached(), m.offset + start, n)
 
-    def _member_chunks(self, entry, pos, n):
+    def _member_chunks(self, entry: CacheEntry | None, pos: int, n: int) -> Iterator[bytes]:
         if entry is not None:
             try:
                 for chunk in entry.chunks(pos, n):
@@ -367,7 +374,7 @@ class CompressedTarShard(Shard):
                 pass  # discarded (and logged): the rest of the member is decompressed
         yield from self._stream_range(pos, n)
 
-    def _stream_range(self, pos, n):
+    def _stream_range(self, pos: int, n: int) -> Iterator[bytes]:
         """Bytes [pos, pos+n) of the decompressed stream, chunk by chunk."""
         end = pos + n
         if n <= 0:
@@ -382,7 +389,7 @@ class CompressedTarShard(Shard):
         raise CorruptArchive(self.name, f"truncated: decompressed stream ends at {pos}, before "
                                         f"the end of a member's data at {end}")
 
-    def close(self):
+    def close(self) -> None:
         self.memory.unpark(self)
         if self._entry is not None:
             self._entry.close()
@@ -390,12 +397,12 @@ class CompressedTarShard(Shard):
 
     # -- decompression passes
 
-    def _chunks(self):
+    def _chunks(self) -> Iterator[bytes]:
         """A new pass over the decompressed stream, from its start, charged to the budget."""
         self.passes += 1
         return _charged(_stream(self._fd, self.format, self.name, self.identity.size), self.budget, self.name)
 
-    def _chunks_from(self, pos):
+    def _chunks_from(self, pos: int) -> Generator[tuple[int, bytes], None, None]:
         """(start, chunk) pairs of the decompressed stream, from the chunk holding `pos` on.
         Continues this shard's last pass when it has not gone past `pos` (a pass left before
         the stream's end is parked for that, in the shard's ShardMemory); readers may
@@ -423,7 +430,7 @@ class CompressedTarShard(Shard):
             if cur is not None and self._fd >= 0:
                 self.memory.park(self, cur)
 
-    def _copy_pass(self, copier):
+    def _copy_pass(self, copier: _Copier) -> None:
         pos = copier.targets[copier.first][0]
         with closing(self._chunks_from(pos)) as chunks:
             for start, chunk in chunks:
@@ -434,7 +441,7 @@ class CompressedTarShard(Shard):
         raise CorruptArchive(self.name, f"truncated: decompressed stream ends at {pos}, "
                                         "before a member's data")
 
-    def _scan_pass(self, names):
+    def _scan_pass(self, names: Sequence[str]) -> list[bytes]:
         """One pass that scans every header (building the index) and captures the data of the
         first regular member of each name that `names` (or their variants) may resolve to;
         with an inflate cache, it also writes the cache file."""
@@ -445,13 +452,14 @@ class CompressedTarShard(Shard):
             if fill is not None:
                 fill.abort()  # nothing once committed, or abandoned
 
-    def _scan(self, names, fill):
+    def _scan(self, names: Sequence[str], fill: CacheFill | None) -> list[bytes]:
         want = set(names)
         for n in names:
             want.update(name_variants(n))
         copier = _Copier()
-        slot = {}
-        members = []
+        slot: dict[str, int] = {}
+        members: list[Member] = []
+        buf: bytearray | memoryview
         next_hdr = 0          # absolute offset of the next header group
         tail = bytearray()    # undecoded bytes from next_hdr on, when it lies in seen data
         start = 0             # absolute offset of the current chunk
@@ -496,7 +504,7 @@ class CompressedTarShard(Shard):
         if fill is not None:
             self._entry = fill.commit()
             self._cache_tried = self._entry is not None
-        out = []
+        out: list[bytes] = []
         for n in names:
             m = self.lookup(n)
             out.append(copier.result(slot[m.name]))
@@ -504,16 +512,16 @@ class CompressedTarShard(Shard):
 
     # -- the inflate cache
 
-    def _digest(self):
+    def _digest(self) -> bytes:
         return version_digest(self.format, self.identity)
 
-    def _data_end(self):
+    def _data_end(self) -> int:
         if self._end is None:
             idx = self._ensure_index()
             self._end = max(map(operator.add, idx.offsets, idx.sizes), default=0)
         return self._end
 
-    def _scan_fill(self):
+    def _scan_fill(self) -> CacheFill | None:
         """A CacheFill for the index scan about to run, unless there is no cache, it already
         holds this shard version (in a file that looks sound), or the shard cannot fit."""
         cache = self.cache
@@ -526,7 +534,7 @@ class CompressedTarShard(Shard):
             return None
         return cache.fill(self._digest(), self.name)
 
-    def _cached(self):
+    def _cached(self) -> CacheEntry | None:
         """The cache entry members are served from, opened or (one pass) filled on first use;
         None without a cache, when this shard cannot be cached, or once the entry is stale."""
         if not self._cache_tried and self.cache is not None and self.cache.max_bytes:
@@ -538,14 +546,15 @@ class CompressedTarShard(Shard):
         entry = self._entry
         return entry if entry is not None and not entry.bad else None
 
-    def _fill_pass(self):
+    def _fill_pass(self) -> CacheEntry | None:
         """One pass writing the cache file (the index being known); its entry, or None when it
         does not fit in the cache or the request's budget, or cannot be written."""
         end = self._data_end()
         room = self.budget.remaining() if self.budget is not None else None
-        if end > self.cache.max_bytes or (room is not None and end > room):
+        # _cached() calls it only with a cache
+        if end > self.cache.max_bytes or (room is not None and end > room):  # type: ignore[union-attr]
             return None
-        fill = self.cache.fill(self._digest(), self.name)
+        fill = self.cache.fill(self._digest(), self.name)  # type: ignore[union-attr]
         if fill is None:
             return None
         pos = 0
@@ -563,7 +572,7 @@ class CompressedTarShard(Shard):
         return None
 
 
-def _charged(chunks, budget, shard):
+def _charged(chunks: Iterable[bytes], budget: InflateBudget | None, shard: object) -> Iterator[bytes]:
     """`chunks`, each charged to `budget` (if any) before it is handed on."""
     if budget is None:
         yield from chunks
