@@ -7,7 +7,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from getbatch.archive import index, memory, open_shard
+from getbatch.archive import index, index_state, memory, open_shard
 from getbatch.archive.shardfile import identify
 from fuzzcheck import bounded
 from tarhelp import compress, make_tar, write_shard
@@ -51,6 +51,18 @@ def test_no_index_dir_writes_nothing(tmp_path, stats):
         sh.read("m/001.txt")
     assert sorted(os.listdir(tmp_path)) == before
     assert stats() == counts(builds=1)
+
+
+def test_index_state_without_index_dir_is_none(tmp_path):
+    path = write_shard(tmp_path, "s", shard_bytes())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert index_state(fd, name="s.tar") == ("none", 0)
+        with open_shard(os.dup(fd), name="s.tar", index_dir=str(tmp_path / "idx")):
+            pass
+        assert index_state(fd, name="s.tar", index_dir=str(tmp_path / "idx")) == ("fresh", 50)
+    finally:
+        os.close(fd)
 
 
 def test_lru_reuses_index_in_process(tmp_path, stats):

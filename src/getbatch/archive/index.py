@@ -131,8 +131,8 @@ def persisted(fd: int | str, ident: Identity, fmt: str,
               index_dir: str | None) -> tuple[str, ShardIndex | None]:
     """("fresh", ShardIndex) when the index persisted for the shard version open on `fd` is
     usable, ("stale", None) when the file there is of another version or not usable (the next
-    open rebuilds it), ("none", None) when there is none. Builds nothing."""
-    file = _index_file(index_dir, fd)  # type: ignore[arg-type]  # None: fspath's TypeError
+    open rebuilds it), ("none", None) when there is none (or no `index_dir`). Builds nothing."""
+    file = _index_file(index_dir, fd) if index_dir is not None else None
     if file is None:
         return "none", None
     try:
