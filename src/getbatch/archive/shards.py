@@ -1,6 +1,5 @@
 """`open_shard`: opens a shard with the reader its magic bytes call for."""
 import os
-from typing import Any
 
 from . import index as _index
 from .formats import detect_format
@@ -60,7 +59,7 @@ def open_shard(path_or_fd: str | os.PathLike[str] | int, *, name: str | None = N
 
 
 def index_state(fd: int, *, name: str, version: str = "", index_dir: str | None = None,
-                memory: ShardMemory | None = None) -> tuple[str, Any]:
+                memory: ShardMemory | None = None) -> tuple[str, int]:
     """(state, members) of the shard open on `fd` (not taken over) without building anything:
     "fresh" with its member count when a persisted index of this very version is in
     `index_dir` (a .zip always: its central directory is its index), "stale" when the one
