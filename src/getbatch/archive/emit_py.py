@@ -3,12 +3,22 @@ import errno
 import os
 import select
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Protocol, TypeVar, Union
 
 from .errors import EmitError
 
 
 _R = TypeVar("_R")
+
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+# (head, src, offset, length, pad): `head` bytes first, then `length` bytes of `src` from
+# `offset` (an fd, a file object, or bytes-like data), then `pad` zero bytes
+EmitItem = tuple[Union[bytes, bytearray, memoryview, None],
+                 Union[int, bytes, bytearray, memoryview, _HasFileno, None], int, int, int]
 
 
 class _NoSendfile(Exception):
@@ -92,7 +102,7 @@ class _Sink:
             n -= len(data)
 
 
-def emit(sink_fd: int, items: Iterable[tuple], bufsize: int = 1 << 20, sendfile_min: int = 1 << 16,
+def emit(sink_fd: int, items: Iterable[EmitItem], bufsize: int = 1 << 20, sendfile_min: int = 1 << 16,
          timeout_ms: int = 120000) -> int:
     """See ext/_cemit.pyx: write (head, src, offset, length, pad) items to sink_fd in order."""
     s = _Sink(sink_fd, bufsize, timeout_ms)

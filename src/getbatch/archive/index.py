@@ -111,7 +111,7 @@ def cached(fd: int | str, ident: Identity, fmt: str, memory: ShardMemory, *,
     """The index of the shard version open on `fd` (identity `ident`) if in `memory` or
     persisted (and verified), else None."""
     key = (ident, fmt)
-    idx = memory.parsed.get(key)
+    idx: ShardIndex | None = memory.parsed.get(key)
     if idx is not None:
         memory.stats["hits"] += 1
         return idx

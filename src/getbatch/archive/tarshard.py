@@ -49,6 +49,8 @@ class TarShard(Shard):
     """An uncompressed .tar shard; members are read with os.pread from one kept-open fd."""
 
     format = "tar"
+    _index: ShardIndex
+    _files: dict[str, tuple[int, int]]   # its index's extents by name
 
     def __init__(self, path_or_fd: int | str | os.PathLike[str], *, name: str | None = None,
                  version: str = "", index_dir: str | None = None, length: int | None = None,

@@ -264,7 +264,7 @@ class TarLz4Writer(TarWriter):
         super().__init__(sink, mtime, mode)
         self._c = lz4.frame.LZ4FrameCompressor(block_size=lz4.frame.BLOCKSIZE_MAX256KB,
                                                content_checksum=False)
-        self._head = self._c.begin()
+        self._head: bytes = self._c.begin()
 
     def _emit(self, data: Buffer) -> None:
         out = self._c.compress(data)

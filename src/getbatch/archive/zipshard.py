@@ -67,6 +67,9 @@ class ZipShard(Shard):
     """An opened .zip shard (STORED and DEFLATED members; CRC-32 checked before use)."""
 
     format = "zip"
+    _dir: ZipDirectory
+    _index: dict[str, Member]     # its regular files by name
+    _offsets: dict[int, int]      # its data_offsets
 
     def __init__(self, path_or_fd: int | str | os.PathLike[str], *, name: str | None = None,
                  version: str = "", index_dir: str | None = None, length: int | None = None,
