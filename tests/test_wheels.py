@@ -64,6 +64,11 @@ def test_failed_cython_build_is_announced_and_falls_back(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         z.extractall(tmp_path / "site")
         assert not any(n.endswith(".so") for n in z.namelist())
+        # typed: the marker and every extension's stub ship, also when no extension does
+        assert "getbatch/py.typed" in z.namelist()
+        stubs = {n for n in z.namelist() if n.startswith("getbatch/archive/_c")}
+        assert stubs == {f"getbatch/archive/_c{r}.pyi" for r in ("emit", "fileio", "tarheader",
+                                                                   "tarscan", "zipcd")}
     env = {k: v for k, v in os.environ.items() if k != "GETBATCH_PURE"}
     out = subprocess.run([sys.executable, "-m", "getbatch.cli", "--version"], capture_output=True,
                          text=True, env=dict(env, PYTHONPATH=str(tmp_path / "site")),
