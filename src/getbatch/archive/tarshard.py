@@ -27,7 +27,7 @@ from .errors import ArchiveError, CorruptArchive, MemberNotFound
 from .formats import detect_format
 from .inflate import InflateBudget, version_digest
 from .index import ShardIndex
-from .inflatecache import CacheEntry, CacheFill, Stale
+from .inflatecache import CacheEntry, CacheFill, InflateCache, Stale
 from .member import FILE, Member, Shard, member_range, name_variants
 from .memory import ShardMemory, or_default
 
@@ -544,19 +544,18 @@ class CompressedTarShard(Shard):
             if not self._cache_tried:
                 self._cache_tried = True
                 self._entry = (self.cache.open(self._digest(), self._data_end(), self.name)
-                               or self._fill_pass())
+                               or self._fill_pass(self.cache))
         entry = self._entry
         return entry if entry is not None and not entry.bad else None
 
-    def _fill_pass(self) -> CacheEntry | None:
+    def _fill_pass(self, cache: InflateCache) -> CacheEntry | None:
         """One pass writing the cache file (the index being known); its entry, or None when it
         does not fit in the cache or the request's budget, or cannot be written."""
         end = self._data_end()
         room = self.budget.remaining() if self.budget is not None else None
-        # _cached() calls it only with a cache
-        if end > self.cache.max_bytes or (room is not None and end > room):  # type: ignore[union-attr]
+        if end > cache.max_bytes or (room is not None and end > room):
             return None
-        fill = self.cache.fill(self._digest(), self.name)  # type: ignore[union-attr]
+        fill = cache.fill(self._digest(), self.name)
         if fill is None:
             return None
         pos = 0
