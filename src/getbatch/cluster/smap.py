@@ -9,6 +9,7 @@ and the next-ranked nodes are where replicas go and where a read looks when the 
 """
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Iterable
 
@@ -122,11 +123,12 @@ class Smap:
         not miss the holders of the newest version meanwhile), and `me` (the reading node's
         NodeInfo: its own copy counts also when it is not in its map). A node away answers
         nothing: the others decide."""
-        ranked = self.ranked(key)
-        first = ranked[:copies]
         if (not self.joining and (me is None or me.id in self._by_id)
                 and not (self.left and time.monotonic() < self._left_until)):
-            return first   # steady state: the live nodes alone (a GetBatch asks per entry)
+            # steady state: the live nodes alone (a GetBatch asks per entry: no full sort)
+            return heapq.nlargest(copies, self.nodes, key=lambda n: hrw_score(key, n))
+        ranked = self.ranked(key)
+        first = ranked[:copies]
         extra = list(self.joining) + self.recently_left()
         if me is not None and me.id not in self._targets and all(n.id != me.id for n in extra):
             extra.append(me)
