@@ -111,10 +111,9 @@ class Blocks:
             if len(packed) < n:
                 payload, codec = packed, self.codec
             if self.mode == "auto":
-                saved = (n - len(packed)) / self.link_bps
-                pays = saved - COST * spent > MARGIN * n / self.link_bps
-                self.plain_left = 0 if pays else RESAMPLE
-                if not pays:
+                paid = _pays(n, len(packed), spent, self.link_bps)
+                self.plain_left = 0 if paid else RESAMPLE
+                if not paid:
                     payload, codec = None, PLAIN
         else:
             self.plain_left -= 1
@@ -210,9 +209,13 @@ def pays(sample, link_mbit):
     t0 = time.thread_time()
     packed = lz4.block.compress(sample, store_size=False)
     spent = time.thread_time() - t0
-    link_bps = max(link_mbit, 1) * 1e6 / 8
-    return ((len(sample) - len(packed)) / link_bps - COST * spent
-            > MARGIN * len(sample) / link_bps)
+    return _pays(len(sample), len(packed), spent, max(link_mbit, 1) * 1e6 / 8)
+
+
+def _pays(n, packed, spent, link_bps):
+    """auto's rule: packing `n` bytes into `packed` in `spent` CPU seconds saves more time on a
+    link of `link_bps` bytes a second than COST times `spent`, by MARGIN."""
+    return (n - packed) / link_bps - COST * spent > MARGIN * n / link_bps
 
 
 def wire_mode(config, verdict):
